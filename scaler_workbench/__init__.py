@@ -1,0 +1,77 @@
+"""scaler-workbench: onboard third-party energy-data providers to Scaler.
+
+Explore a provider's API, map its buildings, meters and usage to Scaler's standard format,
+normalise units, validate, and run incremental syncs that write Scaler-ready files.
+
+The public names below are imported lazily: ``import scaler_workbench`` stays fast and does not
+pull in great-expectations, ipywidgets or openpyxl until a function that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("scaler-workbench")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+#: public name -> module that defines it (relative to this package)
+_LAZY: dict[str, str] = {
+    # errors
+    "AuthError": "exceptions",
+    "ConnectorError": "exceptions",
+    "CredentialError": "exceptions",
+    "ExportError": "exceptions",
+    "HTTPStatusError": "exceptions",
+    "MappingError": "exceptions",
+    "PaginationError": "exceptions",
+    "ProfileError": "exceptions",
+    "ProviderUnavailableError": "exceptions",
+    "QuotaExhaustedError": "exceptions",
+    "RangeTooLargeError": "exceptions",
+    "RequestRejectedError": "exceptions",
+    "ResponseParseError": "exceptions",
+    "SandboxError": "exceptions",
+    "SchemaError": "exceptions",
+    "StateError": "exceptions",
+    "SyncError": "exceptions",
+    "TransportError": "exceptions",
+    "UnitError": "exceptions",
+    "UsageError": "exceptions",
+    "ValidationSetupError": "exceptions",
+    "WorkbenchError": "exceptions",
+    # schema
+    "ASSETS": "schema",
+    "METERS": "schema",
+    "METER_SUBTYPES": "schema",
+    "METER_TYPES": "schema",
+    "READINGS": "schema",
+    "USAGE": "schema",
+    "check_frame": "schema",
+    "coerce_frame": "schema",
+    "empty_frame": "schema",
+    # profile
+    "Profile": "profile",
+    "read_profile": "profile",
+    # secrets
+    "Secret": "_secrets",
+    "redact": "_secrets",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scaler_workbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"scaler_workbench.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

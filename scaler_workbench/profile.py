@@ -1,0 +1,333 @@
+"""Provider profiles: one TOML file per provider, never holding a secret.
+
+A profile says where the provider lives (base URL per environment), how to authenticate (with the
+*names* of environment variables that hold secrets), which resources to fetch and how to page
+them, how to map records to Scaler's tables, which unit choices apply, and how to validate and
+sync. Each section is owned and validated in depth by the module that uses it; this module checks
+the shape, refuses literal secrets, and resolves environments.
+
+Sections
+--------
+``[provider]``        name, description, timezone (default site zone), environment (default)
+``[environments.X]``  base_url, base_url_env (override from env), builtin_sandbox, allowed_hosts
+``[auth]``            connectors.auth (``*_env`` keys name environment variables)
+``[client]``          connectors.client: timeout, retries, budget, quota detection
+``[paginator]``       connectors.paginate: the default paginator of every resource
+``[resources.X]``     connectors: path, params, record_path, primary_key, parent, date_range, ...
+``[mapping.X]``       transform: per table (assets, meters, usage, readings) resource + fields
+``[units]``           units: aliases and per-provider choices (therm flavour, heating value)
+``[validation]``      validation: severities and thresholds overrides
+``[sync]``            sync/store: state path, look-back, deactivation guard
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaler_workbench.exceptions import ProfileError
+
+__all__ = ["KNOWN_SECTIONS", "Environment", "Profile", "read_profile", "to_profile_toml"]
+
+KNOWN_SECTIONS = (
+    "provider",
+    "environments",
+    "auth",
+    "client",
+    "paginator",
+    "resources",
+    "mapping",
+    "units",
+    "validation",
+    "sync",
+    "extensions",
+)
+
+#: Key names that look like literal secrets. A profile may only name environment variables
+#: (``*_env``) or files (``*_file``) for these.
+_SECRET_KEYS = frozenset(
+    {
+        "password",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "api_key",
+        "apikey",
+        "key_value",
+        "value",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where one environment (sandbox, staging, production) of the provider lives."""
+
+    name: str
+    base_url: str
+    base_url_env: str = ""
+    builtin_sandbox: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+
+    def resolve_base_url(self) -> str:
+        """The base URL, taking ``base_url_env`` from the environment when it is set."""
+        if self.base_url_env and os.environ.get(self.base_url_env):
+            return os.environ[self.base_url_env].rstrip("/")
+        return self.base_url.rstrip("/")
+
+
+@dataclass
+class Profile:
+    """A provider profile, loaded from TOML.
+
+    Attributes
+    ----------
+    name : str
+        Provider name (``[provider] name``); used in file names and error messages.
+    timezone : str
+        Default IANA time zone of sites and of naive timestamps.
+    environment : str
+        The environment used unless another is asked for.
+    environments : dict of str to Environment
+    data : dict
+        The whole parsed TOML; sections are read by their owning modules via :meth:`section`.
+    path : Path or None
+        Where the profile was read from; relative paths inside resolve against its folder.
+    """
+
+    name: str
+    timezone: str = "UTC"
+    environment: str = "sandbox"
+    environments: dict[str, Environment] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    # -- access ---------------------------------------------------------------------------
+    def section(self, name: str, default: Any = None) -> Any:
+        """Return a deep copy of section ``name`` (``{}`` or ``default`` when absent)."""
+        if name not in self.data:
+            return {} if default is None else default
+        return copy.deepcopy(self.data[name])
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return dict(self.section("resources"))
+
+    def env(self, name: str | None = None) -> Environment:
+        """Return environment ``name`` (default: the profile's default environment)."""
+        name = name or self.environment
+        try:
+            return self.environments[name]
+        except KeyError:
+            raise ProfileError(
+                f"profile {self.name!r} has no environment {name!r}",
+                key=f"environments.{name}",
+                provider=self.name,
+                hint=f"Use one of {sorted(self.environments)} or add [environments.{name}].",
+            ) from None
+
+    def base_url(self, environment: str | None = None) -> str:
+        return self.env(environment).resolve_base_url()
+
+    def resolve_path(self, value: str | os.PathLike[str]) -> Path:
+        """Resolve a path from the profile relative to the profile's folder."""
+        p = Path(os.path.expanduser(os.fspath(value)))
+        if not p.is_absolute() and self.path is not None:
+            p = self.path.parent / p
+        return p
+
+    def with_environment(self, name: str) -> Profile:
+        """A copy of this profile whose default environment is ``name``."""
+        self.env(name)
+        clone = copy.deepcopy(self)
+        clone.environment = name
+        return clone
+
+    def __repr__(self) -> str:
+        envs = ", ".join(self.environments)
+        return (
+            f"Profile(name={self.name!r}, environment={self.environment!r}, "
+            f"environments=[{envs}], resources={list(self.resources)})"
+        )
+
+    # -- (de)serialise --------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, path: Path | None = None) -> Profile:
+        """Validate the shape of a parsed profile and build a :class:`Profile`."""
+        if not isinstance(data, dict):
+            raise ProfileError("a profile must be a TOML table", key="")
+        unknown = [k for k in data if k not in KNOWN_SECTIONS]
+        if unknown:
+            raise ProfileError(
+                f"unknown section(s) {unknown}",
+                key=unknown[0],
+                hint=f"Known sections: {', '.join(KNOWN_SECTIONS)}.",
+            )
+        _refuse_literal_secrets(data, "")
+        provider = data.get("provider")
+        if not isinstance(provider, dict) or not provider.get("name"):
+            raise ProfileError(
+                "the profile needs [provider] with a name",
+                key="provider.name",
+                hint='Add:\n[provider]\nname = "my-provider"',
+            )
+        name = str(provider["name"])
+        timezone = str(provider.get("timezone", "UTC"))
+        _check_timezone(timezone, "provider.timezone")
+        envs_raw = data.get("environments", {})
+        if not isinstance(envs_raw, dict) or not envs_raw:
+            raise ProfileError(
+                "the profile needs at least one [environments.<name>] with a base_url",
+                key="environments",
+                provider=name,
+                hint='Add:\n[environments.sandbox]\nbase_url = "https://api.example.com/v1"',
+            )
+        envs: dict[str, Environment] = {}
+        for env_name, env in envs_raw.items():
+            key = f"environments.{env_name}"
+            if not isinstance(env, dict):
+                raise ProfileError(f"{key} must be a table", key=key, provider=name)
+            base_url = env.get("base_url", "")
+            if not isinstance(base_url, str) or not (
+                base_url.startswith(("http://", "https://")) or env.get("builtin_sandbox")
+            ):
+                raise ProfileError(
+                    f"{key}.base_url must be an http(s) URL, got {base_url!r}",
+                    key=f"{key}.base_url",
+                    provider=name,
+                )
+            allowed = env.get("allowed_hosts", [])
+            if not isinstance(allowed, list):
+                raise ProfileError(f"{key}.allowed_hosts must be a list", key=f"{key}.allowed_hosts")
+            envs[env_name] = Environment(
+                name=env_name,
+                base_url=base_url,
+                base_url_env=str(env.get("base_url_env", "")),
+                builtin_sandbox=bool(env.get("builtin_sandbox", False)),
+                allowed_hosts=tuple(str(h) for h in allowed),
+            )
+        default_env = str(provider.get("environment", next(iter(envs))))
+        if default_env not in envs:
+            raise ProfileError(
+                f"provider.environment {default_env!r} is not one of {sorted(envs)}",
+                key="provider.environment",
+                provider=name,
+            )
+        for section in ("auth", "client", "paginator", "resources", "mapping", "units",
+                        "validation", "sync"):
+            if section in data and not isinstance(data[section], dict):
+                raise ProfileError(f"[{section}] must be a table", key=section, provider=name)
+        for rname, res in data.get("resources", {}).items():
+            if not isinstance(res, dict) or not isinstance(res.get("path"), str):
+                raise ProfileError(
+                    f"resource {rname!r} needs a path",
+                    key=f"resources.{rname}.path",
+                    provider=name,
+                    hint=f'Add path = "/{rname}" under [resources.{rname}].',
+                )
+        return cls(
+            name=name,
+            timezone=timezone,
+            environment=default_env,
+            environments=envs,
+            data=copy.deepcopy(data),
+            path=path,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = copy.deepcopy(self.data)
+        data.setdefault("provider", {})["name"] = self.name
+        data["provider"]["timezone"] = self.timezone
+        data["provider"]["environment"] = self.environment
+        return data
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the profile as TOML to ``path`` (refusing literal secrets) and return the path."""
+        p = Path(path)
+        text = to_profile_toml(self)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, p)
+        self.path = p
+        return p
+
+
+def read_profile(path: str | os.PathLike[str], *, environment: str | None = None) -> Profile:
+    """Read and validate a provider profile from a TOML file.
+
+    Parameters
+    ----------
+    path : path-like
+        The profile file (e.g. ``mappings/sandbox/profile.toml``).
+    environment : str, optional
+        Override the profile's default environment.
+
+    Raises
+    ------
+    ProfileError
+        If the file is missing, is not TOML, or has the wrong shape; ``key`` names the place.
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ProfileError(
+            f"profile file {str(p)!r} does not exist",
+            key="",
+            hint="Pass the path of a profile.toml, e.g. mappings/sandbox/profile.toml.",
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(
+            f"{p} is not valid TOML: {exc}", key="", hint="Fix the TOML syntax at the line shown."
+        ) from exc
+    profile = Profile.from_dict(data, path=p.resolve())
+    if environment:
+        profile = profile.with_environment(environment)
+    return profile
+
+
+def to_profile_toml(profile: Profile | dict[str, Any]) -> str:
+    """Render a profile (or its dict) as TOML text, refusing literal secrets."""
+    import tomli_w
+
+    data = profile.to_dict() if isinstance(profile, Profile) else profile
+    _refuse_literal_secrets(data, "")
+    return tomli_w.dumps(data)
+
+
+def _refuse_literal_secrets(node: Any, path: str) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{path}.{k}" if path else str(k)
+            if str(k).lower() in _SECRET_KEYS and isinstance(v, str) and path.split(".")[0] == "auth":
+                raise ProfileError(
+                    f"profile key {key!r} holds a literal secret",
+                    key=key,
+                    hint=f"Put the value in an environment variable and write {k}_env = \"VAR_NAME\".",
+                )
+            _refuse_literal_secrets(v, key)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _refuse_literal_secrets(v, f"{path}[{i}]")
+
+
+def _check_timezone(name: str, key: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ProfileError(
+            f"{key} {name!r} is not an IANA time zone",
+            key=key,
+            hint="Use a name like 'Europe/London' or 'America/New_York'.",
+        ) from None

@@ -1,0 +1,327 @@
+"""Scaler's standard format as data: tables, columns, dtypes, required flags and meter taxonomy.
+
+Four canonical tables flow through the workbench as plain pandas DataFrames:
+
+========  ===========================================================================
+table     one row per
+========  ===========================================================================
+assets    building / site (``asset_id`` = the provider's stable external id)
+meters    measurement point, linked to an asset, with a Scaler type and one unit
+usage     consumption over a period: ``start`` inclusive, ``end`` exclusive (UTC)
+readings  point-in-time register value at ``timestamp`` (UTC)
+========  ===========================================================================
+
+Timestamps are tz-aware UTC inside the workbench. Usage rows also carry the ``timezone`` of the
+site, so that export can render local calendar dates (``YYYY-MM-DD``) for periods that start and
+end on local midnights. Values are float64 with a ``unit`` column: never pint dtypes in frames.
+
+Lineage columns (``source_id``, ``raw_value``, ``raw_unit``, ``factor``, ``method``) let an
+analyst explain every exported number; they are optional and exported only on request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+
+from scaler_workbench.exceptions import SchemaError
+
+__all__ = [
+    "ASSETS",
+    "CANONICAL_UNITS",
+    "METERS",
+    "METER_SUBTYPES",
+    "METER_TYPES",
+    "READINGS",
+    "TABLES",
+    "USAGE",
+    "Column",
+    "Table",
+    "check_frame",
+    "coerce_frame",
+    "empty_frame",
+]
+
+Kind = Literal["string", "float", "int", "bool", "datetime", "category"]
+
+#: pandas dtype for each column kind. Strings use the nullable string dtype; booleans the
+#: nullable ``boolean``; ints the nullable ``Int64``; datetimes are tz-aware UTC.
+DTYPES: dict[str, str] = {
+    "string": "string",
+    "category": "category",
+    "float": "float64",
+    "int": "Int64",
+    "bool": "boolean",
+    "datetime": "datetime64[ns, UTC]",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a canonical table.
+
+    Parameters
+    ----------
+    name : str
+        Column name inside the workbench.
+    kind : str
+        One of ``string``, ``category``, ``float``, ``int``, ``bool``, ``datetime`` (UTC).
+    required : bool
+        Scaler requires a non-null value in every row.
+    export_name : str
+        Scaler's field name in exported files (``""``: not exported by default).
+    description : str
+        What the column holds, with its unit in brackets where it has one.
+    """
+
+    name: str
+    kind: Kind
+    required: bool = False
+    export_name: str = ""
+    description: str = ""
+
+    @property
+    def dtype(self) -> str:
+        return DTYPES[self.kind]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A canonical table: its name, columns and the key that identifies one row."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        return {c.name: c.dtype for c in self.columns}
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+_LINEAGE = (
+    Column("source_id", "string", description="Provider record id (or resource/key) the row came from."),
+    Column("raw_value", "float", description="Value as the provider reported it, before conversion."),
+    Column("raw_unit", "string", description="Unit label as the provider reported it."),
+    Column("factor", "float", description="Multiplier applied: value = raw_value * factor."),
+    Column("method", "string", description="How the row was made: as-reported, sum-of-intervals, "
+           "register-difference, prorated-by-days, ..."),
+)
+
+ASSETS = Table(
+    "assets",
+    (
+        Column("asset_id", "string", True, "external_id", "Stable provider-assigned id."),
+        Column("name", "string", True, "name", "Human-readable label."),
+        Column("address", "string", False, "address", "Street address."),
+        Column("city", "string", False, "city"),
+        Column("postcode", "string", False, "postcode"),
+        Column("country", "string", False, "country", "ISO 3166-1 alpha-2 code."),
+        Column("latitude", "float", False, "latitude", "[degrees]"),
+        Column("longitude", "float", False, "longitude", "[degrees]"),
+        Column("timezone", "string", False, "timezone", "IANA zone of the site, e.g. Europe/London."),
+        Column("floor_area", "float", False, "floor_area", "Gross floor area [m²]."),
+        Column("metadata", "string", False, "metadata", "Extra provider attributes, JSON text."),
+        Column("source_id", "string", description="Provider record id the row came from."),
+    ),
+    key=("asset_id",),
+    description="Buildings / sites.",
+)
+
+METERS = Table(
+    "meters",
+    (
+        Column("meter_id", "string", True, "external_id", "Stable provider-assigned id."),
+        Column("asset_id", "string", True, "asset_external_id", "The asset the meter belongs to."),
+        Column("meter_type", "string", True, "meter_type", "Energy, Water or Waste."),
+        Column("meter_subtype", "string", False, "meter_subtype", "See METER_SUBTYPES."),
+        Column("unit", "string", True, "unit", "Unit of the exported values (canonical per type)."),
+        Column("description", "string", False, "description", "Label or name."),
+        Column("metadata", "string", False, "metadata", "Extra provider attributes, JSON text."),
+        Column("raw_unit", "string", description="Unit label as the provider reported it."),
+        Column("source_id", "string", description="Provider record id the row came from."),
+    ),
+    key=("meter_id",),
+    description="Measurement points.",
+)
+
+USAGE = Table(
+    "usage",
+    (
+        Column("meter_id", "string", True, "meter_external_id"),
+        Column("start", "datetime", True, "start_date", "Inclusive start (UTC)."),
+        Column("end", "datetime", True, "end_date", "Exclusive end (UTC), strictly after start."),
+        Column("consumption", "float", True, "consumption", "Consumption over the period [unit]."),
+        Column("unit", "string", True, "unit"),
+        Column("redelivery", "float", False, "redelivery", "Exported to grid [unit]."),
+        Column("production", "float", False, "production", "On-site production [unit]."),
+        Column("cost", "float", False, "cost", "[currency]"),
+        Column("currency", "string", False, "currency", "ISO 4217 code."),
+        Column("estimated", "bool", False, "estimated", "True if the value is an estimate."),
+        Column("metadata", "string", False, "metadata", "JSON text."),
+        Column("timezone", "string", False, "", "Site time zone used for local dates."),
+        Column("n_intervals", "int", False, "", "Intervals summed into the period."),
+        Column("days_with_data", "int", False, "", "Local days in the period with any data."),
+        *_LINEAGE,
+    ),
+    key=("meter_id", "start", "end"),
+    description="Consumption over periods (start inclusive, end exclusive).",
+)
+
+READINGS = Table(
+    "readings",
+    (
+        Column("meter_id", "string", True, "meter_external_id"),
+        Column("timestamp", "datetime", True, "reading_date", "Reading time (UTC)."),
+        Column("value", "float", True, "reading_value", "Register value [unit]."),
+        Column("unit", "string", True, "unit"),
+        Column("estimated", "bool", False, "estimated"),
+        Column("flag", "string", False, "", "reset / rollover / exchange when detected."),
+        Column("metadata", "string", False, "metadata", "JSON text."),
+        Column("timezone", "string", False, "", "Site time zone."),
+        *_LINEAGE,
+    ),
+    key=("meter_id", "timestamp"),
+    description="Point-in-time register readings.",
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (ASSETS, METERS, USAGE, READINGS)}
+
+#: Scaler's fixed top-level meter types with their documented sub-categories.
+METER_SUBTYPES: dict[str, tuple[str, ...]] = {
+    "Energy": (
+        "Coal",
+        "Coke",
+        "Diesel",
+        "District Chilled Water",
+        "District Heating and Cooling",
+        "District Hot Water",
+        "District Steam",
+        "EV Charging",
+        "Fuel Oil",
+        "Natural Gas",
+        "Off-site Electricity",
+        "On-site Renewable Electricity",
+        "Propane",
+        "Wood",
+    ),
+    "Water": ("Potable", "Reclaimed", "Grey"),
+    "Waste": ("Hazardous", "Non-hazardous"),
+}
+METER_TYPES: tuple[str, ...] = tuple(METER_SUBTYPES)
+
+#: The unit every meter type is normalised to (pint-parsable spelling in units.py).
+CANONICAL_UNITS: dict[str, str] = {"Energy": "kWh", "Water": "m³", "Waste": "kg"}
+
+
+def _table(table: str | Table) -> Table:
+    if isinstance(table, Table):
+        return table
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise SchemaError(
+            f"unknown table {table!r}",
+            table=table,
+            hint=f"Use one of {', '.join(TABLES)}.",
+        ) from None
+
+
+def empty_frame(table: str | Table) -> pd.DataFrame:
+    """Return an empty frame with every column of ``table`` in its canonical dtype."""
+    t = _table(table)
+    return pd.DataFrame({c.name: pd.Series(dtype=c.dtype) for c in t.columns})
+
+
+def coerce_frame(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
+    """Return ``frame`` with every column of ``table`` present (missing ones null) in its dtype.
+
+    Extra columns are kept after the canonical ones. Datetime columns are parsed as UTC (naive
+    values are an error: localise them first, see :mod:`scaler_workbench.usage`).
+
+    Raises
+    ------
+    SchemaError
+        If a column cannot be converted; ``column`` names it.
+    """
+    t = _table(table)
+    out: dict[str, pd.Series] = {}
+    n = len(frame)
+    for c in t.columns:
+        if c.name not in frame.columns:
+            out[c.name] = pd.Series(pd.array([None] * n, dtype=c.dtype) if c.kind != "datetime"
+                                    else pd.NaT, index=frame.index, dtype=c.dtype)
+            continue
+        s = frame[c.name]
+        try:
+            if c.kind == "datetime":
+                if isinstance(s.dtype, pd.DatetimeTZDtype):
+                    s = s.dt.tz_convert("UTC")
+                elif pd.api.types.is_datetime64_any_dtype(s.dtype) and len(s.dropna()):
+                    raise SchemaError(
+                        f"column {c.name!r} of {t.name} holds naive timestamps",
+                        table=t.name,
+                        column=c.name,
+                        hint="Localise to the site's time zone before building the table.",
+                    )
+                else:
+                    s = pd.to_datetime(s, utc=True)
+                out[c.name] = s.astype(c.dtype)
+            else:
+                out[c.name] = s.astype(c.dtype)
+        except SchemaError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(
+                f"column {c.name!r} of {t.name} cannot be read as {c.kind}: {exc}",
+                table=t.name,
+                column=c.name,
+            ) from exc
+    extra = [col for col in frame.columns if col not in out]
+    result = pd.DataFrame(out, index=frame.index)
+    for col in extra:
+        result[col] = frame[col]
+    return result
+
+
+def check_frame(frame: pd.DataFrame, table: str | Table, *, strict_dtypes: bool = False) -> None:
+    """Raise :class:`SchemaError` if ``frame`` lacks a required column of ``table``.
+
+    With ``strict_dtypes`` every present canonical column must also have its canonical dtype.
+    Null values in required columns are data problems, reported by validation, not here.
+    """
+    t = _table(table)
+    missing = [c for c in t.required if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"{t.name} frame lacks required column(s) {missing}",
+            table=t.name,
+            column=missing[0],
+            hint="Map these columns in the mapping workbook or profile [mapping] section.",
+        )
+    if strict_dtypes:
+        for c in t.columns:
+            if c.name in frame.columns and str(frame[c.name].dtype) != c.dtype:
+                raise SchemaError(
+                    f"column {c.name!r} of {t.name} has dtype {frame[c.name].dtype}, "
+                    f"expected {c.dtype}",
+                    table=t.name,
+                    column=c.name,
+                    hint="Pass the frame through schema.coerce_frame().",
+                )
