@@ -88,9 +88,7 @@ def redact_url(url: str, extra_params: frozenset[str] | set[str] = frozenset()) 
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, MASK if k.lower() in names else v) for k, v in pairs], safe="*:,[]"
-        )
+        query = urlencode([(k, MASK if k.lower() in names else v) for k, v in pairs], safe="*:,[]")
     return redact(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 
 

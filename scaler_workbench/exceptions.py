@@ -120,7 +120,9 @@ class ProfileError(WorkbenchError, ValueError):
 class CredentialError(ProfileError, KeyError):
     """An environment variable that the profile names is not set. ``variable`` names it."""
 
-    default_hint = "Export the variable in your shell or .env before running; never put it in the profile."
+    default_hint = (
+        "Export the variable in your shell or .env before running; never put it in the profile."
+    )
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return WorkbenchError.__str__(self)
@@ -143,7 +145,9 @@ class HTTPStatusError(ConnectorError):
 class AuthError(HTTPStatusError, PermissionError):
     """Authentication or authorisation failed (401/403, or the token endpoint refused)."""
 
-    default_hint = "Check the credentials' environment variables and the auth section of the profile."
+    default_hint = (
+        "Check the credentials' environment variables and the auth section of the profile."
+    )
 
 
 class RequestRejectedError(HTTPStatusError, ValueError):
@@ -195,7 +199,9 @@ class SchemaError(WorkbenchError, ValueError):
 class UnitError(WorkbenchError, ValueError):
     """A unit is unknown or ambiguous: ``unit``, ``meter`` and ``column`` say where."""
 
-    default_hint = "Map the label in the profile's [units.aliases] table (e.g. 'therms' = 'US_therm')."
+    default_hint = (
+        "Map the label in the profile's [units.aliases] table (e.g. 'therms' = 'US_therm')."
+    )
 
 
 class UsageError(WorkbenchError, ValueError):

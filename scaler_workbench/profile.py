@@ -204,7 +204,9 @@ class Profile:
                 )
             allowed = env.get("allowed_hosts", [])
             if not isinstance(allowed, list):
-                raise ProfileError(f"{key}.allowed_hosts must be a list", key=f"{key}.allowed_hosts")
+                raise ProfileError(
+                    f"{key}.allowed_hosts must be a list", key=f"{key}.allowed_hosts"
+                )
             envs[env_name] = Environment(
                 name=env_name,
                 base_url=base_url,
@@ -219,8 +221,16 @@ class Profile:
                 key="provider.environment",
                 provider=name,
             )
-        for section in ("auth", "client", "paginator", "resources", "mapping", "units",
-                        "validation", "sync"):
+        for section in (
+            "auth",
+            "client",
+            "paginator",
+            "resources",
+            "mapping",
+            "units",
+            "validation",
+            "sync",
+        ):
             if section in data and not isinstance(data[section], dict):
                 raise ProfileError(f"[{section}] must be a table", key=section, provider=name)
         for rname, res in data.get("resources", {}).items():
@@ -308,11 +318,15 @@ def _refuse_literal_secrets(node: Any, path: str) -> None:
     if isinstance(node, dict):
         for k, v in node.items():
             key = f"{path}.{k}" if path else str(k)
-            if str(k).lower() in _SECRET_KEYS and isinstance(v, str) and path.split(".")[0] == "auth":
+            if (
+                str(k).lower() in _SECRET_KEYS
+                and isinstance(v, str)
+                and path.split(".")[0] == "auth"
+            ):
                 raise ProfileError(
                     f"profile key {key!r} holds a literal secret",
                     key=key,
-                    hint=f"Put the value in an environment variable and write {k}_env = \"VAR_NAME\".",
+                    hint=f'Put the value in an environment variable and write {k}_env = "VAR_NAME".',
                 )
             _refuse_literal_secrets(v, key)
     elif isinstance(node, list):

@@ -21,7 +21,7 @@ analyst explain every exported number; they are optional and exported only on re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import pandas as pd
@@ -34,11 +34,13 @@ __all__ = [
     "METERS",
     "METER_SUBTYPES",
     "METER_TYPES",
+    "QUARANTINE",
     "READINGS",
     "TABLES",
     "USAGE",
     "Column",
     "Table",
+    "Tables",
     "check_frame",
     "coerce_frame",
     "empty_frame",
@@ -116,12 +118,20 @@ class Table:
 
 
 _LINEAGE = (
-    Column("source_id", "string", description="Provider record id (or resource/key) the row came from."),
-    Column("raw_value", "float", description="Value as the provider reported it, before conversion."),
+    Column(
+        "source_id", "string", description="Provider record id (or resource/key) the row came from."
+    ),
+    Column(
+        "raw_value", "float", description="Value as the provider reported it, before conversion."
+    ),
     Column("raw_unit", "string", description="Unit label as the provider reported it."),
     Column("factor", "float", description="Multiplier applied: value = raw_value * factor."),
-    Column("method", "string", description="How the row was made: as-reported, sum-of-intervals, "
-           "register-difference, prorated-by-days, ..."),
+    Column(
+        "method",
+        "string",
+        description="How the row was made: as-reported, sum-of-intervals, "
+        "register-difference, prorated-by-days, ...",
+    ),
 )
 
 ASSETS = Table(
@@ -135,7 +145,9 @@ ASSETS = Table(
         Column("country", "string", False, "country", "ISO 3166-1 alpha-2 code."),
         Column("latitude", "float", False, "latitude", "[degrees]"),
         Column("longitude", "float", False, "longitude", "[degrees]"),
-        Column("timezone", "string", False, "timezone", "IANA zone of the site, e.g. Europe/London."),
+        Column(
+            "timezone", "string", False, "timezone", "IANA zone of the site, e.g. Europe/London."
+        ),
         Column("floor_area", "float", False, "floor_area", "Gross floor area [m²]."),
         Column("metadata", "string", False, "metadata", "Extra provider attributes, JSON text."),
         Column("source_id", "string", description="Provider record id the row came from."),
@@ -203,6 +215,27 @@ READINGS = Table(
 
 TABLES: dict[str, Table] = {t.name: t for t in (ASSETS, METERS, USAGE, READINGS)}
 
+#: Records set aside with a reason: by transform (cannot be mapped), by the usage engine's
+#: conflict policy (duplicate, superseded estimate) and by validation (a failed rule). One row
+#: per (record, rule); ``record`` keeps the whole original row as JSON so nothing is lost.
+QUARANTINE = Table(
+    "quarantine",
+    (
+        Column("table", "string", True, "table", "assets, meters, usage or readings."),
+        Column(
+            "record_key", "string", True, "record_key", "The row's key, e.g. meter_id|start|end."
+        ),
+        Column("source_id", "string", False, "source_id", "Provider record id."),
+        Column("stage", "string", True, "stage", "transform, units, usage, validation."),
+        Column("rule", "string", True, "rule", "Machine name of the rule or reason."),
+        Column("severity", "string", True, "severity", "error (quarantined) or warning (kept)."),
+        Column("reason", "string", True, "reason", "Human explanation and what to ask/fix."),
+        Column("record", "string", False, "record", "The original row/record as JSON."),
+    ),
+    key=("table", "record_key", "rule"),
+    description="Records set aside or flagged, with reasons.",
+)
+
 #: Scaler's fixed top-level meter types with their documented sub-categories.
 METER_SUBTYPES: dict[str, tuple[str, ...]] = {
     "Energy": (
@@ -265,8 +298,11 @@ def coerce_frame(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
     n = len(frame)
     for c in t.columns:
         if c.name not in frame.columns:
-            out[c.name] = pd.Series(pd.array([None] * n, dtype=c.dtype) if c.kind != "datetime"
-                                    else pd.NaT, index=frame.index, dtype=c.dtype)
+            out[c.name] = pd.Series(
+                pd.array([None] * n, dtype=c.dtype) if c.kind != "datetime" else pd.NaT,
+                index=frame.index,
+                dtype=c.dtype,
+            )
             continue
         s = frame[c.name]
         try:
@@ -325,3 +361,29 @@ def check_frame(frame: pd.DataFrame, table: str | Table, *, strict_dtypes: bool 
                     column=c.name,
                     hint="Pass the frame through schema.coerce_frame().",
                 )
+
+
+def _empty(name: str) -> pd.DataFrame:
+    return empty_frame(name)
+
+
+@dataclass
+class Tables:
+    """The four canonical frames plus everything set aside along the way.
+
+    ``quarantine`` has the columns of :data:`QUARANTINE`; stages append to it, never drop rows.
+    """
+
+    assets: pd.DataFrame = field(default_factory=lambda: _empty("assets"))
+    meters: pd.DataFrame = field(default_factory=lambda: _empty("meters"))
+    usage: pd.DataFrame = field(default_factory=lambda: _empty("usage"))
+    readings: pd.DataFrame = field(default_factory=lambda: _empty("readings"))
+    quarantine: pd.DataFrame = field(default_factory=lambda: empty_frame(QUARANTINE))
+
+    def items(self) -> list[tuple[str, pd.DataFrame]]:
+        """``(name, frame)`` for the four canonical tables (not the quarantine)."""
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "quarantine"]
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{f.name}={len(getattr(self, f.name))}" for f in fields(self))
+        return f"Tables({counts})"
