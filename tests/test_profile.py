@@ -1,0 +1,140 @@
+"""Provider profiles: load, validate, save; never a secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scaler_workbench.exceptions import ProfileError
+from scaler_workbench.profile import Profile, read_profile, to_profile_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = """
+[provider]
+name = "acme"
+timezone = "Europe/London"
+
+[environments.staging]
+base_url = "https://staging.acme.example/api"
+
+[environments.production]
+base_url = "https://api.acme.example/api/"
+base_url_env = "ACME_URL"
+
+[auth]
+type = "basic"
+username_env = "ACME_USER"
+password_env = "ACME_PASSWORD"
+
+[resources.sites]
+path = "/sites"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "profile.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("provider", ["sandbox", "ecostruxure"])
+def test_shipped_profiles_load(provider: str) -> None:
+    path = ROOT / "mappings" / provider / "profile.toml"
+    if not path.exists():
+        pytest.skip(f"{provider} profile not shipped yet")
+    profile = read_profile(path)
+    assert profile.name == provider
+    assert profile.resources
+
+
+def test_minimal_profile_and_environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACME_URL", raising=False)
+    profile = read_profile(write(tmp_path, MINIMAL))
+    assert profile.environment == "staging"  # the first one when none is named
+    assert profile.base_url() == "https://staging.acme.example/api"
+    assert profile.base_url("production") == "https://api.acme.example/api"
+    monkeypatch.setenv("ACME_URL", "https://override.example/v2/")
+    assert profile.base_url("production") == "https://override.example/v2"
+    assert read_profile(profile.path, environment="production").environment == "production"
+    assert "acme" in repr(profile) and "sites" in repr(profile)
+
+
+def test_save_round_trip(tmp_path: Path) -> None:
+    profile = read_profile(write(tmp_path, MINIMAL))
+    out = profile.save(tmp_path / "copy" / "profile.toml")
+    again = read_profile(out)
+    assert again.to_dict() == profile.to_dict()
+
+
+def test_resolve_path_is_relative_to_the_profile(tmp_path: Path) -> None:
+    profile = read_profile(write(tmp_path, MINIMAL))
+    assert profile.resolve_path("tokens/acme.json") == tmp_path.resolve() / "tokens/acme.json"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[environments.x]\nbase_url='https://a'\n", "provider.name"),
+        ("[provider]\nname='a'\n", "environments"),
+        ("[provider]\nname='a'\n[environments.x]\nbase_url='ftp://a'\n", "environments.x.base_url"),
+        (
+            "[provider]\nname='a'\ntimezone='Mars/Olympus'\n[environments.x]\nbase_url='https://a'\n",
+            "provider.timezone",
+        ),
+        (
+            "[provider]\nname='a'\nenvironment='prod'\n[environments.x]\nbase_url='https://a'\n",
+            "provider.environment",
+        ),
+        ("[provider]\nname='a'\n[environments.x]\nbase_url='https://a'\n[bogus]\n", "bogus"),
+        (
+            "[provider]\nname='a'\n[environments.x]\nbase_url='https://a'\n[resources.s]\nparams={}\n",
+            "resources.s.path",
+        ),
+    ],
+)
+def test_malformed_profiles_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        read_profile(write(tmp_path, text))
+    assert info.value.key == key
+    assert info.value.hint
+
+
+def test_literal_secret_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace('password_env = "ACME_PASSWORD"', 'password = "hunter2"')
+    with pytest.raises(ProfileError) as info:
+        read_profile(write(tmp_path, text))
+    assert info.value.key == "auth.password"
+    assert "password_env" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_saving_refuses_a_literal_secret(tmp_path: Path) -> None:
+    profile = read_profile(write(tmp_path, MINIMAL))
+    profile.data["auth"]["client_secret"] = "abc"
+    with pytest.raises(ProfileError):
+        to_profile_toml(profile)
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="does not exist"):
+        read_profile(tmp_path / "nope.toml")
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        read_profile(write(tmp_path, "[provider\nname="))
+
+
+def test_unknown_environment(tmp_path: Path) -> None:
+    profile = read_profile(write(tmp_path, MINIMAL))
+    with pytest.raises(ProfileError) as info:
+        profile.env("qa")
+    assert "staging" in info.value.hint
+
+
+def test_section_returns_a_copy(tmp_path: Path) -> None:
+    profile = read_profile(write(tmp_path, MINIMAL))
+    auth = profile.section("auth")
+    auth["type"] = "changed"
+    assert profile.section("auth")["type"] == "basic"
+    assert profile.section("missing") == {}
+    assert isinstance(Profile.from_dict(profile.to_dict()), Profile)

@@ -1,0 +1,75 @@
+"""Secret registry, masking in text, URLs and logs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from scaler_workbench._secrets import (
+    Secret,
+    get_logger,
+    redact,
+    redact_url,
+    secret_from_env,
+)
+from scaler_workbench.exceptions import CredentialError
+
+
+def test_secret_repr_and_str_hide_the_value() -> None:
+    s = Secret("hunter2-long-value", source="MY_VAR")
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s)
+    assert "hunter2" not in f"{s}"
+    assert "MY_VAR" in repr(s)
+    assert s.get() == "hunter2-long-value"
+
+
+def test_secret_from_env_registers_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WB_TEST_KEY", "env-secret-98765")
+    s = secret_from_env("WB_TEST_KEY", key="auth.key_env")
+    assert s is not None and s.get() == "env-secret-98765"
+    assert redact("header: env-secret-98765") == "header: ***"
+
+
+def test_missing_variable_names_the_variable_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WB_NOT_SET", raising=False)
+    with pytest.raises(CredentialError) as info:
+        secret_from_env("WB_NOT_SET", key="auth.password_env")
+    assert info.value.variable == "WB_NOT_SET"
+    assert "auth.password_env" in str(info.value)
+    assert secret_from_env("WB_NOT_SET", required=False) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "hidden", "kept"),
+    [
+        ("https://a.example/x?api_key=K123456&page=2", "K123456", "page=2"),
+        ("https://a.example/x?access_token=T98765", "T98765", "a.example"),
+        ("https://bob:pa55word@a.example/x", "pa55word", "a.example/x"),
+        ("https://a.example/x?client_secret=CS-1234&limit=5", "CS-1234", "limit=5"),
+    ],
+)
+def test_redact_url(url: str, hidden: str, kept: str) -> None:
+    out = redact_url(url)
+    assert hidden not in out
+    assert kept in out
+
+
+def test_redact_url_with_provider_specific_param_name() -> None:
+    out = redact_url("https://a.example/x?subscription-key=abcdef12", {"subscription-key"})
+    assert "abcdef12" not in out
+
+
+def test_logger_masks_registered_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    Secret("log-secret-24680")
+    logger = get_logger("scaler_workbench.tests.secrets")
+    with caplog.at_level(logging.INFO, logger="scaler_workbench.tests.secrets"):
+        logger.info("sending %s to the provider", "log-secret-24680")
+    assert "log-secret-24680" not in caplog.text
+    assert "***" in caplog.text
+
+
+def test_short_values_are_not_registered() -> None:
+    Secret("ab")
+    assert redact("ab cd") == "ab cd"
