@@ -1,0 +1,1472 @@
+"""The analyst's Excel mapping workbook: build it, read it back, check it against the data.
+
+A provider profile's ``[mapping]`` section says how raw records become Scaler's tables (see
+docs/mapping.md). Analysts rarely edit TOML; they fill a workbook. This module turns the
+mapping into a workbook and back, losslessly::
+
+    to_mapping_workbook(profile, "mapping.xlsx", samples=raw)   # prefilled from [mapping], [units]
+    mapping = read_mapping_workbook("mapping.xlsx")             # == profile.section("mapping")
+    units = read_unit_choices("mapping.xlsx")                   # == profile.section("units")
+    profile = apply_mapping_workbook(profile, "mapping.xlsx")   # a copy with both replaced
+    report = check_mapping(mapping, raw, units=units)          # against the latest data
+
+Workbook layout
+---------------
+``README``            how to fill the workbook
+``assets``, ``meters``, ``usage.<source>``, ``readings.<source>``
+                      one sheet per target table / source: settings (resource, kind, ...) on
+                      top, then one row per Scaler column: required, description, the provider
+                      field path *or* a constant, notes
+``meter_types``       each provider commodity value -> Scaler meter_type / meter_subtype
+                      (drop-down lists from :data:`schema.METER_TYPES` / ``METER_SUBTYPES``)
+``value_maps``        any other value translation (e.g. ``"E"`` -> ``True`` for estimated)
+``units``             unit settings, and each provider unit label -> the unit to read it as
+``energy_factors``    per-fuel volume -> energy factors that the analyst must confirm
+``fields``            every field path seen in the samples with example values (read-only)
+
+Only the mapping sheets, ``meter_types``, ``value_maps``, ``units`` and ``energy_factors`` are
+read back; ``README``, ``fields`` and the hidden ``lists`` sheet are documentation.
+
+openpyxl is imported inside the functions that need it, so ``import scaler_workbench`` stays
+light.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scaler_workbench._secrets import get_logger
+from scaler_workbench.exceptions import MappingError
+from scaler_workbench.schema import METER_SUBTYPES, METER_TYPES, TABLES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from scaler_workbench.profile import Profile
+
+__all__ = [
+    "CHECK_COLUMNS",
+    "MAPPING_REQUIRED",
+    "apply_mapping_workbook",
+    "check_mapping",
+    "field_paths",
+    "read_mapping_workbook",
+    "read_unit_choices",
+    "to_mapping_workbook",
+]
+
+log = get_logger(__name__)
+
+#: Scaler columns that a mapping must fill (by a field path or a constant), per table. This is
+#: narrower than the schema's ``required``: some required columns are derived by later stages
+#: (a meter's canonical ``unit``, the usage ``unit`` taken from its meter).
+MAPPING_REQUIRED: dict[str, tuple[str, ...]] = {
+    "assets": ("asset_id", "name"),
+    "meters": ("meter_id", "asset_id", "meter_type", "raw_unit"),
+    "usage": ("meter_id", "start", "end", "consumption"),
+    "readings": ("meter_id", "timestamp", "value"),
+}
+
+#: Columns filled by later stages, shown greyed in the workbook.
+_DERIVED: dict[str, frozenset[str]] = {
+    "assets": frozenset(),
+    "meters": frozenset({"unit"}),
+    "usage": frozenset(
+        {"unit", "timezone", "n_intervals", "days_with_data", "raw_value", "raw_unit", "factor"}
+        | {"method"}
+    ),
+    "readings": frozenset(
+        {"unit", "timezone", "flag", "raw_value", "raw_unit", "factor", "method"}
+    ),
+}
+
+_SETTING_HELP: dict[str, str] = {
+    "resource": "Profile resource whose records feed this table.",
+    "kind": "intervals | consumption | readings: what one record is.",
+    "aggregate": "none | day | month: aggregate sub-daily values in the site's local time.",
+    "end_inclusive": "TRUE when the end field names the last day included (bills).",
+    "prorate": "none | month: split periods over calendar months by days.",
+    "to_consumption": "none | day | month: difference registers into consumption.",
+}
+
+#: Columns of the frame :func:`check_mapping` returns.
+CHECK_COLUMNS = ("table", "source", "check", "severity", "subject", "count", "message")
+
+_TABLE_ORDER = ("assets", "meters", "usage", "readings")
+_MULTI_SOURCE = ("usage", "readings")
+_INFO_SHEETS = ("README", "meter_types", "value_maps", "units", "energy_factors", "fields", "lists")
+_FIELD_HEADER = (
+    "Scaler column",
+    "Required",
+    "Description",
+    "Provider field path",
+    "Constant",
+    "Notes",
+)
+_FIXED_TIME = "2024-01-01T00:00:00Z"
+_ZIP_TIME = (2024, 1, 1, 0, 0, 0)
+
+# styles (plain values; openpyxl objects are built lazily)
+_HEADER_FILL = "1F4E78"
+_TITLE_COLOR = "1F4E78"
+_REQUIRED_FILL = "FFF2CC"
+_MISSING_FILL = "F8CBAD"
+_DERIVED_FILL = "EDEDED"
+_INPUT_FILL = "E2EFDA"
+
+
+# ---------------------------------------------------------------------------------------------
+# field paths in records
+# ---------------------------------------------------------------------------------------------
+_MISSING = object()
+
+
+def _split_path(path: str) -> list[str]:
+    parts: list[str] = []
+    for part in path.split("."):
+        while part.endswith("[]"):
+            part = part[:-2]
+            if part:
+                parts.append(part)
+            part = ""
+            parts.append("[]")
+        if part:
+            parts.append(part)
+    return parts
+
+
+def _resolve(node: Any, parts: list[str]) -> list[Any]:
+    """Every value at ``parts`` under ``node`` (``[]`` maps over a list); [] when absent."""
+    if not parts:
+        return [node]
+    head, rest = parts[0], parts[1:]
+    if head == "[]":
+        if not isinstance(node, list):
+            return []
+        out: list[Any] = []
+        for item in node:
+            out.extend(_resolve(item, rest))
+        return out
+    if isinstance(node, Mapping):
+        if head not in node:
+            return []
+        return _resolve(node[head], rest)
+    if isinstance(node, list) and head.lstrip("-").isdigit():
+        i = int(head)
+        if -len(node) <= i < len(node):
+            return _resolve(node[i], rest)
+    return []
+
+
+def _walk(node: Any, prefix: str, out: dict[str, list[Any]]) -> None:
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            _walk(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(node, list) and node and all(isinstance(x, Mapping | list) for x in node):
+        for item in node:
+            _walk(item, f"{prefix}[]", out)
+    else:
+        out.setdefault(prefix, []).append(node)
+
+
+def field_paths(records: Iterable[Mapping[str, Any]], *, examples: int = 3) -> list[dict[str, Any]]:
+    """Every field path seen in ``records`` with how often it occurs and example values.
+
+    Nested objects give dotted paths (``postalAddress.city``); lists of objects give ``[]``
+    (``measurements[].unit``).
+
+    Returns
+    -------
+    list of dict
+        ``{"path", "count", "examples"}`` in first-seen order; ``count`` is the number of
+        records holding the path, ``examples`` up to ``examples`` distinct values.
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    for record in records:
+        found: dict[str, list[Any]] = {}
+        _walk(record, "", found)
+        for path, values in found.items():
+            entry = seen.setdefault(path, {"path": path, "count": 0, "examples": []})
+            entry["count"] += 1
+            for v in values:
+                if len(entry["examples"]) >= examples:
+                    break
+                if v not in entry["examples"]:
+                    entry["examples"].append(v)
+    return list(seen.values())
+
+
+def _records(raw: Mapping[str, Any] | None, resource: str) -> list[Mapping[str, Any]]:
+    if not raw or resource not in raw:
+        return []
+    value = raw[resource]
+    records = getattr(value, "records", value)  # FetchResult or a plain list
+    return list(records or [])
+
+
+# ---------------------------------------------------------------------------------------------
+# workbook building
+# ---------------------------------------------------------------------------------------------
+def _profile_parts(
+    profile: Profile | Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    if hasattr(profile, "section"):
+        return (
+            dict(profile.section("mapping")),
+            dict(profile.section("units")),
+            str(getattr(profile, "name", "")),
+        )
+    data = dict(profile)
+    name = str(data.get("provider", {}).get("name", ""))
+    return dict(data.get("mapping", {})), dict(data.get("units", {})), name
+
+
+def _iter_specs(mapping: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(table, source, spec)`` for every table/source in a mapping, in a stable order."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for table in _TABLE_ORDER:
+        node = mapping.get(table)
+        if not isinstance(node, Mapping):
+            continue
+        if table in _MULTI_SOURCE:
+            for source, spec in node.items():
+                if isinstance(spec, Mapping):
+                    out.append((table, str(source), dict(spec)))
+        else:
+            out.append((table, "", dict(node)))
+    return out
+
+
+def _sheet_name(table: str, source: str, used: set[str]) -> str:
+    base = f"{table}.{source}" if source else table
+    base = re.sub(r"[\[\]:*?/\\]", "_", base)[:31]
+    name, i = base, 2
+    while name.lower() in used:
+        suffix = f"~{i}"
+        name = base[: 31 - len(suffix)] + suffix
+        i += 1
+    used.add(name.lower())
+    return name
+
+
+class _Styles:
+    def __init__(self) -> None:
+        from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+        thin = Side(style="thin", color="BFBFBF")
+        self.header_font = Font(bold=True, color="FFFFFF")
+        self.header_fill = PatternFill("solid", fgColor=_HEADER_FILL)
+        self.title_font = Font(bold=True, size=14, color=_TITLE_COLOR)
+        self.bold = Font(bold=True)
+        self.grey_font = Font(color="7F7F7F", italic=True)
+        self.required_fill = PatternFill("solid", fgColor=_REQUIRED_FILL)
+        self.missing_fill = PatternFill("solid", fgColor=_MISSING_FILL)
+        self.derived_fill = PatternFill("solid", fgColor=_DERIVED_FILL)
+        self.input_fill = PatternFill("solid", fgColor=_INPUT_FILL)
+        self.border = Border(left=thin, right=thin, top=thin, bottom=thin)
+        self.wrap = Alignment(wrap_text=True, vertical="top")
+
+
+def _cell_value(value: Any) -> Any:
+    """A value as written to a cell: scalars as themselves, containers as JSON text."""
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return value
+
+
+def _header(ws: Any, row: int, labels: Iterable[str], st: _Styles) -> None:
+    for col, label in enumerate(labels, start=1):
+        c = ws.cell(row=row, column=col, value=label)
+        c.font, c.fill, c.border = st.header_font, st.header_fill, st.border
+
+
+def _title(ws: Any, text: str, subtitle: str, st: _Styles) -> None:
+    ws.cell(row=1, column=1, value=text).font = st.title_font
+    if subtitle:
+        ws.cell(row=2, column=1, value=subtitle).font = st.grey_font
+
+
+def _widths(ws: Any, widths: Iterable[int]) -> None:
+    from openpyxl.utils import get_column_letter
+
+    for i, w in enumerate(widths, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = w
+
+
+def _write_table_sheet(
+    ws: Any, table: str, source: str, spec: dict[str, Any], st: _Styles, examples: dict[str, Any]
+) -> None:
+    label = f"{table} source {source!r}" if source else table
+    _title(ws, f"Mapping: {label}", TABLES[table].description, st)
+    row = 3
+    for key, value in (("table", table), ("source", source)):
+        ws.cell(row=row, column=1, value=key).font = st.bold
+        ws.cell(row=row, column=2, value=value)
+        ws.cell(row=row, column=3, value="(do not edit)").font = st.grey_font
+        row += 1
+    settings = {k: v for k, v in spec.items() if k not in ("fields", "value_maps", "constants")}
+    for key in ("resource", *[k for k in settings if k != "resource"]):
+        value = settings.get(key, "")
+        ws.cell(row=row, column=1, value=key).font = st.bold
+        c = ws.cell(row=row, column=2, value=_cell_value(value))
+        c.fill = st.input_fill
+        ws.cell(row=row, column=3, value=_SETTING_HELP.get(key, "")).font = st.grey_font
+        if isinstance(value, Mapping | list | tuple):
+            ws.cell(row=row, column=4, value="json")
+        row += 1
+    row += 1
+    header_row = row
+    _header(ws, header_row, _FIELD_HEADER, st)
+    fields = dict(spec.get("fields", {}))
+    constants = dict(spec.get("constants", {}))
+    schema = TABLES[table]
+    required = set(MAPPING_REQUIRED[table])
+    derived = _DERIVED[table]
+    names = [c.name for c in schema.columns]
+    extra = [n for n in [*fields, *constants] if n not in names]
+    for name in [*names, *dict.fromkeys(extra)]:
+        row += 1
+        if name in names:
+            column = schema.column(name)
+            status = "yes" if name in required else ("derived" if name in derived else "no")
+            description = column.description
+        else:
+            status, description = "extra", "Not a Scaler column: kept for the transform."
+        path = fields.get(name)
+        const = constants.get(name)
+        cells = [
+            name,
+            status,
+            description,
+            _cell_value(path) if path is not None else None,
+            _cell_value(const) if const is not None else None,
+            None,
+        ]
+        if path is not None and path in examples:
+            cells[5] = f"e.g. {examples[path]}"
+        for col, value in enumerate(cells, start=1):
+            c = ws.cell(row=row, column=col, value=value)
+            c.border = st.border
+            c.alignment = st.wrap
+        if status == "yes":
+            ws.cell(row=row, column=1).font = st.bold
+            ws.cell(row=row, column=2).fill = st.required_fill
+            fill = st.missing_fill if path is None and const is None else st.required_fill
+            ws.cell(row=row, column=4).fill = fill
+            ws.cell(row=row, column=5).fill = fill
+        elif status == "derived":
+            for col in range(1, 7):
+                ws.cell(row=row, column=col).fill = st.derived_fill
+            if not cells[5]:
+                ws.cell(row=row, column=6, value="filled by a later stage; leave blank")
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=2)
+    _widths(ws, (18, 10, 50, 34, 18, 40))
+
+
+def _meter_type_rows(
+    mapping: Mapping[str, Any], raw: Mapping[str, Any] | None
+) -> tuple[list[dict[str, Any]], str, str]:
+    meters = mapping.get("meters", {}) if isinstance(mapping.get("meters"), Mapping) else {}
+    fields = meters.get("fields", {})
+    vmaps = meters.get("value_maps", {})
+    type_field = str(fields.get("meter_type", ""))
+    sub_field = str(fields.get("meter_subtype", ""))
+    unit_field = str(fields.get("raw_unit", ""))
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(value: str) -> dict[str, Any]:
+        return rows.setdefault(
+            value,
+            {"value": value, "meter_type": None, "meter_subtype": None, "units": {}, "count": 0},
+        )
+
+    for key, target in vmaps.get("meter_type", {}).items():
+        row(str(key))["meter_type"] = target
+    for key, target in vmaps.get("meter_subtype", {}).items():
+        row(str(key))["meter_subtype"] = target
+    resource = str(meters.get("resource", ""))
+    seen: dict[str, dict[str, Any]] = {}
+    for record in _records(raw, resource):
+        values = _resolve(record, _split_path(type_field)) if type_field else []
+        if sub_field and sub_field != type_field:
+            values += _resolve(record, _split_path(sub_field))
+        units = _resolve(record, _split_path(unit_field)) if unit_field else []
+        for v in dict.fromkeys(str(x) for x in values if x is not None):
+            r = seen.setdefault(v, {"count": 0, "units": {}})
+            r["count"] += 1
+            for u in units:
+                if u is not None:
+                    r["units"][str(u)] = None
+    for v in sorted(seen):
+        r = row(v)
+        r["count"] = seen[v]["count"]
+        r["units"] = seen[v]["units"]
+    return list(rows.values()), type_field, sub_field
+
+
+def _write_lists(wb: Any) -> None:
+    from openpyxl.workbook.defined_name import DefinedName
+
+    ws = wb.create_sheet("lists")
+    ws.sheet_state = "hidden"
+    ws.cell(row=1, column=1, value="meter_type")
+    for i, t in enumerate(METER_TYPES, start=2):
+        ws.cell(row=i, column=1, value=t)
+    for col, (t, subs) in enumerate(METER_SUBTYPES.items(), start=2):
+        ws.cell(row=1, column=col, value=t)
+        for i, s in enumerate(subs, start=2):
+            ws.cell(row=i, column=col, value=s)
+        letter = ws.cell(row=1, column=col).column_letter
+        ref = f"lists!${letter}$2:${letter}${len(subs) + 1}"
+        wb.defined_names[t] = DefinedName(t, attr_text=ref)
+    wb.defined_names["meter_types"] = DefinedName(
+        "meter_types", attr_text=f"lists!$A$2:$A${len(METER_TYPES) + 1}"
+    )
+
+
+def _write_meter_types(
+    wb: Any, mapping: Mapping[str, Any], raw: Mapping[str, Any] | None, st: _Styles
+) -> None:
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    ws = wb.create_sheet("meter_types")
+    rows, type_field, sub_field = _meter_type_rows(mapping, raw)
+    src = type_field if sub_field in ("", type_field) else f"{type_field} / {sub_field}"
+    _title(
+        ws,
+        "Meter types: provider value -> Scaler meter_type / meter_subtype",
+        f"Provider values come from the meters field {src!r}. Leave meter_type blank to NOT "
+        "import a value: its meters are then reported as not imported, never dropped silently.",
+        st,
+    )
+    header_row = 4
+    _header(
+        ws,
+        header_row,
+        (
+            "Provider value",
+            "Scaler meter_type",
+            "Scaler meter_subtype",
+            "Units in data",
+            "Meters in samples",
+            "Notes",
+        ),
+        st,
+    )
+    dv_type = DataValidation(
+        type="list",
+        formula1="=meter_types",
+        allow_blank=True,
+        showErrorMessage=True,
+        errorTitle="Unknown meter type",
+        error="Pick Energy, Water or Waste (or leave blank).",
+    )
+    dv_sub = DataValidation(
+        type="list",
+        formula1="=INDIRECT($B5)",
+        allow_blank=True,
+        showErrorMessage=True,
+        errorTitle="Unknown subtype",
+        error="Pick a subtype of the meter type in column B.",
+    )
+    ws.add_data_validation(dv_type)
+    ws.add_data_validation(dv_sub)
+    row = header_row
+    for r in rows:
+        row += 1
+        note = None
+        if r["meter_type"] is None:
+            note = "not imported (no meter type): reported in check_mapping"
+        values = [
+            r["value"],
+            r["meter_type"],
+            r["meter_subtype"],
+            ", ".join(r["units"]) or None,
+            r["count"],
+            note,
+        ]
+        for col, value in enumerate(values, start=1):
+            c = ws.cell(row=row, column=col, value=value)
+            c.border = st.border
+        ws.cell(row=row, column=2).fill = st.input_fill
+        ws.cell(row=row, column=3).fill = st.input_fill
+    last = max(row, header_row + 200)
+    dv_type.add(f"B{header_row + 1}:B{last}")
+    dv_sub.add(f"C{header_row + 1}:C{last}")
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=2)
+    _widths(ws, (48, 18, 30, 18, 12, 50))
+
+
+def _write_value_maps(wb: Any, mapping: Mapping[str, Any], st: _Styles) -> None:
+    ws = wb.create_sheet("value_maps")
+    _title(
+        ws,
+        "Value maps: translate provider values of a mapped field",
+        "Meter types are on the meter_types sheet. One row per (table, source, column, value).",
+        st,
+    )
+    header_row = 4
+    _header(
+        ws, header_row, ("Table", "Source", "Scaler column", "Provider value", "Scaler value"), st
+    )
+    row = header_row
+    for table, source, spec in _iter_specs(mapping):
+        for column, vmap in dict(spec.get("value_maps", {})).items():
+            if table == "meters" and column in ("meter_type", "meter_subtype"):
+                continue
+            for key, value in dict(vmap).items():
+                row += 1
+                for col, v in enumerate((table, source or None, column, str(key), value), 1):
+                    ws.cell(row=row, column=col, value=_cell_value(v)).border = st.border
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+    _widths(ws, (12, 16, 18, 30, 30))
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _unflatten(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in items:
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _write_units(
+    wb: Any,
+    mapping: Mapping[str, Any],
+    units: Mapping[str, Any],
+    raw: Mapping[str, Any] | None,
+    st: _Styles,
+) -> None:
+    ws = wb.create_sheet("units")
+    _title(
+        ws,
+        "Units: how to read the provider's unit labels",
+        "Settings (heating value for gas volume -> energy, ...) on top; then each unit label "
+        "with the unit to read it as (pint spelling, e.g. US_therm, kWh, m³, tonne).",
+        st,
+    )
+    row = 3
+    settings = _flatten({k: v for k, v in units.items() if k not in ("aliases", "energy_factors")})
+    for key, value in settings.items():
+        ws.cell(row=row, column=1, value=key).font = st.bold
+        ws.cell(row=row, column=2, value=_cell_value(value)).fill = st.input_fill
+        if isinstance(value, Mapping | list | tuple):
+            ws.cell(row=row, column=4, value="json")
+        row += 1
+    row += 1
+    header_row = row
+    _header(
+        ws, header_row, ("Provider unit label", "Read as (unit)", "Meters in samples", "Notes"), st
+    )
+    aliases = dict(units.get("aliases", {}))
+    labels: dict[str, int] = {}
+    meters = mapping.get("meters", {}) if isinstance(mapping.get("meters"), Mapping) else {}
+    unit_field = str(meters.get("fields", {}).get("raw_unit", ""))
+    if unit_field:
+        for record in _records(raw, str(meters.get("resource", ""))):
+            for u in _resolve(record, _split_path(unit_field)):
+                if u is not None:
+                    labels[str(u)] = labels.get(str(u), 0) + 1
+    for label in [*aliases, *sorted(k for k in labels if k not in aliases)]:
+        row += 1
+        alias = aliases.get(label)
+        note = None
+        if alias is None:
+            note = "read as-is" if _unit_ok(label) else "UNKNOWN unit: give the unit to read it as"
+        values = (label, alias, labels.get(label, 0), note)
+        for col, v in enumerate(values, 1):
+            ws.cell(row=row, column=col, value=v).border = st.border
+        ws.cell(row=row, column=2).fill = (
+            st.missing_fill if note and "UNKNOWN" in note else st.input_fill
+        )
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+    _widths(ws, (34, 22, 18, 50))
+
+
+def _write_energy_factors(wb: Any, units: Mapping[str, Any], st: _Styles) -> None:
+    ws = wb.create_sheet("energy_factors")
+    _title(
+        ws,
+        "Energy factors: volume -> energy per fuel (analyst must confirm)",
+        "Fuel metered by volume needs a factor per fuel. Rows not confirmed are quarantined "
+        "with a reason, never converted with a guess. Set Confirmed to TRUE once checked.",
+        st,
+    )
+    header_row = 4
+    _header(
+        ws,
+        header_row,
+        ("Provider value", "Factor", "Factor unit", "Confirmed", "Source / note"),
+        st,
+    )
+    row = header_row
+    for value, spec in dict(units.get("energy_factors", {})).items():
+        spec = dict(spec) if isinstance(spec, Mapping) else {"factor": spec}
+        row += 1
+        cells = (
+            str(value),
+            spec.get("factor"),
+            spec.get("unit"),
+            bool(spec.get("confirmed", False)),
+            spec.get("note"),
+        )
+        for col, v in enumerate(cells, 1):
+            ws.cell(row=row, column=col, value=v).border = st.border
+        fill = st.input_fill if spec.get("confirmed") else st.missing_fill
+        for col in (2, 3, 4):
+            ws.cell(row=row, column=col).fill = fill
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=2)
+    _widths(ws, (44, 12, 14, 12, 60))
+
+
+def _write_fields(
+    wb: Any, mapping: Mapping[str, Any], raw: Mapping[str, Any] | None, st: _Styles
+) -> dict[str, dict[str, Any]]:
+    ws = wb.create_sheet("fields")
+    _title(
+        ws,
+        "Fields seen in the samples (pick paths from here)",
+        "Read-only: regenerated from the latest samples. `_parent.x` is the parent record's "
+        "value that filled a path parameter.",
+        st,
+    )
+    header_row = 4
+    _header(
+        ws,
+        header_row,
+        ("Resource", "Field path", "Records with it", "Example values", "Mapped to"),
+        st,
+    )
+    mapped: dict[tuple[str, str], list[str]] = {}
+    for table, source, spec in _iter_specs(mapping):
+        for column, path in dict(spec.get("fields", {})).items():
+            where = f"{table}.{source}.{column}" if source else f"{table}.{column}"
+            mapped.setdefault((str(spec.get("resource", "")), str(path)), []).append(where)
+    examples_by_resource: dict[str, dict[str, Any]] = {}
+    row = header_row
+    for resource in sorted(raw or {}):
+        paths = field_paths(_records(raw, resource))
+        examples_by_resource[resource] = {
+            p["path"]: ", ".join(repr(x) for x in p["examples"]) for p in paths
+        }
+        for p in paths:
+            row += 1
+            cells = (
+                resource,
+                p["path"],
+                p["count"],
+                ", ".join(json.dumps(x, ensure_ascii=False, default=str) for x in p["examples"]),
+                ", ".join(mapped.get((resource, p["path"]), [])) or None,
+            )
+            for col, v in enumerate(cells, 1):
+                ws.cell(row=row, column=col, value=v).border = st.border
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=3)
+    _widths(ws, (16, 36, 14, 60, 30))
+    return examples_by_resource
+
+
+_README = """\
+How to fill this mapping workbook
+=================================
+This workbook says how the provider's records become Scaler's tables. It was generated from the
+provider profile ({name}) and the latest sample records; fill it, then read it back with
+read_mapping_workbook() / apply_mapping_workbook() and run check_mapping() on fresh data.
+
+1. Sheets 'assets', 'meters', 'usage.<source>', 'readings.<source>': one row per Scaler column.
+   - 'Provider field path': the dotted path in a provider record (see the 'fields' sheet), e.g.
+     postalAddress.city. `_parent.site_id` reads the parent record's id that fetched the record.
+   - 'Constant': a fixed value for every row instead of a field path (never both).
+   - Rows with Required = yes (yellow) must have a field path or a constant; red = still missing.
+   - Grey rows are derived by later stages (units, usage): leave them blank.
+   - The settings on top (resource, kind, aggregate, ...) say which records feed the table.
+2. Sheet 'meter_types': for each provider commodity value pick the Scaler meter type and
+   subtype from the drop-downs. A blank meter type means "not imported": such meters are
+   reported by check_mapping and the sync summary, never dropped silently.
+3. Sheet 'value_maps': other value translations (e.g. 'E' -> TRUE for estimated).
+4. Sheet 'units': for each unit label the unit to read it as (pint spelling: kWh, MWh, m³,
+   US_therm, tonne, US_gallon). Ambiguous labels (therms, gallons, tons, MBtu) MUST be chosen.
+5. Sheet 'energy_factors': volume -> energy factors per fuel. Set Confirmed = TRUE only after
+   checking the value with the provider; unconfirmed fuels are quarantined with a reason.
+6. Sheet 'fields': every field path seen in the samples with example values. Read-only.
+
+Do not rename sheets or move the header rows; add rows freely.
+"""
+
+
+def _write_readme(ws: Any, name: str, st: _Styles) -> None:
+    for i, line in enumerate(_README.format(name=name or "profile").splitlines(), start=1):
+        c = ws.cell(row=i, column=1, value=line or None)
+        if i == 1:
+            c.font = st.title_font
+    ws.column_dimensions["A"].width = 110
+
+
+def _save_deterministic(wb: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    out = io.BytesIO()
+    with zipfile.ZipFile(buffer) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                text = data.decode("utf-8")
+                text = re.sub(
+                    r"(<dcterms:(?:created|modified)[^>]*>)[^<]*(<)", rf"\g<1>{_FIXED_TIME}\2", text
+                )
+                data = text.encode("utf-8")
+            zi = zipfile.ZipInfo(info.filename, date_time=_ZIP_TIME)
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            zi.external_attr = 0o644 << 16
+            zout.writestr(zi, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(out.getvalue())
+    os.replace(tmp, path)
+
+
+def to_mapping_workbook(
+    profile: Profile | Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    samples: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the analyst's mapping workbook for ``profile``, prefilled from its ``[mapping]``.
+
+    Parameters
+    ----------
+    profile : Profile or dict
+        The provider profile (or its parsed TOML dict). Its ``[mapping]`` and ``[units]``
+        sections prefill the workbook.
+    path : path-like
+        Where to write the ``.xlsx`` file (parent folders are created).
+    samples : dict of str to list of dict, optional
+        Raw records per resource (or ``FetchResult`` objects) as the transform receives them.
+        They fill the ``fields`` sheet, the commodity values on ``meter_types`` and the unit
+        labels on ``units``.
+
+    Returns
+    -------
+    Path
+        The written file. The bytes are deterministic for a given profile and samples.
+
+    Raises
+    ------
+    MappingError
+        If the mapping names an unknown table, or the file cannot be written.
+    """
+    from openpyxl import Workbook
+
+    mapping, units, name = _profile_parts(profile)
+    unknown = [t for t in mapping if t not in _TABLE_ORDER]
+    if unknown:
+        raise MappingError(
+            f"[mapping] has unknown table(s) {unknown}",
+            key=f"mapping.{unknown[0]}",
+            hint=f"Use {', '.join(_TABLE_ORDER)}.",
+        )
+    st = _Styles()
+    wb = Workbook()
+    readme = wb.active
+    readme.title = "README"
+    _write_readme(readme, name, st)
+    examples: dict[str, dict[str, Any]] = {}
+    if samples:
+        # computed first so that table sheets can show examples; the sheet is placed last
+        tmp_wb = Workbook()
+        examples = _write_fields(tmp_wb, mapping, samples, st)
+    used = {s.lower() for s in _INFO_SHEETS}
+    for table, source, spec in _iter_specs(mapping):
+        ws = wb.create_sheet(_sheet_name(table, source, used))
+        res_examples = examples.get(str(spec.get("resource", "")), {})
+        _write_table_sheet(ws, table, source, spec, st, res_examples)
+    _write_meter_types(wb, mapping, samples, st)
+    _write_value_maps(wb, mapping, st)
+    _write_units(wb, mapping, units, samples, st)
+    _write_energy_factors(wb, units, st)
+    _write_fields(wb, mapping, samples, st)
+    _write_lists(wb)
+    p = Path(path)
+    try:
+        _save_deterministic(wb, p)
+    except OSError as exc:
+        raise MappingError(
+            f"cannot write the mapping workbook {str(p)!r}: {exc}",
+            hint="Check the folder exists and the file is not open in Excel.",
+        ) from exc
+    log.info("wrote mapping workbook %s", p)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# reading back
+# ---------------------------------------------------------------------------------------------
+def _load(path: str | os.PathLike[str]) -> Any:
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    p = Path(path)
+    if not p.exists():
+        raise MappingError(
+            f"mapping workbook {str(p)!r} does not exist",
+            hint="Create it with to_mapping_workbook(profile, path, samples=...).",
+        )
+    try:
+        return load_workbook(p, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise MappingError(
+            f"{str(p)!r} is not an Excel .xlsx workbook ({type(exc).__name__})",
+            hint="Save the file as 'Excel Workbook (.xlsx)' and read it again.",
+        ) from exc
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return str(value)
+
+
+def _setting(value: Any, fmt: Any, ws: Any, cell: str) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+    if _text(fmt) == "json" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise MappingError(
+                f"sheet {ws.title!r} cell {cell}: {value!r} is not valid JSON",
+                sheet=ws.title,
+                cell=cell,
+                hint="Fix the JSON text, or clear column D to store it as plain text.",
+            ) from exc
+    return value
+
+
+def _err(ws: Any, row: int, col: int, message: str, hint: str) -> MappingError:
+    from openpyxl.utils import get_column_letter
+
+    letter = get_column_letter(col)
+    cell = f"{letter}{row}"
+    return MappingError(
+        f"sheet {ws.title!r} cell {cell}: {message}",
+        sheet=ws.title,
+        row=row,
+        column=letter,
+        cell=cell,
+        hint=hint,
+    )
+
+
+def _find_header(ws: Any, first: str) -> int:
+    for row in range(1, min(ws.max_row, 60) + 1):
+        if _text(ws.cell(row=row, column=1).value) == first:
+            return row
+    raise MappingError(
+        f"sheet {ws.title!r} is malformed: no header row starting with {first!r} in column A",
+        sheet=ws.title,
+        hint="Regenerate the workbook with to_mapping_workbook(); do not move the header rows.",
+    )
+
+
+def _read_table_sheet(ws: Any) -> tuple[str, str, dict[str, Any]]:
+    header = _find_header(ws, _FIELD_HEADER[0])
+    for col, label in enumerate(_FIELD_HEADER, start=1):
+        if _text(ws.cell(row=header, column=col).value) != label:
+            raise _err(
+                ws,
+                header,
+                col,
+                f"expected header {label!r}",
+                "Regenerate the workbook; do not rename or reorder its columns.",
+            )
+    settings: dict[str, Any] = {}
+    for row in range(3, header):
+        key = _text(ws.cell(row=row, column=1).value)
+        if key is None:
+            continue
+        value = ws.cell(row=row, column=2).value
+        settings[key] = (row, _setting(value, ws.cell(row=row, column=4).value, ws, f"B{row}"))
+    table = _text(settings.pop("table", (0, None))[1])
+    source = _text(settings.pop("source", (0, None))[1]) or ""
+    if table not in _TABLE_ORDER:
+        raise MappingError(
+            f"sheet {ws.title!r} is malformed: its 'table' setting is {table!r}",
+            sheet=ws.title,
+            hint=f"The 'table' row (column B) must be one of {', '.join(_TABLE_ORDER)}.",
+        )
+    if table in _MULTI_SOURCE and not source:
+        raise MappingError(
+            f"sheet {ws.title!r}: a {table} sheet needs a 'source' name",
+            sheet=ws.title,
+            hint="Fill the 'source' row (column B) with the source name, e.g. intervals.",
+        )
+    spec: dict[str, Any] = {}
+    for key, (row, value) in settings.items():
+        if value is None or value == "":
+            if key == "resource":
+                raise _err(
+                    ws,
+                    row,
+                    2,
+                    "the resource is missing",
+                    "Name the profile resource whose records feed this table.",
+                )
+            continue
+        spec[key] = value
+    schema = TABLES[table]
+    names = set(schema.names)
+    fields: dict[str, Any] = {}
+    constants: dict[str, Any] = {}
+    seen: set[str] = set()
+    for row in range(header + 1, ws.max_row + 1):
+        name = _text(ws.cell(row=row, column=1).value)
+        status = _text(ws.cell(row=row, column=2).value)
+        path = _text(ws.cell(row=row, column=4).value)
+        const = ws.cell(row=row, column=5).value
+        if isinstance(const, str) and not const.strip():
+            const = None
+        if name is None:
+            if path is not None or const is not None:
+                raise _err(
+                    ws,
+                    row,
+                    1,
+                    "a mapping without a Scaler column name",
+                    "Write the Scaler column in column A or clear the row.",
+                )
+            continue
+        if name not in names and status != "extra":
+            raise _err(
+                ws,
+                row,
+                1,
+                f"{name!r} is not a column of Scaler's {table} table",
+                f"Use one of {', '.join(schema.names)}, or write 'extra' in column B to keep "
+                "a non-Scaler field for the transform.",
+            )
+        if name in seen:
+            raise _err(ws, row, 1, f"{name!r} is listed twice", "Keep one row per column.")
+        seen.add(name)
+        if path is not None and const is not None:
+            raise _err(
+                ws,
+                row,
+                5,
+                f"{name!r} has both a field path and a constant",
+                "Keep either the field path (column D) or the constant (column E).",
+            )
+        if path is not None:
+            fields[name] = path
+        elif const is not None:
+            constants[name] = const.strip() if isinstance(const, str) else const
+    for name in MAPPING_REQUIRED[table]:
+        if name not in fields and name not in constants:
+            row = _row_of(ws, header, name)
+            raise _err(
+                ws,
+                row,
+                4,
+                f"required column {name!r} of {table} is not mapped",
+                "Give the provider field path (see the 'fields' sheet) or a constant.",
+            )
+    spec["fields"] = fields
+    if constants:
+        spec["constants"] = constants
+    return table, source, spec
+
+
+def _row_of(ws: Any, header: int, name: str) -> int:
+    for row in range(header + 1, ws.max_row + 1):
+        if _text(ws.cell(row=row, column=1).value) == name:
+            return row
+    return header + 1
+
+
+def _read_meter_types(ws: Any) -> tuple[dict[str, str], dict[str, str]]:
+    header = _find_header(ws, "Provider value")
+    types: dict[str, str] = {}
+    subtypes: dict[str, str] = {}
+    lookup = {t.lower(): t for t in METER_TYPES}
+    for row in range(header + 1, ws.max_row + 1):
+        value = ws.cell(row=row, column=1).value
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        key = str(value)
+        mtype = _text(ws.cell(row=row, column=2).value)
+        sub = _text(ws.cell(row=row, column=3).value)
+        if mtype is not None:
+            canonical = lookup.get(mtype.lower())
+            if canonical is None:
+                raise _err(
+                    ws,
+                    row,
+                    2,
+                    f"unknown meter type {mtype!r} for provider value {key!r}",
+                    f"Use one of {', '.join(METER_TYPES)}, or leave it blank to not import.",
+                )
+            types[key] = canonical
+        if sub is not None:
+            allowed = [s for subs in METER_SUBTYPES.values() for s in subs]
+            if mtype is not None:
+                allowed = list(METER_SUBTYPES[lookup[mtype.lower()]])
+            match = {s.lower(): s for s in allowed}.get(sub.lower())
+            if match is None:
+                where = f"meter type {lookup[mtype.lower()]!r}" if mtype else "any meter type"
+                raise _err(
+                    ws,
+                    row,
+                    3,
+                    f"subtype {sub!r} is not a subtype of {where}",
+                    f"Use one of {', '.join(allowed)}.",
+                )
+            subtypes[key] = match
+    return types, subtypes
+
+
+def _read_value_maps(ws: Any) -> list[tuple[str, str, str, str, Any]]:
+    header = _find_header(ws, "Table")
+    out = []
+    for row in range(header + 1, ws.max_row + 1):
+        table = _text(ws.cell(row=row, column=1).value)
+        source = _text(ws.cell(row=row, column=2).value) or ""
+        column = _text(ws.cell(row=row, column=3).value)
+        key = ws.cell(row=row, column=4).value
+        value = ws.cell(row=row, column=5).value
+        if table is None and column is None and key is None:
+            continue
+        if table not in _TABLE_ORDER:
+            raise _err(
+                ws, row, 1, f"unknown table {table!r}", f"Use one of {', '.join(_TABLE_ORDER)}."
+            )
+        if column is None or column not in TABLES[table].names:
+            raise _err(
+                ws,
+                row,
+                3,
+                f"{column!r} is not a column of Scaler's {table} table",
+                f"Use one of {', '.join(TABLES[table].names)}.",
+            )
+        if key is None:
+            raise _err(ws, row, 4, "the provider value is missing", "Fill the provider value.")
+        out.append((table, source, column, str(key), value))
+    return out
+
+
+def _read_units(ws: Any) -> dict[str, Any]:
+    header = _find_header(ws, "Provider unit label")
+    settings: list[tuple[str, Any]] = []
+    for row in range(3, header):
+        key = _text(ws.cell(row=row, column=1).value)
+        if key is None:
+            continue
+        value = ws.cell(row=row, column=2).value
+        if value is None:
+            continue
+        settings.append((key, _setting(value, ws.cell(row=row, column=4).value, ws, f"B{row}")))
+    out = _unflatten(settings)
+    aliases: dict[str, str] = {}
+    for row in range(header + 1, ws.max_row + 1):
+        label = ws.cell(row=row, column=1).value
+        alias = _text(ws.cell(row=row, column=2).value)
+        if label is None or alias is None:
+            continue
+        if not _unit_ok(alias):
+            raise _err(
+                ws,
+                row,
+                2,
+                f"{alias!r} is not a unit the workbench knows",
+                "Use a pint spelling such as kWh, MWh, GJ, m³, litre, US_gallon, US_therm, tonne.",
+            )
+        aliases[str(label)] = alias
+    if aliases:
+        out["aliases"] = aliases
+    return out
+
+
+def _read_energy_factors(ws: Any) -> dict[str, Any]:
+    header = _find_header(ws, "Provider value")
+    out: dict[str, Any] = {}
+    for row in range(header + 1, ws.max_row + 1):
+        value = ws.cell(row=row, column=1).value
+        if value is None:
+            continue
+        factor = ws.cell(row=row, column=2).value
+        unit = _text(ws.cell(row=row, column=3).value)
+        confirmed = ws.cell(row=row, column=4).value
+        note = _text(ws.cell(row=row, column=5).value)
+        spec: dict[str, Any] = {}
+        if factor is not None and factor != "":
+            if isinstance(factor, bool) or not isinstance(factor, int | float):
+                try:
+                    factor = float(str(factor).replace(",", "."))
+                except ValueError:
+                    raise _err(
+                        ws,
+                        row,
+                        2,
+                        f"factor {factor!r} is not a number",
+                        "Write the factor as a number, e.g. 10.55.",
+                    ) from None
+            if factor <= 0:
+                raise _err(ws, row, 2, f"factor {factor!r} must be positive", "Fix the factor.")
+            spec["factor"] = factor
+        if unit is not None:
+            if not _unit_ok(unit):
+                raise _err(
+                    ws,
+                    row,
+                    3,
+                    f"{unit!r} is not a unit the workbench knows",
+                    "Write the factor unit like kWh/m³ or MJ/m³.",
+                )
+            spec["unit"] = unit
+        if isinstance(confirmed, str):
+            confirmed = confirmed.strip().lower() in ("true", "yes", "y", "1", "x")
+        spec["confirmed"] = bool(confirmed)
+        if spec["confirmed"] and "factor" not in spec:
+            raise _err(
+                ws,
+                row,
+                2,
+                f"{value!s} is confirmed but has no factor",
+                "Give the factor, or set Confirmed to FALSE.",
+            )
+        if spec["confirmed"] and "unit" not in spec:
+            raise _err(
+                ws,
+                row,
+                3,
+                f"{value!s} is confirmed but has no factor unit",
+                "Give the factor's unit, e.g. kWh/m³.",
+            )
+        if note is not None:
+            spec["note"] = note
+        out[str(value)] = spec
+    return out
+
+
+def _read_all(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    wb = _load(path)
+    mapping: dict[str, Any] = {}
+    for ws in wb.worksheets:
+        if ws.title in _INFO_SHEETS:
+            continue
+        table, source, spec = _read_table_sheet(ws)
+        if source:
+            group = mapping.setdefault(table, {})
+            if source in group:
+                raise MappingError(
+                    f"sheet {ws.title!r}: {table} source {source!r} appears twice",
+                    sheet=ws.title,
+                    hint="Give each source sheet a distinct 'source' name.",
+                )
+            group[source] = spec
+        else:
+            if table in mapping:
+                raise MappingError(
+                    f"sheet {ws.title!r}: a second sheet for table {table!r}",
+                    sheet=ws.title,
+                    hint="Keep one sheet per table (assets, meters).",
+                )
+            mapping[table] = spec
+    for name in ("meter_types", "units"):
+        if name not in wb.sheetnames:
+            raise MappingError(
+                f"the workbook has no {name!r} sheet",
+                sheet=name,
+                hint="Regenerate the workbook with to_mapping_workbook(); do not delete sheets.",
+            )
+    for table in ("assets", "meters"):
+        if table not in mapping:
+            raise MappingError(
+                f"the workbook has no sheet for the {table} table",
+                sheet=table,
+                hint="Regenerate the workbook with to_mapping_workbook(); do not delete sheets.",
+            )
+    types, subtypes = _read_meter_types(wb["meter_types"])
+    vmaps: dict[str, Any] = {}
+    if types:
+        vmaps["meter_type"] = types
+    if subtypes:
+        vmaps["meter_subtype"] = subtypes
+    if vmaps:
+        mapping["meters"]["value_maps"] = vmaps
+    if "value_maps" in wb.sheetnames:
+        for table, source, column, key, value in _read_value_maps(wb["value_maps"]):
+            target = mapping.get(table, {}).get(source) if source else mapping.get(table)
+            if not isinstance(target, dict):
+                raise MappingError(
+                    f"sheet 'value_maps': no sheet maps {table} source {source!r}",
+                    sheet="value_maps",
+                    hint="Fix the table/source names or add the source sheet.",
+                )
+            target.setdefault("value_maps", {}).setdefault(column, {})[key] = value
+    # value maps must map every table's meter type... only checked on data (check_mapping)
+    units = _read_units(wb["units"])
+    if "energy_factors" in wb.sheetnames:
+        factors = _read_energy_factors(wb["energy_factors"])
+        if factors:
+            units["energy_factors"] = factors
+    return mapping, units
+
+
+def read_mapping_workbook(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a filled mapping workbook back into the profile's ``[mapping]`` dict.
+
+    Parameters
+    ----------
+    path : path-like
+        A workbook written by :func:`to_mapping_workbook` and filled by the analyst.
+
+    Returns
+    -------
+    dict
+        Exactly the shape of a profile's ``[mapping]`` section (``assets``, ``meters`` with
+        ``value_maps``, ``usage.<source>``, ``readings.<source>``), ready for
+        ``build_tables(profile, raw, mapping=...)``.
+
+    Raises
+    ------
+    MappingError
+        With ``sheet``, ``row``, ``column`` and ``cell`` when a required column is not mapped,
+        a meter type or subtype is unknown, a unit is invalid, a sheet is malformed, or the file
+        is not an ``.xlsx`` workbook.
+    """
+    return _read_all(path)[0]
+
+
+def read_unit_choices(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the ``units`` and ``energy_factors`` sheets back into a ``[units]`` dict.
+
+    Raises
+    ------
+    MappingError
+        As :func:`read_mapping_workbook` (the whole workbook is checked).
+    """
+    return _read_all(path)[1]
+
+
+def apply_mapping_workbook(profile: Profile, path: str | os.PathLike[str]) -> Profile:
+    """Return a copy of ``profile`` whose ``[mapping]`` and ``[units]`` come from the workbook.
+
+    Raises
+    ------
+    MappingError
+        As :func:`read_mapping_workbook`.
+    """
+    import copy
+
+    mapping, units = _read_all(path)
+    clone = copy.deepcopy(profile)
+    clone.data["mapping"] = mapping
+    if units:
+        clone.data["units"] = units
+    else:
+        clone.data.pop("units", None)
+    return clone
+
+
+# ---------------------------------------------------------------------------------------------
+# units
+# ---------------------------------------------------------------------------------------------
+_UREG: Any = None
+
+
+def _registry() -> Any:
+    """The package's pint registry (units.get_registry), or pint + data/units.txt until then."""
+    global _UREG
+    if _UREG is None:
+        try:
+            from scaler_workbench.units import get_registry
+
+            _UREG = get_registry()
+        except ImportError:  # pragma: no cover - units.py not built yet
+            import pint
+
+            registry: Any = pint.UnitRegistry()
+            registry.load_definitions(str(Path(__file__).parent / "data" / "units.txt"))
+            _UREG = registry
+    return _UREG
+
+
+def _unit_ok(label: str) -> bool:
+    """True when ``label`` parses as a unit with the package's registry."""
+    import pint
+
+    try:
+        _registry().parse_units(str(label))
+    except (pint.errors.PintError, AttributeError, TypeError, ValueError, AssertionError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# checking against data
+# ---------------------------------------------------------------------------------------------
+def check_mapping(
+    mapping: Mapping[str, Any],
+    raw_or_samples: Mapping[str, Any],
+    *,
+    units: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Check a mapping against the latest raw records.
+
+    Parameters
+    ----------
+    mapping : dict
+        A profile's ``[mapping]`` section (or :func:`read_mapping_workbook`'s result).
+    raw_or_samples : dict of str to list of dict
+        Raw records per resource, or ``FetchResult`` objects.
+    units : dict, optional
+        The ``[units]`` choices (aliases) used to decide whether a unit label is mappable.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per finding, columns :data:`CHECK_COLUMNS`: ``missing_resource`` (no records
+        to check), ``missing_field`` (a field path found in no record), ``not_imported`` (a
+        commodity value without a meter type: its meters are not imported, with the count),
+        ``unknown_unit`` (a meter unit label that no unit or alias explains). Empty when the
+        mapping fits the data. ``severity`` is ``error`` or ``warning``.
+    """
+    import pandas as pd
+
+    aliases = dict((units or {}).get("aliases", {}))
+    rows: list[dict[str, Any]] = []
+
+    def add(
+        table: str, source: str, check: str, severity: str, subject: str, count: int, message: str
+    ) -> None:
+        rows.append(
+            dict(
+                zip(
+                    CHECK_COLUMNS,
+                    (table, source, check, severity, subject, count, message),
+                    strict=True,
+                )
+            )
+        )
+
+    for table, source, spec in _iter_specs(mapping):
+        resource = str(spec.get("resource", ""))
+        records = _records(raw_or_samples, resource)
+        if not records:
+            add(
+                table,
+                source,
+                "missing_resource",
+                "warning",
+                resource,
+                0,
+                f"no records of resource {resource!r} to check the {table} mapping against",
+            )
+            continue
+        for column, path in dict(spec.get("fields", {})).items():
+            if not isinstance(path, str):
+                continue
+            parts = _split_path(path)
+            if not any(_resolve(r, parts) for r in records):
+                add(
+                    table,
+                    source,
+                    "missing_field",
+                    "error",
+                    path,
+                    len(records),
+                    f"{table}.{column} reads {path!r}, which no {resource!r} record has "
+                    f"({len(records)} checked): pick a path from the fields sheet",
+                )
+        if table != "meters":
+            continue
+        fields = dict(spec.get("fields", {}))
+        vmaps = dict(spec.get("value_maps", {}))
+        type_path = fields.get("meter_type")
+        constant_type = dict(spec.get("constants", {})).get("meter_type")
+        unit_path = fields.get("raw_unit")
+        counts: dict[str, int] = {}
+        unit_counts: dict[str, int] = {}
+        for r in records:
+            if isinstance(type_path, str):
+                for v in dict.fromkeys(_resolve(r, _split_path(type_path))):
+                    counts[str(v)] = counts.get(str(v), 0) + 1
+            if isinstance(unit_path, str):
+                for u in dict.fromkeys(_resolve(r, _split_path(unit_path))):
+                    unit_counts[str(u)] = unit_counts.get(str(u), 0) + 1
+        type_map = vmaps.get("meter_type")
+        if constant_type is None and isinstance(type_map, Mapping):
+            for value, n in sorted(counts.items()):
+                if value not in type_map:
+                    add(
+                        table,
+                        source,
+                        "not_imported",
+                        "warning",
+                        value,
+                        n,
+                        f"{n} meter(s) with {type_path} = {value!r} have no Scaler meter type: "
+                        "they are NOT imported (map the value on the meter_types sheet to "
+                        "import them)",
+                    )
+                elif type_map[value] not in METER_TYPES:
+                    add(
+                        table,
+                        source,
+                        "unknown_meter_type",
+                        "error",
+                        value,
+                        n,
+                        f"{value!r} maps to {type_map[value]!r}, not a Scaler meter type "
+                        f"({', '.join(METER_TYPES)})",
+                    )
+        elif isinstance(type_path, str) and constant_type is None:
+            for value, n in sorted(counts.items()):
+                if value not in METER_TYPES:
+                    add(
+                        table,
+                        source,
+                        "not_imported",
+                        "warning",
+                        value,
+                        n,
+                        f"{n} meter(s) with {type_path} = {value!r}: not a Scaler meter type "
+                        "and no value map: they are NOT imported",
+                    )
+        for label, n in sorted(unit_counts.items()):
+            if label in aliases or label == "None":
+                continue
+            if not _unit_ok(label):
+                add(
+                    table,
+                    source,
+                    "unknown_unit",
+                    "error",
+                    label,
+                    n,
+                    f"{n} meter(s) report unit {label!r}, which is neither a known unit nor "
+                    "an alias on the units sheet: choose the unit to read it as",
+                )
+    return pd.DataFrame(rows, columns=list(CHECK_COLUMNS)).astype({"count": "int64"})
