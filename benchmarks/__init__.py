@@ -1,0 +1,12 @@
+"""Benchmarks for scaler-workbench: the package's usage path against a hand-written floor.
+
+Run ``python -m benchmarks.run`` (``make bench``) for the full size, or ``--smoke`` for a tiny
+run. Modules:
+
+``data``      deterministic synthetic provider records (not timed)
+``floor``     a hand-vectorised pandas/numpy pipeline sharing no code with the package
+``package``   the same computation through the package's public stage functions
+``memory``    peak-RSS measurement for one worker process
+``sync``      records/s and request counts through HTTP against the sandbox
+``run``       the command line: spawns one worker per path and prints the table
+"""
