@@ -1,0 +1,510 @@
+"""Scaler-ready files: CSV per table and one XLSX workbook, plus coverage and reconciliation.
+
+:func:`to_scaler_files` writes, into one folder, replaced atomically as a whole:
+
+=====================  ===========================================================================
+``assets.csv``         Scaler asset fields (``external_id``, ``name``, ``address``, ...)
+``meters.csv``         meter fields (``external_id``, ``asset_external_id``, ``meter_type``, ...)
+``usage.csv``          consumption periods: ``start_date`` inclusive, ``end_date`` exclusive
+``readings.csv``       point readings: ``reading_date`` (ISO 8601 with the site's offset)
+``deactivated.csv``    assets and meters that vanished from the provider and were deactivated
+``quarantine.csv``     records set aside, with the rule and the reason
+``coverage.csv``       meter x local month: ``actual``, ``estimated`` or ``missing``
+``scaler.xlsx``        the same tables, one sheet each (when ``"xlsx"`` is in ``formats``)
+``run_summary.json``   counts, checks and timings of the run (the only file with timestamps)
+=====================  ===========================================================================
+
+Formats follow Scaler's requirements: a period that starts and ends on local midnights of its
+site is written as ``YYYY-MM-DD`` local dates (end exclusive); any other datetime as ISO 8601 with
+the site's UTC offset (``2024-03-15T08:00:00+00:00``). Floats are written with the shortest text
+that reads back to the same double (``repr`` precision), booleans as ``true``/``false``, empty
+cells for missing values. Rows are sorted by each table's key and columns follow
+:mod:`scaler_workbench.schema`, so the same data always gives byte-identical files (the XLSX is
+written with fixed zip and document timestamps).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaler_workbench._secrets import get_logger, redact
+from scaler_workbench.exceptions import ExportError
+from scaler_workbench.schema import QUARANTINE, TABLES, Table, Tables, coerce_frame
+
+__all__ = [
+    "EXPORT_FILES",
+    "coverage_matrix",
+    "format_datetimes",
+    "monthly_totals",
+    "reconcile",
+    "to_scaler_files",
+]
+
+log = get_logger(__name__)
+
+#: File names written by :func:`to_scaler_files` (the XLSX and summary only when asked for).
+EXPORT_FILES = (
+    "assets.csv",
+    "meters.csv",
+    "usage.csv",
+    "readings.csv",
+    "deactivated.csv",
+    "quarantine.csv",
+    "coverage.csv",
+    "scaler.xlsx",
+    "run_summary.json",
+)
+
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_FIXED_DOC_TIME = "2000-01-01T00:00:00Z"
+
+
+# -- formatting --------------------------------------------------------------------------------
+def _local_parts(ts: pd.Series, tz: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Local naive times and UTC offsets [min] of UTC ``ts`` in per-row zones ``tz``."""
+    naive = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[ns]")
+    offset = np.zeros(len(ts), dtype="int64")
+    utc_naive = ts.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    for zone in pd.unique(tz):
+        mask = (tz == zone).to_numpy()
+        local = ts[mask].dt.tz_convert(str(zone)).dt.tz_localize(None).astype("datetime64[ns]")
+        naive[mask] = local
+        delta = (local - utc_naive[mask]).to_numpy().astype("timedelta64[m]").astype("int64")
+        offset[mask] = delta
+    return naive, offset
+
+
+def _offset_text(minutes: np.ndarray) -> np.ndarray:
+    sign = np.where(minutes < 0, "-", "+")
+    a = np.abs(minutes)
+    hh = np.char.zfill((a // 60).astype(str), 2)
+    mm = np.char.zfill((a % 60).astype(str), 2)
+    return np.char.add(np.char.add(np.char.add(sign, hh), ":"), mm)
+
+
+def format_datetimes(
+    ts: pd.Series, tz: pd.Series | str, *, as_date: pd.Series | None = None
+) -> pd.Series:
+    """Render UTC timestamps in their site's zone: ``YYYY-MM-DD`` where ``as_date`` is true,
+    else ISO 8601 with offset (``2024-03-15T08:00:00+01:00``). Missing values become ``""``.
+
+    Parameters
+    ----------
+    ts : pandas.Series
+        tz-aware timestamps.
+    tz : pandas.Series or str
+        IANA zone per row (or one for all).
+    as_date : pandas.Series of bool, optional
+        Rows to render as local dates (they must be local midnights).
+    """
+    if isinstance(tz, str):
+        tz = pd.Series(tz, index=ts.index)
+    out = pd.Series("", index=ts.index, dtype=object)
+    ok = ts.notna().to_numpy()
+    if not ok.any():
+        return out
+    naive, offset = _local_parts(ts[ok], tz[ok])
+    dates = naive.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    full = np.char.add(
+        naive.dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(dtype=str), _offset_text(offset)
+    ).astype(object)
+    if as_date is not None:
+        use_date = as_date[ok].to_numpy(dtype=bool)
+        out[ok] = np.where(use_date, dates, full)
+    else:
+        out[ok] = full
+    return out
+
+
+def _is_local_midnight(ts: pd.Series, tz: pd.Series) -> pd.Series:
+    result = pd.Series(False, index=ts.index)
+    ok = ts.notna()
+    if ok.any():
+        naive, _ = _local_parts(ts[ok], tz[ok])
+        result[ok] = (naive == naive.dt.normalize()).to_numpy()
+    return result
+
+
+def _float_text(s: pd.Series) -> np.ndarray:
+    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+    text = values.astype(str).astype(object)
+    text[np.isnan(values)] = ""
+    return text
+
+
+def _bool_text(s: pd.Series) -> np.ndarray:
+    b = s.astype("boolean")
+    text = np.where(b.fillna(False).to_numpy(dtype=bool), "true", "false").astype(object)
+    text[b.isna().to_numpy()] = ""
+    return text
+
+
+def _string_text(s: pd.Series) -> np.ndarray:
+    text = s.astype(object).to_numpy().copy()
+    na = pd.isna(text)
+    text = text.astype(str).astype(object)
+    text[na] = ""
+    return text
+
+
+def _zones(frame: pd.DataFrame, tables: Tables, default_timezone: str) -> pd.Series:
+    """Each row's site zone: its own ``timezone``, else its meter's asset's, else the default."""
+    tz = (
+        frame["timezone"].astype(object)
+        if "timezone" in frame
+        else pd.Series(None, index=frame.index, dtype=object)
+    )
+    if tz.isna().any() and "meter_id" in frame:
+        meters = tables.meters[["meter_id", "asset_id"]].drop_duplicates("meter_id")
+        assets = tables.assets[["asset_id", "timezone"]].drop_duplicates("asset_id")
+        site = meters.merge(assets, on="asset_id", how="left").set_index("meter_id")["timezone"]
+        tz = tz.where(tz.notna(), frame["meter_id"].map(site).astype(object))
+    return tz.where(tz.notna(), default_timezone).astype(str)
+
+
+def _render(
+    frame: pd.DataFrame, table: Table, tables: Tables, default_timezone: str
+) -> pd.DataFrame:
+    """The export frame of ``table``: Scaler names, text cells, sorted by key."""
+    frame = coerce_frame(frame, table)
+    frame = frame.sort_values(list(table.key), kind="mergesort").reset_index(drop=True)
+    tz = _zones(frame, tables, default_timezone) if table.name in ("usage", "readings") else None
+    as_date = None
+    if table.name == "usage" and tz is not None:
+        as_date = _is_local_midnight(frame["start"], tz) & _is_local_midnight(frame["end"], tz)
+    out: dict[str, Any] = {}
+    for c in table.columns:
+        if not c.export_name:
+            continue
+        s = frame[c.name]
+        if c.kind == "datetime":
+            assert tz is not None
+            out[c.export_name] = format_datetimes(s, tz, as_date=as_date).to_numpy()
+        elif c.kind == "float":
+            out[c.export_name] = _float_text(s)
+        elif c.kind == "bool":
+            out[c.export_name] = _bool_text(s)
+        else:
+            out[c.export_name] = _string_text(s)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _render_quarantine(frame: pd.DataFrame | None) -> pd.DataFrame:
+    names = [c.export_name for c in QUARANTINE.columns]
+    if frame is None or frame.empty:
+        return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
+    q = coerce_frame(frame[[c for c in frame.columns if c in QUARANTINE.names]], QUARANTINE)
+    q = q.sort_values(list(QUARANTINE.key), kind="mergesort").reset_index(drop=True)
+    return pd.DataFrame(
+        {c.export_name: [redact(v) for v in _string_text(q[c.name])] for c in QUARANTINE.columns}
+    )
+
+
+_DEACTIVATED_COLUMNS = ("entity", "external_id", "asset_external_id")
+
+
+def _render_deactivated(frame: pd.DataFrame | None) -> pd.DataFrame:
+    if frame is None or frame.empty:
+        return pd.DataFrame({n: pd.Series(dtype=object) for n in _DEACTIVATED_COLUMNS})
+    d = pd.DataFrame(
+        {
+            "entity": frame["kind"].astype(str),
+            "external_id": frame["entity_id"].astype(str),
+            "asset_external_id": _string_text(
+                frame["parent_id"] if "parent_id" in frame else pd.Series(None, index=frame.index)
+            ),
+        }
+    )
+    return d.sort_values(["entity", "external_id"], kind="mergesort").reset_index(drop=True)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+
+
+def _write_xlsx(
+    sheets: Mapping[str, pd.DataFrame], path: Path, numeric: Mapping[str, set[str]]
+) -> None:
+    """One workbook, one sheet per table; deterministic bytes (fixed zip and doc timestamps)."""
+    try:
+        from openpyxl import Workbook
+    except ImportError as exc:  # pragma: no cover - a hard dependency
+        raise ExportError(
+            "openpyxl is needed for XLSX export", hint="pip install openpyxl"
+        ) from exc
+    wb = Workbook(write_only=True)
+    for name, frame in sheets.items():
+        ws = wb.create_sheet(title=name[:31])
+        ws.append(list(frame.columns))
+        cols: list[Any] = []
+        for col in frame.columns:
+            text = frame[col].to_numpy(dtype=object)
+            if col in numeric.get(name, set()):
+                # numbers stay numbers in Excel: the shortest repr reads back to the same double
+                vals = np.array([float(v) if v != "" else None for v in text], dtype=object)
+                cols.append(vals)
+            else:
+                cols.append(np.where(text == "", None, text))
+        for row in zip(*cols, strict=True):
+            ws.append(list(row))
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    _deterministic_zip(buffer.getvalue(), path)
+
+
+def _deterministic_zip(data: bytes, path: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                text = body.decode("utf-8")
+                text = re.sub(
+                    r"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)",
+                    rf"\g<1>{_FIXED_DOC_TIME}\g<3>",
+                    text,
+                )
+                body = text.encode("utf-8")
+            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = 0o644 << 16
+            dst.writestr(fixed, body)
+
+
+# -- checks ------------------------------------------------------------------------------------
+def _months(usage: pd.DataFrame, tables: Tables | None, default_timezone: str) -> pd.Series:
+    tz = _zones(usage, tables or Tables(), default_timezone)
+    naive, _ = _local_parts(usage["start"], tz)
+    return naive.dt.strftime("%Y-%m")
+
+
+def monthly_totals(
+    usage: pd.DataFrame, *, tables: Tables | None = None, default_timezone: str = "UTC"
+) -> pd.DataFrame:
+    """Consumption per meter and local calendar month (of each period's start).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``meter_id, month (YYYY-MM), consumption, unit``, sorted by meter and month.
+    """
+    cols = ["meter_id", "month", "consumption", "unit"]
+    if usage.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    frame = pd.DataFrame(
+        {
+            "meter_id": usage["meter_id"].astype(str).to_numpy(),
+            "month": _months(usage, tables, default_timezone).to_numpy(),
+            "consumption": usage["consumption"].to_numpy(dtype=float),
+            "unit": usage["unit"].astype(str).to_numpy(),
+        }
+    )
+    out = frame.groupby(["meter_id", "month", "unit"], sort=True, as_index=False)[
+        "consumption"
+    ].sum()
+    return out[cols].reset_index(drop=True)
+
+
+def coverage_matrix(
+    usage: pd.DataFrame, *, tables: Tables | None = None, default_timezone: str = "UTC"
+) -> pd.DataFrame:
+    """Meter x local month status: ``actual``, ``estimated`` (any estimated period) or ``missing``.
+
+    Each meter's months run from its first month with data to the latest month of any meter, so a
+    meter that stopped reporting shows ``missing`` months at the end.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``meter_id, month, status`` (long format, sorted); pivot it for a matrix view.
+    """
+    cols = ["meter_id", "month", "status"]
+    if usage.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    months = _months(usage, tables, default_timezone)
+    est = (
+        usage["estimated"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        if "estimated" in usage
+        else np.zeros(len(usage), bool)
+    )
+    seen = pd.DataFrame(
+        {
+            "meter_id": usage["meter_id"].astype(str).to_numpy(),
+            "month": months.to_numpy(),
+            "est": est,
+        }
+    )
+    have = seen.groupby(["meter_id", "month"], as_index=False)["est"].any()
+    last = pd.Period(have["month"].max(), "M")
+    firsts = have.groupby("meter_id")["month"].min()
+    spans = [
+        pd.DataFrame(
+            {
+                "meter_id": m,
+                "month": pd.period_range(pd.Period(first, "M"), last, freq="M").strftime("%Y-%m"),
+            }
+        )
+        for m, first in firsts.items()  # one small frame per meter, not per row
+    ]
+    grid = pd.concat(spans, ignore_index=True).merge(have, on=["meter_id", "month"], how="left")
+    status = np.where(
+        grid["est"].isna(),
+        "missing",
+        np.where(grid["est"].fillna(False).astype(bool), "estimated", "actual"),
+    )
+    grid["status"] = status
+    return grid[cols].sort_values(["meter_id", "month"], kind="mergesort").reset_index(drop=True)
+
+
+def reconcile(
+    exported: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    on: Iterable[str] = ("meter_id",),
+    value: str = "consumption",
+    rtol: float = 1e-9,
+    atol: float = 0.0,
+) -> pd.DataFrame:
+    """Exported totals beside the provider's (or any reference) totals, with a tolerance.
+
+    Parameters
+    ----------
+    exported, reference : pandas.DataFrame
+        Both with the ``on`` columns and ``value``; rows are summed per ``on`` key first.
+    rtol, atol : float
+        ``ok`` when ``|exported - reference| <= atol + rtol * |reference|``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``on..., exported, reference, abs_diff, rel_diff, ok``; a key on one side only is not ok.
+    """
+    keys = list(on)
+    a = exported.groupby(keys, as_index=False)[value].sum().rename(columns={value: "exported"})
+    b = reference.groupby(keys, as_index=False)[value].sum().rename(columns={value: "reference"})
+    m = a.merge(b, on=keys, how="outer").sort_values(keys, kind="mergesort").reset_index(drop=True)
+    m["abs_diff"] = (m["exported"] - m["reference"]).abs()
+    denom = m["reference"].abs().where(m["reference"].abs() > 0, np.nan)
+    m["rel_diff"] = (m["abs_diff"] / denom).fillna(np.where(m["abs_diff"] == 0, 0.0, np.inf))
+    m["ok"] = (m["abs_diff"] <= atol + rtol * m["reference"].abs()).fillna(False).astype(bool)
+    return m
+
+
+# -- the files ---------------------------------------------------------------------------------
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``tmp``: two renames; a crash between leaves ``tmp``/``old`` that the
+    next export sweeps (the files are re-derivable from state)."""
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sweep(out_dir: Path) -> None:
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def to_scaler_files(
+    tables: Tables,
+    out_dir: str | os.PathLike[str],
+    *,
+    quarantine: pd.DataFrame | None = None,
+    deactivated: pd.DataFrame | None = None,
+    summary: Mapping[str, Any] | None = None,
+    formats: Iterable[str] = ("csv", "xlsx"),
+    default_timezone: str = "UTC",
+    coverage: bool = True,
+    fault_hook: Any = None,
+) -> dict[str, Path]:
+    """Write Scaler-ready files for ``tables`` into ``out_dir`` (replaced as a whole).
+
+    Parameters
+    ----------
+    tables : Tables
+        Accepted canonical tables (assets, meters, usage, readings).
+    out_dir : path-like
+        Folder that will hold exactly the export files; written to a sibling temporary folder
+        first and renamed into place, so readers never see a half-written export.
+    quarantine : pandas.DataFrame, optional
+        Rows with the columns of ``schema.QUARANTINE`` (default: ``tables.quarantine``).
+    deactivated : pandas.DataFrame, optional
+        Registry rows (``kind``, ``entity_id``, ``parent_id``) of deactivated assets and meters.
+    summary : mapping, optional
+        The run summary, written as ``run_summary.json`` (sorted keys).
+    formats : iterable of str
+        ``"csv"`` and/or ``"xlsx"``.
+    default_timezone : str
+        Zone for rows whose site zone is unknown (the profile's ``[provider] timezone``).
+    coverage : bool
+        Also write ``coverage.csv``.
+
+    Returns
+    -------
+    dict of str to Path
+        File name -> final path.
+
+    Raises
+    ------
+    ExportError
+        If the folder cannot be written (the previous export is left in place).
+    """
+    out = Path(out_dir)
+    formats = tuple(formats)
+    unknown = set(formats) - {"csv", "xlsx"}
+    if unknown:
+        raise ExportError(
+            f"unknown export format(s) {sorted(unknown)}", hint="Use csv and/or xlsx."
+        )
+    sheets: dict[str, pd.DataFrame] = {}
+    numeric: dict[str, set[str]] = {}
+    for name, table in TABLES.items():
+        sheets[name] = _render(getattr(tables, name), table, tables, default_timezone)
+        numeric[name] = {
+            c.export_name for c in table.columns if c.export_name and c.kind in ("float", "int")
+        }
+    sheets["deactivated"] = _render_deactivated(deactivated)
+    sheets["quarantine"] = _render_quarantine(
+        tables.quarantine if quarantine is None else quarantine
+    )
+    if coverage:
+        cov = coverage_matrix(tables.usage, tables=tables, default_timezone=default_timezone)
+        sheets["coverage"] = cov.rename(columns={"meter_id": "meter_external_id"})
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(out)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        written: list[str] = []
+        if "csv" in formats:
+            for name, frame in sheets.items():
+                _write_csv(frame, tmp / f"{name}.csv")
+                written.append(f"{name}.csv")
+                if fault_hook is not None:
+                    fault_hook(f"export:{name}")
+        if "xlsx" in formats:
+            _write_xlsx(sheets, tmp / "scaler.xlsx", numeric)
+            written.append("scaler.xlsx")
+        if summary is not None:
+            text = json.dumps(summary, indent=2, sort_keys=True, default=str, allow_nan=False)
+            (tmp / "run_summary.json").write_text(redact(text) + "\n", encoding="utf-8")
+            written.append("run_summary.json")
+        _swap_into_place(tmp, out)
+    except (OSError, ValueError) as exc:
+        raise ExportError(
+            f"could not write the export to {str(out)!r}: {exc}", key=str(out)
+        ) from exc
+    log.info("exported %d files to %s", len(written), out)
+    return {name: out / name for name in sorted(written)}
