@@ -1,0 +1,649 @@
+"""Notebook widgets: thin ipywidgets UIs over the library's functions.
+
+Each panel is a small class holding its controls and a ``widget`` (an ``ipywidgets.VBox``); a
+notebook cell that returns the panel shows it. Every button and drop-down is wired to a public
+method, so the same steps can be run (and tested) without a browser::
+
+    CredentialsPanel(profile)            which environment variables the profile needs, set or not
+    MappingHelper(samples, table=...)    field paths seen in samples -> mapping fields, meter types
+    QuarantineBrowser(result)            filter quarantined records by table / rule / severity
+
+Panels never show a secret: the credentials panel shows only *whether* a variable is set, and
+every text a panel renders passes through :func:`scaler_workbench._secrets.redact`. Errors of the
+workbench are shown in the panel (with their hint) instead of raising out of a button callback.
+
+ipywidgets (and pandas styling) are imported inside the constructors, so ``import
+scaler_workbench`` never imports ipywidgets.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from scaler_workbench._secrets import get_logger, redact, redact_url
+from scaler_workbench.exceptions import MappingError, SchemaError, WorkbenchError
+from scaler_workbench.schema import METER_SUBTYPES, METER_TYPES, QUARANTINE, TABLES, Tables
+
+if TYPE_CHECKING:  # pragma: no cover
+    from scaler_workbench.profile import Profile
+
+__all__ = [
+    "CredentialsPanel",
+    "MappingHelper",
+    "QuarantineBrowser",
+    "profile_env_vars",
+    "widget_text",
+]
+
+log = get_logger(__name__)
+
+_ALL = "(all)"
+_NONE = ""
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+def _widgets() -> Any:
+    import ipywidgets
+
+    return ipywidgets
+
+
+def widget_text(widget: Any) -> str:
+    """Every string a widget tree would send to the browser (values, options, labels), joined.
+
+    Use it to check what a panel shows, e.g. that no secret is rendered anywhere::
+
+        assert secret not in widget_text(panel.widget)
+    """
+    seen: set[int] = set()
+    parts: list[str] = []
+
+    def visit(w: Any) -> None:
+        if id(w) in seen:
+            return
+        seen.add(id(w))
+        state = w.get_state()
+        for name, value in state.items():
+            if name.startswith("_") or name in {"layout", "style"}:
+                continue
+            collect(value)
+        for child in getattr(w, "children", ()):
+            visit(child)
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                collect(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                collect(v)
+
+    visit(widget)
+    return "\n".join(parts)
+
+
+def _html_table(frame: pd.DataFrame, *, max_rows: int = 50) -> str:
+    if frame.empty:
+        return "<i>no rows</i>"
+    shown = frame.head(max_rows)
+    text = shown.to_html(index=False, escape=True, na_rep="", border=0, max_cols=40)
+    more = (
+        f"<br><i>{len(frame) - max_rows} more rows not shown</i>" if len(frame) > max_rows else ""
+    )
+    return redact(text) + more
+
+
+def _pre(text: str) -> str:
+    return (
+        "<pre style='max-height:24em;overflow:auto;font-size:11px'>"
+        f"{html.escape(redact(text), quote=False)}</pre>"
+    )
+
+
+def _error_html(exc: BaseException) -> str:
+    return (
+        f"<div style='color:#b00020'><b>{html.escape(type(exc).__name__)}</b>: "
+        f"<pre style='white-space:pre-wrap'>{html.escape(redact(str(exc)))}</pre></div>"
+    )
+
+
+def _ok_html(text: str) -> str:
+    return f"<span style='color:#1a7f37'>{html.escape(redact(text))}</span>"
+
+
+class _Panel:
+    """Base: holds ``widget`` and shows it when returned from a notebook cell."""
+
+    widget: Any
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def text(self) -> str:
+        """Everything the panel currently renders, as text (see :func:`widget_text`)."""
+        return widget_text(self.widget)
+
+    def _guard(self, target: Any, action: Callable[[], str]) -> bool:
+        """Run ``action``; show its HTML in ``target`` or, on a WorkbenchError, the error."""
+        try:
+            target.value = action()
+        except WorkbenchError as exc:
+            log.info("%s: %s", type(self).__name__, exc)
+            target.value = _error_html(exc)
+            return False
+        return True
+
+
+# -- credentials ---------------------------------------------------------------------------------
+def profile_env_vars(profile: Profile) -> list[dict[str, str]]:
+    """Every environment variable (``*_env`` key) and file (``*_file`` key) a profile names.
+
+    Returns
+    -------
+    list of dict
+        ``{"key": "auth.key_env", "kind": "env" | "file", "name": "SANDBOX_API_KEY"}`` in
+        profile order. Only names, never values.
+    """
+    found: list[dict[str, str]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                key = f"{path}.{k}" if path else str(k)
+                if isinstance(v, str) and v and str(k).endswith("_env"):
+                    found.append({"key": key, "kind": "env", "name": v})
+                elif isinstance(v, str) and v and str(k).endswith("_file"):
+                    found.append({"key": key, "kind": "file", "name": v})
+                else:
+                    walk(v, key)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    walk(profile.data, "")
+    return found
+
+
+class CredentialsPanel(_Panel):
+    """Which credentials and settings the profile needs, and whether each is set. Never values.
+
+    Parameters
+    ----------
+    profile : Profile
+        The provider profile.
+    environ : mapping, optional
+        Where to look the variables up (default ``os.environ``, read on every refresh).
+
+    Attributes
+    ----------
+    widget : ipywidgets.VBox
+        Summary line, a table (profile key, variable, status) and a Refresh button.
+    """
+
+    def __init__(self, profile: Profile, *, environ: Mapping[str, str] | None = None) -> None:
+        w = _widgets()
+        self.profile = profile
+        self._environ = environ
+        self.summary = w.HTML()
+        self.table = w.HTML()
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        self.widget = w.VBox([self.summary, self.table, self.refresh_button])
+        self.refresh()
+
+    def _environ_now(self) -> Mapping[str, str]:
+        return os.environ if self._environ is None else self._environ
+
+    def status(self) -> pd.DataFrame:
+        """One row per named variable/file: ``key``, ``kind``, ``name``, ``required``, ``is_set``.
+
+        ``required`` is False for overrides such as ``base_url_env`` (the profile has a default).
+        """
+        environ = self._environ_now()
+        rows = []
+        for item in profile_env_vars(self.profile):
+            if item["kind"] == "env":
+                is_set = bool(environ.get(item["name"], ""))
+            else:
+                is_set = self.profile.resolve_path(item["name"]).is_file()
+            required = not item["key"].endswith("base_url_env")
+            rows.append({**item, "required": required, "is_set": is_set})
+        return pd.DataFrame(rows, columns=["key", "kind", "name", "required", "is_set"])
+
+    def _base_url(self) -> str:
+        env = self.profile.env()
+        override = self._environ_now().get(env.base_url_env, "") if env.base_url_env else ""
+        return redact_url((override or env.base_url).rstrip("/"))
+
+    def refresh(self) -> None:
+        """Re-read the environment and redraw (the Refresh button calls this)."""
+        status = self.status()
+        env = self.profile.env()
+        missing = status[~status["is_set"] & status["required"]]
+        head = (
+            f"<b>{html.escape(self.profile.name)}</b> · environment "
+            f"<code>{html.escape(env.name)}</code> · base URL "
+            f"<code>{html.escape(self._base_url())}</code>"
+        )
+        if env.builtin_sandbox:
+            head += " · built-in sandbox"
+        if missing.empty:
+            head += "<br>" + _ok_html("every credential the profile names is set")
+        else:
+            names = ", ".join(missing["name"])
+            head += (
+                f"<br><span style='color:#b00020'>not set: {html.escape(names)}</span>"
+                " (export them in your shell or load them from a .env file; never put them"
+                " in the profile or the notebook)"
+            )
+        self.summary.value = head
+        labels = []
+        for kind, required, is_set in zip(
+            status["kind"], status["required"], status["is_set"], strict=True
+        ):
+            if kind == "file":
+                labels.append("✔ exists" if is_set else "✘ missing")
+            elif is_set:
+                labels.append("✔ set")
+            else:
+                labels.append("✘ not set" if required else "– not set (optional)")
+        shown = status.drop(columns=["is_set"]).assign(status=labels)
+        self.table.value = _html_table(shown)
+
+
+# -- mapping helper ------------------------------------------------------------------------------
+def _values_at(records: Iterable[Mapping[str, Any]], path: str) -> list[Any]:
+    """Every scalar value at dotted ``path`` (``[]`` maps over lists) across records."""
+    parts: list[str] = []
+    for part in path.split("."):
+        while part.endswith("[]"):
+            if part[:-2]:
+                parts.append(part[:-2])
+            parts.append("[]")
+            part = ""
+        if part:
+            parts.append(part)
+
+    def resolve(node: Any, rest: list[str]) -> list[Any]:
+        if not rest:
+            return [node]
+        head, tail = rest[0], rest[1:]
+        if head == "[]":
+            if not isinstance(node, list):
+                return []
+            return [v for item in node for v in resolve(item, tail)]
+        if isinstance(node, Mapping) and head in node:
+            return resolve(node[head], tail)
+        return []
+
+    return [v for r in records for v in resolve(r, parts)]
+
+
+class MappingHelper(_Panel):
+    """Pick, for each Scaler column, the provider field path that fills it; map meter types.
+
+    Parameters
+    ----------
+    samples : mapping of str to list of dict
+        Raw records per resource (e.g. ``{name: result.records}`` from ``fetch_resources``).
+    table : str
+        ``assets``, ``meters``, ``usage`` or ``readings``.
+    source : str, optional
+        For usage/readings: the source name in ``[mapping.<table>.<source>]`` (default: the
+        resource name).
+    resource : str, optional
+        The resource whose samples to use (default: the profile's, else the first).
+    profile : Profile, optional
+        Pre-select the choices already in the profile's ``[mapping]`` section.
+
+    Attributes
+    ----------
+    widget : ipywidgets.VBox
+        Resource picker, the field paths seen (with examples), one drop-down per Scaler column,
+        (for meters) one meter type/subtype pair per provider value, and a TOML preview.
+    """
+
+    def __init__(
+        self,
+        samples: Mapping[str, list[dict[str, Any]]],
+        *,
+        table: str = "meters",
+        source: str | None = None,
+        resource: str | None = None,
+        profile: Profile | None = None,
+    ) -> None:
+        w = _widgets()
+        if table not in TABLES:
+            raise SchemaError(
+                f"unknown table {table!r}", table=table, hint=f"Use one of {', '.join(TABLES)}."
+            )
+        if not samples:
+            raise MappingError(
+                "no sample records to map from",
+                hint="Fetch a few records first, e.g. fetch_resources(profile) or record/replay.",
+            )
+        self.samples = {str(k): list(v) for k, v in samples.items()}
+        self.table = TABLES[table]
+        self.profile = profile
+        existing = self._existing_spec(profile, table, source)
+        self.source = source
+        if resource is None:
+            resource = (
+                existing.get("resource") if existing.get("resource") in self.samples else None
+            )
+        resource = resource or next(iter(self.samples))
+        if resource not in self.samples:
+            raise MappingError(
+                f"no samples for resource {resource!r}",
+                hint=f"Use one of {sorted(self.samples)}.",
+            )
+        self.resource = w.Dropdown(
+            options=list(self.samples), value=resource, description="resource"
+        )
+        self.paths_view = w.HTML()
+        self.field_pickers: dict[str, Any] = {}
+        for col in self.table.columns:
+            label = f"{col.name}{' *' if col.required else ''}"
+            picker = w.Dropdown(
+                options=[_NONE],
+                value=_NONE,
+                description=label,
+                tooltip=col.description,
+                style={"description_width": "12em"},
+                layout={"width": "32em"},
+            )
+            picker.observe(self._on_field_change, names="value")
+            self.field_pickers[col.name] = picker
+        self.type_rows = w.VBox()
+        self.type_pickers: dict[str, tuple[Any, Any]] = {}
+        self.preview = w.HTML()
+        self.problems = w.HTML()
+        self._initial_fields = dict(existing.get("fields", {}))
+        self._initial_maps = dict(existing.get("value_maps", {}))
+        self.resource.observe(self._on_resource_change, names="value")
+        parts = [
+            w.HTML(f"<b>Mapping for <code>{self.table.name}</code></b> (* = required)"),
+            self.resource,
+            w.HTML("<b>Field paths seen in the samples</b>"),
+            self.paths_view,
+            w.HTML("<b>Scaler column ← provider field</b>"),
+            w.VBox(list(self.field_pickers.values())),
+        ]
+        if self.table.name == "meters":
+            parts += [w.HTML("<b>Provider value → Scaler meter type / subtype</b>"), self.type_rows]
+        parts += [self.problems, w.HTML("<b>Profile TOML</b>"), self.preview]
+        self.widget = w.VBox(parts)
+        self._on_resource_change(None)
+
+    @staticmethod
+    def _existing_spec(profile: Profile | None, table: str, source: str | None) -> dict[str, Any]:
+        if profile is None:
+            return {}
+        section = profile.section("mapping").get(table, {})
+        if not isinstance(section, dict):
+            return {}
+        if "fields" in section or "resource" in section:
+            return section
+        if source and isinstance(section.get(source), dict):
+            return dict(section[source])
+        for spec in section.values():  # usage/readings: the first source
+            if isinstance(spec, dict):
+                return spec
+        return {}
+
+    # -- derived data
+    def field_paths(self) -> pd.DataFrame:
+        """Field paths in the current resource's samples: ``path``, ``count``, ``examples``."""
+        from scaler_workbench.mapping import field_paths
+
+        rows = field_paths(self.samples[self.resource.value], examples=3)
+        frame = pd.DataFrame(rows, columns=["path", "count", "examples"])
+        frame["examples"] = frame["examples"].map(lambda xs: ", ".join(repr(x) for x in xs))
+        return frame
+
+    def mapping(self) -> dict[str, Any]:
+        """The chosen mapping, shaped like the profile's ``[mapping.<table>]`` entry."""
+        fields = {name: picker.value for name, picker in self.field_pickers.items() if picker.value}
+        spec: dict[str, Any] = {"resource": self.resource.value, "fields": fields}
+        if self.table.name == "meters" and self.type_pickers:
+            types = {v: t.value for v, (t, _s) in self.type_pickers.items() if t.value}
+            subtypes = {v: s.value for v, (_t, s) in self.type_pickers.items() if s.value}
+            spec["value_maps"] = {}
+            if types:
+                spec["value_maps"]["meter_type"] = types
+            if subtypes:
+                spec["value_maps"]["meter_subtype"] = subtypes
+            if not spec["value_maps"]:
+                del spec["value_maps"]
+        return spec
+
+    def section(self) -> dict[str, Any]:
+        """``{table: spec}`` (or ``{table: {source: spec}}`` for usage/readings)."""
+        spec = self.mapping()
+        if self.table.name in ("usage", "readings"):
+            return {self.table.name: {self.source or self.resource.value: spec}}
+        return {self.table.name: spec}
+
+    def missing_required(self) -> list[str]:
+        """Required Scaler columns without a field (``meter_type`` counts via its value map)."""
+        return [c for c in self.table.required if not self.field_pickers[c].value]
+
+    # -- callbacks
+    def _on_resource_change(self, _change: Any) -> None:
+        paths = self.field_paths()
+        self.paths_view.value = _html_table(paths, max_rows=200)
+        options = [_NONE, *paths["path"].tolist()]
+        for name, picker in self.field_pickers.items():
+            previous = picker.value
+            picker.options = options
+            wanted = self._initial_fields.get(name) or previous or self._guess(name, options)
+            picker.value = wanted if wanted in options else _NONE
+        self._rebuild_type_rows()
+        self._render()
+
+    @staticmethod
+    def _guess(column: str, options: list[str]) -> str:
+        for path in options:
+            if path == column:
+                return path
+        for path in options:
+            if path and path.rsplit(".", 1)[-1].replace("[]", "") == column:
+                return path
+        return _NONE
+
+    def _on_field_change(self, change: Any) -> None:
+        owner = change["owner"] if isinstance(change, Mapping) else None
+        if owner is self.field_pickers.get("meter_type"):
+            self._rebuild_type_rows()
+        self._render()
+
+    def _rebuild_type_rows(self) -> None:
+        if self.table.name != "meters":
+            return
+        w = _widgets()
+        path = self.field_pickers["meter_type"].value
+        values = (
+            list(dict.fromkeys(str(v) for v in _values_at(self.samples[self.resource.value], path)))
+            if path
+            else []
+        )
+        type_map = self._initial_maps.get("meter_type", {})
+        sub_map = self._initial_maps.get("meter_subtype", {})
+        old = {v: (t.value, s.value) for v, (t, s) in self.type_pickers.items()}
+        self.type_pickers = {}
+        rows = []
+        for value in values:
+            guess_type = old.get(value, (None, None))[0] or type_map.get(value, "")
+            if not guess_type and value.title() in METER_TYPES:
+                guess_type = value.title()
+            t = w.Dropdown(
+                options=[_NONE, *METER_TYPES],
+                value=guess_type if guess_type in METER_TYPES else _NONE,
+                description=value,
+                style={"description_width": "12em"},
+                layout={"width": "24em"},
+            )
+            s = w.Dropdown(options=[_NONE], value=_NONE, layout={"width": "22em"})
+            self._set_subtypes(t.value, s, old.get(value, (None, None))[1] or sub_map.get(value))
+            t.observe(self._on_type_change, names="value")
+            s.observe(lambda _c: self._render(), names="value")
+            self.type_pickers[value] = (t, s)
+            rows.append(w.HBox([t, s]))
+        if not rows:
+            rows = [w.HTML("<i>choose the field holding the meter type / commodity above</i>")]
+        self.type_rows.children = rows
+
+    @staticmethod
+    def _set_subtypes(meter_type: str, picker: Any, wanted: str | None) -> None:
+        options = [_NONE, *METER_SUBTYPES.get(meter_type, ())]
+        picker.options = options
+        picker.value = wanted if wanted in options else _NONE
+
+    def _on_type_change(self, change: Any) -> None:
+        for t, s in self.type_pickers.values():
+            if t is change["owner"]:
+                self._set_subtypes(t.value, s, s.value)
+        self._render()
+
+    def _render(self) -> None:
+        import tomli_w
+
+        text = tomli_w.dumps({"mapping": self.section()})
+        self.preview.value = _pre(text)
+        problems = []
+        missing = self.missing_required()
+        if missing:
+            problems.append(f"required columns without a field: {', '.join(missing)}")
+        unmapped = [v for v, (t, _s) in self.type_pickers.items() if not t.value]
+        if unmapped:
+            problems.append(f"values without a meter type: {', '.join(unmapped)}")
+        self.problems.value = (
+            "<span style='color:#b00020'>" + html.escape("; ".join(problems)) + "</span>"
+            if problems
+            else _ok_html("every required column is mapped")
+        )
+
+
+# -- quarantine browser --------------------------------------------------------------------------
+def _quarantine_frame(source: Any) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        frame = source
+    elif isinstance(source, Tables):
+        frame = source.quarantine
+    elif isinstance(getattr(source, "quarantined", None), pd.DataFrame):
+        frame = source.quarantined
+    elif isinstance(getattr(source, "quarantine", None), pd.DataFrame):
+        frame = source.quarantine
+    else:
+        raise SchemaError(
+            f"cannot find quarantine rows in a {type(source).__name__}",
+            table="quarantine",
+            hint="Pass a ValidationResult, a Tables, or a DataFrame with the QUARANTINE columns.",
+        )
+    missing = [c for c in ("table", "rule", "reason") if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"quarantine frame lacks column(s) {missing}",
+            table="quarantine",
+            column=missing[0],
+            hint="Pass rows with the columns of schema.QUARANTINE.",
+        )
+    return frame
+
+
+class QuarantineBrowser(_Panel):
+    """Browse quarantined records: filter by table, rule and severity; read each reason.
+
+    Parameters
+    ----------
+    quarantine : DataFrame, Tables or ValidationResult
+        Rows with the columns of :data:`scaler_workbench.schema.QUARANTINE`.
+    max_rows : int
+        Rows shown at once (the counts always cover every row).
+    """
+
+    def __init__(self, quarantine: Any, *, max_rows: int = 50) -> None:
+        w = _widgets()
+        frame = _quarantine_frame(quarantine)
+        cols = [c for c in QUARANTINE.names if c in frame.columns]
+        self.frame = frame[cols].reset_index(drop=True)
+        self.max_rows = max_rows
+        self.table_picker = w.Dropdown(options=self._options("table"), description="table")
+        self.rule_picker = w.Dropdown(options=self._options("rule"), description="rule")
+        self.severity_picker = w.Dropdown(
+            options=self._options("severity") if "severity" in cols else [_ALL],
+            description="severity",
+        )
+        self.search = w.Text(description="reason has", placeholder="text in the reason")
+        self.counts = w.HTML()
+        self.rows = w.HTML()
+        self.table_picker.observe(self._on_table_change, names="value")
+        for picker in (self.rule_picker, self.severity_picker, self.search):
+            picker.observe(lambda _c: self.update(), names="value")
+        self.widget = w.VBox(
+            [
+                w.HBox([self.table_picker, self.rule_picker, self.severity_picker]),
+                self.search,
+                self.counts,
+                self.rows,
+            ]
+        )
+        self.update()
+
+    def _options(self, column: str, frame: pd.DataFrame | None = None) -> list[str]:
+        frame = self.frame if frame is None else frame
+        values = frame[column].dropna().astype(str).value_counts().index.tolist()
+        return [_ALL, *values]
+
+    def filtered(self) -> pd.DataFrame:
+        """The rows matching the current filters."""
+        f = self.frame
+        mask = pd.Series(True, index=f.index)
+        for column, picker in (
+            ("table", self.table_picker),
+            ("rule", self.rule_picker),
+            ("severity", self.severity_picker),
+        ):
+            if picker.value != _ALL and column in f.columns:
+                mask &= f[column].astype("string") == picker.value
+        if self.search.value:
+            mask &= (
+                f["reason"]
+                .astype("string")
+                .str.contains(self.search.value, case=False, regex=False, na=False)
+            )
+        return f[mask.fillna(False).astype(bool)]
+
+    def _on_table_change(self, _change: Any) -> None:
+        subset = self.frame
+        if self.table_picker.value != _ALL:
+            subset = subset[subset["table"].astype("string") == self.table_picker.value]
+        current = self.rule_picker.value
+        options = self._options("rule", subset)
+        self.rule_picker.options = options
+        self.rule_picker.value = current if current in options else _ALL
+        self.update()
+
+    def update(self) -> None:
+        """Redraw counts and rows for the current filters (every control calls this)."""
+        from scaler_workbench.plots import quarantine_counts
+
+        rows = self.filtered()
+        head = f"<b>{len(rows)}</b> of {len(self.frame)} quarantined rows"
+        if rows.empty:
+            self.counts.value = head
+        else:
+            counts = quarantine_counts(rows).reset_index(names="rule")
+            self.counts.value = head + _html_table(counts, max_rows=30)
+        shown = rows.copy()
+        if "record" in shown.columns:
+            shown["record"] = shown["record"].astype("string").str.slice(0, 160)
+        self.rows.value = _html_table(shown, max_rows=self.max_rows)

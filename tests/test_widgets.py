@@ -1,0 +1,232 @@
+"""widgets.py: every panel builds headless, its callbacks update its outputs, no secret shows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scaler_workbench import widgets
+from scaler_workbench._secrets import register_secret
+from scaler_workbench.exceptions import MappingError, SchemaError
+from scaler_workbench.profile import read_profile
+from scaler_workbench.schema import QUARANTINE, Tables, coerce_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "mappings" / "sandbox" / "profile.toml"
+SECRET = "sk-live-9f8e7d6c5b4a3210-do-not-show"
+
+
+def test_package_import_does_not_pull_ipywidgets() -> None:
+    code = (
+        "import sys, scaler_workbench, scaler_workbench.widgets; "
+        "assert 'ipywidgets' not in sys.modules, 'ipywidgets imported eagerly'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- credentials ---------------------------------------------------------------------------------
+def test_profile_env_vars_lists_names_only() -> None:
+    names = widgets.profile_env_vars(read_profile(PROFILE))
+    assert {"key": "auth.key_env", "kind": "env", "name": "SANDBOX_API_KEY"} in names
+    assert {
+        "key": "environments.sandbox.base_url_env",
+        "kind": "env",
+        "name": "SCALER_SANDBOX_URL",
+    } in names
+
+
+def test_credentials_panel_never_shows_a_value() -> None:
+    register_secret(SECRET)
+    environ = {"SANDBOX_API_KEY": SECRET}
+    panel = widgets.CredentialsPanel(read_profile(PROFILE), environ=environ)
+    status = panel.status().set_index("name")["is_set"]
+    assert bool(status["SANDBOX_API_KEY"]) is True
+    assert bool(status["SCALER_SANDBOX_URL"]) is False
+    text = panel.text()
+    assert SECRET not in text
+    assert SECRET not in repr(panel.widget.get_state())
+    assert "SANDBOX_API_KEY" in text and "✔ set" in text
+    assert "– not set (optional)" in text  # SCALER_SANDBOX_URL only overrides the base URL
+    assert "every credential the profile names is set" in text
+
+
+def test_credentials_panel_refresh_sees_new_variables() -> None:
+    environ: dict[str, str] = {}
+    panel = widgets.CredentialsPanel(read_profile(PROFILE), environ=environ)
+    assert "not set: SANDBOX_API_KEY" in panel.summary.value
+    environ["SANDBOX_API_KEY"] = SECRET
+    environ["SCALER_SANDBOX_URL"] = "http://127.0.0.1:5000/api/v1"
+    panel.refresh_button.click()
+    assert "every credential the profile names is set" in panel.summary.value
+    assert "127.0.0.1:5000" in panel.summary.value  # the base URL override is shown
+    assert SECRET not in panel.text()
+
+
+def test_credentials_panel_checks_token_files(tmp_path: Path) -> None:
+    text = PROFILE.read_text().replace(
+        '[auth]\ntype = "api_key"', '[auth]\ntoken_file = "tokens.json"\ntype = "api_key"'
+    )
+    (tmp_path / "profile.toml").write_text(text)
+    panel = widgets.CredentialsPanel(read_profile(tmp_path / "profile.toml"), environ={})
+    assert "✘ missing" in panel.table.value
+    (tmp_path / "tokens.json").write_text("{}")
+    panel.refresh()
+    assert "✔ exists" in panel.table.value
+
+
+# -- mapping helper ------------------------------------------------------------------------------
+SITES = [
+    {
+        "id": "S1",
+        "name": "Head office",
+        "address": {"line1": "1 High St", "city": "Leeds", "postcode": "LS1", "country": "GB"},
+        "timezone": "Europe/London",
+    },
+    {"id": "S2", "name": "Depot", "address": {"city": "York"}, "timezone": "Europe/London"},
+]
+METERS = [
+    {
+        "id": "M1",
+        "name": "Main",
+        "commodity": "electricity",
+        "unit": "kWh",
+        "_parent": {"site_id": "S1"},
+    },
+    {"id": "M2", "name": "Gas", "commodity": "gas", "unit": "m3", "_parent": {"site_id": "S1"}},
+    {"id": "M3", "name": "Tap", "commodity": "water", "unit": "m3", "_parent": {"site_id": "S2"}},
+]
+
+
+def test_mapping_helper_guesses_and_previews() -> None:
+    helper = widgets.MappingHelper({"sites": SITES, "meters": METERS}, table="assets")
+    paths = helper.field_paths()
+    assert "address.city" in set(paths["path"])
+    assert helper.field_pickers["asset_id"].value == ""  # no field named asset_id
+    assert helper.field_pickers["name"].value == "name"  # guessed by name
+    assert helper.field_pickers["city"].value == "address.city"  # guessed by last segment
+    assert helper.missing_required() == ["asset_id"]
+    assert "asset_id" in helper.problems.value
+    helper.field_pickers["asset_id"].value = "id"  # callback re-renders
+    assert helper.missing_required() == []
+    assert "every required column is mapped" in helper.problems.value
+    spec = helper.mapping()
+    assert spec["resource"] == "sites"
+    assert spec["fields"]["asset_id"] == "id"
+    assert "[mapping.assets.fields]" in helper.preview.value
+    assert 'asset_id = "id"' in helper.preview.value
+
+
+def test_mapping_helper_meter_types_follow_the_type_field() -> None:
+    helper = widgets.MappingHelper(
+        {"sites": SITES, "meters": METERS}, table="meters", resource="meters"
+    )
+    assert helper.type_pickers == {}  # no meter_type field chosen yet
+    helper.field_pickers["meter_type"].value = "commodity"
+    assert list(helper.type_pickers) == ["electricity", "gas", "water"]
+    elec_type, elec_sub = helper.type_pickers["electricity"]
+    water_type, _water_sub = helper.type_pickers["water"]
+    assert water_type.value == "Water"  # guessed from the value itself
+    assert elec_type.options == ("", "Energy", "Water", "Waste")
+    elec_type.value = "Energy"  # subtype options follow the type
+    assert "Off-site Electricity" in elec_sub.options
+    assert "Potable" not in elec_sub.options
+    elec_sub.value = "Off-site Electricity"
+    helper.type_pickers["gas"][0].value = "Energy"
+    helper.type_pickers["gas"][1].value = "Natural Gas"
+    maps = helper.mapping()["value_maps"]
+    assert maps["meter_type"] == {"electricity": "Energy", "gas": "Energy", "water": "Water"}
+    assert maps["meter_subtype"] == {"electricity": "Off-site Electricity", "gas": "Natural Gas"}
+    assert "meter_subtype" in helper.preview.value
+    # switching a type clears a subtype that no longer fits
+    elec_type.value = "Waste"
+    assert elec_sub.value == ""
+
+
+def test_mapping_helper_prefills_from_profile() -> None:
+    profile = read_profile(PROFILE)
+    helper = widgets.MappingHelper(
+        {"sites": SITES, "meters": METERS}, table="meters", profile=profile
+    )
+    assert helper.resource.value == "meters"
+    assert helper.field_pickers["asset_id"].value == "_parent.site_id"
+    assert helper.type_pickers["gas"][1].value == "Natural Gas"
+    assert helper.mapping()["value_maps"]["meter_type"]["electricity"] == "Energy"
+    assert helper.section()["meters"]["fields"]["meter_id"] == "id"
+
+
+def test_mapping_helper_usage_section_nests_by_source() -> None:
+    intervals = [{"id": "i1", "interval_start": "2024-01-01T00:00Z", "value": 1.0}]
+    helper = widgets.MappingHelper({"intervals": intervals}, table="usage", source="intervals")
+    helper.field_pickers["start"].value = "interval_start"
+    assert helper.section() == {
+        "usage": {
+            "intervals": {
+                "resource": "intervals",
+                "fields": {"start": "interval_start"},
+            }
+        }
+    }
+
+
+def test_mapping_helper_bad_input() -> None:
+    with pytest.raises(MappingError, match="no sample records"):
+        widgets.MappingHelper({})
+    with pytest.raises(SchemaError, match="unknown table"):
+        widgets.MappingHelper({"sites": SITES}, table="buildings")
+    with pytest.raises(MappingError, match="no samples for resource"):
+        widgets.MappingHelper({"sites": SITES}, resource="meters")
+
+
+# -- quarantine browser --------------------------------------------------------------------------
+@pytest.fixture
+def quarantine() -> pd.DataFrame:
+    rows = [
+        ("usage", "M1|a", "validation", "negative_consumption", "error", "consumption < 0"),
+        ("usage", "M1|b", "validation", "negative_consumption", "error", "consumption < 0"),
+        ("readings", "M2|t", "usage", "register_rollover", "warning", "register wrapped"),
+        ("meters", "M9", "transform", "unknown_meter_type", "error", "commodity 'steam'"),
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["table", "record_key", "stage", "rule", "severity", "reason"]
+    )
+    frame["record"] = '{"api_key": "' + SECRET + '"}'
+    return coerce_frame(frame, QUARANTINE)
+
+
+def test_quarantine_browser_filters(quarantine: pd.DataFrame) -> None:
+    register_secret(SECRET)
+    browser = widgets.QuarantineBrowser(Tables(quarantine=quarantine))
+    assert "<b>4</b> of 4" in browser.counts.value
+    assert browser.rule_picker.options[0] == "(all)"
+    assert browser.rule_picker.options[1] == "negative_consumption"  # most frequent first
+    browser.table_picker.value = "usage"
+    assert browser.rule_picker.options == ("(all)", "negative_consumption")
+    assert len(browser.filtered()) == 2
+    assert "<b>2</b> of 4" in browser.counts.value
+    browser.table_picker.value = "(all)"
+    browser.severity_picker.value = "warning"
+    assert list(browser.filtered()["rule"]) == ["register_rollover"]
+    assert "register wrapped" in browser.rows.value
+    browser.severity_picker.value = "(all)"
+    browser.search.value = "STEAM"
+    assert list(browser.filtered()["record_key"]) == ["M9"]
+    assert SECRET not in browser.text()  # records pass through redaction
+
+
+def test_quarantine_browser_accepts_a_validation_result(quarantine: pd.DataFrame) -> None:
+    class Result:
+        quarantined = quarantine
+
+    browser = widgets.QuarantineBrowser(Result(), max_rows=1)
+    assert "3 more rows not shown" in browser.rows.value
+
+
+def test_quarantine_browser_rejects_other_things() -> None:
+    with pytest.raises(SchemaError, match="cannot find quarantine rows"):
+        widgets.QuarantineBrowser([1, 2, 3])
+    with pytest.raises(SchemaError, match="lacks column"):
+        widgets.QuarantineBrowser(pd.DataFrame({"table": ["usage"]}))
