@@ -19,7 +19,6 @@ scaler_workbench`` never imports ipywidgets.
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
