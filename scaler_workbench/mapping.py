@@ -74,6 +74,15 @@ MAPPING_REQUIRED: dict[str, tuple[str, ...]] = {
     "readings": ("meter_id", "timestamp", "value"),
 }
 
+
+def _required(table: str, spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """Columns a table/source must map; usage ``end`` may come from a ``duration`` setting."""
+    cols = MAPPING_REQUIRED[table]
+    if table == "usage" and spec.get("duration"):
+        cols = tuple(c for c in cols if c != "end")
+    return cols
+
+
 #: Columns filled by later stages, shown greyed in the workbook.
 _DERIVED: dict[str, frozenset[str]] = {
     "assets": frozenset(),
@@ -94,6 +103,9 @@ _SETTING_HELP: dict[str, str] = {
     "end_inclusive": "TRUE when the end field names the last day included (bills).",
     "prorate": "none | month: split periods over calendar months by days.",
     "to_consumption": "none | day | month: difference registers into consumption.",
+    "duration": "Length of each interval when records have no end, e.g. 1h or 30min.",
+    "explode": "Path of a list inside each record: one row per list item.",
+    "tz": "Time zone of naive timestamps (default: the site's).",
 }
 
 #: Columns of the frame :func:`check_mapping` returns.
@@ -201,6 +213,40 @@ def field_paths(records: Iterable[Mapping[str, Any]], *, examples: int = 3) -> l
                 if v not in entry["examples"]:
                     entry["examples"].append(v)
     return list(seen.values())
+
+
+def _spec_paths(spec: Any) -> list[str]:
+    """The record paths a field spec reads (a path, a compound list, or a table)."""
+    if isinstance(spec, str):
+        return [spec]
+    if isinstance(spec, list | tuple):
+        return [str(p) for p in spec]
+    if isinstance(spec, Mapping):
+        if "const" in spec:
+            return []
+        if "join" in spec:
+            return [str(p) for p in spec["join"]]
+        if "path" in spec:
+            return [str(spec["path"])]
+    return []
+
+
+def _spec_values(record: Mapping[str, Any], spec: Any) -> list[Any]:
+    """The value(s) a field spec gives for one record ([] when absent)."""
+    if isinstance(spec, Mapping) and "const" in spec:
+        return [spec["const"]]
+    if isinstance(spec, int | float | bool):
+        return [spec]
+    paths = _spec_paths(spec)
+    if len(paths) == 1:
+        return _resolve(record, _split_path(paths[0]))
+    if not paths:
+        return []
+    sep = str(spec.get("sep", ":")) if isinstance(spec, Mapping) else ":"
+    parts = [_resolve(record, _split_path(p)) for p in paths]
+    if any(not v or v[0] is None for v in parts):
+        return []
+    return [sep.join(str(v[0]) for v in parts)]
 
 
 def _records(raw: Mapping[str, Any] | None, resource: str) -> list[Mapping[str, Any]]:
@@ -311,7 +357,7 @@ def _write_table_sheet(
         ws.cell(row=row, column=2, value=value)
         ws.cell(row=row, column=3, value="(do not edit)").font = st.grey_font
         row += 1
-    settings = {k: v for k, v in spec.items() if k not in ("fields", "value_maps", "constants")}
+    settings = {k: v for k, v in spec.items() if k not in ("fields", "value_maps")}
     for key in ("resource", *[k for k in settings if k != "resource"]):
         value = settings.get(key, "")
         ws.cell(row=row, column=1, value=key).font = st.bold
@@ -325,12 +371,11 @@ def _write_table_sheet(
     header_row = row
     _header(ws, header_row, _FIELD_HEADER, st)
     fields = dict(spec.get("fields", {}))
-    constants = dict(spec.get("constants", {}))
     schema = TABLES[table]
-    required = set(MAPPING_REQUIRED[table])
+    required = set(_required(table, spec))
     derived = _DERIVED[table]
     names = [c.name for c in schema.columns]
-    extra = [n for n in [*fields, *constants] if n not in names]
+    extra = [n for n in fields if n not in names]
     for name in [*names, *dict.fromkeys(extra)]:
         row += 1
         if name in names:
@@ -339,8 +384,12 @@ def _write_table_sheet(
             description = column.description
         else:
             status, description = "extra", "Not a Scaler column: kept for the transform."
-        path = fields.get(name)
-        const = constants.get(name)
+        path: Any = fields.get(name)
+        const: Any = None
+        if isinstance(path, Mapping) and set(path) == {"const"}:
+            const, path = path["const"], None
+        elif isinstance(path, int | float | bool):
+            const, path = path, None
         cells = [
             name,
             status,
@@ -349,7 +398,7 @@ def _write_table_sheet(
             _cell_value(const) if const is not None else None,
             None,
         ]
-        if path is not None and path in examples:
+        if isinstance(path, str) and path in examples:
             cells[5] = f"e.g. {examples[path]}"
         for col, value in enumerate(cells, start=1):
             c = ws.cell(row=row, column=col, value=value)
@@ -376,9 +425,11 @@ def _meter_type_rows(
     meters = mapping.get("meters", {}) if isinstance(mapping.get("meters"), Mapping) else {}
     fields = meters.get("fields", {})
     vmaps = meters.get("value_maps", {})
-    type_field = str(fields.get("meter_type", ""))
-    sub_field = str(fields.get("meter_subtype", ""))
-    unit_field = str(fields.get("raw_unit", ""))
+    type_spec = fields.get("meter_type")
+    sub_spec = fields.get("meter_subtype")
+    unit_spec = fields.get("raw_unit")
+    type_field = ", ".join(_spec_paths(type_spec))
+    sub_field = ", ".join(_spec_paths(sub_spec))
     rows: dict[str, dict[str, Any]] = {}
 
     def row(value: str) -> dict[str, Any]:
@@ -394,10 +445,10 @@ def _meter_type_rows(
     resource = str(meters.get("resource", ""))
     seen: dict[str, dict[str, Any]] = {}
     for record in _records(raw, resource):
-        values = _resolve(record, _split_path(type_field)) if type_field else []
-        if sub_field and sub_field != type_field:
-            values += _resolve(record, _split_path(sub_field))
-        units = _resolve(record, _split_path(unit_field)) if unit_field else []
+        values = _spec_values(record, type_spec) if type_spec is not None else []
+        if sub_spec is not None and sub_spec != type_spec:
+            values += _spec_values(record, sub_spec)
+        units = _spec_values(record, unit_spec) if unit_spec is not None else []
         for v in dict.fromkeys(str(x) for x in values if x is not None):
             r = seen.setdefault(v, {"count": 0, "units": {}})
             r["count"] += 1
@@ -582,10 +633,10 @@ def _write_units(
     aliases = dict(units.get("aliases", {}))
     labels: dict[str, int] = {}
     meters = mapping.get("meters", {}) if isinstance(mapping.get("meters"), Mapping) else {}
-    unit_field = str(meters.get("fields", {}).get("raw_unit", ""))
-    if unit_field:
+    unit_spec = meters.get("fields", {}).get("raw_unit")
+    if unit_spec is not None:
         for record in _records(raw, str(meters.get("resource", ""))):
-            for u in _resolve(record, _split_path(unit_field)):
+            for u in _spec_values(record, unit_spec):
                 if u is not None:
                     labels[str(u)] = labels.get(str(u), 0) + 1
     for label in [*aliases, *sorted(k for k in labels if k not in aliases)]:
@@ -939,7 +990,6 @@ def _read_table_sheet(ws: Any) -> tuple[str, str, dict[str, Any]]:
     schema = TABLES[table]
     names = set(schema.names)
     fields: dict[str, Any] = {}
-    constants: dict[str, Any] = {}
     seen: set[str] = set()
     for row in range(header + 1, ws.max_row + 1):
         name = _text(ws.cell(row=row, column=1).value)
@@ -979,11 +1029,24 @@ def _read_table_sheet(ws: Any) -> tuple[str, str, dict[str, Any]]:
                 "Keep either the field path (column D) or the constant (column E).",
             )
         if path is not None:
-            fields[name] = path
+            if path.startswith(("{", "[")):
+                try:
+                    fields[name] = json.loads(path)
+                except json.JSONDecodeError as exc:
+                    raise _err(
+                        ws,
+                        row,
+                        4,
+                        f"{path!r} is neither a field path nor valid JSON",
+                        "Write a dotted path, or a JSON list/table such as "
+                        '{"path": "date", "format": "epoch_ms"}.',
+                    ) from exc
+            else:
+                fields[name] = path
         elif const is not None:
-            constants[name] = const.strip() if isinstance(const, str) else const
-    for name in MAPPING_REQUIRED[table]:
-        if name not in fields and name not in constants:
+            fields[name] = {"const": const.strip() if isinstance(const, str) else const}
+    for name in _required(table, spec):
+        if name not in fields:
             row = _row_of(ws, header, name)
             raise _err(
                 ws,
@@ -993,8 +1056,6 @@ def _read_table_sheet(ws: Any) -> tuple[str, str, dict[str, Any]]:
                 "Give the provider field path (see the 'fields' sheet) or a constant.",
             )
     spec["fields"] = fields
-    if constants:
-        spec["constants"] = constants
     return table, source, spec
 
 
@@ -1385,11 +1446,14 @@ def check_mapping(
                 f"no records of resource {resource!r} to check the {table} mapping against",
             )
             continue
-        for column, path in dict(spec.get("fields", {})).items():
-            if not isinstance(path, str):
-                continue
-            parts = _split_path(path)
-            if not any(_resolve(r, parts) for r in records):
+        for column, fspec in dict(spec.get("fields", {})).items():
+            explode = spec.get("explode")
+            for path in _spec_paths(fspec):
+                candidates = [path]
+                if explode:
+                    candidates.append(f"{explode}[].{path}")
+                if any(_resolve(r, _split_path(c)) for r in records for c in candidates):
+                    continue
                 add(
                     table,
                     source,
@@ -1404,20 +1468,21 @@ def check_mapping(
             continue
         fields = dict(spec.get("fields", {}))
         vmaps = dict(spec.get("value_maps", {}))
-        type_path = fields.get("meter_type")
-        constant_type = dict(spec.get("constants", {})).get("meter_type")
-        unit_path = fields.get("raw_unit")
+        type_spec = fields.get("meter_type")
+        type_path = ", ".join(_spec_paths(type_spec)) or "meter_type"
+        constant_type = isinstance(type_spec, Mapping) and "const" in type_spec
+        unit_spec = fields.get("raw_unit")
         counts: dict[str, int] = {}
         unit_counts: dict[str, int] = {}
         for r in records:
-            if isinstance(type_path, str):
-                for v in dict.fromkeys(_resolve(r, _split_path(type_path))):
+            if type_spec is not None:
+                for v in dict.fromkeys(_spec_values(r, type_spec)):
                     counts[str(v)] = counts.get(str(v), 0) + 1
-            if isinstance(unit_path, str):
-                for u in dict.fromkeys(_resolve(r, _split_path(unit_path))):
+            if unit_spec is not None:
+                for u in dict.fromkeys(_spec_values(r, unit_spec)):
                     unit_counts[str(u)] = unit_counts.get(str(u), 0) + 1
         type_map = vmaps.get("meter_type")
-        if constant_type is None and isinstance(type_map, Mapping):
+        if not constant_type and isinstance(type_map, Mapping):
             for value, n in sorted(counts.items()):
                 if value not in type_map:
                     add(
@@ -1442,7 +1507,7 @@ def check_mapping(
                         f"{value!r} maps to {type_map[value]!r}, not a Scaler meter type "
                         f"({', '.join(METER_TYPES)})",
                     )
-        elif isinstance(type_path, str) and constant_type is None:
+        elif type_spec is not None and not constant_type:
             for value, n in sorted(counts.items()):
                 if value not in METER_TYPES:
                     add(
