@@ -1,0 +1,864 @@
+"""Seeded, vectorised generator of the sandbox provider's data, with its ground truth.
+
+:class:`SandboxData` builds a portfolio of sites and meters and, per meter, numpy arrays of
+half-hourly intervals, daily register readings or bills. The HTTP server
+(:mod:`scaler_workbench.sandbox.server`) slices these arrays to build pages;
+:meth:`SandboxData.ground_truth` sums the same arrays (never HTTP responses) into monthly
+consumption per meter in canonical units, which is what an end-to-end pipeline must reproduce.
+
+Portfolio
+---------
+Site ``i`` (ids ``S001``, ``S002``, ...) gets ``meters_per_site`` meters (ids ``M0001``, ...). Slot
+``j`` of a site chooses the meter:
+
+======  =====================================================================================
+j % 3   commodity / kind (rotating by ``i + j // 3``)
+======  =====================================================================================
+0       electricity / interval
+1       solar, gas, water or electricity / interval
+2       gas register, water bill, waste bill, electricity register, gas bill, water register
+======  =====================================================================================
+
+Units rotate per commodity over the meters (the labels are exactly these strings):
+
+===========  ========================  ==========================================================
+commodity    units                      canonical conversion
+===========  ========================  ==========================================================
+electricity  ``kWh``, ``Wh``, ``MWh``  kWh; Wh / 1000; MWh x 1000
+solar        ``kWh``                   kWh
+gas          ``m3``, ``kWh``, ``ft3``  kWh = m³ x 1.02264 x CV / 3.6 (UK); ft³ = 0.028316846592 m³
+water        ``m3``, ``L``, ``US_gal`` m³; L / 1000; US_gal = 3.785411784 L
+waste        ``kg``, ``t``             kg; t = 1000 kg
+===========  ========================  ==========================================================
+
+Sites are in ``Europe/London`` except every sixth site from the third (``America/New_York``) and
+from the fifth (``Europe/Paris``), so any portfolio of three or more sites spans two zones.
+
+Records
+-------
+- intervals: ``{id, interval_start, interval_end, value, estimated, exported}``, ISO 8601 with the
+  site's local offset (``2024-03-31T00:30:00+00:00`` then ``2024-03-31T02:00:00+01:00``); local
+  DST days have 46 or 50 half-hours. About 1 % of intervals are absent (never zero-filled), about
+  0.3 % are estimated. ``exported`` is the energy sent to the grid for solar meters and ``0.0``
+  for every other meter.
+- registers: ``{id, read_at, register, estimated}`` at each local midnight from ``start`` to
+  ``end`` inclusive. About 2 % of readings are absent, but never one on the first day of a month
+  (so monthly consumption is always computable). The register wraps at
+  ``10 ** register_digits``; the first register meter (and every other one) rolls over inside
+  the period.
+- bills: ``{id, period_start, period_end, amount, cost, currency, estimated}``; consecutive bills
+  of 28-33 days (``period_end`` inclusive, next ``period_start`` = ``period_end`` + 1 day), the
+  first starting 0-14 days after ``start`` so bills do not align with months. Each bill has a
+  constant daily rate, so prorating by days is exact.
+
+Everything is deterministic for a given ``(seed, sites, meters_per_site, start, end)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaler_workbench.exceptions import SandboxError
+
+__all__ = [
+    "FT3_M3",
+    "GAS_CORRECTION",
+    "UNIT_DECIMALS",
+    "USGAL_L",
+    "BillSeries",
+    "IntervalSeries",
+    "RegisterSeries",
+    "SandboxData",
+    "TimeGrid",
+    "canonical_factor",
+    "canonical_unit",
+    "get_sandbox_data",
+]
+
+HALF_HOUR = 1800
+DAY = 86400
+#: UK volume correction factor in the gas m³ -> kWh convention.
+GAS_CORRECTION = 1.02264
+#: one cubic foot in m³
+FT3_M3 = 0.028316846592
+#: one US gallon in litres
+USGAL_L = 3.785411784
+#: calorific value used to *generate* gas volumes [MJ/m³] (ground truth takes its own)
+GENERATION_CV = 39.5
+
+COMMODITY_UNITS: dict[str, tuple[str, ...]] = {
+    "electricity": ("kWh", "Wh", "MWh"),
+    "solar": ("kWh",),
+    "gas": ("m3", "kWh", "ft3"),
+    "water": ("m3", "L", "US_gal"),
+    "waste": ("kg", "t"),
+}
+#: decimals of interval values and bill daily rates per unit label
+UNIT_DECIMALS: dict[str, int] = {
+    "kWh": 3,
+    "Wh": 1,
+    "MWh": 6,
+    "m3": 4,
+    "ft3": 2,
+    "L": 1,
+    "US_gal": 3,
+    "kg": 2,
+    "t": 5,
+}
+_CANONICAL = {"electricity": "kWh", "solar": "kWh", "gas": "kWh", "water": "m³", "waste": "kg"}
+_SLOT1 = (
+    ("solar", "interval"),
+    ("gas", "interval"),
+    ("water", "interval"),
+    ("electricity", "interval"),
+)
+_SLOT2 = (
+    ("gas", "register"),
+    ("water", "bill"),
+    ("waste", "bill"),
+    ("electricity", "register"),
+    ("gas", "bill"),
+    ("water", "register"),
+)
+_PLACES = {
+    "Europe/London": (
+        ("London", "EC1A", "GB", "GBP"),
+        ("Manchester", "M1", "GB", "GBP"),
+        ("Leeds", "LS1", "GB", "GBP"),
+        ("Bristol", "BS1", "GB", "GBP"),
+        ("Glasgow", "G1", "GB", "GBP"),
+        ("Birmingham", "B1", "GB", "GBP"),
+    ),
+    "America/New_York": (("New York", "100", "US", "USD"), ("Boston", "021", "US", "USD")),
+    "Europe/Paris": (("Paris", "750", "FR", "EUR"), ("Lyon", "690", "FR", "EUR")),
+}
+_STREETS = ("High Street", "Station Road", "Church Lane", "Mill Road", "Park Avenue", "King Street")
+_TARIFF = {"electricity": 0.28, "solar": 0.0, "gas": 0.07, "water": 2.1, "waste": 0.15}
+
+
+def canonical_unit(commodity: str) -> str:
+    """Return the canonical unit of a commodity (``kWh``, ``m³`` or ``kg``)."""
+    return _CANONICAL[commodity]
+
+
+def canonical_factor(commodity: str, unit: str, *, heating_value_mj_m3: float = 39.5) -> float:
+    """Return the factor that turns a value in ``unit`` into the commodity's canonical unit.
+
+    Parameters
+    ----------
+    commodity : str
+        ``electricity``, ``solar``, ``gas``, ``water`` or ``waste``.
+    unit : str
+        One of the sandbox's unit labels (see the module docstring).
+    heating_value_mj_m3 : float
+        Gas calorific value [MJ/m³] for volume -> energy (UK convention).
+    """
+    gas_m3 = GAS_CORRECTION * heating_value_mj_m3 / 3.6
+    table = {
+        ("electricity", "kWh"): 1.0,
+        ("electricity", "Wh"): 1e-3,
+        ("electricity", "MWh"): 1e3,
+        ("solar", "kWh"): 1.0,
+        ("gas", "kWh"): 1.0,
+        ("gas", "m3"): gas_m3,
+        ("gas", "ft3"): FT3_M3 * gas_m3,
+        ("water", "m3"): 1.0,
+        ("water", "L"): 1e-3,
+        ("water", "US_gal"): USGAL_L * 1e-3,
+        ("waste", "kg"): 1.0,
+        ("waste", "t"): 1e3,
+    }
+    try:
+        return table[(commodity, unit)]
+    except KeyError:
+        raise SandboxError(
+            f"no canonical factor for {commodity} in {unit!r}",
+            unit=unit,
+            hint="Use one of the unit labels listed in scaler_workbench.sandbox.generate.",
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# time grids
+
+
+def _offset_label(seconds: int) -> str:
+    sign = "+" if seconds >= 0 else "-"
+    minutes = abs(int(seconds)) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _local_seconds(epoch: np.ndarray, tz: str) -> np.ndarray:
+    """Local wall-clock seconds since 1970 for UTC epoch seconds ``epoch`` in zone ``tz``."""
+    idx = pd.DatetimeIndex(epoch.astype("datetime64[s]")).tz_localize("UTC").tz_convert(tz)
+    return np.asarray(idx.tz_localize(None).values.astype("datetime64[s]").astype(np.int64))
+
+
+def _iso(epoch: np.ndarray, local: np.ndarray) -> list[str]:
+    base = np.datetime_as_string(local.astype("datetime64[s]"), unit="s")
+    offsets = local - epoch
+    labels = {int(o): _offset_label(int(o)) for o in np.unique(offsets)}
+    suffix = np.array([labels[int(o)] for o in np.unique(offsets)])
+    pos = np.searchsorted(np.unique(offsets), offsets)
+    return list(np.char.add(base, suffix[pos]).tolist())
+
+
+def _local_midnight_epoch(day: date, tz: str) -> int:
+    return int(pd.Timestamp(day.isoformat()).tz_localize(tz).timestamp())
+
+
+@dataclass(frozen=True, eq=False)
+class TimeGrid:
+    """Half-hourly and daily time grids of one time zone over the generated period.
+
+    Attributes
+    ----------
+    epoch : numpy.ndarray
+        UTC epoch seconds of every half-hour start, plus the final end (length ``n + 1``). [s]
+    iso : list of str
+        ``epoch`` as ISO 8601 with the local offset.
+    month : numpy.ndarray
+        Local month of each half-hour start, as months since 1970-01 (length ``n``).
+    hour, doy, weekday : numpy.ndarray
+        Local hour of day [h], day of year and weekday (Monday = 0) of each half-hour start.
+    day_epoch, day_iso : numpy.ndarray, list of str
+        Local midnights from ``start`` to ``end`` inclusive.
+    day_month : numpy.ndarray
+        Local month of each midnight (months since 1970-01).
+    """
+
+    tz: str
+    epoch: np.ndarray
+    iso: list[str]
+    month: np.ndarray
+    hour: np.ndarray
+    doy: np.ndarray
+    weekday: np.ndarray
+    day_epoch: np.ndarray
+    day_iso: list[str]
+    day_month: np.ndarray
+    day_doy: np.ndarray
+    day_weekday: np.ndarray
+
+    @classmethod
+    def build(cls, tz: str, start: date, end: date) -> TimeGrid:
+        t0, t1 = _local_midnight_epoch(start, tz), _local_midnight_epoch(end, tz)
+        epoch = np.arange(t0, t1 + 1, HALF_HOUR, dtype=np.int64)
+        local = _local_seconds(epoch, tz)
+        loc = local[:-1]
+        days = pd.date_range(start.isoformat(), end.isoformat(), freq="D").tz_localize(tz)
+        day_epoch = (
+            days.tz_convert("UTC").tz_localize(None).values.astype("datetime64[s]").astype(np.int64)
+        )
+        day_local = _local_seconds(day_epoch, tz)
+        return cls(
+            tz=tz,
+            epoch=epoch,
+            iso=_iso(epoch, local),
+            month=loc.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64),
+            hour=(loc % DAY) / 3600.0,
+            doy=_day_of_year(loc),
+            weekday=((loc // DAY) + 3) % 7,
+            day_epoch=day_epoch,
+            day_iso=_iso(day_epoch, day_local),
+            day_month=day_local.astype("datetime64[s]").astype("datetime64[M]").astype(np.int64),
+            day_doy=_day_of_year(day_local),
+            day_weekday=((day_local // DAY) + 3) % 7,
+        )
+
+
+def _day_of_year(local: np.ndarray) -> np.ndarray:
+    d = local.astype("datetime64[s]").astype("datetime64[D]")
+    return (d - d.astype("datetime64[Y]")).astype(np.int64) + 1
+
+
+def _month_label(code: int) -> str:
+    return f"{1970 + code // 12:04d}-{code % 12 + 1:02d}"
+
+
+# --------------------------------------------------------------------------------------------
+# series
+
+
+@dataclass(frozen=True, eq=False)
+class IntervalSeries:
+    """Half-hourly data of one meter: ``t_idx`` indexes the site's :class:`TimeGrid`.
+
+    ``value`` and ``exported`` are in the meter's unit; absent intervals are simply not present.
+    """
+
+    t_idx: np.ndarray
+    value: np.ndarray
+    estimated: np.ndarray
+    exported: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class RegisterSeries:
+    """Daily register readings of one meter: ``d_idx`` indexes the grid's local midnights.
+
+    ``cumulative`` is the unwrapped register in integer steps of ``1 / scale`` of the unit;
+    the served ``register`` is ``(cumulative % (10**digits * scale)) / scale``.
+    """
+
+    d_idx: np.ndarray
+    cumulative: np.ndarray
+    estimated: np.ndarray
+    scale: int
+    digits: int
+
+    @property
+    def register(self) -> np.ndarray:
+        """The register as served (wrapped at ``10 ** digits``) in the meter's unit."""
+        return (self.cumulative % (10**self.digits * self.scale)) / self.scale
+
+
+@dataclass(frozen=True, eq=False)
+class BillSeries:
+    """Consecutive bills of one meter. ``start``/``end`` are local dates, ``end`` inclusive."""
+
+    start: np.ndarray  # datetime64[D]
+    end: np.ndarray  # datetime64[D], inclusive
+    amount: np.ndarray
+    cost: np.ndarray
+    estimated: np.ndarray
+    currency: str
+
+
+Series = IntervalSeries | RegisterSeries | BillSeries
+
+
+# --------------------------------------------------------------------------------------------
+# the portfolio
+
+
+def _as_date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise SandboxError(
+            f"not a date: {value!r}", hint="Pass start/end as 'YYYY-MM-DD' or datetime.date."
+        ) from None
+
+
+@dataclass(eq=False)
+class SandboxData:
+    """A deterministic portfolio: sites, meters and each meter's arrays.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of every random draw.
+    sites : int
+        Number of sites (>= 1).
+    meters_per_site : int
+        Meters per site (>= 1); see the module docstring for the kinds.
+    start, end : datetime.date or str
+        First local day and the local midnight that ends the period (exclusive), e.g. the
+        default ``2024-01-01`` .. ``2024-07-01`` is six whole months.
+
+    Attributes
+    ----------
+    sites : list of dict
+        Site records exactly as served by ``GET /sites``.
+    meters : list of dict
+        Meter records exactly as served by ``GET /sites/{site_id}/meters``.
+    meter_site : dict
+        meter id -> site id.
+    site_tz : dict
+        site id -> IANA time zone.
+    grids : dict
+        time zone -> :class:`TimeGrid`.
+    series : dict
+        meter id -> :class:`IntervalSeries`, :class:`RegisterSeries` or :class:`BillSeries`.
+    """
+
+    seed: int = 0
+    n_sites: int = 6
+    meters_per_site: int = 3
+    start: date = date(2024, 1, 1)
+    end: date = date(2024, 7, 1)
+    sites: list[dict[str, Any]] = field(default_factory=list, init=False)
+    meters: list[dict[str, Any]] = field(default_factory=list, init=False)
+    meter_site: dict[str, str] = field(default_factory=dict, init=False)
+    site_tz: dict[str, str] = field(default_factory=dict, init=False)
+    site_currency: dict[str, str] = field(default_factory=dict, init=False)
+    grids: dict[str, TimeGrid] = field(default_factory=dict, init=False)
+    series: dict[str, Series] = field(default_factory=dict, init=False)
+
+    @classmethod
+    def generate(
+        cls,
+        *,
+        seed: int = 0,
+        sites: int = 6,
+        meters_per_site: int = 3,
+        start: date | str = "2024-01-01",
+        end: date | str = "2024-07-01",
+    ) -> SandboxData:
+        """Generate a portfolio (see the class docstring for the parameters)."""
+        d0, d1 = _as_date(start), _as_date(end)
+        if sites < 1 or meters_per_site < 1:
+            raise SandboxError(
+                f"need at least one site and one meter per site, got {sites} x {meters_per_site}",
+                hint="Pass sites >= 1 and meters_per_site >= 1.",
+            )
+        if (d1 - d0).days < 1:
+            raise SandboxError(
+                f"end {d1} must be after start {d0}", hint="Pass an end date after the start."
+            )
+        data = cls(seed=seed, n_sites=sites, meters_per_site=meters_per_site, start=d0, end=d1)
+        data._build()
+        return data
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        rng = np.random.default_rng([self.seed, 0])
+        width = max(3, len(str(self.n_sites)))
+        mwidth = max(4, len(str(self.n_sites * self.meters_per_site)))
+        unit_counter: dict[str, int] = {}
+        register_counter = 0
+        n_meter = 0
+        for i in range(self.n_sites):
+            tz = "Europe/London"
+            if i % 6 == 2:
+                tz = "America/New_York"
+            elif i % 6 == 4:
+                tz = "Europe/Paris"
+            places = _PLACES[tz]
+            city, postcode, country, currency = places[(i // 6) % len(places)]
+            site_id = f"S{i + 1:0{width}d}"
+            area = float(round(rng.uniform(800, 20000), -1))
+            number = int(rng.integers(1, 250))
+            street = _STREETS[int(rng.integers(0, len(_STREETS)))]
+            suffix = f" {int(rng.integers(1, 9))}{'ABDEFGHJ'[int(rng.integers(0, 8))]}"
+            self.sites.append(
+                {
+                    "id": site_id,
+                    "name": f"{city} site {i + 1}",
+                    "address": {
+                        "line1": f"{number} {street}",
+                        "city": city,
+                        "postcode": postcode + (suffix if country == "GB" else f"{i % 100:02d}"),
+                        "country": country,
+                    },
+                    "timezone": tz,
+                    "floor_area_m2": area,
+                }
+            )
+            self.site_tz[site_id] = tz
+            self.site_currency[site_id] = currency
+            if tz not in self.grids:
+                self.grids[tz] = TimeGrid.build(tz, self.start, self.end)
+            for j in range(self.meters_per_site):
+                turn = i + j // 3
+                if j % 3 == 0:
+                    commodity, kind = "electricity", "interval"
+                elif j % 3 == 1:
+                    commodity, kind = _SLOT1[turn % len(_SLOT1)]
+                else:
+                    commodity, kind = _SLOT2[turn % len(_SLOT2)]
+                units = COMMODITY_UNITS[commodity]
+                unit = units[unit_counter.get(commodity, 0) % len(units)]
+                unit_counter[commodity] = unit_counter.get(commodity, 0) + 1
+                n_meter += 1
+                meter_id = f"M{n_meter:0{mwidth}d}"
+                mrng = np.random.default_rng([self.seed, 1, n_meter])
+                digits: int | None = None
+                grid = self.grids[tz]
+                if kind == "interval":
+                    series: Series = self._intervals(mrng, grid, commodity, unit, area)
+                elif kind == "register":
+                    series = self._registers(
+                        mrng, grid, commodity, unit, area, rollover=register_counter % 2 == 0
+                    )
+                    digits = series.digits
+                    register_counter += 1
+                else:
+                    series = self._bills(mrng, commodity, unit, area, currency)
+                label = {"interval": "half-hourly", "register": "register", "bill": "billed"}[kind]
+                self.meters.append(
+                    {
+                        "id": meter_id,
+                        "name": f"{commodity.capitalize()} {label} {j + 1}",
+                        "commodity": commodity,
+                        "unit": unit,
+                        "kind": kind,
+                        "serial": f"{commodity[0].upper()}{int(mrng.integers(10**7, 10**8))}",
+                        "register_digits": digits,
+                    }
+                )
+                self.meter_site[meter_id] = site_id
+                self.series[meter_id] = series
+
+    @staticmethod
+    def _to_unit(canonical: np.ndarray, commodity: str, unit: str) -> np.ndarray:
+        return canonical / canonical_factor(commodity, unit, heating_value_mj_m3=GENERATION_CV)
+
+    def _intervals(
+        self, rng: np.random.Generator, grid: TimeGrid, commodity: str, unit: str, area: float
+    ) -> IntervalSeries:
+        n = grid.month.size
+        hour, doy = grid.hour, grid.doy
+        workday = (grid.weekday < 5).astype(np.float64)
+        occupancy = workday * np.exp(-(((hour - 13.0) / 4.0) ** 2))
+        winter = np.cos(2 * np.pi * (doy - 15) / 365.0)
+        noise = 1.0 + 0.08 * rng.normal(size=n)
+        exported = np.zeros(n)
+        if commodity == "solar":
+            peak = rng.uniform(20, 150)
+            days = np.unique(doy)
+            cloud_day = rng.uniform(0.25, 1.0, size=days.size)
+            cloud = cloud_day[np.searchsorted(days, doy)]
+            season = 0.55 - 0.45 * winter
+            sun = np.clip(np.sin(np.pi * (hour - 6.0) / 12.0), 0.0, None) ** 1.5
+            canonical = peak * 0.5 * sun * season * cloud
+            exported_frac = rng.uniform(0.0, 0.7, size=n)
+            exported = canonical * exported_frac
+        elif commodity == "electricity":
+            kw = area * rng.uniform(0.01, 0.04)
+            canonical = kw * 0.5 * (0.35 + 0.65 * occupancy) * (1 + 0.15 * winter) * noise
+        elif commodity == "gas":
+            kw = area * rng.uniform(0.02, 0.06)
+            heat = np.clip(0.15 + 0.85 * winter, 0.05, None) * (0.4 + 0.6 * workday)
+            canonical = kw * 0.5 * heat * noise
+        else:  # water, m³ per half-hour
+            canonical = area * rng.uniform(2e-6, 8e-6) * (0.1 + occupancy) * noise
+        canonical = np.clip(canonical, 0.0, None)
+        dec = UNIT_DECIMALS[unit]
+        value = np.round(self._to_unit(canonical, commodity, unit), dec)
+        exported = np.round(self._to_unit(exported, commodity, unit), dec)
+        keep = rng.random(n) >= 0.01
+        estimated = rng.random(n) < 0.003
+        return IntervalSeries(
+            t_idx=np.flatnonzero(keep).astype(np.int32),
+            value=value[keep],
+            estimated=estimated[keep],
+            exported=exported[keep],
+        )
+
+    def _daily_canonical(
+        self,
+        rng: np.random.Generator,
+        doy: np.ndarray,
+        weekday: np.ndarray,
+        commodity: str,
+        area: float,
+    ) -> np.ndarray:
+        n = doy.size
+        winter = np.cos(2 * np.pi * (doy - 15) / 365.0)
+        workday = (weekday < 5).astype(np.float64)
+        noise = 1.0 + 0.1 * rng.normal(size=n)
+        if commodity in ("electricity", "solar"):
+            daily = area * rng.uniform(0.1, 0.4) * (0.6 + 0.4 * workday) * (1 + 0.15 * winter)
+        elif commodity == "gas":
+            daily = area * rng.uniform(0.1, 0.5) * np.clip(0.15 + 0.85 * winter, 0.05, None)
+        elif commodity == "water":
+            daily = area * rng.uniform(2e-4, 1e-3) * (0.3 + 0.7 * workday)
+        else:  # waste kg/day
+            daily = area * rng.uniform(0.005, 0.02) * (0.5 + 0.5 * workday)
+        return np.clip(daily * noise, 0.0, None)
+
+    def _registers(
+        self,
+        rng: np.random.Generator,
+        grid: TimeGrid,
+        commodity: str,
+        unit: str,
+        area: float,
+        *,
+        rollover: bool,
+    ) -> RegisterSeries:
+        n_days = grid.day_epoch.size  # midnights incl. the final one
+        scale = 1000 if unit == "MWh" else 10
+        daily = self._daily_canonical(
+            rng, grid.day_doy[:-1], grid.day_weekday[:-1], commodity, area
+        )
+        steps = np.round(self._to_unit(daily, commodity, unit) * scale).astype(np.int64)
+        total = int(steps.sum()) // scale + 1
+        digits = max(5, len(str(total)) + 1)
+        modulus = 10**digits * scale
+        if rollover:  # wrap about 40 % into the period
+            first = modulus - int(steps.sum() * 0.4) - 1
+        else:
+            first = int(rng.integers(0, modulus // 4))
+        cumulative = first + np.concatenate(([0], np.cumsum(steps)))
+        boundary = np.concatenate(([True], grid.day_month[1:] != grid.day_month[:-1]))
+        boundary[-1] = True
+        keep = boundary | (rng.random(n_days) >= 0.02)
+        estimated = (rng.random(n_days) < 0.03) & ~boundary
+        return RegisterSeries(
+            d_idx=np.flatnonzero(keep).astype(np.int32),
+            cumulative=cumulative[keep],
+            estimated=estimated[keep],
+            scale=scale,
+            digits=digits,
+        )
+
+    def _bills(
+        self, rng: np.random.Generator, commodity: str, unit: str, area: float, currency: str
+    ) -> BillSeries:
+        total_days = (self.end - self.start).days
+        lengths = rng.integers(28, 34, size=total_days // 28 + 2)
+        first = int(rng.integers(min(3, total_days // 8), max(min(15, total_days // 4), 1)))
+        starts = first + np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        ends_excl = starts + lengths
+        ok = ends_excl <= total_days
+        starts, lengths = starts[ok], lengths[ok]
+        d0 = np.datetime64(self.start.isoformat(), "D")
+        start = d0 + starts
+        end = start + (lengths - 1)
+        doy = ((start - start.astype("datetime64[Y]")).astype(np.int64) + lengths // 2) % 365 + 1
+        daily = self._daily_canonical(rng, doy, np.zeros(doy.size, dtype=np.int64), commodity, area)
+        dec = max(UNIT_DECIMALS[unit] - 1, 0)
+        rate = np.round(self._to_unit(daily, commodity, unit), dec)
+        rate = np.where(rate <= 0, 10.0**-dec, rate)
+        amount = np.round(rate * lengths, dec + 2)
+        tariff = _TARIFF[commodity] * canonical_factor(
+            commodity, unit, heating_value_mj_m3=GENERATION_CV
+        )
+        cost = np.round(amount * tariff + 25.0, 2)
+        estimated = rng.random(start.size) < 0.1
+        return BillSeries(
+            start=start, end=end, amount=amount, cost=cost, estimated=estimated, currency=currency
+        )
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    def meter(self, meter_id: str) -> dict[str, Any]:
+        """Return the meter record ``meter_id`` (raises ``KeyError`` if unknown)."""
+        return self._meter_index()[meter_id]
+
+    def _meter_index(self) -> dict[str, dict[str, Any]]:
+        idx: dict[str, dict[str, Any]] | None = getattr(self, "_midx", None)
+        if idx is None:
+            idx = {m["id"]: m for m in self.meters}
+            self._midx = idx
+        return idx
+
+    def meters_of(self, site_id: str) -> list[dict[str, Any]]:
+        """Meter records of site ``site_id`` in id order."""
+        return [m for m in self.meters if self.meter_site[m["id"]] == site_id]
+
+    def grid_of(self, meter_id: str) -> TimeGrid:
+        """The time grid of the meter's site."""
+        return self.grids[self.site_tz[self.meter_site[meter_id]]]
+
+    @property
+    def period_end_epoch(self) -> int:
+        """UTC epoch seconds of the latest local ``end`` midnight over every zone. [s]"""
+        return max(int(g.epoch[-1]) for g in self.grids.values())
+
+    @property
+    def n_intervals(self) -> int:
+        """Number of interval records in the whole portfolio (before any ``as_of`` cut)."""
+        return sum(s.t_idx.size for s in self.series.values() if isinstance(s, IntervalSeries))
+
+    # -- records (used by the server; slices only) -------------------------------------------
+
+    def interval_records(self, meter_id: str, lo: int, hi: int) -> list[dict[str, Any]]:
+        """Interval records ``lo:hi`` (positions in the meter's series) as served."""
+        s = self.series[meter_id]
+        assert isinstance(s, IntervalSeries)
+        iso = self.grid_of(meter_id).iso
+        ks = s.t_idx[lo:hi].tolist()
+        return [
+            {
+                "id": f"{meter_id}-{k}",
+                "interval_start": iso[k],
+                "interval_end": iso[k + 1],
+                "value": v,
+                "estimated": e,
+                "exported": x,
+            }
+            for k, v, e, x in zip(
+                ks,
+                s.value[lo:hi].tolist(),
+                s.estimated[lo:hi].tolist(),
+                s.exported[lo:hi].tolist(),
+                strict=True,
+            )
+        ]
+
+    def reading_records(self, meter_id: str, lo: int, hi: int) -> list[dict[str, Any]]:
+        """Register reading records ``lo:hi`` as served."""
+        s = self.series[meter_id]
+        assert isinstance(s, RegisterSeries)
+        iso = self.grid_of(meter_id).day_iso
+        ks = s.d_idx[lo:hi].tolist()
+        return [
+            {"id": f"{meter_id}-r{k}", "read_at": iso[k], "register": r, "estimated": e}
+            for k, r, e in zip(
+                ks, s.register[lo:hi].tolist(), s.estimated[lo:hi].tolist(), strict=True
+            )
+        ]
+
+    def bill_records(self, meter_id: str, lo: int, hi: int) -> list[dict[str, Any]]:
+        """Bill records ``lo:hi`` as served."""
+        s = self.series[meter_id]
+        assert isinstance(s, BillSeries)
+        starts = np.datetime_as_string(s.start[lo:hi]).tolist()
+        ends = np.datetime_as_string(s.end[lo:hi]).tolist()
+        return [
+            {
+                "id": f"{meter_id}-b{lo + n}",
+                "period_start": a,
+                "period_end": b,
+                "amount": amt,
+                "cost": c,
+                "currency": s.currency,
+                "estimated": e,
+            }
+            for n, (a, b, amt, c, e) in enumerate(
+                zip(
+                    starts,
+                    ends,
+                    s.amount[lo:hi].tolist(),
+                    s.cost[lo:hi].tolist(),
+                    s.estimated[lo:hi].tolist(),
+                    strict=True,
+                )
+            )
+        ]
+
+    def bill_end_epochs(self, meter_id: str) -> np.ndarray:
+        """UTC epoch seconds of the local midnight after each bill's last day. [s]"""
+        s = self.series[meter_id]
+        assert isinstance(s, BillSeries)
+        grid = self.grid_of(meter_id)
+        d0 = np.datetime64(self.start.isoformat(), "D")
+        return grid.day_epoch[(s.end - d0).astype(np.int64) + 1]
+
+    # -- ground truth -------------------------------------------------------------------------
+
+    def ground_truth(
+        self,
+        heating_value_mj_m3: float = 39.5,
+        *,
+        as_of: datetime | None = None,
+        meters: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Monthly consumption per meter in canonical units, from the generated arrays.
+
+        Parameters
+        ----------
+        heating_value_mj_m3 : float
+            Gas calorific value [MJ/m³]: kWh = m³ x 1.02264 x CV / 3.6.
+        as_of : datetime, optional
+            Only data available at this instant: intervals that ended by then (partial months
+            included), register months whose closing midnight reading is not after it, and
+            bills whose last day ended by then. Default: everything.
+        meters : sequence of str, optional
+            Restrict to these meter ids.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``meter_id, month`` (``YYYY-MM`` in the site's local time), ``consumption`` (float)
+            and ``unit`` (``kWh``, ``m³`` or ``kg``), sorted by meter and month.
+
+        Notes
+        -----
+        Intervals are summed by the local month of ``interval_start``. Register months are the
+        difference of the readings at the local midnights that bound the month (unwrapped, so
+        rollovers count correctly). Bills are prorated over months by days.
+        """
+        cut = math.inf if as_of is None else _epoch(as_of)
+        wanted = set(meters) if meters is not None else None
+        rows_meter: list[str] = []
+        rows_month: list[int] = []
+        rows_value: list[float] = []
+        rows_unit: list[str] = []
+        for m in self.meters:
+            mid = m["id"]
+            if wanted is not None and mid not in wanted:
+                continue
+            factor = canonical_factor(
+                m["commodity"], m["unit"], heating_value_mj_m3=heating_value_mj_m3
+            )
+            grid = self.grid_of(mid)
+            s = self.series[mid]
+            if isinstance(s, IntervalSeries):
+                ok = grid.epoch[s.t_idx + 1] <= cut
+                codes = grid.month[s.t_idx[ok]]
+                months, inv = np.unique(codes, return_inverse=True)
+                sums: np.ndarray = np.bincount(inv, weights=s.value[ok], minlength=months.size)
+            elif isinstance(s, RegisterSeries):
+                at_boundary = np.concatenate(([True], grid.day_month[1:] != grid.day_month[:-1]))[
+                    s.d_idx
+                ]
+                pos = np.flatnonzero(at_boundary & (grid.day_epoch[s.d_idx] <= cut))
+                if pos.size < 2:
+                    continue
+                months = grid.day_month[s.d_idx[pos[:-1]]]
+                sums = np.diff(s.cumulative[pos]) / s.scale
+            else:
+                ok = self.bill_end_epochs(mid) <= cut
+                months, sums = _prorate(s.start[ok], s.end[ok], s.amount[ok])
+            rows_meter += [mid] * len(months)
+            rows_month += [int(c) for c in months]
+            rows_value += (np.asarray(sums, dtype=np.float64) * factor).tolist()
+            rows_unit += [canonical_unit(m["commodity"])] * len(months)
+        frame = pd.DataFrame(
+            {
+                "meter_id": rows_meter,
+                "month": [_month_label(c) for c in rows_month],
+                "consumption": np.asarray(rows_value, dtype=np.float64),
+                "unit": rows_unit,
+            }
+        )
+        return frame.sort_values(["meter_id", "month"], ignore_index=True)
+
+
+def _prorate(
+    start: np.ndarray, end: np.ndarray, amount: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split inclusive-end bills into months by days; return (month codes, sums)."""
+    if start.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    end_excl = end + 1
+    ndays = (end_excl - start).astype(np.int64)
+    m0 = start.astype("datetime64[M]").astype(np.int64).min()
+    m1 = (end_excl - 1).astype("datetime64[M]").astype(np.int64).max()
+    codes = np.arange(m0, m1 + 1)
+    mstart = codes.astype("datetime64[M]").astype("datetime64[D]")
+    mend = (codes + 1).astype("datetime64[M]").astype("datetime64[D]")
+    lo = np.maximum(start[:, None], mstart[None, :])
+    hi = np.minimum(end_excl[:, None], mend[None, :])
+    overlap = np.clip((hi - lo).astype(np.int64), 0, None)
+    sums = (amount[:, None] * overlap / ndays[:, None]).sum(axis=0)
+    used = overlap.sum(axis=0) > 0
+    return codes[used], sums[used]
+
+
+def _epoch(ts: datetime) -> float:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+@lru_cache(maxsize=8)
+def get_sandbox_data(
+    seed: int = 0,
+    sites: int = 6,
+    meters_per_site: int = 3,
+    start: str = "2024-01-01",
+    end: str = "2024-07-01",
+) -> SandboxData:
+    """Generate (or reuse, the data being immutable) a :class:`SandboxData` for these options."""
+    return SandboxData.generate(
+        seed=seed, sites=sites, meters_per_site=meters_per_site, start=start, end=end
+    )
