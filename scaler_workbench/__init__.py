@@ -59,6 +59,9 @@ _LAZY: dict[str, str] = {
     # secrets
     "Secret": "_secrets",
     "redact": "_secrets",
+    # sandbox provider
+    "Sandbox": "sandbox",
+    "SandboxData": "sandbox",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
