@@ -395,7 +395,8 @@ def reconcile(
     m = a.merge(b, on=keys, how="outer").sort_values(keys, kind="mergesort").reset_index(drop=True)
     m["abs_diff"] = (m["exported"] - m["reference"]).abs()
     denom = m["reference"].abs().where(m["reference"].abs() > 0, np.nan)
-    m["rel_diff"] = (m["abs_diff"] / denom).fillna(np.where(m["abs_diff"] == 0, 0.0, np.inf))
+    rel = m["abs_diff"] / denom
+    m["rel_diff"] = rel.where(rel.notna(), np.where(m["abs_diff"] == 0, 0.0, np.inf))
     m["ok"] = (m["abs_diff"] <= atol + rtol * m["reference"].abs()).fillna(False).astype(bool)
     return m
 
