@@ -62,6 +62,18 @@ _LAZY: dict[str, str] = {
     # sandbox provider
     "Sandbox": "sandbox",
     "SandboxData": "sandbox",
+    # validation
+    "RULES": "validation",
+    "RecheckResult": "validation",
+    "ValidationContext": "validation",
+    "ValidationResult": "validation",
+    "benchmark_validation": "validation",
+    "recheck_quarantine": "validation",
+    "validate_assets": "validation",
+    "validate_meters": "validation",
+    "validate_readings": "validation",
+    "validate_tables": "validation",
+    "validate_usage": "validation",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
