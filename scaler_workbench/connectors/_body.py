@@ -1,0 +1,282 @@
+"""Response bodies: decode JSON or XML safely, select records and values by path.
+
+JSON paths are dotted with ``[*]`` (every element) and ``[n]`` (one element), an optional
+leading ``$.``: ``data``, ``result.items[*]``, ``$.pages[*].records``. An empty path selects the
+body itself.
+
+XML bodies are parsed with :mod:`defusedxml` (no DTDs, no external entities, no entity bombs) and
+selected with the ElementTree XPath subset plus a namespace map: ``ns:Reading``,
+``.//e:Meter[@kind='interval']``; a trailing ``/@attr`` reads an attribute and a trailing
+``/text()`` the text. XML records become dicts: attributes as ``@name``, child elements by their
+local name (repeated children become lists), element text as the value (or ``#text`` when the
+element also has attributes or children).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from scaler_workbench.exceptions import ResponseParseError
+
+__all__ = [
+    "FORMATS",
+    "XML_FORMAT",
+    "decode_body",
+    "element_to_dict",
+    "find_value",
+    "select_records",
+]
+
+XML_FORMAT = "xml"
+#: Body formats a resource may declare (``format = "..."``); ``auto`` follows Content-Type.
+FORMATS = ("auto", "json", "xml")
+
+_INDEX = re.compile(r"^(?P<name>[^\[\]]*)(?P<idx>(\[(\*|-?\d+)\])*)$")
+
+
+def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", url: str = "") -> Any:
+    """Decode a response body to JSON values or an XML root :class:`Element`.
+
+    Parameters
+    ----------
+    content : bytes
+        The raw body.
+    content_type : str
+        The response's Content-Type header (used when ``fmt`` is ``"auto"``).
+    fmt : {"auto", "json", "xml"}
+        The expected format.
+    url : str
+        The (redacted) URL, for error messages.
+
+    Raises
+    ------
+    ResponseParseError
+        Not valid JSON/XML, or XML that declares entities/DTDs (refused for safety).
+    """
+    if fmt not in FORMATS:
+        raise ResponseParseError(
+            f"unknown body format {fmt!r}", url=url, hint=f"Use one of {', '.join(FORMATS)}."
+        )
+    if fmt == "auto":
+        ct = content_type.lower()
+        stripped = content.lstrip()[:1]
+        fmt = "xml" if ("xml" in ct or (not ct and stripped == b"<")) else "json"
+    if not content.strip():
+        return None
+    if fmt == "xml":
+        return _parse_xml(content, url)
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResponseParseError(
+            f"response is not valid JSON: {exc}; starts with {_snippet(content)!r}", url=url
+        ) from exc
+
+
+def _parse_xml(content: bytes, url: str) -> Element:
+    from xml.etree.ElementTree import ParseError
+
+    import defusedxml.ElementTree as safe_et
+    from defusedxml import DefusedXmlException
+
+    try:
+        return safe_et.fromstring(content, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise ResponseParseError(
+            f"refused unsafe XML ({type(exc).__name__}): DTDs and entities are not accepted",
+            url=url,
+            hint="The provider sent a DTD or entity declarations; ask them to remove it.",
+        ) from exc
+    except ParseError as exc:
+        raise ResponseParseError(
+            f"response is not valid XML: {exc}; starts with {_snippet(content)!r}", url=url
+        ) from exc
+
+
+def _snippet(content: bytes, n: int = 120) -> str:
+    return content[:n].decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------------------- JSON
+def _json_steps(path: str) -> list[tuple[str, list[str]]]:
+    path = path.strip()
+    if path.startswith("$"):
+        path = path[1:].lstrip(".")
+    steps = []
+    for part in [p for p in path.split(".") if p != ""]:
+        m = _INDEX.match(part)
+        if not m:
+            raise ValueError(f"bad path segment {part!r}")
+        idx = re.findall(r"\[(\*|-?\d+)\]", m.group("idx"))
+        steps.append((m.group("name"), idx))
+    return steps
+
+
+_MISSING = object()
+
+
+def _walk_json(body: Any, path: str) -> tuple[list[Any], bool]:
+    """All values at ``path`` and whether the path had a wildcard."""
+    current: list[Any] = [body]
+    wildcard = False
+    for name, idx in _json_steps(path):
+        nxt: list[Any] = []
+        for node in current:
+            value = node.get(name, _MISSING) if name and isinstance(node, Mapping) else node
+            if name and not isinstance(node, Mapping):
+                value = _MISSING
+            if value is _MISSING:
+                continue
+            values = [value]
+            for i in idx:
+                expanded: list[Any] = []
+                for v in values:
+                    if not isinstance(v, list):
+                        continue
+                    if i == "*":
+                        wildcard = True
+                        expanded.extend(v)
+                    elif -len(v) <= int(i) < len(v):
+                        expanded.append(v[int(i)])
+                values = expanded
+            nxt.extend(values)
+        current = nxt
+    return current, wildcard
+
+
+# ----------------------------------------------------------------------------------------- XML
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else str(tag)
+
+
+def _split_xml_path(path: str) -> tuple[str, str]:
+    """Split a trailing ``/@attr`` or ``/text()`` off an XPath."""
+    path = path.strip()
+    for suffix in ("/text()",):
+        if path.endswith(suffix):
+            return path[: -len(suffix)] or ".", "text()"
+    m = re.search(r"/?@([\w:.-]+)$", path)
+    if m and "[" not in path[m.start() :]:
+        return path[: m.start()] or ".", "@" + m.group(1)
+    return path or ".", ""
+
+
+def _walk_xml(root: Element, path: str, namespaces: Mapping[str, str]) -> list[Any]:
+    elem_path, tail = _split_xml_path(path)
+    try:
+        elems = [root] if elem_path in (".", "") else root.findall(elem_path, dict(namespaces))
+    except (SyntaxError, KeyError) as exc:
+        raise ResponseParseError(
+            f"bad XML path {path!r}: {exc}",
+            hint="Use the ElementTree XPath subset and declare prefixes in `namespaces`.",
+        ) from exc
+    if tail == "text()":
+        return [(e.text or "").strip() for e in elems]
+    if tail.startswith("@"):
+        name = tail[1:]
+        if ":" in name:
+            prefix, local = name.split(":", 1)
+            name = f"{{{namespaces.get(prefix, prefix)}}}{local}"
+        return [e.get(name) for e in elems if e.get(name) is not None]
+    return elems
+
+
+def element_to_dict(elem: Element) -> Any:
+    """Convert an XML element to plain Python values (see the module docstring)."""
+    children = list(elem)
+    text = (elem.text or "").strip()
+    if not children and not elem.attrib:
+        return text
+    out: dict[str, Any] = {f"@{_local(k)}": v for k, v in elem.attrib.items()}
+    for child in children:
+        key = _local(child.tag)
+        value = element_to_dict(child)
+        if key in out:
+            if not isinstance(out[key], list) or key not in _repeated(elem):
+                out[key] = [out[key]]
+            out[key].append(value)
+        else:
+            out[key] = value
+    if text:
+        out["#text"] = text
+    return out
+
+
+def _repeated(elem: Element) -> set[str]:
+    seen: set[str] = set()
+    rep: set[str] = set()
+    for child in elem:
+        key = _local(child.tag)
+        (rep if key in seen else seen).add(key)
+    return rep
+
+
+# ------------------------------------------------------------------------------------- public
+def select_records(
+    body: Any, path: str = "", *, namespaces: Mapping[str, str] | None = None, url: str = ""
+) -> list[dict[str, Any]]:
+    """Return the records at ``path`` in a decoded body, as a list of dicts.
+
+    A path that ends on a list yields its items; on a single object, a one-item list. XML
+    elements are converted with :func:`element_to_dict`.
+
+    Raises
+    ------
+    ResponseParseError
+        The path does not exist in the body (an empty list at the path is fine).
+    """
+    if body is None:
+        return []
+    if isinstance(body, Element):
+        elems = _walk_xml(body, path or ".", namespaces or {})
+        out: list[dict[str, Any]] = []
+        for e in elems:
+            value = element_to_dict(e) if isinstance(e, Element) else e
+            out.append(value if isinstance(value, dict) else {"value": value})
+        return out
+    try:
+        values, wildcard = _walk_json(body, path)
+    except ValueError as exc:
+        raise ResponseParseError(f"bad record_path {path!r}: {exc}", url=url) from exc
+    if not values and not wildcard:
+        keys = list(body)[:10] if isinstance(body, Mapping) else type(body).__name__
+        raise ResponseParseError(
+            f"record_path {path!r} is not in the response (top level: {keys})",
+            url=url,
+            hint="Set record_path to the dotted path of the record list, e.g. 'data'.",
+        )
+    if len(values) == 1 and isinstance(values[0], list) and not wildcard:
+        values = values[0]
+    records: list[dict[str, Any]] = []
+    for v in values:
+        if isinstance(v, list):
+            records.extend(x if isinstance(x, dict) else {"value": x} for x in v)
+        elif isinstance(v, dict):
+            records.append(v)
+        elif v is not None:
+            records.append({"value": v})
+    return records
+
+
+def find_value(body: Any, path: str, *, namespaces: Mapping[str, str] | None = None) -> Any:
+    """Return the first value at ``path`` in a decoded body, or ``None`` when absent.
+
+    Used for totals, cursors and next links. XML values are returned as text.
+    """
+    if body is None or not path:
+        return None
+    if isinstance(body, Element):
+        found = _walk_xml(body, path, namespaces or {})
+        if not found:
+            return None
+        first = found[0]
+        return (first.text or "").strip() if isinstance(first, Element) else first
+    try:
+        values, _ = _walk_json(body, path)
+    except ValueError:
+        return None
+    return values[0] if values else None

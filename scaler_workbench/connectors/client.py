@@ -1,0 +1,775 @@
+"""The HTTP client: the only module that sends requests (and the only one importing ``requests``
+beyond ``requests.auth.AuthBase``).
+
+One :class:`Client` per profile and environment holds the session, the auth, one retry policy,
+the client-side budget and the allowed hosts. Every request goes through :meth:`Client.send`:
+
+1. wait for the budget (requests per second/minute/day, concurrency);
+2. apply credentials only when the URL's host is an API host (base URL, token URL,
+   ``allowed_hosts``); a next link or redirect elsewhere is sent without them (``offsite =
+   "strip"``, logged) or refused (``offsite = "refuse"``);
+3. follow redirects by hand, with the same host check on every hop;
+4. retry 429/5xx and transport errors with capped exponential backoff and jitter, honouring
+   ``Retry-After`` (seconds or HTTP date); a 429 saying the daily quota is spent stops at once
+   with :class:`QuotaExhaustedError`; a 401 ``invalid_token`` renews the token once;
+5. translate every ``requests``/``urllib3`` exception into :class:`TransportError`, and bad
+   statuses into :class:`AuthError`, :class:`RequestRejectedError`,
+   :class:`RangeTooLargeError` or :class:`ProviderUnavailableError` with a redacted URL and a
+   truncated, redacted body.
+
+Responses can be recorded to a folder (secrets redacted) and replayed offline::
+
+    Client(profile, record_to="tests/data/myprovider")   # talk to the API, keep every answer
+    Client(profile, replay_from="tests/data/myprovider") # no network at all
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import requests.adapters
+import urllib3.exceptions
+
+from scaler_workbench._secrets import get_logger, redact, redact_url
+from scaler_workbench.clock import Clock, SystemClock
+from scaler_workbench.connectors._body import decode_body
+from scaler_workbench.connectors._util import construct
+from scaler_workbench.connectors.auth import Auth, NoAuth, make_auth
+from scaler_workbench.connectors.paginate import PageRequest
+from scaler_workbench.exceptions import (
+    AuthError,
+    ConnectorError,
+    HTTPStatusError,
+    ProfileError,
+    ProviderUnavailableError,
+    QuotaExhaustedError,
+    RangeTooLargeError,
+    RequestRejectedError,
+    TransportError,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Budget",
+    "Client",
+    "RecordingAdapter",
+    "ReplayAdapter",
+    "Reply",
+    "RequestLogEntry",
+    "RetryPolicy",
+    "post_token_form",
+]
+
+log = get_logger(__name__)
+
+#: seconds to wait for a connection and for each read, unless ``[client] timeout`` says otherwise
+DEFAULT_TIMEOUT = 30.0
+_BODY_LIMIT = 500
+_DEFAULT_QUOTA = r"quota|daily limit|limit (exceeded|reached) for (the|to)?day|requests per day"
+_KEEP_HEADERS = ("content-type", "link", "retry-after", "x-total-count", "location")
+
+
+def _snippet(text: str, n: int = _BODY_LIMIT) -> str:
+    text = redact(text or "")
+    return text if len(text) <= n else text[:n] + f"... [{len(text) - n} more chars]"
+
+
+# ---------------------------------------------------------------------------------- errors
+_TRANSPORT_HINTS: tuple[tuple[type[BaseException], str], ...] = (
+    (requests.exceptions.SSLError, "TLS failed: check the URL's scheme and the certificate."),
+    (requests.exceptions.Timeout, "The provider did not answer in time: raise [client] timeout."),
+    (requests.exceptions.ProxyError, "The proxy refused: check HTTPS_PROXY/NO_PROXY."),
+    (requests.exceptions.InvalidURL, "The URL is malformed: check base_url and the resource path."),
+    (requests.exceptions.MissingSchema, "The URL lacks http(s)://: check base_url."),
+    (requests.exceptions.InvalidSchema, "Only http(s) URLs are supported: check base_url."),
+    (requests.exceptions.ConnectionError, "Check the base URL and your network; re-run later."),
+)
+
+
+@contextlib.contextmanager
+def _translate_errors(url: str = "") -> Iterator[None]:
+    """Map every ``requests``/``urllib3`` exception to :class:`TransportError` (the boundary)."""
+    try:
+        yield
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+        hint = next((h for cls, h in _TRANSPORT_HINTS if isinstance(exc, cls)), "")
+        raise TransportError(
+            f"{type(exc).__name__} talking to {redact_url(url) or 'the provider'}: "
+            f"{_snippet(str(exc), 200)}",
+            url=url or None,
+            hint=hint or TransportError.default_hint,
+        ) from exc
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds from a ``Retry-After`` header: a number or an HTTP date (None if absent/bad)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+# ----------------------------------------------------------------------------- policies
+@dataclass
+class RetryPolicy:
+    """One retry policy for every request (``[client]`` keys of the same names).
+
+    Parameters
+    ----------
+    max_attempts : int
+        Attempts per request, the first included.
+    backoff_base : float
+        First wait [s]; then ``backoff_base * backoff_factor**(attempt-1)``.
+    backoff_factor : float
+    backoff_cap : float
+        Cap on any single wait, ``Retry-After`` included [s].
+    jitter : float
+        Random extra wait, as a fraction of the computed wait (0 to turn off).
+    retry_statuses : list of int
+        Statuses worth retrying (429 and the transient 5xx).
+    quota_match : str
+        Regular expression: a 429 *without* Retry-After whose body matches means the daily quota
+        is spent: :class:`QuotaExhaustedError` at once ("" never).
+    """
+
+    max_attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_factor: float = 2.0
+    backoff_cap: float = 60.0
+    jitter: float = 0.25
+    retry_statuses: list[int] = field(default_factory=lambda: [429, 500, 502, 503, 504])
+    quota_match: str = _DEFAULT_QUOTA
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ProfileError("client.max_attempts must be >= 1", key="client.max_attempts")
+        if self.backoff_cap < 0 or self.backoff_base < 0:
+            raise ProfileError("client backoff values must be >= 0", key="client.backoff_cap")
+        self._quota = re.compile(self.quota_match, re.I) if self.quota_match else None
+
+    def wait(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` [s]."""
+        if retry_after is not None:
+            return min(retry_after, self.backoff_cap)
+        base = self.backoff_base * self.backoff_factor ** (attempt - 1)
+        return min(self.backoff_cap, base * (1 + self.jitter * rng.random()))
+
+    def is_quota(self, status: int, retry_after: str | None, body: str) -> bool:
+        return bool(status == 429 and not retry_after and self._quota and self._quota.search(body))
+
+
+class Budget:
+    """A client-side request budget (``[client.budget]``): rate windows and concurrency.
+
+    Parameters
+    ----------
+    requests_per_second, requests_per_minute, requests_per_day : float, optional
+        Sliding-window limits; the client waits (on its clock) for a free slot. The daily limit
+        is not waited for: it raises :class:`QuotaExhaustedError` so the run stops and resumes.
+    max_concurrency : int, optional
+        Requests in flight at once across threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        requests_per_second: float | None = None,
+        requests_per_minute: float | None = None,
+        requests_per_day: float | None = None,
+        max_concurrency: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        for name, v in (
+            ("requests_per_second", requests_per_second),
+            ("requests_per_minute", requests_per_minute),
+            ("requests_per_day", requests_per_day),
+            ("max_concurrency", max_concurrency),
+        ):
+            if v is not None and v <= 0:
+                raise ProfileError(f"client.budget.{name} must be > 0", key=f"client.budget.{name}")
+        self.requests_per_second = requests_per_second
+        self.requests_per_minute = requests_per_minute
+        self.requests_per_day = requests_per_day
+        self.max_concurrency = max_concurrency
+        self.clock: Clock = clock or SystemClock()
+        # (requests, seconds): a limit below 1 (e.g. 0.5/s) becomes one request per 1/limit window
+        self._windows: list[tuple[int, float]] = []
+        for limit, length in (
+            (requests_per_second, 1.0),
+            (requests_per_minute, 60.0),
+            (requests_per_day, 86400.0),
+        ):
+            if limit:
+                self._windows.append(
+                    (int(limit), length) if limit >= 1 else (1, length / float(limit))
+                )
+        horizon = max((n for n, _ in self._windows), default=0)
+        self._sent: deque[float] = deque(maxlen=horizon or 1)
+        self._lock = threading.Lock()
+        self._sem = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
+        self.waited = 0.0
+
+    def seconds_for(self, n_requests: int) -> float:
+        """Least time [s] that ``n_requests`` take under the rate windows (for plans)."""
+        if n_requests <= 1 or not self._windows:
+            return 0.0
+        return max(((n_requests - 1) // n) * length for n, length in self._windows)
+
+    def acquire(self) -> None:
+        if self._sem is not None:
+            self._sem.acquire()
+        while True:
+            with self._lock:
+                now = self.clock.monotonic()
+                wait = 0.0
+                for n, length in self._windows:
+                    recent = [t for t in list(self._sent)[-n:] if t > now - length]
+                    if len(recent) >= n:
+                        if length >= 86400.0:
+                            self.release()
+                            raise QuotaExhaustedError(
+                                f"client budget of {n} requests per day is spent",
+                                hint="Run again tomorrow, or raise client.budget.requests_per_day.",
+                            )
+                        wait = max(wait, recent[0] + length - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return
+            self.waited += wait
+            self.clock.sleep(wait)
+
+    def release(self) -> None:
+        if self._sem is not None:
+            self._sem.release()
+
+    def __repr__(self) -> str:
+        opts = {
+            "requests_per_second": self.requests_per_second,
+            "requests_per_minute": self.requests_per_minute,
+            "requests_per_day": self.requests_per_day,
+            "max_concurrency": self.max_concurrency,
+        }
+        return "Budget(" + ", ".join(f"{k}={v}" for k, v in opts.items() if v) + ")"
+
+
+# --------------------------------------------------------------------- record and replay
+def _request_key(method: str, url: str) -> str:
+    parts = urlsplit(redact_url(url))
+    query = "&".join(sorted(parts.query.split("&"))) if parts.query else ""
+    return f"{method.upper()} {parts.path}?{query}"
+
+
+def _key_file(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:20] + ".json"
+
+
+class RecordingAdapter(requests.adapters.HTTPAdapter):
+    """A transport adapter that saves each successful GET answer to ``folder`` (redacted).
+
+    Files are JSON: method, redacted URL, status, a few headers, the redacted body text. 429 and
+    5xx answers are not kept (they are transient).
+    """
+
+    def __init__(self, folder: str | Path, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kw: Any) -> requests.Response:
+        response = super().send(request, *args, **kw)
+        if request.method == "GET" and response.status_code < 500 and response.status_code != 429:
+            key = _request_key("GET", str(request.url))
+            record = {
+                "request": key,
+                "url": redact_url(str(request.url)),
+                "status": response.status_code,
+                "headers": {
+                    k: redact(v) for k, v in response.headers.items() if k.lower() in _KEEP_HEADERS
+                },
+                "encoding": response.encoding or "utf-8",
+                "body": redact(response.content.decode(response.encoding or "utf-8", "replace")),
+            }
+            path = self.folder / _key_file(key)
+            path.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+        return response
+
+
+class ReplayAdapter(requests.adapters.BaseAdapter):
+    """A transport adapter that answers from a folder written by :class:`RecordingAdapter`.
+
+    A request that was never recorded raises :class:`TransportError` naming it.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ProfileError(
+                f"replay folder {str(self.folder)!r} does not exist", key="replay_from"
+            )
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kw: Any) -> requests.Response:
+        key = _request_key(str(request.method), str(request.url))
+        path = self.folder / _key_file(key)
+        if not path.exists():
+            raise TransportError(
+                f"no recorded response for {key}",
+                url=str(request.url),
+                hint="Record it first: Client(profile, record_to=folder) against the real API.",
+            )
+        record = json.loads(path.read_text(encoding="utf-8"))
+        response = requests.Response()
+        response.status_code = int(record["status"])
+        response.headers.update(record.get("headers", {}))
+        response._content = record["body"].encode(record.get("encoding") or "utf-8")
+        response.encoding = record.get("encoding") or "utf-8"
+        response.url = str(request.url)
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------- the client
+class Reply(NamedTuple):
+    """What :meth:`Client.get` returns: the decoded body and the ``requests.Response``."""
+
+    body: Any
+    response: requests.Response
+
+
+@dataclass
+class RequestLogEntry:
+    """One request as sent (URL redacted): for the run's request log."""
+
+    method: str
+    url: str
+    status: int | None
+    attempt: int
+    elapsed_ms: float
+    error: str = ""
+
+
+def post_token_form(
+    url: str,
+    data: Mapping[str, str],
+    *,
+    basic: tuple[str, str] | None = None,
+    session: requests.Session | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retry: RetryPolicy | None = None,
+    clock: Clock | None = None,
+) -> dict[str, Any]:
+    """POST a form to an OAuth2 token endpoint and return the JSON answer.
+
+    Raises
+    ------
+    AuthError
+        The endpoint refused (4xx; its ``error``/``error_description`` are quoted, redacted).
+    ProviderUnavailableError
+        5xx/429 after every attempt.
+    TransportError
+        The endpoint could not be reached.
+    """
+    retry = retry or RetryPolicy(max_attempts=3)
+    clock = clock or SystemClock()
+    rng = random.Random()
+    own = session is None
+    sess = session or requests.Session()
+    try:
+        for attempt in range(1, retry.max_attempts + 1):
+            with _translate_errors(url):
+                resp = sess.post(
+                    url,
+                    data=dict(data),
+                    auth=basic,
+                    headers={"Accept": "application/json"},
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            if resp.status_code in retry.retry_statuses and attempt < retry.max_attempts:
+                clock.sleep(
+                    retry.wait(
+                        attempt, _retry_after(resp.headers.get("Retry-After"), clock.now()), rng
+                    )
+                )
+                continue
+            break
+    finally:
+        if own:
+            sess.close()
+    if resp.status_code >= 500 or resp.status_code == 429:
+        raise ProviderUnavailableError(
+            f"token endpoint answered {resp.status_code}",
+            status=resp.status_code,
+            url=url,
+            body=_snippet(resp.text),
+        )
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if resp.status_code >= 300 or not isinstance(body, dict):
+        detail = ""
+        if isinstance(body, dict):
+            detail = " ".join(str(body.get(k, "")) for k in ("error", "error_description")).strip()
+        raise AuthError(
+            f"token endpoint refused ({resp.status_code}): {_snippet(detail or resp.text, 300)}",
+            status=resp.status_code,
+            url=url,
+            hint="Check client id/secret (and client_auth: basic or body), scope and token_url.",
+        )
+    return body
+
+
+class Client:
+    """An HTTP client for one provider profile.
+
+    Parameters
+    ----------
+    profile : Profile
+        The provider profile (``[auth]``, ``[client]``, environments).
+    environment : str, optional
+        Environment name (default: the profile's).
+    clock : Clock, optional
+        Used for backoff, budgets and token expiry (tests pass ``FakeClock``).
+    session : requests.Session, optional
+        A session to use (e.g. with a mock adapter); one is created otherwise.
+    auth : Auth, optional
+        Override the profile's ``[auth]``.
+    record_to, replay_from : path, optional
+        Save answers to a folder, or answer from one without any network (auth is skipped).
+    base_url : str, optional
+        Override the environment's base URL.
+
+    Attributes
+    ----------
+    requests_sent : int
+        Every HTTP request sent (retries included, token requests excluded).
+    request_log : deque of RequestLogEntry
+        The last 10,000 requests, URLs redacted.
+    last_response : requests.Response or None
+    """
+
+    def __init__(
+        self,
+        profile: Any,
+        *,
+        environment: str | None = None,
+        clock: Clock | None = None,
+        session: requests.Session | None = None,
+        auth: Auth | None = None,
+        record_to: str | Path | None = None,
+        replay_from: str | Path | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.environment = environment or profile.environment
+        env = profile.env(self.environment)
+        self.base_url = (base_url or env.resolve_base_url()).rstrip("/")
+        self.provider = profile.name
+        self.clock: Clock = clock or SystemClock()
+        cfg = dict(profile.section("client"))
+        budget_cfg = cfg.pop("budget", {}) or {}
+        self.timeout = float(cfg.pop("timeout", DEFAULT_TIMEOUT))
+        self.offsite = str(cfg.pop("offsite", "strip"))
+        if self.offsite not in ("strip", "refuse"):
+            raise ProfileError("client.offsite must be 'strip' or 'refuse'", key="client.offsite")
+        user_agent = str(cfg.pop("user_agent", "scaler-workbench"))
+        extra_headers = dict(cfg.pop("headers", {}) or {})
+        self.verify = cfg.pop("verify", True)
+        self.retry: RetryPolicy = construct(RetryPolicy, cfg, "client")
+        self.budget: Budget = construct(
+            Budget, {**budget_cfg, "clock": self.clock}, "client.budget"
+        )
+        self.replaying = replay_from is not None
+        if self.replaying:
+            self.auth: Auth = NoAuth()
+        else:
+            self.auth = (
+                auth
+                if auth is not None
+                else make_auth(profile.section("auth") or None, profile=profile)
+            )
+        self.session = session or requests.Session()
+        self.session.headers.update(
+            {
+                "User-Agent": user_agent,
+                "Accept": "application/json, application/xml;q=0.9, */*;q=0.5",
+                **extra_headers,
+            }
+        )
+        if replay_from is not None:
+            adapter: requests.adapters.BaseAdapter = ReplayAdapter(replay_from)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+        elif record_to is not None:
+            rec = RecordingAdapter(record_to)
+            self.session.mount("http://", rec)
+            self.session.mount("https://", rec)
+        self.hosts = self._allowed_hosts(env.allowed_hosts)
+        self.auth.bind(self._post_token, self.clock)
+        self.requests_sent = 0
+        self.request_log: deque[RequestLogEntry] = deque(maxlen=10_000)
+        self.last_response: requests.Response | None = None
+        self.learned_spans: dict[str, int] = {}
+        self._rng = random.Random()
+
+    def _allowed_hosts(self, extra: tuple[str, ...]) -> frozenset[str]:
+        hosts = {urlsplit(self.base_url).hostname or ""}
+        hosts |= set(self.auth.hosts)
+        hosts |= {h.lower() for h in extra}
+        return frozenset(h.lower() for h in hosts if h)
+
+    def _post_token(
+        self, url: str, data: Mapping[str, str], *, basic: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
+        return post_token_form(
+            url,
+            data,
+            basic=basic,
+            session=self.session,
+            timeout=self.timeout,
+            retry=self.retry,
+            clock=self.clock,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Client(provider={self.provider!r}, base_url={redact_url(self.base_url)!r}, "
+            f"auth={self.auth!r}, retry=max_attempts:{self.retry.max_attempts}, budget={self.budget!r}, "
+            f"requests_sent={self.requests_sent})"
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- URLs and hosts ------------------------------------------------------------------
+    def url(self, path_or_url: str) -> str:
+        """Absolute URL: full URLs as given, paths appended to the base URL."""
+        if "://" in path_or_url:
+            return path_or_url
+        return f"{self.base_url}/{path_or_url.lstrip('/')}" if path_or_url else self.base_url
+
+    def is_api_host(self, url: str) -> bool:
+        return (urlsplit(url).hostname or "").lower() in self.hosts
+
+    # -- the request loop ----------------------------------------------------------------
+    def get(
+        self, path_or_url: str, *, params: Mapping[str, Any] | None = None, fmt: str = "auto"
+    ) -> Reply:
+        """GET a path or URL; return the decoded body (JSON value or XML root) and response."""
+        request = PageRequest(
+            url=self.url(path_or_url), params=dict(params or {}), base_url=self.base_url
+        )
+        return self.send(request, fmt=fmt)
+
+    def send(self, request: PageRequest, *, fmt: str = "auto", date_range: Any = None) -> Reply:
+        """Send a request with budget, auth, retries and error translation; decode the body.
+
+        Parameters
+        ----------
+        request : PageRequest
+        fmt : {"auto", "json", "xml"}
+        date_range : DateRange, optional
+            Lets a "range too large" answer raise :class:`RangeTooLargeError`.
+        """
+        url = self.url(request.url)
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._send_once(request, url, attempt)
+            except TransportError as exc:
+                if attempt >= self.retry.max_attempts:
+                    raise
+                wait = self.retry.wait(attempt, None, self._rng)
+                log.info("%s; retry %d in %.1fs", exc.message, attempt, wait)
+                self.clock.sleep(wait)
+                continue
+            status = response.status_code
+            if status == 401 and not refreshed and not self.replaying:
+                refreshed = True
+                if self.auth.on_unauthorized(
+                    www_authenticate=response.headers.get("WWW-Authenticate", ""),
+                    body=response.text,
+                ):
+                    attempt -= 1
+                    continue
+            if status in self.retry.retry_statuses:
+                header = response.headers.get("Retry-After")
+                if self.retry.is_quota(status, header, response.text):
+                    raise QuotaExhaustedError(
+                        f"the provider's quota is spent ({status}): {_snippet(response.text, 200)}",
+                        provider=self.provider,
+                        status=status,
+                        url=response.url,
+                    )
+                if attempt < self.retry.max_attempts:
+                    wait = self.retry.wait(
+                        attempt, _retry_after(header, self.clock.now()), self._rng
+                    )
+                    log.info(
+                        "%s %s -> %d; retry %d in %.1fs",
+                        request.method,
+                        redact_url(response.url),
+                        status,
+                        attempt,
+                        wait,
+                    )
+                    self.clock.sleep(wait)
+                    continue
+            break
+        self._raise_for_status(response, date_range)
+        body = decode_body(
+            response.content,
+            content_type=response.headers.get("Content-Type", ""),
+            fmt=fmt,
+            url=redact_url(response.url),
+        )
+        return Reply(body, response)
+
+    def _send_once(self, request: PageRequest, url: str, attempt: int) -> requests.Response:
+        self.budget.acquire()
+        started = time.perf_counter()
+        response: requests.Response | None = None
+        error = ""
+        try:
+            prepared = self._prepare(request, url)
+            hops = 0
+            while True:
+                with _translate_errors(url):
+                    settings = self.session.merge_environment_settings(
+                        prepared.url, {}, None, self.verify, None
+                    )
+                    response = self.session.send(
+                        prepared, timeout=self.timeout, allow_redirects=False, **settings
+                    )
+                self.requests_sent += 1
+                if not response.is_redirect or hops >= 10:
+                    break
+                hops += 1
+                location = urljoin(str(prepared.url), response.headers["Location"])
+                method = "GET" if response.status_code in (301, 302, 303) else request.method
+                log.debug("redirect %d -> %s", response.status_code, redact_url(location))
+                response.close()
+                prepared = self._prepare(
+                    PageRequest(
+                        url=location, method=method, json=None if method == "GET" else request.json
+                    ),
+                    location,
+                )
+            self.last_response = response
+            return response
+        except ConnectorError as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self.budget.release()
+            elapsed = (time.perf_counter() - started) * 1000
+            status = response.status_code if response is not None else None
+            entry = RequestLogEntry(
+                request.method, redact_url(url), status, attempt, elapsed, error
+            )
+            self.request_log.append(entry)
+            log.debug(
+                "%s %s -> %s (%.0f ms, attempt %d)",
+                entry.method,
+                entry.url,
+                status or error,
+                elapsed,
+                attempt,
+            )
+
+    def _prepare(self, request: PageRequest, url: str) -> requests.PreparedRequest:
+        with _translate_errors(url):
+            prepared = self.session.prepare_request(
+                requests.Request(
+                    request.method,
+                    url,
+                    params={k: v for k, v in request.params.items() if v is not None},
+                    headers=request.headers,
+                    json=request.json,
+                )
+            )
+        if self.is_api_host(str(prepared.url)):
+            prepared = self.auth(prepared)
+        elif not isinstance(self.auth, NoAuth):
+            if self.offsite == "refuse":
+                raise AuthError(
+                    f"refused to send a request to {urlsplit(url).hostname!r}, not an API host",
+                    url=url,
+                    hint="Add the host to environments.<env>.allowed_hosts if it is the provider's, "
+                    "or set client.offsite = 'strip' to follow it without credentials.",
+                )
+            prepared.headers.pop("Authorization", None)
+            log.warning(
+                "following %s without credentials: not an API host (%s)",
+                redact_url(url),
+                sorted(self.hosts),
+            )
+        return prepared
+
+    def _raise_for_status(self, response: requests.Response, date_range: Any) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        url, body = response.url, _snippet(response.text)
+        ctx: dict[str, Any] = {
+            "provider": self.provider,
+            "status": status,
+            "url": url,
+            "body": body,
+        }
+        what = f"{response.request.method if response.request else 'GET'} {redact_url(url)} -> {status}"
+        if date_range is not None and date_range.is_too_large(status, response.text):
+            raise RangeTooLargeError(f"{what}: the date range is too large: {body}", **ctx)
+        if status in (401, 403):
+            raise AuthError(f"{what}: not authorised: {body}", **ctx)
+        if status in self.retry.retry_statuses or status >= 500:
+            raise ProviderUnavailableError(
+                f"{what} after {self.retry.max_attempts} attempts: {body}", **ctx
+            )
+        if status >= 400:
+            raise RequestRejectedError(f"{what}: {body}", **ctx)
+        raise HTTPStatusError(f"{what}: unexpected status (too many redirects?)", **ctx)
+
+    # -- notebooks ----------------------------------------------------------------------
+    def iter_pages(self, resource: str | Mapping[str, Any], **kw: Any) -> Iterator[Any]:
+        """Yield the pages of one resource (a profile name or a table), see :meth:`Connector.iter_pages`."""
+        from scaler_workbench.connectors.resources import connector_for
+
+        yield from connector_for(self.profile, client=self).iter_pages(resource, **kw)

@@ -1,0 +1,890 @@
+"""Declarative resources and the fetch engine: ``[resources.X]`` in, records and a report out.
+
+A resource is one list endpoint::
+
+    [resources.meters]
+    path = "/sites/{site_id}/meters"       # {params} are filled from parent records
+    record_path = "data"                   # JSON dotted path ([*] ok) or XPath for XML
+    primary_key = "id"                     # or a list; used for the duplicate check
+    parent = "sites"
+    parent_params = { site_id = "id" }     # path param <- parent record field
+    parent_filter = { kind = "interval" }  # optional: only some parents (value or list)
+
+Other keys: ``method``, ``params``, ``json``, ``headers``, ``paginator`` (overrides the
+profile's ``[paginator]``; ``"none"`` for a single request), ``format`` (auto/json/xml),
+``namespaces`` (XML prefix -> URI), ``date_range`` (see :mod:`.dates`), ``incremental``
+(``cursor_path``, ``lookback_days``, and ``param``/``format`` for APIs filtered by an "updated
+since" parameter instead of a date range), ``on_error`` (``"skip"``: record a failed page and
+go on with the next parent/window; ``"raise"``).
+
+:class:`Connector` runs the loop in overridable steps, so a provider module
+(``connectors/<provider>.py``) subclasses it and changes only what differs: ``build_request``,
+``parse_response``, ``records``, ``paginator``. ``[provider] connector = "<provider>"`` selects it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from scaler_workbench._secrets import get_logger, redact_url
+from scaler_workbench.clock import Clock
+from scaler_workbench.connectors._body import FORMATS, find_value, select_records
+from scaler_workbench.connectors.client import Client, Reply
+from scaler_workbench.connectors.dates import (
+    DateRange,
+    SpanLearner,
+    Window,
+    make_date_range,
+    parse_when,
+    split_range,
+)
+from scaler_workbench.connectors.paginate import (
+    PageRequest,
+    PageResponse,
+    Paginator,
+    make_paginator,
+)
+from scaler_workbench.exceptions import (
+    AuthError,
+    ConnectorError,
+    PaginationError,
+    ProfileError,
+    QuotaExhaustedError,
+    RangeTooLargeError,
+)
+
+__all__ = [
+    "RESOURCE_KEYS",
+    "Connector",
+    "FetchReport",
+    "FetchResult",
+    "Page",
+    "ResourceSpec",
+    "connector_for",
+    "fetch_resources",
+]
+
+log = get_logger(__name__)
+
+RESOURCE_KEYS = (
+    "path",
+    "method",
+    "params",
+    "json",
+    "headers",
+    "record_path",
+    "primary_key",
+    "paginator",
+    "format",
+    "namespaces",
+    "parent",
+    "parent_params",
+    "parent_filter",
+    "date_range",
+    "incremental",
+    "on_error",
+    "description",
+)
+_MAX_KEPT = 100
+
+
+# ------------------------------------------------------------------------------ the spec
+@dataclass
+class ResourceSpec:
+    """One resource, validated from ``[resources.<name>]``."""
+
+    name: str
+    path: str
+    method: str = "GET"
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    record_path: str = ""
+    primary_key: list[str] = field(default_factory=list)
+    paginator: Any = None
+    format: str = "auto"
+    namespaces: dict[str, str] = field(default_factory=dict)
+    parent: str = ""
+    parent_params: dict[str, str] = field(default_factory=dict)
+    parent_filter: dict[str, Any] = field(default_factory=dict)
+    date_range: DateRange | None = None
+    incremental: dict[str, Any] = field(default_factory=dict)
+    on_error: str = "skip"
+
+    @classmethod
+    def from_profile(cls, name: str, table: Mapping[str, Any], *, profile: Any) -> ResourceSpec:
+        key = f"resources.{name}"
+        unknown = [k for k in table if k not in RESOURCE_KEYS]
+        if unknown:
+            raise ProfileError(
+                f"resource {name!r} has unknown key(s) {unknown}",
+                key=f"{key}.{unknown[0]}",
+                hint=f"Known keys: {', '.join(RESOURCE_KEYS)}.",
+            )
+        if not isinstance(table.get("path"), str):
+            raise ProfileError(f"resource {name!r} needs a path", key=f"{key}.path")
+        pk = table.get("primary_key", [])
+        pk = [pk] if isinstance(pk, str) else list(pk)
+        fmt = str(table.get("format", "auto"))
+        if fmt not in FORMATS:
+            raise ProfileError(f"{key}.format must be one of {FORMATS}", key=f"{key}.format")
+        on_error = str(table.get("on_error", "skip"))
+        if on_error not in ("skip", "raise"):
+            raise ProfileError(f"{key}.on_error must be 'skip' or 'raise'", key=f"{key}.on_error")
+        parent = str(table.get("parent", ""))
+        parent_params = dict(table.get("parent_params", {}))
+        if parent and not parent_params:
+            raise ProfileError(
+                f"resource {name!r} has a parent but no parent_params",
+                key=f"{key}.parent_params",
+                hint='Say which parent field fills which path parameter: { site_id = "id" }.',
+            )
+        missing = [p for p in parent_params if "{" + p + "}" not in table["path"]]
+        if missing:
+            raise ProfileError(
+                f"parent_params {missing} do not appear as {{param}} in path {table['path']!r}",
+                key=f"{key}.parent_params",
+            )
+        incremental = dict(table.get("incremental", {}))
+        if incremental and not incremental.get("cursor_path"):
+            raise ProfileError(
+                f"{key}.incremental needs cursor_path", key=f"{key}.incremental.cursor_path"
+            )
+        paginator = table.get(
+            "paginator", profile.section("paginator") or None if profile else None
+        )
+        make_paginator(paginator, key=f"{key}.paginator")  # validate now, not mid-sync
+        tz = getattr(profile, "timezone", "UTC")
+        return cls(
+            name=name,
+            path=table["path"],
+            method=str(table.get("method", "GET")).upper(),
+            params=dict(table.get("params", {})),
+            json=table.get("json"),
+            headers=dict(table.get("headers", {})),
+            record_path=str(table.get("record_path", "")),
+            primary_key=pk,
+            paginator=paginator,
+            format=fmt,
+            namespaces=dict(table.get("namespaces", {})),
+            parent=parent,
+            parent_params=parent_params,
+            parent_filter=dict(table.get("parent_filter", {})),
+            date_range=make_date_range(
+                table.get("date_range"), timezone=tz, key=f"{key}.date_range"
+            ),
+            incremental=incremental,
+            on_error=on_error,
+        )
+
+    def key_of(self, record: Mapping[str, Any]) -> str | None:
+        """The record's primary key as text (None when the resource has none)."""
+        if not self.primary_key:
+            return None
+        return "|".join(str(find_value(record, p)) for p in self.primary_key)
+
+
+# ------------------------------------------------------------------------------ results
+@dataclass
+class FetchReport:
+    """How complete one resource's fetch was.
+
+    Attributes
+    ----------
+    pages, records : int
+        Pages read and records kept.
+    reported_total : int or None
+        Sum of the record counts the provider announced (``total_path``), where it did.
+    total_mismatches : list of dict
+        Sequences (parent x window) whose record count differs from the announced total.
+    duplicates : int
+        Records whose primary key was already seen in this fetch; ``duplicate_ids`` samples them.
+    failed_pages : list of dict
+        ``{parent, window, url, error}`` for every sequence abandoned after retries.
+    requests_sent : int
+        HTTP requests (retries and redirects included).
+    windows, parents : int
+        Date windows and parent records fetched.
+    learned_max_days : int or None
+        The largest date span the provider accepted after "range too large" answers.
+    watermarks : dict of str to str
+        Per parent key (``""`` without parent): the largest cursor value in completed windows.
+    stopped : str
+        Why the fetch stopped early (``"quota"``), or ``""``.
+    """
+
+    resource: str
+    pages: int = 0
+    records: int = 0
+    reported_total: int | None = None
+    total_mismatches: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: int = 0
+    duplicate_ids: list[str] = field(default_factory=list)
+    failed_pages: list[dict[str, Any]] = field(default_factory=list)
+    requests_sent: int = 0
+    windows: int = 0
+    parents: int = 0
+    learned_max_days: int | None = None
+    watermarks: dict[str, str] = field(default_factory=dict)
+    stopped: str = ""
+    elapsed_s: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing failed, nothing repeated, totals agree and nothing stopped early."""
+        return not (self.failed_pages or self.duplicates or self.total_mismatches or self.stopped)
+
+    def summary(self) -> str:
+        total = "" if self.reported_total is None else f" of {self.reported_total} announced"
+        flags = []
+        if self.duplicates:
+            flags.append(f"{self.duplicates} duplicate ids")
+        if self.failed_pages:
+            flags.append(f"{len(self.failed_pages)} failed")
+        if self.total_mismatches:
+            flags.append(f"{len(self.total_mismatches)} total mismatches")
+        if self.stopped:
+            flags.append(f"stopped: {self.stopped}")
+        state = "complete" if self.complete else "INCOMPLETE (" + ", ".join(flags) + ")"
+        return (
+            f"{self.resource}: {self.records} records{total} in {self.pages} pages, "
+            f"{self.requests_sent} requests; {state}"
+        )
+
+
+@dataclass
+class FetchResult:
+    """Records of one resource, exactly as the provider sent them (children carry ``_parent``)."""
+
+    records: list[dict[str, Any]]
+    report: FetchReport
+
+
+class Page(list[dict[str, Any]]):
+    """One page of records, also carrying how it was fetched (for notebooks and ``on_page``)."""
+
+    def __init__(
+        self,
+        records: Iterable[dict[str, Any]],
+        *,
+        resource: str,
+        number: int,
+        request: PageRequest,
+        response: PageResponse,
+        paginator: Paginator,
+        parent: dict[str, Any] | None = None,
+        window: Window | None = None,
+    ) -> None:
+        super().__init__(records)
+        self.resource, self.number = resource, number
+        self.request, self.response, self.paginator = request, response, paginator
+        self.parent, self.window = parent, window
+
+    def __repr__(self) -> str:
+        return f"Page({self.resource!r}, #{self.number}, {len(self)} records, url={redact_url(self.response.url)!r})"
+
+
+# ---------------------------------------------------------------------------- watermarks
+def _as_datetime(value: Any, tz: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return parse_when(value, tz)
+    if isinstance(value, str) and value[:4].isdigit():
+        try:
+            return parse_when(value, tz)
+        except ProfileError:
+            return None
+    return None
+
+
+def _later(a: Any, b: Any, tz: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    da, db = _as_datetime(a, tz), _as_datetime(b, tz)
+    if da is not None and db is not None:
+        return a if da >= db else b
+    return a if str(a) >= str(b) else b
+
+
+def _parent_key(params: Mapping[str, Any] | None) -> str:
+    return "&".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
+
+
+# ----------------------------------------------------------------------------- connector
+class Connector:
+    """Runs resources of one profile through a :class:`Client`: the escape hatch for odd APIs.
+
+    Override only the step that differs; each receives the :class:`ResourceSpec`:
+
+    ``build_request(spec, *, path_params, window, watermark)`` -> :class:`PageRequest`
+        The first request of a sequence (path, params, date range, incremental filter).
+    ``parse_response(spec, reply)`` -> :class:`PageResponse`
+        The decoded body, headers and URL the paginator and ``records`` see.
+    ``records(spec, response)`` -> list of dict
+        Records of one page (default: ``record_path``; XML elements become dicts).
+    ``paginator(spec)`` -> :class:`Paginator`
+        A fresh paginator per sequence (default: the resource's, else the profile's).
+    """
+
+    def __init__(
+        self, profile: Any, *, client: Client | None = None, clock: Clock | None = None
+    ) -> None:
+        self.profile = profile
+        self.client = client or Client(profile, clock=clock)
+        self._specs: dict[str, ResourceSpec] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.profile.name!r}, client={self.client!r})"
+
+    # -- specs ---------------------------------------------------------------------------
+    def resource(self, resource: str | Mapping[str, Any] | ResourceSpec) -> ResourceSpec:
+        """The spec of a profile resource name, an inline table, or a spec."""
+        if isinstance(resource, ResourceSpec):
+            return resource
+        if isinstance(resource, Mapping):
+            return ResourceSpec.from_profile(
+                str(resource.get("name", "inline")),
+                {k: v for k, v in resource.items() if k != "name"},
+                profile=self.profile,
+            )
+        if resource not in self._specs:
+            tables = self.profile.resources
+            if resource not in tables:
+                raise ProfileError(
+                    f"profile {self.profile.name!r} has no resource {resource!r}",
+                    key=f"resources.{resource}",
+                    hint=f"Known resources: {', '.join(tables) or '(none)'}.",
+                )
+            self._specs[resource] = ResourceSpec.from_profile(
+                resource, tables[resource], profile=self.profile
+            )
+        return self._specs[resource]
+
+    # -- overridable steps -------------------------------------------------------------
+    def paginator(self, spec: ResourceSpec) -> Paginator:
+        return make_paginator(spec.paginator, key=f"resources.{spec.name}.paginator")
+
+    def build_request(
+        self,
+        spec: ResourceSpec,
+        *,
+        path_params: Mapping[str, Any] | None = None,
+        window: Window | None = None,
+        watermark: Any = None,
+    ) -> PageRequest:
+        try:
+            path = spec.path.format(
+                **{k: quote(str(v), safe="") for k, v in (path_params or {}).items()}
+            )
+        except (KeyError, IndexError) as exc:
+            raise ProfileError(
+                f"resource {spec.name!r}: path {spec.path!r} needs parameter {exc}",
+                key=f"resources.{spec.name}.path",
+                hint="Give it through parent/parent_params, or path_params=... in iter_pages().",
+            ) from None
+        params = dict(spec.params)
+        if window is not None and spec.date_range is not None:
+            params.update(spec.date_range.params(window))
+        elif watermark is not None and spec.incremental.get("param"):
+            fmt = DateRange(
+                start_param=spec.incremental["param"],
+                end_param="",
+                format=spec.incremental.get("format", "datetime"),
+                timezone=self.profile.timezone,
+                chunk=None,
+            )
+            params.update(fmt.params((watermark, watermark)))
+        return PageRequest(
+            url=self.client.url(path),
+            params=params,
+            method=spec.method,
+            headers=dict(spec.headers),
+            json=spec.json,
+            base_url=self.client.base_url,
+        )
+
+    def parse_response(self, spec: ResourceSpec, reply: Reply) -> PageResponse:
+        return PageResponse(
+            url=reply.response.url,
+            status=reply.response.status_code,
+            headers=dict(reply.response.headers),
+            body=reply.body,
+            namespaces=spec.namespaces,
+        )
+
+    def records(self, spec: ResourceSpec, response: PageResponse) -> list[dict[str, Any]]:
+        return select_records(
+            response.body,
+            spec.record_path,
+            namespaces=spec.namespaces,
+            url=redact_url(response.url),
+        )
+
+    # -- one sequence of pages -----------------------------------------------------------
+    def iter_pages(
+        self,
+        resource: str | Mapping[str, Any] | ResourceSpec,
+        *,
+        path_params: Mapping[str, Any] | None = None,
+        window: Window | None = None,
+        params: Mapping[str, Any] | None = None,
+        watermark: Any = None,
+        paginator: Paginator | str | Mapping[str, Any] | None = None,
+    ) -> Iterator[Page]:
+        """Yield the pages of one sequence (one parent, one window) of a resource."""
+        spec = self.resource(resource)
+        pager = self.paginator(spec) if paginator is None else make_paginator(paginator)
+        request = self.build_request(
+            spec, path_params=path_params, window=window, watermark=watermark
+        )
+        request.params.update(params or {})
+        pager.init_request(request)
+        number = 0
+        while True:
+            reply = self.client.send(request, fmt=spec.format, date_range=spec.date_range)
+            response = self.parse_response(spec, reply)
+            records = self.records(spec, response)
+            pager.update_state(response, records)
+            number += 1
+            page = Page(
+                records,
+                resource=spec.name,
+                number=number,
+                request=request,
+                response=response,
+                paginator=pager,
+                parent=dict(path_params) if path_params else None,
+                window=window,
+            )
+            yield page
+            if not pager.has_next_page:
+                return
+            request = PageRequest(
+                url=request.url,
+                params=dict(request.params),
+                method=request.method,
+                headers=dict(request.headers),
+                json=request.json,
+                base_url=request.base_url,
+            )
+            pager.update_request(request)
+
+    # -- a whole resource ------------------------------------------------------------------
+    def parent_values(
+        self, spec: ResourceSpec, parent_records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Path parameters for each (filtered, de-duplicated) parent record, in order."""
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[Any, ...]] = set()
+        for rec in parent_records:
+            if not _matches(rec, spec.parent_filter):
+                continue
+            values = {p: find_value(rec, f) for p, f in spec.parent_params.items()}
+            if any(v in (None, "") for v in values.values()):
+                log.warning("%s: a parent record lacks %s; skipped", spec.name, spec.parent_params)
+                continue
+            key = tuple(values.items())
+            if key not in seen:
+                seen.add(key)
+                out.append(values)
+        return out
+
+    def fetch_resource(
+        self,
+        resource: str | ResourceSpec,
+        *,
+        parent_records: list[dict[str, Any]] | None = None,
+        since: Any = None,
+        until: Any = None,
+        watermarks: Mapping[str, Any] | Any = None,
+        progress: bool = False,
+        on_page: Callable[[Page], Any] | None = None,
+    ) -> FetchResult:
+        """Fetch every sequence of one resource (parents x date windows x pages).
+
+        ``watermarks`` is a watermark for the whole resource, or a mapping of parent keys
+        (as in :attr:`FetchReport.watermarks`) to watermarks. When the provider's quota is spent,
+        :class:`QuotaExhaustedError` is raised with ``partial`` set to this resource's result.
+        """
+        spec = self.resource(resource)
+        report = FetchReport(resource=spec.name)
+        records: list[dict[str, Any]] = []
+        started, sent0 = time.perf_counter(), self.client.requests_sent
+        if spec.parent:
+            sequences: list[dict[str, Any] | None] = list(
+                self.parent_values(spec, parent_records or [])
+            )
+            report.parents = len(sequences)
+        else:
+            sequences = [None]
+        learner = SpanLearner(max_days=self.client.learned_spans.get(spec.name))
+        seen_keys: set[str] = set()
+        bar = _progress_bar(spec.name, len(sequences), progress)
+        try:
+            for path_params in sequences:
+                pkey = _parent_key(path_params)
+                wm = _watermark_for(watermarks, pkey)
+                self._fetch_sequence(
+                    spec,
+                    path_params,
+                    pkey,
+                    wm,
+                    since,
+                    until,
+                    learner,
+                    report,
+                    records,
+                    seen_keys,
+                    on_page,
+                )
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(records=len(records), pages=report.pages)
+        except QuotaExhaustedError as exc:
+            report.stopped = "quota"
+            exc.partial = FetchResult(records, report)  # type: ignore[attr-defined]
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            report.records = len(records)
+            report.requests_sent = self.client.requests_sent - sent0
+            report.learned_max_days = learner.max_days
+            report.elapsed_s = time.perf_counter() - started
+            if learner.max_days:
+                self.client.learned_spans[spec.name] = learner.max_days
+        log.info("%s", report.summary())
+        return FetchResult(records, report)
+
+    def _windows(
+        self, spec: ResourceSpec, since: Any, until: Any, wm: Any, learner: SpanLearner
+    ) -> list[Window | None]:
+        dr = spec.date_range
+        if dr is None:
+            return [None]
+        start = since
+        if wm is not None:
+            lookback = timedelta(days=float(spec.incremental.get("lookback_days", 0)))
+            resume = _as_datetime(wm, dr.zone)
+            if resume is not None:
+                resume -= lookback
+                floor = (
+                    dr.resolve(since, until, now=self.client.clock.now())[0]
+                    if (since or dr.since)
+                    else None
+                )
+                start = resume if floor is None or resume > floor else floor
+        return list(
+            dr.windows(start, until, now=self.client.clock.now(), max_days=learner.max_days)
+        )
+
+    def _fetch_sequence(
+        self,
+        spec: ResourceSpec,
+        path_params: dict[str, Any] | None,
+        pkey: str,
+        wm: Any,
+        since: Any,
+        until: Any,
+        learner: SpanLearner,
+        report: FetchReport,
+        records: list[dict[str, Any]],
+        seen_keys: set[str],
+        on_page: Callable[[Page], Any] | None,
+    ) -> None:
+        cursor_path = spec.incremental.get("cursor_path", "")
+        tz = spec.date_range.zone if spec.date_range else self.profile.timezone
+        new_wm: Any = None
+        frozen = False
+        queue: deque[Window | None] = deque(self._windows(spec, since, until, wm, learner))
+        while queue:
+            window = queue.popleft()
+            if (
+                window is not None
+                and learner.max_days
+                and (window[1] - window[0]) > timedelta(days=learner.max_days, hours=1)
+            ):
+                queue.extendleft(
+                    reversed(split_range(*window, chunk=None, max_days=learner.max_days))
+                )
+                continue
+            kept: list[dict[str, Any]] = []
+            pages: list[Page] = []
+            try:
+                for page in self.iter_pages(
+                    spec, path_params=path_params, window=window, watermark=wm
+                ):
+                    pages.append(page)
+                    if path_params:
+                        for rec in page:
+                            rec["_parent"] = dict(path_params)
+                    kept.extend(page)
+                    if on_page is not None:
+                        on_page(page)
+            except RangeTooLargeError as exc:
+                if window is None or spec.date_range is None or not spec.date_range.learn:
+                    raise
+                try:
+                    halves = learner.halve(window)
+                except ValueError:
+                    raise exc from None
+                log.info("%s: range too large; trying %d-day windows", spec.name, learner.max_days)
+                queue.extendleft(reversed(halves))
+                continue
+            except QuotaExhaustedError:
+                records.extend(kept)
+                report.pages += len(pages)
+                raise
+            except (AuthError, PaginationError):
+                raise
+            except ConnectorError as exc:
+                if spec.on_error == "raise":
+                    raise
+                report.failed_pages.append(
+                    {
+                        "parent": path_params,
+                        "window": _window_text(window),
+                        "url": getattr(exc, "url", None),
+                        "error": f"{type(exc).__name__}: {exc.message}",
+                    }
+                )
+                records.extend(kept)
+                report.pages += len(pages)
+                log.warning("%s %s: %s; continuing", spec.name, pkey or "", exc.message)
+                frozen = True  # the watermark must not pass a window that failed
+                continue
+            report.windows += window is not None
+            report.pages += len(pages)
+            if pages:
+                total = pages[-1].paginator.reported_total
+                if total is not None:
+                    report.reported_total = (report.reported_total or 0) + total
+                    if total != len(kept):
+                        report.total_mismatches.append(
+                            {
+                                "parent": path_params,
+                                "window": _window_text(window),
+                                "expected": total,
+                                "fetched": len(kept),
+                            }
+                        )
+            for rec in kept:
+                key = spec.key_of(rec)
+                if key is not None:
+                    if key in seen_keys:
+                        report.duplicates += 1
+                        if len(report.duplicate_ids) < _MAX_KEPT:
+                            report.duplicate_ids.append(key)
+                    else:
+                        seen_keys.add(key)
+                if cursor_path and not frozen:
+                    new_wm = _later(new_wm, find_value(rec, cursor_path), tz)
+            records.extend(kept)
+            if cursor_path and new_wm is not None:
+                report.watermarks[pkey] = str(new_wm)
+        if cursor_path and pkey not in report.watermarks and wm is not None:
+            report.watermarks[pkey] = str(wm)
+
+    # -- several resources -----------------------------------------------------------------
+    def fetch(
+        self,
+        resources: Iterable[str] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        watermarks: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        on_page: Callable[[Page], Any] | None = None,
+    ) -> dict[str, FetchResult]:
+        """Fetch resources (and the parents they need) in dependency order."""
+        order = self.plan_order(resources)
+        results: dict[str, FetchResult] = {}
+        for name in order:
+            spec = self.resource(name)
+            parents = results[spec.parent].records if spec.parent else None
+            try:
+                results[name] = self.fetch_resource(
+                    spec,
+                    parent_records=parents,
+                    since=since,
+                    until=until,
+                    watermarks=(watermarks or {}).get(name),
+                    progress=progress,
+                    on_page=on_page,
+                )
+            except QuotaExhaustedError as exc:
+                partial = getattr(exc, "partial", None)
+                if isinstance(partial, FetchResult):
+                    results[name] = partial
+                exc.partial = results  # type: ignore[attr-defined]
+                raise
+        return results
+
+    def plan_order(self, resources: Iterable[str] | None = None) -> list[str]:
+        """Resource names with every parent before its children (parents added as needed)."""
+        wanted = list(resources) if resources is not None else list(self.profile.resources)
+        order: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in order:
+                return
+            if name in visiting:
+                raise ProfileError(
+                    f"resource parents form a cycle through {name!r}",
+                    key=f"resources.{name}.parent",
+                )
+            visiting.add(name)
+            spec = self.resource(name)
+            if spec.parent:
+                visit(spec.parent)
+            visiting.discard(name)
+            order.append(name)
+
+        for name in wanted:
+            visit(name)
+        return order
+
+
+def _window_text(window: Window | None) -> str | None:
+    return None if window is None else f"{window[0].isoformat()}/{window[1].isoformat()}"
+
+
+def _watermark_for(watermarks: Any, pkey: str) -> Any:
+    if watermarks is None:
+        return None
+    if isinstance(watermarks, Mapping):
+        return watermarks.get(pkey)
+    return watermarks
+
+
+def _matches(record: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
+    for path, want in flt.items():
+        have = find_value(record, path)
+        allowed = want if isinstance(want, list) else [want]
+        if str(have) not in {str(a) for a in allowed} and have not in allowed:
+            return False
+    return True
+
+
+def _progress_bar(name: str, total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=name, unit="seq", leave=False)
+
+
+# ------------------------------------------------------------------------- entry points
+def connector_for(
+    profile: Any, *, client: Client | None = None, clock: Clock | None = None
+) -> Connector:
+    """The :class:`Connector` for a profile: ``[provider] connector`` names a subclass.
+
+    ``connector = "ecostruxure"`` loads ``scaler_workbench.connectors.ecostruxure`` and uses its
+    ``CONNECTOR`` attribute (or its only Connector subclass); ``"package.module:Class"`` names
+    any class. Absent: the declarative :class:`Connector`.
+    """
+    name = str(profile.section("provider").get("connector", "") or "")
+    cls: type[Connector] = Connector
+    if name:
+        module_name, _, attr = name.partition(":")
+        if "." not in module_name:
+            module_name = f"scaler_workbench.connectors.{module_name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ProfileError(
+                f"provider.connector {name!r} cannot be imported: {exc}", key="provider.connector"
+            ) from exc
+        found: Any = getattr(module, attr, None) if attr else getattr(module, "CONNECTOR", None)
+        if found is None:
+            subclasses = [
+                v
+                for v in vars(module).values()
+                if isinstance(v, type) and issubclass(v, Connector) and v is not Connector
+            ]
+            found = subclasses[0] if len(subclasses) == 1 else None
+        if not (isinstance(found, type) and issubclass(found, Connector)):
+            raise ProfileError(
+                f"provider.connector {name!r} does not name a Connector subclass",
+                key="provider.connector",
+                hint="Set CONNECTOR = MyConnector in the module, or write 'module:Class'.",
+            )
+        cls = found
+    return cls(profile, client=client, clock=clock)
+
+
+def fetch_resources(
+    profile: Any,
+    *,
+    resources: Iterable[str] | None = None,
+    since: str | date | datetime | None = None,
+    until: str | date | datetime | None = None,
+    environment: str | None = None,
+    client: Client | None = None,
+    clock: Clock | None = None,
+    progress: bool = False,
+    on_page: Callable[[Page], Any] | None = None,
+    watermarks: Mapping[str, Any] | None = None,
+) -> dict[str, FetchResult]:
+    """Fetch a profile's resources: records exactly as sent, plus a completeness report each.
+
+    Parameters
+    ----------
+    profile : Profile
+    resources : iterable of str, optional
+        Names to fetch (default: all); their parents are fetched first and returned too.
+    since, until : date, datetime or ISO str, optional
+        Date range for resources with ``date_range`` (defaults: ``date_range.since``/``until``,
+        else until the end of today in the range's zone). Naive values are local to the zone.
+    environment : str, optional
+        Profile environment (default: the profile's).
+    client : Client, optional
+        A client to reuse (its learned spans and request log carry over).
+    clock : Clock, optional
+        For a new client: backoff, budget and token expiry (tests pass ``FakeClock``).
+    progress : bool
+        Show a tqdm progress bar per resource.
+    on_page : callable, optional
+        Called with each :class:`Page` as it arrives.
+    watermarks : dict, optional
+        Per resource: a watermark, or ``{parent_key: watermark}`` as in
+        :attr:`FetchReport.watermarks` of the previous run. Resources with ``incremental``
+        resume from ``watermark - lookback_days``.
+
+    Returns
+    -------
+    dict of str to FetchResult
+
+    Raises
+    ------
+    QuotaExhaustedError
+        The quota is spent; ``exc.partial`` holds the results so far (resume next run).
+    AuthError, PaginationError, ProfileError
+        Problems no retry can fix. Other failures are recorded in ``report.failed_pages``.
+    """
+    own = client is None
+    client = client or Client(profile, environment=environment, clock=clock)
+    try:
+        return connector_for(profile, client=client).fetch(
+            resources,
+            since=since,
+            until=until,
+            watermarks=watermarks,
+            progress=progress,
+            on_page=on_page,
+        )
+    finally:
+        if own:
+            client.close()
