@@ -1,0 +1,1109 @@
+"""Transform: raw provider records -> canonical Tables, through a mapping (a plain dict).
+
+The mapping format is documented in docs/mapping.md; in short::
+
+    {"assets":   {"resource": "sites", "fields": {...}, "value_maps": {...}},
+     "meters":   {"resource": "meters", "fields": {...}, "value_maps": {...}},
+     "usage":    {"<source>": {"resource": ..., "kind": "intervals", "aggregate": "month",
+                               "fields": {...}}, ...},
+     "readings": {"<source>": {"resource": ..., "to_consumption": "month", "fields": {...}}},
+     "policy":   {"duplicates": "latest", "prefer_actual": True, "overlaps": "flag"}}
+
+A field spec is a dotted path (``"address.city"``, ``"_parent.site_id"``, ``"measurements.0.unit"``),
+a list of paths joined into a compound key (``["site", "serial"]``), or a table
+``{path = ..., format = "epoch_s" | "epoch_ms" | "iso", const = ..., join = [...], sep = ":"}``.
+
+Values stay in the provider's units here (lineage: ``raw_value``, ``raw_unit``); units.py
+converts. Timestamps become tz-aware UTC: strings with offsets ("Z", "+01:00") are parsed
+vectorised with ``utc=True``; naive ones are localised in the site's zone (or the source's
+``tz``), ambiguous fall-back times resolved by record order (first = summer time), and
+nonexistent spring-forward times quarantined (``nonexistent = "quarantine"``, the default) or
+shifted forward to the first valid instant (``"shift_forward"``). Numbers are epoch seconds UTC.
+
+Records that cannot be mapped (no meter id, unparseable or missing time, non-numeric value,
+end not after start) go to ``Tables.quarantine`` with stage ``transform`` and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaler_workbench._secrets import get_logger
+from scaler_workbench.exceptions import MappingError
+from scaler_workbench.schema import QUARANTINE, Tables, coerce_frame, empty_frame
+
+__all__ = [
+    "build_tables",
+    "localize_naive",
+    "parse_timestamps",
+    "quarantine_records",
+    "quarantine_rows",
+    "resolve_mapping",
+    "run_pipeline",
+]
+
+log = get_logger(__name__)
+
+_EMPTY: dict[str, Any] = {}
+_OFFSET_RE = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
+_TABLE_KEYS = {
+    "assets": ("asset_id",),
+    "meters": ("meter_id",),
+    "usage": ("meter_id", "start", "end"),
+    "readings": ("meter_id", "timestamp"),
+}
+_SOURCE_TABLE_OPTIONS = {
+    "resource",
+    "kind",
+    "fields",
+    "value_maps",
+    "aggregate",
+    "prorate",
+    "end_inclusive",
+    "to_consumption",
+    "tz",
+    "nonexistent",
+    "explode",
+    "duration",
+    "key_separator",
+    "unit",
+    "derive_from",
+}
+
+
+# ---- quarantine helpers -----------------------------------------------------------------------
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, pd.Timestamp | np.datetime64):
+        return pd.Timestamp(obj).isoformat()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
+def quarantine_records(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    table: str,
+    stage: str,
+    rule: str,
+    reasons: Sequence[str] | str,
+    severity: str = "error",
+    keys: Sequence[str] | None = None,
+    source_ids: Sequence[Any] | None = None,
+) -> pd.DataFrame:
+    """Quarantine rows (schema ``QUARANTINE``) for raw records, each kept whole as JSON."""
+    n = len(records)
+    if isinstance(reasons, str):
+        reasons = [reasons] * n
+    frame = pd.DataFrame(
+        {
+            "table": [table] * n,
+            "record_key": [str(k) for k in keys] if keys is not None else [""] * n,
+            "source_id": [None if s is None else str(s) for s in source_ids]
+            if source_ids is not None
+            else [None] * n,
+            "stage": [stage] * n,
+            "rule": [rule] * n,
+            "severity": [severity] * n,
+            "reason": list(reasons),
+            "record": [json.dumps(r, default=_json_default, sort_keys=True) for r in records],
+        }
+    )
+    return coerce_frame(frame, QUARANTINE)
+
+
+def quarantine_rows(
+    rows: pd.DataFrame,
+    *,
+    table: str,
+    stage: str,
+    rule: str,
+    reasons: pd.Series | Sequence[str] | str,
+    severity: str = "error",
+) -> pd.DataFrame:
+    """Quarantine rows (schema ``QUARANTINE``) for rows of a canonical frame.
+
+    ``record_key`` joins the table's key columns with ``|``; ``record`` is the row as JSON.
+    """
+    n = len(rows)
+    if n == 0:
+        return empty_frame(QUARANTINE)
+    key_cols = [c for c in _TABLE_KEYS.get(table, ()) if c in rows.columns]
+    if key_cols:
+        parts = []
+        for c in key_cols:
+            col = rows[c]
+            if isinstance(col.dtype, pd.DatetimeTZDtype):
+                parts.append(pd.Series(col.dt.strftime("%Y-%m-%dT%H:%M:%SZ"), index=rows.index))
+            else:
+                parts.append(col.astype(object).astype(str))
+        key = parts[0].astype(str)
+        for p in parts[1:]:
+            key = key + "|" + p.astype(str)
+        keys = key.tolist()
+    else:
+        keys = [""] * n
+    if isinstance(reasons, str):
+        reason_list = [reasons] * n
+    else:
+        reason_list = [
+            str(r) for r in (reasons.tolist() if isinstance(reasons, pd.Series) else reasons)
+        ]
+    clean = rows.drop(columns=[c for c in rows.columns if str(c).startswith("_")])
+    records = clean.to_json(orient="records", lines=True, date_format="iso").splitlines()
+    sid = rows["source_id"].astype(object).tolist() if "source_id" in rows else [None] * n
+    frame = pd.DataFrame(
+        {
+            "table": [table] * n,
+            "record_key": keys,
+            "source_id": [None if s is None or s is pd.NA else str(s) for s in sid],
+            "stage": [stage] * n,
+            "rule": [rule] * n,
+            "severity": [severity] * n,
+            "reason": reason_list,
+            "record": records,
+        }
+    )
+    return coerce_frame(frame, QUARANTINE)
+
+
+# ---- field extraction -------------------------------------------------------------------------
+def _walk(obj: Any, parts: Sequence[str | int]) -> Any:
+    for p in parts:
+        if obj is None:
+            return None
+        if isinstance(p, int):
+            if isinstance(obj, list | tuple) and -len(obj) <= p < len(obj):
+                obj = obj[p]
+            else:
+                return None
+        elif isinstance(obj, Mapping):
+            obj = obj.get(p)
+        else:
+            return None
+    return obj
+
+
+def _split_path(path: str) -> list[str | int]:
+    out: list[str | int] = []
+    for part in str(path).split("."):
+        if re.fullmatch(r"-?\d+", part):
+            out.append(int(part))
+        else:
+            out.append(part)
+    return out
+
+
+def _extract(records: Sequence[Mapping[str, Any]], path: str) -> list[Any]:
+    """Values of dotted ``path`` for every record: the hot path, one comprehension per field."""
+    parts = _split_path(path)
+    if len(parts) == 1 and isinstance(parts[0], str):
+        k = parts[0]
+        return [r.get(k) for r in records]
+    if len(parts) == 2 and all(isinstance(p, str) for p in parts):
+        a, b = parts
+        try:
+            return [(r.get(a) or _EMPTY).get(b) for r in records]
+        except AttributeError:
+            pass
+    return [_walk(r, parts) for r in records]
+
+
+def _path_exists(records: Sequence[Mapping[str, Any]], path: str, sample: int = 2000) -> bool:
+    parts = _split_path(path)
+    step = max(1, len(records) // sample)
+    for r in records[::step]:
+        obj: Any = r
+        ok = True
+        for p in parts:
+            if isinstance(p, int):
+                if isinstance(obj, list | tuple) and -len(obj) <= p < len(obj):
+                    obj = obj[p]
+                else:
+                    ok = False
+                    break
+            elif isinstance(obj, Mapping) and p in obj:
+                obj = obj[p]
+            else:
+                ok = False
+                break
+        if ok:
+            return True
+    return False
+
+
+class _Spec:
+    """A compiled field spec."""
+
+    def __init__(self, column: str, spec: Any, *, sep: str, where: str) -> None:
+        self.column = column
+        self.where = where
+        self.const: Any = None
+        self.has_const = False
+        self.paths: list[str] = []
+        self.format: str | None = None
+        self.sep = sep
+        if isinstance(spec, str):
+            self.paths = [spec]
+        elif isinstance(spec, list | tuple):
+            if not spec or not all(isinstance(p, str) for p in spec):
+                raise MappingError(
+                    f"{where}.{column}: a compound key must be a non-empty list of paths",
+                    column=column,
+                )
+            self.paths = list(spec)
+        elif isinstance(spec, Mapping):
+            unknown = set(spec) - {"path", "const", "join", "sep", "format"}
+            if unknown:
+                raise MappingError(
+                    f"{where}.{column}: unknown option(s) {sorted(unknown)}",
+                    column=column,
+                    hint="Use path, const, join, sep or format.",
+                )
+            if "const" in spec:
+                self.const, self.has_const = spec["const"], True
+            elif "join" in spec:
+                self.paths = [str(p) for p in spec["join"]]
+            elif "path" in spec:
+                self.paths = [str(spec["path"])]
+            else:
+                raise MappingError(f"{where}.{column}: give path, const or join", column=column)
+            self.sep = str(spec.get("sep", sep))
+            self.format = spec.get("format")
+        elif isinstance(spec, int | float | bool):
+            self.const, self.has_const = spec, True
+        else:
+            raise MappingError(
+                f"{where}.{column}: cannot read field spec {spec!r}",
+                column=column,
+                hint='Write a dotted path ("address.city"), a list, or {const = ...}.',
+            )
+
+    def values(self, records: Sequence[Mapping[str, Any]]) -> list[Any] | Any:
+        if self.has_const:
+            return self.const
+        if len(self.paths) == 1:
+            return _extract(records, self.paths[0])
+        cols = [_extract(records, p) for p in self.paths]
+        sep = self.sep
+        return [
+            None if any(v is None for v in vals) else sep.join(str(v) for v in vals)
+            for vals in zip(*cols, strict=True)
+        ]
+
+
+def _compile(fields: Mapping[str, Any], *, sep: str, where: str) -> dict[str, _Spec]:
+    if not isinstance(fields, Mapping) or not fields:
+        raise MappingError(
+            f"{where} needs a non-empty fields table",
+            hint=f'Add [{where}.fields] with column = "record.path" lines.',
+        )
+    return {str(c): _Spec(str(c), s, sep=sep, where=where) for c, s in fields.items()}
+
+
+# ---- mapping shape ---------------------------------------------------------------------------
+def resolve_mapping(profile: Any, mapping: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The mapping in use: ``mapping`` if given, else the profile's ``[mapping]`` section.
+
+    Usage and readings always come back as ``{source name: source table}``.
+
+    Raises
+    ------
+    MappingError
+        If the mapping is not a table or a source table has the wrong shape.
+    """
+    m = dict(mapping) if mapping is not None else dict(profile.section("mapping") or {})
+    if not isinstance(m, dict):
+        raise MappingError("the mapping must be a table (dict)")
+    for table in ("usage", "readings"):
+        sources = m.get(table)
+        if sources is None:
+            continue
+        if not isinstance(sources, Mapping):
+            raise MappingError(f"mapping.{table} must be a table", sheet=table)
+        if "resource" in sources or "fields" in sources:
+            sources = {str(sources.get("resource", table)): sources}
+        out = {}
+        for name, src in sources.items():
+            if not isinstance(src, Mapping):
+                raise MappingError(f"mapping.{table}.{name} must be a table", sheet=table, key=name)
+            out[str(name)] = dict(src)
+        m[table] = out
+    return m
+
+
+# ---- timestamps -------------------------------------------------------------------------------
+def _looks_aware(sample: Sequence[Any]) -> tuple[bool, bool]:
+    """(any aware, any naive) among non-null string samples."""
+    aware = naive = False
+    for v in sample:
+        if v is None:
+            continue
+        s = str(v).strip()
+        if _OFFSET_RE.search(s) and len(s) > 10:
+            aware = True
+        else:
+            naive = True
+    return aware, naive
+
+
+def localize_naive(
+    naive: pd.DatetimeIndex,
+    tz: str,
+    *,
+    order_keys: np.ndarray | None = None,
+    nonexistent: str = "quarantine",
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Localise naive local times in ``tz`` to UTC, resolving DST explicitly.
+
+    Ambiguous fall-back times are resolved by record order: within one ``order_keys`` group (e.g.
+    the meter), the first occurrence of a wall time is summer time, the next standard time.
+    Nonexistent spring-forward times become NaT and are reported in the returned mask
+    (``nonexistent="quarantine"``) or move to the first valid instant (``"shift_forward"``).
+
+    Returns
+    -------
+    (DatetimeIndex in UTC, numpy bool mask of nonexistent times left as NaT)
+    """
+    try:
+        out = naive.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    except Exception as exc:  # unknown zone
+        raise MappingError(
+            f"cannot localise naive timestamps in time zone {tz!r}: {exc}",
+            hint="Set an IANA zone (e.g. Europe/London) for the site or the source's tz.",
+        ) from exc
+    hole = np.asarray(out.isna()) & ~np.asarray(naive.isna())
+    missing = np.zeros(len(naive), dtype=bool)
+    if hole.any():
+        idx = np.flatnonzero(hole)
+        sub = naive[idx]
+        as_dst = sub.tz_localize(tz, ambiguous=np.ones(len(sub), dtype=bool), nonexistent="NaT")
+        nonexist = np.asarray(as_dst.isna())
+        amb = ~nonexist
+        values = (
+            out.tz_convert("UTC").as_unit("ns").asi8.copy() if len(out) else np.array([], np.int64)
+        )
+        nat = np.iinfo(np.int64).min
+        if amb.any():
+            aidx = idx[amb]
+            keys = pd.DataFrame(
+                {
+                    "k": order_keys[aidx] if order_keys is not None else 0,
+                    "t": sub[amb].as_unit("ns").asi8,
+                }
+            )
+            first = (keys.groupby(["k", "t"], sort=False).cumcount() == 0).to_numpy()
+            resolved = sub[amb].tz_localize(tz, ambiguous=first)
+            values[aidx] = resolved.tz_convert("UTC").as_unit("ns").asi8
+        if nonexist.any():
+            nidx = idx[nonexist]
+            if nonexistent == "shift_forward":
+                shifted = sub[nonexist].tz_localize(
+                    tz, ambiguous="NaT", nonexistent="shift_forward"
+                )
+                values[nidx] = shifted.tz_convert("UTC").as_unit("ns").asi8
+            elif nonexistent == "quarantine":
+                values[nidx] = nat
+                missing[nidx] = True
+            else:
+                raise MappingError(
+                    f"nonexistent = {nonexistent!r} is not one of quarantine, shift_forward",
+                    key="nonexistent",
+                )
+        out = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    return out.tz_convert("UTC"), missing
+
+
+def parse_timestamps(
+    values: Sequence[Any],
+    *,
+    tz: str | np.ndarray | pd.Categorical = "UTC",
+    fmt: str | None = None,
+    order_keys: np.ndarray | None = None,
+    nonexistent: str = "quarantine",
+    add_days: int = 0,
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Parse a column of provider timestamps to tz-aware UTC, vectorised.
+
+    Parameters
+    ----------
+    values : sequence
+        ISO 8601 strings (with "Z"/"+01:00" offsets or naive), dates, or epoch numbers.
+    tz : str or categorical of str
+        Zone for naive values (one, or one per value).
+    fmt : {"iso", "epoch_s", "epoch_ms", None}
+        ``None``: numbers are epoch seconds (UTC), strings ISO 8601.
+    add_days : int
+        Calendar days added in local wall time (inclusive end dates -> exclusive: 1).
+
+    Returns
+    -------
+    (DatetimeIndex UTC with NaT where unparseable or nonexistent, bool mask of "bad" values)
+        ``bad`` is True where a non-null input could not become a valid instant.
+    """
+    n = len(values)
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+    isnull = pd.isna(arr) if arr.dtype == object else np.zeros(n, dtype=bool)
+    first = next((v for v in arr[:1000] if v is not None and v == v), None)
+    numeric = fmt in ("epoch_s", "epoch_ms") or (
+        fmt is None and isinstance(first, int | float | np.number) and not isinstance(first, bool)
+    )
+    if numeric:
+        nums = pd.to_numeric(pd.Series(arr, copy=False), errors="coerce").to_numpy(np.float64)
+        unit = "ms" if fmt == "epoch_ms" else "s"
+        out = pd.DatetimeIndex(pd.to_datetime(nums, unit=unit, utc=True))
+        bad = np.asarray(out.isna()) & ~isnull
+        if add_days:
+            out = _add_local_days(out, tz, add_days, order_keys)
+        return out, bad
+    step = max(1, n // 500)
+    sample = list(arr[::step][:600]) + list(arr[-50:])
+    any_aware, any_naive = _looks_aware(sample)
+    if any_aware and any_naive:
+        ser = pd.Series(arr, copy=False).astype(str)
+        aware_mask = ser.str.contains(_OFFSET_RE).to_numpy() & (ser.str.len() > 10).to_numpy()
+    else:
+        aware_mask = np.full(n, any_aware)
+    result = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    bad = np.zeros(n, dtype=bool)
+    if aware_mask.all() and n:
+        parsed = _to_datetime(arr, utc=True)
+        out = pd.DatetimeIndex(parsed).as_unit("ns")
+        bad = np.asarray(out.isna()) & ~isnull
+        if add_days:
+            out = _add_local_days(out, tz, add_days, order_keys)
+        return out, bad
+    if aware_mask.any():
+        parsed = pd.DatetimeIndex(_to_datetime(arr[aware_mask], utc=True))
+        if add_days:
+            sub_tz = tz[aware_mask] if not isinstance(tz, str) else tz
+            ok = order_keys[aware_mask] if order_keys is not None else None
+            parsed = _add_local_days(parsed, sub_tz, add_days, ok)
+        result[aware_mask] = parsed.as_unit("ns").asi8
+    naive_mask = ~aware_mask
+    if naive_mask.any():
+        naive = pd.DatetimeIndex(_to_datetime(arr[naive_mask], utc=False))
+        if naive.tz is not None:  # a parser surprise: treat as aware
+            result[naive_mask] = naive.tz_convert("UTC").as_unit("ns").asi8
+        else:
+            if add_days:
+                naive = naive + pd.Timedelta(days=add_days)
+            keys = order_keys[naive_mask] if order_keys is not None else None
+            tzs = _tz_per_row(tz, n)[naive_mask] if not isinstance(tz, str) else None
+            sub_res = np.full(len(naive), np.iinfo(np.int64).min, dtype=np.int64)
+            sub_bad = np.zeros(len(naive), dtype=bool)
+            groups = (
+                [(tz, np.ones(len(naive), dtype=bool))]
+                if tzs is None
+                else [(z, tzs == z) for z in pd.unique(tzs[~pd.isna(tzs)])]
+            )
+            for zone, m in groups:
+                loc, missing = localize_naive(
+                    naive[m],
+                    str(zone),
+                    order_keys=keys[m] if keys is not None else None,
+                    nonexistent=nonexistent,
+                )
+                sub_res[m] = loc.as_unit("ns").asi8
+                sub_bad[np.flatnonzero(m)[missing]] = True
+            result[naive_mask] = sub_res
+            bad[np.flatnonzero(naive_mask)[sub_bad]] = True
+    out = pd.DatetimeIndex(pd.to_datetime(result, utc=True))
+    bad |= np.asarray(out.isna()) & ~isnull
+    return out, bad
+
+
+def _tz_per_row(tz: Any, n: int) -> np.ndarray:
+    if isinstance(tz, str):
+        return np.full(n, tz, dtype=object)
+    return np.asarray(tz, dtype=object)
+
+
+def _to_datetime(arr: Any, *, utc: bool) -> Any:
+    try:
+        return pd.to_datetime(arr, utc=utc, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError, OverflowError):
+        return pd.to_datetime(pd.Series(arr).astype(str), utc=utc, format="mixed", errors="coerce")
+
+
+def _add_local_days(
+    out: pd.DatetimeIndex, tz: Any, days: int, order_keys: np.ndarray | None
+) -> pd.DatetimeIndex:
+    """Add calendar days in local wall time (so a DST change keeps local midnight)."""
+    n = len(out)
+    zones = _tz_per_row(tz, n)
+    res = out.as_unit("ns").asi8.copy()
+    for zone in pd.unique(zones):
+        m = zones == zone
+        wall = out[m].tz_convert(str(zone)).tz_localize(None) + pd.Timedelta(days=days)
+        loc, _ = localize_naive(
+            wall,
+            str(zone),
+            order_keys=order_keys[m] if order_keys is not None else None,
+            nonexistent="shift_forward",
+        )
+        res[m] = loc.as_unit("ns").asi8
+    return pd.DatetimeIndex(pd.to_datetime(res, utc=True))
+
+
+# ---- columns ----------------------------------------------------------------------------------
+def _floats(values: list[Any] | Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """float64 array and a mask of values that were present but not numbers."""
+    if not isinstance(values, list):
+        try:
+            return np.full(n, np.nan if values is None else float(values)), np.zeros(n, bool)
+        except (TypeError, ValueError):
+            return np.full(n, np.nan), np.ones(n, bool)
+    try:
+        arr = np.array(values, dtype=np.float64)
+        return arr, np.zeros(n, dtype=bool)
+    except (TypeError, ValueError):
+        s = pd.Series(values, dtype=object)
+        num = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
+        return num, np.isnan(num) & s.notna().to_numpy()
+
+
+_TRUE = {"true", "1", "yes", "y", "e", "est", "estimated", "t"}
+
+
+def _bools(values: list[Any] | Any, n: int) -> pd.arrays.BooleanArray:
+    if not isinstance(values, list):
+        return pd.array([None if values is None else bool(values)] * n, dtype="boolean")
+    try:
+        return pd.array(values, dtype="boolean")
+    except (TypeError, ValueError):
+        s = pd.Series(values, dtype=object)
+        out = s.map(lambda v: None if v is None else (str(v).strip().lower() in _TRUE))
+        return pd.array(out.tolist(), dtype="boolean")
+
+
+def _categorical(values: list[Any] | Any, n: int) -> pd.Categorical:
+    """Categorical in first-appearance order (so codes follow record order)."""
+    if not isinstance(values, list):
+        return pd.Categorical.from_codes(
+            np.zeros(n, dtype=np.int8) if values is not None else np.full(n, -1, np.int8),
+            categories=[str(values)] if values is not None else [],
+        )
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    cats = pd.Index([str(u) for u in uniques], dtype=object)
+    if cats.has_duplicates:  # 1 and "1" both present: merge by text
+        return pd.Categorical(
+            [None if v is None else str(v) for v in values], categories=cats.unique()
+        )
+    return pd.Categorical.from_codes(codes, categories=cats, validate=False)
+
+
+def _strings(values: list[Any] | Any, n: int) -> pd.Series:
+    if not isinstance(values, list):
+        return pd.Series([None if values is None else str(values)] * n, dtype="string")
+    return pd.Series(
+        [None if v is None else v if isinstance(v, str) else _to_text(v) for v in values],
+        dtype="string",
+    )
+
+
+def _to_text(v: Any) -> str:
+    if isinstance(v, dict | list):
+        return json.dumps(v, default=_json_default, sort_keys=True)
+    return str(v)
+
+
+def _apply_value_map(values: Any, vmap: Mapping[str, Any] | None) -> Any:
+    if not vmap:
+        return values
+    table = {str(k): v for k, v in vmap.items()}
+    lower = {str(k).lower(): v for k, v in vmap.items()}
+
+    def one(v: Any) -> Any:
+        if v is None:
+            return None
+        s = str(v)
+        if s in table:
+            return table[s]
+        return lower.get(s.lower(), _UNMAPPED)
+
+    if not isinstance(values, list):
+        return one(values)
+    uniq = {v for v in values if v is not None and not isinstance(v, dict | list)}
+    mapped = {u: one(u) for u in uniq}
+    return [None if v is None else mapped.get(v, _UNMAPPED) for v in values]
+
+
+class _Unmapped:
+    def __repr__(self) -> str:
+        return "<unmapped>"
+
+
+_UNMAPPED = _Unmapped()
+
+
+# ---- records per source -------------------------------------------------------------------------
+def _records_for(
+    raw: Mapping[str, list[dict[str, Any]]], source: Mapping[str, Any], where: str
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]] | None, list[int]]:
+    """(records, items or None, record index per row) with an optional ``explode``."""
+    resource = source.get("resource")
+    if not resource:
+        raise MappingError(f"{where} needs a resource", hint=f"Add resource = ... to [{where}].")
+    if resource not in raw:
+        return [], None, []
+    records = raw[resource]
+    explode = source.get("explode")
+    if not explode:
+        return records, None, []
+    parts = _split_path(str(explode))
+    items: list[Mapping[str, Any]] = []
+    parents: list[int] = []
+    for i, r in enumerate(records):
+        lst = _walk(r, parts)
+        if isinstance(lst, list):
+            for it in lst:
+                items.append(it if isinstance(it, Mapping) else {"value": it})
+                parents.append(i)
+    return records, items, parents
+
+
+def _extract_fields(
+    specs: Mapping[str, _Spec],
+    records: list[Mapping[str, Any]],
+    items: list[Mapping[str, Any]] | None,
+    parents: list[int],
+    explode: str | None,
+    where: str,
+    resource: str,
+) -> dict[str, Any]:
+    """column -> list of values (or a constant). Raises MappingError for absent fields."""
+    out: dict[str, Any] = {}
+    parent_rows: list[Mapping[str, Any]] | None = None
+    prefix = f"{explode}." if explode else ""
+    for col, spec in specs.items():
+        if spec.has_const:
+            out[col] = spec.const
+            continue
+        if items is not None:
+            item_paths = [p[len(prefix) :] if p.startswith(prefix) else None for p in spec.paths]
+            if all(p is not None for p in item_paths):
+                sub = _Spec(
+                    col,
+                    item_paths if len(item_paths) > 1 else item_paths[0],
+                    sep=spec.sep,
+                    where=where,
+                )
+                vals, pool = sub.values(items), items
+            elif explode in spec.paths:
+                vals, pool = list(items), items
+            else:
+                if parent_rows is None:
+                    parent_rows = [records[i] for i in parents]
+                vals, pool = spec.values(parent_rows), parent_rows
+                item_paths = spec.paths
+        else:
+            vals, pool = spec.values(records), records
+            item_paths = spec.paths
+        if (
+            pool
+            and isinstance(vals, list)
+            and all(v is None for v in vals[:: max(1, len(vals) // 2000)])
+        ) and not any(vals) and not any(
+            _path_exists(pool, p) for p in item_paths if p is not None
+        ):
+            keys = sorted(pool[0].keys()) if isinstance(pool[0], Mapping) else []
+            raise MappingError(
+                f"{where}.fields.{col} = {spec.paths[0]!r}: no {resource!r} record has that "
+                f"field (record keys: {keys[:20]})",
+                column=col,
+                sheet=where,
+                hint="Fix the field path in the mapping (dotted, e.g. 'address.city').",
+            )
+        out[col] = vals
+    return out
+
+
+# ---- tables ----------------------------------------------------------------------------------
+def _entity_frame(
+    table: str,
+    src: Mapping[str, Any],
+    raw: Mapping[str, list[dict[str, Any]]],
+    *,
+    key: str,
+    required: Sequence[str],
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    where = f"mapping.{table}"
+    sep = str(src.get("key_separator", ":"))
+    specs = _compile(src.get("fields", {}), sep=sep, where=where)
+    if key not in specs:
+        raise MappingError(f"{where}.fields needs {key}", column=key, sheet=table)
+    records, items, parents = _records_for(raw, src, where)
+    rows = items if items is not None else records
+    n = len(rows)
+    if n == 0:
+        return empty_frame(table), []
+    vals = _extract_fields(
+        specs, records, items, parents, src.get("explode"), where, str(src["resource"])
+    )
+    vmaps = src.get("value_maps", {}) or {}
+    problems: list[list[str]] = [[] for _ in range(n)]
+    data: dict[str, Any] = {}
+    for col, v in vals.items():
+        if col in vmaps:
+            v = _apply_value_map(v, vmaps[col])
+            if isinstance(v, list):
+                raw_v = vals[col] if isinstance(vals[col], list) else [vals[col]] * n
+                for i, x in enumerate(v):
+                    if x is _UNMAPPED:
+                        problems[i].append(
+                            f"{col}: value {raw_v[i]!r} has no entry in value_maps.{col}"
+                        )
+                v = [None if x is _UNMAPPED else x for x in v]
+            elif v is _UNMAPPED:
+                v = None
+        data[col] = v if isinstance(v, list) else [v] * n
+    frame = pd.DataFrame(data)
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            frame[col] = [
+                None
+                if x is None
+                else x
+                if isinstance(x, str | int | float | bool) and not isinstance(x, bool)
+                else _to_text(x)
+                if isinstance(x, dict | list)
+                else x
+                for x in frame[col]
+            ]
+    for col in required:
+        if col in frame.columns:
+            for i in np.flatnonzero(frame[col].isna().to_numpy()):
+                problems[i].append(f"{col}: missing")
+        elif col != "unit":
+            for p in problems:
+                p.append(f"{col}: not mapped")
+    bad = np.array([bool(p) for p in problems])
+    q: list[pd.DataFrame] = []
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        q.append(
+            quarantine_records(
+                [rows[i] for i in idx],
+                table=table,
+                stage="transform",
+                rule="unmappable",
+                reasons=[f"cannot map {table} record: " + "; ".join(problems[i]) for i in idx],
+                keys=[frame[key].iloc[i] for i in idx],
+            )
+        )
+        frame = frame[~bad]
+    frame = frame.drop_duplicates(subset=[key], keep="first")
+    return coerce_frame(frame, table), q
+
+
+def _meter_timezones(meters: pd.DataFrame, assets: pd.DataFrame, default: str) -> dict[str, str]:
+    if not len(meters):
+        return {}
+    tz_of_asset: dict[str, str] = {}
+    if len(assets) and "timezone" in assets:
+        a = assets.dropna(subset=["timezone"])
+        tz_of_asset = dict(zip(a["asset_id"].astype(str), a["timezone"].astype(str), strict=True))
+    return {
+        str(m): tz_of_asset.get(str(a), default)
+        for m, a in zip(meters["meter_id"], meters["asset_id"], strict=True)
+    }
+
+
+def _series_frame(
+    table: str,
+    name: str,
+    src: Mapping[str, Any],
+    raw: Mapping[str, list[dict[str, Any]]],
+    meter_tz: Mapping[str, str],
+    default_tz: str,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Usage or readings rows of one source, in provider units, timestamps UTC."""
+    where = f"mapping.{table}.{name}"
+    unknown = set(src) - _SOURCE_TABLE_OPTIONS - {"policy", "revision"}
+    if unknown:
+        raise MappingError(
+            f"{where}: unknown option(s) {sorted(unknown)}",
+            sheet=table,
+            hint=f"Known options: {sorted(_SOURCE_TABLE_OPTIONS)}.",
+        )
+    sep = str(src.get("key_separator", ":"))
+    specs = _compile(src.get("fields", {}), sep=sep, where=where)
+    time_cols = ("start", "end") if table == "usage" else ("timestamp",)
+    value_col = "consumption" if table == "usage" else "value"
+    needed = ["meter_id", time_cols[0], value_col]
+    if table == "usage" and "end" not in specs and not src.get("duration"):
+        needed.append("end")
+    missing = [c for c in needed if c not in specs]
+    if missing:
+        raise MappingError(
+            f"{where}.fields must map {missing}",
+            column=missing[0],
+            sheet=table,
+            hint="Add the field path(s); for intervals without an end give duration = '30min'.",
+        )
+    records, items, parents = _records_for(raw, src, where)
+    rows = items if items is not None else records
+    n = len(rows)
+    if n == 0:
+        return pd.DataFrame(), []
+    explode = src.get("explode")
+    vals = _extract_fields(specs, records, items, parents, explode, where, str(src["resource"]))
+    vmaps = src.get("value_maps", {}) or {}
+    for col in list(vals):
+        if col in vmaps:
+            mapped = _apply_value_map(vals[col], vmaps[col])
+            vals[col] = (
+                [None if x is _UNMAPPED else x for x in mapped]
+                if isinstance(mapped, list)
+                else (None if mapped is _UNMAPPED else mapped)
+            )
+
+    meter = _categorical(vals.pop("meter_id"), n)
+    mcodes = np.asarray(meter.codes)
+    cats = list(meter.categories)
+    tz_override = src.get("tz")
+    tz_of_cat = [str(tz_override or meter_tz.get(c, default_tz)) for c in cats]
+    site_tz_of_cat = [meter_tz.get(c, default_tz) for c in cats]
+    tz_codes, tz_uniq = pd.factorize(pd.Series([*tz_of_cat, default_tz], dtype=object))
+    row_tz_codes = np.where(mcodes >= 0, tz_codes[:-1][mcodes] if len(cats) else 0, tz_codes[-1])
+    tz_rows = pd.Categorical.from_codes(row_tz_codes, categories=pd.Index(tz_uniq, dtype=object))
+    tz_arg: Any = str(tz_uniq[0]) if len(tz_uniq) == 1 else np.asarray(tz_rows, dtype=object)
+    nonexistent = str(src.get("nonexistent", "quarantine"))
+    reasons: dict[str, np.ndarray] = {}
+    reasons["no meter id"] = mcodes < 0
+
+    frame: dict[str, Any] = {"meter_id": meter}
+    end_inclusive = src.get("end_inclusive", False)
+    for col in time_cols:
+        if col not in vals:
+            continue
+        spec = specs[col]
+        add = 0
+        if col == "end" and end_inclusive is True:
+            add = 1
+        v = vals.pop(col)
+        if not isinstance(v, list):
+            v = [v] * n
+        ts, bad = parse_timestamps(
+            v,
+            tz=tz_arg,
+            fmt=spec.format if spec.format not in (None, "iso") else None,
+            order_keys=mcodes,
+            nonexistent=nonexistent,
+            add_days=add,
+        )
+        reasons[f"{col} is missing"] = np.asarray(ts.isna()) & ~bad
+        reasons[f"{col} cannot be parsed as a time (or does not exist in the local zone)"] = bad
+        frame[col] = ts
+    if table == "usage":
+        if "end" not in frame:
+            frame["end"] = frame["start"] + pd.Timedelta(str(src["duration"]))
+        elif end_inclusive == "auto":
+            frame["end"] = _auto_inclusive_end(frame, tz_arg, mcodes)
+    value, bad_num = _floats(vals.pop(value_col), n)
+    reasons[f"{value_col} is missing"] = np.isnan(value) & ~bad_num
+    reasons[f"{value_col} is not a number"] = bad_num
+    frame[value_col] = value
+    if table == "usage":
+        start = frame["start"].as_unit("ns").asi8
+        end = frame["end"].as_unit("ns").asi8
+        nat = np.iinfo(np.int64).min
+        reasons["end is not after start"] = (start != nat) & (end != nat) & (end <= start)
+    for col in ("redelivery", "production", "cost"):
+        if col in vals:
+            frame[col], badc = _floats(vals.pop(col), n)
+            reasons[f"{col} is not a number"] = badc
+    if "estimated" in vals:
+        frame["estimated"] = _bools(vals.pop("estimated"), n)
+    for col in ("unit", "currency"):
+        if col in vals:
+            frame[col] = _categorical(
+                vals.pop(col) if isinstance(vals[col], list) else vals.pop(col), n
+            )
+    if "unit" not in frame and src.get("unit"):
+        frame["unit"] = _categorical(str(src["unit"]), n)
+    if "source_id" in vals:
+        frame["source_id"] = _strings(vals.pop("source_id"), n)
+    if "revision" in vals:
+        rv = vals.pop("revision")
+        rvs = pd.Series(rv if isinstance(rv, list) else [rv] * n, dtype=object)
+        num = pd.to_numeric(rvs, errors="coerce")
+        frame["revision"] = (
+            num.to_numpy(np.float64)
+            if num.notna().sum() == rvs.notna().sum()
+            else pd.DatetimeIndex(pd.to_datetime(rvs, utc=True, errors="coerce", format="ISO8601"))
+            .as_unit("ns")
+            .asi8.astype(np.float64)
+        )
+    for col, v in vals.items():  # anything else: kept as text (metadata, flags, ...)
+        frame[col] = _strings(v, n)
+    frame["timezone"] = (
+        pd.Categorical.from_codes(
+            np.asarray(meter.codes) if len(cats) else np.full(n, -1),
+            categories=pd.Index(site_tz_of_cat, dtype=object).unique(),
+            validate=False,
+        )
+        if len(set(site_tz_of_cat)) == len(site_tz_of_cat)
+        else pd.Categorical(np.asarray(site_tz_of_cat, dtype=object)[mcodes])
+    )
+    frame["source"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[name])
+    frame["method"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=["as-reported"])
+    frame["_row"] = np.arange(n, dtype=np.int64)
+    out = pd.DataFrame(frame)
+    if table == "usage" and "end" in out:
+        pass
+    bad_any = np.zeros(n, dtype=bool)
+    for m in reasons.values():
+        bad_any |= m
+    q: list[pd.DataFrame] = []
+    if bad_any.any():
+        idx = np.flatnonzero(bad_any)
+        why = ["; ".join(r for r, m in reasons.items() if m[i]) for i in idx]
+        sid = out["source_id"].iloc[idx].tolist() if "source_id" in out else None
+        q.append(
+            quarantine_records(
+                [rows[i] for i in idx],
+                table=table,
+                stage="transform",
+                rule="unmappable",
+                reasons=[f"{src['resource']} record cannot be mapped: {w}" for w in why],
+                keys=[f"{cats[mcodes[i]] if mcodes[i] >= 0 else ''}|{name}#{i}" for i in idx],
+                source_ids=sid,
+            )
+        )
+        out = out[~bad_any]
+    return out, q
+
+
+def _auto_inclusive_end(frame: dict[str, Any], tz: Any, mcodes: np.ndarray) -> pd.DatetimeIndex:
+    """``end_inclusive = "auto"``: shared boundaries (end == next start) mean exclusive ends."""
+    start = frame["start"].as_unit("ns").asi8
+    end = frame["end"].as_unit("ns").asi8
+    order = np.lexsort((start, mcodes))
+    s, e, m = start[order], end[order], mcodes[order]
+    same = m[1:] == m[:-1]
+    pairs = same.sum()
+    shared = (e[:-1] == s[1:]) & same
+    if pairs and shared.sum() * 2 >= pairs:
+        return frame["end"]
+    return _add_local_days(frame["end"], tz, 1, mcodes)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    if len(frames) == 1:
+        return frames[0]
+    from pandas.api.types import union_categoricals
+
+    cols: dict[str, Any] = {}
+    names = list(dict.fromkeys(c for f in frames for c in f.columns))
+    for c in names:
+        parts = [f[c] if c in f else pd.Series([None] * len(f)) for f in frames]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            cols[c] = pd.Series(
+                union_categoricals(
+                    [
+                        pd.Categorical.from_codes(
+                            p.cat.codes.to_numpy(),
+                            categories=pd.Index(list(p.cat.categories), dtype=object),
+                            validate=False,
+                        )
+                        for p in parts
+                    ]
+                )
+            )
+        else:
+            cols[c] = pd.concat([p.reset_index(drop=True) for p in parts], ignore_index=True)
+    return pd.DataFrame(cols)
+
+
+def build_tables(
+    profile: Any,
+    raw: Mapping[str, list[dict[str, Any]]],
+    *,
+    mapping: Mapping[str, Any] | None = None,
+) -> Tables:
+    """Map raw provider records to canonical Tables (in the provider's units).
+
+    Parameters
+    ----------
+    profile : Profile
+        Gives the default time zone and, unless ``mapping`` is given, ``[mapping]``.
+    raw : mapping of str to list of dict
+        Records per resource, as fetched (child records carry ``_parent``).
+    mapping : dict, optional
+        Overrides ``profile.section("mapping")`` (same shape; see docs/mapping.md).
+
+    Returns
+    -------
+    Tables
+        ``usage``/``readings`` keep ``meter_id``, ``unit``, ``timezone``, ``source`` and
+        ``method`` as categoricals (large frames), plus ``source`` (the mapping source name) and
+        ``_row`` (record index, lineage). Unmappable records are in ``quarantine``.
+
+    Raises
+    ------
+    MappingError
+        If the mapping is malformed or names a field that no record has.
+    """
+    m = resolve_mapping(profile, mapping)
+    default_tz = getattr(profile, "timezone", "UTC") or "UTC"
+    quarantine: list[pd.DataFrame] = []
+    meters = empty_frame("meters")
+    assets = empty_frame("assets")
+    if "meters" in m:
+        meters, q = _entity_frame(
+            "meters", m["meters"], raw, key="meter_id", required=("meter_id", "asset_id")
+        )
+        quarantine += q
+    if "assets" in m:
+        asrc = dict(m["assets"])
+        derive = asrc.get("derive_from")
+        if derive:
+            if derive not in m:
+                raise MappingError(f"mapping.assets.derive_from = {derive!r} is not mapped")
+            asrc["resource"] = m[derive]["resource"]
+            asrc.setdefault("explode", m[derive].get("explode"))
+        assets, q = _entity_frame("assets", asrc, raw, key="asset_id", required=("asset_id",))
+        quarantine += q
+        if derive and len(assets) and assets["name"].isna().any():
+            assets["name"] = assets["name"].fillna(assets["asset_id"])
+    meter_tz = _meter_timezones(meters, assets, default_tz)
+    out = Tables(assets=assets, meters=meters)
+    for table in ("usage", "readings"):
+        frames = []
+        for name, src in (m.get(table) or {}).items():
+            f, q = _series_frame(table, name, src, raw, meter_tz, default_tz)
+            frames.append(f)
+            quarantine += q
+        frame = _concat(frames)
+        if len(frame):
+            setattr(out, table, frame)
+    if quarantine:
+        out.quarantine = pd.concat([out.quarantine, *quarantine], ignore_index=True)
+        log.info("transform: %d record(s) quarantined", sum(len(q) for q in quarantine))
+    return out
+
+
+def run_pipeline(
+    profile: Any,
+    raw: Mapping[str, list[dict[str, Any]]],
+    *,
+    mapping: Mapping[str, Any] | None = None,
+) -> Tables:
+    """``build_tables`` -> ``normalise_tables`` -> ``process_usage``: raw records to final Tables."""
+    from scaler_workbench.units import normalise_tables
+    from scaler_workbench.usage import process_usage
+
+    tables = build_tables(profile, raw, mapping=mapping)
+    tables = normalise_tables(tables, profile)
+    return process_usage(tables, profile, mapping=mapping)

@@ -1,0 +1,869 @@
+"""Units: the one pint registry of the package and vectorised normalisation to canonical units.
+
+Every meter type has one canonical unit (:data:`scaler_workbench.schema.CANONICAL_UNITS`:
+Energy kWh, Water m³, Waste kg). Values are converted by multiplying a float64 column with one
+factor per distinct (unit, meter type, subtype) group; pint is asked once per distinct pair of
+units, never once per row (:func:`conversion_factor` is cached and :func:`pint_calls` counts its
+misses, so a test can prove it).
+
+Unit labels as providers write them go through :func:`resolve_unit`:
+
+1. the profile's ``[units.aliases]`` (exact label, then case-insensitive), the only way to settle
+   an ambiguous label;
+2. ambiguous labels (:data:`AMBIGUOUS`: "therms", "gallons", "tons", "MBtu", "MCF") raise
+   :class:`~scaler_workbench.exceptions.UnitError` naming the unit, the meter and the choice;
+3. common spellings (:data:`LABELS`: "KWH", "m3", "cubic meters", "CCF", ...);
+4. anything pint (plus ``data/units.txt``) parses.
+
+Gas volume becomes energy only through a heating value the profile states in
+``[units.heating_value]`` (:func:`heating_value`): presets ``uk`` (kWh = m³ × 1.02264 × CV / 3.6,
+CV [MJ/m³] default 39.5), ``portfolio_manager_us`` (1.026 kBtu/ft³) and ``canada``
+(1.031 kBtu/ft³), or an explicit ``kwh_per_m3``.
+
+In :func:`normalise_tables` a meter whose unit is unknown, ambiguous or impossible for its meter
+type does not stop the run: its usage and readings rows move to ``Tables.quarantine`` (stage
+``units``, severity ``error``, the reason saying what to choose) and the rest of the portfolio
+flows. :func:`convert` on its own raises :class:`UnitError` instead.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaler_workbench._secrets import get_logger
+from scaler_workbench.exceptions import ProfileError, UnitError
+from scaler_workbench.schema import CANONICAL_UNITS, Tables
+
+__all__ = [
+    "AMBIGUOUS",
+    "GREEN_BUTTON_UOM",
+    "HEATING_VALUE_PRESETS",
+    "LABELS",
+    "HeatingValue",
+    "apply_power_of_ten",
+    "conversion_factor",
+    "convert",
+    "get_registry",
+    "green_button_cost",
+    "heating_value",
+    "normalise_tables",
+    "pint_calls",
+    "resolve_unit",
+    "suggest_units",
+]
+
+log = get_logger(__name__)
+
+# ---- the registry ---------------------------------------------------------------------------
+_registry: Any = None
+_registry_lock = threading.Lock()
+_pint_calls = 0
+
+
+def get_registry() -> Any:
+    """Return the package's one pint ``UnitRegistry`` (built lazily, then cached).
+
+    It uses exact rational arithmetic (``non_int_type=Fraction``) so that factors such as
+    UK gallon → litre (4.54609) come out exactly rounded, and loads ``data/units.txt``.
+    """
+    global _registry
+    if _registry is None:
+        with _registry_lock:
+            if _registry is None:
+                import pint
+
+                reg = pint.UnitRegistry(non_int_type=Fraction, autoconvert_offset_to_baseunit=True)
+                text = (
+                    resources.files("scaler_workbench")
+                    .joinpath("data/units.txt")
+                    .read_text(encoding="utf-8")
+                )
+                reg.load_definitions(text.splitlines())
+                _registry = reg
+    return _registry
+
+
+def pint_calls() -> int:
+    """Number of times pint has been asked to parse or convert (cache misses) so far."""
+    return _pint_calls
+
+
+def _count() -> None:
+    global _pint_calls
+    _pint_calls += 1
+
+
+@lru_cache(maxsize=4096)
+def _exact_factor(from_unit: str, to_unit: str) -> Fraction:
+    import pint
+
+    _count()
+    reg = get_registry()
+    try:
+        q = reg.Quantity(Fraction(1), from_unit).to(to_unit)
+    except pint.DimensionalityError as exc:
+        raise UnitError(
+            f"cannot convert {from_unit!r} to {to_unit!r}: different dimensions",
+            unit=from_unit,
+            hint="Check the meter type (Energy/Water/Waste) or state a heating value for gas.",
+        ) from exc
+    except (pint.UndefinedUnitError, pint.errors.DefinitionSyntaxError, AttributeError) as exc:
+        raise UnitError(f"unknown unit {from_unit!r} or {to_unit!r}", unit=from_unit) from exc
+    except Exception as exc:  # pint's parser raises assorted errors on junk labels
+        raise UnitError(
+            f"cannot read unit {from_unit!r} / {to_unit!r}: {exc}", unit=from_unit
+        ) from exc
+    return Fraction(q.magnitude)
+
+
+def conversion_factor(from_unit: str, to_unit: str) -> float:
+    """Multiplier taking a value in ``from_unit`` to ``to_unit`` (pint expressions).
+
+    Cached: pint is asked once per distinct pair (see :func:`pint_calls`).
+
+    Raises
+    ------
+    UnitError
+        If either unit is unknown or the dimensions differ.
+    """
+    return float(_exact_factor(from_unit, to_unit))
+
+
+@lru_cache(maxsize=4096)
+def _dimension(unit: str) -> str:
+    """``energy``, ``volume``, ``mass`` or ``other`` for a pint expression (cached)."""
+    _count()
+    reg = get_registry()
+    try:
+        dim = reg.Quantity(Fraction(1), unit).dimensionality
+    except Exception as exc:
+        raise UnitError(f"unknown unit {unit!r}", unit=unit) from exc
+    for name, ref in (
+        ("energy", "[energy]"),
+        ("volume", "[volume]"),
+        ("mass", "[mass]"),
+        ("power", "[power]"),
+    ):
+        if dim == reg.get_dimensionality(ref):
+            return name
+    return "other"
+
+
+# ---- labels -----------------------------------------------------------------------------------
+#: Ambiguous labels (lower case) and the unambiguous choices an alias may point at.
+AMBIGUOUS: dict[str, dict[str, str]] = {
+    "therm": {"US_therm": "US therm, 105.4804 MJ", "therm": "EC/UK therm, 105.5056 MJ"},
+    "gallon": {"US_gallon": "US gallon, 3.785411784 L", "UK_gallon": "UK gallon, 4.54609 L"},
+    "ton": {"tonne": "metric tonne, 1000 kg", "short_ton": "US short ton, 907.18474 kg"},
+    "mbtu": {"kBtu": "thousand Btu (US bills)", "MMBtu": "million Btu (pint reads MBtu so)"},
+    "mcf": {"Mcf": "thousand ft³ (utilities)", "MMcf": "million ft³ (Portfolio Manager)"},
+}
+_AMBIGUOUS_LABELS: dict[str, str] = {
+    "therm": "therm",
+    "therms": "therm",
+    "thm": "therm",
+    "thms": "therm",
+    "gallon": "gallon",
+    "gallons": "gallon",
+    "gal": "gallon",
+    "gals": "gallon",
+    "ton": "ton",
+    "tons": "ton",
+    "mbtu": "mbtu",
+    "mcf": "mcf",
+}
+
+#: Common spellings (lower case, spaces collapsed) -> pint expression.
+LABELS: dict[str, str] = {
+    "wh": "Wh",
+    "kwh": "kWh",
+    "kw h": "kWh",
+    "kw.h": "kWh",
+    "kwhr": "kWh",
+    "kilowatt hour": "kWh",
+    "kilowatt hours": "kWh",
+    "kilowatt-hours": "kWh",
+    "mwh": "MWh",
+    "gwh": "GWh",
+    "j": "J",
+    "kj": "kJ",
+    "mj": "MJ",
+    "gj": "GJ",
+    "btu": "Btu",
+    "kbtu": "kBtu",
+    "mmbtu": "MMBtu",
+    "dth": "Dth",
+    "dekatherm": "Dth",
+    "dekatherms": "Dth",
+    "us therm": "US_therm",
+    "us therms": "US_therm",
+    "us_therm": "US_therm",
+    "uk therm": "therm",
+    "ec therm": "therm",
+    "m3": "m3",
+    "m³": "m3",
+    "m^3": "m3",
+    "cubic meter": "m3",
+    "cubic meters": "m3",
+    "cubic metre": "m3",
+    "cubic metres": "m3",
+    "cu m": "m3",
+    "l": "L",
+    "liter": "L",
+    "liters": "L",
+    "litre": "L",
+    "litres": "L",
+    "kl": "kL",
+    "ml": "mL",
+    "cf": "cf",
+    "ft3": "cf",
+    "ft³": "cf",
+    "cu ft": "cf",
+    "cubic feet": "cf",
+    "cubic foot": "cf",
+    "ccf": "ccf",
+    "hcf": "ccf",
+    "kcf": "Mcf",
+    "mmcf": "MMcf",
+    "us gallon": "US_gallon",
+    "us gallons": "US_gallon",
+    "us gal": "US_gallon",
+    "us_gal": "US_gallon",
+    "us_gallon": "US_gallon",
+    "uk gallon": "UK_gallon",
+    "uk gallons": "UK_gallon",
+    "imperial gallon": "UK_gallon",
+    "imperial gallons": "UK_gallon",
+    "uk_gallon": "UK_gallon",
+    "kgal": "1000 * US_gallon",
+    "g": "g",
+    "kg": "kg",
+    "kgs": "kg",
+    "kilogram": "kg",
+    "kilograms": "kg",
+    "t": "tonne",
+    "tonne": "tonne",
+    "tonnes": "tonne",
+    "metric ton": "tonne",
+    "metric tons": "tonne",
+    "metric_ton": "tonne",
+    "short ton": "short_ton",
+    "short tons": "short_ton",
+    "us ton": "short_ton",
+    "us tons": "short_ton",
+    "lb": "lb",
+    "lbs": "lb",
+    "pound": "lb",
+    "pounds": "lb",
+}
+
+_SPACES = re.compile(r"\s+")
+
+
+def _key(label: str) -> str:
+    return _SPACES.sub(" ", label.strip()).lower()
+
+
+def _ambiguity_error(label: str, group: str, meter: str | None, column: str | None) -> UnitError:
+    choices = AMBIGUOUS[group]
+    options = "; ".join(f"{name!r} ({text})" for name, text in choices.items())
+    first = next(iter(choices))
+    where = f" of meter {meter!r}" if meter else ""
+    return UnitError(
+        f"unit label {label!r}{where} is ambiguous: it could be {options}",
+        unit=label,
+        meter=meter,
+        column=column,
+        choices=tuple(choices),
+        hint=f"Choose in the profile: [units.aliases] {label!r} = {first!r} "
+        f"(or one of {list(choices)}).",
+    )
+
+
+def resolve_unit(
+    label: object,
+    aliases: Mapping[str, str] | None = None,
+    *,
+    meter: str | None = None,
+    column: str | None = None,
+) -> str:
+    """Return the pint expression for a provider's unit label.
+
+    Parameters
+    ----------
+    label : str
+        The unit as the provider wrote it ("kWh", "therms", "m3", ...).
+    aliases : mapping, optional
+        The profile's ``[units.aliases]``: label -> pint expression (the explicit choice).
+    meter, column : str, optional
+        Context for the error message.
+
+    Raises
+    ------
+    UnitError
+        If the label is empty, ambiguous without an alias, or unknown.
+    """
+    if label is None or (isinstance(label, float) and np.isnan(label)) or str(label).strip() == "":
+        raise UnitError(
+            f"no unit given{f' for meter {meter!r}' if meter else ''}",
+            unit=label,
+            meter=meter,
+            column=column,
+            hint="Map a unit field for the meter (or a constant unit) in the mapping.",
+        )
+    text = str(label).strip()
+    key = _key(text)
+    if aliases:
+        target = aliases.get(text)
+        if target is None:
+            lowered = {_key(k): v for k, v in aliases.items()}
+            target = lowered.get(key)
+        if target is not None:
+            return _resolve_target(str(target), text, meter, column)
+    group = _AMBIGUOUS_LABELS.get(key)
+    if group is not None:
+        raise _ambiguity_error(text, group, meter, column)
+    expr = LABELS.get(key, text)
+    _check_parses(expr, text, meter, column)
+    return expr
+
+
+def _resolve_target(target: str, label: str, meter: str | None, column: str | None) -> str:
+    expr = LABELS.get(_key(target), target)
+    _check_parses(expr, label, meter, column)
+    return expr
+
+
+def _check_parses(expr: str, label: str, meter: str | None, column: str | None) -> None:
+    try:
+        _dimension(expr)
+    except UnitError as exc:
+        raise UnitError(
+            f"unknown unit {label!r}{f' of meter {meter!r}' if meter else ''}",
+            unit=label,
+            meter=meter,
+            column=column,
+            hint=f"Add [units.aliases] {label!r} = '<pint unit>' to the profile "
+            "(e.g. 'kWh', 'm3', 'US_therm'); see suggest_units().",
+        ) from exc
+
+
+# ---- heating value ----------------------------------------------------------------------------
+#: Presets for gas volume -> energy. ``kbtu_per_ft3`` or the UK formula.
+HEATING_VALUE_PRESETS: dict[str, dict[str, float | str]] = {
+    "uk": {"formula": "uk", "calorific_value": 39.5},
+    "portfolio_manager_us": {"kbtu_per_ft3": 1.026},
+    "us": {"kbtu_per_ft3": 1.026},
+    "canada": {"kbtu_per_ft3": 1.031},
+}
+
+
+@dataclass(frozen=True)
+class HeatingValue:
+    """How gas volume becomes energy: ``kwh_per_m3`` [kWh/m³] and a description stating it."""
+
+    kwh_per_m3: float
+    description: str
+
+
+def heating_value(spec: Mapping[str, Any] | None) -> HeatingValue | None:
+    """Build the heating value from a profile's ``[units.heating_value]`` table.
+
+    Keys: ``preset`` (``uk``, ``portfolio_manager_us``/``us``, ``canada``),
+    ``calorific_value`` [MJ/m³] (UK formula, default 39.5), ``kbtu_per_ft3`` or ``kwh_per_m3``.
+
+    Raises
+    ------
+    ProfileError
+        For an unknown preset or a non-positive value.
+    """
+    if not spec:
+        return None
+    spec = dict(spec)
+    preset = spec.get("preset")
+    base: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in HEATING_VALUE_PRESETS:
+            raise ProfileError(
+                f"unknown heating value preset {preset!r}",
+                key="units.heating_value.preset",
+                hint=f"Use one of {sorted(HEATING_VALUE_PRESETS)} or give kwh_per_m3.",
+            )
+        base.update(HEATING_VALUE_PRESETS[preset])
+    base.update({k: v for k, v in spec.items() if k not in ("preset", "by_subtype")})
+    try:
+        if "kwh_per_m3" in base:
+            value = float(base["kwh_per_m3"])
+            text = f"gas {value} kWh/m³ (stated)"
+        elif "kbtu_per_ft3" in base:
+            hv = float(base["kbtu_per_ft3"])
+            value = hv * conversion_factor("kBtu", "kWh") / conversion_factor("cf", "m3")
+            text = f"gas {hv} kBtu/ft³ ({preset or 'stated'}) = {value:.6g} kWh/m³"
+        elif base.get("formula") == "uk" or "calorific_value" in base:
+            cv = float(base.get("calorific_value", 39.5))
+            value = 1.02264 * cv / 3.6
+            text = f"gas UK: m³ × 1.02264 × CV {cv} MJ/m³ ÷ 3.6 = {value:.6g} kWh/m³"
+        else:
+            raise ProfileError(
+                "[units.heating_value] needs preset, calorific_value, kbtu_per_ft3 or kwh_per_m3",
+                key="units.heating_value",
+            )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ProfileError):
+            raise
+        raise ProfileError(
+            f"[units.heating_value] values must be numbers: {exc}", key="units.heating_value"
+        ) from exc
+    if not value > 0:
+        raise ProfileError("the heating value must be positive", key="units.heating_value")
+    return HeatingValue(value, text)
+
+
+# ---- vectorised conversion -------------------------------------------------------------------
+def _cat_take(values: Sequence[Any], codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """A categorical Series whose row i holds ``values[codes[i]]`` (no per-row Python)."""
+    vcodes, vuniq = pd.factorize(pd.Series(list(values), dtype=object))
+    row_codes = vcodes[codes] if len(vcodes) else np.full(len(codes), -1)
+    cat = pd.Categorical.from_codes(
+        row_codes, categories=pd.Index(vuniq, dtype=object), validate=False
+    )
+    return pd.Series(cat, index=index)
+
+
+def _as_array(values: Any) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    return arr
+
+
+def _group_factor(
+    expr: str,
+    canonical: str,
+    hv: HeatingValue | None,
+    *,
+    label: str,
+    meter: str | None,
+) -> tuple[float, str]:
+    """Factor from ``expr`` to ``canonical`` and a note when a heating value was used."""
+    target = LABELS.get(_key(canonical), canonical)
+    src_dim = _dimension(expr)
+    dst_dim = _dimension(target)
+    if src_dim == "volume" and dst_dim == "energy":
+        if hv is None:
+            raise UnitError(
+                f"unit {label!r}{f' of meter {meter!r}' if meter else ''} is a volume but the "
+                "meter type needs energy: a heating value is required",
+                unit=label,
+                meter=meter,
+                hint="State it in the profile: [units.heating_value] preset = 'uk' and "
+                "calorific_value = 39.5 (MJ/m³), or preset = 'portfolio_manager_us'.",
+            )
+        return conversion_factor(expr, "m3") * hv.kwh_per_m3 * conversion_factor(
+            "kWh", target
+        ), hv.description
+    try:
+        return conversion_factor(expr, target), ""
+    except UnitError as exc:
+        raise UnitError(
+            f"unit {label!r}{f' of meter {meter!r}' if meter else ''} cannot become {canonical}: "
+            f"{src_dim} vs {dst_dim}",
+            unit=label,
+            meter=meter,
+            hint="Check the meter type mapping (Energy kWh, Water m³, Waste kg) and the unit.",
+        ) from exc
+
+
+def convert(
+    values: Any,
+    from_units: str | Sequence[str] | pd.Series,
+    to_unit: str,
+    *,
+    aliases: Mapping[str, str] | None = None,
+    heating: HeatingValue | None = None,
+) -> np.ndarray:
+    """Convert ``values`` from ``from_units`` (one label, or one per value) to ``to_unit``.
+
+    One factor is computed per distinct label (:func:`conversion_factor`), then applied as a
+    single vectorised multiplication.
+
+    Parameters
+    ----------
+    values : array-like of float
+    from_units : str or sequence of str
+        Provider unit labels, resolved through ``aliases`` (see :func:`resolve_unit`).
+    to_unit : str
+        Target (pint expression or a :data:`LABELS` spelling such as "m³").
+    heating : HeatingValue, optional
+        Needed for gas volume -> energy.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+
+    Raises
+    ------
+    UnitError
+        For an unknown or ambiguous label, or impossible dimensions.
+    """
+    arr = _as_array(values)
+    if isinstance(from_units, str):
+        expr = resolve_unit(from_units, aliases)
+        factor, _ = _group_factor(expr, to_unit, heating, label=from_units, meter=None)
+        return arr * factor
+    codes, uniques = pd.factorize(pd.Series(from_units, copy=False), use_na_sentinel=True)
+    if len(codes) != len(arr):
+        raise UnitError(
+            f"{len(arr)} values but {len(codes)} units", hint="Pass one unit per value."
+        )
+    if (codes < 0).any():
+        raise UnitError("some values have no unit", unit=None, hint="Fill the unit column.")
+    factors = np.empty(len(uniques), dtype=np.float64)
+    for i, label in enumerate(uniques):
+        expr = resolve_unit(label, aliases)
+        factors[i] = _group_factor(expr, to_unit, heating, label=str(label), meter=None)[0]
+    return arr * factors[codes]
+
+
+# ---- Green Button -----------------------------------------------------------------------------
+#: Green Button (ESPI) ``uom`` codes -> pint expression.
+GREEN_BUTTON_UOM: dict[int, str] = {
+    72: "Wh",
+    38: "W",
+    73: "VArh",
+    42: "m3",
+    119: "cf",
+    128: "US_gallon",
+    169: "therm",
+    132: "Btu",
+    31: "J",
+}
+
+
+def apply_power_of_ten(values: Any, multiplier: Any) -> np.ndarray:
+    """Green Button real value = ``value × 10**powerOfTenMultiplier`` (vectorised, exact powers).
+
+    ``multiplier`` is an int or an array of ints (one per value).
+    """
+    v = _as_array(values)
+    m = np.asarray(multiplier, dtype=np.int64)
+    # 10.0 ** m is exact for |m| <= 22; divide for negative powers so 10**-3 stays exact-rounded
+    pos = np.power(10.0, np.abs(m))
+    return np.where(m >= 0, v * pos, v / pos)
+
+
+def green_button_cost(values: Any) -> np.ndarray:
+    """Green Button cost fields are in 1/100 000 of the currency: return currency units."""
+    return _as_array(values) / 100000.0
+
+
+# ---- suggestions for the explorer ----------------------------------------------------------
+_SUGGEST_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\bk\s*w\s*h\b|kilowatt", re.I), "kWh"),
+    (re.compile(r"\bm\s*w\s*h\b|megawatt", re.I), "MWh"),
+    (re.compile(r"\bmmbtu\b", re.I), "MMBtu"),
+    (re.compile(r"\bkbtu\b", re.I), "kBtu"),
+    (re.compile(r"\bmbtu\b", re.I), "mbtu"),
+    (re.compile(r"\bdth\b|dekatherm", re.I), "Dth"),
+    (re.compile(r"\bus\s*therms?\b", re.I), "US_therm"),
+    (re.compile(r"\btherms?\b|\bthm\b", re.I), "therm"),
+    (re.compile(r"\bm\s*(?:3|³|\^3)|cubic\s*met", re.I), "m3"),
+    (re.compile(r"\bccf\b|\bhcf\b", re.I), "ccf"),
+    (re.compile(r"\bmcf\b", re.I), "mcf"),
+    (re.compile(r"\bcu\s*ft\b|\bft\s*(?:3|³)|cubic\s*f", re.I), "cf"),
+    (re.compile(r"\bgal(?:lon)?s?\b", re.I), "gallon"),
+    (re.compile(r"\blit(?:re|er)s?\b|\bl\b", re.I), "L"),
+    (re.compile(r"\btonnes?\b|metric\s*tons?", re.I), "tonne"),
+    (re.compile(r"\btons?\b", re.I), "ton"),
+    (re.compile(r"\bkgs?\b|kilogram", re.I), "kg"),
+    (re.compile(r"\blbs?\b|pounds?", re.I), "lb"),
+    (re.compile(r"\bgj\b", re.I), "GJ"),
+    (re.compile(r"\bmj\b", re.I), "MJ"),
+]
+
+
+def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
+    """Suggest a unit (or the alias choice to make) for each distinct label.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``label, suggestion, dimension, ambiguous, choices, alias`` (one row per distinct label);
+        ``alias`` is the TOML line to add under ``[units.aliases]`` when a choice or spelling
+        is needed, else empty.
+    """
+    rows = []
+    for label in dict.fromkeys(str(x) for x in labels if x is not None):
+        suggestion, ambiguous, choices, alias, dimension = "", False, "", "", ""
+        try:
+            suggestion = resolve_unit(label)
+        except UnitError as exc:
+            if getattr(exc, "choices", None):
+                ambiguous = True
+                choices = ", ".join(exc.choices)
+                alias = f"{label!r} = {exc.choices[0]!r}"
+            else:
+                for pattern, target in _SUGGEST_PATTERNS:
+                    if pattern.search(label):
+                        group = _AMBIGUOUS_LABELS.get(target)
+                        if group:
+                            ambiguous = True
+                            choices = ", ".join(AMBIGUOUS[group])
+                            suggestion = ""
+                            alias = f"{label!r} = {next(iter(AMBIGUOUS[group]))!r}"
+                        else:
+                            suggestion = LABELS.get(target.lower(), target)
+                            alias = f"{label!r} = {suggestion!r}"
+                        break
+        if suggestion:
+            try:
+                dimension = _dimension(suggestion)
+            except UnitError:
+                dimension = ""
+        rows.append(
+            {
+                "label": label,
+                "suggestion": suggestion,
+                "dimension": dimension,
+                "ambiguous": ambiguous,
+                "choices": choices,
+                "alias": alias,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["label", "suggestion", "dimension", "ambiguous", "choices", "alias"]
+    )
+
+
+# ---- tables -----------------------------------------------------------------------------------
+def _units_config(profile: Any) -> tuple[dict[str, str], HeatingValue | None, dict[str, Any]]:
+    section = profile.section("units") if profile is not None else {}
+    aliases = {str(k): str(v) for k, v in dict(section.get("aliases", {})).items()}
+    hv_spec = section.get("heating_value")
+    hv = heating_value(hv_spec)
+    by_subtype: dict[str, Any] = {}
+    if isinstance(hv_spec, Mapping):
+        for sub, spec in dict(hv_spec.get("by_subtype", {})).items():
+            by_subtype[str(sub)] = heating_value(spec)
+    return aliases, hv, by_subtype
+
+
+def normalise_tables(tables: Tables, profile: Any) -> Tables:
+    """Convert every usage and reading value to its meter type's canonical unit.
+
+    ``usage.consumption``, ``redelivery``, ``production`` and ``readings.value`` are multiplied
+    by one factor per distinct (unit label, meter type, subtype); lineage is kept:
+    ``raw_value`` (as reported, if not already set), ``raw_unit`` (the label), ``factor``
+    (multiplied into any earlier factor) and ``unit`` (canonical). Meters get the canonical
+    ``unit`` and keep their label in ``raw_unit``.
+
+    A meter whose unit cannot be resolved (unknown, ambiguous without an alias, volume without a
+    heating value, impossible for its type) or whose meter type is unknown has its usage and
+    readings rows moved to ``quarantine`` (stage ``units``, rule ``unit``, severity ``error``) with
+    the reason; the meter row itself is reported once (table ``meters``).
+
+    Raises
+    ------
+    ProfileError
+        If ``[units.heating_value]`` is malformed.
+    """
+    from scaler_workbench.transform import quarantine_rows
+
+    aliases, hv, hv_by_subtype = _units_config(profile)
+    meters = tables.meters.copy()
+    q_parts = [tables.quarantine]
+    bad_meters: dict[str, str] = {}
+
+    if len(meters):
+        mtype = meters["meter_type"].astype("string")
+        meters["unit"] = mtype.map(CANONICAL_UNITS).astype("string")
+        for idx, mt in mtype.items():
+            if pd.isna(mt) or mt not in CANONICAL_UNITS:
+                bad_meters[str(meters.at[idx, "meter_id"])] = (
+                    f"meter type {mt!r} is not one of {list(CANONICAL_UNITS)}: map it in "
+                    "[mapping.meters.value_maps.meter_type]"
+                )
+
+    info = meters.set_index("meter_id") if len(meters) else None
+    out = Tables(
+        assets=tables.assets,
+        meters=meters,
+        usage=tables.usage,
+        readings=tables.readings,
+        quarantine=tables.quarantine,
+    )
+    for name, cols in (
+        ("usage", ("consumption", "redelivery", "production")),
+        ("readings", ("value",)),
+    ):
+        frame: pd.DataFrame = getattr(tables, name)
+        if not len(frame):
+            continue
+        frame, bad = _normalise_frame(
+            frame,
+            info,
+            cols,
+            aliases=aliases,
+            hv=hv,
+            hv_by_subtype=hv_by_subtype,
+            bad_meters=bad_meters,
+        )
+        if bad is not None and len(bad[0]):
+            rows, reasons = bad
+            q_parts.append(
+                quarantine_rows(rows, table=name, stage="units", rule="unit", reasons=reasons)
+            )
+        setattr(out, name, frame)
+    if bad_meters:
+        mrows = meters[meters["meter_id"].astype("string").isin(list(bad_meters))]
+        reasons = mrows["meter_id"].astype("string").map(bad_meters)
+        q_parts.append(
+            quarantine_rows(
+                mrows,
+                table="meters",
+                stage="units",
+                rule="unit",
+                reasons=reasons,
+                severity="warning",
+            )
+        )
+        for meter, reason in bad_meters.items():
+            log.warning("meter %s: rows quarantined: %s", meter, reason)
+    out.quarantine = (
+        pd.concat([p for p in q_parts if len(p)], ignore_index=True)
+        if any(len(p) for p in q_parts)
+        else tables.quarantine
+    )
+    return out
+
+
+def _normalise_frame(
+    frame: pd.DataFrame,
+    info: pd.DataFrame | None,
+    cols: tuple[str, ...],
+    *,
+    aliases: dict[str, str],
+    hv: HeatingValue | None,
+    hv_by_subtype: dict[str, Any],
+    bad_meters: dict[str, str],
+) -> tuple[pd.DataFrame, tuple[pd.DataFrame, pd.Series] | None]:
+    frame = frame.copy(deep=False)
+    meter = frame["meter_id"]
+    if not isinstance(meter.dtype, pd.CategoricalDtype):
+        meter = meter.astype("category")
+    mcats = meter.cat.categories
+    mcodes = meter.cat.codes.to_numpy()
+    if info is not None:
+        mt = info["meter_type"].reindex(mcats).astype(object).to_numpy()
+        st = (
+            info["meter_subtype"].reindex(mcats).astype(object).to_numpy()
+            if "meter_subtype" in info
+            else np.full(len(mcats), None, dtype=object)
+        )
+        mraw = info["raw_unit"].reindex(mcats).astype(object).to_numpy()
+    else:
+        mt = st = mraw = np.full(len(mcats), None, dtype=object)
+
+    # unit label per row: the row's own unit, else the meter's raw_unit
+    if "unit" in frame.columns and frame["unit"].notna().any():
+        unit = frame["unit"]
+        if not isinstance(unit.dtype, pd.CategoricalDtype):
+            unit = unit.astype("category")
+        ucats = list(unit.cat.categories)
+        ucodes = unit.cat.codes.to_numpy()
+        none_code = len(ucats)
+        ucodes = np.where(ucodes < 0, none_code, ucodes)
+        ucats.append(None)
+    else:
+        ucats, ucodes = [None], np.zeros(len(frame), dtype=np.int64)
+        none_code = 0
+    # group = (meter code, unit code): one factor per distinct (unit, type, subtype) in practice
+    nu = len(ucats)
+    gkey = mcodes.astype(np.int64) * nu + ucodes
+    gcodes, guniq = pd.factorize(gkey)
+    factors = np.full(len(guniq), np.nan)
+    labels: list[str | None] = [None] * len(guniq)
+    notes: list[str] = [""] * len(guniq)
+    reason_of_group: dict[int, str] = {}
+    cache: dict[tuple[Any, ...], tuple[float, str]] = {}
+    for g, key in enumerate(guniq):
+        mc, uc = divmod(int(key), nu)
+        meter_id = str(mcats[mc]) if mc >= 0 else None
+        label = ucats[uc] if uc != none_code else mraw[mc] if mc >= 0 else None
+        if label is None or (isinstance(label, float) and np.isnan(label)):
+            label = mraw[mc] if mc >= 0 else None
+        labels[g] = None if label is None or pd.isna(label) else str(label)
+        mtype = mt[mc] if mc >= 0 else None
+        if meter_id is None or mc < 0:
+            reason_of_group[g] = "row has no meter_id"
+            continue
+        if meter_id in bad_meters:
+            reason_of_group[g] = bad_meters[meter_id]
+            continue
+        if mtype is None or pd.isna(mtype):
+            reason_of_group[g] = (
+                f"meter {meter_id!r} is not in the meters table, so its type and unit are unknown"
+            )
+            continue
+        subtype = st[mc] if st[mc] is not None and not pd.isna(st[mc]) else None
+        ck = (labels[g], mtype, subtype)
+        try:
+            if ck not in cache:
+                expr = resolve_unit(labels[g], aliases, meter=meter_id)
+                heat = hv_by_subtype.get(subtype, hv) if subtype else hv
+                cache[ck] = _group_factor(
+                    expr, CANONICAL_UNITS[mtype], heat, label=str(labels[g]), meter=meter_id
+                )
+            factors[g], notes[g] = cache[ck]
+        except UnitError as exc:
+            reason_of_group[g] = str(exc).replace("\n  -> ", ". Fix: ")
+            bad_meters.setdefault(meter_id, reason_of_group[g])
+
+    f = factors[gcodes]
+    bad_rows = np.isnan(f)
+    for c in cols:
+        if c not in frame.columns:
+            continue
+        vals = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        if c == cols[0]:
+            if "raw_value" not in frame.columns or frame["raw_value"].isna().all():
+                frame["raw_value"] = vals
+            prev = (
+                frame["factor"].to_numpy(dtype=np.float64, na_value=np.nan)
+                if "factor" in frame.columns
+                else np.full(len(frame), np.nan)
+            )
+            frame["factor"] = np.where(np.isnan(prev), f, prev * f)
+        frame[c] = vals * f
+    frame["raw_unit"] = _cat_take(labels, gcodes, frame.index)
+    canon_of_meter = [CANONICAL_UNITS.get(x) if isinstance(x, str) else None for x in mt]
+    frame["unit"] = _cat_take(canon_of_meter, mcodes, frame.index)
+    if any(notes) and "method" in frame.columns:
+        method = frame["method"]
+        if not isinstance(method.dtype, pd.CategoricalDtype):
+            method = method.astype("category")
+        note_codes, note_uniq = pd.factorize(pd.Series(notes, dtype=object))
+        mm = method.cat.codes.to_numpy().astype(np.int64)
+        nn = note_codes[gcodes].astype(np.int64)
+        combo, combo_uniq = pd.factorize(mm * len(note_uniq) + nn)
+        mcats_m = list(method.cat.categories)
+        texts = []
+        for k in combo_uniq:
+            a, b = divmod(int(k), len(note_uniq))
+            base = mcats_m[a] if a >= 0 and a < len(mcats_m) else ""
+            texts.append(f"{base}; {note_uniq[b]}" if note_uniq[b] else base)
+        frame["method"] = _cat_take(texts, combo, frame.index)
+    if bad_rows.any():
+        reason_arr = np.array([reason_of_group.get(g, "") for g in range(len(guniq))], object)
+        rows = frame[bad_rows]
+        reasons = pd.Series(reason_arr[gcodes[bad_rows]], index=rows.index)
+        return frame[~bad_rows], (rows, reasons)
+    return frame, None

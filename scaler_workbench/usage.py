@@ -1,0 +1,875 @@
+"""The usage engine: conflicts, registers -> consumption, local-time calendarization, reports.
+
+:func:`process_usage` takes Tables from :func:`~scaler_workbench.units.normalise_tables`
+(canonical units) and, per mapping source (``usage.source`` column):
+
+1. **Conflict policy** (``[mapping.policy]``): rows with the same (meter, start, end) are
+   duplicates; one is kept (an actual beats an estimate when ``prefer_actual``, then the highest
+   ``revision`` field, then the later record) and every other is set aside into
+   ``Tables.quarantine`` (stage ``usage``, rule ``duplicate``, severity ``error``). Overlapping
+   periods are flagged (severity ``warning``; ``overlaps = "quarantine"`` sets aside the later
+   row when the overlap exceeds ``overlap_tolerance_days``, default 1).
+2. **Registers** (``readings`` sources with ``to_consumption``): differenced per meter in time
+   order; a drop is a ``rollover`` (wrap at 10**digits, digits from the meter's
+   ``register_digits`` or inferred from the largest reading), a ``reset`` (back near zero) or an
+   ``exchange`` (anything else). Rollovers give the wrapped consumption; resets and exchanges
+   give none (a gap). All are written to ``readings.flag`` and reported in the quarantine
+   (severity ``warning``); no negative consumption is ever emitted.
+3. **Calendarization** (:func:`calendarize`): sources with ``aggregate`` (intervals),
+   ``prorate`` (bills) or ``to_consumption`` (registers) set to ``day`` or ``month`` become
+   periods of the site's LOCAL calendar: rows crossing a local boundary are split by local
+   wall-clock time (= by days for bills on local midnights; the last piece takes the remainder so
+   the total is preserved), then summed per (meter, source, period) with ``n_intervals`` and
+   ``days_with_data``. Missing intervals stay missing (never zero). Periods come out as UTC
+   instants of local midnights with the ``timezone`` column set.
+
+Lineage of an aggregated row: ``raw_value`` = sum of the raw values, ``factor`` = the unit factor
+(NaN if rows with different factors were summed), ``raw_unit`` = the label of the first row,
+``source_id`` = ``first..last`` provider ids (or ``<source>[i..j]`` record positions when no id
+is mapped), ``n_intervals`` = rows summed, and ``method`` = ``sum-of-intervals``,
+``prorated-by-days`` or ``register-difference, ...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaler_workbench._secrets import get_logger
+from scaler_workbench.exceptions import MappingError, UsageError
+from scaler_workbench.schema import QUARANTINE, READINGS, USAGE, Tables, coerce_frame, empty_frame
+
+__all__ = [
+    "POLICY_DEFAULTS",
+    "calendarize",
+    "combine_periods",
+    "inclusive_to_exclusive",
+    "period_report",
+    "process_usage",
+    "readings_to_consumption",
+    "resolve_conflicts",
+]
+
+log = get_logger(__name__)
+
+DAY_NS = 86_400 * 10**9
+_NAT = np.iinfo(np.int64).min
+
+#: Conflict policy defaults (``[mapping.policy]`` overrides any of them).
+POLICY_DEFAULTS: dict[str, Any] = {
+    "duplicates": "latest",  # latest | first | error
+    "prefer_actual": True,  # an actual value beats an estimate for the same key
+    "overlaps": "flag",  # flag | quarantine
+    "overlap_tolerance_days": 1,
+    "report_gaps": True,
+}
+
+_FREQS = ("day", "month")
+
+
+# ---- small helpers -----------------------------------------------------------------------------
+def _cat(series: pd.Series) -> pd.Categorical:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.array  # type: ignore[return-value]
+    return pd.Categorical(series.astype(object))
+
+
+def _ns(series: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    idx = pd.DatetimeIndex(series)
+    if idx.tz is None:
+        raise UsageError("timestamps must be tz-aware UTC", hint="Run build_tables first.")
+    return idx.tz_convert("UTC").as_unit("ns").asi8
+
+
+def _floats(frame: pd.DataFrame, col: str) -> np.ndarray | None:
+    if col not in frame.columns:
+        return None
+    return frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _first_last(keys: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first and last row of each key (repeated fancy assignment: last wins)."""
+    n = len(keys)
+    first = np.full(nkeys, -1, dtype=np.int64)
+    last = np.full(nkeys, -1, dtype=np.int64)
+    rows = np.arange(n, dtype=np.int64)
+    last[keys] = rows
+    first[keys[::-1]] = rows[::-1]
+    return first, last
+
+
+def _wall(ns: np.ndarray, tz: str) -> np.ndarray:
+    """Local wall-clock time as naive ns since epoch."""
+    idx = pd.DatetimeIndex(pd.to_datetime(ns, utc=True))
+    return idx.tz_convert(tz).tz_localize(None).as_unit("ns").asi8
+
+
+def _period_index(wall: np.ndarray, freq: str) -> np.ndarray:
+    if freq == "day":
+        return np.floor_divide(wall, DAY_NS)
+    return wall.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+
+
+def _period_wall_start(p: np.ndarray, freq: str) -> np.ndarray:
+    if freq == "day":
+        return p * DAY_NS
+    return p.astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
+
+
+def _localise_periods(pwall: np.ndarray, tz: str) -> np.ndarray:
+    """UTC ns of local period starts (few unique values); midnight gaps shift forward."""
+    uniq, inv = np.unique(pwall, return_inverse=True)
+    naive = pd.DatetimeIndex(uniq.astype("datetime64[ns]"))
+    loc = naive.tz_localize(
+        tz, ambiguous=np.ones(len(uniq), dtype=bool), nonexistent="shift_forward"
+    )
+    return loc.tz_convert("UTC").asi8[inv]
+
+
+def inclusive_to_exclusive(end: pd.Series, timezone: str | pd.Series) -> pd.Series:
+    """Inclusive end dates (the last billed day) -> exclusive ends: + 1 local calendar day."""
+    from scaler_workbench.transform import _add_local_days
+
+    tz: Any = timezone if isinstance(timezone, str) else np.asarray(timezone, dtype=object)
+    out = _add_local_days(pd.DatetimeIndex(end), tz, 1, None)
+    return pd.Series(out, index=end.index, name=end.name)
+
+
+# ---- calendarization --------------------------------------------------------------------------
+_SUM_COLS = ("consumption", "redelivery", "production", "cost", "raw_value")
+
+
+def calendarize(usage: pd.DataFrame, *, freq: str = "month") -> pd.DataFrame:
+    """Split rows at local period boundaries and sum them per (meter, source, period).
+
+    Parameters
+    ----------
+    usage : pandas.DataFrame
+        ``meter_id, start, end`` (UTC), ``consumption`` and optionally ``redelivery,
+        production, cost, currency, estimated, timezone, source, method, raw_value, raw_unit,
+        factor, source_id, _row``. ``timezone`` (site zone) defaults to UTC.
+    freq : {"month", "day"}
+        Local calendar period.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (meter, source, local period) with data: ``start``/``end`` are UTC instants of
+        local midnights; ``n_intervals`` counts the rows summed and ``days_with_data`` the local
+        days with any data. A row crossing a boundary is split by local wall-clock time (by
+        days for midnight-aligned bills); its last piece takes the remainder, so totals are
+        preserved.
+
+    Raises
+    ------
+    UsageError
+        For an unknown ``freq``.
+    """
+    if freq not in _FREQS:
+        raise UsageError(
+            f"unknown period {freq!r}", hint=f"Use one of {_FREQS} (or 'none' in the mapping)."
+        )
+    if not len(usage):
+        return usage.iloc[0:0]
+    n = len(usage)
+    meter = _cat(usage["meter_id"])
+    mcodes = np.asarray(meter.codes, dtype=np.int64)
+    nmeter = len(meter.categories)
+    source = _cat(usage["source"]) if "source" in usage else pd.Categorical(["usage"] * n)
+    scodes = np.asarray(source.codes, dtype=np.int64)
+    nsrc = max(1, len(source.categories))
+    tzc = (
+        _cat(usage["timezone"].astype(object).fillna("UTC"))
+        if "timezone" in usage
+        else pd.Categorical(["UTC"] * n)
+    )
+    tzcodes = np.asarray(tzc.codes, dtype=np.int64)
+    start = _ns(usage["start"])
+    end = _ns(usage["end"])
+
+    wall_s = np.empty(n, dtype=np.int64)
+    wall_e = np.empty(n, dtype=np.int64)
+    single_tz = len(tzc.categories) == 1
+    for z, zone in enumerate(tzc.categories):
+        if single_tz:
+            wall_s[:] = _wall(start, str(zone))
+            wall_e[:] = _wall(end, str(zone))
+        else:
+            m = tzcodes == z
+            wall_s[m] = _wall(start[m], str(zone))
+            wall_e[m] = _wall(end[m], str(zone))
+    p0 = _period_index(wall_s, freq)
+    p1 = _period_index(wall_e - 1, freq)
+    split = p1 > p0
+
+    values = {c: _floats(usage, c) for c in _SUM_COLS}
+    est = (
+        usage["estimated"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "estimated" in usage
+        else None
+    )
+    # pieces: row index, period index, share, split flag
+    if split.any():
+        counts = np.where(split, p1 - p0 + 1, 1)
+        row = np.repeat(np.arange(n, dtype=np.int64), counts)
+        offs = np.arange(len(row), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        per = p0[row] + offs
+        is_split = split[row]
+        ps = np.maximum(wall_s[row], _period_wall_start(per, freq))
+        pe = np.minimum(wall_e[row], _period_wall_start(per + 1, freq))
+        dur = (wall_e - wall_s)[row].astype(np.float64)
+        share = np.where(is_split, (pe - ps) / np.where(dur > 0, dur, 1.0), 1.0)
+        last_piece = np.ones(len(row), dtype=bool)
+        last_piece[:-1] = row[1:] != row[:-1]
+        cover_days = np.where(is_split, (pe - ps) / DAY_NS, (wall_e - wall_s)[row] / DAY_NS)
+    else:
+        row = None
+        per = p0
+        is_split = np.zeros(n, dtype=bool)
+        share = None
+        last_piece = None
+        cover_days = (wall_e - wall_s) / DAY_NS
+
+    def take(a: np.ndarray) -> np.ndarray:
+        return a if row is None else a[row]
+
+    def piece_values(v: np.ndarray) -> np.ndarray:
+        if row is None:
+            return v
+        pv = v[row] * share
+        # remainder to the last piece of each split row, so each row's total is exact
+        if last_piece is not None:
+            csum = np.cumsum(np.where(last_piece, 0.0, np.nan_to_num(pv)))
+            starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+            before = np.r_[0.0, csum][starts]
+            seg_sum = np.repeat(
+                csum[np.r_[starts[1:] - 1, len(row) - 1]] - before, np.diff(np.r_[starts, len(row)])
+            )
+            pv = np.where(last_piece & is_split, v[row] - seg_sum, pv)
+        return pv
+
+    m_p = take(mcodes)
+    s_p = take(scodes)
+    z_p = take(tzcodes)
+    pmin = int(per.min())
+    nper = int(per.max()) - pmin + 1
+    nz = len(tzc.categories)
+    nkeys = nmeter * nsrc * nz * nper
+    if nkeys <= max(4 * len(per), 1 << 22):
+        dense = ((m_p * nsrc + s_p) * nz + z_p) * nper + (per - pmin)
+        kcodes, kuniq = pd.factorize(dense, sort=True)
+    else:  # sparse key space
+        dense = ((m_p * nsrc + s_p) * nz + z_p) * nper + (per - pmin)
+        kcodes, kuniq = pd.factorize(dense, sort=True)
+    kcodes = kcodes.astype(np.int64)
+    nk = len(kuniq)
+    sums: dict[str, np.ndarray] = {}
+    for c, v in values.items():
+        if v is None:
+            continue
+        pv = piece_values(v)
+        ok = ~np.isnan(pv)
+        s = np.bincount(kcodes, weights=np.where(ok, pv, 0.0), minlength=nk)
+        cnt = np.bincount(kcodes, weights=ok, minlength=nk)
+        sums[c] = np.where(cnt > 0, s, np.nan)
+    n_int = np.bincount(kcodes, minlength=nk)
+    split_any = np.bincount(kcodes, weights=is_split, minlength=nk) > 0
+    if est is not None:
+        ep = take(est)
+        known = np.bincount(kcodes, weights=~np.isnan(ep), minlength=nk)
+        anyest = np.bincount(kcodes, weights=np.nan_to_num(ep), minlength=nk) > 0
+        estimated = pd.array(np.where(known > 0, anyest, False), dtype="boolean")
+        estimated[known == 0] = pd.NA
+    else:
+        estimated = pd.array([pd.NA] * nk, dtype="boolean")
+    # days with data: sub-daily rows mark their local day; multi-day rows add their days
+    sub_daily = take((wall_e - wall_s) <= DAY_NS) & ~is_split
+    wall_day = take(np.floor_divide(wall_s, DAY_NS))
+    days = np.zeros(nk, dtype=np.float64)
+    if sub_daily.any():
+        dk = kcodes[sub_daily] * 0  # placeholder for shape
+        dmin = int(wall_day[sub_daily].min())
+        dspan = int(wall_day[sub_daily].max()) - dmin + 1
+        dk = kcodes[sub_daily].astype(np.int64) * dspan + (wall_day[sub_daily] - dmin)
+        uday = np.unique(dk)
+        days += np.bincount(uday // dspan, minlength=nk)
+    if (~sub_daily).any():
+        days += np.bincount(kcodes[~sub_daily], weights=cover_days[~sub_daily], minlength=nk)
+    days_with_data = np.ceil(np.round(days, 6)).astype(np.int64)
+
+    first, last = _first_last(kcodes, nk)
+    src_row_first = take(np.arange(n))[first]
+    src_row_last = take(np.arange(n))[last]
+    # period bounds
+    key_per = per[first]
+    key_tz = z_p[first]
+    pstart = np.empty(nk, dtype=np.int64)
+    pend = np.empty(nk, dtype=np.int64)
+    for z, zone in enumerate(tzc.categories):
+        mz = key_tz == z
+        if not mz.any():
+            continue
+        pstart[mz] = _localise_periods(_period_wall_start(key_per[mz], freq), str(zone))
+        pend[mz] = _localise_periods(_period_wall_start(key_per[mz] + 1, freq), str(zone))
+
+    out: dict[str, Any] = {
+        "meter_id": pd.Categorical.from_codes(m_p[first], categories=meter.categories),
+        "start": pd.to_datetime(pstart, utc=True),
+        "end": pd.to_datetime(pend, utc=True),
+    }
+    for c in ("consumption", "redelivery", "production", "cost"):
+        if c in sums:
+            out[c] = sums[c]
+    for c in ("unit", "currency", "raw_unit"):
+        if c in usage:
+            col = _cat(usage[c])
+            out[c] = pd.Categorical.from_codes(
+                np.asarray(col.codes)[src_row_first], categories=col.categories
+            )
+    out["estimated"] = estimated
+    out["timezone"] = pd.Categorical.from_codes(key_tz, categories=tzc.categories)
+    out["n_intervals"] = pd.array(n_int, dtype="Int64")
+    out["days_with_data"] = pd.array(days_with_data, dtype="Int64")
+    if "raw_value" in sums:
+        out["raw_value"] = sums["raw_value"]
+    fac = _floats(usage, "factor")
+    if fac is not None:
+        fp = take(fac)
+        fmin = np.full(nk, np.inf)
+        fmax = np.full(nk, -np.inf)
+        np.minimum.at(fmin, kcodes, fp)
+        np.maximum.at(fmax, kcodes, fp)
+        out["factor"] = np.where(fmin == fmax, fmin, np.nan)
+    # method
+    base = _cat(usage["method"]) if "method" in usage else pd.Categorical(["as-reported"] * n)
+    bcodes = np.asarray(base.codes)[src_row_first]
+    agg = np.where(split_any, 2, np.where(n_int > 1, 1, 0))
+    combo, combo_uniq = pd.factorize(bcodes.astype(np.int64) * 3 + agg)
+    labels = []
+    for k in combo_uniq:
+        b, a = divmod(int(k), 3)
+        text = str(base.categories[b]) if b >= 0 else "as-reported"
+        labels.append(_method_label(text, a))
+    out["method"] = (
+        pd.Categorical.from_codes(combo, categories=pd.Index(labels, dtype=object).unique())
+        if len(set(labels)) == len(labels)
+        else pd.Categorical(np.asarray(labels, object)[combo])
+    )
+    # source ids
+    out["source_id"] = _source_ids(usage, source, scodes, src_row_first, src_row_last, n_int)
+    out["source"] = pd.Categorical.from_codes(s_p[first], categories=source.categories)
+    return pd.DataFrame(out)
+
+
+def _method_label(base: str, agg: int) -> str:
+    if agg == 0:
+        return base
+    word = "prorated-by-days" if agg == 2 else "sum-of-intervals"
+    if base.startswith("as-reported"):
+        return word + base[len("as-reported") :]
+    return f"{base}, {word}"
+
+
+def _source_ids(
+    usage: pd.DataFrame,
+    source: pd.Categorical,
+    scodes: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    n_int: np.ndarray,
+) -> pd.Series:
+    if "source_id" in usage and usage["source_id"].notna().any():
+        sid = usage["source_id"].astype(object).to_numpy()
+        a = sid[first].astype(str)
+        b = sid[last].astype(str)
+    else:
+        rows = (
+            usage["_row"].to_numpy(dtype=np.int64)
+            if "_row" in usage
+            else np.arange(len(usage), dtype=np.int64)
+        )
+        names = np.asarray(source.categories, dtype=object)[scodes[first]]
+        a = np.char.add(np.char.add(names.astype(str), "["), rows[first].astype(str))
+        b = np.char.add(rows[last].astype(str), "]")
+        single = np.char.add(a, "]")
+        joined = np.char.add(np.char.add(a, ".."), b)
+        return pd.Series(np.where(n_int > 1, joined, single), dtype="string")
+    joined = np.char.add(np.char.add(a, ".."), b)
+    return pd.Series(np.where(n_int > 1, joined, a), dtype="string")
+
+
+def combine_periods(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Combine :func:`calendarize` outputs of disjoint chunks (pages, meters, months).
+
+    Sums values and counts per (meter, source, start, end). Chunks must not split one local day
+    for ``days_with_data`` to stay exact (pages per meter and month never do).
+    """
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_frame("usage")
+    frame = pd.concat([p.astype({"meter_id": object}) for p in parts], ignore_index=True)
+    keys = (
+        ["meter_id", "source", "start", "end"]
+        if "source" in frame
+        else ["meter_id", "start", "end"]
+    )
+    agg: dict[str, Any] = {
+        c: "sum"
+        for c in (
+            "consumption",
+            "redelivery",
+            "production",
+            "cost",
+            "raw_value",
+            "n_intervals",
+            "days_with_data",
+        )
+        if c in frame
+    }
+    for c in ("consumption", "redelivery", "production", "cost", "raw_value"):
+        if c in agg:
+            agg[c] = lambda s: s.sum(min_count=1)
+    for c in ("unit", "currency", "timezone", "raw_unit", "factor", "method", "source_id"):
+        if c in frame:
+            agg[c] = "first"
+    if "estimated" in frame:
+        agg["estimated"] = "max"
+    out = frame.groupby(keys, observed=True, sort=True, dropna=False).agg(agg).reset_index()
+    return out
+
+
+# ---- registers ----------------------------------------------------------------------------------
+def readings_to_consumption(
+    readings: pd.DataFrame,
+    *,
+    digits: Mapping[str, float] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Difference cumulative registers per meter in time order.
+
+    Parameters
+    ----------
+    readings : pandas.DataFrame
+        ``meter_id, timestamp, value`` (+ ``estimated, unit, timezone, source, source_id,
+        raw_value, raw_unit, factor``).
+    digits : mapping meter_id -> number of register digits, optional
+        Registers wrap at ``10**digits``; when unknown, digits are inferred from the largest
+        reading of the meter.
+
+    Returns
+    -------
+    (consumption, readings)
+        ``consumption``: one row per pair of consecutive readings with a non-negative difference
+        (or a rollover), ``method`` ``register-difference``; ``readings``: sorted, with ``flag``
+        set to ``rollover``, ``reset`` or ``exchange`` on the reading after a drop.
+    """
+    if not len(readings):
+        return empty_frame("usage").iloc[0:0], readings
+    meter = _cat(readings["meter_id"])
+    mc = np.asarray(meter.codes, dtype=np.int64)
+    ts = _ns(readings["timestamp"])
+    order = np.lexsort((ts, mc))
+    if not (np.diff(order) == 1).all():
+        readings = readings.iloc[order].reset_index(drop=True)
+        mc, ts = mc[order], ts[order]
+    else:
+        readings = readings.reset_index(drop=True)
+    v = readings["value"].to_numpy(np.float64, na_value=np.nan)
+    raw = _floats(readings, "raw_value")
+    fac = _floats(readings, "factor")
+    # classify drops on the register as the provider reports it (it wraps in its own units)
+    reg = raw if raw is not None and fac is not None and not np.isnan(raw).all() else v
+    conv = fac if reg is raw else np.ones(len(v))
+    n = len(v)
+    same = np.zeros(n, dtype=bool)
+    same[1:] = mc[1:] == mc[:-1]
+    prev = np.r_[np.nan, reg[:-1]]
+    diff = np.where(same, reg - prev, np.nan)
+    # digits per meter
+    cats = meter.categories
+    dig = np.full(len(cats), np.nan)
+    if digits:
+        dig = np.array([float(digits.get(str(c), np.nan) or np.nan) for c in cats])
+    vmax = np.zeros(len(cats))
+    np.maximum.at(vmax, mc, np.nan_to_num(reg))
+    inferred = np.isnan(dig)
+    dig = np.where(inferred, np.ceil(np.log10(np.maximum(vmax, 1.0) + 1.0)), dig)
+    wrap = (10.0**dig)[mc]
+    drop = same & (diff < 0)
+    cand = wrap - prev + reg
+    near_top = prev >= np.where(inferred[mc], 0.9, 0.5) * wrap
+    rollover = drop & near_top & (cand >= 0) & (cand < 0.5 * wrap)
+    reset = drop & ~rollover & (reg <= np.maximum(0.01 * prev, 1e-9))
+    exchange = drop & ~rollover & ~reset
+    raw_cons = np.where(rollover, cand, diff)
+    raw_cons = np.where(reset | exchange, np.nan, raw_cons)
+    cons = raw_cons * conv
+    flag = np.full(n, None, dtype=object)
+    flag[rollover] = "rollover"
+    flag[reset] = "reset"
+    flag[exchange] = "exchange"
+    readings["flag"] = pd.array(flag, dtype="string")
+    keep = same & ~np.isnan(cons)
+    idx = np.flatnonzero(keep)
+    f = fac
+    out: dict[str, Any] = {
+        "meter_id": pd.Categorical.from_codes(mc[idx], categories=cats),
+        "start": pd.to_datetime(ts[idx - 1], utc=True),
+        "end": pd.to_datetime(ts[idx], utc=True),
+        "consumption": cons[idx],
+    }
+    if raw is not None and f is not None:
+        out["raw_value"] = raw_cons[idx]
+        out["factor"] = f[idx]
+    for c in ("unit", "raw_unit", "timezone", "source"):
+        if c in readings:
+            col = _cat(readings[c])
+            out[c] = pd.Categorical.from_codes(
+                np.asarray(col.codes)[idx], categories=col.categories
+            )
+    if "estimated" in readings:
+        e = readings["estimated"].to_numpy(dtype=np.float64, na_value=0.0) > 0
+        out["estimated"] = pd.array(e[idx] | e[idx - 1], dtype="boolean")
+    meth = np.where(rollover[idx], "register-difference (rollover)", "register-difference")
+    out["method"] = pd.Categorical(meth)
+    if "source_id" in readings and readings["source_id"].notna().any():
+        sid = readings["source_id"].astype(object).to_numpy().astype(str)
+        out["source_id"] = pd.array(
+            np.char.add(np.char.add(sid[idx - 1], ".."), sid[idx]), dtype="string"
+        )
+    elif "_row" in readings:
+        r = readings["_row"].to_numpy(np.int64)
+        out["_row"] = r[idx]
+    return pd.DataFrame(out), readings
+
+
+# ---- conflicts and reports ---------------------------------------------------------------------
+def resolve_conflicts(
+    frame: pd.DataFrame,
+    *,
+    keys: Sequence[str] = ("meter_id", "start", "end"),
+    policy: Mapping[str, Any] | None = None,
+    table: str = "usage",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep one row per key; return ``(kept, quarantine rows for every row set aside)``.
+
+    Preference within a key: an actual beats an estimate (``prefer_actual``), then the higher
+    ``revision``, then the later record (``duplicates = "latest"``; ``"first"`` keeps the
+    earliest; ``"error"`` raises).
+
+    Raises
+    ------
+    UsageError
+        With ``duplicates = "error"`` when a duplicate exists.
+    """
+    from scaler_workbench.transform import quarantine_rows
+
+    pol = {**POLICY_DEFAULTS, **(policy or {})}
+    n = len(frame)
+    if n < 2:
+        return frame, empty_frame(QUARANTINE)
+    mcodes = np.asarray(_cat(frame[keys[0]]).codes, dtype=np.int64)
+    tcols = [_ns(frame[k]) for k in keys[1:]]
+    # fast path: strictly increasing (meter, time...) in record order means no duplicates
+    if len(tcols) >= 1:
+        t0 = tcols[0]
+        inc = (mcodes[1:] > mcodes[:-1]) | ((mcodes[1:] == mcodes[:-1]) & (t0[1:] > t0[:-1]))
+        if inc.all():
+            return frame, empty_frame(QUARANTINE)
+    rank_cols: list[np.ndarray] = []
+    order_pos = np.arange(n, dtype=np.int64)
+    rank_cols.append(order_pos if pol["duplicates"] != "first" else -order_pos)
+    if "revision" in frame:
+        rank_cols.append(np.nan_to_num(frame["revision"].to_numpy(np.float64), nan=-np.inf))
+    if pol["prefer_actual"] and "estimated" in frame:
+        est = frame["estimated"].to_numpy(dtype=np.float64, na_value=0.0) > 0
+        rank_cols.append((~est).astype(np.int64))
+    order = np.lexsort((*rank_cols, *reversed(tcols), mcodes))
+    m_s = mcodes[order]
+    same = m_s[1:] == m_s[:-1]
+    for t in tcols:
+        ts = t[order]
+        same &= ts[1:] == ts[:-1]
+    if not same.any():
+        return frame, empty_frame(QUARANTINE)
+    if pol["duplicates"] == "error":
+        raise UsageError(
+            f"{int(same.sum())} duplicate {table} row(s) on {list(keys)}",
+            hint="Set [mapping.policy] duplicates = 'latest' to keep the latest revision.",
+        )
+    loser = np.zeros(n, dtype=bool)
+    loser[order[:-1][same]] = True  # every row followed by a preferred row with the same key
+    set_aside = frame[loser]
+    kept_est = None
+    if "estimated" in frame:
+        kept_est = frame["estimated"].to_numpy(dtype=np.float64, na_value=0.0)[loser]
+    why = "an actual value beats an estimate, then the latest revision / later record"
+    reasons = [
+        f"duplicate {table} row for the same {'/'.join(keys)}: set aside by policy "
+        f"(duplicates={pol['duplicates']}, prefer_actual={pol['prefer_actual']}; {why})"
+        + (" [this row is an estimate]" if kept_est is not None and kept_est[i] > 0 else "")
+        for i in range(len(set_aside))
+    ]
+    q = quarantine_rows(set_aside, table=table, stage="usage", rule="duplicate", reasons=reasons)
+    return frame[~loser], q
+
+
+def period_report(usage: pd.DataFrame) -> pd.DataFrame:
+    """Gaps, overlaps and duplicates between consecutive periods of each meter.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``meter_id, issue (gap | overlap | duplicate), start, end, days, severity`` where
+        ``start``/``end`` bound the gap or overlapping stretch; a 1-day overlap (an inclusive-end
+        bill pair sharing its boundary day) is a ``warning``, longer overlaps and duplicates
+        ``error``, gaps ``warning``.
+    """
+    cols = ["meter_id", "issue", "start", "end", "days", "severity"]
+    if len(usage) < 2:
+        return pd.DataFrame({c: [] for c in cols})
+    mc = np.asarray(_cat(usage["meter_id"]).codes, dtype=np.int64)
+    s = _ns(usage["start"])
+    e = _ns(usage["end"])
+    order = np.lexsort((e, s, mc))
+    mc, s, e = mc[order], s[order], e[order]
+    same = np.r_[False, mc[1:] == mc[:-1]]
+    prev_end = pd.Series(e).groupby(mc).cummax().shift(1).to_numpy(dtype=np.float64)
+    prev_end = np.where(same, prev_end, np.nan)
+    prev_s = np.r_[0, s[:-1]]
+    prev_e = np.r_[0, e[:-1]]
+    dup = same & (s == prev_s) & (e == prev_e)
+    overlap = same & ~dup & (s < prev_end)
+    gap = same & (s > prev_end)
+    meters = np.asarray(_cat(usage["meter_id"]).categories, dtype=object)
+    parts = []
+    for issue, mask, a, b in (
+        ("duplicate", dup, s, e),
+        ("overlap", overlap, s, np.minimum(e, np.nan_to_num(prev_end, nan=0).astype(np.int64))),
+        ("gap", gap, np.nan_to_num(prev_end, nan=0).astype(np.int64), s),
+    ):
+        if not mask.any():
+            continue
+        days = (b[mask] - a[mask]) / DAY_NS
+        sev = np.where(
+            issue == "duplicate",
+            "error",
+            np.where(issue == "overlap", np.where(days <= 1 + 1e-9, "warning", "error"), "warning"),
+        )
+        parts.append(
+            pd.DataFrame(
+                {
+                    "meter_id": meters[mc[mask]],
+                    "issue": issue,
+                    "start": pd.to_datetime(a[mask], utc=True),
+                    "end": pd.to_datetime(b[mask], utc=True),
+                    "days": days,
+                    "severity": sev,
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame({c: [] for c in cols})
+    return pd.concat(parts, ignore_index=True).sort_values(["meter_id", "start"], ignore_index=True)
+
+
+# ---- the stage -------------------------------------------------------------------------------------
+def _period_option(src: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        v = src.get(name)
+        if v is None:
+            continue
+        v = str(v).lower()
+        if v in ("none", "false", ""):
+            return None
+        if v in ("reading", "period", "as-is"):
+            return "as-is"
+        if v not in _FREQS:
+            raise MappingError(
+                f"{name} = {v!r} is not one of none, day, month",
+                key=name,
+                hint="Use aggregate/prorate/to_consumption = 'month', 'day' or 'none'.",
+            )
+        return v
+    return None
+
+
+def _finish_usage(frame: pd.DataFrame) -> pd.DataFrame:
+    if not len(frame):
+        return empty_frame("usage")
+    drop = [c for c in frame.columns if str(c).startswith("_") or c == "revision"]
+    frame = frame.drop(columns=drop)
+    if "source_id" not in frame.columns:
+        frame["source_id"] = pd.NA
+    return coerce_frame(frame.reset_index(drop=True), USAGE)
+
+
+def process_usage(
+    tables: Tables,
+    profile: Any,
+    *,
+    mapping: Mapping[str, Any] | None = None,
+) -> Tables:
+    """Apply the conflict policy, turn registers into consumption and calendarize usage.
+
+    Parameters
+    ----------
+    tables : Tables
+        From :func:`~scaler_workbench.units.normalise_tables` (canonical units).
+    profile : Profile
+        Its ``[mapping]`` gives each source's options and ``[mapping.policy]``.
+    mapping : dict, optional
+        Overrides the profile's mapping (as in :func:`~scaler_workbench.transform.build_tables`).
+
+    Returns
+    -------
+    Tables
+        ``usage`` in canonical dtypes (plus a ``source`` column), ``readings`` with ``flag``, and
+        every set-aside or flagged record in ``quarantine`` (stage ``usage``).
+    """
+    from scaler_workbench.transform import quarantine_rows, resolve_mapping
+
+    m = resolve_mapping(profile, mapping)
+    policy = {**POLICY_DEFAULTS, **dict(m.get("policy") or {})}
+    unknown = set(policy) - set(POLICY_DEFAULTS)
+    if unknown:
+        raise MappingError(
+            f"unknown [mapping.policy] key(s) {sorted(unknown)}",
+            key="mapping.policy",
+            hint=f"Known keys: {sorted(POLICY_DEFAULTS)}.",
+        )
+    q_parts: list[pd.DataFrame] = [tables.quarantine]
+    out_parts: list[pd.DataFrame] = []
+    report_parts: list[pd.DataFrame] = []
+
+    usage = tables.usage
+    if len(usage):
+        usage, q = resolve_conflicts(usage, policy=policy, table="usage")
+        q_parts.append(q)
+        sources = (
+            _cat(usage["source"]) if "source" in usage else pd.Categorical(["usage"] * len(usage))
+        )
+        codes = np.asarray(sources.codes)
+        for i, name in enumerate(sources.categories):
+            part = usage[codes == i] if len(sources.categories) > 1 else usage
+            src = (m.get("usage") or {}).get(str(name), {})
+            freq = _period_option(src, "aggregate", "prorate")
+            if src.get("kind", "intervals") != "intervals" or freq is None:
+                report_parts.append(period_report(part))
+            if freq in _FREQS:
+                out_parts.append(calendarize(part, freq=freq))
+            else:
+                out_parts.append(part)
+
+    readings = tables.readings
+    if len(readings):
+        readings, q = resolve_conflicts(
+            readings, keys=("meter_id", "timestamp"), policy=policy, table="readings"
+        )
+        q_parts.append(q)
+        digits = None
+        if "register_digits" in tables.meters:
+            dd = pd.to_numeric(tables.meters["register_digits"], errors="coerce")
+            digits = dict(zip(tables.meters["meter_id"].astype(str), dd, strict=True))
+        sources = (
+            _cat(readings["source"])
+            if "source" in readings
+            else pd.Categorical(["readings"] * len(readings))
+        )
+        codes = np.asarray(sources.codes)
+        new_readings = []
+        for i, name in enumerate(sources.categories):
+            part = readings[codes == i]
+            src = (m.get("readings") or {}).get(str(name), {})
+            freq = _period_option(src, "to_consumption")
+            cons, flagged = readings_to_consumption(part, digits=digits)
+            new_readings.append(flagged)
+            fl = flagged[flagged["flag"].isin(["reset", "exchange", "rollover"])]
+            if len(fl):
+                q_parts.append(
+                    quarantine_rows(
+                        fl,
+                        table="readings",
+                        stage="usage",
+                        rule="register_" + "drop",
+                        reasons=[
+                            f"register drop detected ({f}): "
+                            + (
+                                "consumption taken as the wrapped difference"
+                                if f == "rollover"
+                                else "no consumption emitted for this interval; confirm with "
+                                "the provider whether the meter was reset or exchanged"
+                            )
+                            for f in fl["flag"]
+                        ],
+                        severity="warning",
+                    )
+                )
+            if freq is None:
+                continue
+            report_parts.append(period_report(cons))
+            if freq in _FREQS:
+                out_parts.append(calendarize(cons, freq=freq))
+            else:
+                out_parts.append(cons)
+        from scaler_workbench.transform import _concat
+
+        readings = _concat(new_readings)
+    out_usage = _finish_usage(_concat_frames(out_parts))
+    if len(readings):
+        keep = [c for c in readings.columns if not str(c).startswith("_") and c != "revision"]
+        readings = coerce_frame(readings[keep].reset_index(drop=True), READINGS)
+    else:
+        readings = empty_frame("readings")
+    report = _concat_frames(report_parts)
+    if len(report):
+        q_parts.append(_report_to_quarantine(report))
+    q_all = [p for p in q_parts if len(p)]
+    quarantine = pd.concat(q_all, ignore_index=True) if q_all else tables.quarantine
+    return Tables(
+        assets=tables.assets,
+        meters=tables.meters,
+        usage=out_usage,
+        readings=readings,
+        quarantine=quarantine,
+    )
+
+
+def _concat_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    from scaler_workbench.transform import _concat
+
+    return _concat([p for p in parts if len(p)])
+
+
+def _report_to_quarantine(report: pd.DataFrame) -> pd.DataFrame:
+    keys = (
+        report["meter_id"].astype(str)
+        + "|"
+        + report["start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        + "|"
+        + report["end"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    reasons = [
+        f"{issue} of {days:g} day(s) between periods of meter {m}"
+        + (
+            " (an inclusive-end bill pair sharing its boundary day?)"
+            if issue == "overlap" and days <= 1 + 1e-9
+            else ""
+        )
+        for issue, days, m in zip(report["issue"], report["days"], report["meter_id"], strict=True)
+    ]
+    frame = pd.DataFrame(
+        {
+            "table": "usage",
+            "record_key": keys,
+            "source_id": None,
+            "stage": "usage",
+            "rule": "period_" + report["issue"].astype(str),
+            "severity": report["severity"],
+            "reason": reasons,
+            "record": report.to_json(orient="records", lines=True, date_format="iso").splitlines(),
+        }
+    )
+    return coerce_frame(frame, QUARANTINE)
