@@ -603,7 +603,11 @@ class Connector:
         on_page: Callable[[Page], Any] | None,
     ) -> None:
         cursor_path = spec.incremental.get("cursor_path", "")
-        tz = spec.date_range.zone if spec.date_range else self.profile.timezone
+        tz = (
+            spec.date_range.zone
+            if spec.date_range
+            else __import__("zoneinfo").ZoneInfo(self.profile.timezone)
+        )
         new_wm: Any = None
         frozen = False
         queue: deque[Window | None] = deque(self._windows(spec, since, until, wm, learner))

@@ -84,7 +84,7 @@ SCORE_CATEGORIES = {
     "page": ("Electricity", "Fuel", "Water", "Waste", "Human Experience"),
 }
 
-_SITES = (
+_SITES: tuple[dict[str, Any], ...] = (
     {
         "id": "site-paris",
         "name": "Paris HQ",
@@ -303,7 +303,7 @@ class EcoStruxureProvider:
                 if i not in sites:
                     continue
                 meter_id = f"{s['id']}-{suffix}"
-                meter = {
+                meter: dict[str, Any] = {
                     "id": meter_id,
                     "name": name,
                     "gatewayId": f"gw-{s['id']}",
