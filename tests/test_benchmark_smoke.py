@@ -1,0 +1,132 @@
+"""The benchmark cannot rot: a smoke-sized run, plus the floor's own correctness.
+
+``make bench`` is not part of ``make test``; this file is. It runs ``python -m benchmarks.run
+--smoke`` (tiny M, one worker process per path) and asserts that the package and the floor give
+the same monthly totals, and checks the floor against the generator's truth on the awkward
+inputs its fast paths must not get wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package of the repository
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.data import CALORIFIC_VALUE, GAS_FACTOR, generate  # noqa: E402
+from benchmarks.floor import floor_pipeline  # noqa: E402
+from benchmarks.run import RTOL, compare_monthly, main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small():
+    return generate(4, seed=7)
+
+
+def _floor(raw, **kw):
+    return floor_pipeline(raw, calorific_value=CALORIFIC_VALUE, **kw)
+
+
+def test_floor_shares_no_code_with_the_package():
+    for name in ("floor.py", "data.py"):
+        tree = ast.parse((ROOT / "benchmarks" / name).read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(node.module or "")
+        assert not any(m.split(".")[0] == "scaler_workbench" for m in imported), name
+
+
+def test_generator_is_deterministic_and_shaped_like_json_pages(small):
+    again = generate(4, seed=7)
+    assert again.raw["intervals"][:50] == small.raw["intervals"][:50]
+    assert small.n_records == 4 * 17520 - small.n_missing + small.n_duplicates
+    starts = [r["interval_start"] for r in small.raw["intervals"][:20000]]
+    assert any(s.endswith("Z") for s in starts) and any(s.endswith("+01:00") for s in starts)
+    assert {m["unit"] for m in small.raw["meters"]} == {"kWh", "Wh", "m3"}
+    assert 0.005 < small.n_missing / (4 * 17520) < 0.015
+    assert small.n_revised > 0
+    assert pytest.approx(1.02264 * 39.5 / 3.6) == GAS_FACTOR
+
+
+@pytest.mark.parametrize("conflict", ["last", "first"])
+def test_floor_matches_the_generators_truth(conflict):
+    data = generate(3, seed=11, conflict=conflict)
+    res = _floor(data.raw, conflict=conflict)
+    assert compare_monthly(res.monthly, data.truth) <= RTOL
+    assert res.counts["duplicates"] == data.n_duplicates
+    assert res.counts["conflicts"] == data.n_revised
+    assert res.counts["sorted"] == 1
+
+
+def test_floor_unsorted_input_takes_the_general_path(small):
+    # shuffle whole groups of records for one (meter, start), keeping each group's send order:
+    # the conflict policy is about the order in which duplicates arrived
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in small.raw["intervals"]:
+        groups.setdefault((r["_parent"]["meter_id"], r["interval_start"]), []).append(r)
+    order = list(groups.values())
+    random.Random(3).shuffle(order)
+    res = _floor({**small.raw, "intervals": [r for g in order for r in g]})
+    assert res.counts["sorted"] == 0
+    assert res.counts["duplicates"] == small.n_duplicates
+    assert compare_monthly(res.monthly, small.truth) <= RTOL
+
+
+def test_floor_parses_other_iso_shapes_and_counts_bad_records(small):
+    raw = dict(small.raw)
+    records = [dict(r) for r in small.raw["intervals"][:1000]]
+    mid = records[0]["_parent"]["meter_id"]
+    # the same instants written differently must give the same totals
+    records[10]["interval_start"] = "2023-01-01T05:00:00.000+00:00"
+    records[11]["interval_start"] = "2023-01-01T00:30:00-05:00"  # == 05:30Z
+    base = _floor({**raw, "intervals": [dict(r) for r in small.raw["intervals"][:1000]]})
+    alt = _floor({**raw, "intervals": records})
+    assert records[11]["interval_start"] != small.raw["intervals"][11]["interval_start"]
+    assert alt.counts["bad_timestamp"] == 0
+    assert alt.monthly["consumption"].sum() > 0
+    bad = [dict(r) for r in small.raw["intervals"][:100]]
+    bad[0]["interval_start"] = "2023-02-30T00:00:00Z"
+    bad[1]["interval_start"] = "2023-01-01T00:00:00"  # naive: refused, never guessed
+    bad[2]["value"] = None
+    bad[3]["_parent"] = {"meter_id": "nope"}
+    bad[4]["value"] = -1.0
+    res = _floor({**raw, "intervals": bad})
+    assert res.counts["bad_timestamp"] == 2
+    assert res.counts["unknown_meter"] == 1
+    assert res.counts["bad_value"] == 2
+    assert res.monthly["n_intervals"].sum() == 95 - res.counts["duplicates"]
+    assert base.monthly.loc[0, "meter_id"] == mid
+
+
+def test_floor_writes_a_scaler_csv(tmp_path, small):
+    res = _floor(small.raw, out_dir=tmp_path)
+    text = (tmp_path / "usage.csv").read_text().splitlines()
+    assert text[0] == "meter_external_id,start_date,end_date,consumption,unit"
+    assert text[1].startswith("M00000,2023-01-01,2023-02-01,")
+    assert len(text) == 1 + 4 * 12
+    assert np.isfinite(res.monthly["consumption"]).all()
+
+
+def test_smoke_run_package_and_floor_agree(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["--smoke", "--json", str(out)])
+    printed = capsys.readouterr().out
+    summary = json.loads(out.read_text())
+    assert code == 0, printed
+    assert summary["checks"]["floor_vs_truth"] <= RTOL
+    assert "package_vs_floor" in summary["checks"], printed
+    assert summary["checks"]["package_vs_floor"] <= RTOL, printed
+    assert summary["total"]["floor_s"] > 0
+    assert summary["memory"]["floor_bytes"] is not None
+    assert "records/s" in printed
