@@ -56,6 +56,23 @@ _LAZY: dict[str, str] = {
     # profile
     "Profile": "profile",
     "read_profile": "profile",
+    # transform / units / usage (the usage engine)
+    "HeatingValue": "units",
+    "apply_power_of_ten": "units",
+    "build_tables": "transform",
+    "calendarize": "usage",
+    "conversion_factor": "units",
+    "convert": "units",
+    "get_registry": "units",
+    "heating_value": "units",
+    "normalise_tables": "units",
+    "period_report": "usage",
+    "process_usage": "usage",
+    "readings_to_consumption": "usage",
+    "resolve_conflicts": "usage",
+    "resolve_unit": "units",
+    "run_pipeline": "transform",
+    "suggest_units": "units",
     # secrets
     "Secret": "_secrets",
     "redact": "_secrets",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from operator import itemgetter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,6 +76,12 @@ _SOURCE_TABLE_OPTIONS = {
     "unit",
     "derive_from",
 }
+
+
+def utc_index(ns: Any) -> pd.DatetimeIndex:
+    """A UTC DatetimeIndex over int64 nanoseconds since the epoch (no copy, no parsing)."""
+    arr = np.asarray(ns, dtype=np.int64)
+    return pd.DatetimeIndex(arr.view("datetime64[ns]")).tz_localize("UTC")
 
 
 # ---- quarantine helpers -----------------------------------------------------------------------
@@ -205,7 +212,10 @@ def _extract(records: Sequence[Mapping[str, Any]], path: str) -> list[Any]:
     parts = _split_path(path)
     if len(parts) == 1 and isinstance(parts[0], str):
         k = parts[0]
-        return [r.get(k) for r in records]
+        try:  # C-level loop when every record has the key (the usual case)
+            return list(map(itemgetter(k), records))
+        except (KeyError, TypeError):
+            return [r.get(k) for r in records]
     if len(parts) == 2 and all(isinstance(p, str) for p in parts):
         a, b = parts
         try:
@@ -416,7 +426,7 @@ def localize_naive(
                     f"nonexistent = {nonexistent!r} is not one of quarantine, shift_forward",
                     key="nonexistent",
                 )
-        out = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+        out = utc_index(values)
     return out.tz_convert("UTC"), missing
 
 
@@ -514,7 +524,7 @@ def parse_timestamps(
                 sub_bad[np.flatnonzero(m)[missing]] = True
             result[naive_mask] = sub_res
             bad[np.flatnonzero(naive_mask)[sub_bad]] = True
-    out = pd.DatetimeIndex(pd.to_datetime(result, utc=True))
+    out = utc_index(result)
     bad |= np.asarray(out.isna()) & ~isnull
     return out, bad
 
@@ -549,7 +559,7 @@ def _add_local_days(
             nonexistent="shift_forward",
         )
         res[m] = loc.as_unit("ns").asi8
-    return pd.DatetimeIndex(pd.to_datetime(res, utc=True))
+    return utc_index(res)
 
 
 # ---- columns ----------------------------------------------------------------------------------
@@ -707,11 +717,13 @@ def _extract_fields(
             vals, pool = spec.values(records), records
             item_paths = spec.paths
         if (
-            pool
-            and isinstance(vals, list)
-            and all(v is None for v in vals[:: max(1, len(vals) // 2000)])
-        ) and not any(vals) and not any(
-            _path_exists(pool, p) for p in item_paths if p is not None
+            (
+                pool
+                and isinstance(vals, list)
+                and all(v is None for v in vals[:: max(1, len(vals) // 2000)])
+            )
+            and not any(vals)
+            and not any(_path_exists(pool, p) for p in item_paths if p is not None)
         ):
             keys = sorted(pool[0].keys()) if isinstance(pool[0], Mapping) else []
             raise MappingError(
@@ -924,9 +936,7 @@ def _series_frame(
         frame["estimated"] = _bools(vals.pop("estimated"), n)
     for col in ("unit", "currency"):
         if col in vals:
-            frame[col] = _categorical(
-                vals.pop(col) if isinstance(vals[col], list) else vals.pop(col), n
-            )
+            frame[col] = _categorical(vals.pop(col), n)
     if "unit" not in frame and src.get("unit"):
         frame["unit"] = _categorical(str(src["unit"]), n)
     if "source_id" in vals:

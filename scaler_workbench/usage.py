@@ -41,6 +41,7 @@ import pandas as pd
 from scaler_workbench._secrets import get_logger
 from scaler_workbench.exceptions import MappingError, UsageError
 from scaler_workbench.schema import QUARANTINE, READINGS, USAGE, Tables, coerce_frame, empty_frame
+from scaler_workbench.transform import utc_index
 
 __all__ = [
     "POLICY_DEFAULTS",
@@ -103,7 +104,7 @@ def _first_last(keys: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _wall(ns: np.ndarray, tz: str) -> np.ndarray:
     """Local wall-clock time as naive ns since epoch."""
-    idx = pd.DatetimeIndex(pd.to_datetime(ns, utc=True))
+    idx = utc_index(ns)
     return idx.tz_convert(tz).tz_localize(None).as_unit("ns").asi8
 
 
@@ -317,8 +318,8 @@ def calendarize(usage: pd.DataFrame, *, freq: str = "month") -> pd.DataFrame:
 
     out: dict[str, Any] = {
         "meter_id": pd.Categorical.from_codes(m_p[first], categories=meter.categories),
-        "start": pd.to_datetime(pstart, utc=True),
-        "end": pd.to_datetime(pend, utc=True),
+        "start": utc_index(pstart),
+        "end": utc_index(pend),
     }
     for c in ("consumption", "redelivery", "production", "cost"):
         if c in sums:
@@ -516,8 +517,8 @@ def readings_to_consumption(
     f = fac
     out: dict[str, Any] = {
         "meter_id": pd.Categorical.from_codes(mc[idx], categories=cats),
-        "start": pd.to_datetime(ts[idx - 1], utc=True),
-        "end": pd.to_datetime(ts[idx], utc=True),
+        "start": utc_index(ts[idx - 1]),
+        "end": utc_index(ts[idx]),
         "consumption": cons[idx],
     }
     if raw is not None and f is not None:
@@ -663,8 +664,8 @@ def period_report(usage: pd.DataFrame) -> pd.DataFrame:
                 {
                     "meter_id": meters[mc[mask]],
                     "issue": issue,
-                    "start": pd.to_datetime(a[mask], utc=True),
-                    "end": pd.to_datetime(b[mask], utc=True),
+                    "start": utc_index(a[mask]),
+                    "end": utc_index(b[mask]),
                     "days": days,
                     "severity": sev,
                 }
