@@ -559,10 +559,10 @@ class _Findings:
         self.parts.append((rule, positions, detail))
 
     def add_mask(self, rule: Rule, mask: np.ndarray, detail: Any) -> None:
-        """Like :meth:`add` with a boolean mask; a Series/array ``detail`` is per masked row."""
+        """Like :meth:`add` with a boolean mask; a callable ``detail`` gets the positions."""
         pos = np.flatnonzero(mask)
-        if isinstance(detail, pd.Series | np.ndarray) and len(detail) == self.n:
-            detail = np.asarray(detail, dtype=object)[pos]
+        if callable(detail):
+            detail = detail(pos) if pos.size else ""
         self.add(rule, pos, detail)
 
     def add_columns(self, rule: Rule, masks: Mapping[str, np.ndarray], what: str) -> None:
@@ -834,9 +834,34 @@ def _local_ns(utc_ns: np.ndarray, tz: str) -> np.ndarray:
     return np.asarray(idx.tz_localize(None).asi8, dtype=np.int64)
 
 
+def _group_order(codes: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+    """Stable order by (codes, *keys): free when already sorted, else chained stable sorts.
+
+    Chained ``argsort(kind="stable")`` with the group codes last (as int16 when they fit, so
+    numpy uses radix sort) is 2-7x faster than ``np.lexsort`` on these shapes.
+    """
+    n = codes.size
+    if n < 2:
+        return np.arange(n)
+    ok = np.ones(n - 1, dtype=bool)
+    tie = np.ones(n - 1, dtype=bool)
+    for k in (codes, *keys):
+        d_gt = k[1:] > k[:-1]
+        d_eq = k[1:] == k[:-1]
+        ok = ok & ~(tie & ~d_gt & ~d_eq)
+        tie = tie & d_eq
+    if ok.all():
+        return np.arange(n)
+    order = np.arange(n)
+    for k in reversed(keys):
+        order = order[np.argsort(k[order], kind="stable")]
+    small = codes.astype(np.int16) if codes.max(initial=0) < 32_767 else codes
+    return order[np.argsort(small[order], kind="stable")]
+
+
 def _sorted_groups(codes: np.ndarray, *keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Stable order by (codes, *keys) and the mask of the first row of each code group."""
-    order = np.lexsort((*reversed(keys), codes))
+    order = _group_order(codes, *keys)
     g = codes[order]
     first = np.ones(g.size, dtype=bool)
     first[1:] = g[1:] != g[:-1]
@@ -949,47 +974,53 @@ def _add_gx_findings(
 def _check_units(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, table: str) -> None:
     unit = work["unit"]
     known = ctx.unit_checker or _unit_checker(None)
-    r = ctx.rule("unknown_unit", table)
-    unknown = _distinct_check(unit, known) if r or ctx.rule("non_canonical_unit", table) else None
-    if r and unknown is not None:
-        found.add_mask(
-            r, unknown, "unit '" + unit.astype("string").fillna("") + "' is unknown or ambiguous"
-        )
+    r_unknown = ctx.rule("unknown_unit", table)
     r = ctx.rule("non_canonical_unit", table)
-    if not r or unknown is None:
+    if not (r_unknown or r):
         return
+    unknown = _distinct_check(unit, known)
+    if r_unknown:
+        found.add_mask(
+            r_unknown,
+            unknown,
+            lambda p: "unit '" + _str_values(unit, p) + "' is unknown or ambiguous",
+        )
+    if not r:
+        return
+    ucodes, ucats = _codes(unit)
+    present = (ucodes >= 0) & ~unknown
     if table == "meters":
-        mtype = work["meter_type"]
+        expected = work["meter_type"].astype(object).map(CANONICAL_UNITS)
+        bad = (
+            present
+            & expected.notna().to_numpy()
+            & (unit.astype(object).to_numpy() != expected.to_numpy())
+        )
     elif ctx.meters is not None and "meter_type" in ctx.meters.columns:
         meters = ctx.meters.drop_duplicates("meter_id")
         pos = _lookup(work["meter_id"], pd.Index(meters["meter_id"].astype(object)))
-        types = meters["meter_type"].astype(object).to_numpy()
-        mtype = pd.Series(np.where(pos >= 0, types[np.maximum(pos, 0)], None), dtype=object)
+        exp_unit = meters["meter_type"].astype(object).map(CANONICAL_UNITS)
+        exp_code = np.asarray(ucats.get_indexer(exp_unit.fillna("").astype(object)), np.int64)
+        has = exp_unit.notna().to_numpy()
+        safe = np.maximum(pos, 0)
+        bad = present & (pos >= 0) & has[safe] & (exp_code[safe] != ucodes)
+        expected = pd.Series(exp_unit.to_numpy(dtype=object)[safe], dtype=object)
     else:
-        mtype = None
-    present = unit.notna().to_numpy() & ~unknown
-    if mtype is None:
         bad = present & ~_isin(unit, CANONICAL_UNITS.values())
         found.add_mask(
-            r, bad, "unit '" + unit.astype("string").fillna("") + "' is not a canonical unit"
+            r, bad, lambda p: "unit '" + _str_values(unit, p) + "' is not a canonical unit"
         )
         return
-    expected = mtype.map(CANONICAL_UNITS)
-    has_type = expected.notna().to_numpy()
-    # compare through distinct (type, unit) pairs: cheap on categoricals
-    pair = pd.Series(mtype.astype("string").fillna("") + "\x1f" + unit.astype("string").fillna(""))
-    ok_pairs = {f"{k}\x1f{v}" for k, v in CANONICAL_UNITS.items()}
-    bad = present & has_type & ~pair.isin(ok_pairs).to_numpy()
     found.add_mask(
         r,
         bad,
-        "unit '"
-        + unit.astype("string").fillna("")
-        + "' is not "
-        + expected.astype("string").fillna("")
-        + " (canonical for "
-        + mtype.astype("string").fillna("")
-        + ")",
+        lambda p: (
+            "unit '"
+            + _str_values(unit, p)
+            + "' is not "
+            + _str_values(expected, p)
+            + ", the canonical unit of the meter type"
+        ),
     )
 
 
@@ -1018,16 +1049,14 @@ def _check_parents(
         found.add_mask(
             r,
             present & (pos < 0) & ~in_q,
-            f"{id_col} '"
-            + ids.astype("string").fillna("")
-            + f"' is not in the {parent_name}s table",
+            lambda p: f"{id_col} '" + _str_values(ids, p) + f"' is not in the {parent_name}s table",
         )
     r = ctx.rule("parent_quarantined", table)
     if r:
         found.add_mask(
             r,
             present & in_q,
-            f"{parent_name} '" + ids.astype("string").fillna("") + "' is quarantined",
+            lambda p: f"{parent_name} '" + _str_values(ids, p) + "' is quarantined",
         )
     return pos
 
@@ -1040,7 +1069,7 @@ def _check_timezone(
         tz = work["timezone"]
         bad = _distinct_check(tz, _is_timezone)
         found.add_mask(
-            r, bad, "timezone '" + tz.astype("string").fillna("") + "' is not an IANA zone"
+            r, bad, lambda p: "timezone '" + _str_values(tz, p) + "' is not an IANA zone"
         )
 
 
@@ -1073,14 +1102,17 @@ def _meters_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) 
         pair = work["meter_type"].astype("string").fillna("") + "\x1f" + sub.astype("string")
         valid_type = work["meter_type"].isin(METER_TYPES).to_numpy(dtype=bool)
         bad = sub.notna().to_numpy() & valid_type & ~pair.isin(ok_pairs).to_numpy(dtype=bool)
+        mtype = work["meter_type"]
         found.add_mask(
             r,
             bad,
-            "meter_subtype '"
-            + sub.astype("string").fillna("")
-            + "' is not a "
-            + work["meter_type"].astype("string").fillna("")
-            + " subtype",
+            lambda p: (
+                "meter_subtype '"
+                + _str_values(sub, p)
+                + "' is not a "
+                + _str_values(mtype, p)
+                + " subtype"
+            ),
         )
     _check_parents(
         work,
@@ -1112,19 +1144,24 @@ def _series_common(
     r = ctx.rule("unit_mismatch", table)
     if r and pos is not None and ctx.meters is not None and "unit" in ctx.meters.columns:
         meters = ctx.meters.drop_duplicates("meter_id")
-        munit = meters["unit"].astype(object).to_numpy()
-        expected = pd.Series(np.where(pos >= 0, munit[np.maximum(pos, 0)], None), dtype=object)
-        unit = work["unit"].astype(object)
-        bad = (pos >= 0) & unit.notna().to_numpy() & expected.notna().to_numpy()
-        bad &= unit.to_numpy() != expected.to_numpy()
+        unit = work["unit"]
+        ucodes, ucats = _codes(unit)
+        munit = meters["unit"].astype(object)
+        mcode = np.asarray(ucats.get_indexer(munit.fillna("").astype(object)), dtype=np.int64)
+        has = munit.notna().to_numpy()
+        safe = np.maximum(pos, 0)
+        bad = (pos >= 0) & (ucodes >= 0) & has[safe] & (mcode[safe] != ucodes)
+        expected = pd.Series(munit.to_numpy(dtype=object)[safe], dtype=object)
         found.add_mask(
             r,
             bad,
-            "unit '"
-            + unit.astype("string").fillna("")
-            + "' differs from the meter's unit '"
-            + expected.astype("string").fillna("")
-            + "'",
+            lambda p: (
+                "unit '"
+                + _str_values(unit, p)
+                + "' differs from the meter's unit '"
+                + _str_values(expected, p)
+                + "'"
+            ),
         )
 
 
@@ -1221,13 +1258,15 @@ def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -
             found.add_mask(
                 r_cov,
                 bad,
-                "data on "
-                + pd.Series(dwd).astype("Int64").astype("string").fillna("")
-                + " of "
-                + pd.Series(days).astype("Int64").astype("string").fillna("")
-                + " local days ("
-                + pd.Series(np.round(100 * cov, 1)).astype("string").fillna("")
-                + f"% < {100 * float(r_cov.param('min_fraction')):g}%)",
+                lambda p: (
+                    "data on "
+                    + _fmt_num(dwd[p])
+                    + " of "
+                    + _fmt_num(days[p])
+                    + " local days ("
+                    + _fmt_num(np.round(100 * cov[p], 1))
+                    + f"% < {100 * float(r_cov.param('min_fraction')):g}%)"
+                ),
             )
         if r_bill:
             methods = tuple(r_bill.param("methods"))
@@ -1247,9 +1286,11 @@ def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -
                 found.add_mask(
                     r_bill,
                     bad,
-                    "bill covers "
-                    + pd.Series(days).astype("Int64").astype("string").fillna("")
-                    + f" days, outside [{lo:g}, {hi:g}]",
+                    lambda p: (
+                        "bill covers "
+                        + _fmt_num(days[p])
+                        + f" local days, outside [{lo:g}, {hi:g}]"
+                    ),
                 )
             else:
                 found.ran_rule(r_bill)
@@ -1270,7 +1311,7 @@ def _extreme(
         return
     c = codes[idx]
     v = rate[idx]
-    order = np.lexsort((v, c))
+    order = _group_order(c, v)
     c, v, idx = c[order], v[order], idx[order]
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     counts = np.diff(np.r_[starts, c.size])
@@ -1305,7 +1346,9 @@ def _extreme(
 
 
 def _fmt_num(x: np.ndarray) -> pd.Series:
-    return pd.Series(np.round(np.asarray(x, dtype=np.float64), 4)).astype("string").fillna("")
+    """Numbers as short text (``12``, ``0.25``) for reasons."""
+    v = np.round(np.asarray(x, dtype=np.float64), 4)
+    return pd.Series([f"{f:g}" for f in v.tolist()], dtype=object)
 
 
 def _fmt_days(x: np.ndarray) -> pd.Series:
