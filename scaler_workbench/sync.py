@@ -74,7 +74,8 @@ FAULT_POINTS = (
     "after-export",
 )
 
-Fetch = Callable[..., Mapping[str, Any]]
+#: ``fetch(profile, *, windows={resource: (since, until)}, clock) -> (results, request_log)``
+Fetch = Callable[..., tuple[Mapping[str, Any], list[dict[str, Any]]]]
 Pipeline = Callable[[Profile, Mapping[str, list[dict[str, Any]]]], Tables]
 Validate = Callable[[Tables, Profile], Any]
 Progress = Callable[[str], None]
@@ -164,10 +165,53 @@ def builtin_sandbox(profile: Profile, *, seed: int | None = None) -> Iterator[An
 
 
 # -- default stages (imported lazily: swap any of them in tests) -------------------------------
-def _default_fetch(profile: Profile, **kwargs: Any) -> Mapping[str, Any]:
-    from scaler_workbench.connectors import fetch_resources
+def _default_fetch(
+    profile: Profile,
+    *,
+    windows: Mapping[str, tuple[Any, Any]],
+    clock: Clock,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fetch every resource with its own date window, parents first, reusing parent records.
 
-    return fetch_resources(profile, **kwargs)
+    Returns the results and the request log (method, redacted URL, status, duration).
+    """
+    from scaler_workbench.connectors.client import Client
+    from scaler_workbench.connectors.resources import connector_for
+    from scaler_workbench.exceptions import QuotaExhaustedError
+
+    client = Client(profile, clock=clock)
+    results: dict[str, Any] = {}
+    try:
+        connector = connector_for(profile, client=client)
+        for name in connector.plan_order(list(windows)):
+            spec = connector.resource(name)
+            parents = results[spec.parent].records if spec.parent else None
+            since, until = windows.get(name, (None, None))
+            try:
+                results[name] = connector.fetch_resource(
+                    spec, parent_records=parents, since=since, until=until
+                )
+            except QuotaExhaustedError as exc:
+                partial = getattr(exc, "partial", None)
+                if partial is not None:
+                    results[name] = partial
+                exc.partial = results  # type: ignore[attr-defined]
+                raise
+        return results, _client_log(client)
+    finally:
+        client.close()
+
+
+def _client_log(client: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "method": e.method,
+            "url": e.url,
+            "status": e.status,
+            "duration_ms": e.elapsed_ms,
+        }
+        for e in list(getattr(client, "request_log", []))
+    ]
 
 
 def _default_pipeline(profile: Profile, raw: Mapping[str, list[dict[str, Any]]]) -> Tables:
@@ -214,14 +258,6 @@ def _is_complete(report: Any) -> tuple[bool, str]:
     if isinstance(total, int) and isinstance(count, int) and total != count:
         return False, f"got {count} records but the provider reported {total}"
     return True, ""
-
-
-def _requests_of(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for res in results.values():
-        for e in _report_dict(getattr(res, "report", None)).get("requests", []) or []:
-            out.append(dict(e) if isinstance(e, Mapping) else _report_dict(e))
-    return out
 
 
 # -- windows ------------------------------------------------------------------------------------
@@ -323,6 +359,14 @@ def _new_watermark(records: list[dict[str, Any]], cursor_path: str) -> str | Non
         return None
     value = frame.groupby("parent")["ts"].max().min()
     return pd.Timestamp(value).isoformat()
+
+
+def _min_iso(values: Any) -> str | None:
+    ts = pd.to_datetime(
+        pd.Series(list(values), dtype=object), utc=True, errors="coerce", format="ISO8601"
+    )
+    ts = ts.dropna()
+    return None if ts.empty else pd.Timestamp(ts.min()).isoformat()
 
 
 # -- entity chain and deactivation ---------------------------------------------------------------
@@ -628,7 +672,10 @@ def _run(
         if since is not None or until is not None:
             merge_first, mode = user_first, "range"
         elif incremental and not full and all(windows[n].first for n in incremental):
-            merge_first, mode = min(w for n in incremental if (w := windows[n].first)), "incremental"
+            merge_first, mode = (
+                min(w for n in incremental if (w := windows[n].first)),
+                "incremental",
+            )
         else:
             merge_first, mode = None, "full"
         merge_window = _Window(merge_first, user_end)
@@ -637,19 +684,13 @@ def _run(
                 profile=profile.name, environment=profile.environment, mode=mode
             )
 
-        # -- fetch: one call per distinct window -------------------------------------------
+        # -- fetch: each resource with its own window -----------------------------------
         progress("fetch")
-        groups: dict[tuple[Any, Any], list[str]] = {}
-        for name in profile.resources:
-            groups.setdefault(windows[name].request(tz), []).append(name)
-        results: dict[str, Any] = {}
-        for (g_since, g_until), names in sorted(groups.items(), key=lambda kv: str(kv[0])):
-            got = fetch(profile, resources=names, since=g_since, until=g_until, clock=clock)
-            for name, res in got.items():
-                results.setdefault(name, res)
-        raw = {name: list(getattr(res, "records", res)) for name, res in results.items()}
+        request_windows = {name: windows[name].request(tz) for name in profile.resources}
+        results, requests = fetch(profile, windows=request_windows, clock=clock)
+        raw = {name: list(res.records) for name, res in results.items()}
         if not dry_run:
-            store.log_requests(_requests_of(results), run_id=run_id)
+            store.log_requests(requests, run_id=run_id)
         _fault("after-fetch")
 
         # -- pipeline and validation -----------------------------------------------------
@@ -712,7 +753,12 @@ def _run(
         watermarks: dict[str, str] = {}
         for name, cfg in incremental.items():
             if name in raw and completeness.get(name, (True, ""))[0]:
-                new = _new_watermark(raw[name], str(cfg.get("cursor_path", "")))
+                reported = _report_dict(getattr(results[name], "report", None)).get("watermarks")
+                new = (
+                    _min_iso(reported.values())
+                    if reported
+                    else _new_watermark(raw[name], str(cfg.get("cursor_path", "")))
+                )
                 old = marks.get(name)
                 if new and (old is None or pd.Timestamp(new) > pd.Timestamp(old)):
                     watermarks[name] = new
