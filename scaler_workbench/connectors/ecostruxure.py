@@ -572,9 +572,15 @@ def _send(
     try:
         return client.send(request).body
     except (RequestRejectedError, AuthError) as exc:
-        response = client.last_response
-        text = response.text if response is not None else getattr(exc, "body", "")
         status = getattr(exc, "status", None)
+        if status is None:  # not an HTTP answer (e.g. no refresh token): nothing to parse
+            raise
+        response = client.last_response
+        text = (
+            response.text
+            if response is not None and response.status_code == status
+            else getattr(exc, "body", "")
+        )
         err = parse_problem_details(text, status=status, url=getattr(exc, "url", None))
         raise err from exc
 
@@ -622,7 +628,10 @@ def _utc_text(value: str | datetime) -> str:
     from datetime import UTC
 
     if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value  # sent as given: the provider's problem details will say why
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
