@@ -151,8 +151,11 @@ def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     if sys.stderr.isatty() and not args.debug:
         level = max(level, logging.WARNING)  # the progress bar says what happens
+    # other libraries (great-expectations is chatty) only say warnings; ours say what they do
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     logging.getLogger("scaler_workbench").setLevel(level)
 
@@ -387,7 +390,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         saved = {k: os.environ.get(k) for k in variables}
         os.environ.update(variables)
         try:
-            result = run_sync(profile, out=out, full=True, progress=on_stage)
+            end = getattr(getattr(sandbox, "data", None), "end", None)  # no empty months after
+            result = run_sync(profile, out=out, full=True, until=end, progress=on_stage)
         finally:
             close()
             for k, v in saved.items():
@@ -401,7 +405,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     ok = bool(table["ok"].all()) and not table.empty
     width = max([5, *(len(str(m)) for m in table["meter_id"])])
     lines = [
-        f"demo: {profile.name} sandbox -> {result.export_dir} ({result.status} sync, run {result.run_id})",
+        f"demo: onboarded the builtin sandbox with {_shown(args.profile)}",
+        f"      {result.status} {result.mode} sync (run {result.run_id}); Scaler files in "
+        f"{result.export_dir}",
+        "      exported monthly totals (usage.csv) vs Sandbox.ground_truth():",
+        "",
         f"{'meter':<{width}}  {'unit':<4}  {'months':>6}  {'total':>16}  {'max rel err':>11}  ok",
     ]
     for row in table.itertuples(index=False):
@@ -426,6 +434,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     }
     _emit(args, payload, "\n".join(lines))
     return EXIT_OK if ok else EXIT_VERIFY
+
+
+def _shown(path: str) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
 
 
 def compare_with_truth(usage_csv: Path, truth: Any, *, rtol: float = DEMO_RTOL) -> Any:

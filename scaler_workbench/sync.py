@@ -670,7 +670,7 @@ def _run(
         # Rows from the first recomputed month on replace the stored rows of the same meters;
         # fully pulled resources deliver older months too, which equal the stored ones.
         if since is not None or until is not None:
-            merge_first, mode = user_first, "range"
+            merge_first, mode = user_first, "full" if full else "range"
         elif incremental and not full and all(windows[n].first for n in incremental):
             merge_first, mode = (
                 min(w for n in incremental if (w := windows[n].first)),
