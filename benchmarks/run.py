@@ -310,9 +310,15 @@ def _print(
             out(f"sync benchmark: n/a ({s['error']})")
         else:
             out(
-                f"sync over loopback: {s['records']:,} records in {s['seconds']:.2f} s "
-                f"({s['records'] / s['seconds']:,.0f} records/s); requests sent {s['requests']:,}, "
-                f"minimum the plan allows {s['minimum']:,}: goal {verdict(goals.get('requests'))}"
+                f"sync over loopback ({s['sites']} sites x {s['meters_per_site']} meters, "
+                f"{s['range']}, page {s['page']}): {s['records']:,} interval records "
+                f"(expected {s['expected_records']:,}) in {s['seconds']:.2f} s = "
+                f"{s['records'] / s['seconds']:,.0f} records/s"
+            )
+            out(
+                f"requests sent {s['requests']:,} {s['requests_by_resource']}; minimum the plan "
+                f"allows {s['minimum']:,} {s['minimum_by_resource']}: goal "
+                f"{verdict(goals.get('requests'))}"
             )
 
 
@@ -323,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None, help="runs per path (median)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--no-sync", action="store_true", help="skip the HTTP sync benchmark")
-    parser.add_argument("--sync-meters", type=int, default=None, help="meters for the sync run")
+    parser.add_argument(
+        "--sync-sites", type=int, default=None, help="sandbox sites (3 meters each) for the sync"
+    )
     parser.add_argument("--worker", choices=("floor", "package", "sync"), help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -333,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.worker == "sync":
             from benchmarks.sync import sync_worker
 
-            sync_worker(args.sync_meters or meters, args.result)
+            sync_worker(args.sync_sites or 12, args.result, smoke=args.smoke)
         else:
             worker(args.worker, meters, repeat, args.result)
         return 0
@@ -342,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         package = _spawn("package", meters, repeat, Path(tmp))
         summary = summarise(floor, package)
         if not args.no_sync:
-            summary["sync"] = _spawn_sync(args.sync_meters or (4 if args.smoke else 60), Path(tmp))
+            sites = args.sync_sites or (2 if args.smoke else 12)
+            summary["sync"] = _spawn_sync(sites, args.smoke, Path(tmp))
             s = summary["sync"]
             summary["goals"]["requests"] = None if s.get("error") else s["requests"] == s["minimum"]
     _print(summary, floor, package, repeat)
@@ -353,15 +362,15 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad or floor.get("error") else 0
 
 
-def _spawn_sync(meters: int, tmp: Path) -> dict[str, Any]:
+def _spawn_sync(sites: int, smoke: bool, tmp: Path) -> dict[str, Any]:
     result_file = tmp / "sync.pkl"
     root = Path(__file__).resolve().parent.parent
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
     }
-    cmd = [sys.executable, "-m", "benchmarks.run", "--worker", "sync", "--sync-meters", str(meters)]
-    cmd += ["--result", str(result_file)]
+    cmd = [sys.executable, "-m", "benchmarks.run", "--worker", "sync", "--sync-sites", str(sites)]
+    cmd += ["--result", str(result_file)] + (["--smoke"] if smoke else [])
     proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0 or not result_file.exists():
         return {"error": f"worker exited {proc.returncode}: {proc.stderr[-1500:]}"}
