@@ -14,6 +14,7 @@ element also has attributes or children).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -102,7 +103,8 @@ def _snippet(content: bytes, n: int = 120) -> str:
 
 
 # ---------------------------------------------------------------------------------------- JSON
-def _json_steps(path: str) -> list[tuple[str, list[str]]]:
+@functools.lru_cache(maxsize=512)
+def _json_steps(path: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     path = path.strip()
     if path.startswith("$"):
         path = path[1:].lstrip(".")
@@ -111,9 +113,9 @@ def _json_steps(path: str) -> list[tuple[str, list[str]]]:
         m = _INDEX.match(part)
         if not m:
             raise ValueError(f"bad path segment {part!r}")
-        idx = re.findall(r"\[(\*|-?\d+)\]", m.group("idx"))
+        idx = tuple(re.findall(r"\[(\*|-?\d+)\]", m.group("idx")))
         steps.append((m.group("name"), idx))
-    return steps
+    return tuple(steps)
 
 
 _MISSING = object()
@@ -269,6 +271,8 @@ def find_value(body: Any, path: str, *, namespaces: Mapping[str, str] | None = N
     """
     if body is None or not path:
         return None
+    if isinstance(body, Mapping) and path in body:  # fast path: a plain key
+        return body[path]
     if isinstance(body, Element):
         found = _walk_xml(body, path, namespaces or {})
         if not found:
