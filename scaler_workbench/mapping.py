@@ -1374,6 +1374,21 @@ def _registry() -> Any:
     return _UREG
 
 
+def _unit_problem(label: str, aliases: Mapping[str, str]) -> str:
+    """Why ``label`` cannot be read as a unit ("" when it can), ambiguous labels included."""
+    try:
+        from scaler_workbench.units import resolve_unit
+    except ImportError:  # pragma: no cover - units.py not built yet
+        return "" if label in aliases or _unit_ok(label) else "not a known unit"
+    from scaler_workbench.exceptions import UnitError
+
+    try:
+        resolve_unit(label, aliases)
+    except UnitError as exc:
+        return exc.message
+    return ""
+
+
 def _unit_ok(label: str) -> bool:
     """True when ``label`` parses as a unit with the package's registry."""
     import pint
@@ -1521,9 +1536,10 @@ def check_mapping(
                         "and no value map: they are NOT imported",
                     )
         for label, n in sorted(unit_counts.items()):
-            if label in aliases or label == "None":
+            if label == "None":
                 continue
-            if not _unit_ok(label):
+            problem = _unit_problem(label, aliases)
+            if problem:
                 add(
                     table,
                     source,
@@ -1531,7 +1547,7 @@ def check_mapping(
                     "error",
                     label,
                     n,
-                    f"{n} meter(s) report unit {label!r}, which is neither a known unit nor "
-                    "an alias on the units sheet: choose the unit to read it as",
+                    f"{n} meter(s) report unit {label!r}: {problem}; choose the unit to read "
+                    "it as on the units sheet",
                 )
     return pd.DataFrame(rows, columns=list(CHECK_COLUMNS)).astype({"count": "int64"})
