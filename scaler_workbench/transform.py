@@ -412,6 +412,18 @@ def localize_naive(
             resolved = sub[amb].tz_localize(tz, ambiguous=first)
             values[aidx] = resolved.tz_convert("UTC").as_unit("ns").asi8
         if nonexist.any():
+            # the wall time exactly at the gap's start (01:00 on a 01:00->02:00 jump) names the
+            # transition instant itself (e.g. an interval's end): that one is not an error
+            before = (sub[nonexist] - pd.Timedelta(1, "ns")).tz_localize(
+                tz, ambiguous="NaT", nonexistent="NaT"
+            )
+            at_edge = ~np.asarray(before.isna())
+            if at_edge.any():
+                eidx = idx[nonexist][at_edge]
+                edge = (before[at_edge] + pd.Timedelta(1, "ns")).tz_convert("UTC")
+                values[eidx] = edge.as_unit("ns").asi8
+                nonexist[np.flatnonzero(nonexist)[at_edge]] = False
+        if nonexist.any():
             nidx = idx[nonexist]
             if nonexistent == "shift_forward":
                 shifted = sub[nonexist].tz_localize(

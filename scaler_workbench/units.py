@@ -268,6 +268,7 @@ LABELS: dict[str, str] = {
 }
 
 _SPACES = re.compile(r"\s+")
+_NOT_A_SYMBOL = re.compile(r"[\s()\[\],;:]")
 
 
 def _key(label: str) -> str:
@@ -333,7 +334,18 @@ def resolve_unit(
     group = _AMBIGUOUS_LABELS.get(key)
     if group is not None:
         raise _ambiguity_error(text, group, meter, column)
-    expr = LABELS.get(key, text)
+    expr = LABELS.get(key)
+    if expr is None:
+        if _NOT_A_SYMBOL.search(text):  # free text ("cubic metres (m3)"): ask for an alias
+            raise UnitError(
+                f"unknown unit {text!r}{f' of meter {meter!r}' if meter else ''}",
+                unit=text,
+                meter=meter,
+                column=column,
+                hint=f"Add [units.aliases] {text!r} = '<pint unit>' to the profile; "
+                "suggest_units() proposes one.",
+            )
+        expr = text
     _check_parses(expr, text, meter, column)
     return expr
 
