@@ -53,6 +53,12 @@ _LAZY: dict[str, str] = {
     "check_frame": "schema",
     "coerce_frame": "schema",
     "empty_frame": "schema",
+    # mapping workbook
+    "apply_mapping_workbook": "mapping",
+    "check_mapping": "mapping",
+    "read_mapping_workbook": "mapping",
+    "read_unit_choices": "mapping",
+    "to_mapping_workbook": "mapping",
     # profile
     "Profile": "profile",
     "read_profile": "profile",
