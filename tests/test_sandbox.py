@@ -729,6 +729,24 @@ class _EchoFlavour(Flavour):
         return self.sandbox.list_response(req, len(items), lambda lo, hi: items[lo:hi])
 
 
+def test_catch_all_route_mounts_a_whole_provider(make_sandbox: MakeSandbox) -> None:
+    def factory(sandbox: Sandbox) -> Flavour:
+        class Mounted(Flavour):
+            api_root = "/vendor/v1"
+
+            def routes(self) -> list[Route]:
+                return [Route("*", "/{rest:path}", self.handle, auth=False)]
+
+            def handle(self, req: Request) -> Response:
+                return json_response({"method": req.method, "rest": req.params["rest"]})
+
+        return Mounted(sandbox)
+
+    sb = make_sandbox(flavour=factory, start=date(2024, 1, 1))
+    r = requests.post(sb.url + "/sites/a/b/timeseries", data=b"{}")
+    assert r.json() == {"method": "POST", "rest": "sites/a/b/timeseries"}
+
+
 def test_flavour_hook_mounts_routes_and_defaults(make_sandbox: MakeSandbox) -> None:
     register_flavour("echo-test", _EchoFlavour)
     sb = make_sandbox(flavour="echo-test")
@@ -887,7 +905,9 @@ def test_generation_is_deterministic_per_seed() -> None:
     assert a.interval_records("M0001", 0, 50) != c.interval_records("M0001", 0, 50)
 
 
+@pytest.mark.slow
 def test_large_portfolio_generates_fast() -> None:
+    """600 meters x one year (10 M intervals): about 0.5 s idle; 10 s guards regressions."""
     t0 = time.perf_counter()
     data = SandboxData.generate(
         seed=0, sites=100, meters_per_site=6, start=date(2024, 1, 1), end="2025-01-01"
@@ -896,4 +916,4 @@ def test_large_portfolio_generates_fast() -> None:
     elapsed = time.perf_counter() - t0
     assert len(data.meters) == 600 and data.n_intervals > 6_000_000
     assert truth["month"].nunique() == 12
-    assert elapsed < 5.0, f"{elapsed:.1f} s"
+    assert elapsed < 10.0, f"{elapsed:.1f} s"

@@ -144,8 +144,10 @@ imports ``scaler_workbench.sandbox.<name>`` on first use; that module subclasses
 and calls ``register_flavour(name, FactoryOrClass)``. Handlers take a :class:`Request` and return
 a :class:`Response` (``json_response``, ``error_response``, or raise :class:`HTTPProblem`);
 ``sb.list_response(req, total, build)`` applies pagination and the format, and
-``sb.time_window(req, tz, data_start=, data_end=)`` the date filters. The default flavour
-(:class:`DefaultFlavour`) uses exactly this mechanism.
+``sb.time_window(req, tz, data_start=, data_end=)`` the date filters. Route patterns take
+``{name}`` (one segment) and ``{name:path}`` (the rest of the path); ``Route("*", "/{rest:path}",
+handler, auth=False)`` mounts a provider that does its own routing and auth behind one handler.
+The default flavour (:class:`DefaultFlavour`) uses exactly this mechanism.
 """
 
 from __future__ import annotations

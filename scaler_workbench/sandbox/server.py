@@ -204,8 +204,11 @@ Handler = Callable[[Request], Response]
 @dataclass
 class Route:
     """A route: ``pattern`` like ``/sites/{site_id}/meters`` relative to the flavour's
-    ``api_root`` (or absolute with ``absolute=True``); ``auth=False`` skips authentication
-    and ``faults=False`` skips fault injection."""
+    ``api_root`` (or absolute with ``absolute=True``). ``{name}`` matches one path segment,
+    ``{name:path}`` the rest of the path (slashes included); ``method="*"`` matches any method,
+    so ``Route("*", "/{rest:path}", handler)`` mounts a whole provider behind one handler.
+    ``auth=False`` skips the sandbox's authentication (the handler does its own) and
+    ``faults=False`` skips fault injection."""
 
     method: str
     pattern: str
@@ -217,8 +220,15 @@ class Route:
 
     def compile(self, api_root: str) -> None:
         full = self.pattern if self.absolute else api_root.rstrip("/") + self.pattern
-        parts = re.split(r"\{(\w+)\}", full)
-        rx = "".join(re.escape(p) if n % 2 == 0 else f"(?P<{p}>[^/]+)" for n, p in enumerate(parts))
+        parts = re.split(r"\{(\w+(?::path)?)\}", full)
+        rx = "".join(
+            re.escape(p)
+            if n % 2 == 0
+            else f"(?P<{p[:-5]}>.*)"
+            if p.endswith(":path")
+            else f"(?P<{p}>[^/]+)"
+            for n, p in enumerate(parts)
+        )
         self.regex = re.compile(f"^{rx}/?$")
 
 
@@ -568,7 +578,7 @@ class Sandbox:
         fail_paths: Mapping[str, int] | None = None,
     ) -> None:
         if data is None:
-            data = get_sandbox_data(seed, sites, meters_per_site, str(start), str(end))
+            data = get_sandbox_data(seed, sites, meters_per_site, _day(start), _day(end))
         self.data = data
         factory = _resolve_flavour(flavour)
         fdefaults: dict[str, Any] = dict(getattr(factory, "defaults", {}) or {})
@@ -852,7 +862,8 @@ class Sandbox:
     ) -> pd.DataFrame:
         """Monthly consumption per meter in canonical units from the generated arrays.
 
-        Defaults to the sandbox's current ``as_of``; see :meth:`SandboxData.ground_truth`.
+        Defaults to the sandbox's current ``as_of``; removed meters are included unless
+        ``meters`` leaves them out. See :meth:`SandboxData.ground_truth`.
         """
         cut = _to_epoch(as_of) if as_of is not None else self._as_of
         when = None if cut is None else datetime.fromtimestamp(cut, UTC)
@@ -900,7 +911,9 @@ class Sandbox:
         for route in self._routes:
             m = route.regex.match(req.path)
             if m:
-                if route.method == req.method or (req.method == "HEAD" and route.method == "GET"):
+                if route.method in (req.method, "*") or (
+                    req.method == "HEAD" and route.method == "GET"
+                ):
                     req.params = m.groupdict()
                     return route, allowed
                 allowed.add(route.method)
@@ -1280,6 +1293,10 @@ class Sandbox:
 
 # --------------------------------------------------------------------------------------------
 # small helpers
+
+
+def _day(value: date | str) -> str:
+    return value.isoformat()[:10] if isinstance(value, date) else str(value)
 
 
 def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
