@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import json
 import re
-from operator import itemgetter
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -217,7 +217,7 @@ def _extract(records: Sequence[Mapping[str, Any]], path: str) -> list[Any]:
         except (KeyError, TypeError):
             return [r.get(k) for r in records]
     if len(parts) == 2 and all(isinstance(p, str) for p in parts):
-        a, b = parts
+        a, b = str(parts[0]), str(parts[1])
         try:
             return [(r.get(a) or _EMPTY).get(b) for r in records]
         except AttributeError:
@@ -675,7 +675,9 @@ def _records_for(
         raise MappingError(f"{where} needs a resource", hint=f"Add resource = ... to [{where}].")
     if resource not in raw:
         return [], None, []
-    records = raw[resource]
+    records: list[Mapping[str, Any]] = (
+        list(raw[resource]) if not isinstance(raw[resource], list) else raw[resource]
+    )  # type: ignore[assignment]
     explode = source.get("explode")
     if not explode:
         return records, None, []
@@ -724,10 +726,10 @@ def _extract_fields(
                 if parent_rows is None:
                     parent_rows = [records[i] for i in parents]
                 vals, pool = spec.values(parent_rows), parent_rows
-                item_paths = spec.paths
+                item_paths = list(spec.paths)
         else:
             vals, pool = spec.values(records), records
-            item_paths = spec.paths
+            item_paths = list(spec.paths)
         if (
             (
                 pool
@@ -803,8 +805,8 @@ def _entity_frame(
             ]
     for col in required:
         if col in frame.columns:
-            for i in np.flatnonzero(frame[col].isna().to_numpy()):
-                problems[i].append(f"{col}: missing")
+            for j in np.flatnonzero(frame[col].isna().to_numpy()):
+                problems[int(j)].append(f"{col}: missing")
         elif col != "unit":
             for p in problems:
                 p.append(f"{col}: not mapped")

@@ -82,7 +82,9 @@ def get_registry() -> Any:
             if _registry is None:
                 import pint
 
-                reg = pint.UnitRegistry(non_int_type=Fraction, autoconvert_offset_to_baseunit=True)
+                reg: Any = pint.UnitRegistry(
+                    non_int_type=Fraction, autoconvert_offset_to_baseunit=True
+                )
                 text = (
                     resources.files("scaler_workbench")
                     .joinpath("data/units.txt")
@@ -618,10 +620,11 @@ def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
         try:
             suggestion = resolve_unit(label)
         except UnitError as exc:
-            if getattr(exc, "choices", None):
+            opts: tuple[str, ...] = tuple(getattr(exc, "choices", ()) or ())
+            if opts:
                 ambiguous = True
-                choices = ", ".join(exc.choices)
-                alias = f"{label!r} = {exc.choices[0]!r}"
+                choices = ", ".join(opts)
+                alias = f"{label!r} = {opts[0]!r}"
             else:
                 for pattern, target in _SUGGEST_PATTERNS:
                     if pattern.search(label):

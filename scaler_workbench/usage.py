@@ -74,7 +74,7 @@ _FREQS = ("day", "month")
 # ---- small helpers -----------------------------------------------------------------------------
 def _cat(series: pd.Series) -> pd.Categorical:
     if isinstance(series.dtype, pd.CategoricalDtype):
-        return series.array  # type: ignore[return-value]
+        return series.array
     return pd.Categorical(series.astype(object))
 
 

@@ -18,8 +18,12 @@ PROFILE = Profile.from_dict(
 )
 METERS = {
     "resource": "meters",
-    "fields": {"meter_id": "id", "asset_id": "site", "meter_type": {"const": "Energy"},
-               "raw_unit": "unit"},
+    "fields": {
+        "meter_id": "id",
+        "asset_id": "site",
+        "meter_type": {"const": "Energy"},
+        "raw_unit": "unit",
+    },
 }
 
 
@@ -49,8 +53,14 @@ def test_pitfall_epoch_seconds_are_utc():
 
 def test_pitfall_naive_timestamp_on_fall_back_day_resolved_by_order():
     # 2024-10-27 Europe/London: 01:00-02:00 happens twice (BST then GMT)
-    naive = ["2024-10-27T00:30", "2024-10-27T01:00", "2024-10-27T01:30", "2024-10-27T01:00",
-             "2024-10-27T01:30", "2024-10-27T02:00"]
+    naive = [
+        "2024-10-27T00:30",
+        "2024-10-27T01:00",
+        "2024-10-27T01:30",
+        "2024-10-27T01:00",
+        "2024-10-27T01:30",
+        "2024-10-27T02:00",
+    ]
     ts, bad = parse_timestamps(naive, tz="Europe/London", order_keys=np.zeros(6, np.int64))
     assert not bad.any()
     utc = [t.strftime("%H:%M") for t in ts]
@@ -114,11 +124,18 @@ def test_bad_records_are_quarantined_with_reasons_never_dropped():
 
 
 def test_compound_meter_key_and_constants():
-    rows = [{"site": "A", "serial": "1", "s": 0, "e": 1800, "v": 1.0},
-            {"site": "B", "serial": "1", "s": 0, "e": 1800, "v": 2.0}]
+    rows = [
+        {"site": "A", "serial": "1", "s": 0, "e": 1800, "v": 1.0},
+        {"site": "B", "serial": "1", "s": 0, "e": 1800, "v": 2.0},
+    ]
     meters = [{"id": "A:1", "site": "A", "unit": "kWh"}, {"id": "B:1", "site": "B", "unit": "kWh"}]
-    fields = {"meter_id": ["site", "serial"], "start": "s", "end": "e", "consumption": "v",
-              "currency": {"const": "EUR"}}
+    fields = {
+        "meter_id": ["site", "serial"],
+        "start": "s",
+        "end": "e",
+        "consumption": "v",
+        "currency": {"const": "EUR"},
+    }
     t = build_tables(PROFILE, raw(rows, meters), mapping=mapping(fields))
     assert list(t.usage["meter_id"].astype(str)) == ["A:1", "B:1"]
     assert set(t.usage["currency"].astype(str)) == {"EUR"}
@@ -126,18 +143,33 @@ def test_compound_meter_key_and_constants():
 
 def test_explode_nested_measurements_and_assets_derived_from_meters():
     meters = [
-        {"id": "X", "addr": "1 High St", "measurements": [
-            {"id": "X-e", "unit": "kWh", "timeseries": {"key": "k1"}},
-            {"id": "X-g", "unit": "m3", "timeseries": {"key": "k2"}}]},
-        {"id": "Y", "addr": "1 High St", "measurements": [
-            {"id": "Y-e", "unit": "Wh", "timeseries": {"key": "k3"}}]},
+        {
+            "id": "X",
+            "addr": "1 High St",
+            "measurements": [
+                {"id": "X-e", "unit": "kWh", "timeseries": {"key": "k1"}},
+                {"id": "X-g", "unit": "m3", "timeseries": {"key": "k2"}},
+            ],
+        },
+        {
+            "id": "Y",
+            "addr": "1 High St",
+            "measurements": [{"id": "Y-e", "unit": "Wh", "timeseries": {"key": "k3"}}],
+        },
     ]
     m = {
         "assets": {"derive_from": "meters", "fields": {"asset_id": "addr", "name": "addr"}},
-        "meters": {"resource": "meters", "explode": "measurements", "fields": {
-            "meter_id": "measurements.timeseries.key", "asset_id": "addr",
-            "raw_unit": "measurements.unit", "meter_type": {"const": "Energy"},
-            "description": "measurements.id"}},
+        "meters": {
+            "resource": "meters",
+            "explode": "measurements",
+            "fields": {
+                "meter_id": "measurements.timeseries.key",
+                "asset_id": "addr",
+                "raw_unit": "measurements.unit",
+                "meter_type": {"const": "Energy"},
+                "description": "measurements.id",
+            },
+        },
     }
     t = build_tables(PROFILE, {"meters": meters}, mapping=m)
     assert list(t.meters["meter_id"]) == ["k1", "k2", "k3"]
@@ -146,11 +178,17 @@ def test_explode_nested_measurements_and_assets_derived_from_meters():
 
 
 def test_unmapped_value_map_entry_is_quarantined():
-    m = {"meters": {"resource": "meters", "fields": {
-        "meter_id": "id", "asset_id": "site", "meter_type": "c", "raw_unit": "unit"},
-        "value_maps": {"meter_type": {"electricity": "Energy"}}}}
-    meters = [{"id": "A", "site": "S", "c": "electricity", "unit": "kWh"},
-              {"id": "B", "site": "S", "c": "co2", "unit": "ppm"}]
+    m = {
+        "meters": {
+            "resource": "meters",
+            "fields": {"meter_id": "id", "asset_id": "site", "meter_type": "c", "raw_unit": "unit"},
+            "value_maps": {"meter_type": {"electricity": "Energy"}},
+        }
+    }
+    meters = [
+        {"id": "A", "site": "S", "c": "electricity", "unit": "kWh"},
+        {"id": "B", "site": "S", "c": "co2", "unit": "ppm"},
+    ]
     t = build_tables(PROFILE, {"meters": meters}, mapping=m)
     assert list(t.meters["meter_id"]) == ["A"]
     assert "co2" in t.quarantine["reason"].iloc[0]
@@ -165,8 +203,13 @@ def test_sandbox_profile_pipeline_matches_ground_truth():
     )
 
     d = SandboxData.generate(seed=3, sites=5, meters_per_site=3, end="2024-04-01")
-    records: dict[str, list] = {"sites": d.sites, "meters": [], "intervals": [],
-                                "registers": [], "bills": []}
+    records: dict[str, list] = {
+        "sites": d.sites,
+        "meters": [],
+        "intervals": [],
+        "registers": [],
+        "bills": [],
+    }
     for s in d.sites:
         for m in d.meters_of(s["id"]):
             records["meters"].append({**m, "_parent": {"site_id": s["id"]}})
@@ -183,7 +226,9 @@ def test_sandbox_profile_pipeline_matches_ground_truth():
     profile = read_profile("mappings/sandbox/profile.toml")
     t = run_pipeline(profile, records)
     u = t.usage
-    u["month"] = [s.tz_convert(z).strftime("%Y-%m") for s, z in zip(u["start"], u["timezone"])]
+    u["month"] = [
+        s.tz_convert(z).strftime("%Y-%m") for s, z in zip(u["start"], u["timezone"], strict=True)
+    ]
     gt = d.ground_truth()
     mg = gt.merge(u, on=["meter_id", "month"], how="outer", suffixes=("_gt", ""))
     assert mg["consumption"].notna().all() and mg["consumption_gt"].notna().all()
