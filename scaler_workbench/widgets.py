@@ -5,6 +5,7 @@ notebook cell that returns the panel shows it. Every button and drop-down is wir
 method, so the same steps can be run (and tested) without a browser::
 
     CredentialsPanel(profile)            which environment variables the profile needs, set or not
+    ApiExplorer(profile)                 pick a resource, fetch page 1, probe pagination, plan
     MappingHelper(samples, table=...)    field paths seen in samples -> mapping fields, meter types
     QuarantineBrowser(result)            filter quarantined records by table / rule / severity
 
@@ -19,6 +20,7 @@ scaler_workbench`` never imports ipywidgets.
 from __future__ import annotations
 
 import html
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from scaler_workbench.profile import Profile
 
 __all__ = [
+    "ApiExplorer",
     "CredentialsPanel",
     "MappingHelper",
     "QuarantineBrowser",
@@ -646,3 +649,243 @@ class QuarantineBrowser(_Panel):
         if "record" in shown.columns:
             shown["record"] = shown["record"].astype("string").str.slice(0, 160)
         self.rows.value = _html_table(shown, max_rows=self.max_rows)
+
+
+# -- API explorer --------------------------------------------------------------------------------
+class ApiExplorer(_Panel):
+    """Explore a provider's API: pick a resource, fetch page 1, probe pagination, plan requests.
+
+    Child resources (``parent = ...`` in the profile) need path parameters such as
+    ``{site_id}``: type them in, or leave them empty to use the first matching parent record
+    (its page 1 is fetched first). Resources with a ``date_range`` fetch their first window from
+    ``since`` (default: the profile's ``date_range.since``).
+
+    Parameters
+    ----------
+    profile : Profile
+        The provider profile (credentials come from the environment variables it names).
+    client : connectors.Client, optional
+        A client to reuse, e.g. ``Client(profile, record_to=folder)`` to record what you explore
+        or ``Client(profile, replay_from=folder)`` to work offline. Default: built on first use.
+    max_rows : int
+        Records shown in the table.
+
+    Attributes
+    ----------
+    records : list of dict
+        Page 1 of the last fetch, as the provider sent it.
+    last_page, last_probe, last_plan
+        The :class:`~scaler_workbench.connectors.Page`, ``ProbeResult`` and ``RequestPlan``
+        behind the views.
+    """
+
+    def __init__(self, profile: Profile, *, client: Any = None, max_rows: int = 20) -> None:
+        w = _widgets()
+        self.profile = profile
+        self._client = client
+        self._connector: Any = None
+        self.max_rows = max_rows
+        self.records: list[dict[str, Any]] = []
+        self.last_page: Any = None
+        self.last_probe: Any = None
+        self.last_plan: Any = None
+        resources = list(profile.resources)
+        if not resources:
+            raise MappingError(
+                f"profile {profile.name!r} has no [resources]",
+                hint="Add [resources.<name>] with a path to the profile.",
+            )
+        self.resource = w.Dropdown(options=resources, description="resource")
+        self.since = w.Text(description="since", placeholder="YYYY-MM-DD")
+        self.until = w.Text(description="until", placeholder="YYYY-MM-DD (optional)")
+        self.params = w.HBox()
+        self.param_inputs: dict[str, Any] = {}
+        self.fetch_button = w.Button(description="Fetch page 1", button_style="primary")
+        self.probe_button = w.Button(description="Probe pagination")
+        self.plan_button = w.Button(description="Plan requests (dry run)")
+        self.status = w.HTML()
+        self.table = w.HTML()
+        self.raw = w.HTML()
+        self.probe_view = w.HTML()
+        self.plan_view = w.HTML()
+        self.fetch_button.on_click(lambda _b: self.fetch())
+        self.probe_button.on_click(lambda _b: self.probe())
+        self.plan_button.on_click(lambda _b: self.plan())
+        self.resource.observe(self._on_resource_change, names="value")
+        self.tabs = w.Tab(children=[self.table, self.raw, self.probe_view, self.plan_view])
+        for i, title in enumerate(("records", "raw JSON", "pagination probe", "request plan")):
+            self.tabs.set_title(i, title)
+        self.dates = w.HBox([self.since, self.until])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.resource, self.fetch_button, self.probe_button, self.plan_button]),
+                self.params,
+                self.dates,
+                self.status,
+                self.tabs,
+            ]
+        )
+        self._on_resource_change(None)
+
+    # -- plumbing
+    @property
+    def client(self) -> Any:
+        """The connectors ``Client`` (built from the profile on first use)."""
+        if self._client is None:
+            from scaler_workbench.connectors import Client
+
+            self._client = Client(self.profile)
+        return self._client
+
+    @property
+    def connector(self) -> Any:
+        if self._connector is None:
+            from scaler_workbench.connectors import connector_for
+
+            self._connector = connector_for(self.profile, client=self.client)
+        return self._connector
+
+    def path_params(self) -> dict[str, str]:
+        """The ``{placeholders}`` of the resource path that have been typed in."""
+        return {k: v.value.strip() for k, v in self.param_inputs.items() if v.value.strip()}
+
+    def _spec(self) -> Any:
+        return self.connector.resource(self.resource.value)
+
+    def _on_resource_change(self, _change: Any) -> None:
+        import string
+
+        w = _widgets()
+        table = self.profile.resources[self.resource.value]
+        names = [f for _t, f, _s, _c in string.Formatter().parse(str(table["path"])) if f]
+        old = {k: v.value for k, v in self.param_inputs.items()}
+        self.param_inputs = {
+            n: w.Text(value=old.get(n, ""), description=n, placeholder="first parent's")
+            for n in names
+        }
+        self.params.children = list(self.param_inputs.values())
+        date_range = table.get("date_range")
+        self.dates.layout.display = None if date_range else "none"
+        if date_range and not self.since.value:
+            self.since.value = str(date_range.get("since", "") or "")
+        note = html.escape(str(table["path"]))
+        if table.get("parent"):
+            note += html.escape(f" (child of {table['parent']})")
+        self.status.value = note
+
+    def _resolve_params(self, spec: Any, depth: int = 0) -> dict[str, Any]:
+        """Path parameters typed in, else those of the first matching parent record."""
+        typed = self.path_params() if depth == 0 else {}
+        if not spec.parent or (typed and len(typed) == len(spec.parent_params)):
+            return typed
+        from scaler_workbench.exceptions import ConnectorError
+
+        parent = self.connector.resource(spec.parent)
+        parent_params = self._resolve_params(parent, depth + 1)
+        for i, page in enumerate(
+            self.connector.iter_pages(
+                parent, path_params=parent_params or None, window=self._window(parent)
+            )
+        ):
+            values = self.connector.parent_values(spec, list(page))
+            if values:
+                return {**values[0], **typed}
+            if i >= 4:
+                break
+        raise ConnectorError(
+            f"no {spec.parent} record on the first pages matches {spec.name}'s parent filter",
+            provider=self.profile.name,
+            hint=f"Type the path parameters ({', '.join(spec.parent_params)}) in by hand.",
+        )
+
+    def _window(self, spec: Any) -> Any:
+        if spec.date_range is None:
+            return None
+        windows = spec.date_range.windows(
+            self.since.value.strip() or None,
+            self.until.value.strip() or None,
+            now=self.client.clock.now(),
+        )
+        return windows[0] if windows else None
+
+    # -- actions
+    def fetch(self) -> list[dict[str, Any]]:
+        """Fetch page 1 of the selected resource; show the records and the raw JSON (redacted)."""
+
+        def action() -> str:
+            spec = self._spec()
+            params = self._resolve_params(spec)
+            page = next(
+                iter(
+                    self.connector.iter_pages(
+                        spec, path_params=params or None, window=self._window(spec)
+                    )
+                )
+            )
+            self.last_page = page
+            # like fetch_resources: child records carry the parent's path parameters
+            self.records = [{**r, "_parent": dict(params)} if params else r for r in page]
+            for name, value in params.items():
+                if name in self.param_inputs and not self.param_inputs[name].value:
+                    self.param_inputs[name].value = str(value)
+            flat = pd.json_normalize(self.records, max_level=2) if self.records else pd.DataFrame()
+            self.table.value = _html_table(flat, max_rows=self.max_rows)
+            body = page.response.body
+            if hasattr(body, "tag"):  # an XML element
+                from xml.etree.ElementTree import tostring
+
+                text = tostring(body, encoding="unicode")
+            else:
+                text = json.dumps(body, indent=2, default=str)
+            self.raw.value = _pre(text[:200_000])
+            self.tabs.selected_index = 0
+            more = "more pages follow" if page.paginator.has_next_page else "the only page"
+            return _ok_html(
+                f"{len(self.records)} records on page 1 ({more}) from "
+                f"{redact_url(page.response.url)}"
+            )
+
+        self._guard(self.status, action)
+        return self.records
+
+    def probe(self) -> Any:
+        """Run the active pagination probe on the selected resource and show its report."""
+        from scaler_workbench.connectors import probe_pagination
+
+        def action() -> str:
+            spec = self._spec()
+            params = self._resolve_params(spec)
+            path = spec.path.format(**params)
+            query = dict(spec.params)
+            window = self._window(spec)
+            if window is not None:
+                query.update(spec.date_range.params(window))
+            self.last_probe = probe_pagination(
+                self.client,
+                path,
+                params=query,
+                record_path=spec.record_path or None,
+                primary_key=spec.primary_key[0] if spec.primary_key else "id",
+            )
+            self.tabs.selected_index = 2
+            return _pre(str(self.last_probe))
+
+        self._guard(self.probe_view, action)
+        return self.last_probe
+
+    def plan(self) -> Any:
+        """Show the dry-run request plan for the resource (and its parents); sends nothing."""
+        from scaler_workbench.connectors import plan_requests
+
+        def action() -> str:
+            self.last_plan = plan_requests(
+                self.profile,
+                self.since.value.strip() or None,
+                self.until.value.strip() or None,
+                resources=[self.resource.value],
+            )
+            self.tabs.selected_index = 3
+            return _pre(str(self.last_plan))
+
+        self._guard(self.plan_view, action)
+        return self.last_plan

@@ -230,3 +230,71 @@ def test_quarantine_browser_rejects_other_things() -> None:
         widgets.QuarantineBrowser([1, 2, 3])
     with pytest.raises(SchemaError, match="lacks column"):
         widgets.QuarantineBrowser(pd.DataFrame({"table": ["usage"]}))
+
+
+# -- API explorer (over loopback against the sandbox) --------------------------------------------
+@pytest.fixture
+def explorer_env(make_sandbox, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    sb = make_sandbox(seed=1, sites=2, meters_per_site=3, end="2024-03-01", page_size=50)
+    for name, value in sb.env().items():
+        monkeypatch.setenv(name, value)
+    return sb
+
+
+def test_api_explorer_fetches_page_one_with_parent_params(explorer_env) -> None:  # type: ignore[no-untyped-def]
+    sb = explorer_env
+    explorer = widgets.ApiExplorer(read_profile(PROFILE))
+    assert explorer.resource.options[0] == "sites"
+    records = explorer.fetch()
+    assert [r["id"] for r in records] == [s["id"] for s in records]
+    assert len(records) == 2
+    assert "2 records on page 1" in explorer.status.value
+    assert "Head" in explorer.table.value or records[0]["name"] in explorer.table.value
+    assert '"total": 2' in explorer.raw.value
+    # a child resource: the first parent's id fills {site_id}
+    explorer.resource.value = "meters"
+    assert list(explorer.param_inputs) == ["site_id"]
+    records = explorer.fetch()
+    assert records and all(
+        r["_parent"]["site_id"] == records[0]["_parent"]["site_id"] for r in records
+    )
+    assert explorer.param_inputs["site_id"].value == records[0]["_parent"]["site_id"]
+    # a grandchild with a date range and a parent filter (kind = interval)
+    explorer.resource.value = "intervals"
+    assert explorer.since.value == "2024-01-01"  # from the profile's date_range.since
+    explorer.param_inputs["meter_id"].value = ""
+    records = explorer.fetch()
+    assert len(records) == 500  # one page of the profile's limit
+    assert "more pages follow" in explorer.status.value
+    assert {"interval_start", "value", "estimated"} <= set(records[0])
+    key = sb.env()["SANDBOX_API_KEY"]
+    assert key not in explorer.text()
+
+
+def test_api_explorer_probe_and_plan(explorer_env) -> None:  # type: ignore[no-untyped-def]
+    explorer = widgets.ApiExplorer(read_profile(PROFILE))
+    explorer.resource.value = "intervals"
+    explorer.until.value = "2024-02-01"
+    result = explorer.probe()
+    assert result.best is not None and result.best["type"] == "offset"
+    assert "WORKS" in explorer.probe_view.value
+    plan = explorer.plan()
+    assert plan.total_requests >= 1
+    assert [r["resource"] for r in plan.rows] == ["sites", "meters", "intervals"]
+    assert "total:" in explorer.plan_view.value
+    assert explorer.tabs.selected_index == 3
+
+
+def test_api_explorer_shows_errors_instead_of_raising(explorer_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("SANDBOX_API_KEY", "wrong-key-123456")
+    explorer = widgets.ApiExplorer(read_profile(PROFILE))
+    assert explorer.fetch() == []
+    assert "AuthError" in explorer.status.value
+    assert "wrong-key-123456" not in explorer.text()
+
+
+def test_api_explorer_needs_resources(tmp_path: Path) -> None:
+    text = PROFILE.read_text().split("[resources.sites]")[0]
+    (tmp_path / "p.toml").write_text(text)
+    with pytest.raises(MappingError, match="no \\[resources\\]"):
+        widgets.ApiExplorer(read_profile(tmp_path / "p.toml"))
