@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -893,6 +894,13 @@ def test_generated_data_quirks() -> None:
             rate = s.amount / lengths
             assert np.all(rate > 0)
     assert rolled >= 1
+
+
+def test_fast_interval_json_equals_the_records() -> None:
+    data = SandboxData.generate(seed=4, sites=3, meters_per_site=2)
+    for mid in ("M0001", "M0002", "M0005"):
+        assert json.loads(data.interval_json(mid, 100, 700)) == data.interval_records(mid, 100, 700)
+    assert json.loads(data.interval_json("M0001", 5, 5)) == []
 
 
 def test_generation_is_deterministic_per_seed() -> None:

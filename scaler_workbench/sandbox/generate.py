@@ -693,6 +693,29 @@ class SandboxData:
             )
         ]
 
+    def interval_json(self, meter_id: str, lo: int, hi: int) -> str:
+        """:meth:`interval_records` ``lo:hi`` already encoded as a JSON array (2-3x faster).
+
+        Safe because every string is an id or an ISO timestamp (no characters to escape) and
+        every float is finite (``repr`` of a finite float is valid JSON).
+        """
+        s = self.series[meter_id]
+        assert isinstance(s, IntervalSeries)
+        iso = self.grid_of(meter_id).iso
+        items = [
+            f'{{"id":"{meter_id}-{k}","interval_start":"{iso[k]}","interval_end":'
+            f'"{iso[k + 1]}","value":{v!r},"estimated":{"true" if e else "false"},'
+            f'"exported":{x!r}}}'
+            for k, v, e, x in zip(
+                s.t_idx[lo:hi].tolist(),
+                s.value[lo:hi].tolist(),
+                s.estimated[lo:hi].tolist(),
+                s.exported[lo:hi].tolist(),
+                strict=True,
+            )
+        ]
+        return "[" + ",".join(items) + "]"
+
     def reading_records(self, meter_id: str, lo: int, hi: int) -> list[dict[str, Any]]:
         """Register reading records ``lo:hi`` as served."""
         s = self.series[meter_id]

@@ -1203,10 +1203,19 @@ class Sandbox:
         return lo_v, hi_v
 
     def list_response(
-        self, req: Request, total: int, build: Callable[[int, int], list[dict[str, Any]]]
+        self,
+        req: Request,
+        total: int,
+        build: Callable[[int, int], list[dict[str, Any]]],
+        *,
+        build_json: Callable[[int, int], str] | None = None,
     ) -> Response:
-        """Paginate ``total`` records (built lazily by ``build(lo, hi)``) in the current
-        paginator mode and format; counts a served page."""
+        """Paginate ``total`` records in the current paginator mode and format.
+
+        ``build(lo, hi)`` returns records ``lo:hi`` as dicts; the optional ``build_json(lo, hi)``
+        returns the same records already encoded as a JSON array (a fast path for big pages,
+        used in JSON mode). Counts a served page.
+        """
         mode = self.paginator
         limit = min(self._int_param(req, "limit", self.page_size, 1), self.max_page_size)
         headers = {"X-Total-Count": str(total)}
@@ -1239,16 +1248,26 @@ class Sandbox:
                     last = (max(total - 1, 0) // limit) * limit
                     links.append(f'<{self._next_link(req, last, limit)}>; rel="last"')
                     headers["Link"] = ", ".join(links)
-        records = build(lo, hi) if hi > lo else []
         with self._lock:
             self.served_pages += 1
+        bare = mode in ("none", "link_header") and not self.envelope
+        if build_json is not None and self.format == "json":
+            array = build_json(lo, hi) if hi > lo else "[]"
+            if bare:
+                text = array
+            elif meta:
+                text = '{"data":' + array + "," + json.dumps(meta, separators=(",", ":"))[1:]
+            else:
+                text = '{"data":' + array + "}"
+            return Response(body=text.encode(), headers=headers)
+        records = build(lo, hi) if hi > lo else []
         if self.format == "xml":
             return Response(
                 body=_to_xml(records, meta, total),
                 headers=headers,
                 content_type="application/xml; charset=utf-8",
             )
-        if mode in ("none", "link_header") and not self.envelope:
+        if bare:
             body = records
         else:
             body = {"data": records, **meta}
@@ -1414,7 +1433,10 @@ class DefaultFlavour(Flavour):
         b = int(np.searchsorted(starts, hi, "left")) if hi < math.inf else starts.size
         b = max(a, b)
         return self.sandbox.list_response(
-            req, b - a, lambda x, y: self.data.interval_records(mid, a + x, a + y)
+            req,
+            b - a,
+            lambda x, y: self.data.interval_records(mid, a + x, a + y),
+            build_json=lambda x, y: self.data.interval_json(mid, a + x, a + y),
         )
 
     def readings(self, req: Request) -> Response:
