@@ -59,6 +59,16 @@ _LAZY: dict[str, str] = {
     "read_mapping_workbook": "mapping",
     "read_unit_choices": "mapping",
     "to_mapping_workbook": "mapping",
+    # notebook plots and widgets (matplotlib / ipywidgets imported only when used)
+    "ApiExplorer": "widgets",
+    "CredentialsPanel": "widgets",
+    "MappingHelper": "widgets",
+    "QuarantineBrowser": "widgets",
+    "plot_coverage": "plots",
+    "plot_quarantine_reasons": "plots",
+    "plot_reconciliation": "plots",
+    "plot_unit_conversions": "plots",
+    "plot_usage_timeline": "plots",
     # profile
     "Profile": "profile",
     "read_profile": "profile",
