@@ -53,6 +53,31 @@ Every response carries ``X-Total-Count``. Errors are JSON ``{"error": code, "mes
 
 Options (all keyword-only on :class:`Sandbox`)
 ----------------------------------------------
+=========================  ==================  ================================================
+option                     default             meaning
+=========================  ==================  ================================================
+``seed``, ``sites``,       0, 6, 3,            the portfolio (:func:`get_sandbox_data` caches
+``meters_per_site``,       2024-01-01,         it; or pass ``data=SandboxData.generate(...)``)
+``start``, ``end``         2024-07-01
+``flavour``                ``"default"``       registered name or factory; ``flavour_options``
+``auth``                   ``"api_key"``       see below; ``api_key_name``, ``auth_header``,
+                                               ``bearer_format``, ``client_auth``
+``token_ttl``              3600                access token lifetime [s]; ``token_max_uses``
+``paginator``              ``"offset"``        see below; ``page_size`` 100, ``max_page_size``
+                                               1000, ``envelope`` True, ``next_url_style``,
+                                               ``param_names``
+``date_format``            ``"any"``           ``end_inclusive`` False, ``max_span_days`` None
+``format``                 ``"json"``          or ``"xml"``
+``as_of``                  None                hide data after this instant
+``lifetime``               1800                the server stops by itself after this [s]
+``host``, ``port``         127.0.0.1, 0        0 = OS-chosen port
+``clock``                  SystemClock         token expiry, HTTP-date Retry-After
+fault options              off                 ``every_nth_429``, ``retry_after`` (1 s),
+                                               ``retry_after_format``, ``every_nth_503``,
+                                               ``slow_seconds``, ``quota_after``,
+                                               ``fail_paths``
+=========================  ==================  ================================================
+
 Authentication, ``auth=``:
 
 - ``api_key``: header ``api_key_name`` (default ``X-API-Key``) = ``SANDBOX_API_KEY``; missing
