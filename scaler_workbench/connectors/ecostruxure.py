@@ -628,10 +628,11 @@ def _utc_text(value: str | datetime) -> str:
     from datetime import UTC
 
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            return value  # sent as given: the provider's problem details will say why
+            return text  # sent as given: the provider's problem details will say why
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -34,6 +34,7 @@ in another server: it takes ``(method, path, query, headers, body)`` and returns
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
@@ -873,3 +874,52 @@ def profile_for(
     if token_file is not None:
         auth["token_file"] = str(token_file)
     return Profile.from_dict(data, path=profile.path)
+
+
+# ---------------------------------------------------------------------------------------------
+# mounted in the shared sandbox: Sandbox(flavour="ecostruxure")
+# ---------------------------------------------------------------------------------------------
+def _register_flavour() -> None:
+    from scaler_workbench.sandbox import server as _server
+
+    class EcoStruxureFlavour(_server.Flavour):
+        """The EcoStruxure simulator behind the shared sandbox (it does its own OAuth2)."""
+
+        name = "ecostruxure"
+        api_root = API_PREFIX
+        oauth_root = "/_builtin_oauth"  # unused: the flavour serves OAUTH_PREFIX itself
+
+        def __init__(self, sandbox: Any, **options: Any) -> None:
+            super().__init__(sandbox, **options)
+            self.provider = EcoStruxureProvider(**options)
+
+        def routes(self) -> Any:
+            return (
+                _server.Route(
+                    "*", OAUTH_PREFIX + "/{rest:path}", self._handle, auth=False, absolute=True
+                ),
+                _server.Route("*", "/{rest:path}", self._handle, auth=False),
+            )
+
+        def _handle(self, req: Any) -> Any:
+            parts = urlsplit(req.target)
+            r = self.provider.handle(
+                req.method, parts.path, parse_qs(parts.query), dict(req.headers), req.body
+            )
+            headers = dict(r.headers)
+            ctype = headers.pop("Content-Type", "application/json")
+            return _server.Response(
+                status=r.status, body=r.body, headers=headers, content_type=ctype
+            )
+
+        def env(self) -> dict[str, str]:
+            return {
+                "ECOSTRUXURE_CLIENT_ID": self.provider.client_id,
+                "ECOSTRUXURE_CLIENT_SECRET": self.provider.client_secret,
+            }
+
+    _server.register_flavour("ecostruxure", EcoStruxureFlavour)
+
+
+with contextlib.suppress(ImportError):  # the shared sandbox server may be absent
+    _register_flavour()

@@ -301,3 +301,26 @@ def test_provider_rejects_scores_with_invalid_params_kebab(sandbox, connected, m
     assert err.status == 400
     assert any("[0].date" in p for p in err.invalid_params)
     assert any("[0].type: required" in p for p in err.invalid_params)
+
+
+def test_mounted_in_the_shared_sandbox_as_a_flavour():
+    from scaler_workbench.sandbox import Sandbox
+
+    with Sandbox(flavour="ecostruxure") as sb:
+        assert sb.url.endswith("/ecostruxure/scoring/v1")
+        assert requests.get(sb.url + "/sites", timeout=5).status_code == 401
+        provider = sb.flavour.provider
+        root = sb.url.rsplit("/ecostruxure/", 1)[0]
+        r = requests.get(
+            root + "/ecostruxure/v1/oauth/authorize",
+            params={
+                "client_id": provider.client_id,
+                "response_type": "code",
+                "redirect_uri": "http://127.0.0.1:9/cb",
+                "state": "s1",
+            },
+            allow_redirects=False,
+            timeout=5,
+        )
+        assert r.status_code == 302 and "state=s1" in r.headers["Location"]
+        assert sb.env()["ECOSTRUXURE_CLIENT_ID"] == provider.client_id
