@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import requests
 import requests.adapters
 import urllib3.exceptions
 
-from scaler_workbench._secrets import get_logger, redact, redact_url
+from scaler_workbench._secrets import SECRET_PARAM_NAMES, get_logger, redact, redact_url
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors._body import decode_body
 from scaler_workbench.connectors._util import construct
@@ -279,9 +279,14 @@ class Budget:
 
 # --------------------------------------------------------------------- record and replay
 def _request_key(method: str, url: str) -> str:
-    parts = urlsplit(redact_url(url))
-    query = "&".join(sorted(parts.query.split("&"))) if parts.query else ""
-    return f"{method.upper()} {parts.path}?{query}"
+    """Method, path and sorted query without secret parameters: same key with or without auth."""
+    parts = urlsplit(url)
+    pairs = sorted(
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k.lower() not in SECRET_PARAM_NAMES and redact(v) == v
+    )
+    return f"{method.upper()} {parts.path}?{urlencode(pairs)}"
 
 
 def _key_file(key: str) -> str:
