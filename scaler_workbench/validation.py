@@ -74,6 +74,7 @@ log = get_logger(__name__)
 
 STAGE = "validation"
 _DAY_NS = 86_400 * 10**9
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 _SUMMARY_COLUMNS = ["table", "rule", "severity", "engine", "rows", "failed", "percent"]
 _TABLE_ORDER = ("assets", "meters", "usage", "readings")
 
@@ -112,6 +113,8 @@ class ValidationContext:
     unit_checker: Callable[[str], bool] | None = None
     gx_results: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: per table: (record position of each quarantine row, positions removed by an error)
+    positions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
     def from_profile(
@@ -499,7 +502,9 @@ def _prepare(
 
 def _parse_datetimes(s: pd.Series, table: str, col: str) -> tuple[pd.Series, np.ndarray | None]:
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return (s if str(s.dt.tz) == "UTC" else s.dt.tz_convert("UTC")), None
+        s = s if str(s.dt.tz) == "UTC" else s.dt.tz_convert("UTC")
+        # pandas 3 may hold s/ms/us resolutions: the rules compute in int64 nanoseconds
+        return (s if s.dtype == _UTC_NS else s.astype(_UTC_NS)), None
     if pd.api.types.is_datetime64_dtype(s.dtype):
         if s.notna().any():
             raise SchemaError(
@@ -545,6 +550,13 @@ class _Findings:
         self.n = n
         self.parts: list[tuple[Rule, np.ndarray, Any]] = []
         self.ran: dict[str, int] = {}
+        #: column -> rows whose value could not be parsed (not "missing" for ``required``)
+        self.invalid: dict[str, np.ndarray] = {}
+        #: position -> occurrence number of a duplicate key (suffix ``#n`` of record_key)
+        self.occurrence: dict[int, int] = {}
+        #: position of the record of each quarantine row (set by :meth:`quarantine`)
+        self.positions = np.empty(0, dtype=np.int64)
+        self.unknown_unit: np.ndarray | None = None
 
     def ran_rule(self, rule: Rule) -> None:
         self.ran.setdefault(rule.name, 0)
@@ -608,7 +620,14 @@ class _Findings:
         sort = np.lexsort((rule_idx, pos))
         pos, rule, severity, reason = pos[sort], rule[sort], severity[sort], reason[sort]
         upos, inverse = np.unique(pos, return_inverse=True)
+        self.positions = pos
         keys = record_keys(original.iloc[upos], self.table, parsed=work.iloc[upos])
+        if self.occurrence:
+            occ = np.fromiter((self.occurrence.get(int(p), 0) for p in upos), int, upos.size)
+            keys = np.where(occ > 0, keys + "#" + occ.astype(str).astype(object), keys)
+        seen = pd.Series(keys).groupby(keys).cumcount().to_numpy()
+        if seen.any():  # rows whose keys still collide (e.g. null key parts): number them
+            keys = np.where(seen > 0, keys + "#" + (seen + 1).astype(str).astype(object), keys)
         records = _records_json(original.iloc[upos])
         if "source_id" in original.columns:
             src = original["source_id"].iloc[upos].astype("string").to_numpy(dtype=object)
@@ -885,6 +904,7 @@ def _validate(
     work, invalid = _prepare(frame, table)
     found = _Findings(table, ctx, len(work))
     for name, masks in invalid.items():
+        found.invalid.update(masks)
         r = ctx.rule(name, table)
         if r:
             what = "not an ISO 8601 timestamp" if name == "invalid_datetime" else "not a number"
@@ -921,6 +941,7 @@ def _validate(
     t0 = time.perf_counter()
     quarantined = found.quarantine(frame, work)
     bad = found.error_positions()
+    ctx.positions[table] = (found.positions, bad)
     keep = np.ones(len(frame), dtype=bool)
     keep[bad] = False
     accepted = frame if keep.all() else frame.iloc[keep]
@@ -941,7 +962,8 @@ def _add_gx_findings(
         if rule_name == "required":
             mask = np.zeros(len(work), dtype=bool)
             mask[pos] = True
-            required[kw["column"]] = mask
+            bad_value = found.invalid.get(kw["column"])
+            required[kw["column"]] = mask if bad_value is None else mask & ~bad_value
             continue
         if rule_name == "end_not_after_start":
             found.add(
@@ -979,6 +1001,7 @@ def _check_units(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, t
     if not (r_unknown or r):
         return
     unknown = _distinct_check(unit, known)
+    found.unknown_unit = unknown
     if r_unknown:
         found.add_mask(
             r_unknown,
@@ -1084,6 +1107,9 @@ def _check_duplicates_small(
     dup = (
         work.duplicated(subset=key, keep=keep).to_numpy() & work[key].notna().all(axis=1).to_numpy()
     )
+    if dup.any():
+        occ = work.groupby(key, dropna=False, sort=False).cumcount().to_numpy() + 1
+        found.occurrence.update(zip(np.flatnonzero(dup).tolist(), occ[dup].tolist(), strict=True))
     found.add_mask(r, dup, f"duplicate {'+'.join(key)}")
 
 
@@ -1151,6 +1177,8 @@ def _series_common(
         has = munit.notna().to_numpy()
         safe = np.maximum(pos, 0)
         bad = (pos >= 0) & (ucodes >= 0) & has[safe] & (mcode[safe] != ucodes)
+        if found.unknown_unit is not None:  # an unknown unit is reported as such, once
+            bad &= ~found.unknown_unit
         expected = pd.Series(munit.to_numpy(dtype=object)[safe], dtype=object)
         found.add_mask(
             r,
@@ -1163,6 +1191,28 @@ def _series_common(
                 + "'"
             ),
         )
+
+
+def _flag_sorted_duplicates(
+    found: _Findings, r: Rule, n: int, srt: np.ndarray, same: np.ndarray, what: str
+) -> np.ndarray:
+    """Flag repeated keys given rows sorted by key (``same``: equal to the previous row)."""
+    dup = np.zeros(n, dtype=bool)
+    if not same.any():
+        found.ran_rule(r)
+        return dup
+    i = np.arange(srt.size)
+    run_start = np.maximum.accumulate(np.where(same, 0, i))
+    occ = i - run_start + 1
+    flag = same.copy()
+    if r.param("keep") != "first":
+        lead = np.zeros(srt.size, dtype=bool)
+        lead[:-1] = same[1:]
+        flag |= lead
+    dup[srt[flag]] = True
+    found.occurrence.update(zip(srt[flag].tolist(), occ[flag].tolist(), strict=True))
+    found.add_mask(r, dup, what)
+    return dup
 
 
 def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -> None:
@@ -1186,12 +1236,7 @@ def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -
             (~first[1:]) & (s_ns[srt][1:] == s_ns[srt][:-1]) & (e_ns[srt][1:] == e_ns[srt][:-1])
         )
     if r:
-        dup[srt[same]] = True
-        if r.param("keep") != "first":
-            lead = np.zeros(srt.size, dtype=bool)
-            lead[:-1] = same[1:]
-            dup[srt[lead]] = True
-        found.add_mask(r, dup, "duplicate meter_id+start+end")
+        dup = _flag_sorted_duplicates(found, r, n, srt, same, "duplicate meter_id+start+end")
 
     # overlaps and gaps, per meter in start order, against the running max of earlier ends
     r_ov, r_gap = ctx.rule("overlapping_period", table), ctx.rule("gap_between_periods", table)
@@ -1375,13 +1420,7 @@ def _readings_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext
         same[1:] = (~first[1:]) & (t_ns[srt][1:] == t_ns[srt][:-1])
     r = ctx.rule("duplicate_key", table)
     if r:
-        dup = np.zeros(n, dtype=bool)
-        dup[srt[same]] = True
-        if r.param("keep") != "first":
-            lead = np.zeros(srt.size, dtype=bool)
-            lead[:-1] = same[1:]
-            dup[srt[lead]] = True
-        found.add_mask(r, dup, "duplicate meter_id+timestamp")
+        _flag_sorted_duplicates(found, r, n, srt, same, "duplicate meter_id+timestamp")
     r = ctx.rule("register_decrease", table)
     if r:
         value = work["value"].to_numpy(dtype="float64", na_value=np.nan)
@@ -1522,21 +1561,7 @@ def validate_tables(
         _prepare_check(frame, name)
     ctx = ValidationContext.from_profile(profile, use_gx=use_gx)
     t_all = time.perf_counter()
-    accepted: dict[str, pd.DataFrame] = {}
-    quarantines: list[pd.DataFrame] = []
-    summaries: list[pd.DataFrame] = []
-    for name in _TABLE_ORDER:
-        frame = getattr(tables, name)
-        if name == "meters":
-            ctx.assets = accepted["assets"] if len(tables.assets) or len(frame) == 0 else None
-            ctx.quarantined_assets = _removed_ids(tables.assets, accepted["assets"], "asset_id")
-        elif name in ("usage", "readings"):
-            ctx.meters = accepted["meters"] if len(tables.meters) or len(frame) == 0 else None
-            ctx.quarantined_meters = _removed_ids(tables.meters, accepted["meters"], "meter_id")
-        acc, q, s = _VALIDATORS[name](frame, context=ctx)
-        accepted[name] = acc
-        quarantines.append(q)
-        summaries.append(s)
+    accepted, quarantines, summaries = _validate_all(tables, ctx)
     ctx.timings["total"] = time.perf_counter() - t_all
     quarantined = _concat_quarantine(quarantines)
     summary = (
@@ -1569,6 +1594,28 @@ def validate_tables(
     if report_dir is not None:
         result.report_path = write_report(result, tables, report_dir)
     return result
+
+
+def _validate_all(
+    tables: Tables, ctx: ValidationContext
+) -> tuple[dict[str, pd.DataFrame], list[pd.DataFrame], list[pd.DataFrame]]:
+    """Validate assets, meters, usage, readings in order, each against its accepted parents."""
+    accepted: dict[str, pd.DataFrame] = {}
+    quarantines: list[pd.DataFrame] = []
+    summaries: list[pd.DataFrame] = []
+    for name in _TABLE_ORDER:
+        frame = getattr(tables, name)
+        if name == "meters":
+            ctx.assets = accepted["assets"]
+            ctx.quarantined_assets = _removed_ids(tables.assets, accepted["assets"], "asset_id")
+        elif name in ("usage", "readings"):
+            ctx.meters = accepted["meters"]
+            ctx.quarantined_meters = _removed_ids(tables.meters, accepted["meters"], "meter_id")
+        acc, q, s = _VALIDATORS[name](frame, context=ctx)
+        accepted[name] = acc
+        quarantines.append(q)
+        summaries.append(s)
+    return accepted, quarantines, summaries
 
 
 def _prepare_check(frame: Any, name: str) -> None:
@@ -1643,70 +1690,79 @@ def recheck_quarantine(
     elif tables_or_frames is not None:
         current = {k: v for k, v in tables_or_frames.items() if k in TABLES}
     q = quarantine.reset_index(drop=True)
-    held_mask = (q["stage"] == STAGE) & (q["severity"] == "error")
+    held = q[(q["stage"] == STAGE) & (q["severity"] == "error")]
     other = q[(q["stage"] != STAGE) & (q["severity"] == "error")]
-    held = q[held_mask]
 
     combined: dict[str, pd.DataFrame] = {}
-    candidates: dict[str, set[str]] = {}
+    cand_pos: dict[str, np.ndarray] = {}
+    cand_key: dict[str, np.ndarray] = {}
     for name in _TABLE_ORDER:
         cur = current.get(name)
-        cur = cur if cur is not None else empty_frame(name)
+        cur = empty_frame(name) if cur is None else cur.reset_index(drop=True)
         h = held[held["table"] == name].drop_duplicates("record_key")
-        keys = set(h["record_key"].astype(str))
-        candidates[name] = keys
-        if not keys:
+        if h.empty:
             combined[name] = cur
+            cand_pos[name] = np.empty(0, dtype=np.int64)
+            cand_key[name] = np.empty(0, dtype=object)
             continue
+        # a current row with the same key replaces the stored record (re-transformed data)
         cur_keys = record_keys(cur, name) if len(cur) else np.empty(0, dtype=object)
-        from_current = np.isin(cur_keys, list(keys)) if len(cur) else np.zeros(0, dtype=bool)
-        stale = h[~h["record_key"].isin(set(cur_keys[from_current]))]
+        held_keys = h["record_key"].astype(str).to_numpy(dtype=object)
+        in_cur = np.flatnonzero(np.isin(cur_keys, held_keys))
+        stale = h[~h["record_key"].isin(set(cur_keys[in_cur]))]
         rebuilt = _records_frame(stale["record"], name)
-        parts = [cur.reset_index(drop=True), rebuilt]
-        combined[name] = (
-            pd.concat([p for p in parts if len(p)], ignore_index=True)
-            if any(len(p) for p in parts)
-            else cur
-        )
-    result = validate_tables(
-        Tables(**{n: combined[n] for n in _TABLE_ORDER}), profile, use_gx=use_gx
-    )
-    found = result.quarantined
-    still_rows = []
-    released_rows = []
+        if len(rebuilt) != len(stale):
+            raise SchemaError(
+                f"{len(stale) - len(rebuilt)} quarantined {name} record(s) have no record JSON",
+                table=name,
+                hint="Only quarantine rows written by validate_tables() can be re-checked.",
+            )
+        combined[name] = pd.concat([cur, rebuilt], ignore_index=True) if len(rebuilt) else cur
+        cand_pos[name] = np.r_[in_cur, len(cur) + np.arange(len(rebuilt))].astype(np.int64)
+        cand_key[name] = np.r_[cur_keys[in_cur], stale["record_key"].astype(str).to_numpy(object)]
+    for name, frame in combined.items():
+        _prepare_check(frame, name)
+    ctx = ValidationContext.from_profile(profile, use_gx=use_gx)
+    _, quarantines, _ = _validate_all(Tables(**combined), ctx)
+
+    still_rows: list[pd.DataFrame] = []
+    released_rows: list[pd.DataFrame] = []
     records: dict[str, pd.DataFrame] = {}
-    for name in _TABLE_ORDER:
-        keys = candidates[name]
-        if not keys:
+    for name, found in zip(_TABLE_ORDER, quarantines, strict=True):
+        cpos, ckey = cand_pos[name], cand_key[name]
+        if cpos.size == 0:
             records[name] = empty_frame(name)
             continue
-        f = found[(found["table"] == name) & found["record_key"].isin(keys)]
-        failing = set(f.loc[f["severity"] == "error", "record_key"])
-        still_rows.append(f[f["record_key"].isin(failing)])
-        released = keys - failing
-        h = held[(held["table"] == name) & held["record_key"].isin(released)]
+        row_pos, error_pos = ctx.positions.get(name, (np.empty(0, np.int64),) * 2)
+        failing = np.isin(cpos, error_pos)
+        key_of = dict(zip(cpos.tolist(), ckey.tolist(), strict=True))
+        # findings of still-failing candidates, under the key the store knows them by
+        sel = np.isin(row_pos, cpos[failing])
+        f = found[sel].copy()
+        f["record_key"] = [key_of[int(p)] for p in row_pos[sel]]
+        still_rows.append(f)
+        released_keys = set(ckey[~failing].tolist())
+        h = held[(held["table"] == name) & held["record_key"].isin(released_keys)]
         if len(h):
             released_rows.append(
                 h.groupby("record_key", sort=True)
                 .agg(
                     source_id=("source_id", "first"),
-                    rules=("rule", lambda s: ";".join(sorted(set(s)))),
+                    rules=("rule", lambda x: ";".join(sorted(set(x)))),
                 )
                 .reset_index()
                 .assign(table=name)
             )
-        acc = result.accepted.__getattribute__(name)
-        acc_keys = record_keys(acc, name) if len(acc) else np.empty(0, dtype=object)
-        records[name] = acc[np.isin(acc_keys, list(released))] if len(acc) else acc
+        records[name] = combined[name].iloc[np.sort(cpos[~failing])]
+    cols = ["table", "record_key", "source_id", "rules"]
     released_df = (
-        pd.concat(released_rows, ignore_index=True)[["table", "record_key", "source_id", "rules"]]
+        pd.concat(released_rows, ignore_index=True)[cols]
         if released_rows
-        else pd.DataFrame(columns=["table", "record_key", "source_id", "rules"])
+        else pd.DataFrame({c: pd.Series(dtype="string") for c in cols})
     )
-    still = _concat_quarantine([*still_rows, other])
     return RecheckResult(
         released=released_df,
-        still_quarantined=still,
+        still_quarantined=_concat_quarantine([*still_rows, other]),
         records=Tables(**records),
     )
 
@@ -1717,9 +1773,7 @@ def _records_frame(records: pd.Series, table: str) -> pd.DataFrame:
     if texts.empty:
         return empty_frame(table).iloc[0:0]
     try:
-        frame = pd.read_json(
-            io.StringIO("\n".join(texts)), lines=True, dtype=False, convert_dates=False
-        )
+        frame = pd.read_json(io.StringIO("\n".join(texts)), lines=True, dtype=False)
     except ValueError as exc:
         raise SchemaError(
             f"quarantined {table} records are not valid JSON: {exc}",
@@ -1728,12 +1782,10 @@ def _records_frame(records: pd.Series, table: str) -> pd.DataFrame:
         ) from exc
     for c in TABLES[table].columns:
         if c.kind == "datetime" and c.name in frame.columns:
-            parsed = pd.to_datetime(frame[c.name], utc=True, format="ISO8601", errors="coerce")
-            frame[c.name] = (
-                parsed.where(parsed.notna(), None)
-                if parsed.isna().any() and frame[c.name].notna().any()
-                else parsed
-            )
+            raw = frame[c.name]
+            parsed = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce")
+            if not (raw.notna() & parsed.isna()).any():  # else keep the text: still invalid
+                frame[c.name] = parsed.astype("datetime64[ns, UTC]")
     return frame
 
 
@@ -1917,7 +1969,7 @@ def _synthetic_usage(n_rows: int, *, n_meters: int = 600, seed: int = 0) -> pd.D
             "meter_id": pd.Categorical.from_codes(meter, categories=cats),
             "start": start,
             "end": start + pd.Timedelta(days=1),
-            "consumption": rng.gamma(4.0, 25.0, n_rows),
+            "consumption": np.abs(rng.normal(100.0, 10.0, n_rows)),
             "unit": pd.Categorical.from_codes(np.zeros(n_rows, dtype=np.int8), ["kWh"]),
             "timezone": pd.Categorical.from_codes(np.zeros(n_rows, dtype=np.int8), ["UTC"]),
             "days_with_data": np.ones(n_rows, dtype=np.int64),
