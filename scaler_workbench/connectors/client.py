@@ -29,6 +29,7 @@ import contextlib
 import email.utils
 import hashlib
 import json
+import logging
 import random
 import re
 import threading
@@ -87,6 +88,31 @@ _KEEP_HEADERS = ("content-type", "link", "retry-after", "x-total-count", "locati
 def _snippet(text: str, n: int = _BODY_LIMIT) -> str:
     text = redact(text or "")
     return text if len(text) <= n else text[:n] + f"... [{len(text) - n} more chars]"
+
+
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:" + "|".join(re.escape(n) for n in sorted(SECRET_PARAM_NAMES)) + r")=)[^&\s\"']*"
+)
+
+
+class _TransportLogFilter(logging.Filter):
+    """urllib3 logs request lines at DEBUG: mask registered secrets and secret query values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # pragma: no cover - malformed record: leave it to logging
+            return True
+        masked = _SECRET_QUERY.sub(r"\1***", redact(message))
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _TransportLogFilter) for f in _logger.filters):
+        _logger.addFilter(_TransportLogFilter())
 
 
 # ---------------------------------------------------------------------------------- errors

@@ -649,10 +649,13 @@ class Connector:
                 records.extend(kept)
                 report.pages += len(pages)
                 raise
-            except (AuthError, PaginationError):
-                raise
             except ConnectorError as exc:
-                if spec.on_error == "raise":
+                # no retry can fix bad credentials or a looping paginator; a 403 on one path is
+                # a permission on that parent, so the rest of the resource is still fetched
+                fatal = isinstance(exc, PaginationError) or (
+                    isinstance(exc, AuthError) and getattr(exc, "status", None) != 403
+                )
+                if fatal or spec.on_error == "raise":
                     raise
                 report.failed_pages.append(
                     {
