@@ -47,6 +47,16 @@ log = get_logger(__name__)
 
 _ALL = "(all)"
 _NONE = ""
+#: Columns that later stages fill (lineage, counts), never offered in the mapping helper.
+_DERIVED = frozenset({"raw_value", "factor", "method", "n_intervals", "days_with_data"})
+#: Provider field names worth trying for a Scaler column when nothing is named like it.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "raw_unit": ("unit", "uom", "units"),
+    "meter_type": ("commodity", "type", "utility"),
+    "description": ("name", "label"),
+    "consumption": ("value", "amount", "quantity"),
+    "value": ("register", "reading", "read"),
+}
 
 
 # -- shared helpers ------------------------------------------------------------------------------
@@ -352,8 +362,14 @@ class MappingHelper(_Panel):
         )
         self.paths_view = w.HTML()
         self.field_pickers: dict[str, Any] = {}
+        from scaler_workbench.mapping import MAPPING_REQUIRED
+
+        self.required: tuple[str, ...] = tuple(MAPPING_REQUIRED.get(table, self.table.required))
+        self._guessing = not existing  # a profile's mapping is taken as is, never guessed over
         for col in self.table.columns:
-            label = f"{col.name}{' *' if col.required else ''}"
+            if col.name in _DERIVED or (table == "meters" and col.name == "unit"):
+                continue  # filled by later stages (units, usage engine), not by a field path
+            label = f"{col.name}{' *' if col.name in self.required else ''}"
             picker = w.Dropdown(
                 options=[_NONE],
                 value=_NONE,
@@ -435,8 +451,8 @@ class MappingHelper(_Panel):
         return {self.table.name: spec}
 
     def missing_required(self) -> list[str]:
-        """Required Scaler columns without a field (``meter_type`` counts via its value map)."""
-        return [c for c in self.table.required if not self.field_pickers[c].value]
+        """Columns a mapping must fill (``mapping.MAPPING_REQUIRED``) that have no field yet."""
+        return [c for c in self.required if not self.field_pickers[c].value]
 
     # -- callbacks
     def _on_resource_change(self, _change: Any) -> None:
@@ -446,19 +462,25 @@ class MappingHelper(_Panel):
         for name, picker in self.field_pickers.items():
             previous = picker.value
             picker.options = options
-            wanted = self._initial_fields.get(name) or previous or self._guess(name, options)
+            guess = _NONE
+            if self._guessing:
+                own_key = name in self.table.key[:1] and self.table.name in ("assets", "meters")
+                guess = self._guess(name, options, ("id",) if own_key else ())
+            wanted = self._initial_fields.get(name) or previous or guess
             picker.value = wanted if wanted in options else _NONE
         self._rebuild_type_rows()
         self._render()
 
     @staticmethod
-    def _guess(column: str, options: list[str]) -> str:
-        for path in options:
-            if path == column:
-                return path
-        for path in options:
-            if path and path.rsplit(".", 1)[-1].replace("[]", "") == column:
-                return path
+    def _guess(column: str, options: list[str], extra: tuple[str, ...] = ()) -> str:
+        names = [column, *_ALIASES.get(column, ()), *extra]
+        for name in names:
+            for path in options:
+                if path == name:
+                    return path
+            for path in options:
+                if path and path.rsplit(".", 1)[-1].replace("[]", "") == name:
+                    return path
         return _NONE
 
     def _on_field_change(self, change: Any) -> None:

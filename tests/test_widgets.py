@@ -105,12 +105,14 @@ def test_mapping_helper_guesses_and_previews() -> None:
     helper = widgets.MappingHelper({"sites": SITES, "meters": METERS}, table="assets")
     paths = helper.field_paths()
     assert "address.city" in set(paths["path"])
-    assert helper.field_pickers["asset_id"].value == ""  # no field named asset_id
+    assert helper.field_pickers["asset_id"].value == "id"  # a table's own key <- "id"
     assert helper.field_pickers["name"].value == "name"  # guessed by name
     assert helper.field_pickers["city"].value == "address.city"  # guessed by last segment
+    assert helper.field_pickers["latitude"].value == ""  # nothing like it in the samples
+    helper.field_pickers["asset_id"].value = ""  # the callback re-renders the checks
     assert helper.missing_required() == ["asset_id"]
     assert "asset_id" in helper.problems.value
-    helper.field_pickers["asset_id"].value = "id"  # callback re-renders
+    helper.field_pickers["asset_id"].value = "id"
     assert helper.missing_required() == []
     assert "every required column is mapped" in helper.problems.value
     spec = helper.mapping()
@@ -124,7 +126,14 @@ def test_mapping_helper_meter_types_follow_the_type_field() -> None:
     helper = widgets.MappingHelper(
         {"sites": SITES, "meters": METERS}, table="meters", resource="meters"
     )
-    assert helper.type_pickers == {}  # no meter_type field chosen yet
+    assert helper.field_pickers["meter_type"].value == "commodity"  # guessed by alias
+    assert helper.field_pickers["raw_unit"].value == "unit"
+    assert helper.field_pickers["meter_id"].value == "id"
+    assert helper.field_pickers["asset_id"].value == ""  # "_parent.site_id": the analyst picks
+    assert "unit" not in helper.field_pickers  # the canonical unit comes from units.py
+    assert helper.missing_required() == ["asset_id"]
+    helper.field_pickers["meter_type"].value = ""
+    assert helper.type_pickers == {}  # no meter_type field: nothing to translate
     helper.field_pickers["meter_type"].value = "commodity"
     assert list(helper.type_pickers) == ["electricity", "gas", "water"]
     elec_type, elec_sub = helper.type_pickers["electricity"]
@@ -153,6 +162,9 @@ def test_mapping_helper_prefills_from_profile() -> None:
     )
     assert helper.resource.value == "meters"
     assert helper.field_pickers["asset_id"].value == "_parent.site_id"
+    assert helper.field_pickers["serial"].value == "" if "serial" in helper.field_pickers else True
+    assert helper.field_pickers["metadata"].value == ""  # the profile's choices, no guessing
+    assert helper.missing_required() == []
     assert helper.type_pickers["gas"][1].value == "Natural Gas"
     assert helper.mapping()["value_maps"]["meter_type"]["electricity"] == "Energy"
     assert helper.section()["meters"]["fields"]["meter_id"] == "id"
@@ -166,10 +178,11 @@ def test_mapping_helper_usage_section_nests_by_source() -> None:
         "usage": {
             "intervals": {
                 "resource": "intervals",
-                "fields": {"start": "interval_start"},
+                "fields": {"start": "interval_start", "consumption": "value"},
             }
         }
     }
+    assert helper.missing_required() == ["meter_id", "end"]
 
 
 def test_mapping_helper_bad_input() -> None:
