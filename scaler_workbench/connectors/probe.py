@@ -325,7 +325,7 @@ class RequestPlan:
             lines.append(
                 f"{r['resource']:<20}{r['parents']:>9}{r['windows']:>9}{r['pages_per_sequence']:>7}{r['requests']:>10}"
             )
-        approx = "" if self.exact else " (at least: parent and record counts unknown)"
+        approx = "" if self.exact else " (estimate: some parent or record counts unknown)"
         lines.append(
             f"total: {self.total_requests} requests, about {self.seconds:.0f} s under the budget{approx}"
         )
@@ -367,6 +367,8 @@ def plan_requests(
     sequences_of: dict[str, int] = {}
     for name in connector.plan_order(resources):
         spec = connector.resource(name)
+        if spec.parent_filter:
+            exact = False  # the filter keeps an unknown share of the parents: an upper bound
         if spec.parent:
             parents = counts.get(spec.parent)
             if parents is None:
