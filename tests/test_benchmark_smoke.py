@@ -118,9 +118,10 @@ def test_floor_writes_a_scaler_csv(tmp_path, small):
     assert np.isfinite(res.monthly["consumption"]).all()
 
 
+@pytest.mark.slow  # fresh worker processes: the package worker imports great-expectations
 def test_smoke_run_package_and_floor_agree(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["--smoke", "--json", str(out)])
+    code = main(["--smoke", "--no-sync", "--json", str(out)])
     printed = capsys.readouterr().out
     summary = json.loads(out.read_text())
     assert code == 0, printed
@@ -130,3 +131,16 @@ def test_smoke_run_package_and_floor_agree(tmp_path, capsys):
     assert summary["total"]["floor_s"] > 0
     assert summary["memory"]["floor_bytes"] is not None
     assert "records/s" in printed
+
+
+def test_sync_benchmark_counts_requests_against_the_plans_minimum():
+    from benchmarks.sync import run_sync_benchmark
+
+    res = run_sync_benchmark(sites=1, start="2024-01-01", end="2024-03-01")
+    assert res["records"] == res["expected_records"] > 0
+    # one page of sites, one of meters, then per interval meter and month ceil(n / page) >= 1
+    assert res["minimum_by_resource"]["sites"] == 1
+    assert res["minimum_by_resource"]["meters"] == 1
+    assert res["minimum_by_resource"]["intervals"] >= 2
+    assert res["requests"] >= res["minimum"]
+    assert res["seconds"] > 0
