@@ -293,10 +293,8 @@ def _print(
     if package.get("counts", {}).get("missing"):
         out(f"package stages not available yet: {', '.join(package['counts']['missing'])}")
     for name, val in summary["checks"].items():
-        verdict = "OK" if val is not None and val <= RTOL else "MISMATCH"
-        out(
-            f"monthly totals {name.replace('_', ' ')}: max relative difference {val:.2e} ({verdict})"
-        )
+        agree = "OK" if val is not None and val <= RTOL else "MISMATCH"
+        out(f"monthly totals {name.replace('_', ' ')}: max relative difference {val:.2e} ({agree})")
     goals = summary["goals"]
 
     def verdict(flag: bool | None) -> str:
