@@ -147,16 +147,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- output helpers ------------------------------------------------------------------------------
+_HANDLER = logging.StreamHandler()
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     if sys.stderr.isatty() and not args.debug:
         level = max(level, logging.WARNING)  # the progress bar says what happens
-    # other libraries (great-expectations is chatty) only say warnings; ours say what they do
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # other libraries (great-expectations is chatty) only say warnings; ours say what they do.
+    # One handler of ours on the root logger, pointed at the current stderr on every call.
+    root = logging.getLogger()
+    if _HANDLER not in root.handlers:
+        root.addHandler(_HANDLER)
+    _HANDLER.setStream(sys.stderr)
+    _HANDLER.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.setLevel(logging.DEBUG if args.debug else logging.WARNING)
     logging.getLogger("scaler_workbench").setLevel(level)
 
 

@@ -495,8 +495,9 @@ def to_scaler_files(
                 written.append(f"{name}.csv")
                 if fault_hook is not None:
                     fault_hook(f"export:{name}")
-        if "xlsx" in formats:
-            _write_xlsx(sheets, tmp / "scaler.xlsx", numeric)
+        if "xlsx" in formats:  # what Scaler imports; quarantine and coverage stay CSV for analysts
+            upload = {k: v for k, v in sheets.items() if k not in ("quarantine", "coverage")}
+            _write_xlsx(upload, tmp / "scaler.xlsx", numeric)
             written.append("scaler.xlsx")
         if summary is not None:
             text = json.dumps(summary, indent=2, sort_keys=True, default=str, allow_nan=False)

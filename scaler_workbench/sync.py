@@ -260,6 +260,34 @@ def _is_complete(report: Any) -> tuple[bool, str]:
     return True, ""
 
 
+def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
+    """A top-level resource that returned nothing because every page failed: the provider is
+    down (or unreachable). Raise instead of committing an empty pull."""
+    from scaler_workbench import exceptions
+    from scaler_workbench.exceptions import AuthError, ConnectorError, ProviderUnavailableError
+
+    for name, res in results.items():
+        if profile.resources.get(name, {}).get("parent") or list(res.records):
+            continue
+        failed = _report_dict(getattr(res, "report", None)).get("failed_pages") or []
+        if not failed:
+            continue
+        first = failed[0] if isinstance(failed[0], Mapping) else {}
+        error = str(first.get("error", ""))
+        found = getattr(exceptions, error.split(":", 1)[0].strip(), None)
+        cls: type[ConnectorError] = (
+            found
+            if isinstance(found, type) and issubclass(found, ConnectorError)
+            else ProviderUnavailableError
+        )
+        what = "refused us" if issubclass(cls, AuthError) else "is unavailable"
+        raise cls(
+            f"the provider {what}: every page of {name!r} failed ({error})",
+            provider=profile.name,
+            url=first.get("url"),
+        )
+
+
 # -- windows ------------------------------------------------------------------------------------
 def _month_start(d: date) -> date:
     return date(d.year, d.month, 1)
@@ -462,11 +490,45 @@ def _in_window(
     t = frame[column].to_numpy(dtype="datetime64[ns]").astype("int64")
     ids = frame["meter_id"].astype(str)
     keep = np.ones(len(frame), dtype=bool)
-    if lo:
-        keep &= t >= ids.map(lo).to_numpy(dtype="int64")
+    info = np.iinfo(np.int64)
+    if lo:  # meters without a bound: no limit
+        keep &= t >= ids.map(lo).fillna(info.min).to_numpy(dtype="int64")
     if hi:
-        keep &= t < ids.map(hi).to_numpy(dtype="int64")
+        keep &= t < ids.map(hi).fillna(info.max).to_numpy(dtype="int64")
     return pd.Series(keep, index=frame.index)
+
+
+def _zone_map(tables: Tables, ids: set[str], default: str) -> pd.Series:
+    frame = pd.DataFrame({"meter_id": sorted(ids)})
+    return _meter_zones(tables, frame, default) if ids else pd.Series(dtype=object)
+
+
+def _quarantine_mask(
+    q: pd.DataFrame, lo: dict[str, int], hi: dict[str, int], meters: set[str] | None = None
+) -> np.ndarray:
+    """Rows of ``q`` inside the recomputed window: entity rows always; usage/readings rows whose
+    key (``meter|time|...``) has its time in ``[lo, hi)`` of its meter (and the meter in
+    ``meters`` when given). Rows outside come from the fetch margin and are not this run's."""
+    if q.empty:
+        return np.zeros(0, dtype=bool)
+    series = q["table"].isin(["usage", "readings"]).to_numpy()
+    parts = q["record_key"].astype(str).str.split("|", n=2, expand=True)
+    meter = parts[0].astype(str)
+    if parts.shape[1] > 1:
+        t = pd.to_datetime(parts[1], utc=True, errors="coerce", format="ISO8601")
+    else:
+        t = pd.Series(pd.NaT, index=q.index, dtype="datetime64[ns, UTC]")
+    known = t.notna().to_numpy()
+    tn = np.where(known, t.to_numpy(dtype="datetime64[ns]").astype("int64"), 0)
+    ok = np.ones(len(q), dtype=bool)
+    for bounds, inside in ((lo, np.greater_equal), (hi, np.less)):
+        if bounds:
+            b = meter.map(bounds)
+            has = b.notna().to_numpy()
+            ok &= ~(has & known) | inside(tn, b.fillna(0).to_numpy(dtype="int64"))
+    if meters is not None:
+        ok &= meter.isin(meters).to_numpy()
+    return ~series | ok
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -669,7 +731,7 @@ def _run(
             windows[name] = _Window(first, user_end)
         # Rows from the first recomputed month on replace the stored rows of the same meters;
         # fully pulled resources deliver older months too, which equal the stored ones.
-        if since is not None or until is not None:
+        if since is not None:
             merge_first, mode = user_first, "full" if full else "range"
         elif incremental and not full and all(windows[n].first for n in incremental):
             merge_first, mode = (
@@ -688,6 +750,7 @@ def _run(
         progress("fetch")
         request_windows = {name: windows[name].request(tz) for name in profile.resources}
         results, requests = fetch(profile, windows=request_windows, clock=clock)
+        _raise_if_down(profile, results)
         raw = {name: list(res.records) for name, res in results.items()}
         if not dry_run:
             store.log_requests(requests, run_id=run_id)
@@ -700,6 +763,33 @@ def _run(
         vres = validate(tables, profile)
         accepted: Tables = vres.accepted
         quarantined = _union_quarantine(tables.quarantine, getattr(vres, "quarantined", None))
+        q_ids = (
+            set(quarantined["record_key"].astype(str).str.split("|").str[0])
+            if not quarantined.empty
+            else set()
+        )
+        zone_ids = (
+            _ids(tables.meters, "meter_id")
+            | _ids(accepted.usage, "meter_id")
+            | _ids(accepted.readings, "meter_id")
+            | q_ids
+        )
+        zones_all = _zone_map(tables, zone_ids, profile.timezone)
+        if mode == "incremental":
+            # only meters fed by an incremental resource are recomputed by window; the others
+            # came in full and replace (and re-validate) everything stored for them
+            windowed = {
+                str(v)
+                for name in incremental
+                for r in raw.get(name, [])
+                for v in (r.get("_parent") or {}).values()
+            }
+            zones_all = zones_all[zones_all.index.isin(windowed)]
+        win_lo = _bounds_ns(zones_all, merge_window.first)
+        win_hi = _bounds_ns(zones_all, merge_window.end)
+        quarantined = quarantined[_quarantine_mask(quarantined, win_lo, win_hi)].reset_index(
+            drop=True
+        )
 
         # -- completeness and deactivation plan --------------------------------------------
         completeness = {
@@ -795,8 +885,8 @@ def _run(
                 if frame.empty:
                     continue
                 zones = _meter_zones(accepted, frame, profile.timezone)
-                lo = _bounds_ns(zones, merge_window.first)
-                hi = _bounds_ns(zones, merge_window.end)
+                lo = {m: v for m, v in win_lo.items() if m in zones.index}
+                hi = {m: v for m, v in win_hi.items() if m in zones.index}
                 frame = frame[_in_window(frame, column, lo, hi)]
                 store.delete_rows(
                     table, meter_ids=list(zones.index), from_ns=lo or None, to_ns=hi or None
@@ -811,8 +901,21 @@ def _run(
                 tuple(k)
                 for k in quarantined[list(QUARANTINE.key)].astype(str).itertuples(index=False)
             }
-            scope = None if mode == "full" else ("assets", "meters")
-            stale = [q for k, q in store.open_quarantine_ids(tables=scope).items() if k not in seen]
+            open_rows = store.open_quarantine_ids()
+            open_frame = pd.DataFrame(
+                [(*k, q) for k, q in open_rows.items()],
+                columns=["table", "record_key", "rule", "qid"],
+            )
+            in_scope = (
+                _quarantine_mask(open_frame, win_lo, win_hi, meters=current["meter"])
+                if not open_frame.empty
+                else np.zeros(0, dtype=bool)
+            )
+            stale = [
+                int(row.qid)
+                for row, inside in zip(open_frame.itertuples(index=False), in_scope, strict=True)
+                if inside and (row.table, row.record_key, row.rule) not in seen
+            ]
             released = store.release_quarantine(
                 stale, run_id=run_id, note=f"not seen again in run {run_id}"
             )

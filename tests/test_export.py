@@ -133,8 +133,6 @@ def test_xlsx_has_one_sheet_per_table_with_numbers(tmp_path: Path) -> None:
         "usage",
         "readings",
         "deactivated",
-        "quarantine",
-        "coverage",
     ]
     rows = list(wb["usage"].iter_rows(values_only=True))
     assert rows[0][:4] == ("meter_external_id", "start_date", "end_date", "consumption")
