@@ -849,6 +849,8 @@ def _series_frame(
     raw: Mapping[str, list[dict[str, Any]]],
     meter_tz: Mapping[str, str],
     default_tz: str,
+    *,
+    primary_keys: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Usage or readings rows of one source, in provider units, timestamps UTC."""
     where = f"mapping.{table}.{name}"
@@ -860,7 +862,13 @@ def _series_frame(
             hint=f"Known options: {sorted(_SOURCE_TABLE_OPTIONS)}.",
         )
     sep = str(src.get("key_separator", ":"))
-    specs = _compile(src.get("fields", {}), sep=sep, where=where)
+    fields = dict(src.get("fields", {}) or {})
+    pk = (primary_keys or {}).get(str(src.get("resource")))
+    if "source_id" not in fields and pk and not src.get("explode"):
+        records0 = raw.get(str(src.get("resource"))) or []
+        if records0 and isinstance(records0[0], Mapping) and pk in records0[0]:
+            fields["source_id"] = pk  # lineage: the resource's primary key, stable across runs
+    specs = _compile(fields, sep=sep, where=where)
     time_cols = ("start", "end") if table == "usage" else ("timestamp",)
     value_col = "consumption" if table == "usage" else "value"
     needed = ["meter_id", time_cols[0], value_col]
@@ -1102,11 +1110,20 @@ def build_tables(
         if derive and len(assets) and assets["name"].isna().any():
             assets["name"] = assets["name"].fillna(assets["asset_id"])
     meter_tz = _meter_timezones(meters, assets, default_tz)
+    primary_keys = {
+        str(k): str(v["primary_key"])
+        for k, v in dict(
+            profile.section("resources") if hasattr(profile, "section") else {}
+        ).items()
+        if isinstance(v, Mapping) and isinstance(v.get("primary_key"), str)
+    }
     out = Tables(assets=assets, meters=meters)
     for table in ("usage", "readings"):
         frames = []
         for name, src in (m.get(table) or {}).items():
-            f, q = _series_frame(table, name, src, raw, meter_tz, default_tz)
+            f, q = _series_frame(
+                table, name, src, raw, meter_tz, default_tz, primary_keys=primary_keys
+            )
             frames.append(f)
             quarantine += q
         frame = _concat(frames)
