@@ -223,3 +223,15 @@ def test_iter_pages_and_xml_resources(make_sandbox: Any, sandbox_env: Any) -> No
     seen: list[int] = []
     fetch_resources(profile, client=client, on_page=lambda page: seen.append(len(page)))
     assert seen == [1, 1]
+
+
+def test_progress_bar_and_repr_of_results(
+    make_sandbox: Any, sandbox_env: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sb = make_sandbox(sites=2, meters_per_site=1)
+    sandbox_env(sb)
+    results = fetch_resources(
+        sandbox_profile(sb), resources=["meters"], progress=True, clock=FakeClock()
+    )
+    assert "meters" in capsys.readouterr().err  # tqdm draws on stderr
+    assert results["meters"].report.parents == 2 and results["meters"].report.complete
