@@ -30,7 +30,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -675,9 +675,7 @@ def _records_for(
         raise MappingError(f"{where} needs a resource", hint=f"Add resource = ... to [{where}].")
     if resource not in raw:
         return [], None, []
-    records: list[Mapping[str, Any]] = (
-        list(raw[resource]) if not isinstance(raw[resource], list) else raw[resource]
-    )  # type: ignore[assignment]
+    records = cast("list[Mapping[str, Any]]", raw[resource])
     explode = source.get("explode")
     if not explode:
         return records, None, []
