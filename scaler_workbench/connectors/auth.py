@@ -729,6 +729,4 @@ def make_auth(
             key=f"{key}.type",
             hint=f"Known types: {', '.join(sorted(AUTHS))}.",
         )
-    if "username" in options and name in ("basic",) and "password" not in options:
-        options["password"] = None
     return construct(cls, options, key)

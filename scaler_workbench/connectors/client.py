@@ -790,10 +790,12 @@ class Client:
             raise RangeTooLargeError(f"{what}: the date range is too large: {body}", **ctx)
         if status in (401, 403):
             raise AuthError(f"{what}: not authorised: {body}", **ctx)
-        if status in self.retry.retry_statuses or status >= 500:
+        if status in self.retry.retry_statuses:
             raise ProviderUnavailableError(
                 f"{what} after {self.retry.max_attempts} attempts: {body}", **ctx
             )
+        if status >= 500:
+            raise ProviderUnavailableError(f"{what} (not retried): {body}", **ctx)
         if status >= 400:
             raise RequestRejectedError(f"{what}: {body}", **ctx)
         raise HTTPStatusError(f"{what}: unexpected status (too many redirects?)", **ctx)
