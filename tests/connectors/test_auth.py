@@ -63,7 +63,9 @@ def test_reprs_never_show_secrets() -> None:
         ApiKeyAuth(Secret(KEY)),
         BasicAuth(Secret(KEY), Secret("pa55word")),
         BearerAuth(Secret(KEY)),
-        OAuth2ClientCredentials(token_url="https://t.example/token", client_id="id", client_secret=Secret(KEY)),
+        OAuth2ClientCredentials(
+            token_url="https://t.example/token", client_id="id", client_secret=Secret(KEY)
+        ),
     ]
     for obj in objs:
         assert KEY not in repr(obj) and "pa55word" not in str(obj)
@@ -89,7 +91,10 @@ def test_client_credentials_basic_vs_body_and_renewal_before_expiry() -> None:
     clock = FakeClock()
     endpoint = FakeTokenEndpoint(rotate=False, expires_in=600)
     auth = OAuth2ClientCredentials(
-        token_url="https://t.example/token", client_id="cid", client_secret=Secret("csecret-1"), scope=["a", "b"]
+        token_url="https://t.example/token",
+        client_id="cid",
+        client_secret=Secret("csecret-1"),
+        scope=["a", "b"],
     )
     auth.bind(endpoint, clock)
     assert auth(_prepared()).headers["Authorization"] == "Bearer access-0001"
@@ -101,21 +106,29 @@ def test_client_credentials_basic_vs_body_and_renewal_before_expiry() -> None:
     clock.advance(600 - 60)  # inside the expiry margin
     assert auth(_prepared()).headers["Authorization"] == "Bearer access-0002"
     body_auth = OAuth2ClientCredentials(
-        token_url="https://t.example/token", client_id="cid", client_secret=Secret("csecret-1"), client_auth="body"
+        token_url="https://t.example/token",
+        client_id="cid",
+        client_secret=Secret("csecret-1"),
+        client_auth="body",
     )
     body_auth.bind(endpoint, clock)
     body_auth(_prepared())
     data, basic = endpoint.calls[-1]
     assert basic is None and data["client_id"] == "cid" and data["client_secret"] == "csecret-1"
     with pytest.raises(ProfileError, match="client_auth"):
-        OAuth2ClientCredentials(token_url="https://t", client_id="c", client_secret="s", client_auth="jwt")
+        OAuth2ClientCredentials(
+            token_url="https://t", client_id="c", client_secret="s", client_auth="jwt"
+        )
 
 
 def test_password_grant_then_refresh_and_401_invalid_token(tmp_path: Path) -> None:
     clock = FakeClock()
     endpoint = FakeTokenEndpoint()
     auth = OAuth2PasswordGrant(
-        token_url="https://t.example/token", username="ann", password=Secret("pw-secret"), client_id="cid"
+        token_url="https://t.example/token",
+        username="ann",
+        password=Secret("pw-secret"),
+        client_id="cid",
     )
     auth.bind(endpoint, clock)
     auth(_prepared())
@@ -130,14 +143,19 @@ def test_rotated_refresh_token_is_saved_owner_only_and_read_next_run(tmp_path: P
     token_file = tmp_path / "tokens" / "p.json"
     endpoint = FakeTokenEndpoint()
     first = OAuth2AuthorizationCode(
-        token_url="https://t.example/token", client_id="cid", refresh_token=Secret("refresh-initial"), token_file=token_file
+        token_url="https://t.example/token",
+        client_id="cid",
+        refresh_token=Secret("refresh-initial"),
+        token_file=token_file,
     )
     first.bind(endpoint, FakeClock())
     first(_prepared())
     assert endpoint.calls[0][0]["refresh_token"] == "refresh-initial"
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
     assert "refresh-0001" in token_file.read_text()
-    second = OAuth2AuthorizationCode(token_url="https://t.example/token", client_id="cid", token_file=token_file)
+    second = OAuth2AuthorizationCode(
+        token_url="https://t.example/token", client_id="cid", token_file=token_file
+    )
     second.bind(endpoint, FakeClock())
     second(_prepared())
     assert endpoint.calls[1][0]["refresh_token"] == "refresh-0001"
@@ -205,7 +223,9 @@ def test_authorization_code_helper_with_local_redirect(make_sandbox: Any, tmp_pa
     assert r.status_code == 200
 
 
-def test_authorization_code_pasted_redirect_and_state_check(make_sandbox: Any, tmp_path: Path) -> None:
+def test_authorization_code_pasted_redirect_and_state_check(
+    make_sandbox: Any, tmp_path: Path
+) -> None:
     sb = make_sandbox(auth="oauth2_authorization_code")
     env = sb.env()
     auth = OAuth2AuthorizationCode(

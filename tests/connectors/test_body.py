@@ -19,7 +19,10 @@ NS = {"r": "urn:x:readings", "m": "urn:x:meta"}
 
 
 def test_json_paths() -> None:
-    body = {"data": {"items": [{"id": 1, "sub": [{"v": 1}, {"v": 2}]}, {"id": 2, "sub": [{"v": 3}]}]}, "meta": {"total": 2}}
+    body = {
+        "data": {"items": [{"id": 1, "sub": [{"v": 1}, {"v": 2}]}, {"id": 2, "sub": [{"v": 3}]}]},
+        "meta": {"total": 2},
+    }
     assert [r["id"] for r in select_records(body, "data.items")] == [1, 2]
     assert [r["v"] for r in select_records(body, "$.data.items[*].sub[*]")] == [1, 2, 3]
     assert select_records(body, "data.items[1]") == [body["data"]["items"][1]]

@@ -36,7 +36,9 @@ def test_day_chunks_keep_local_midnight_across_dst() -> None:
     lengths = [(e.astimezone(UTC) - s.astimezone(UTC)).total_seconds() / 3600 for s, e in windows]
     assert lengths == [24, 24, 23, 24]  # 31 March 2024 is 23 hours in London
     autumn = split_range(_d(2024, 10, 27), _d(2024, 10, 28), chunk=1)
-    assert (autumn[0][1].astimezone(UTC) - autumn[0][0].astimezone(UTC)).total_seconds() == 25 * 3600
+    assert (
+        autumn[0][1].astimezone(UTC) - autumn[0][0].astimezone(UTC)
+    ).total_seconds() == 25 * 3600
 
 
 def test_max_days_cuts_months() -> None:

@@ -28,7 +28,9 @@ def _req() -> PageRequest:
     return PageRequest(url=f"{BASE}/meters", params={"kind": "x"}, base_url=BASE)
 
 
-def _resp(body: Any = None, *, url: str = f"{BASE}/meters", headers: dict[str, str] | None = None) -> PageResponse:
+def _resp(
+    body: Any = None, *, url: str = f"{BASE}/meters", headers: dict[str, str] | None = None
+) -> PageResponse:
     return PageResponse(url=url, body=body, headers=headers or {})
 
 
@@ -66,7 +68,9 @@ def test_offset_stops_on_empty_page_without_total_and_ignores_short_pages() -> N
 
 
 def test_page_number_total_pages_and_base_page() -> None:
-    p = PageNumberPaginator(base_page=0, total_pages_path="pages", page_size=2, page_size_param="size")
+    p = PageNumberPaginator(
+        base_page=0, total_pages_path="pages", page_size=2, page_size_param="size"
+    )
     req = _req()
     p.init_request(req)
     assert req.params["page"] == 0 and req.params["size"] == 2
@@ -103,7 +107,9 @@ def test_loop_guard_next_url_pointing_back_to_first_page() -> None:
     p.init_request(_req())
     p.update_state(_resp({"next": f"{BASE}/meters?page=2"}), _recs(1))
     with pytest.raises(PaginationError) as info:
-        p.update_state(_resp({"next": f"{BASE}/meters?page=2"}, url=f"{BASE}/meters?page=2"), _recs(1))
+        p.update_state(
+            _resp({"next": f"{BASE}/meters?page=2"}, url=f"{BASE}/meters?page=2"), _recs(1)
+        )
     assert isinstance(info.value, RuntimeError)
 
 
@@ -130,7 +136,10 @@ def test_next_url_resolution(relative_to: str, link: str, expected: str) -> None
 
 def test_link_header_parsing_and_paging() -> None:
     header = '<https://a.example/x?page=2>; rel="next", <https://a.example/x?page=9>; rel="last"'
-    assert parse_link_header(header) == {"next": "https://a.example/x?page=2", "last": "https://a.example/x?page=9"}
+    assert parse_link_header(header) == {
+        "next": "https://a.example/x?page=2",
+        "last": "https://a.example/x?page=9",
+    }
     assert parse_link_header(None) == {}
     p = LinkHeaderPaginator()
     req = _req()
