@@ -484,6 +484,12 @@ def _bounds_ns(zones: pd.Series, day: date | None) -> dict[str, int]:
     return out
 
 
+def _lookup(ids: pd.Series, bounds: Mapping[str, int], fill: int) -> np.ndarray:
+    """Exact per-row bound [ns] (nullable ints: a float detour would round nanoseconds)."""
+    table = pd.Series(bounds, dtype="Int64")
+    return table.reindex(ids.to_numpy()).fillna(fill).to_numpy(dtype="int64")
+
+
 def _in_window(
     frame: pd.DataFrame, column: str, lo: dict[str, int], hi: dict[str, int]
 ) -> pd.Series:
@@ -492,9 +498,9 @@ def _in_window(
     keep = np.ones(len(frame), dtype=bool)
     info = np.iinfo(np.int64)
     if lo:  # meters without a bound: no limit
-        keep &= t >= ids.map(lo).fillna(info.min).to_numpy(dtype="int64")
+        keep &= t >= _lookup(ids, lo, int(info.min))
     if hi:
-        keep &= t < ids.map(hi).fillna(info.max).to_numpy(dtype="int64")
+        keep &= t < _lookup(ids, hi, int(info.max))
     return pd.Series(keep, index=frame.index)
 
 
@@ -523,9 +529,8 @@ def _quarantine_mask(
     ok = np.ones(len(q), dtype=bool)
     for bounds, inside in ((lo, np.greater_equal), (hi, np.less)):
         if bounds:
-            b = meter.map(bounds)
-            has = b.notna().to_numpy()
-            ok &= ~(has & known) | inside(tn, b.fillna(0).to_numpy(dtype="int64"))
+            has = meter.isin(list(bounds)).to_numpy()
+            ok &= ~(has & known) | inside(tn, _lookup(meter, bounds, 0))
     if meters is not None:
         ok &= meter.isin(meters).to_numpy()
     return ~series | ok
@@ -784,8 +789,11 @@ def _run(
                 for r in raw.get(name, [])
                 for v in (r.get("_parent") or {}).values()
             }
-            zones_all = zones_all[zones_all.index.isin(windowed)]
-        win_lo = _bounds_ns(zones_all, merge_window.first)
+        else:
+            windowed = set(zones_all.index)
+        # the start bound recomputes whole months of windowed meters; the end bound (--until)
+        # holds for every meter
+        win_lo = _bounds_ns(zones_all[zones_all.index.isin(windowed)], merge_window.first)
         win_hi = _bounds_ns(zones_all, merge_window.end)
         quarantined = quarantined[_quarantine_mask(quarantined, win_lo, win_hi)].reset_index(
             drop=True
