@@ -106,6 +106,14 @@ _LAZY: dict[str, str] = {
     # secrets
     "Secret": "_secrets",
     "redact": "_secrets",
+    # state, sync and export
+    "StateStore": "store",
+    "SyncResult": "sync",
+    "coverage_matrix": "export",
+    "monthly_totals": "export",
+    "reconcile": "export",
+    "run_sync": "sync",
+    "to_scaler_files": "export",
     # sandbox provider
     "Sandbox": "sandbox",
     "SandboxData": "sandbox",
