@@ -1139,10 +1139,25 @@ def run_pipeline(
     *,
     mapping: Mapping[str, Any] | None = None,
 ) -> Tables:
-    """``build_tables`` -> ``normalise_tables`` -> ``process_usage``: raw records to final Tables."""
+    """Raw records to final Tables: provider rules, ``build_tables``, ``normalise_tables``,
+    ``process_usage``.
+
+    When the profile names a provider module (``[provider] connector``), its connector's
+    ``prepare_raw`` runs first and its report rows lead the quarantine, so notebooks, syncs and
+    the CLI apply the same provider rules.
+    """
     from scaler_workbench.units import normalise_tables
     from scaler_workbench.usage import process_usage
 
+    report = None
+    if profile.section("provider").get("connector"):
+        from scaler_workbench.connectors.resources import connector_class
+
+        raw, report = connector_class(profile).prepare_raw(profile, raw)
     tables = build_tables(profile, raw, mapping=mapping)
     tables = normalise_tables(tables, profile)
-    return process_usage(tables, profile, mapping=mapping)
+    tables = process_usage(tables, profile, mapping=mapping)
+    if report is not None and len(report):
+        frames = [report, tables.quarantine] if len(tables.quarantine) else [report]
+        tables.quarantine = pd.concat(frames, ignore_index=True)
+    return tables

@@ -343,6 +343,13 @@ class EcoStruxureConnector(Connector):
         self.options = EcoStruxureOptions.from_profile(profile)
         self._meters: list[dict[str, Any]] = []
 
+    @classmethod
+    def prepare_raw(
+        cls, profile: Any, raw: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], pd.DataFrame | None]:
+        """EcoStruxure's rules before the mapping: see :func:`prepare_ecostruxure_raw`."""
+        return prepare_ecostruxure_raw(profile, raw)
+
     def plan_order(self, resources: Iterable[str] | None = None) -> list[str]:
         order = super().plan_order(resources)
         if (
@@ -543,8 +550,10 @@ def build_ecostruxure_tables(
 
     from scaler_workbench.transform import build_tables, run_pipeline
 
+    if pipeline:  # run_pipeline applies prepare_raw itself (EcoStruxureConnector.prepare_raw)
+        return run_pipeline(profile, raw)
     prepared, report = prepare_ecostruxure_raw(profile, raw)
-    tables = run_pipeline(profile, prepared) if pipeline else build_tables(profile, prepared)
+    tables = build_tables(profile, prepared)
     frames = [f for f in (report, tables.quarantine) if len(f)]
     if frames:
         tables.quarantine = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

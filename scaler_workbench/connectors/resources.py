@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from scaler_workbench._secrets import get_logger, redact_url
@@ -67,9 +67,13 @@ __all__ = [
     "FetchResult",
     "Page",
     "ResourceSpec",
+    "connector_class",
     "connector_for",
     "fetch_resources",
 ]
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = get_logger(__name__)
 
@@ -334,7 +338,19 @@ class Connector:
         Records of one page (default: ``record_path``; XML elements become dicts).
     ``paginator(spec)`` -> :class:`Paginator`
         A fresh paginator per sequence (default: the resource's, else the profile's).
+    ``prepare_raw(profile, raw)`` (classmethod) -> ``(raw, report)``
+        Provider rules applied to fetched records before the mapping runs (e.g. dropping
+        measurements Scaler cannot import, with a quarantine report). Default: unchanged.
+        :func:`~scaler_workbench.transform.run_pipeline` calls it, so syncs, notebooks and the
+        CLI apply the same rules.
     """
+
+    @classmethod
+    def prepare_raw(
+        cls, profile: Any, raw: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], pd.DataFrame | None]:
+        """Return ``raw`` for the mapping, and quarantine rows (``schema.QUARANTINE``) or None."""
+        return raw, None
 
     def __init__(
         self, profile: Any, *, client: Client | None = None, clock: Clock | None = None
@@ -802,6 +818,11 @@ def connector_for(
     ``CONNECTOR`` attribute (or its only Connector subclass); ``"package.module:Class"`` names
     any class. Absent: the declarative :class:`Connector`.
     """
+    return connector_class(profile)(profile, client=client, clock=clock)
+
+
+def connector_class(profile: Any) -> type[Connector]:
+    """The :class:`Connector` subclass named by ``[provider] connector`` (default: Connector)."""
     name = str(profile.section("provider").get("connector", "") or "")
     cls: type[Connector] = Connector
     if name:
@@ -829,7 +850,7 @@ def connector_for(
                 hint="Set CONNECTOR = MyConnector in the module, or write 'module:Class'.",
             )
         cls = found
-    return cls(profile, client=client, clock=clock)
+    return cls
 
 
 def fetch_resources(

@@ -238,6 +238,29 @@ def test_full_flow_monthly_totals_match_ground_truth(sandbox, connected):
     assert assets.loc["site-paris", "floor_area"] == 12500.0
 
 
+def test_run_pipeline_applies_the_provider_rules_once(sandbox, connected):
+    """Syncs call run_pipeline, not build_ecostruxure_tables: the connector hook applies the
+    same rules there (CO2 not imported, unconfirmed fuel quarantined), and only once."""
+    from scaler_workbench.transform import run_pipeline
+
+    profile, client, _ = connected
+    data = copy.deepcopy(profile.data)
+    data["units"]["energy_factors"]["Fuel / Natural Gas"].update(confirmed=True, factor=10.55)
+    confirmed = Profile.from_dict(data, path=profile.path)
+    raw = fetch_resources(confirmed, client=client, resources=["timeseries"])
+    via_pipeline = run_pipeline(confirmed, raw)
+    via_helper = build_ecostruxure_tables(confirmed, raw)
+    rules = dict(
+        zip(via_pipeline.quarantine["record_key"], via_pipeline.quarantine["rule"], strict=False)
+    )
+    assert rules["site-paris-iaq:co2"] == "not_imported"
+    assert rules["site-boston-diesel:vol"] == "energy_factor_unconfirmed"
+    gas = "site-paris-gas:vol"
+    got = via_pipeline.usage.loc[via_pipeline.usage["meter_id"] == gas, "consumption"].sum()
+    want = via_helper.usage.loc[via_helper.usage["meter_id"] == gas, "consumption"].sum()
+    assert got == pytest.approx(want, rel=1e-12) and got > 0
+
+
 def test_updated_at_filters_are_sent(sandbox, connected):
     _, client, _ = connected
     meters = get_ecostruxure_meters(client, "site-singapore")
