@@ -159,7 +159,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     root = logging.getLogger()
     if _HANDLER not in root.handlers:
         root.addHandler(_HANDLER)
-    _HANDLER.setStream(sys.stderr)
+    _HANDLER.stream = sys.stderr  # not setStream(): it would flush a stream that may be closed
     _HANDLER.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.setLevel(logging.DEBUG if args.debug else logging.WARNING)
     logging.getLogger("scaler_workbench").setLevel(level)
@@ -502,7 +502,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sandbox":
         return _cmd_sandbox(args)
+    root = logging.getLogger()
+    saved_level = root.level
     _setup_logging(args)
+    try:
+        return _run_command(args)
+    finally:  # leave the process's logging as we found it (main() may be called in-process)
+        root.removeHandler(_HANDLER)
+        root.setLevel(saved_level)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
