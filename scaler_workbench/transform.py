@@ -248,6 +248,297 @@ def _path_exists(records: Sequence[Mapping[str, Any]], path: str, sample: int = 
     return False
 
 
+# ---- fast columnar extraction ------------------------------------------------------------------
+# The hot path of large interval resources: fields are pulled out of the list of dicts by C-level
+# ``map(itemgetter)`` chains straight into numpy, chunk by chunk (small temporaries), meter ids go
+# straight to integer codes against the meters table, and ISO 8601 timestamps in the common
+# fixed-width shapes are parsed arithmetically on their bytes. Anything a fast path cannot prove
+# it handles exactly (a missing key, an unknown meter, a non-number, an unusual timestamp shape)
+# falls back to the general code for that column (or, for timestamps, for those rows only).
+_CHUNK = 65536
+_ISO_WIDTH = 36  # wider than the longest fast shape (29 body + 6 zone), so longer ones show
+_ISO_DTYPE = f"S{_ISO_WIDTH}"
+_NS_DAY = 86_400 * 10**9
+
+
+def _getter(path: str) -> Any | None:
+    """A C-level function record -> value for a dotted path of string keys, else None.
+
+    ``obj[k]`` for each key (KeyError/TypeError when a record lacks it: the caller falls back).
+    """
+    parts = _split_path(path)
+    if not parts or not all(isinstance(p, str) for p in parts):
+        return None
+    getters = [itemgetter(p) for p in parts]
+    if len(getters) == 1:
+        return getters[0]
+
+    def chain(chunk: Sequence[Any]) -> Any:
+        it: Any = map(getters[0], chunk)
+        for g in getters[1:]:
+            it = map(g, it)
+        return it
+
+    return chain
+
+
+def _iter_values(get: Any, chunk: Sequence[Any]) -> Any:
+    return get(chunk) if not isinstance(get, itemgetter) else map(get, chunk)
+
+
+def _fast_floats(records: Sequence[Any], path: str) -> np.ndarray | None:
+    """float64 values of ``path`` (as ``np.array(values, float64)`` would give), or None."""
+    get = _getter(path)
+    if get is None:
+        return None
+    n = len(records)
+    out = np.empty(n, dtype=np.float64)
+    try:
+        for lo in range(0, n, _CHUNK):
+            chunk = records[lo : lo + _CHUNK]
+            out[lo : lo + len(chunk)] = np.fromiter(
+                _iter_values(get, chunk), dtype=np.float64, count=len(chunk)
+            )
+    except (KeyError, TypeError, ValueError, OverflowError, IndexError):
+        return None
+    return out
+
+
+def _fast_codes(records: Sequence[Any], path: str, known: Sequence[str]) -> pd.Categorical | None:
+    """Meter ids of ``path`` as a categorical in first-appearance order, without a per-row
+    object array: ids are looked up in ``known`` (the meters table) by a C-level dict lookup.
+
+    None when a record lacks the path or names an id that is not a ``known`` string (the general
+    factorize path handles those).
+    """
+    get = _getter(path)
+    if get is None or not len(known):
+        return None
+    index = {str(k): i for i, k in enumerate(known)}
+    if len(index) != len(known):
+        return None
+    n = len(records)
+    lookup = index.__getitem__
+    codes = np.empty(n, dtype=np.int32 if len(index) > 32000 else np.int16)
+    seen = np.zeros(len(index), dtype=bool)
+    order: list[int] = []
+    try:
+        for lo in range(0, n, _CHUNK):
+            chunk = records[lo : lo + _CHUNK]
+            c = np.fromiter(map(lookup, _iter_values(get, chunk)), dtype=np.int32, count=len(chunk))
+            new = ~seen[c]
+            if new.any():
+                sub = c[new]
+                u, first = np.unique(sub, return_index=True)
+                order.extend(u[np.argsort(first, kind="stable")].tolist())
+                seen[u] = True
+            codes[lo : lo + len(chunk)] = c
+    except (KeyError, TypeError, IndexError):
+        return None
+    cats = pd.Index([str(known[i]) for i in order], dtype=object)
+    if order != list(range(len(order))):
+        remap = np.full(len(index), -1, dtype=codes.dtype)
+        remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=codes.dtype)
+        for lo in range(0, n, _CHUNK):
+            codes[lo : lo + _CHUNK] = remap[codes[lo : lo + _CHUNK]]
+    return pd.Categorical.from_codes(codes, categories=cats, validate=False)
+
+
+def _pair_table() -> np.ndarray:
+    """Two ASCII bytes read as one little-endian uint16 -> 0..99; anything else -> 255."""
+    table = np.full(65536, 255, dtype=np.uint8)
+    for tens in range(10):
+        for ones in range(10):
+            table[(48 + tens) | ((48 + ones) << 8)] = tens * 10 + ones
+    return table
+
+
+_PAIRS = _pair_table()
+_ISO_YEAR0 = 1700
+_ISO_INVALID = np.iinfo(np.int64).min
+
+
+def _date_table() -> np.ndarray:
+    """Days since 1970-01-01 for key (year-1700)*372 + (month-1)*31 + (day-1); invalid dates
+    (2023-02-30, day 31 of a 30-day month) hold ``_ISO_INVALID``. Years 1700..2199."""
+    years = np.arange(_ISO_YEAR0, 2200)
+    table = np.full(len(years) * 372, _ISO_INVALID, dtype=np.int64)
+    for month in range(1, 13):
+        first = (years - 1970) * 12 + (month - 1)
+        start = first.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+        ndays = (first + 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - start
+        for day in range(1, 32):
+            valid = day <= ndays
+            table[(years[valid] - _ISO_YEAR0) * 372 + (month - 1) * 31 + day - 1] = (
+                start[valid] + day - 1
+            )
+    return table
+
+
+_ISO_DAYS = _date_table()
+_ISO_LAYOUTS: dict[tuple[int, bool], np.dtype] = {}
+
+
+def _iso_layout(body: int, zulu: bool) -> np.dtype:
+    """A structured view of one ``S36`` timestamp of this shape: digit pairs, separators."""
+    key = (body, zulu)
+    if key not in _ISO_LAYOUTS:
+        fields: dict[str, tuple[str, int]] = {
+            "y1": ("<u2", 0), "y2": ("<u2", 2), "mo": ("<u2", 5), "dd": ("<u2", 8),
+            "hh": ("<u2", 11), "mi": ("<u2", 14),
+            "s4": ("u1", 4), "s7": ("u1", 7), "s10": ("u1", 10), "s13": ("u1", 13),
+            "zone": ("u1", body),
+        }  # fmt: skip
+        if body >= 19:
+            fields |= {"ss": ("<u2", 17), "s16": ("u1", 16)}
+        if body >= 20:
+            fields["dot"] = ("u1", 19)
+            for p in range(20, body):
+                fields[f"f{p}"] = ("u1", p)
+        if not zulu:
+            fields |= {"oh": ("<u2", body + 1), "om": ("<u2", body + 4), "oc": ("u1", body + 3)}
+        _ISO_LAYOUTS[key] = np.dtype(
+            {
+                "names": list(fields),
+                "formats": [f for f, _ in fields.values()],
+                "offsets": [o for _, o in fields.values()],
+                "itemsize": _ISO_WIDTH,
+            }
+        )
+    return _ISO_LAYOUTS[key]
+
+
+def _parse_iso_shape(raw: np.ndarray, body: int, zulu: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Parse rows that all have one shape (body length, zone kind); see :func:`parse_iso_fast`."""
+    v = raw.view(_iso_layout(body, zulu))
+    y1, y2, mo, dd = _PAIRS[v["y1"]], _PAIRS[v["y2"]], _PAIRS[v["mo"]], _PAIRS[v["dd"]]
+    hh, mi = _PAIRS[v["hh"]], _PAIRS[v["mi"]]
+    bad = y1 | y2 | mo | dd | hh | mi
+    ok = (v["s4"] == 45) & (v["s7"] == 45) & (v["s13"] == 58)
+    ok &= (v["s10"] == 84) | (v["s10"] == 32)
+    year = y1.astype(np.int32) * 100 + y2
+    month = mo.astype(np.int32)
+    secs = hh.astype(np.int32) * 3600 + mi.astype(np.int32) * 60
+    ns = None
+    if body >= 19:
+        ss = _PAIRS[v["ss"]]
+        bad = bad | ss
+        ok &= (v["s16"] == 58) & (ss <= 59)
+        secs += ss
+    if body >= 20:
+        ok &= v["dot"] == 46
+        frac = np.zeros(len(raw), dtype=np.int64)
+        for p in range(20, 29):
+            if p < body:
+                dig = v[f"f{p}"] - np.uint8(48)
+                ok &= dig < 10
+                frac = frac * 10 + dig
+            else:
+                frac *= 10
+        ns = frac
+    if zulu:
+        ok &= v["zone"] == 90
+    else:
+        oh, om = _PAIRS[v["oh"]], _PAIRS[v["om"]]
+        sign = v["zone"]
+        ok &= ((sign == 43) | (sign == 45)) & (v["oc"] == 58) & (oh <= 23) & (om <= 59)
+        off = oh.astype(np.int32) * 3600 + om.astype(np.int32) * 60
+        secs -= np.where(sign == 45, -off, off)
+    key = (year.astype(np.int32) - _ISO_YEAR0) * 372 + month.astype(np.int32) * 31 + dd - 32
+    ok &= (bad < 128) & (key >= 0) & (key < len(_ISO_DAYS)) & (hh <= 23) & (mi <= 59)
+    ok &= (month >= 1) & (month <= 12) & (dd >= 1) & (dd <= 31) & (year >= _ISO_YEAR0)
+    days = _ISO_DAYS[np.where(ok, key, 0)]
+    ok &= days != _ISO_INVALID  # also rejects 2023-02-30, month 13, day 0
+    out = (days * 86400 + secs) * 1_000_000_000
+    if ns is not None:
+        out += ns
+    return out, ok
+
+
+def parse_iso_fast(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parse fixed-width ISO 8601 byte strings with a zone to UTC epoch nanoseconds [ns].
+
+    Shapes: ``YYYY-MM-DD(T| )HH:MM[:SS[.f{0,9}]](Z|±HH:MM)``, years 1700..2199, exactly as
+    ``pandas.to_datetime(format="ISO8601", utc=True)`` reads them. Every field is validated
+    (digits, ranges, real calendar dates incl. leap days); rows in any other shape get
+    ``ok = False`` (their value is garbage) and must be parsed the general way.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray of ``S36``
+        One ASCII string per row (``np.fromiter(strings, dtype="S36")``).
+
+    Returns
+    -------
+    (int64 ns since the epoch UTC, bool mask of rows parsed here)
+    """
+    n = len(raw)
+    raw = np.ascontiguousarray(raw, dtype=_ISO_DTYPE)
+    out = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    if not n:
+        return out, ok
+    length = np.strings.str_len(raw)
+    counts = np.bincount(length, minlength=_ISO_WIDTH + 1)
+    for size in np.flatnonzero(counts).tolist():
+        if size < 17 or size >= _ISO_WIDTH:
+            continue
+        whole = counts[size] == n
+        sel = None if whole else np.flatnonzero(length == size)
+        part = raw if sel is None else raw[sel]
+        zb = part.view(np.uint8).reshape(len(part), _ISO_WIDTH)[:, size - 1] == 90
+        for zulu in (True, False):
+            body = size - 1 if zulu else size - 6
+            if not (body == 16 or 19 <= body <= 29):
+                continue
+            pick = zb if zulu else ~zb
+            if not pick.any():
+                continue
+            every = bool(pick.all())
+            sub = part if every else part[pick]
+            v, o = _parse_iso_shape(sub, body, zulu)
+            rows = (
+                (np.arange(n) if sel is None else sel)
+                if every
+                else (np.flatnonzero(pick) if sel is None else sel[pick])
+            )
+            if every and sel is None:
+                out, ok = v, o
+            else:
+                out[rows] = v
+                ok[rows] = o
+    return out, ok
+
+
+def _fast_iso(records: Sequence[Any], path: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ns UTC, parsed mask) for ISO strings of ``path`` in the fast shapes, chunk by chunk.
+
+    None when the path is not a plain key chain or a record lacks it. Chunks with a non-ASCII
+    value are left wholly to the general parser (mask False).
+    """
+    get = _getter(path)
+    if get is None:
+        return None
+    n = len(records)
+    ns = np.empty(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    try:
+        for lo in range(0, n, _CHUNK):
+            chunk = records[lo : lo + _CHUNK]
+            try:
+                raw = np.fromiter(_iter_values(get, chunk), dtype=_ISO_DTYPE, count=len(chunk))
+            except UnicodeEncodeError:
+                continue
+            v, o = parse_iso_fast(raw)
+            ns[lo : lo + len(chunk)] = v
+            ok[lo : lo + len(chunk)] = o
+            if lo == 0 and n > _CHUNK and o.mean() < 0.5:
+                return ns, np.zeros(n, dtype=bool)  # not this shape: do not pay twice
+    except (KeyError, TypeError, IndexError):
+        return None
+    return ns, ok
+
+
 class _Spec:
     """A compiled field spec."""
 
@@ -886,8 +1177,14 @@ def _series_frame(
     if n == 0:
         return pd.DataFrame(), []
     explode = src.get("explode")
-    vals = _extract_fields(specs, records, items, parents, explode, where, str(src["resource"]))
     vmaps = src.get("value_maps", {}) or {}
+    fast = (
+        _fast_series_columns(specs, records, vmaps, list(meter_tz), time_cols)
+        if items is None
+        else {}
+    )
+    rest = {c: s for c, s in specs.items() if c not in fast}
+    vals = _extract_fields(rest, records, items, parents, explode, where, str(src["resource"]))
     for col in list(vals):
         if col in vmaps:
             mapped = _apply_value_map(vals[col], vmaps[col])
@@ -897,16 +1194,20 @@ def _series_frame(
                 else (None if mapped is _UNMAPPED else mapped)
             )
 
-    meter = _categorical(vals.pop("meter_id"), n)
+    meter = fast.pop("meter_id") if "meter_id" in fast else _categorical(vals.pop("meter_id"), n)
     mcodes = np.asarray(meter.codes)
     cats = list(meter.categories)
     tz_override = src.get("tz")
     tz_of_cat = [str(tz_override or meter_tz.get(c, default_tz)) for c in cats]
     site_tz_of_cat = [meter_tz.get(c, default_tz) for c in cats]
-    tz_codes, tz_uniq = pd.factorize(pd.Series([*tz_of_cat, default_tz], dtype=object))
-    row_tz_codes = np.where(mcodes >= 0, tz_codes[:-1][mcodes] if len(cats) else 0, tz_codes[-1])
-    tz_rows = pd.Categorical.from_codes(row_tz_codes, categories=pd.Index(tz_uniq, dtype=object))
-    tz_arg: Any = str(tz_uniq[0]) if len(tz_uniq) == 1 else np.asarray(tz_rows, dtype=object)
+    # zones for naive timestamps: one string, or a categorical per row (never an object array)
+    tz_arg: Any = (
+        str(tz_of_cat[0])
+        if len(set(tz_of_cat)) == 1 and (len(cats) and (mcodes >= 0).all())
+        else _zone_rows([*tz_of_cat, default_tz], mcodes, sort=False)
+    )
+    if not isinstance(tz_arg, str) and len(tz_arg.categories) == 1:
+        tz_arg = str(tz_arg.categories[0])
     nonexistent = str(src.get("nonexistent", "quarantine"))
     reasons: dict[str, np.ndarray] = {}
     reasons["no meter id"] = mcodes < 0
@@ -914,23 +1215,36 @@ def _series_frame(
     frame: dict[str, Any] = {"meter_id": meter}
     end_inclusive = src.get("end_inclusive", False)
     for col in time_cols:
-        if col not in vals:
+        if col not in vals and col not in fast:
             continue
         spec = specs[col]
         add = 0
         if col == "end" and end_inclusive is True:
             add = 1
-        v = vals.pop(col)
-        if not isinstance(v, list):
-            v = [v] * n
-        ts, bad = parse_timestamps(
-            v,
-            tz=tz_arg,
-            fmt=spec.format if spec.format not in (None, "iso") else None,
-            order_keys=mcodes,
-            nonexistent=nonexistent,
-            add_days=add,
-        )
+        if col in fast:
+            ns, parsed = fast.pop(col)
+            ts, bad = _finish_fast_times(
+                ns,
+                parsed,
+                records,
+                spec.paths[0],
+                tz=tz_arg,
+                order_keys=mcodes,
+                nonexistent=nonexistent,
+                add_days=add,
+            )
+        else:
+            v = vals.pop(col)
+            if not isinstance(v, list):
+                v = [v] * n
+            ts, bad = parse_timestamps(
+                v,
+                tz=tz_arg,
+                fmt=spec.format if spec.format not in (None, "iso") else None,
+                order_keys=mcodes,
+                nonexistent=nonexistent,
+                add_days=add,
+            )
         reasons[f"{col} is missing"] = np.asarray(ts.isna()) & ~bad
         reasons[f"{col} cannot be parsed as a time (or does not exist in the local zone)"] = bad
         frame[col] = ts
@@ -939,7 +1253,10 @@ def _series_frame(
             frame["end"] = frame["start"] + pd.Timedelta(str(src["duration"]))
         elif end_inclusive == "auto":
             frame["end"] = _auto_inclusive_end(frame, tz_arg, mcodes)
-    value, bad_num = _floats(vals.pop(value_col), n)
+    if value_col in fast:
+        value, bad_num = fast.pop(value_col), np.zeros(n, dtype=bool)
+    else:
+        value, bad_num = _floats(vals.pop(value_col), n)
     reasons[f"{value_col} is missing"] = np.isnan(value) & ~bad_num
     reasons[f"{value_col} is not a number"] = bad_num
     frame[value_col] = value
@@ -949,7 +1266,10 @@ def _series_frame(
         nat = np.iinfo(np.int64).min
         reasons["end is not after start"] = (start != nat) & (end != nat) & (end <= start)
     for col in ("redelivery", "production", "cost"):
-        if col in vals:
+        if col in fast:
+            frame[col] = fast.pop(col)
+            reasons[f"{col} is not a number"] = np.zeros(n, dtype=bool)
+        elif col in vals:
             frame[col], badc = _floats(vals.pop(col), n)
             reasons[f"{col} is not a number"] = badc
     if "estimated" in vals:
@@ -974,21 +1294,12 @@ def _series_frame(
         )
     for col, v in vals.items():  # anything else: kept as text (metadata, flags, ...)
         frame[col] = _strings(v, n)
-    frame["timezone"] = (
-        pd.Categorical.from_codes(
-            np.asarray(meter.codes) if len(cats) else np.full(n, -1),
-            categories=pd.Index(site_tz_of_cat, dtype=object).unique(),
-            validate=False,
-        )
-        if len(set(site_tz_of_cat)) == len(site_tz_of_cat)
-        else pd.Categorical(np.asarray(site_tz_of_cat, dtype=object)[mcodes])
-    )
+    assert not fast, sorted(fast)
+    frame["timezone"] = _zone_rows([*site_tz_of_cat, None], mcodes, sort=True)
     frame["source"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[name])
     frame["method"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=["as-reported"])
     frame["_row"] = np.arange(n, dtype=np.int64)
-    out = pd.DataFrame(frame)
-    if table == "usage" and "end" in out:
-        pass
+    out = pd.DataFrame(frame, copy=False)  # the arrays are ours: no consolidating copy
     bad_any = np.zeros(n, dtype=bool)
     for m in reasons.values():
         bad_any |= m
@@ -1010,6 +1321,109 @@ def _series_frame(
         )
         out = out[~bad_any]
     return out, q
+
+
+def _zone_rows(zone_of_code: Sequence[Any], mcodes: np.ndarray, *, sort: bool) -> pd.Categorical:
+    """Per-row zone categorical from one zone per meter code (the last entry is for code -1).
+
+    Built from integer codes (no per-row object array); ``sort`` orders the categories.
+    """
+    zc, zu = pd.factorize(pd.Series(list(zone_of_code), dtype=object), use_na_sentinel=True)
+    cats = pd.Index(zu, dtype=object)
+    if sort and len(cats):
+        order = np.argsort(np.asarray(cats, dtype=str), kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        zc = np.where(zc >= 0, rank[np.maximum(zc, 0)], -1)
+        cats = cats[order]
+    lut = np.asarray(zc, dtype=np.int8 if len(cats) < 127 else np.int32)
+    rows = lut[mcodes] if len(mcodes) else lut[:0]  # code -1 picks the last entry
+    return pd.Categorical.from_codes(rows, categories=cats, validate=False)
+
+
+def _first_value(records: Sequence[Any], path: str) -> Any:
+    parts = _split_path(path)
+    for r in records[:1000]:
+        v = _walk(r, parts)
+        if v is not None and v == v:
+            return v
+    return None
+
+
+def _fast_series_columns(
+    specs: Mapping[str, _Spec],
+    records: Sequence[Any],
+    vmaps: Mapping[str, Any],
+    known_meters: Sequence[str],
+    time_cols: Sequence[str],
+) -> dict[str, Any]:
+    """Columns pulled by the fast paths: meter_id (categorical), numbers (float64), ISO times
+    (ns UTC, parsed mask). A column is left out when its fast path does not apply exactly."""
+    out: dict[str, Any] = {}
+    for col, spec in specs.items():
+        if spec.has_const or len(spec.paths) != 1 or col in vmaps:
+            continue
+        path = spec.paths[0]
+        got: Any = None
+        if col == "meter_id":
+            got = _fast_codes(records, path, known_meters)
+        elif col in ("consumption", "value", "redelivery", "production", "cost"):
+            got = _fast_floats(records, path)
+        elif (
+            col in time_cols
+            and spec.format in (None, "iso")
+            and isinstance(_first_value(records, path), str)
+        ):
+            got = _fast_iso(records, path)
+        if got is not None:
+            out[col] = got
+    return out
+
+
+def _finish_fast_times(
+    ns: np.ndarray,
+    parsed: np.ndarray,
+    records: Sequence[Any],
+    path: str,
+    *,
+    tz: Any,
+    order_keys: np.ndarray,
+    nonexistent: str,
+    add_days: int,
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Complete a fast ISO parse: rows it did not prove go through :func:`parse_timestamps`
+    (as strings, as the whole column would have), then ``add_days`` in local wall time."""
+    n = len(ns)
+    bad = np.zeros(n, dtype=bool)
+    every = bool(parsed.all())
+    if not every:
+        rest = np.flatnonzero(~parsed)
+        parts = _split_path(path)
+        values = [_walk(records[i], parts) for i in rest.tolist()]
+        ts, b = parse_timestamps(
+            values,
+            tz=tz if isinstance(tz, str) else tz[rest],
+            fmt="iso",
+            order_keys=order_keys[rest],
+            nonexistent=nonexistent,
+            add_days=add_days,
+        )
+        ns[rest] = ts.as_unit("ns").asi8
+        bad[rest] = b
+    if add_days and parsed.any():
+        idx = None if every else np.flatnonzero(parsed)
+        sub = utc_index(ns if idx is None else ns[idx])
+        shifted = _add_local_days(
+            sub,
+            tz if isinstance(tz, str) or idx is None else tz[idx],
+            add_days,
+            order_keys if idx is None else order_keys[idx],
+        )
+        if idx is None:
+            ns = shifted.as_unit("ns").asi8
+        else:
+            ns[idx] = shifted.as_unit("ns").asi8
+    return utc_index(ns), bad
 
 
 def _auto_inclusive_end(frame: dict[str, Any], tz: Any, mcodes: np.ndarray) -> pd.DatetimeIndex:
