@@ -18,6 +18,10 @@ Sections
 ``[units]``           units: aliases and per-provider choices (therm flavour, heating value)
 ``[validation]``      validation: severities and thresholds overrides
 ``[sync]``            sync/store: state path, look-back, deactivation guard
+``[reconcile.X]``     sync/export: provider-reported totals to compare exported totals with
+``[extensions.X]``    provider modules' own options (e.g. ``[extensions.ecostruxure]``)
+
+Every key is listed in docs/profiles.md.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ KNOWN_SECTIONS = (
     "units",
     "validation",
     "sync",
+    "reconcile",
     "extensions",
 )
 
