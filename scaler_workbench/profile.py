@@ -226,16 +226,7 @@ class Profile:
                 key="provider.environment",
                 provider=name,
             )
-        for section in (
-            "auth",
-            "client",
-            "paginator",
-            "resources",
-            "mapping",
-            "units",
-            "validation",
-            "sync",
-        ):
+        for section in KNOWN_SECTIONS:
             if section in data and not isinstance(data[section], dict):
                 raise ProfileError(f"[{section}] must be a table", key=section, provider=name)
         for rname, res in data.get("resources", {}).items():

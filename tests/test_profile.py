@@ -88,6 +88,7 @@ def test_resolve_path_is_relative_to_the_profile(tmp_path: Path) -> None:
             "provider.environment",
         ),
         ("[provider]\nname='a'\n[environments.x]\nbase_url='https://a'\n[bogus]\n", "bogus"),
+        ("sync = 3\n[provider]\nname='a'\n[environments.x]\nbase_url='https://a'\n", "sync"),
         (
             "[provider]\nname='a'\n[environments.x]\nbase_url='https://a'\n[resources.s]\nparams={}\n",
             "resources.s.path",
