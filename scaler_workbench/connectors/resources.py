@@ -10,9 +10,15 @@ A resource is one list endpoint::
     parent_params = { site_id = "id" }     # path param <- parent record field
     parent_filter = { kind = "interval" }  # optional: only some parents (value or list)
 
+A ``parent_params`` path with ``[*]`` (``serial = "meters[*].serial_number"``) gives one
+sequence per element: a parent record holding a list of children fans out.
+
 Other keys: ``method``, ``params``, ``json``, ``headers``, ``paginator`` (overrides the
 profile's ``[paginator]``; ``"none"`` for a single request), ``format`` (auto/json/xml),
-``namespaces`` (XML prefix -> URI), ``date_range`` (see :mod:`.dates`), ``incremental``
+``namespaces`` (XML prefix -> URI), ``add_fields`` (constant fields stamped on every record,
+e.g. ``{ commodity = "gas" }`` when the endpoint itself says what its records are),
+``inherit_parent`` (true: ``_parent`` also carries the parent's own ``_parent``, so a
+grandchild can map ``_parent.property_id``), ``date_range`` (see :mod:`.dates`), ``incremental``
 (``cursor_path``, ``lookback_days``, and ``param``/``format`` for APIs filtered by an "updated
 since" parameter instead of a date range), ``on_error`` (``"skip"``: record a failed page and
 go on with the next parent/window; ``"raise"``).
@@ -35,7 +41,7 @@ from urllib.parse import quote
 
 from scaler_workbench._secrets import get_logger, redact_url
 from scaler_workbench.clock import Clock
-from scaler_workbench.connectors._body import FORMATS, find_value, select_records
+from scaler_workbench.connectors._body import FORMATS, _walk_json, find_value, select_records
 from scaler_workbench.connectors.client import Client, Reply
 from scaler_workbench.connectors.dates import (
     DateRange,
@@ -95,6 +101,8 @@ RESOURCE_KEYS = (
     "incremental",
     "on_error",
     "description",
+    "add_fields",
+    "inherit_parent",
 )
 _MAX_KEPT = 100
 
@@ -121,6 +129,8 @@ class ResourceSpec:
     date_range: DateRange | None = None
     incremental: dict[str, Any] = field(default_factory=dict)
     on_error: str = "skip"
+    add_fields: dict[str, Any] = field(default_factory=dict)
+    inherit_parent: bool = False
 
     @classmethod
     def from_profile(cls, name: str, table: Mapping[str, Any], *, profile: Any) -> ResourceSpec:
@@ -161,6 +171,13 @@ class ResourceSpec:
             raise ProfileError(
                 f"{key}.incremental needs cursor_path", key=f"{key}.incremental.cursor_path"
             )
+        add_fields = table.get("add_fields", {})
+        if not isinstance(add_fields, Mapping) or any(str(k).startswith("_") for k in add_fields):
+            raise ProfileError(
+                f"{key}.add_fields must be a table of constant fields (names not starting with _)",
+                key=f"{key}.add_fields",
+                hint='e.g. add_fields = { commodity = "gas" }',
+            )
         paginator = table.get(
             "paginator", profile.section("paginator") or None if profile else None
         )
@@ -186,6 +203,8 @@ class ResourceSpec:
             ),
             incremental=incremental,
             on_error=on_error,
+            add_fields=dict(add_fields),
+            inherit_parent=bool(table.get("inherit_parent", False)),
         )
 
     def key_of(self, record: Mapping[str, Any]) -> str | None:
@@ -358,6 +377,8 @@ class Connector:
         self.profile = profile
         self.client = client or Client(profile, clock=clock)
         self._specs: dict[str, ResourceSpec] = {}
+        #: per resource: path parameters -> the parent's own ``_parent`` (``inherit_parent``)
+        self._ancestors: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.profile.name!r}, client={self.client!r})"
@@ -499,20 +520,32 @@ class Connector:
     def parent_values(
         self, spec: ResourceSpec, parent_records: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        """Path parameters for each (filtered, de-duplicated) parent record, in order."""
+        """Path parameters for each (filtered, de-duplicated) parent record, in order.
+
+        A ``parent_params`` path with ``[*]`` yields one entry per value it selects (several
+        wildcard paths are zipped element-wise, e.g. ``meters[*].serial_number``).
+        """
         out: list[dict[str, Any]] = []
         seen: set[tuple[Any, ...]] = set()
+        ancestors: dict[tuple[Any, ...], dict[str, Any]] = {}
+        if spec.inherit_parent:
+            self._ancestors[spec.name] = ancestors
         for rec in parent_records:
             if not _matches(rec, spec.parent_filter):
                 continue
-            values = {p: find_value(rec, f) for p, f in spec.parent_params.items()}
-            if any(v in (None, "") for v in values.values()):
-                log.warning("%s: a parent record lacks %s; skipped", spec.name, spec.parent_params)
-                continue
-            key = tuple(values.items())
-            if key not in seen:
-                seen.add(key)
-                out.append(values)
+            for values in _param_sets(rec, spec.parent_params):
+                if any(v in (None, "") for v in values.values()):
+                    log.warning(
+                        "%s: a parent record lacks %s; skipped", spec.name, spec.parent_params
+                    )
+                    continue
+                key = tuple(values.items())
+                if key not in seen:
+                    seen.add(key)
+                    out.append(values)
+                    inherited = rec.get("_parent") if spec.inherit_parent else None
+                    if isinstance(inherited, Mapping):
+                        ancestors[key] = dict(inherited)
         return out
 
     def fetch_resource(
@@ -646,8 +679,18 @@ class Connector:
                 ):
                     pages.append(page)
                     if path_params:
+                        stamp = {
+                            **self._ancestors.get(spec.name, {}).get(
+                                tuple(path_params.items()), {}
+                            ),
+                            **path_params,
+                        }
                         for rec in page:
-                            rec["_parent"] = dict(path_params)
+                            rec["_parent"] = dict(stamp)
+                    if spec.add_fields:
+                        for rec in page:
+                            for k, v in spec.add_fields.items():
+                                rec.setdefault(k, v)
                     kept.extend(page)
                     if on_page is not None:
                         on_page(page)
@@ -789,6 +832,19 @@ def _watermark_for(watermarks: Any, pkey: str) -> Any:
     if isinstance(watermarks, Mapping):
         return watermarks.get(pkey)
     return watermarks
+
+
+def _param_sets(record: Mapping[str, Any], params: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Path parameters from one parent record; ``[*]`` paths fan out (zipped element-wise)."""
+    fixed = {p: find_value(record, f) for p, f in params.items() if "[*]" not in f}
+    wild = {p: f for p, f in params.items() if "[*]" in f}
+    if not wild:
+        return [fixed]
+    columns = {p: _walk_json(record, f)[0] for p, f in wild.items()}
+    n = min(len(v) for v in columns.values())
+    if any(len(v) != n for v in columns.values()):
+        log.warning("parent_params %s select lists of different lengths; zipped to %d", wild, n)
+    return [{**fixed, **{p: columns[p][i] for p in wild}} for i in range(n)]
 
 
 def _matches(record: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
