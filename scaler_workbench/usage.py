@@ -169,42 +169,87 @@ def calendarize(usage: pd.DataFrame, *, freq: str = "month") -> pd.DataFrame:
     UsageError
         For an unknown ``freq``.
     """
+    return _calendarize(usage, freq=freq, keep=None)
+
+
+def _zones(usage: pd.DataFrame, n: int) -> pd.Categorical:
+    """The rows' site zones as a categorical with sorted, used categories; missing -> UTC."""
+    if "timezone" not in usage:
+        return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=["UTC"])
+    col = usage["timezone"]
+    cat = col.array if isinstance(col.dtype, pd.CategoricalDtype) else None
+    if cat is None:
+        return pd.Categorical(col.astype(object).fillna("UTC"))
+    codes = np.asarray(cat.codes)
+    used = np.bincount(
+        codes[codes >= 0] if (codes < 0).any() else codes, minlength=len(cat.categories)
+    )
+    names = [str(c) for c, u in zip(cat.categories, used, strict=True) if u > 0]
+    if (codes < 0).any():
+        names.append("UTC")
+    cats = sorted(set(names))
+    lut = np.full(len(cat.categories) + 1, -1, dtype=np.int64)
+    for i, c in enumerate(cat.categories):
+        if str(c) in cats:
+            lut[i] = cats.index(str(c))
+    lut[-1] = cats.index("UTC") if "UTC" in cats else -1
+    small = lut.astype(np.int8 if len(cats) < 127 else np.int32)
+    if (lut[:-1] == np.arange(len(cat.categories))).all() and not (codes < 0).any():
+        rows = codes
+    else:
+        rows = small[codes]  # code -1 reads the last entry
+    return pd.Categorical.from_codes(rows, categories=pd.Index(cats, dtype=object), validate=False)
+
+
+def _month_of_day(day0: int, day1: int) -> np.ndarray:
+    """Months since 1970 of each day ``day0..day1`` (days since 1970): a small lookup table."""
+    days = np.arange(day0, day1 + 1, dtype=np.int64)
+    return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+
+
+def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> pd.DataFrame:
+    """:func:`calendarize` over the rows where ``keep`` is True (all when None), no copy."""
     if freq not in _FREQS:
         raise UsageError(
             f"unknown period {freq!r}", hint=f"Use one of {_FREQS} (or 'none' in the mapping)."
         )
-    if not len(usage):
+    if not len(usage) or (keep is not None and not keep.any()):
         return usage.iloc[0:0]
+    if keep is not None and keep.all():
+        keep = None
     n = len(usage)
     meter = _cat(usage["meter_id"])
-    mcodes = np.asarray(meter.codes, dtype=np.int64)
+    mcodes = np.asarray(meter.codes)
     nmeter = len(meter.categories)
     source = _cat(usage["source"]) if "source" in usage else pd.Categorical(["usage"] * n)
-    scodes = np.asarray(source.codes, dtype=np.int64)
+    scodes = np.asarray(source.codes)
     nsrc = max(1, len(source.categories))
-    tzc = (
-        _cat(usage["timezone"].astype(object).fillna("UTC"))
-        if "timezone" in usage
-        else pd.Categorical(["UTC"] * n)
-    )
-    tzcodes = np.asarray(tzc.codes, dtype=np.int64)
+    tzc = _zones(usage, n)
+    tzcodes = np.asarray(tzc.codes)
     start = _ns(usage["start"])
     end = _ns(usage["end"])
 
-    wall_s = np.empty(n, dtype=np.int64)
-    wall_e = np.empty(n, dtype=np.int64)
-    single_tz = len(tzc.categories) == 1
-    for z, zone in enumerate(tzc.categories):
-        if single_tz:
-            wall_s[:] = _wall(start, str(zone))
-            wall_e[:] = _wall(end, str(zone))
-        else:
+    if len(tzc.categories) == 1:
+        wall_s = _wall(start, str(tzc.categories[0]))
+        wall_e = _wall(end, str(tzc.categories[0]))
+    else:
+        wall_s = np.empty(n, dtype=np.int64)
+        wall_e = np.empty(n, dtype=np.int64)
+        for z, zone in enumerate(tzc.categories):
             m = tzcodes == z
             wall_s[m] = _wall(start[m], str(zone))
             wall_e[m] = _wall(end[m], str(zone))
-    p0 = _period_index(wall_s, freq)
-    p1 = _period_index(wall_e - 1, freq)
+    day_s = np.floor_divide(wall_s, DAY_NS)
+    day_e = np.floor_divide(wall_e - 1, DAY_NS)  # the day of the last instant (end exclusive)
+    if freq == "day":
+        p0, p1 = day_s, day_e
+    else:
+        dmin = int(min(day_s.min(), day_e.min()))
+        table = _month_of_day(dmin, int(max(day_s.max(), day_e.max())))
+        p0 = table[day_s - dmin]
+        p1 = table[day_e - dmin]
     split = p1 > p0
+    del day_e, p1
 
     values = {c: _floats(usage, c) for c in _SUM_COLS}
     est = (
@@ -213,7 +258,14 @@ def calendarize(usage: pd.DataFrame, *, freq: str = "month") -> pd.DataFrame:
         else None
     )
     # pieces: row index, period index, share, split flag
+    row: np.ndarray | None = None
+    share = last_piece = None
     if split.any():
+        p1 = (
+            np.floor_divide(wall_e - 1, DAY_NS)
+            if freq == "day"
+            else table[np.floor_divide(wall_e - 1, DAY_NS) - dmin]
+        )
         counts = np.where(split, p1 - p0 + 1, 1)
         row = np.repeat(np.arange(n, dtype=np.int64), counts)
         offs = np.arange(len(row), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -226,13 +278,17 @@ def calendarize(usage: pd.DataFrame, *, freq: str = "month") -> pd.DataFrame:
         last_piece = np.ones(len(row), dtype=bool)
         last_piece[:-1] = row[1:] != row[:-1]
         cover_days = np.where(is_split, (pe - ps) / DAY_NS, (wall_e - wall_s)[row] / DAY_NS)
+        sub_daily = ((wall_e - wall_s) <= DAY_NS)[row] & ~is_split
+        wall_day = day_s[row]
     else:
-        row = None
         per = p0
-        is_split = np.zeros(n, dtype=bool)
-        share = None
-        last_piece = None
-        cover_days = (wall_e - wall_s) / DAY_NS
+        is_split = None
+        dur_ns = wall_e - wall_s
+        sub_daily = dur_ns <= DAY_NS
+        cover_days = None if sub_daily.all() else dur_ns / DAY_NS
+        del dur_ns
+        wall_day = day_s
+    del wall_s, wall_e
 
     def take(a: np.ndarray) -> np.ndarray:
         return a if row is None else a[row]
@@ -259,51 +315,82 @@ def calendarize(usage: pd.DataFrame, *, freq: str = "month") -> pd.DataFrame:
     nper = int(per.max()) - pmin + 1
     nz = len(tzc.categories)
     nkeys = nmeter * nsrc * nz * nper
-    if nkeys <= max(4 * len(per), 1 << 22):
-        dense = ((m_p * nsrc + s_p) * nz + z_p) * nper + (per - pmin)
-        kcodes, kuniq = pd.factorize(dense, sort=True)
+    # dense key per piece; rows set aside (keep False) get the sentinel key ``nkeys``
+    dense = m_p.astype(np.int64)
+    if nsrc > 1:
+        dense *= nsrc
+        dense += s_p
+    if nz > 1:
+        dense *= nz
+        dense += z_p
+    dense *= nper
+    dense += per
+    dense -= pmin
+    if keep is not None:
+        dense[~take(keep)] = nkeys
+    if nkeys <= max(4 * len(per), 1 << 22):  # small key space: count straight into it
+        kc, space = dense, nkeys + 1
+        counts_all = np.bincount(kc, minlength=space)
+        sel = np.flatnonzero(counts_all[:nkeys] > 0)
     else:  # sparse key space
-        dense = ((m_p * nsrc + s_p) * nz + z_p) * nper + (per - pmin)
-        kcodes, kuniq = pd.factorize(dense, sort=True)
-    kcodes = kcodes.astype(np.int64)
-    nk = len(kuniq)
+        kc, kuniq = pd.factorize(dense, sort=True)
+        kc = kc.astype(np.int64)
+        space = len(kuniq)
+        counts_all = np.bincount(kc, minlength=space)
+        sel = np.flatnonzero(kuniq != nkeys)
+    del dense
+    nk = len(sel)
+
+    def per_key(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(kc, weights=weights, minlength=space)[sel]
+
     sums: dict[str, np.ndarray] = {}
+    n_int = counts_all[sel]
     for c, v in values.items():
         if v is None:
             continue
         pv = piece_values(v)
-        ok = ~np.isnan(pv)
-        s = np.bincount(kcodes, weights=np.where(ok, pv, 0.0), minlength=nk)
-        cnt = np.bincount(kcodes, weights=ok, minlength=nk)
+        nan = np.isnan(pv)
+        if nan.any():
+            s = per_key(np.where(nan, 0.0, pv))
+            cnt = per_key(~nan)
+        else:
+            s, cnt = per_key(pv), n_int
         sums[c] = np.where(cnt > 0, s, np.nan)
-    n_int = np.bincount(kcodes, minlength=nk)
-    split_any = np.bincount(kcodes, weights=is_split, minlength=nk) > 0
+    split_any = per_key(is_split) > 0 if is_split is not None else np.zeros(nk, dtype=bool)
     if est is not None:
         ep = take(est)
-        known = np.bincount(kcodes, weights=~np.isnan(ep), minlength=nk)
-        anyest = np.bincount(kcodes, weights=np.nan_to_num(ep), minlength=nk) > 0
+        known = per_key(~np.isnan(ep))
+        anyest = per_key(np.nan_to_num(ep)) > 0
         estimated = pd.array(np.where(known > 0, anyest, False), dtype="boolean")
         estimated[known == 0] = pd.NA
     else:
         estimated = pd.array([pd.NA] * nk, dtype="boolean")
     # days with data: sub-daily rows mark their local day; multi-day rows add their days
-    sub_daily = take((wall_e - wall_s) <= DAY_NS) & ~is_split
-    wall_day = take(np.floor_divide(wall_s, DAY_NS))
+    if is_split is None and cover_days is None:
+        sub_daily = None  # every row is sub-daily
     days = np.zeros(nk, dtype=np.float64)
-    if sub_daily.any():
-        dk = kcodes[sub_daily] * 0  # placeholder for shape
-        dmin = int(wall_day[sub_daily].min())
-        dspan = int(wall_day[sub_daily].max()) - dmin + 1
-        dk = kcodes[sub_daily].astype(np.int64) * dspan + (wall_day[sub_daily] - dmin)
-        uday = np.unique(dk)
-        days += np.bincount(uday // dspan, minlength=nk)
-    if (~sub_daily).any():
-        days += np.bincount(kcodes[~sub_daily], weights=cover_days[~sub_daily], minlength=nk)
+    marks = wall_day if sub_daily is None else wall_day[sub_daily]
+    if len(marks):
+        kd = kc if sub_daily is None else kc[sub_daily]
+        dmin_m = int(marks.min())
+        dspan = int(marks.max()) - dmin_m + 1
+        if space * dspan <= max(8 * len(marks), 1 << 24):  # dense (key, day) marks
+            mark = np.zeros(space * dspan, dtype=bool)
+            mark[kd * dspan + (marks - dmin_m)] = True
+            days += mark.reshape(space, dspan).sum(axis=1)[sel]
+        else:
+            uday = np.unique(kd * dspan + (marks - dmin_m))
+            days += np.bincount(uday // dspan, minlength=space)[sel]
+    if sub_daily is not None and not sub_daily.all():
+        multi = ~sub_daily
+        days += np.bincount(kc[multi], weights=cover_days[multi], minlength=space)[sel]
     days_with_data = np.ceil(np.round(days, 6)).astype(np.int64)
 
-    first, last = _first_last(kcodes, nk)
-    src_row_first = take(np.arange(n))[first]
-    src_row_last = take(np.arange(n))[last]
+    first_all, last_all = _first_last(kc, space)
+    first, last = first_all[sel], last_all[sel]
+    src_row_first = first if row is None else row[first]
+    src_row_last = last if row is None else row[last]
     # period bounds
     key_per = per[first]
     key_tz = z_p[first]
@@ -338,12 +425,12 @@ def calendarize(usage: pd.DataFrame, *, freq: str = "month") -> pd.DataFrame:
         out["raw_value"] = sums["raw_value"]
     fac = _floats(usage, "factor")
     if fac is not None:
+        # one factor per key, or NaN when its rows were converted with different factors
         fp = take(fac)
-        fmin = np.full(nk, np.inf)
-        fmax = np.full(nk, -np.inf)
-        np.minimum.at(fmin, kcodes, fp)
-        np.maximum.at(fmax, kcodes, fp)
-        out["factor"] = np.where(fmin == fmax, fmin, np.nan)
+        fk = fp[first_all.clip(0)]
+        differs = ~(fp == fk[kc])
+        mixed = np.bincount(kc[differs], minlength=space)[sel] > 0
+        out["factor"] = np.where(mixed, np.nan, fk[sel])
     # method
     base = _cat(usage["method"]) if "method" in usage else pd.Categorical(["as-reported"] * n)
     bcodes = np.asarray(base.codes)[src_row_first]
@@ -383,9 +470,9 @@ def _source_ids(
     n_int: np.ndarray,
 ) -> pd.Series:
     if "source_id" in usage and usage["source_id"].notna().any():
-        sid = usage["source_id"].astype(object).to_numpy()
-        a = sid[first].astype(str)
-        b = sid[last].astype(str)
+        sid = usage["source_id"]
+        a = sid.take(first).astype(object).to_numpy().astype(str)
+        b = sid.take(last).astype(object).to_numpy().astype(str)
     else:
         rows = (
             usage["_row"].to_numpy(dtype=np.int64)
@@ -565,47 +652,83 @@ def resolve_conflicts(
     UsageError
         With ``duplicates = "error"`` when a duplicate exists.
     """
+    loser, q = _conflict_losers(frame, keys=keys, policy=policy, table=table)
+    return (frame if loser is None else frame[~loser]), q
+
+
+def _conflict_losers(
+    frame: pd.DataFrame,
+    *,
+    keys: Sequence[str] = ("meter_id", "start", "end"),
+    policy: Mapping[str, Any] | None = None,
+    table: str = "usage",
+) -> tuple[np.ndarray | None, pd.DataFrame]:
+    """The rows :func:`resolve_conflicts` sets aside (None: none) and their quarantine rows.
+
+    When the keys are already in non-decreasing order (records grouped by meter and in time
+    order, the usual case) duplicates are adjacent: only the rows of duplicated keys are ranked,
+    nothing is sorted and no frame is copied.
+    """
     from scaler_workbench.transform import quarantine_rows
 
     pol = {**POLICY_DEFAULTS, **(policy or {})}
     n = len(frame)
     if n < 2:
-        return frame, empty_frame(QUARANTINE)
-    mcodes = np.asarray(_cat(frame[keys[0]]).codes, dtype=np.int64)
+        return None, empty_frame(QUARANTINE)
+    mcodes = np.asarray(_cat(frame[keys[0]]).codes)
     tcols = [_ns(frame[k]) for k in keys[1:]]
-    # fast path: strictly increasing (meter, time...) in record order means no duplicates
-    if len(tcols) >= 1:
-        t0 = tcols[0]
-        inc = (mcodes[1:] > mcodes[:-1]) | ((mcodes[1:] == mcodes[:-1]) & (t0[1:] > t0[:-1]))
-        if inc.all():
-            return frame, empty_frame(QUARANTINE)
+    # (meter, time...) non-decreasing in record order: equal keys are adjacent
+    ordered = None
+    if tcols:
+        eq = mcodes[1:] == mcodes[:-1]
+        le = (mcodes[1:] > mcodes[:-1]) | eq
+        for t in tcols:
+            tb, ta = t[1:], t[:-1]
+            le &= ~eq | (tb >= ta)
+            if not le.all():
+                break
+            eq &= tb == ta
+        else:
+            if le.all():
+                ordered = eq  # eq[i]: row i+1 has the same key as row i
+    if ordered is not None:
+        if not ordered.any():
+            return None, empty_frame(QUARANTINE)
+        d = np.flatnonzero(ordered)
+        rows = np.unique(np.concatenate([d, d + 1]))  # every row of a duplicated key
+    else:
+        rows = np.arange(n, dtype=np.int64)
     rank_cols: list[np.ndarray] = []
-    order_pos = np.arange(n, dtype=np.int64)
-    rank_cols.append(order_pos if pol["duplicates"] != "first" else -order_pos)
+    rank_cols.append(rows if pol["duplicates"] != "first" else -rows)
     if "revision" in frame:
-        rank_cols.append(np.nan_to_num(frame["revision"].to_numpy(np.float64), nan=-np.inf))
+        rev = frame["revision"].to_numpy(np.float64)[rows]
+        rank_cols.append(np.nan_to_num(rev, nan=-np.inf))
     if pol["prefer_actual"] and "estimated" in frame:
-        est = frame["estimated"].to_numpy(dtype=np.float64, na_value=0.0) > 0
+        est = frame["estimated"].to_numpy(dtype=np.float64, na_value=0.0)[rows] > 0
         rank_cols.append((~est).astype(np.int64))
-    order = np.lexsort((*rank_cols, *reversed(tcols), mcodes))
-    m_s = mcodes[order]
+    sub_m = mcodes[rows].astype(np.int64)
+    sub_t = [t[rows] for t in tcols]
+    order = np.lexsort((*rank_cols, *reversed(sub_t), sub_m))
+    m_s = sub_m[order]
     same = m_s[1:] == m_s[:-1]
-    for t in tcols:
+    for t in sub_t:
         ts = t[order]
         same &= ts[1:] == ts[:-1]
     if not same.any():
-        return frame, empty_frame(QUARANTINE)
+        return None, empty_frame(QUARANTINE)
     if pol["duplicates"] == "error":
         raise UsageError(
             f"{int(same.sum())} duplicate {table} row(s) on {list(keys)}",
             hint="Set [mapping.policy] duplicates = 'latest' to keep the latest revision.",
         )
     loser = np.zeros(n, dtype=bool)
-    loser[order[:-1][same]] = True  # every row followed by a preferred row with the same key
-    set_aside = frame[loser]
+    # every row followed (in preference order) by a preferred row with the same key
+    loser[rows[order[:-1][same]]] = True
+    lidx = np.flatnonzero(loser)
+    set_aside = frame.iloc[lidx]
     kept_est = None
     if "estimated" in frame:
-        kept_est = frame["estimated"].to_numpy(dtype=np.float64, na_value=0.0)[loser]
+        kept_est = set_aside["estimated"].to_numpy(dtype=np.float64, na_value=0.0)
     why = "an actual value beats an estimate, then the latest revision / later record"
     reasons = [
         f"duplicate {table} row for the same {'/'.join(keys)}: set aside by policy "
@@ -614,7 +737,7 @@ def resolve_conflicts(
         for i in range(len(set_aside))
     ]
     q = quarantine_rows(set_aside, table=table, stage="usage", rule="duplicate", reasons=reasons)
-    return frame[~loser], q
+    return loser, q
 
 
 def period_report(usage: pd.DataFrame) -> pd.DataFrame:
@@ -747,22 +870,27 @@ def process_usage(
 
     usage = tables.usage
     if len(usage):
-        usage, q = resolve_conflicts(usage, policy=policy, table="usage")
+        # duplicates are masked, not copied out: calendarize sums only the kept rows
+        loser, q = _conflict_losers(usage, policy=policy, table="usage")
         q_parts.append(q)
+        keep_all = None if loser is None else ~loser
         sources = (
             _cat(usage["source"]) if "source" in usage else pd.Categorical(["usage"] * len(usage))
         )
         codes = np.asarray(sources.codes)
+        multi = len(sources.categories) > 1
         for i, name in enumerate(sources.categories):
-            part = usage[codes == i] if len(sources.categories) > 1 else usage
+            mask = codes == i if multi else None
+            part = usage[mask] if mask is not None else usage
+            keep = keep_all if keep_all is None or mask is None else keep_all[mask]
             src = (m.get("usage") or {}).get(str(name), {})
             freq = _period_option(src, "aggregate", "prorate")
             if src.get("kind", "intervals") != "intervals" or freq is None:
-                report_parts.append(period_report(part))
+                report_parts.append(period_report(part if keep is None else part[keep]))
             if freq in _FREQS:
-                out_parts.append(calendarize(part, freq=freq))
+                out_parts.append(_calendarize(part, freq=freq, keep=keep))
             else:
-                out_parts.append(part)
+                out_parts.append(part if keep is None else part[keep])
 
     readings = tables.readings
     if len(readings):

@@ -1,0 +1,133 @@
+"""The fast paths of the usage engine give exactly what the general paths give.
+
+* ``resolve_conflicts`` on keys already in order (adjacent duplicates: only those rows ranked)
+  versus the same rows shuffled (the general full sort);
+* ``calendarize`` over a keep mask (no frame copy) versus over the filtered frame;
+* ``process_usage`` keeps set-aside duplicates out of the sums.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaler_workbench.schema import Tables
+from scaler_workbench.usage import _calendarize, _conflict_losers, calendarize, resolve_conflicts
+
+BASE = pd.Timestamp("2023-01-01", tz="UTC")
+ZONES = ["Europe/London", "America/New_York", "Asia/Kolkata"]
+
+
+def _frame(rows, *, estimated: bool, zones: bool) -> pd.DataFrame:
+    meters = [r[0] for r in rows]
+    start = BASE + pd.to_timedelta([30 * r[1] for r in rows], unit="min")
+    frame = pd.DataFrame(
+        {
+            "meter_id": pd.Categorical([f"M{m}" for m in meters]),
+            "start": start,
+            "end": start + pd.to_timedelta([30 * r[2] for r in rows], unit="min"),
+            "consumption": [r[3] for r in rows],
+            "raw_value": [r[3] for r in rows],
+            "factor": 1.0,
+            "source": pd.Categorical(["u"] * len(rows)),
+            "_row": np.arange(len(rows)),
+        }
+    )
+    if zones:
+        frame["timezone"] = pd.Categorical([ZONES[m % 3] if m < 3 else None for m in meters])
+    if estimated:
+        frame["estimated"] = pd.array([r[4] for r in rows], dtype="boolean")
+    return frame
+
+
+ROWS = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # meter
+        st.integers(0, 24 * 2 * 70),  # start, half-hours from 2023-01-01 (crosses months)
+        st.sampled_from([1, 1, 1, 2, 48, 24 * 2 * 40]),  # duration, half-hours
+        st.floats(0, 1e3),
+        st.one_of(st.none(), st.booleans()),
+    ),
+    min_size=2,
+    max_size=80,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ROWS, st.booleans(), st.sampled_from(["latest", "first"]), st.booleans())
+def test_property_ordered_fast_path_matches_the_general_sort(rows, estimated, dup, actual):
+    frame = _frame(rows, estimated=estimated, zones=False)
+    # the same records grouped and in time order (repeats kept in arrival order): fast path
+    ordered = frame.sort_values(["meter_id", "start", "end"], kind="stable")
+    policy = {"duplicates": dup, "prefer_actual": actual}
+    kept_a, q_a = resolve_conflicts(ordered, policy=policy)
+    kept_b, q_b = resolve_conflicts(frame, policy=policy)  # record order: general path
+    assert sorted(kept_a["_row"]) == sorted(kept_b["_row"])
+    assert sorted(q_a["record"]) == sorted(q_b["record"])
+    assert len(kept_a) + len(q_a) == len(frame)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ROWS, st.booleans(), st.booleans(), st.sampled_from(["month", "day"]))
+def test_property_calendarize_over_a_keep_mask_equals_the_filtered_frame(
+    rows, estimated, zones, freq
+):
+    frame = _frame(rows, estimated=estimated, zones=zones)
+    keep = np.arange(len(frame)) % 3 != 1
+    a = calendarize(frame[keep], freq=freq).reset_index(drop=True)
+    b = _calendarize(frame, freq=freq, keep=keep).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_categorical=False)
+
+
+def test_adjacent_duplicates_need_no_sort_and_rank_only_their_rows():
+    frame = _frame(
+        [(0, 0, 1, 1.0, False), (0, 1, 1, 2.0, True), (0, 1, 1, 3.0, False), (1, 0, 1, 4.0, None)],
+        estimated=True,
+        zones=True,
+    )
+    loser, q = _conflict_losers(frame, policy={"duplicates": "latest"})
+    assert loser is not None and loser.tolist() == [False, True, False, False]
+    assert len(q) == 1 and "[this row is an estimate]" in q["reason"].iloc[0]
+    frame.loc[2, "estimated"] = True  # both estimates: the later record wins
+    frame.loc[1, "estimated"] = False  # ... unless the earlier one is an actual
+    loser, _ = _conflict_losers(frame, policy={"duplicates": "latest"})
+    assert loser.tolist() == [False, False, True, False]
+
+
+def test_no_duplicates_in_order_returns_no_mask():
+    frame = _frame([(0, i, 1, 1.0, None) for i in range(10)], estimated=False, zones=False)
+    loser, q = _conflict_losers(frame)
+    assert loser is None and len(q) == 0
+
+
+def test_duplicates_error_policy_still_raises_on_the_fast_path():
+    from scaler_workbench.exceptions import UsageError
+
+    frame = _frame([(0, 0, 1, 1.0, None), (0, 0, 1, 2.0, None)], estimated=False, zones=False)
+    with pytest.raises(UsageError, match="duplicate"):
+        resolve_conflicts(frame, policy={"duplicates": "error"})
+
+
+def test_process_usage_sums_only_the_kept_duplicate():
+    from scaler_workbench.profile import Profile
+    from scaler_workbench.usage import process_usage
+
+    profile = Profile.from_dict(
+        {
+            "provider": {"name": "t", "timezone": "Europe/London"},
+            "environments": {"x": {"base_url": "http://127.0.0.1"}},
+            "mapping": {"usage": {"u": {"resource": "u", "aggregate": "month", "fields": {}}}},
+        }
+    )
+    frame = _frame(
+        [(0, 0, 1, 1.0, None), (0, 1, 1, 2.0, None), (0, 1, 1, 5.0, None)],
+        estimated=False,
+        zones=True,
+    )
+    out = process_usage(Tables(usage=frame), profile)
+    assert out.usage["consumption"].tolist() == [6.0]
+    assert out.usage["n_intervals"].tolist() == [2]
+    assert (out.quarantine["rule"] == "duplicate").sum() == 1
