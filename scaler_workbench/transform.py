@@ -964,9 +964,12 @@ def _records_for(
     resource = source.get("resource")
     if not resource:
         raise MappingError(f"{where} needs a resource", hint=f"Add resource = ... to [{where}].")
-    if resource not in raw:
+    if isinstance(resource, list):  # several endpoints feed one table (e.g. elec + gas points)
+        records = [r for name in resource for r in raw.get(str(name), [])]
+    elif resource not in raw:
         return [], None, []
-    records = cast("list[Mapping[str, Any]]", raw[resource])
+    else:
+        records = cast("list[Mapping[str, Any]]", raw[resource])
     explode = source.get("explode")
     if not explode:
         return records, None, []

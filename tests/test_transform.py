@@ -235,3 +235,24 @@ def test_sandbox_profile_pipeline_matches_ground_truth():
     rel = (mg["consumption"] - mg["consumption_gt"]).abs() / mg["consumption_gt"].abs()
     assert rel.max() < 1e-9
     assert (t.quarantine["severity"] != "error").all()
+
+
+def test_one_table_fed_by_several_resources():
+    m = {
+        "meters": {
+            "resource": ["elec_points", "gas_points"],
+            "fields": {
+                "meter_id": "id",
+                "asset_id": {"const": "S1"},
+                "meter_type": {"const": "Energy"},
+                "raw_unit": "unit",
+            },
+        }
+    }
+    raw = {
+        "elec_points": [{"id": "E1", "unit": "kWh"}],
+        "gas_points": [{"id": "G1", "unit": "m3"}, {"id": "G2", "unit": "kWh"}],
+    }
+    tables = build_tables(PROFILE, raw, mapping=m)
+    assert list(tables.meters["meter_id"]) == ["E1", "G1", "G2"]
+    assert list(tables.meters["raw_unit"]) == ["kWh", "m3", "kWh"]

@@ -53,7 +53,7 @@ class FakeServer:
         outer = self
 
         class H(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 req = Request(
                     "GET",

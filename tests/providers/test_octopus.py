@@ -92,7 +92,7 @@ def expected_monthly() -> dict[tuple[str, str], Fraction]:
 
 def test_octopus_end_to_end_monthly_totals(profile: Any) -> None:
     results = fetch_resources(profile, since="2024-03-01", until="2024-05-01")
-    for name, res in results.items():
+    for _name, res in results.items():
         assert res.report.complete, res.report.summary()
     # one sequence per (meter point, serial): the gas point has two meters (SMETS1 and SMETS2)
     assert results["gas"].report.parents == 2
@@ -116,7 +116,9 @@ def test_octopus_end_to_end_monthly_totals(profile: Any) -> None:
         assert got[key] == pytest.approx(float(value), rel=1e-9), key
     assert set(usage["unit"].astype(str)) == {"kWh"}
     # the per-meter unit choice is visible in the lineage
-    raw_units = dict(zip(usage["meter_id"].astype(str), usage["raw_unit"].astype(str)))
+    raw_units = dict(
+        zip(usage["meter_id"].astype(str), usage["raw_unit"].astype(str), strict=False)
+    )
     assert raw_units["G4P01234567"] in ("m³", "m3")
     assert raw_units["E6S12345678961"] == "kWh"
 
