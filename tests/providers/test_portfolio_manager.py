@@ -1,0 +1,190 @@
+"""ENERGY STAR Portfolio Manager: onboarded through mappings/portfolio_manager/profile.toml.
+
+Quirks reproduced by the loopback fake: XML everywhere; lists are ``<links>`` of ids, details
+are separate documents without their own id; HTTP Basic; consumption pages linked by
+``<links><link linkDescription="next page" link="/meter/..?page=2"/>`` relative to ``/ws``;
+``startDate``/``endDate`` filters with an inclusive end; bills with an INCLUSIVE ``endDate``;
+units written as "kBtu (thousand Btu)", "ccf (hundred cubic feet)", "therms", "Gallons (US)".
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from datetime import date, timedelta
+from fractions import Fraction
+from typing import Any
+from urllib.parse import urlencode
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from scaler_workbench.connectors import fetch_resources
+from scaler_workbench.exceptions import AuthError
+from scaler_workbench.profile import read_profile
+from scaler_workbench.transform import run_pipeline
+from scaler_workbench.validation import validate_tables
+
+from .conftest import DATA, MAPPINGS, Reply, Request
+
+HERE = DATA / "portfolio_manager"
+USER, PASSWORD = "analyst@example.com", "pm-secret-pass"
+PAGE = 3
+XML = "application/xml"
+
+# independent conversion factors to canonical units (kWh, m³), exact
+BTU_J = Fraction("1055.056")  # ISO Btu [J], as pint defines it
+KBTU_KWH = 1000 * BTU_J / 3600000
+FACTORS = {
+    "kWh (thousand Watt-hours)": Fraction(1),
+    "kBtu (thousand Btu)": KBTU_KWH,
+    "ccf (hundred cubic feet)": Fraction("102.6") * KBTU_KWH,  # PM: 1.026 kBtu/ft³
+    "therms": Fraction("105480400") / 3600000,  # US therm 105.4804 MJ
+    "Gallons (US)": Fraction("0.003785411784"),
+}
+
+
+def _file(name: str) -> str:
+    return (HERE / name).read_text()
+
+
+def pm(req: Request) -> Reply:
+    good = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    if req.headers.get("Authorization") != good:
+        return Reply(
+            401,
+            '<response status="Error"><errors><error errorNumber="-1" '
+            'errorDescription="Unauthorized"/></errors></response>',
+            content_type=XML,
+        )
+    path = req.path.removeprefix("/ws")
+    parts = [p for p in path.split("/") if p]
+    if path == "/account/100/property/list":
+        return Reply(200, _file("property_list.xml"), content_type=XML)
+    if len(parts) == 2 and parts[0] == "property":
+        return Reply(200, _file(f"property_{parts[1]}.xml"), content_type=XML)
+    if len(parts) == 4 and parts[2:] == ["meter", "list"]:
+        return Reply(200, _file(f"meter_list_{parts[1]}.xml"), content_type=XML)
+    if len(parts) == 2 and parts[0] == "meter":
+        return Reply(200, _file(f"meter_{parts[1]}.xml"), content_type=XML)
+    if len(parts) == 3 and parts[2] == "consumptionData":
+        root = ET.fromstring(_file(f"consumption_{parts[1]}.xml"))
+        lo = date.fromisoformat(req.query.get("startDate", "1900-01-01"))
+        hi = date.fromisoformat(req.query.get("endDate", "2999-12-31"))
+        bills = [
+            e
+            for e in root.findall("meterConsumption")
+            if date.fromisoformat(e.findtext("endDate", "")) >= lo
+            and date.fromisoformat(e.findtext("startDate", "")) <= hi
+        ]
+        page = int(req.query.get("page", 1))
+        out = ET.Element("meterData")
+        out.extend(bills[(page - 1) * PAGE : page * PAGE])
+        if page * PAGE < len(bills):
+            links = ET.SubElement(out, "links")
+            q = urlencode({**req.query, "page": page + 1})
+            ET.SubElement(
+                links,
+                "link",
+                {"httpMethod": "GET", "linkDescription": "next page", "link": f"{path}?{q}"},
+            )
+        return Reply(200, ET.tostring(out, encoding="unicode"), content_type=XML)
+    return Reply(404, '<response status="Error"/>', content_type=XML)
+
+
+@pytest.fixture
+def profile(serve: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    server = serve(pm)
+    monkeypatch.setenv("PORTFOLIO_MANAGER_BASE_URL", server.url + "/ws")
+    monkeypatch.setenv("PORTFOLIO_MANAGER_USERNAME", USER)
+    monkeypatch.setenv("PORTFOLIO_MANAGER_PASSWORD", PASSWORD)
+    prof = read_profile(MAPPINGS / "portfolio_manager" / "profile.toml")
+    prof.server = server  # type: ignore[attr-defined]
+    return prof
+
+
+def expected_monthly() -> dict[tuple[str, str], Fraction]:
+    """Bills prorated by days into calendar months, inclusive end dates, canonical units."""
+    out: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    for link in ET.fromstring(_file("meter_list_1001.xml")).iter("link"):
+        mid = link.get("id", "")
+        unit = ET.fromstring(_file(f"meter_{mid}.xml")).findtext("unitOfMeasure", "")
+        for bill in ET.fromstring(_file(f"consumption_{mid}.xml")).iter("meterConsumption"):
+            start = date.fromisoformat(bill.findtext("startDate", ""))
+            last = date.fromisoformat(bill.findtext("endDate", ""))  # inclusive
+            days = [start + timedelta(d) for d in range((last - start).days + 1)]
+            per_day = Fraction(bill.findtext("usage", "")) * FACTORS[unit] / len(days)
+            for d in days:
+                out[(mid, d.strftime("%Y-%m"))] += per_day
+    return out
+
+
+def test_portfolio_manager_end_to_end_monthly_totals(profile: Any) -> None:
+    results = fetch_resources(profile, since="2024-01-01", until="2024-06-01")
+    for res in results.values():
+        assert res.report.complete, res.report.summary()
+    cons = results["consumption"]
+    assert cons.report.pages == 10  # 5 meters x 2 pages (3 bills per page)
+    meters = results["meters"].records
+    assert meters[0]["_parent"] == {"property_id": "1001", "meter_id": "2001"}
+    tables = run_pipeline(profile, {k: v.records for k, v in results.items()})
+    assert tables.quarantine.empty, tables.quarantine[["rule", "reason"]].to_string()
+    assert tables.assets["floor_area"].iloc[0] == 52000
+    assert tables.assets["city"].iloc[0] == "Arlington"
+    result = validate_tables(tables, profile)
+    usage = result.accepted.usage
+    got: dict[tuple[str, str], float] = defaultdict(float)
+    for r in usage.itertuples():
+        got[(str(r.meter_id), r.start.tz_convert("America/New_York").strftime("%Y-%m"))] += (
+            r.consumption
+        )
+    want = expected_monthly()
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(float(value), rel=1e-9), key
+    units = dict(zip(usage["meter_id"].astype(str), usage["unit"].astype(str), strict=False))
+    assert units == {"2001": "kWh", "2002": "kWh", "2003": "kWh", "2004": "m³", "2005": "kWh"}
+
+
+def test_portfolio_manager_inclusive_dates_both_ways(profile: Any) -> None:
+    server = profile.server
+    results = fetch_resources(
+        profile, resources=["consumption"], since="2024-01-01", until="2024-06-01"
+    )
+    first = next(r for r in server.requests if r.path.endswith("/consumptionData"))
+    assert first.query["endDate"] == "2024-05-31"  # the API's end is the last day included
+    tables = run_pipeline(profile, {k: v.records for k, v in results.items()})
+    # no meters fetched: bills keep flowing to the quarantine, never silently dropped
+    assert len(tables.quarantine) > 0
+    full = fetch_resources(profile, since="2024-01-01", until="2024-06-01")
+    tables = run_pipeline(profile, {k: v.records for k, v in full.items()})
+    u = tables.usage[tables.usage["meter_id"].astype(str) == "2001"]
+    jan = u[u["start"].dt.tz_convert("America/New_York").dt.month == 1]["consumption"].sum()
+    # bill 2024-01-05..2024-02-03 names its last day: 30 days, 27 of them in January
+    # (read as exclusive it would be 29 days: 27/29 of the bill)
+    assert jan == pytest.approx(31250.5 * 27 / 30, rel=1e-12)
+    assert u["consumption"].sum() == pytest.approx(31250.5 + 29875.25 + 30110.75 + 28800.0)
+
+
+def test_portfolio_manager_therms_choice_is_explicit(profile: Any) -> None:
+    results = fetch_resources(profile, since="2024-01-01", until="2024-06-01")
+    raw = {k: v.records for k, v in results.items()}
+    mapping = profile.section("mapping")
+    units = profile.section("units")
+    del units["aliases"]["therms"]
+    unsure = type(profile).from_dict({**profile.data, "units": units})
+    tables = run_pipeline(unsure, raw, mapping=mapping)
+    q = tables.quarantine
+    reasons = " ".join(q["reason"].astype(str))
+    assert "therms" in reasons and "US_therm" in reasons  # says what to choose
+    assert "2003" not in set(tables.usage["meter_id"].astype(str))
+    assert {"2001", "2002"} <= set(tables.usage["meter_id"].astype(str))  # the rest flows
+
+
+def test_portfolio_manager_bad_password_is_an_auth_error(
+    profile: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORTFOLIO_MANAGER_PASSWORD", "wrong-pass-123")
+    with pytest.raises(AuthError) as info:
+        fetch_resources(profile, resources=["property_links"])
+    assert "wrong-pass-123" not in str(info.value)
