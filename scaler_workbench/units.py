@@ -444,9 +444,21 @@ def heating_value(spec: Mapping[str, Any] | None) -> HeatingValue | None:
 
 
 # ---- vectorised conversion -------------------------------------------------------------------
+def _dense_factorize(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and sorted distinct values of non-negative integer ``keys`` below ``space``.
+
+    No hashing: a count over the (small) key space, then a lookup. Codes are int32.
+    """
+    present = np.flatnonzero(np.bincount(keys, minlength=space))
+    remap = np.full(space, -1, dtype=np.int32)
+    remap[present] = np.arange(len(present), dtype=np.int32)
+    return remap[keys], present
+
+
 def _cat_take(values: Sequence[Any], codes: np.ndarray, index: pd.Index) -> pd.Series:
     """A categorical Series whose row i holds ``values[codes[i]]`` (no per-row Python)."""
     vcodes, vuniq = pd.factorize(pd.Series(list(values), dtype=object))
+    vcodes = vcodes.astype(np.int8 if len(vuniq) < 127 else np.int32)  # small rows, one pass
     row_codes = vcodes[codes] if len(vcodes) else np.full(len(codes), -1)
     cat = pd.Categorical.from_codes(
         row_codes, categories=pd.Index(vuniq, dtype=object), validate=False
@@ -802,8 +814,12 @@ def _normalise_frame(
         none_code = 0
     # group = (meter code, unit code): one factor per distinct (unit, type, subtype) in practice
     nu = len(ucats)
-    gkey = mcodes.astype(np.int64) * nu + ucodes
-    gcodes, guniq = pd.factorize(gkey)
+    gkey = mcodes.astype(np.int32) + 1  # -1 (no meter id) -> 0
+    if nu > 1:
+        gkey *= nu
+        gkey += ucodes.astype(np.int32)
+    gcodes, gpresent = _dense_factorize(gkey, (len(mcats) + 1) * nu)
+    guniq = gpresent - nu  # = meter code * nu + unit code, as before
     factors = np.full(len(guniq), np.nan)
     labels: list[str | None] = [None] * len(guniq)
     notes: list[str] = [""] * len(guniq)
@@ -850,13 +866,12 @@ def _normalise_frame(
         vals = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
         if c == cols[0]:
             if "raw_value" not in frame.columns or frame["raw_value"].isna().all():
-                frame["raw_value"] = vals
-            prev = (
-                frame["factor"].to_numpy(dtype=np.float64, na_value=np.nan)
-                if "factor" in frame.columns
-                else np.full(len(frame), np.nan)
-            )
-            frame["factor"] = np.where(np.isnan(prev), f, prev * f)
+                frame["raw_value"] = vals  # the reported values, shared (no copy)
+            if "factor" in frame.columns:
+                prev = frame["factor"].to_numpy(dtype=np.float64, na_value=np.nan)
+                frame["factor"] = np.where(np.isnan(prev), f, prev * f)
+            else:
+                frame["factor"] = f
         frame[c] = vals * f
     frame["raw_unit"] = _cat_take(labels, gcodes, frame.index)
     canon_of_meter = [CANONICAL_UNITS.get(x) if isinstance(x, str) else None for x in mt]
@@ -866,13 +881,16 @@ def _normalise_frame(
         if not isinstance(method.dtype, pd.CategoricalDtype):
             method = method.astype("category")
         note_codes, note_uniq = pd.factorize(pd.Series(notes, dtype=object))
-        mm = method.cat.codes.to_numpy().astype(np.int64)
-        nn = note_codes[gcodes].astype(np.int64)
-        combo, combo_uniq = pd.factorize(mm * len(note_uniq) + nn)
         mcats_m = list(method.cat.categories)
+        nnote = len(note_uniq)
+        key = method.cat.codes.to_numpy().astype(np.int32) + 1  # -1 (no method) -> 0
+        key *= nnote
+        key += note_codes.astype(np.int32)[gcodes]
+        combo, present = _dense_factorize(key, (len(mcats_m) + 1) * nnote)
+        del key
         texts = []
-        for k in combo_uniq:
-            a, b = divmod(int(k), len(note_uniq))
+        for k in present:
+            a, b = divmod(int(k) - nnote, nnote)
             base = mcats_m[a] if a >= 0 and a < len(mcats_m) else ""
             texts.append(f"{base}; {note_uniq[b]}" if note_uniq[b] else base)
         frame["method"] = _cat_take(texts, combo, frame.index)

@@ -1,0 +1,89 @@
+"""normalise_tables on large frames: grouping by integer codes (no hashing of per-row keys),
+factor and lineage columns without full-length temporaries, checked row by row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from scaler_workbench.profile import Profile
+from scaler_workbench.schema import Tables
+from scaler_workbench.units import _dense_factorize, normalise_tables, pint_calls
+
+PROFILE = Profile.from_dict(
+    {
+        "provider": {"name": "t", "timezone": "Europe/London"},
+        "environments": {"x": {"base_url": "http://127.0.0.1"}},
+        "units": {"heating_value": {"preset": "uk", "calorific_value": 39.5}},
+    }
+)
+GAS = 1.02264 * 39.5 / 3.6
+
+
+def _meters():
+    return pd.DataFrame(
+        {
+            "meter_id": ["E1", "G1", "W1", "X1"],
+            "asset_id": "S1",
+            "meter_type": ["Energy", "Energy", "Water", "Energy"],
+            "meter_subtype": [None, "Natural Gas", None, None],
+            "raw_unit": ["kWh", "m3", "L", "furlongs"],
+        }
+    )
+
+
+def test_dense_factorize_matches_sorted_unique():
+    keys = np.array([5, 3, 5, 0, 9, 3], dtype=np.int32)
+    codes, uniq = _dense_factorize(keys, 10)
+    assert uniq.tolist() == [0, 3, 5, 9]
+    assert (uniq[codes] == keys).all()
+
+
+def test_row_units_meter_units_methods_and_bad_meters_row_by_row():
+    rng = np.random.default_rng(5)
+    n = 5000
+    meter = rng.choice(["E1", "G1", "W1", "X1", None], n, p=[0.4, 0.3, 0.2, 0.05, 0.05])
+    unit = rng.choice(["Wh", "MWh", None], n)  # a row's own unit beats the meter's
+    unit = np.where(meter == "E1", unit, None)
+    method = rng.choice(["as-reported", "estimated-by-provider"], n)
+    value = rng.random(n) * 100
+    usage = pd.DataFrame(
+        {
+            "meter_id": pd.Categorical(meter),
+            "start": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), "h"),
+            "end": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(n) + 1, "h"),
+            "consumption": value,
+            "unit": pd.Categorical(unit),
+            "method": pd.Categorical(method),
+        }
+    )
+    before = pint_calls()
+    out = normalise_tables(Tables(meters=_meters(), usage=usage), PROFILE)
+    assert pint_calls() - before < 30  # per distinct unit (factor, dimensions), not per row
+    a = pint_calls()
+    normalise_tables(Tables(meters=_meters(), usage=usage), PROFILE)
+    b = pint_calls()
+    normalise_tables(Tables(meters=_meters(), usage=pd.concat([usage] * 3)), PROFILE)
+    assert pint_calls() - b == b - a <= 1  # cached; only the failing label is asked again
+    factor = {"kWh": 1.0, "Wh": 1e-3, "MWh": 1e3, "m3": GAS, "L": 1e-3}
+    label = [
+        (u if u is not None else "kWh") if m == "E1" else {"G1": "m3", "W1": "L"}.get(m)
+        for m, u in zip(meter, unit, strict=True)
+    ]
+    ok = np.array([m in ("E1", "G1", "W1") for m in meter])
+    got = out.usage.reset_index(drop=True)
+    assert len(got) == ok.sum()
+    exp_label = [x for x, k in zip(label, ok, strict=True) if k]
+    exp_factor = np.array([factor[x] for x in exp_label])
+    assert got["raw_unit"].astype(str).tolist() == exp_label
+    np.testing.assert_allclose(got["factor"], exp_factor, rtol=1e-12)
+    np.testing.assert_array_equal(got["raw_value"], value[ok])
+    np.testing.assert_allclose(got["consumption"], value[ok] * exp_factor, rtol=1e-15)
+    gas = np.array([m == "G1" for m in meter])[ok]
+    methods = got["method"].astype(str).to_numpy()
+    assert all(t.startswith(b) for t, b in zip(methods, method[ok], strict=True))
+    assert all("gas UK" in t for t in methods[gas]) and not any("gas" in t for t in methods[~gas])
+    assert got["unit"].astype(str).tolist() == ["m³" if m == "W1" else "kWh" for m in meter[ok]]
+    q = out.quarantine
+    assert (q["table"] == "usage").sum() == (~ok).sum()
+    assert (q["table"] == "meters").sum() == 1  # X1: furlongs, reported once
