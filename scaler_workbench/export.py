@@ -10,6 +10,7 @@
 ``deactivated.csv``    assets and meters that vanished from the provider and were deactivated
 ``quarantine.csv``     records set aside, with the rule and the reason
 ``coverage.csv``       meter x local month: ``actual``, ``estimated`` or ``missing``
+``reconciliation.csv`` exported totals beside the provider's own (``[reconcile.*]``), verdict
 ``scaler.xlsx``        the same tables, one sheet each (when ``"xlsx"`` is in ``formats``)
 ``run_summary.json``   counts, checks and timings of the run (the only file with timestamps)
 =====================  ===========================================================================
@@ -62,6 +63,7 @@ EXPORT_FILES = (
     "deactivated.csv",
     "quarantine.csv",
     "coverage.csv",
+    "reconciliation.csv",
     "scaler.xlsx",
     "run_summary.json",
 )
@@ -401,6 +403,52 @@ def reconcile(
     return m
 
 
+def _render_reconciliation(
+    frame: pd.DataFrame, tables: Tables, default_timezone: str
+) -> pd.DataFrame:
+    """``reconciliation.csv``: one row per provider total, periods as local dates."""
+    cols = [
+        "check",
+        "meter_external_id",
+        "period_start",
+        "period_end",
+        "unit",
+        "exported",
+        "provider",
+        "difference",
+        "relative",
+        "within_tolerance",
+        "tolerance",
+        "raw_total",
+        "raw_unit",
+        "note",
+    ]
+    if frame is None or frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    f = frame.sort_values(["check", "meter_id", "start", "end"], kind="mergesort").reset_index(
+        drop=True
+    )
+    tz = _zones(f[["meter_id"]], tables, default_timezone)
+    start = pd.to_datetime(f["start"], utc=True)
+    end = pd.to_datetime(f["end"], utc=True)
+    as_date = _is_local_midnight(start, tz) & _is_local_midnight(end, tz)
+    out = {
+        "check": _string_text(f["check"]),
+        "meter_external_id": _string_text(f["meter_id"]),
+        "period_start": format_datetimes(start, tz, as_date=as_date).to_numpy(),
+        "period_end": format_datetimes(end, tz, as_date=as_date).to_numpy(),
+        "unit": _string_text(f["unit"]),
+    }
+    for c in ("exported", "provider", "difference", "relative"):
+        out[c] = _float_text(f[c])
+    out["within_tolerance"] = _bool_text(f["within_tolerance"])
+    out["tolerance"] = _float_text(f["tolerance"])
+    out["raw_total"] = _float_text(f["raw_total"])
+    out["raw_unit"] = _string_text(f["raw_unit"])
+    out["note"] = [redact(v) for v in _string_text(f["note"])]
+    return pd.DataFrame(out)[cols]
+
+
 # -- the files ---------------------------------------------------------------------------------
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by ``tmp``: two renames; a crash between leaves ``tmp``/``old`` that the
@@ -423,6 +471,7 @@ def to_scaler_files(
     *,
     quarantine: pd.DataFrame | None = None,
     deactivated: pd.DataFrame | None = None,
+    reconciliation: pd.DataFrame | None = None,
     summary: Mapping[str, Any] | None = None,
     formats: Iterable[str] = ("csv", "xlsx"),
     default_timezone: str = "UTC",
@@ -442,6 +491,10 @@ def to_scaler_files(
         Rows with the columns of ``schema.QUARANTINE`` (default: ``tables.quarantine``).
     deactivated : pandas.DataFrame, optional
         Registry rows (``kind``, ``entity_id``, ``parent_id``) of deactivated assets and meters.
+    reconciliation : pandas.DataFrame, optional
+        Provider totals beside the exported ones
+        (:func:`scaler_workbench.reconcile.reconcile_totals`), written as
+        ``reconciliation.csv`` (not into the XLSX: it is the analyst's check, not Scaler's).
     summary : mapping, optional
         The run summary, written as ``run_summary.json`` (sorted keys).
     formats : iterable of str
@@ -482,6 +535,8 @@ def to_scaler_files(
     if coverage:
         cov = coverage_matrix(tables.usage, tables=tables, default_timezone=default_timezone)
         sheets["coverage"] = cov.rename(columns={"meter_id": "meter_external_id"})
+    if reconciliation is not None:
+        sheets["reconciliation"] = _render_reconciliation(reconciliation, tables, default_timezone)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _sweep(out)
@@ -496,7 +551,11 @@ def to_scaler_files(
                 if fault_hook is not None:
                     fault_hook(f"export:{name}")
         if "xlsx" in formats:  # what Scaler imports; quarantine and coverage stay CSV for analysts
-            upload = {k: v for k, v in sheets.items() if k not in ("quarantine", "coverage")}
+            upload = {
+                k: v
+                for k, v in sheets.items()
+                if k not in ("quarantine", "coverage", "reconciliation")
+            }
             _write_xlsx(upload, tmp / "scaler.xlsx", numeric)
             written.append("scaler.xlsx")
         if summary is not None:

@@ -14,6 +14,8 @@ Tables
 ``quarantine``            one row per (table, record_key, rule): ``open`` or ``released``
 ``quarantine_events``     history of every quarantine row (quarantined, seen again, released)
 ``requests``              request log: method, redacted URL, status, duration [ms]
+``provider_totals``       totals the provider reports (``[reconcile.X]``), canonical units
+``resume``                the plan of a sync stopped by the provider's quota (one JSON row)
 ========================  ====================================================================
 
 Every data change of a run happens in **one transaction** (:meth:`StateStore.transaction`), so a
@@ -132,8 +134,30 @@ _V1 = [
     *(_data_table_sql(t) for t in TABLES.values()),
 ]
 
+_V2 = [
+    """CREATE TABLE provider_totals (
+        "check" TEXT NOT NULL,
+        meter_id TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        "end" INTEGER NOT NULL,
+        provider REAL,
+        unit TEXT,
+        raw_total REAL,
+        raw_unit TEXT,
+        note TEXT,
+        run_id INTEGER,
+        PRIMARY KEY ("check", meter_id, start, "end")
+    )""",
+    """CREATE TABLE resume (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        run_id INTEGER NOT NULL,
+        plan TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+]
+
 #: ``MIGRATIONS[i]`` takes a database from ``user_version == i`` to ``i + 1``.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -147,6 +171,12 @@ class Entity:
     first_seen_run: int
     last_seen_run: int
     active: bool
+
+
+def _ns_or_none(s: pd.Series) -> list[int | None]:
+    ts = pd.to_datetime(s, utc=True)
+    values = ts.to_numpy(dtype="datetime64[ns]").astype("int64")
+    return [None if na else int(v) for v, na in zip(values, ts.isna().to_numpy(), strict=True)]
 
 
 def _now() -> str:
@@ -601,6 +631,106 @@ class StateStore:
             sql += " WHERE qid = ?"
             params = (qid,)
         return pd.read_sql_query(sql + " ORDER BY rowid", self._con, params=params)
+
+    # -- provider totals (reconciliation) ------------------------------------------------
+    def write_provider_totals(
+        self,
+        check: str,
+        frame: pd.DataFrame,
+        *,
+        run_id: int,
+        replace: bool = True,
+        meter_ids: Iterable[str] | None = None,
+    ) -> int:
+        """Store one check's provider totals (columns of ``reconcile.PROVIDER_TOTALS_COLUMNS``).
+
+        ``replace``: the check's stored rows go first (all of them, or only those of
+        ``meter_ids`` when given: a pull that reached only some meters); otherwise rows are
+        upserted by (check, meter, start, end).
+        """
+        rows = []
+        if frame is not None and not frame.empty:
+            start = _ns_or_none(frame["start"])
+            end = _ns_or_none(frame["end"])
+            prov = frame["provider"].to_numpy(dtype=float)
+            raw = pd.to_numeric(frame["raw_total"], errors="coerce").to_numpy(dtype=float)
+            for i, (m, u, ru, note) in enumerate(
+                zip(frame["meter_id"], frame["unit"], frame["raw_unit"], frame["note"], strict=True)
+            ):  # provider totals: a few per meter
+                if start[i] is None or end[i] is None:
+                    continue
+                rows.append(
+                    (
+                        check,
+                        str(m),
+                        start[i],
+                        end[i],
+                        None if np.isnan(prov[i]) else float(prov[i]),
+                        None if pd.isna(u) else str(u),
+                        None if np.isnan(raw[i]) else float(raw[i]),
+                        None if pd.isna(ru) else str(ru),
+                        None if pd.isna(note) else redact(str(note)),
+                        run_id,
+                    )
+                )
+        with self.transaction():
+            if replace:
+                if meter_ids is None:
+                    self._execute('DELETE FROM provider_totals WHERE "check" = ?', (check,))
+                else:
+                    for m in sorted(set(map(str, meter_ids))):
+                        self._execute(
+                            'DELETE FROM provider_totals WHERE "check" = ? AND meter_id = ?',
+                            (check, m),
+                        )
+            try:
+                self._con.executemany(
+                    "INSERT OR REPLACE INTO provider_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except sqlite3.Error as exc:
+                raise StateError(f"could not store provider totals: {exc}") from exc
+        return len(rows)
+
+    def provider_totals(self, check: str | None = None) -> pd.DataFrame:
+        """Stored provider totals (``start``/``end`` tz-aware UTC), sorted by key."""
+        sql = "SELECT * FROM provider_totals"
+        params: tuple[Any, ...] = ()
+        if check is not None:
+            sql += ' WHERE "check" = ?'
+            params = (check,)
+        frame = pd.read_sql_query(
+            sql + ' ORDER BY "check", meter_id, start, "end"', self._con, params=params
+        )
+        for c in ("start", "end"):
+            frame[c] = pd.to_datetime(frame[c].astype("Int64"), unit="ns", utc=True)
+        for c in ("provider", "raw_total"):
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+        frame["note"] = frame["note"].fillna("").astype(object)
+        return frame
+
+    # -- resume plan (quota stops) --------------------------------------------------------
+    def resume_plan(self) -> dict[str, Any] | None:
+        """The plan a quota-stopped sync left for the next run, or None."""
+        row = self._execute("SELECT run_id, plan FROM resume WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        plan = json.loads(row[1])
+        plan["stopped_run"] = int(row[0])
+        return dict(plan)
+
+    def set_resume_plan(self, plan: Mapping[str, Any] | None, *, run_id: int) -> None:
+        """Store (or with None clear) the resume plan; call inside the run's commit."""
+        with self.transaction():
+            if plan is None:
+                self._execute("DELETE FROM resume")
+                return
+            self._execute(
+                "INSERT INTO resume (id, run_id, plan, updated_at) VALUES (1, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET run_id = excluded.run_id,"
+                " plan = excluded.plan, updated_at = excluded.updated_at",
+                (run_id, redact(json.dumps(dict(plan), sort_keys=True, default=str)), _now()),
+            )
 
     # -- request log ----------------------------------------------------------------------
     def log_requests(self, entries: Iterable[Mapping[str, Any]], *, run_id: int | None) -> int:

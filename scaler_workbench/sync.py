@@ -57,6 +57,7 @@ __all__ = [
     "SyncResult",
     "builtin_sandbox",
     "export_from_state",
+    "reconciliation_from_state",
     "run_sync",
     "state_path",
 ]
@@ -74,8 +75,9 @@ FAULT_POINTS = (
     "after-export",
 )
 
-#: ``fetch(profile, *, windows={resource: (since, until)}, clock) -> (results, request_log)``
-Fetch = Callable[..., tuple[Mapping[str, Any], list[dict[str, Any]]]]
+#: ``fetch(profile, *, windows={resource: (since, until)}, clock[, skip]) -> (results,
+#: request_log[, sequences])``; ``skip`` is passed only when a quota-stopped run is resumed.
+Fetch = Callable[..., tuple[Any, ...]]
 Pipeline = Callable[[Profile, Mapping[str, list[dict[str, Any]]]], Tables]
 Validate = Callable[[Tables, Profile], Any]
 Progress = Callable[[str], None]
@@ -96,8 +98,9 @@ class SyncResult:
     run_id : int
         Row id in the state's ``runs`` table (0 for a dry run).
     status : str
-        ``success``, ``partial`` (records quarantined, an incomplete pull or a refused
-        deactivation) or ``dry-run``.
+        ``success``, ``partial`` (records quarantined, an incomplete pull, a refused
+        deactivation or provider totals that do not reconcile), ``quota_exhausted`` (what was
+        complete is committed; the next run resumes) or ``dry-run``.
     mode : str
         ``full`` or ``incremental``.
     export_dir : Path or None
@@ -114,10 +117,12 @@ class SyncResult:
     state_path: Path
     files: dict[str, Path] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    error: Exception | None = field(default=None, repr=False)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.status == "partial" else 0
+        """0 success, 1 partial, 4 quota exhausted (resumable)."""
+        return {"partial": 1, "quota_exhausted": 4}.get(self.status, 0)
 
     @property
     def ready(self) -> bool:
@@ -165,39 +170,135 @@ def builtin_sandbox(profile: Profile, *, seed: int | None = None) -> Iterator[An
 
 
 # -- default stages (imported lazily: swap any of them in tests) -------------------------------
+def _pkey(params: Mapping[str, Any] | None) -> str:
+    """A sequence's parent key, as in ``FetchReport.watermarks`` (``""`` for a top-level one)."""
+    return "&".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
+
+
+def _merge_reports(name: str, parts: list[Any]) -> Any:
+    """One resource's report from the reports of its per-parent fetches."""
+    from scaler_workbench.connectors.resources import FetchReport
+
+    report = FetchReport(resource=name)
+    for r in parts:
+        report.pages += r.pages
+        report.records += r.records
+        if r.reported_total is not None:
+            report.reported_total = (report.reported_total or 0) + r.reported_total
+        report.total_mismatches += r.total_mismatches
+        report.duplicates += r.duplicates
+        report.duplicate_ids += r.duplicate_ids[: max(0, 100 - len(report.duplicate_ids))]
+        report.failed_pages += r.failed_pages
+        report.requests_sent += r.requests_sent
+        report.windows += r.windows
+        report.parents += r.parents
+        if r.learned_max_days:
+            report.learned_max_days = min(
+                report.learned_max_days or r.learned_max_days, r.learned_max_days
+            )
+        report.watermarks.update(r.watermarks)
+        report.elapsed_s += r.elapsed_s
+    return report
+
+
 def _default_fetch(
     profile: Profile,
     *,
     windows: Mapping[str, tuple[Any, Any]],
     clock: Clock,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Fetch every resource with its own date window, parents first, reusing parent records.
+    skip: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Fetch every resource with its own date window, parents first, one parent at a time.
 
-    Returns the results and the request log (method, redacted URL, status, duration).
+    Each parent's sequence (all its windows and pages) is one ``fetch_resource`` call, so a
+    quota stop knows exactly which sequences finished. ``skip`` maps a resource to parent keys
+    (``""``: a top-level resource) fetched completely by an earlier, quota-stopped run; they are
+    not requested again (a resource other resources need as parent is always fetched).
+
+    Returns the results, the request log (method, redacted URL, status, duration) and per
+    resource the ``done``, ``skipped`` and ``remaining`` sequences (parent params dicts) and
+    ``unknown`` (its parents were not all listed). On :class:`QuotaExhaustedError` the
+    exception carries ``partial`` (results so far: finished sequences only), ``sequences`` and
+    ``requests``.
     """
     from scaler_workbench.connectors.client import Client
-    from scaler_workbench.connectors.resources import connector_for
+    from scaler_workbench.connectors.resources import FetchResult, connector_for
     from scaler_workbench.exceptions import QuotaExhaustedError
 
     client = Client(profile, clock=clock)
     results: dict[str, Any] = {}
+    sequences: dict[str, dict[str, Any]] = {}
+    skipping = {r: set(v) for r, v in (skip or {}).items()}
     try:
         connector = connector_for(profile, client=client)
-        for name in connector.plan_order(list(windows)):
+        order = connector.plan_order(list(windows))
+        needed = {connector.resource(n).parent for n in order} - {""}
+        for i, name in enumerate(order):
             spec = connector.resource(name)
-            parents = results[spec.parent].records if spec.parent else None
             since, until = windows.get(name, (None, None))
+            state: dict[str, Any] = {"done": [], "skipped": [], "remaining": [], "unknown": False}
+            sequences[name] = state
+            gone = set() if name in needed else skipping.get(name, set())
+            if spec.parent:
+                seqs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+                seen: set[str] = set()
+                for rec in results[spec.parent].records:
+                    values = connector.parent_values(spec, [rec])
+                    if values and _pkey(values[0]) not in seen:
+                        seen.add(_pkey(values[0]))
+                        seqs.append((values[0], rec))
+            else:
+                seqs = [({}, {})]
+            todo: list[dict[str, Any]] = []
+            for params, _rec in seqs:
+                (state["skipped"] if _pkey(params) in gone else todo).append(params)
+            state["remaining"] = list(todo)
+            parts, records = [], []
             try:
-                results[name] = connector.fetch_resource(
-                    spec, parent_records=parents, since=since, until=until
-                )
+                for params, rec in seqs:
+                    if _pkey(params) in gone:
+                        continue
+                    res = connector.fetch_resource(
+                        spec,
+                        parent_records=[rec] if spec.parent else None,
+                        since=since,
+                        until=until,
+                    )
+                    parts.append(res.report)
+                    records.extend(res.records)
+                    state["remaining"].remove(params)
+                    state["done"].append(params)
             except QuotaExhaustedError as exc:
-                partial = getattr(exc, "partial", None)
-                if partial is not None:
-                    results[name] = partial
+                report = _merge_reports(name, parts)
+                report.stopped = "quota"
+                results[name] = FetchResult(records, report)
+                for later in order[i + 1 :]:
+                    lspec = connector.resource(later)
+                    lstate: dict[str, Any] = {
+                        "done": [],
+                        "skipped": [],
+                        "remaining": [],
+                        "unknown": False,
+                    }
+                    sequences[later] = lstate
+                    if not lspec.parent:
+                        lstate["remaining"] = [{}]
+                    elif lspec.parent in results and not sequences[lspec.parent]["remaining"]:
+                        lstate["remaining"] = connector.parent_values(
+                            lspec, results[lspec.parent].records
+                        )
+                    else:
+                        lstate["unknown"] = True
                 exc.partial = results  # type: ignore[attr-defined]
+                exc.sequences = sequences  # type: ignore[attr-defined]
+                exc.requests = _client_log(client)  # type: ignore[attr-defined]
                 raise
-        return results, _client_log(client)
+            report = _merge_reports(name, parts)
+            if spec.parent:
+                report.parents = len(seqs)
+            results[name] = FetchResult(records, report)
+            log.info("%s", report.summary())
+        return results, _client_log(client), sequences
     finally:
         client.close()
 
@@ -553,6 +654,71 @@ def _union_quarantine(*frames: pd.DataFrame | None) -> pd.DataFrame:
     return q.drop_duplicates(list(QUARANTINE.key), keep="last").reset_index(drop=True)
 
 
+def reconciliation_from_state(store: StateStore, profile: Profile) -> pd.DataFrame:
+    """The reconciliation table: stored provider totals beside the stored (exported) usage.
+
+    Columns of :data:`scaler_workbench.reconcile.RECONCILE_COLUMNS`; empty when the profile
+    has no ``[reconcile.*]`` checks.
+    """
+    from scaler_workbench.reconcile import read_reconcile_checks, reconcile_totals
+
+    checks = read_reconcile_checks(profile)
+    totals = store.provider_totals()
+    totals = totals[totals["check"].isin([c.name for c in checks])]
+    return reconcile_totals(store.read_table("usage"), totals, checks=checks)
+
+
+def _finite_max(values: pd.Series) -> float | None:
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size else None
+
+
+def _reconciliation_check(frame: pd.DataFrame, profile: Profile) -> dict[str, Any]:
+    from scaler_workbench.export import format_datetimes
+
+    beyond = frame[~frame["within_tolerance"].astype(bool)]
+    per = {
+        str(name): {
+            "compared": len(g),
+            "within_tolerance": int(g["within_tolerance"].sum()),
+            "beyond_tolerance": int((~g["within_tolerance"].astype(bool)).sum()),
+            "max_relative": _finite_max(g["relative"]),
+        }
+        for name, g in frame.groupby("check", sort=True)
+    }
+    sample = beyond.head(20)
+    starts = format_datetimes(sample["start"], profile.timezone) if len(sample) else []
+    mismatches = [
+        {
+            "check": r.check,
+            "meter_id": r.meter_id,
+            "start": str(st),
+            "exported": float(r.exported),
+            "provider": None if pd.isna(r.provider) else float(r.provider),
+            "unit": None if pd.isna(r.unit) else str(r.unit),
+            "relative": None if pd.isna(r.relative) or np.isinf(r.relative) else float(r.relative),
+            "note": r.note,
+        }
+        for r, st in zip(sample.itertuples(index=False), starts, strict=True)
+    ]
+    reasons = []
+    if len(beyond):
+        first = mismatches[0]
+        reasons.append(
+            f"reconciliation: {len(beyond)} of {len(frame)} provider total(s) differ beyond "
+            f"tolerance, e.g. {first['check']} {first['meter_id']} from {first['start']}: "
+            f"exported {first['exported']:.6g} vs provider "
+            + (
+                f"{first['provider']:.6g} {first['unit'] or ''}".rstrip()
+                if first["provider"] is not None
+                else f"unreadable ({first['note']})"
+            )
+            + " (reconciliation.csv)"
+        )
+    return {"checks": per, "mismatches": mismatches, "reasons": reasons}
+
+
 def export_from_state(
     store: StateStore,
     export_dir: str | os.PathLike[str],
@@ -561,14 +727,18 @@ def export_from_state(
     summary: dict[str, Any] | None = None,
     formats: tuple[str, ...] = ("csv", "xlsx"),
     fault_hook: Callable[[str], None] | None = None,
+    on_checks: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Render the committed state as Scaler files; return the files and the export checks.
 
     Active assets and meters go to ``assets.csv``/``meters.csv``, deactivated ones to
     ``deactivated.csv``; all stored usage and readings are exported (history of a deactivated
-    meter stays true); the open quarantine goes to ``quarantine.csv``.
+    meter stays true); the open quarantine goes to ``quarantine.csv``; with ``[reconcile.*]``
+    checks, ``reconciliation.csv`` puts the stored provider totals beside the exported ones.
+    ``on_checks(checks)`` is called before anything is written (the run sets its status).
     """
     from scaler_workbench.export import coverage_matrix, to_scaler_files
+    from scaler_workbench.reconcile import read_reconcile_checks
 
     registry = store.entities()
     inactive = registry[registry["active"] == 0]
@@ -601,7 +771,19 @@ def export_from_state(
                 for m, mo in zip(missing["meter_id"][:3], missing["month"][:3], strict=True)
             )
         )
-    checks = {
+    pending = store.resume_plan()
+    if pending:
+        reasons.append(
+            f"run {pending['stopped_run']} stopped on the provider's quota; the next sync "
+            "fetches what remains"
+        )
+    recon = None
+    recon_check: dict[str, Any] = {}
+    if read_reconcile_checks(profile):
+        recon = reconciliation_from_state(store, profile)
+        recon_check = _reconciliation_check(recon, profile)
+        reasons += recon_check["reasons"]
+    checks: dict[str, Any] = {
         "coverage": {
             "meters": int(cov["meter_id"].nunique()),
             "meter_months": len(cov),
@@ -610,12 +792,17 @@ def export_from_state(
         "quarantine_open": len(quarantine),
         "ready_to_export": {"ready": not reasons, "reasons": reasons},
     }
+    if recon is not None:
+        checks["reconciliation"] = recon_check
+    if on_checks is not None:
+        on_checks(checks)
     full_summary = None if summary is None else {**summary, **checks}
     files = to_scaler_files(
         tables,
         export_dir,
         quarantine=quarantine,
         deactivated=inactive,
+        reconciliation=recon,
         summary=full_summary,
         formats=formats,
         default_timezone=profile.timezone,
@@ -673,12 +860,18 @@ def run_sync(
 
     Raises
     ------
+    QuotaExhaustedError
+        The provider's quota ran out. What was fetched completely (whole parent sequences;
+        a meter's data only when all of its sequences came) is committed, the files are
+        exported, and ``exc.result`` holds the :class:`SyncResult` (status ``quota_exhausted``,
+        summary ``remaining``). The next run (without ``--full``/``--since``/``--until``)
+        resumes: same windows, fetching only the sequences that remain.
     WorkbenchError
         Connector, profile, state or export errors pass through unchanged (the run is recorded
         as failed and nothing is committed); anything unexpected becomes :class:`SyncError`.
     """
     with builtin_sandbox(profile, seed=sandbox_seed):
-        return _run(
+        result = _run(
             profile,
             out=Path(out),
             since=since,
@@ -692,6 +885,126 @@ def run_sync(
             validate=validate or _default_validate,
             progress=progress or (lambda stage: None),
         )
+    if result.status == "quota_exhausted":
+        from scaler_workbench.exceptions import QuotaExhaustedError
+
+        cause = result.error
+        left = result.summary.get("remaining", {})
+        exc = QuotaExhaustedError(
+            f"the provider's quota is exhausted ({getattr(cause, 'message', cause)}); committed "
+            f"{result.summary.get('committed_meters', 0)} meter(s) fetched completely, "
+            f"{sum(len(v) if isinstance(v, list) else 1 for v in left.values())} sequence(s) of "
+            f"{', '.join(sorted(left)) or '-'} remain",
+            provider=profile.name,
+            hint="Run the sync again after the quota resets: it fetches only what remains "
+            "(run_summary.json 'remaining'); files in the export folder hold what was committed.",
+        )
+        exc.result = result  # type: ignore[attr-defined]
+        exc.partial = getattr(cause, "partial", None)  # type: ignore[attr-defined]
+        raise exc from cause
+    return result
+
+
+def _iso_or_none(value: Any) -> str | None:
+    return None if value is None else pd.Timestamp(value).isoformat()
+
+
+def _dt_or_none(value: Any) -> datetime | None:
+    return None if value is None else pd.Timestamp(value).to_pydatetime()
+
+
+def _date_or_none(value: Any) -> date | None:
+    return None if value is None else date.fromisoformat(str(value))
+
+
+def _usage_resources(profile: Profile) -> set[str]:
+    """Resources whose records feed usage or readings (the mapping's sources)."""
+    mapping = profile.section("mapping")
+    names: set[str] = set()
+    for table in ("usage", "readings"):
+        section = mapping.get(table)
+        if not isinstance(section, dict):
+            continue
+        if isinstance(section.get("resource"), str):
+            names.add(section["resource"])
+        for sub in section.values():
+            if isinstance(sub, dict) and isinstance(sub.get("resource"), str):
+                names.add(sub["resource"])
+    return names
+
+
+@dataclass
+class _Coverage:
+    """Which meters' data this run holds completely (a quota stop or a resume holds some back).
+
+    ``held`` are parent values (meter or asset ids) with a sequence that was not fetched in
+    this run (remaining after a quota stop, or skipped because an earlier run committed it);
+    ``all_held`` when that cannot be narrowed down (a top-level usage resource, an unknown
+    parent list, or an incomplete entity pull)."""
+
+    held: set[str] = field(default_factory=set)
+    all_held: bool = False
+    meter_asset: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        return self.all_held or bool(self.held)
+
+    def meter_ok(self, meter: str) -> bool:
+        if self.all_held:
+            return False
+        return meter not in self.held and self.meter_asset.get(meter, "\0") not in self.held
+
+    def value_ok(self, value: str) -> bool:
+        """A parent value whose every related meter (itself, or the asset's meters) is ok."""
+        if self.all_held or value in self.held:
+            return False
+        related = [m for m, a in self.meter_asset.items() if value in (m, a)]
+        return all(self.meter_ok(m) for m in related)
+
+    def ok_meters(self, ids: set[str]) -> set[str]:
+        return {m for m in ids if self.meter_ok(m)}
+
+
+def _coverage(
+    profile: Profile,
+    results: Mapping[str, Any],
+    sequences: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    quota: bool,
+    meter_asset: dict[str, str],
+) -> _Coverage:
+    cov = _Coverage(meter_asset=meter_asset)
+    entity = _entity_resources(profile)
+    seqmap: Mapping[str, Mapping[str, Any]] = sequences if sequences is not None else {}
+    for name in _usage_resources(profile) | entity:
+        seq = seqmap.get(name)
+        if seq is None:
+            if quota and (
+                name not in results
+                or _report_dict(getattr(results[name], "report", None)).get("stopped")
+            ):
+                cov.all_held = True
+            continue
+        missing = list(seq.get("remaining", [])) + list(seq.get("skipped", []))
+        if seq.get("unknown") or (name in entity and missing):
+            cov.all_held = True
+        for params in missing:
+            if not params:
+                cov.all_held = True
+            cov.held.update(str(v) for v in params.values())
+    return cov
+
+
+def _describe_remaining(sequences: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, seq in sorted(sequences.items()):
+        if seq.get("unknown"):
+            out[name] = "all (its parents were not all listed)"
+        elif seq.get("remaining"):
+            keys = [_pkey(p) or "(all)" for p in seq["remaining"]]
+            out[name] = keys
+    return out
 
 
 def _run(
@@ -709,7 +1022,11 @@ def _run(
     validate: Validate,
     progress: Progress,
 ) -> SyncResult:
+    from scaler_workbench.exceptions import QuotaExhaustedError
+    from scaler_workbench.reconcile import parse_provider_totals, read_reconcile_checks
+
     opts = _sync_options(profile)
+    checks_cfg = read_reconcile_checks(profile)
     tz = ZoneInfo(profile.timezone)
     spath = state_path(profile, out)
     export_dir = out / "export"
@@ -721,6 +1038,12 @@ def _run(
         # -- plan: which months each resource recomputes ------------------------------------
         incremental = _incremental_resources(profile)
         marks = store.watermarks()
+        pending = store.resume_plan()
+        resume = (
+            pending
+            if pending and not full and not dry_run and since is None and until is None
+            else None
+        )
         user_first = None if since is None else _month_start(_as_local_date(since, tz))
         user_end = None
         if until is not None:
@@ -746,6 +1069,20 @@ def _run(
         else:
             merge_first, mode = None, "full"
         merge_window = _Window(merge_first, user_end)
+        request_windows = {name: windows[name].request(tz) for name in profile.resources}
+        skip: dict[str, list[str]] = {}
+        if resume:
+            # finish what the quota-stopped run planned: its windows, its months, minus the
+            # sequences it committed
+            mode = str(resume.get("mode", mode))
+            merge_window = _Window(
+                _date_or_none(resume["merge"].get("first_month")),
+                _date_or_none(resume["merge"].get("end")),
+            )
+            for name, (a, b) in resume.get("windows", {}).items():
+                if name in request_windows:
+                    request_windows[name] = (_dt_or_none(a), _dt_or_none(b))
+            skip = {k: list(v) for k, v in resume.get("skip", {}).items() if v}
         if not dry_run:
             run_id = store.begin_run(
                 profile=profile.name, environment=profile.environment, mode=mode
@@ -753,10 +1090,27 @@ def _run(
 
         # -- fetch: each resource with its own window -----------------------------------
         progress("fetch")
-        request_windows = {name: windows[name].request(tz) for name in profile.resources}
-        results, requests = fetch(profile, windows=request_windows, clock=clock)
+        quota: QuotaExhaustedError | None = None
+        sequences: Mapping[str, Mapping[str, Any]] | None = None
+        got: tuple[Any, ...]
+        try:
+            got = fetch(
+                profile, windows=request_windows, clock=clock, **({"skip": skip} if skip else {})
+            )
+        except QuotaExhaustedError as exc:
+            partial = getattr(exc, "partial", None)
+            if not isinstance(partial, Mapping) or not partial:
+                if not dry_run:
+                    store.log_requests(getattr(exc, "requests", []), run_id=run_id)
+                raise
+            quota = exc
+            got = (dict(partial), getattr(exc, "requests", []), getattr(exc, "sequences", None))
+        results, requests = got[0], got[1]
+        sequences = got[2] if len(got) > 2 else None
+        seqmap: Mapping[str, Mapping[str, Any]] = sequences if sequences is not None else {}
         _raise_if_down(profile, results)
-        raw = {name: list(res.records) for name, res in results.items()}
+        raw: dict[str, list[dict[str, Any]]] = {name: [] for name in profile.resources}
+        raw.update({name: list(res.records) for name, res in results.items()})
         if not dry_run:
             store.log_requests(requests, run_id=run_id)
         _fault("after-fetch")
@@ -799,14 +1153,48 @@ def _run(
             drop=True
         )
 
+        # -- which meters this run holds completely (quota stop / resume) ---------------------
+        meter_asset = (
+            dict(
+                zip(
+                    tables.meters["meter_id"].astype(str),
+                    tables.meters["asset_id"].astype(str),
+                    strict=True,
+                )
+            )
+            if not tables.meters.empty
+            else {}
+        )
+        cov = _coverage(
+            profile, results, sequences, quota=quota is not None, meter_asset=meter_asset
+        )
+        entity_res = _entity_resources(profile)
+        entity_ok = not cov.all_held or all(
+            n in results
+            and not seqmap.get(n, {}).get("remaining")
+            and not _report_dict(getattr(results[n], "report", None)).get("stopped")
+            for n in entity_res
+        )
+        if cov.partial and not quarantined.empty:
+            series = quarantined["table"].isin(["usage", "readings"])
+            q_meter = quarantined["record_key"].astype(str).str.split("|").str[0]
+            keep = ~series | q_meter.map(cov.meter_ok).astype(bool)
+            if not entity_ok:
+                keep &= series
+            quarantined = quarantined[keep.to_numpy()].reset_index(drop=True)
+
         # -- completeness and deactivation plan --------------------------------------------
         completeness = {
             name: _is_complete(getattr(res, "report", None)) for name, res in results.items()
         }
-        entity_res = _entity_resources(profile)
         bad = {n: why for n, (ok, why) in completeness.items() if not ok}
+        if quota is not None:
+            bad = {n: w for n, w in bad.items() if not w.startswith("stopped")}
         entity_bad = {n: why for n, why in bad.items() if n in entity_res}
         why = "; ".join(f"{n}: {w}" for n, w in sorted(entity_bad.items()))
+        if quota is not None:
+            entity_bad = {**entity_bad, "quota": "the pull stopped on the provider's quota"}
+            why = "; ".join(filter(None, [why, "the pull stopped on the provider's quota"]))
         q_meters = set(quarantined.loc[quarantined["table"] == "meters", "record_key"].astype(str))
         q_assets = set(quarantined.loc[quarantined["table"] == "assets", "record_key"].astype(str))
         current = {
@@ -842,54 +1230,126 @@ def _run(
             else {},
             "deactivation": deactivation,
         }
+        if resume:
+            summary["resumed"] = {
+                "from_run": resume["stopped_run"],
+                "skipped_sequences": {k: len(v) for k, v in sorted(skip.items())},
+            }
         if dry_run:
             summary["status"] = "dry-run"
             return SyncResult(0, "dry-run", mode, None, spath, {}, summary)
 
-        # -- the commit point --------------------------------------------------------------
-        progress("commit")
+        # -- what the next run skips, and the watermarks -------------------------------------
+        usage_res = _usage_resources(profile)
+        plan: dict[str, Any] | None = None
+        prev_skip = {k: set(v) for k, v in (resume or {}).get("skip", {}).items()}
+        prev_wm = {k: dict(v) for k, v in (resume or {}).get("watermarks", {}).items()}
+        next_skip: dict[str, set[str]] = {}
+        seq_wm: dict[str, dict[str, str]] = {}
+        if sequences is not None:
+            for name, seq in sequences.items():
+                if name in entity_res:
+                    continue
+                done = list(seq.get("done", []))
+                keep_keys = set(prev_skip.get(name, set()))
+                if name in usage_res:
+                    keep_keys |= {
+                        _pkey(p)
+                        for p in done
+                        if (p and all(cov.value_ok(str(v)) for v in p.values()))
+                        or (not p and not cov.partial)
+                    }
+                else:
+                    keep_keys |= {_pkey(p) for p in done}
+                next_skip[name] = keep_keys
+                reported = (
+                    _report_dict(getattr(results.get(name), "report", None)).get("watermarks") or {}
+                )
+                seq_wm[name] = {
+                    **prev_wm.get(name, {}),
+                    **{k: str(v) for k, v in reported.items() if k in keep_keys},
+                }
         watermarks: dict[str, str] = {}
         for name, cfg in incremental.items():
-            if name in raw and completeness.get(name, (True, ""))[0]:
+            if name not in results or not completeness.get(name, (True, ""))[0]:
+                continue
+            seq = seqmap.get(name)
+            if seq is not None:
+                all_keys = {_pkey(p) for p in [*seq.get("done", []), *seq.get("skipped", [])]}
+                if (
+                    seq.get("remaining")
+                    or seq.get("unknown")
+                    or not all_keys <= next_skip.get(name, set())
+                ):
+                    continue  # some of its meters are held back: the watermark waits
+                candidates = seq_wm.get(name, {})
+                if not (cov.partial or quota is not None or resume):
+                    reported = _report_dict(getattr(results[name], "report", None)).get(
+                        "watermarks"
+                    )
+                    candidates = dict(reported or {})
+                new = (
+                    _min_iso(candidates.values())
+                    if candidates
+                    else _new_watermark(raw[name], str(cfg.get("cursor_path", "")))
+                )
+            else:
+                if quota is not None:
+                    continue
                 reported = _report_dict(getattr(results[name], "report", None)).get("watermarks")
                 new = (
                     _min_iso(reported.values())
                     if reported
                     else _new_watermark(raw[name], str(cfg.get("cursor_path", "")))
                 )
-                old = marks.get(name)
-                if new and (old is None or pd.Timestamp(new) > pd.Timestamp(old)):
-                    watermarks[name] = new
+            old = marks.get(name)
+            if new and (old is None or pd.Timestamp(new) > pd.Timestamp(old)):
+                watermarks[name] = new
+        if quota is not None:
+            windows_iso = {
+                n: [_iso_or_none(a), _iso_or_none(b)] for n, (a, b) in request_windows.items()
+            }
+            plan = {
+                "mode": mode,
+                "merge": merge_window.as_dict(),
+                "windows": windows_iso,
+                "skip": {k: sorted(v) for k, v in sorted(next_skip.items()) if v},
+                "watermarks": {
+                    k: v for k, v in sorted(seq_wm.items()) if v and k not in watermarks
+                },
+                "remaining": _describe_remaining(seqmap)
+                if sequences is not None
+                else {n: "all" for n in profile.resources if n not in results},
+            }
+
+        # -- the commit point --------------------------------------------------------------
+        progress("commit")
         released = 0
         with store.transaction():
             asset_parents: dict[str, str] = {}
-            meter_parents = (
-                dict(
-                    zip(
-                        tables.meters["meter_id"].astype(str),
-                        tables.meters["asset_id"].astype(str),
-                        strict=True,
-                    )
-                )
-                if not tables.meters.empty
-                else {}
-            )
-            summary["reactivated"] = {
-                "asset": store.upsert_entities(
-                    "asset", current["asset"], run_id=run_id, parents=asset_parents
-                ),
-                "meter": store.upsert_entities(
-                    "meter", current["meter"], run_id=run_id, parents=meter_parents
-                ),
-            }
-            for kind, plan in deactivation.items():
-                if plan["deactivated"]:
-                    store.deactivate(kind, plan["deactivated"], run_id=run_id)
-            store.write_rows("assets", accepted.assets)
-            store.write_rows("meters", accepted.meters)
+            meter_parents = dict(meter_asset)
+            if entity_ok:
+                summary["reactivated"] = {
+                    "asset": store.upsert_entities(
+                        "asset", current["asset"], run_id=run_id, parents=asset_parents
+                    ),
+                    "meter": store.upsert_entities(
+                        "meter", current["meter"], run_id=run_id, parents=meter_parents
+                    ),
+                }
+                for kind, dplan in deactivation.items():
+                    if dplan["deactivated"]:
+                        store.deactivate(kind, dplan["deactivated"], run_id=run_id)
+                store.write_rows("assets", accepted.assets)
+                store.write_rows("meters", accepted.meters)
+            else:
+                summary["reactivated"] = {"asset": [], "meter": []}
             _fault("after-assets")
             for table, column in (("usage", "start"), ("readings", "timestamp")):
                 frame = getattr(accepted, table)
+                if cov.partial and not frame.empty:
+                    ok = frame["meter_id"].astype(str).map(cov.meter_ok).astype(bool)
+                    frame = frame[ok.to_numpy()]
                 if frame.empty:
                     continue
                 zones = _meter_zones(accepted, frame, profile.timezone)
@@ -914,11 +1374,14 @@ def _run(
                 [(*k, q) for k, q in open_rows.items()],
                 columns=["table", "record_key", "rule", "qid"],
             )
+            scope = cov.ok_meters(current["meter"]) if cov.partial else current["meter"]
             in_scope = (
-                _quarantine_mask(open_frame, win_lo, win_hi, meters=current["meter"])
+                _quarantine_mask(open_frame, win_lo, win_hi, meters=scope)
                 if not open_frame.empty
                 else np.zeros(0, dtype=bool)
             )
+            if not entity_ok and not open_frame.empty:
+                in_scope &= open_frame["table"].isin(["usage", "readings"]).to_numpy()
             stale = [
                 int(row.qid)
                 for row, inside in zip(open_frame.itertuples(index=False), in_scope, strict=True)
@@ -927,8 +1390,36 @@ def _run(
             released = store.release_quarantine(
                 stale, run_id=run_id, note=f"not seen again in run {run_id}"
             )
+            for check in checks_cfg:
+                if check.resource not in results:
+                    continue
+                totals = parse_provider_totals(
+                    check,
+                    raw[check.resource],
+                    meters=tables.meters,
+                    assets=tables.assets,
+                    profile=profile,
+                    default_timezone=profile.timezone,
+                )
+                seq = seqmap.get(check.resource, {})
+                whole = completeness[check.resource][0] and not (
+                    seq.get("remaining") or seq.get("skipped") or seq.get("unknown")
+                )
+                store.write_provider_totals(
+                    check.name,
+                    totals,
+                    run_id=run_id,
+                    meter_ids=None
+                    if whole
+                    else {str(v) for p in seq.get("done", []) for v in p.values()}
+                    | set(totals["meter_id"].astype(str) if not totals.empty else []),
+                )
             for name, value in watermarks.items():
                 store.set_watermark(name, value, run_id=run_id)
+            if plan is not None:
+                store.set_resume_plan(plan, run_id=run_id)
+            elif pending and (resume or full):
+                store.set_resume_plan(None, run_id=run_id)
             summary["watermarks"] = {**marks, **watermarks}
             summary["quarantine"] = {**qcounts, "released": released}
             summary["stored"] = store.table_counts()
@@ -944,29 +1435,52 @@ def _run(
                 "incomplete pull: " + "; ".join(f"{n}: {w}" for n, w in sorted(bad.items()))
             )
         partial_reasons += [p["refused"] for p in deactivation.values() if p["refused"]]
-        status = "partial" if partial_reasons else "success"
-        summary["status"] = status
-        summary["partial_reasons"] = partial_reasons
-        summary["finished_at"] = clock.now().isoformat(timespec="seconds")
-        summary["duration_s"] = round(time.perf_counter() - t0, 3)
+        if plan is not None:
+            n_left = sum(len(v) if isinstance(v, list) else 1 for v in plan["remaining"].values())
+            summary["remaining"] = plan["remaining"]
+            summary["committed_meters"] = len(cov.ok_meters(current["meter"]))
+            partial_reasons.insert(
+                0,
+                f"the provider's quota is exhausted: {n_left} sequence(s) of "
+                f"{', '.join(sorted(plan['remaining'])) or 'nothing'} remain; the next run fetches "
+                "only those",
+            )
+
+        def finish(checks: dict[str, Any]) -> None:
+            reasons = partial_reasons + checks.get("reconciliation", {}).get("reasons", [])
+            status = "quota_exhausted" if plan is not None else "partial" if reasons else "success"
+            summary["status"] = status
+            summary["partial_reasons"] = reasons
+            summary["finished_at"] = clock.now().isoformat(timespec="seconds")
+            summary["duration_s"] = round(time.perf_counter() - t0, 3)
 
         def hook(point: str) -> None:
             if point.startswith("export:"):
                 _fault("during-export")
 
         files, checks = export_from_state(
-            store, export_dir, profile=profile, summary=summary, formats=formats, fault_hook=hook
+            store,
+            export_dir,
+            profile=profile,
+            summary=summary,
+            formats=formats,
+            fault_hook=hook,
+            on_checks=finish,
         )
         summary.update(checks)
+        status = summary["status"]
         _fault("after-export")
         store.finish_run(
             run_id,
             status=status,
             counts={"accepted": summary["accepted"], "stored": summary["stored"]},
-            errors=partial_reasons,
+            errors=summary["partial_reasons"],
         )
         log.info("sync %s run %d: %s (%s)", profile.name, run_id, status, mode)
-        return SyncResult(run_id, status, mode, export_dir, spath, files, summary)
+        result = SyncResult(run_id, status, mode, export_dir, spath, files, summary)
+        if quota is not None:
+            result.error = quota
+        return result
     except WorkbenchError as exc:
         if run_id:
             _record_failure(store, run_id, exc)

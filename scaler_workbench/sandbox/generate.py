@@ -799,6 +799,49 @@ class SandboxData:
         difference of the readings at the local midnights that bound the month (unwrapped, so
         rollovers count correctly). Bills are prorated over months by days.
         """
+        return self._monthly(
+            as_of=as_of, meters=meters, heating_value_mj_m3=heating_value_mj_m3, canonical=True
+        )
+
+    def monthly_totals(
+        self, meter_id: str, *, as_of: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """One meter's monthly totals in the meter's OWN unit (what ``/summary`` serves).
+
+        Same sums as :meth:`ground_truth` (local months; intervals by ``interval_start``,
+        register month differences, bills prorated by days) without the canonical factor.
+
+        Returns
+        -------
+        list of dict
+            ``{month (YYYY-MM), period_start, period_end (YYYY-MM-DD local, end exclusive),
+            total, unit}`` in month order.
+        """
+        frame = self._monthly(as_of=as_of, meters=[meter_id], canonical=False)
+        unit = self.meter(meter_id)["unit"]
+        out = []
+        for month, total in zip(frame["month"], frame["consumption"], strict=True):
+            first = date(int(month[:4]), int(month[5:]), 1)
+            nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+            out.append(
+                {
+                    "month": month,
+                    "period_start": first.isoformat(),
+                    "period_end": nxt.isoformat(),
+                    "total": float(total),
+                    "unit": unit,
+                }
+            )
+        return out
+
+    def _monthly(
+        self,
+        *,
+        as_of: datetime | None,
+        meters: Sequence[str] | None,
+        heating_value_mj_m3: float = 39.5,
+        canonical: bool,
+    ) -> pd.DataFrame:
         cut = math.inf if as_of is None else _epoch(as_of)
         wanted = set(meters) if meters is not None else None
         rows_meter: list[str] = []
@@ -809,8 +852,10 @@ class SandboxData:
             mid = m["id"]
             if wanted is not None and mid not in wanted:
                 continue
-            factor = canonical_factor(
-                m["commodity"], m["unit"], heating_value_mj_m3=heating_value_mj_m3
+            factor = (
+                canonical_factor(m["commodity"], m["unit"], heating_value_mj_m3=heating_value_mj_m3)
+                if canonical
+                else 1.0
             )
             grid = self.grid_of(mid)
             s = self.series[mid]
@@ -834,7 +879,7 @@ class SandboxData:
             rows_meter += [mid] * len(months)
             rows_month += [int(c) for c in months]
             rows_value += (np.asarray(sums, dtype=np.float64) * factor).tolist()
-            rows_unit += [canonical_unit(m["commodity"])] * len(months)
+            rows_unit += [canonical_unit(m["commodity"]) if canonical else m["unit"]] * len(months)
         frame = pd.DataFrame(
             {
                 "meter_id": rows_meter,

@@ -532,6 +532,10 @@ class Sandbox:
     every_nth_429, retry_after, retry_after_format, every_nth_503, slow_seconds, quota_after,
     fail_paths
         Initial :class:`Faults`.
+    summary_discrepancies : dict, optional
+        ``{(meter_id, "YYYY-MM"): factor}``: ``GET /meters/{id}/summary`` reports that month's
+        total multiplied by ``factor`` (a planted disagreement for reconciliation tests; see
+        :meth:`plant_discrepancy`).
     flavour_options : dict, optional
         Passed to the flavour factory.
     """
@@ -576,6 +580,7 @@ class Sandbox:
         slow_seconds: float = 0.0,
         quota_after: int | None = None,
         fail_paths: Mapping[str, int] | None = None,
+        summary_discrepancies: Mapping[tuple[str, str], float] | None = None,
     ) -> None:
         if data is None:
             data = get_sandbox_data(seed, sites, meters_per_site, _day(start), _day(end))
@@ -633,6 +638,7 @@ class Sandbox:
             quota_after=quota_after,
             fail_paths=dict(fail_paths or {}),
         )
+        self.summary_discrepancies: dict[tuple[str, str], float] = dict(summary_discrepancies or {})
         self.credentials = SandboxCredentials.random()
         self.request_log: list[RequestRecord] = []
         self.served_pages = 0
@@ -800,6 +806,17 @@ class Sandbox:
         """Start a new "day": the quota counter returns to zero."""
         with self._lock:
             self._quota_used = 0
+
+    def plant_discrepancy(self, meter_id: str, month: str, factor: float = 1.01) -> None:
+        """Make ``/meters/{meter_id}/summary`` report ``month`` (``YYYY-MM``) times ``factor``.
+
+        ``factor=1`` removes it. The data endpoints and :meth:`ground_truth` are unchanged, so
+        a reconciliation of exported totals against the summary must flag exactly this month.
+        """
+        if factor == 1:
+            self.summary_discrepancies.pop((meter_id, month), None)
+        else:
+            self.summary_discrepancies[(meter_id, month)] = float(factor)
 
     def set_as_of(self, ts: datetime | date | str | float | None) -> None:
         """Serve only data available at ``ts`` (None: everything).
@@ -1390,6 +1407,7 @@ class DefaultFlavour(Flavour):
             Route("GET", "/meters/{meter_id}/intervals", self.intervals),
             Route("GET", "/meters/{meter_id}/readings", self.readings),
             Route("GET", "/meters/{meter_id}/bills", self.bills),
+            Route("GET", "/meters/{meter_id}/summary", self.summary),
         ]
 
     def sites(self, req: Request) -> Response:
@@ -1465,6 +1483,16 @@ class DefaultFlavour(Flavour):
         ends = self.data.bill_end_epochs(mid)
         n = int(np.searchsorted(ends, self.sandbox.as_of_epoch, "right"))
         return self.sandbox.list_response(req, n, lambda x, y: self.data.bill_records(mid, x, y))
+
+    def summary(self, req: Request) -> Response:
+        """Monthly totals in the meter's own unit, as of the sandbox's ``as_of``."""
+        mid, _tz = self._meter(req)
+        as_of = self.sandbox.as_of
+        rows = self.data.monthly_totals(mid, as_of=as_of)
+        planted = self.sandbox.summary_discrepancies
+        if planted:
+            rows = [{**r, "total": r["total"] * planted.get((mid, r["month"]), 1.0)} for r in rows]
+        return self.sandbox.list_response(req, len(rows), lambda x, y: rows[x:y])
 
 
 register_flavour("default", DefaultFlavour)
