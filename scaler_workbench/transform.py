@@ -965,9 +965,7 @@ def _records_for(
     if not resource:
         raise MappingError(f"{where} needs a resource", hint=f"Add resource = ... to [{where}].")
     if isinstance(resource, list):  # several endpoints feed one table (e.g. elec + gas points)
-        records: list[Mapping[str, Any]] = [
-            r for name in resource for r in raw.get(str(name), [])
-        ]
+        records: list[Mapping[str, Any]] = [r for name in resource for r in raw.get(str(name), [])]
     elif resource not in raw:
         return [], None, []
     else:
