@@ -102,10 +102,43 @@ def _first_last(keys: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-def _wall(ns: np.ndarray, tz: str) -> np.ndarray:
-    """Local wall-clock time as naive ns since epoch."""
-    idx = utc_index(ns)
-    return idx.tz_convert(tz).tz_localize(None).as_unit("ns").asi8
+_BUCKET_NS = 15 * 60 * 10**9
+
+
+def _offset_table(lo: int, hi: int, tz: str) -> tuple[int, np.ndarray] | None:
+    """UTC offset [ns] of ``tz`` per 15-minute UTC bucket from ``lo`` to ``hi`` [ns UTC].
+
+    Returns ``(first bucket start, offsets)``, or None when a transition falls strictly inside
+    a bucket (historic odd offsets) or the span is huge: then ask pandas per instant.
+    """
+    if lo == _NAT or hi < lo:
+        return None
+    base = lo - lo % _BUCKET_NS
+    nb = (hi - base) // _BUCKET_NS + 1
+    if nb > 2_000_000:
+        return None
+    edges = base + np.arange(nb + 1, dtype=np.int64) * _BUCKET_NS
+    off = _wall_pandas(edges, tz) - edges
+    last = edges[1:] - 1
+    if not (off[:-1] == _wall_pandas(last, tz) - last).all():
+        return None
+    return base, off[:-1]
+
+
+def _wall_pandas(ns: np.ndarray, tz: str) -> np.ndarray:
+    return utc_index(ns).tz_convert(tz).tz_localize(None).as_unit("ns").asi8
+
+
+def _wall(ns: np.ndarray, tz: str, table: tuple[int, np.ndarray] | None = None) -> np.ndarray:
+    """Local wall-clock time as naive ns since epoch (an offset lookup per 15-minute bucket)."""
+    if not len(ns):
+        return ns.copy()
+    if table is None:
+        table = _offset_table(int(ns.min()), int(ns.max()), tz)
+        if table is None:
+            return _wall_pandas(ns, tz)
+    base, off = table
+    return ns + off[(ns - base) // _BUCKET_NS]
 
 
 def _period_index(wall: np.ndarray, freq: str) -> np.ndarray:
@@ -207,6 +240,191 @@ def _month_of_day(day0: int, day1: int) -> np.ndarray:
     return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
 
 
+_ROWS = 1 << 20  # rows per chunk of the chunked calendarization
+_CHUNKED_MIN = 1 << 16  # smaller frames take the general path
+
+
+def _calendarize_chunked(
+    usage: pd.DataFrame,
+    *,
+    freq: str,
+    keep: np.ndarray | None,
+    meter: pd.Categorical,
+    source: pd.Categorical,
+    tzc: pd.Categorical,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> pd.DataFrame | None:
+    """:func:`calendarize` for rows that stay inside one local period (intervals), in chunks.
+
+    Every per-row temporary is chunk-sized and reused; sums, counts, first/last rows, day marks
+    and factor checks accumulate into arrays over the (small) key space. Returns None (the
+    caller takes the general path) when a row crosses a period boundary, a time is missing, a
+    zone has transitions off the 15-minute grid, or the key space is large.
+    """
+    n = len(start)
+    if n < _CHUNKED_MIN or not n:
+        return None
+    lo, hi = int(start.min()), int(end.max())
+    if lo == _NAT or int(end.min()) == _NAT:
+        return None
+    zones = [str(z) for z in tzc.categories]
+    tables = [_offset_table(lo, hi, z) for z in zones]
+    if any(t is None for t in tables):
+        return None
+    tabs = [t for t in tables if t is not None]
+    reach = max(int(np.abs(t[1]).max()) for t in tabs) + DAY_NS
+    dmin = (lo - reach) // DAY_NS
+    dmax = (hi + reach) // DAY_NS
+    dspan = dmax - dmin + 1
+    month_of = _month_of_day(dmin, dmax) if freq == "month" else None
+    per_of_day = month_of if month_of is not None else np.arange(dmin, dmax + 1, dtype=np.int64)
+    pmin = int(per_of_day[0])
+    nper = int(per_of_day[-1]) - pmin + 1
+    nmeter, nsrc, nz = len(meter.categories), max(1, len(source.categories)), len(zones)
+    nbase = nmeter * nsrc * nz
+    nkeys = nbase * nper
+    space = nkeys + 1  # the last slot takes rows set aside
+    if space > (1 << 24) or nbase * dspan > (1 << 27):
+        return None
+    mcodes = np.asarray(meter.codes)
+    scodes = np.asarray(source.codes)
+    tzcodes = np.asarray(tzc.codes)
+    if (mcodes < 0).any() or (scodes < 0).any():
+        return None
+    values = {c: v for c in _SUM_COLS if (v := _floats(usage, c)) is not None}
+    sums = {c: np.zeros(space) for c in values}
+    nans = {c: np.zeros(space, dtype=np.int64) for c in values}
+    counts = np.zeros(space, dtype=np.int64)
+    est_col = usage.get("estimated", None)
+    known = np.zeros(space)
+    anyest = np.zeros(space)
+    marks = np.zeros(nbase * dspan, dtype=bool)
+    cover = np.zeros(space)
+    first = np.full(space, n, dtype=np.int64)
+    last = np.full(space, -1, dtype=np.int64)
+    fac = _floats(usage, "factor")
+    fk = np.full(space, np.nan)
+    fset = np.zeros(space, dtype=bool)
+    mixed = np.zeros(space, dtype=bool)
+    for a in range(0, n, _ROWS):
+        b = min(n, a + _ROWS)
+        s, e = start[a:b], end[a:b]
+        if nz == 1:
+            ws, we = _wall(s, zones[0], tabs[0]), _wall(e, zones[0], tabs[0])
+        else:
+            zc = tzcodes[a:b]
+            ws, we = np.empty_like(s), np.empty_like(e)
+            for z in range(nz):
+                m = zc == z
+                ws[m] = _wall(s[m], zones[z], tabs[z])
+                we[m] = _wall(e[m], zones[z], tabs[z])
+        day = ws // DAY_NS
+        day_last = (we - 1) // DAY_NS
+        p0 = per_of_day[day - dmin]
+        if (per_of_day[day_last - dmin] > p0).any():
+            return None  # a row crosses a local period boundary: split it the general way
+        del day_last
+        base = mcodes[a:b].astype(np.int64)
+        if nsrc > 1:
+            base *= nsrc
+            base += scodes[a:b]
+        if nz > 1:
+            base *= nz
+            base += tzcodes[a:b]
+        key = base * nper
+        key += p0
+        key -= pmin
+        kc = keep[a:b] if keep is not None else None
+        if kc is not None:
+            key[~kc] = nkeys
+        counts += np.bincount(key, minlength=space)
+        for c, v in values.items():
+            vc = v[a:b]
+            nan = np.isnan(vc)
+            if nan.any():
+                sums[c] += np.bincount(key, weights=np.where(nan, 0.0, vc), minlength=space)
+                nans[c] += np.bincount(key[nan], minlength=space)
+            else:
+                sums[c] += np.bincount(key, weights=vc, minlength=space)
+        if est_col is not None:
+            ep = est_col.iloc[a:b].to_numpy(dtype=np.float64, na_value=np.nan)
+            known += np.bincount(key, weights=~np.isnan(ep), minlength=space)
+            anyest += np.bincount(key, weights=np.nan_to_num(ep), minlength=space)
+        # days with data: sub-daily rows mark their local day, longer ones add their days
+        dur = we - ws
+        sub = dur <= DAY_NS
+        mark_rows = sub if kc is None else sub & kc
+        spot = base * dspan
+        spot += day - dmin
+        marks[spot[mark_rows] if not mark_rows.all() else spot] = True
+        if not sub.all():
+            multi = ~sub
+            cover += np.bincount(key[multi], weights=dur[multi] / DAY_NS, minlength=space)
+        # first and last row of each key
+        rows = np.arange(a, b, dtype=np.int64)
+        last[key] = rows
+        chunk_first = np.full(space, n, dtype=np.int64)
+        chunk_first[key[::-1]] = rows[::-1]
+        np.minimum(first, chunk_first, out=first)
+        if fac is not None:  # one factor per key, NaN where rows had different factors
+            fc = fac[a:b]
+            here = chunk_first < n
+            fk_c = np.full(space, np.nan)
+            fk_c[here] = fac[chunk_first[here]]
+            differs = ~(fc == fk_c[key])
+            if differs.any():
+                mixed[key[differs]] = True
+            seen = here & fset
+            mixed[seen] |= ~(fk[seen] == fk_c[seen])
+            new = here & ~fset
+            fk[new] = fk_c[new]
+            fset |= here
+    sel = np.flatnonzero(counts[:nkeys] > 0)
+    n_int = counts[sel]
+    out_sums = {}
+    for c in values:
+        cnt = n_int - nans[c][sel]
+        out_sums[c] = np.where(cnt > 0, sums[c][sel], np.nan)
+    if est_col is not None:
+        k_known = known[sel]
+        estimated = pd.array(np.where(k_known > 0, anyest[sel] > 0, False), dtype="boolean")
+        estimated[k_known == 0] = pd.NA
+    else:
+        estimated = pd.array([pd.NA] * len(sel), dtype="boolean")
+    # marked days per (meter, source, zone) and period: sum the marks over each period's days
+    bounds = np.flatnonzero(np.r_[True, per_of_day[1:] != per_of_day[:-1]])
+    per_days = np.zeros((nbase, nper), dtype=np.int64)
+    per_days[:, per_of_day[bounds] - pmin] = np.add.reduceat(
+        marks.reshape(nbase, dspan), bounds, axis=1, dtype=np.int64
+    )
+    days = per_days.ravel()[sel] + cover[sel]
+    days_with_data = np.ceil(np.round(days, 6)).astype(np.int64)
+    per_k = sel % nper + pmin
+    rest = sel // nper
+    z_k = rest % nz
+    rest //= nz
+    return _assemble_periods(
+        usage,
+        freq=freq,
+        meter=meter,
+        source=source,
+        tzc=tzc,
+        key_meter=rest // nsrc,
+        key_source=rest % nsrc,
+        key_tz=z_k,
+        key_per=per_k,
+        first=first[sel],
+        last=last[sel],
+        sums=out_sums,
+        n_int=n_int,
+        split_any=np.zeros(len(sel), dtype=bool),
+        estimated=estimated,
+        days_with_data=days_with_data,
+        factor=None if fac is None else np.where(mixed[sel], np.nan, fk[sel]),
+    )
+
+
 def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> pd.DataFrame:
     """:func:`calendarize` over the rows where ``keep`` is True (all when None), no copy."""
     if freq not in _FREQS:
@@ -228,6 +446,18 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
     tzcodes = np.asarray(tzc.codes)
     start = _ns(usage["start"])
     end = _ns(usage["end"])
+    fast = _calendarize_chunked(
+        usage,
+        freq=freq,
+        keep=keep,
+        meter=meter,
+        source=source,
+        tzc=tzc,
+        start=start,
+        end=end,
+    )
+    if fast is not None:
+        return fast
 
     if len(tzc.categories) == 1:
         wall_s = _wall(start, str(tzc.categories[0]))
@@ -391,9 +621,61 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
     first, last = first_all[sel], last_all[sel]
     src_row_first = first if row is None else row[first]
     src_row_last = last if row is None else row[last]
-    # period bounds
-    key_per = per[first]
-    key_tz = z_p[first]
+    fac = _floats(usage, "factor")
+    key_factor = None
+    if fac is not None:
+        # one factor per key, or NaN when its rows were converted with different factors
+        fp = take(fac)
+        fk = fp[first_all.clip(0)]
+        differs = ~(fp == fk[kc])
+        mixed = np.bincount(kc[differs], minlength=space)[sel] > 0
+        key_factor = np.where(mixed, np.nan, fk[sel])
+    return _assemble_periods(
+        usage,
+        freq=freq,
+        meter=meter,
+        source=source,
+        tzc=tzc,
+        key_meter=m_p[first],
+        key_source=s_p[first],
+        key_tz=z_p[first],
+        key_per=per[first],
+        first=src_row_first,
+        last=src_row_last,
+        sums=sums,
+        n_int=n_int,
+        split_any=split_any,
+        estimated=estimated,
+        days_with_data=days_with_data,
+        factor=key_factor,
+    )
+
+
+def _assemble_periods(
+    usage: pd.DataFrame,
+    *,
+    freq: str,
+    meter: pd.Categorical,
+    source: pd.Categorical,
+    tzc: pd.Categorical,
+    key_meter: np.ndarray,
+    key_source: np.ndarray,
+    key_tz: np.ndarray,
+    key_per: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    sums: dict[str, np.ndarray],
+    n_int: np.ndarray,
+    split_any: np.ndarray,
+    estimated: Any,
+    days_with_data: np.ndarray,
+    factor: np.ndarray | None,
+) -> pd.DataFrame:
+    """The period rows of :func:`calendarize` from per-key results (``first``/``last``: the
+    usage rows that give each key its labels and lineage)."""
+    n = len(usage)
+    nk = len(key_per)
+    src_row_first, src_row_last = first, last
     pstart = np.empty(nk, dtype=np.int64)
     pend = np.empty(nk, dtype=np.int64)
     for z, zone in enumerate(tzc.categories):
@@ -404,7 +686,7 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         pend[mz] = _localise_periods(_period_wall_start(key_per[mz] + 1, freq), str(zone))
 
     out: dict[str, Any] = {
-        "meter_id": pd.Categorical.from_codes(m_p[first], categories=meter.categories),
+        "meter_id": pd.Categorical.from_codes(key_meter, categories=meter.categories),
         "start": utc_index(pstart),
         "end": utc_index(pend),
     }
@@ -423,14 +705,8 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
     out["days_with_data"] = pd.array(days_with_data, dtype="Int64")
     if "raw_value" in sums:
         out["raw_value"] = sums["raw_value"]
-    fac = _floats(usage, "factor")
-    if fac is not None:
-        # one factor per key, or NaN when its rows were converted with different factors
-        fp = take(fac)
-        fk = fp[first_all.clip(0)]
-        differs = ~(fp == fk[kc])
-        mixed = np.bincount(kc[differs], minlength=space)[sel] > 0
-        out["factor"] = np.where(mixed, np.nan, fk[sel])
+    if factor is not None:
+        out["factor"] = factor
     # method
     base = _cat(usage["method"]) if "method" in usage else pd.Categorical(["as-reported"] * n)
     bcodes = np.asarray(base.codes)[src_row_first]
@@ -447,8 +723,9 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         else pd.Categorical(np.asarray(labels, object)[combo])
     )
     # source ids
+    scodes = np.asarray(source.codes)
     out["source_id"] = _source_ids(usage, source, scodes, src_row_first, src_row_last, n_int)
-    out["source"] = pd.Categorical.from_codes(s_p[first], categories=source.categories)
+    out["source"] = pd.Categorical.from_codes(key_source, categories=source.categories)
     return pd.DataFrame(out)
 
 

@@ -131,3 +131,49 @@ def test_process_usage_sums_only_the_kept_duplicate():
     assert out.usage["consumption"].tolist() == [6.0]
     assert out.usage["n_intervals"].tolist() == [2]
     assert (out.quarantine["rule"] == "duplicate").sum() == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(ROWS, st.booleans(), st.booleans(), st.sampled_from(["month", "day"]), st.integers(1, 9))
+def test_property_chunked_calendarize_equals_the_general_path(rows, estimated, zones, freq, size):
+    import scaler_workbench.usage as U
+
+    rows = [(*r[:2], min(r[2], 2), *r[3:]) for r in rows]  # intervals: no period is crossed
+    frame = _frame(rows, estimated=estimated, zones=zones)
+    frame.loc[frame.index[::7], "factor"] = 0.5  # mixed factors within some keys
+    keep = np.arange(len(frame)) % 4 != 2
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(U, "_CHUNKED_MIN", 10**9)
+        general = _calendarize(frame, freq=freq, keep=keep).reset_index(drop=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(U, "_CHUNKED_MIN", 1)
+        mp.setattr(U, "_ROWS", size)
+        seen = []
+        original = U._calendarize_chunked
+        mp.setattr(U, "_calendarize_chunked", lambda *a, **k: seen.append(1) or original(*a, **k))
+        chunked = _calendarize(frame, freq=freq, keep=keep).reset_index(drop=True)
+    assert seen
+    pd.testing.assert_frame_equal(general, chunked, check_categorical=False, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("zone", "lo", "hi"),
+    [
+        ("Europe/London", "2023-01-01", "2024-01-01"),
+        ("America/New_York", "2023-03-01", "2023-12-01"),
+        ("Australia/Lord_Howe", "2023-01-01", "2024-01-01"),  # 30-minute DST shift
+        ("Asia/Kathmandu", "1985-01-01", "1987-01-01"),  # +05:30 -> +05:45
+        ("Europe/Amsterdam", "1935-01-01", "1938-01-01"),  # +00:19:32 era: no exact table
+    ],
+)
+def test_wall_clock_offset_table_matches_pandas(zone, lo, hi):
+    from scaler_workbench.usage import _offset_table, _wall, _wall_pandas
+
+    a = pd.Timestamp(lo, tz="UTC").value
+    b = pd.Timestamp(hi, tz="UTC").value
+    ns = np.sort(np.random.default_rng(1).integers(a, b, 20000))
+    np.testing.assert_array_equal(_wall(ns, zone), _wall_pandas(ns, zone))
+    if zone == "Europe/Amsterdam":
+        assert _offset_table(a, b, zone) is None  # transitions off the 15-minute grid
+    else:
+        assert _offset_table(a, b, zone) is not None
