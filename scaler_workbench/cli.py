@@ -4,10 +4,12 @@ Exit codes (for schedulers; see docs/cli.md):
 
 ====  ===========================================================================
 0     success
-1     partial: records quarantined, an incomplete pull, or a refused deactivation
+1     partial: records quarantined, an incomplete pull, a refused deactivation, or provider
+      totals that do not reconcile with the exported ones
 2     usage error: bad arguments, bad profile or mapping
 3     authentication failed (or a credential variable is unset)
-4     the provider's quota is exhausted: re-run later, completed work is kept
+4     the provider's quota is exhausted: completed work is committed and exported; the next
+      run fetches only what remains
 5     the provider is down or unreachable (5xx / 429 after retries, connection errors)
 6     the sync failed otherwise (state, export, data or request errors)
 7     verification failed (``demo``: an exported total differs from ground truth)
@@ -210,6 +212,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     profile = _load(args)
     out = Path(args.out) if args.out else _default_out(profile)
     on_stage, close = _progress(args)
+    quota: QuotaExhaustedError | None = None
     try:
         result = run_sync(
             profile,
@@ -222,6 +225,10 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             progress=on_stage,
             sandbox_seed=args.seed,
         )
+    except QuotaExhaustedError as exc:
+        if getattr(exc, "result", None) is None:
+            raise
+        quota, result = exc, exc.result  # type: ignore[attr-defined]
     finally:
         close()
     s = result.summary
@@ -239,8 +246,18 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                 f"  {kind}s vanished: {len(plan['vanished'])}, deactivated: "
                 f"{len(plan['deactivated'])}" + (f" ({plan['refused']})" if plan["refused"] else "")
             )
+    recon = s.get("reconciliation")
+    if recon:
+        for name, c in recon.get("checks", {}).items():
+            lines.append(
+                f"  reconciliation {name}: {c['within_tolerance']} of {c['compared']} provider "
+                f"totals within tolerance"
+            )
+    for name, left in s.get("remaining", {}).items():
+        n = len(left) if isinstance(left, list) else left
+        lines.append(f"  remaining {name}: {n}" + (" sequence(s)" if isinstance(n, int) else ""))
     for reason in s.get("partial_reasons", []):
-        lines.append(f"  partial: {reason}")
+        lines.append(f"  {'stopped' if quota else 'partial'}: {reason}")
     ready = s.get("ready_to_export")
     if ready:
         lines.append(
@@ -259,6 +276,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         "files": {k: str(v) for k, v in result.files.items()},
         "summary": s,
     }
+    if quota is not None:
+        print(f"error: {quota}", file=sys.stderr)
+        payload.update(error=type(quota).__name__, message=quota.message, hint=quota.hint)
     _emit(args, payload, "\n".join(lines))
     return result.exit_code
 
@@ -407,7 +427,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         truth = sandbox.ground_truth()
     assert result.export_dir is not None
     table = compare_with_truth(result.export_dir / "usage.csv", truth, rtol=DEMO_RTOL)
-    ok = bool(table["ok"].all()) and not table.empty
+    recon_ok = all(
+        c["beyond_tolerance"] == 0
+        for c in result.summary.get("reconciliation", {}).get("checks", {}).values()
+    )
+    ok = bool(table["ok"].all()) and not table.empty and recon_ok
     width = max([5, *(len(str(m)) for m in table["meter_id"])])
     lines = [
         f"demo: onboarded the builtin sandbox with {_shown(args.profile)}",
@@ -431,10 +455,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"truth (tolerance {DEMO_RTOL:g} relative)"
     )
     lines.append(final)
+    recon = result.summary.get("reconciliation", {}).get("checks", {})
+    for name, c in recon.items():
+        lines.append(
+            f"provider totals ({name}): {c['within_tolerance']} of {c['compared']} reconcile "
+            f"within tolerance (reconciliation.csv)"
+        )
     payload = {
         "ok": ok,
         "export_dir": str(result.export_dir),
         "sync_status": result.status,
+        "reconciliation": recon,
         "meters": table.to_dict(orient="records"),
     }
     _emit(args, payload, "\n".join(lines))

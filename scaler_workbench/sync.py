@@ -864,8 +864,8 @@ def run_sync(
         The provider's quota ran out. What was fetched completely (whole parent sequences;
         a meter's data only when all of its sequences came) is committed, the files are
         exported, and ``exc.result`` holds the :class:`SyncResult` (status ``quota_exhausted``,
-        summary ``remaining``). The next run (without ``--full``/``--since``/``--until``)
-        resumes: same windows, fetching only the sequences that remain.
+        summary ``remaining``). The next run with the same arguments resumes it: the same
+        windows, fetching only the sequences that remain (parents are listed again).
     WorkbenchError
         Connector, profile, state or export errors pass through unchanged (the run is recorded
         as failed and nothing is committed); anything unexpected becomes :class:`SyncError`.
@@ -891,8 +891,8 @@ def run_sync(
         cause = result.error
         left = result.summary.get("remaining", {})
         exc = QuotaExhaustedError(
-            f"the provider's quota is exhausted ({getattr(cause, 'message', cause)}); committed "
-            f"{result.summary.get('committed_meters', 0)} meter(s) fetched completely, "
+            f"quota stop: {getattr(cause, 'message', cause)}; committed the "
+            f"{result.summary.get('committed_meters', 0)} meter(s) fetched completely in this run, "
             f"{sum(len(v) if isinstance(v, list) else 1 for v in left.values())} sequence(s) of "
             f"{', '.join(sorted(left)) or '-'} remain",
             provider=profile.name,
@@ -1039,11 +1039,13 @@ def _run(
         incremental = _incremental_resources(profile)
         marks = store.watermarks()
         pending = store.resume_plan()
-        resume = (
-            pending
-            if pending and not full and not dry_run and since is None and until is None
-            else None
-        )
+        args = {
+            "full": bool(full),
+            "since": None if since is None else str(since),
+            "until": None if until is None else str(until),
+        }
+        # the same command after a quota stop resumes it; another command plans afresh
+        resume = pending if pending and not dry_run and pending.get("args") == args else None
         user_first = None if since is None else _month_start(_as_local_date(since, tz))
         user_end = None
         if until is not None:
@@ -1310,6 +1312,7 @@ def _run(
                 n: [_iso_or_none(a), _iso_or_none(b)] for n, (a, b) in request_windows.items()
             }
             plan = {
+                "args": args,
                 "mode": mode,
                 "merge": merge_window.as_dict(),
                 "windows": windows_iso,
@@ -1418,7 +1421,7 @@ def _run(
                 store.set_watermark(name, value, run_id=run_id)
             if plan is not None:
                 store.set_resume_plan(plan, run_id=run_id)
-            elif pending and (resume or full):
+            elif pending and (resume or (full and since is None and until is None)):
                 store.set_resume_plan(None, run_id=run_id)
             summary["watermarks"] = {**marks, **watermarks}
             summary["quarantine"] = {**qcounts, "released": released}

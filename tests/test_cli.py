@@ -160,6 +160,8 @@ def test_exit_codes(
     with StateStore(tmp_path / "o3" / "state" / "sandbox.sqlite") as store:
         assert store.runs()["status"].tolist() == ["quota_exhausted"]
         assert store.table_counts()["usage"] == 0
+    text = capsys.readouterr().out  # the summary says what remains (here: from the meter lists)
+    assert "quota_exhausted" in text and "remaining meters" in text
 
     # provider down
     small(every_nth_503=1)
@@ -232,3 +234,35 @@ def test_module_entry_point_prints_help() -> None:
 
 
 _ = Profile
+
+
+def test_cli_quota_stop_exits_4_with_what_remains_and_the_same_command_resumes(
+    small: Callable[..., Sandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sb = small(quota_after=15)
+    out = tmp_path / "out"
+    args = ["sync", str(PROFILE), "--out", str(out), "--until", UNTIL, "--formats", "csv"]
+    assert cli.main([*args, "--json"]) == cli.EXIT_QUOTA
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert payload["status"] == "quota_exhausted" and payload["exit_code"] == cli.EXIT_QUOTA
+    assert payload["error"] == "QuotaExhaustedError" and payload["summary"]["remaining"]
+    assert "Traceback" not in captured.err and "quota" in captured.err
+    summary = json.loads((out / "export" / "run_summary.json").read_text())
+    assert summary["status"] == "quota_exhausted" and summary["remaining"]
+    with StateStore(out / "state" / "sandbox.sqlite") as store:
+        committed = set(store.read_table("usage")["meter_id"].astype(str))
+    assert committed, "the quota stop committed nothing"
+    sb.set_faults(quota_after=None)
+    sb.clear_log()
+    assert cli.main(args) == cli.EXIT_OK
+    text = capsys.readouterr().out
+    assert "success" in text and "reconciliation monthly: 18 of 18" in text
+    # the resumed run did not ask again for the sequences the first one committed
+    data = {
+        q.path for q in sb.request_log if q.path.endswith(("/intervals", "/readings", "/bills"))
+    }
+    assert data and not {p for p in data if p.split("/")[-2] in committed}
+    with StateStore(out / "state" / "sandbox.sqlite") as store:
+        assert store.runs()["status"].tolist() == ["success", "quota_exhausted"]
+        assert store.resume_plan() is None

@@ -351,3 +351,161 @@ def test_since_until_rounds_to_whole_months(tmp_path: Path, provider: FakeProvid
 
 
 _ = timedelta
+
+
+# -- over loopback against the sandbox: reconciliation, quota stop and resume -------------------
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX_PROFILE = ROOT / "mappings" / "sandbox" / "profile.toml"
+SMALL = {"sites": 2, "meters_per_site": 3, "start": "2024-01-01", "end": "2024-04-01"}
+DATA = ("/intervals", "/readings", "/bills", "/summary")
+
+
+@pytest.fixture
+def small(make_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    def start(**options: Any) -> Any:
+        sb = make_sandbox(**{**SMALL, **options})
+        for k, v in sb.env().items():
+            monkeypatch.setenv(k, v)
+        return sb
+
+    return start
+
+
+def real_sync(out: Path, **kw: Any) -> Any:
+    from scaler_workbench.profile import read_profile
+
+    clock = FakeClock(datetime(2024, 4, 1, tzinfo=UTC))
+    return run_sync(read_profile(SANDBOX_PROFILE), out=out, clock=clock, formats=("csv",), **kw)
+
+
+def test_reconciliation_matches_on_the_sandbox_and_flags_a_planted_discrepancy(
+    small: Any, tmp_path: Path
+) -> None:
+    sb = small()
+    r = real_sync(tmp_path)
+    assert r.status == "success", r.summary["partial_reasons"]
+    rec = pd.read_csv(tmp_path / "export" / "reconciliation.csv", dtype={"period_start": str})
+    assert len(rec) == 6 * 3 and rec["within_tolerance"].all()
+    assert rec["relative"].max() < 1e-9 and set(rec["check"]) == {"monthly"}
+    assert r.summary["reconciliation"]["checks"]["monthly"]["beyond_tolerance"] == 0
+    # the provider's Wh / m3 totals were converted: units are canonical, raw units kept
+    assert set(rec["unit"]) <= {"kWh", "m³", "kg"} and "Wh" in set(rec["raw_unit"])
+
+    sb.plant_discrepancy("M0004", "2024-02", 1.001)  # 0.1 % more than the data says
+    r = real_sync(tmp_path)
+    assert (r.status, r.exit_code) == ("partial", 1)
+    (reason,) = [p for p in r.summary["partial_reasons"] if p.startswith("reconciliation")]
+    assert "1 of 18" in reason and "M0004" in reason
+    rec = pd.read_csv(tmp_path / "export" / "reconciliation.csv", dtype={"period_start": str})
+    bad = rec[~rec["within_tolerance"]]
+    assert bad[["meter_external_id", "period_start"]].values.tolist() == [["M0004", "2024-02-01"]]
+    assert bad["relative"].iloc[0] == pytest.approx(1e-3 / 1.001, rel=1e-6)
+    assert not r.summary["ready_to_export"]["ready"]
+
+    sb.plant_discrepancy("M0004", "2024-02", 1.0)  # fixed at the source
+    assert real_sync(tmp_path).status == "success"
+
+
+def _ok_data_requests(sb: Any) -> list[str]:
+    return [
+        q.path + "?" + "&".join(f"{k}={v}" for k, v in sorted(q.query.items()))
+        for q in sb.request_log
+        if q.status == 200 and q.path.endswith(DATA)
+    ]
+
+
+def test_quota_stop_commits_complete_meters_and_resumes_to_the_uninterrupted_export(
+    small: Any, tmp_path: Path
+) -> None:
+    from collections import Counter
+
+    from scaler_workbench.exceptions import QuotaExhaustedError
+
+    sb = small()
+    ref = real_sync(tmp_path / "ref")
+    assert ref.status == "success"
+    reference = Counter(_ok_data_requests(sb))
+    sb.clear_log()
+
+    out = tmp_path / "out"
+    sb.set_faults(quota_after=22)
+    with pytest.raises(QuotaExhaustedError) as info:
+        real_sync(out)
+    first = info.value.result
+    assert (first.status, first.exit_code) == ("quota_exhausted", 4)
+    assert "intervals" in first.summary["remaining"]
+    assert "remain" in str(info.value) and "fetches only what remains" in info.value.hint
+    assert first.summary["deactivation"]["meter"]["deactivated"] == []
+    with StateStore(first.state_path) as store:
+        stored = store.read_table("usage")
+        plan = store.resume_plan()
+        assert plan is not None and plan["skip"]["intervals"]
+        assert "intervals" not in store.watermarks()  # some interval meters still missing
+        assert store.runs()["status"].tolist() == ["quota_exhausted"]
+    committed = set(stored["meter_id"].astype(str))
+    ref_usage = pd.read_csv(tmp_path / "ref" / "export" / "usage.csv", dtype=str)
+    assert committed and committed < set(ref_usage["meter_external_id"])
+    # a committed meter's months are complete: equal to the uninterrupted run's
+    got_usage = pd.read_csv(out / "export" / "usage.csv", dtype=str)
+    pd.testing.assert_frame_equal(
+        got_usage,
+        ref_usage[ref_usage["meter_external_id"].isin(committed)].reset_index(drop=True),
+    )
+    assert not first.summary["ready_to_export"]["ready"]
+
+    attempts, requests = 1, Counter(_ok_data_requests(sb))
+    interrupted = {q.path for q in sb.request_log if q.status == 429}
+    while True:
+        sb.reset_quota()
+        sb.clear_log()
+        attempts += 1
+        try:
+            final = real_sync(out)
+            requests += Counter(_ok_data_requests(sb))
+            break
+        except QuotaExhaustedError:
+            requests += Counter(_ok_data_requests(sb))
+            interrupted |= {q.path for q in sb.request_log if q.status == 429}
+        assert attempts < 8
+    assert attempts >= 3  # quota_after=22 stops the resumed run too
+    assert final.status == "success" and final.summary["resumed"]["skipped_sequences"]
+    # every data request of the uninterrupted run was made; the only repeats are the
+    # sequences a quota stop cut in the middle
+    assert set(requests) == set(reference)
+    repeated = {u.split("?")[0] for u, n in requests.items() if n > reference[u]}
+    assert repeated <= interrupted
+    assert files(out) == files(tmp_path / "ref")
+    with StateStore(final.state_path) as store, StateStore(ref.state_path) as ref_store:
+        assert store.resume_plan() is None
+        assert store.watermarks() == ref_store.watermarks()
+
+
+def test_quota_stop_from_a_stand_in_fetch_commits_entities_only(
+    tmp_path: Path, provider: FakeProvider
+) -> None:
+    from scaler_workbench.exceptions import QuotaExhaustedError
+
+    def stopped(profile: Profile, **kw: Any) -> Any:
+        results, _ = provider.fetch(profile, **kw)
+        results["days"].report.failed_pages = []
+        exc = QuotaExhaustedError("daily quota spent")
+        exc.partial = {"sites": results["sites"], "meters": results["meters"]}  # type: ignore[attr-defined]
+        raise exc
+
+    profile = Profile.from_dict(PROFILE)
+    with pytest.raises(QuotaExhaustedError) as info:
+        run_sync(
+            profile,
+            out=tmp_path,
+            fetch=stopped,
+            pipeline=fake_pipeline,
+            validate=fake_validate,
+            formats=("csv",),
+        )
+    assert info.value.result.exit_code == 4
+    with StateStore(tmp_path / "state" / "fake.sqlite") as store:
+        counts = store.table_counts()
+        assert counts["meters"] == 20 and counts["usage"] == 0 and store.watermarks() == {}
+        assert store.resume_plan() is not None
+    r = sync(provider, tmp_path)  # a plain run afterwards pulls everything and clears the plan
+    assert r.status == "success" and r.summary["accepted"]["usage"] > 0
