@@ -212,3 +212,31 @@ def test_file_hashes_stable_across_calls(tmp_path: Path) -> None:
         files = to_scaler_files(_tables(), tmp_path / name)
         digests.append({k: hashlib.sha256(v.read_bytes()).hexdigest() for k, v in files.items()})
     assert digests[0] == digests[1]
+
+
+def test_reconciliation_csv_has_local_periods_and_stays_out_of_the_xlsx(tmp_path: Path) -> None:
+    from scaler_workbench.reconcile import reconcile_totals
+
+    t = _tables()
+    totals = pd.DataFrame(
+        {
+            "check": "monthly",
+            "meter_id": ["M2", "M1"],
+            "start": pd.to_datetime(["2024-02-01T05:00Z", "2024-01-01T00:00Z"], utc=True),
+            "end": pd.to_datetime(["2024-03-01T05:00Z", "2024-02-01T00:00Z"], utc=True),
+            "provider": [float("nan"), 0.1],
+            "unit": "kWh",
+            "raw_total": [float("nan"), 100.0],
+            "raw_unit": "Wh",
+            "note": ["total is not a number", ""],
+        }
+    )
+    recon = reconcile_totals(t.usage, totals)
+    files = to_scaler_files(t, tmp_path / "out", reconciliation=recon)
+    text = files["reconciliation.csv"].read_text(encoding="utf-8").splitlines()
+    assert text[0].startswith("check,meter_external_id,period_start,period_end,unit,exported")
+    assert text[1].startswith("monthly,M1,2024-01-01,2024-02-01,kWh,")
+    assert text[2].startswith("monthly,M2,2024-02-01,2024-03-01,kWh,") and "false" in text[2]
+    assert text[2].endswith(",Wh,total is not a number")
+    with zipfile.ZipFile(files["scaler.xlsx"]) as z:
+        assert "reconciliation" not in z.read("xl/workbook.xml").decode()

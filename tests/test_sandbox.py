@@ -925,3 +925,35 @@ def test_large_portfolio_generates_fast() -> None:
     assert len(data.meters) == 600 and data.n_intervals > 6_000_000
     assert truth["month"].nunique() == 12
     assert elapsed < 10.0, f"{elapsed:.1f} s"
+
+
+def test_summary_endpoint_reports_monthly_totals_in_the_meters_own_unit(
+    make_sandbox: MakeSandbox,
+) -> None:
+    from scaler_workbench.sandbox.generate import canonical_factor
+
+    sb = make_sandbox(sites=2, meters_per_site=3, end="2024-04-01")
+    headers = {"X-API-Key": sb.credentials.api_key}
+    truth = sb.ground_truth().set_index(["meter_id", "month"])["consumption"]
+    seen = 0
+    for m in sb.data.meters:
+        body = requests.get(f"{sb.url}/meters/{m['id']}/summary", headers=headers, timeout=10)
+        rows = body.json()["data"]
+        assert [r["month"] for r in rows] == ["2024-01", "2024-02", "2024-03"]
+        assert rows[0]["period_start"] == "2024-01-01" and rows[0]["period_end"] == "2024-02-01"
+        factor = canonical_factor(m["commodity"], m["unit"])
+        for r in rows:
+            assert r["unit"] == m["unit"]
+            assert r["total"] * factor == pytest.approx(truth[(m["id"], r["month"])], rel=1e-12)
+            seen += 1
+    assert seen == 18
+    sb.plant_discrepancy("M0002", "2024-02", 1.5)
+    rows = requests.get(f"{sb.url}/meters/M0002/summary", headers=headers, timeout=10).json()
+    by_month = {r["month"]: r["total"] for r in rows["data"]}
+    assert by_month["2024-02"] == pytest.approx(truth[("M0002", "2024-02")] * 1.5)
+    assert by_month["2024-01"] == pytest.approx(truth[("M0002", "2024-01")])
+    sb.set_as_of("2024-02-10T00:00:00+00:00")  # partial months follow as_of, like ground truth
+    rows = requests.get(f"{sb.url}/meters/M0001/summary", headers=headers, timeout=10).json()
+    partial = sb.ground_truth().set_index(["meter_id", "month"])["consumption"]
+    assert [r["month"] for r in rows["data"]] == ["2024-01", "2024-02"]
+    assert rows["data"][1]["total"] == pytest.approx(partial[("M0001", "2024-02")], rel=1e-12)

@@ -156,3 +156,43 @@ def test_no_secret_reaches_the_file(tmp_path: Path) -> None:
     store.close()
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert secret.encode() not in blob
+
+
+def test_v1_file_migrates_and_keeps_provider_totals_and_resume_plan(tmp_path: Path) -> None:
+    from scaler_workbench import store as store_module
+
+    path = tmp_path / "state.sqlite"
+    con = sqlite3.connect(path)  # a file written by schema v1
+    for statement in store_module.MIGRATIONS[0]:
+        con.execute(statement)
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    with StateStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION >= 2
+        assert store.resume_plan() is None and store.provider_totals().empty
+        totals = pd.DataFrame(
+            {
+                "meter_id": ["M1", "M1", "M2"],
+                "start": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-01-01"], utc=True),
+                "end": pd.to_datetime(["2024-02-01", "2024-03-01", "2024-02-01"], utc=True),
+                "provider": [1.5, float("nan"), 1 / 3],
+                "unit": ["kWh", "kWh", "m³"],
+                "raw_total": [1500.0, float("nan"), 1 / 3],
+                "raw_unit": ["Wh", "Wh", "m3"],
+                "note": ["", "total is not a number", ""],
+            }
+        )
+        assert store.write_provider_totals("monthly", totals, run_id=1) == 3
+        got = store.provider_totals("monthly")
+        assert got["provider"].iloc[2] == 1 / 3 and pd.isna(got["provider"].iloc[1])
+        assert got["start"].iloc[1] == pd.Timestamp("2024-02-01", tz="UTC")
+        # a partial pull replaces only the meters it reached
+        store.write_provider_totals("monthly", totals.iloc[2:], run_id=2, meter_ids=["M2"])
+        assert len(store.provider_totals()) == 3
+        store.write_provider_totals("monthly", totals.iloc[2:], run_id=3)
+        assert store.provider_totals()["meter_id"].tolist() == ["M2"]
+        store.set_resume_plan({"skip": {"intervals": ["meter_id=M1"]}}, run_id=7)
+        assert store.resume_plan() == {"skip": {"intervals": ["meter_id=M1"]}, "stopped_run": 7}
+        store.set_resume_plan(None, run_id=8)
+        assert store.resume_plan() is None
