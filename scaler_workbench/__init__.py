@@ -112,6 +112,11 @@ _LAZY: dict[str, str] = {
     "coverage_matrix": "export",
     "monthly_totals": "export",
     "reconcile": "export",
+    "ReconcileCheck": "reconciliation",
+    "parse_provider_totals": "reconciliation",
+    "read_reconcile_checks": "reconciliation",
+    "reconcile_totals": "reconciliation",
+    "reconciliation_from_state": "sync",
     "run_sync": "sync",
     "to_scaler_files": "export",
     # sandbox provider

@@ -493,7 +493,7 @@ def to_scaler_files(
         Registry rows (``kind``, ``entity_id``, ``parent_id``) of deactivated assets and meters.
     reconciliation : pandas.DataFrame, optional
         Provider totals beside the exported ones
-        (:func:`scaler_workbench.reconcile.reconcile_totals`), written as
+        (:func:`scaler_workbench.reconciliation.reconcile_totals`), written as
         ``reconciliation.csv`` (not into the XLSX: it is the analyst's check, not Scaler's).
     summary : mapping, optional
         The run summary, written as ``run_summary.json`` (sorted keys).

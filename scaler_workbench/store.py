@@ -642,7 +642,7 @@ class StateStore:
         replace: bool = True,
         meter_ids: Iterable[str] | None = None,
     ) -> int:
-        """Store one check's provider totals (columns of ``reconcile.PROVIDER_TOTALS_COLUMNS``).
+        """Store one check's provider totals (columns of ``reconciliation.PROVIDER_TOTALS_COLUMNS``).
 
         ``replace``: the check's stored rows go first (all of them, or only those of
         ``meter_ids`` when given: a pull that reached only some meters); otherwise rows are

@@ -657,10 +657,10 @@ def _union_quarantine(*frames: pd.DataFrame | None) -> pd.DataFrame:
 def reconciliation_from_state(store: StateStore, profile: Profile) -> pd.DataFrame:
     """The reconciliation table: stored provider totals beside the stored (exported) usage.
 
-    Columns of :data:`scaler_workbench.reconcile.RECONCILE_COLUMNS`; empty when the profile
+    Columns of :data:`scaler_workbench.reconciliation.RECONCILE_COLUMNS`; empty when the profile
     has no ``[reconcile.*]`` checks.
     """
-    from scaler_workbench.reconcile import read_reconcile_checks, reconcile_totals
+    from scaler_workbench.reconciliation import read_reconcile_checks, reconcile_totals
 
     checks = read_reconcile_checks(profile)
     totals = store.provider_totals()
@@ -738,7 +738,7 @@ def export_from_state(
     ``on_checks(checks)`` is called before anything is written (the run sets its status).
     """
     from scaler_workbench.export import coverage_matrix, to_scaler_files
-    from scaler_workbench.reconcile import read_reconcile_checks
+    from scaler_workbench.reconciliation import read_reconcile_checks
 
     registry = store.entities()
     inactive = registry[registry["active"] == 0]
@@ -1023,7 +1023,7 @@ def _run(
     progress: Progress,
 ) -> SyncResult:
     from scaler_workbench.exceptions import QuotaExhaustedError
-    from scaler_workbench.reconcile import parse_provider_totals, read_reconcile_checks
+    from scaler_workbench.reconciliation import parse_provider_totals, read_reconcile_checks
 
     opts = _sync_options(profile)
     checks_cfg = read_reconcile_checks(profile)

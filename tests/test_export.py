@@ -215,7 +215,7 @@ def test_file_hashes_stable_across_calls(tmp_path: Path) -> None:
 
 
 def test_reconciliation_csv_has_local_periods_and_stays_out_of_the_xlsx(tmp_path: Path) -> None:
-    from scaler_workbench.reconcile import reconcile_totals
+    from scaler_workbench.reconciliation import reconcile_totals
 
     t = _tables()
     totals = pd.DataFrame(

@@ -42,6 +42,11 @@ Endpoints (default flavour, under ``/api/v1``)
 ``GET /meters/{id}/readings?from&to``   ``{id, read_at, register, estimated}``
 ``GET /meters/{id}/bills``              ``{id, period_start, period_end, amount, cost,
                                         currency, estimated}``
+``GET /meters/{id}/summary``            the provider's own monthly totals in the meter's
+                                        unit: ``{month (local YYYY-MM), period_start,
+                                        period_end (local dates, end exclusive), total,
+                                        unit}``, the same sums as ``ground_truth`` (before
+                                        the canonical factor), honouring ``as_of``
 ``GET /oauth/authorize``                OAuth consent, auto-approved: 302 to ``redirect_uri``
                                         with ``code`` and ``state``
 ``POST /oauth/token``                   OAuth token endpoint (form body)
@@ -76,6 +81,8 @@ fault options              off                 ``every_nth_429``, ``retry_after`
                                                ``retry_after_format``, ``every_nth_503``,
                                                ``slow_seconds``, ``quota_after``,
                                                ``fail_paths``
+``summary_discrepancies``  None                ``{(meter_id, "YYYY-MM"): factor}``: the
+                                               summary reports that month x factor
 =========================  ==================  ================================================
 
 Authentication, ``auth=``:
@@ -153,7 +160,9 @@ Faulted requests are not counted in ``sb.served_pages``.
 Runtime controls and inspection
 -------------------------------
 ``set_as_of(ts)`` serves only data available at ``ts`` (intervals that ended, readings taken,
-bills whose last day ended); ``remove_meters(ids)`` / ``restore_meters()``; ``request_log``
+bills whose last day ended); ``plant_discrepancy(meter_id, month, factor=1.01)`` makes
+``/summary`` disagree with the data for one month (``factor=1`` removes it: reconciliation
+tests); ``remove_meters(ids)`` / ``restore_meters()``; ``request_log``
 (:class:`RequestRecord`: method, path, query with secret parameters masked, status; never
 headers or bodies); ``served_pages``; ``clear_log()``; ``credentials``
 (:class:`SandboxCredentials`, random per instance, masked repr); ``env()``; ``lifetime``

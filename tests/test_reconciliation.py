@@ -11,7 +11,7 @@ import pytest
 
 from scaler_workbench.exceptions import ProfileError
 from scaler_workbench.profile import Profile
-from scaler_workbench.reconcile import (
+from scaler_workbench.reconciliation import (
     PROVIDER_TOTALS_COLUMNS,
     parse_provider_totals,
     read_reconcile_checks,
