@@ -188,3 +188,41 @@ def test_portfolio_manager_bad_password_is_an_auth_error(
     with pytest.raises(AuthError) as info:
         fetch_resources(profile, resources=["property_links"])
     assert "wrong-pass-123" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("label", "target", "factor"),
+    [
+        ("kWh (thousand Watt-hours)", "kWh", Fraction(1)),
+        ("MWh (million Watt-hours)", "kWh", Fraction(1000)),
+        ("kBtu (thousand Btu)", "kWh", KBTU_KWH),
+        ("MBtu (million Btu)", "kWh", 1000 * KBTU_KWH),  # PM: MBtu is a MILLION Btu
+        ("ccf (hundred cubic feet)", "m3", Fraction("2.8316846592")),
+        ("cf (cubic feet)", "m3", Fraction("0.028316846592")),
+        ("Mcf (million cubic feet)", "m3", Fraction("28316.846592")),  # PM: million
+        ("kcf (thousand cubic feet)", "m3", Fraction("28.316846592")),
+        ("Gallons (US)", "m3", Fraction("0.003785411784")),
+        ("Gallons (UK)", "m3", Fraction("0.00454609")),
+        ("kGal (thousand gallons) (US)", "m3", Fraction("3.785411784")),
+        ("KLbs. (thousand pounds)", "kg", Fraction("453.59237")),
+        ("Tonnes (metric)", "kg", Fraction(1000)),
+    ],
+)
+def test_portfolio_manager_labels_are_built_in(label: str, target: str, factor: Fraction) -> None:
+    from scaler_workbench.units import conversion_factor, resolve_unit
+
+    expr = resolve_unit(label)  # no [units.aliases] line needed
+    assert conversion_factor(expr, target) == pytest.approx(float(factor), rel=1e-12)
+
+
+@pytest.mark.parametrize("label", ["therms", "tons", "Cubic Meters per Day"])
+def test_portfolio_manager_ambiguous_labels_still_need_a_choice(label: str) -> None:
+    from scaler_workbench.exceptions import UnitError
+    from scaler_workbench.units import resolve_unit
+
+    with pytest.raises(UnitError) as info:
+        resolve_unit(label, meter="2003")
+    assert "[units.aliases]" in str(info.value)
+    if label == "therms":
+        assert info.value.choices == ("US_therm", "therm")  # type: ignore[attr-defined]
+        assert resolve_unit(label, {"therms": "US_therm"}) == "US_therm"
