@@ -1301,7 +1301,7 @@ def _series_frame(
     frame["timezone"] = _zone_rows([*site_tz_of_cat, None], mcodes, sort=True)
     frame["source"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[name])
     frame["method"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=["as-reported"])
-    frame["_row"] = np.arange(n, dtype=np.int64)
+    frame["_row"] = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)  # lineage
     out = pd.DataFrame(frame, copy=False)  # the arrays are ours: no consolidating copy
     bad_any = np.zeros(n, dtype=bool)
     for m in reasons.values():

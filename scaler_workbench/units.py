@@ -247,7 +247,7 @@ LABELS: dict[str, str] = {
     "imperial gallon": "UK_gallon",
     "imperial gallons": "UK_gallon",
     "uk_gallon": "UK_gallon",
-    "kgal": "1000 * US_gallon",
+    "kgal": "kilogallon",  # thousand US gallons
     "g": "g",
     "kg": "kg",
     "kgs": "kg",
@@ -267,6 +267,35 @@ LABELS: dict[str, str] = {
     "lbs": "lb",
     "pound": "lb",
     "pounds": "lb",
+    # ENERGY STAR Portfolio Manager's unitOfMeasure enumeration: the explanation in brackets
+    # makes each unambiguous ("MBtu (million Btu)" = MMBtu, "Mcf (million cubic feet)" = MMcf).
+    # Rates ("Cubic Meters per Day", "Million Gallons per Day") and "therms"/"tons" are left out:
+    # a rate is not a quantity, and the others need the analyst's choice in [units.aliases].
+    "kwh (thousand watt-hours)": "kWh",
+    "mwh (million watt-hours)": "MWh",
+    "kbtu (thousand btu)": "kBtu",
+    "mbtu (million btu)": "MMBtu",
+    "mmbtu (million btu)": "MMBtu",
+    "ton hours": "refrigeration_ton * hour",
+    "ccf (hundred cubic feet)": "ccf",
+    "cf (cubic feet)": "cf",
+    "kcf (thousand cubic feet)": "Mcf",
+    "mcf (million cubic feet)": "MMcf",
+    "mcf(million cubic feet)": "MMcf",
+    "cm (cubic meters)": "m3",
+    "kcm (thousand cubic meters)": "dam ** 3",
+    "kcubic meters (thousand cubic meters)": "dam ** 3",
+    "gallons (us)": "US_gallon",
+    "gallons (uk)": "UK_gallon",
+    "cgal (hundred gallons) (us)": "hectogallon",
+    "cgal (hundred gallons) (uk)": "hectoUK_gallon",
+    "kgal (thousand gallons) (us)": "kilogallon",
+    "kgal (thousand gallons) (uk)": "kiloUK_gallon",
+    "mgal (million gallons) (us)": "megagallon",
+    "mgal (million gallons) (uk)": "megaUK_gallon",
+    "klbs. (thousand pounds)": "kilolb",
+    "mlbs. (million pounds)": "megalb",
+    "tonnes (metric)": "tonne",
 }
 
 _SPACES = re.compile(r"\s+")
@@ -453,6 +482,13 @@ def _dense_factorize(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarr
     remap = np.full(space, -1, dtype=np.int32)
     remap[present] = np.arange(len(present), dtype=np.int32)
     return remap[keys], present
+
+
+def _with_columns(frame: pd.DataFrame, new: Mapping[str, Any]) -> pd.DataFrame:
+    """``frame`` with columns replaced or appended (as ``frame[c] = v`` would), no copies."""
+    cols: dict[str, Any] = {c: new[c] if c in new else frame[c] for c in frame.columns}
+    cols.update({c: v for c, v in new.items() if c not in cols})
+    return pd.DataFrame(cols, index=frame.index, copy=False)
 
 
 def _cat_take(values: Sequence[Any], codes: np.ndarray, index: pd.Index) -> pd.Series:
@@ -860,22 +896,26 @@ def _normalise_frame(
 
     f = factors[gcodes]
     bad_rows = np.isnan(f)
+    # new columns are collected and the frame rebuilt without copying (``frame[c] = array``
+    # copies the array in pandas 3): raw_value shares the reported values, factor is ``f``
+    new: dict[str, Any] = {}
     for c in cols:
         if c not in frame.columns:
             continue
         vals = frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
         if c == cols[0]:
             if "raw_value" not in frame.columns or frame["raw_value"].isna().all():
-                frame["raw_value"] = vals  # the reported values, shared (no copy)
+                new["raw_value"] = vals
             if "factor" in frame.columns:
                 prev = frame["factor"].to_numpy(dtype=np.float64, na_value=np.nan)
-                frame["factor"] = np.where(np.isnan(prev), f, prev * f)
+                new["factor"] = np.where(np.isnan(prev), f, prev * f)
             else:
-                frame["factor"] = f
-        frame[c] = vals * f
-    frame["raw_unit"] = _cat_take(labels, gcodes, frame.index)
+                new["factor"] = f
+        new[c] = vals * f
+    new["raw_unit"] = _cat_take(labels, gcodes, frame.index).array
     canon_of_meter = [CANONICAL_UNITS.get(x) if isinstance(x, str) else None for x in mt]
-    frame["unit"] = _cat_take(canon_of_meter, mcodes, frame.index)
+    new["unit"] = _cat_take(canon_of_meter, mcodes, frame.index).array
+    frame = _with_columns(frame, new)
     if any(notes) and "method" in frame.columns:
         method = frame["method"]
         if not isinstance(method.dtype, pd.CategoricalDtype):
@@ -893,7 +933,7 @@ def _normalise_frame(
             a, b = divmod(int(k) - nnote, nnote)
             base = mcats_m[a] if a >= 0 and a < len(mcats_m) else ""
             texts.append(f"{base}; {note_uniq[b]}" if note_uniq[b] else base)
-        frame["method"] = _cat_take(texts, combo, frame.index)
+        frame = _with_columns(frame, {"method": _cat_take(texts, combo, frame.index).array})
     if bad_rows.any():
         reason_arr = np.array([reason_of_group.get(g, "") for g in range(len(guniq))], object)
         rows = frame[bad_rows]

@@ -751,14 +751,12 @@ def _source_ids(
         a = sid.take(first).astype(object).to_numpy().astype(str)
         b = sid.take(last).astype(object).to_numpy().astype(str)
     else:
-        rows = (
-            usage["_row"].to_numpy(dtype=np.int64)
-            if "_row" in usage
-            else np.arange(len(usage), dtype=np.int64)
-        )
+        rows = usage["_row"].to_numpy() if "_row" in usage else None  # a view, any int dtype
+        r_first = (rows[first] if rows is not None else first).astype(np.int64)
+        r_last = (rows[last] if rows is not None else last).astype(np.int64)
         names = np.asarray(source.categories, dtype=object)[scodes[first]]
-        a = np.char.add(np.char.add(names.astype(str), "["), rows[first].astype(str))
-        b = np.char.add(rows[last].astype(str), "]")
+        a = np.char.add(np.char.add(names.astype(str), "["), r_first.astype(str))
+        b = np.char.add(r_last.astype(str), "]")
         single = np.char.add(a, "]")
         joined = np.char.add(np.char.add(a, ".."), b)
         return pd.Series(np.where(n_int > 1, joined, single), dtype="string")
