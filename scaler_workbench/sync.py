@@ -236,7 +236,13 @@ def _default_fetch(
         for i, name in enumerate(order):
             spec = connector.resource(name)
             since, until = windows.get(name, (None, None))
-            state: dict[str, Any] = {"done": [], "skipped": [], "remaining": [], "unknown": False}
+            state: dict[str, Any] = {
+                "done": [],
+                "skipped": [],
+                "remaining": [],
+                "failed": [],
+                "unknown": False,
+            }
             sequences[name] = state
             gone = set() if name in needed else skipping.get(name, set())
             if spec.parent:
@@ -268,6 +274,8 @@ def _default_fetch(
                     records.extend(res.records)
                     state["remaining"].remove(params)
                     state["done"].append(params)
+                    if res.report.failed_pages:
+                        state["failed"].append(params)
             except QuotaExhaustedError as exc:
                 report = _merge_reports(name, parts)
                 report.stopped = "quota"
@@ -987,6 +995,8 @@ def _coverage(
                 cov.all_held = True
             continue
         missing = list(seq.get("remaining", [])) + list(seq.get("skipped", []))
+        if quota:  # a sequence with failed pages is fetched again on resume
+            missing += list(seq.get("failed", []))
         if seq.get("unknown") or (name in entity and missing):
             cov.all_held = True
         for params in missing:
@@ -1238,6 +1248,8 @@ def _run(
                 "skipped_sequences": {k: len(v) for k, v in sorted(skip.items())},
             }
         if dry_run:
+            if quota is not None:
+                raise quota  # nothing to resume: a dry run writes nothing
             summary["status"] = "dry-run"
             return SyncResult(0, "dry-run", mode, None, spath, {}, summary)
 
@@ -1252,7 +1264,8 @@ def _run(
             for name, seq in sequences.items():
                 if name in entity_res:
                     continue
-                done = list(seq.get("done", []))
+                failed = {_pkey(p) for p in seq.get("failed", [])}
+                done = [p for p in seq.get("done", []) if _pkey(p) not in failed]
                 keep_keys = set(prev_skip.get(name, set()))
                 if name in usage_res:
                     keep_keys |= {
