@@ -224,8 +224,9 @@ def _spec_paths(spec: Any) -> list[str]:
     if isinstance(spec, Mapping):
         if "const" in spec:
             return []
-        if "join" in spec:
-            return [str(p) for p in spec["join"]]
+        for key in ("join", "first"):
+            if isinstance(spec.get(key), list | tuple):
+                return [str(p) for p in spec[key]]
         if "path" in spec:
             return [str(spec["path"])]
     return []
@@ -241,6 +242,12 @@ def _spec_values(record: Mapping[str, Any], spec: Any) -> list[Any]:
     if len(paths) == 1:
         return _resolve(record, _split_path(paths[0]))
     if not paths:
+        return []
+    if isinstance(spec, Mapping) and "first" in spec:  # the first path that has a value
+        for p in paths:
+            found = _resolve(record, _split_path(p))
+            if found and found[0] is not None:
+                return found
         return []
     sep = str(spec.get("sep", ":")) if isinstance(spec, Mapping) else ":"
     parts = [_resolve(record, _split_path(p)) for p in paths]
@@ -1448,8 +1455,10 @@ def check_mapping(
         )
 
     for table, source, spec in _iter_specs(mapping):
-        resource = str(spec.get("resource", ""))
-        records = _records(raw_or_samples, resource)
+        res = spec.get("resource", "")
+        names = [str(x) for x in res] if isinstance(res, list | tuple) else [str(res)]
+        resource = ", ".join(names)
+        records = [r for name in names for r in _records(raw_or_samples, name)]
         if not records:
             add(
                 table,
@@ -1463,12 +1472,19 @@ def check_mapping(
             continue
         for column, fspec in dict(spec.get("fields", {})).items():
             explode = spec.get("explode")
-            for path in _spec_paths(fspec):
-                candidates = [path]
-                if explode:
-                    candidates.append(f"{explode}[].{path}")
-                if any(_resolve(r, _split_path(c)) for r in records for c in candidates):
-                    continue
+            paths = _spec_paths(fspec)
+            first_of = isinstance(fspec, Mapping) and "first" in fspec
+            found = {
+                path: any(
+                    _resolve(r, _split_path(c))
+                    for r in records
+                    for c in ([path, f"{explode}[].{path}"] if explode else [path])
+                )
+                for path in paths
+            }
+            for path in paths:
+                if found[path] or (first_of and any(found.values())):
+                    continue  # "first of": one path with values is enough
                 add(
                     table,
                     source,

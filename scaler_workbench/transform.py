@@ -11,7 +11,9 @@ The mapping format is documented in docs/mapping.md; in short::
 
 A field spec is a dotted path (``"address.city"``, ``"_parent.site_id"``, ``"measurements.0.unit"``),
 a list of paths joined into a compound key (``["site", "serial"]``), or a table
-``{path = ..., format = "epoch_s" | "epoch_ms" | "iso", const = ..., join = [...], sep = ":"}``.
+``{path = ..., format = "epoch_s" | "epoch_ms" | "iso", const = ..., join = [...], sep = ":"}``,
+``{first = [...]}`` (the first path with a value) and ``power_of_ten`` (an integer or a path:
+the number times 10**p, Green Button's multiplier).
 
 Values stay in the provider's units here (lineage: ``raw_value``, ``raw_unit``); units.py
 converts. Timestamps become tz-aware UTC: strings with offsets ("Z", "+01:00") are parsed
@@ -286,64 +288,6 @@ def _iter_values(get: Any, chunk: Sequence[Any]) -> Any:
     return get(chunk) if not isinstance(get, itemgetter) else map(get, chunk)
 
 
-def _fast_floats(records: Sequence[Any], path: str) -> np.ndarray | None:
-    """float64 values of ``path`` (as ``np.array(values, float64)`` would give), or None."""
-    get = _getter(path)
-    if get is None:
-        return None
-    n = len(records)
-    out = np.empty(n, dtype=np.float64)
-    try:
-        for lo in range(0, n, _CHUNK):
-            chunk = records[lo : lo + _CHUNK]
-            out[lo : lo + len(chunk)] = np.fromiter(
-                _iter_values(get, chunk), dtype=np.float64, count=len(chunk)
-            )
-    except (KeyError, TypeError, ValueError, OverflowError, IndexError):
-        return None
-    return out
-
-
-def _fast_codes(records: Sequence[Any], path: str, known: Sequence[str]) -> pd.Categorical | None:
-    """Meter ids of ``path`` as a categorical in first-appearance order, without a per-row
-    object array: ids are looked up in ``known`` (the meters table) by a C-level dict lookup.
-
-    None when a record lacks the path or names an id that is not a ``known`` string (the general
-    factorize path handles those).
-    """
-    get = _getter(path)
-    if get is None or not len(known):
-        return None
-    index = {str(k): i for i, k in enumerate(known)}
-    if len(index) != len(known):
-        return None
-    n = len(records)
-    lookup = index.__getitem__
-    codes = np.empty(n, dtype=np.int32 if len(index) > 32000 else np.int16)
-    seen = np.zeros(len(index), dtype=bool)
-    order: list[int] = []
-    try:
-        for lo in range(0, n, _CHUNK):
-            chunk = records[lo : lo + _CHUNK]
-            c = np.fromiter(map(lookup, _iter_values(get, chunk)), dtype=np.int32, count=len(chunk))
-            new = ~seen[c]
-            if new.any():
-                sub = c[new]
-                u, first = np.unique(sub, return_index=True)
-                order.extend(u[np.argsort(first, kind="stable")].tolist())
-                seen[u] = True
-            codes[lo : lo + len(chunk)] = c
-    except (KeyError, TypeError, IndexError):
-        return None
-    cats = pd.Index([str(known[i]) for i in order], dtype=object)
-    if order != list(range(len(order))):
-        remap = np.full(len(index), -1, dtype=codes.dtype)
-        remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=codes.dtype)
-        for lo in range(0, n, _CHUNK):
-            codes[lo : lo + _CHUNK] = remap[codes[lo : lo + _CHUNK]]
-    return pd.Categorical.from_codes(codes, categories=cats, validate=False)
-
-
 def _pair_table() -> np.ndarray:
     """Two ASCII bytes read as one little-endian uint16 -> 0..99; anything else -> 255."""
     table = np.full(65536, 255, dtype=np.uint8)
@@ -510,33 +454,171 @@ def parse_iso_fast(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
-def _fast_iso(records: Sequence[Any], path: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(ns UTC, parsed mask) for ISO strings of ``path`` in the fast shapes, chunk by chunk.
+_SUB = 4096  # records per pass of every column: the sub-chunk's dicts stay in cache
 
-    None when the path is not a plain key chain or a record lacks it. Chunks with a non-ASCII
-    value are left wholly to the general parser (mask False).
-    """
+
+class _FastColumn:
+    """One column pulled by the fast path. ``take`` reads a sub-chunk of records into the
+    current chunk's buffer (raising when the fast path does not apply), ``flush`` finishes a
+    chunk of ``_CHUNK`` records, ``result`` gives the column."""
+
+    def __init__(self, get: Any, n: int) -> None:
+        self.get = get
+        self.n = n
+
+    def take(self, chunk: Sequence[Any], at: int) -> None:
+        raise NotImplementedError
+
+    def flush(self, lo: int, hi: int) -> None:
+        return None
+
+    def result(self) -> Any:
+        raise NotImplementedError
+
+
+class _FloatColumn(_FastColumn):
+    """float64 values (as ``np.array(values, float64)`` would give)."""
+
+    def __init__(self, get: Any, n: int) -> None:
+        super().__init__(get, n)
+        self.out = np.empty(n, dtype=np.float64)
+        self.lo = 0
+
+    def take(self, chunk: Sequence[Any], at: int) -> None:
+        k = len(chunk)
+        self.out[self.lo + at : self.lo + at + k] = np.fromiter(
+            _iter_values(self.get, chunk), dtype=np.float64, count=k
+        )
+
+    def flush(self, lo: int, hi: int) -> None:
+        self.lo = hi
+
+    def result(self) -> np.ndarray:
+        return self.out
+
+
+class _CodeColumn(_FastColumn):
+    """Meter ids as integer codes against ``known`` (a C-level dict lookup per record), then a
+    categorical in first-appearance order. KeyError (an id not in ``known``) ends the path."""
+
+    def __init__(self, get: Any, n: int, known: Sequence[str]) -> None:
+        super().__init__(get, n)
+        self.known = known
+        self.lookup = {str(k): i for i, k in enumerate(known)}.__getitem__
+        self.codes = np.empty(n, dtype=np.int32 if len(known) > 32000 else np.int16)
+        self.buf = np.empty(min(n, _CHUNK), dtype=np.int32)
+        self.seen = np.zeros(len(known), dtype=bool)
+        self.order: list[int] = []
+
+    def take(self, chunk: Sequence[Any], at: int) -> None:
+        k = len(chunk)
+        self.buf[at : at + k] = np.fromiter(
+            map(self.lookup, _iter_values(self.get, chunk)), dtype=np.int32, count=k
+        )
+
+    def flush(self, lo: int, hi: int) -> None:
+        c = self.buf[: hi - lo]
+        new = ~self.seen[c]
+        if new.any():
+            u, first = np.unique(c[new], return_index=True)
+            self.order.extend(u[np.argsort(first, kind="stable")].tolist())
+            self.seen[u] = True
+        self.codes[lo:hi] = c
+
+    def result(self) -> pd.Categorical:
+        order, codes = self.order, self.codes
+        cats = pd.Index([str(self.known[i]) for i in order], dtype=object)
+        if order != list(range(len(order))):
+            remap = np.full(len(self.known), -1, dtype=codes.dtype)
+            remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=codes.dtype)
+            for lo in range(0, len(codes), _CHUNK):
+                codes[lo : lo + _CHUNK] = remap[codes[lo : lo + _CHUNK]]
+        return pd.Categorical.from_codes(codes, categories=cats, validate=False)
+
+
+class _IsoColumn(_FastColumn):
+    """ISO 8601 strings as fixed-width bytes, parsed per chunk by :func:`parse_iso_fast`:
+    ``(ns UTC, parsed mask)``. A chunk with a non-ASCII value is left to the general parser;
+    when the first chunk is mostly not in the fast shapes, the rest is not tried."""
+
+    def __init__(self, get: Any, n: int) -> None:
+        super().__init__(get, n)
+        self.ns = np.empty(n, dtype=np.int64)
+        self.ok = np.zeros(n, dtype=bool)
+        self.buf = np.empty(min(n, _CHUNK), dtype=_ISO_DTYPE)
+        self.skip = False  # this chunk
+        self.give_up = False  # every further chunk
+
+    def take(self, chunk: Sequence[Any], at: int) -> None:
+        if self.skip or self.give_up:
+            return
+        k = len(chunk)
+        try:
+            self.buf[at : at + k] = np.fromiter(
+                _iter_values(self.get, chunk), dtype=_ISO_DTYPE, count=k
+            )
+        except UnicodeEncodeError:
+            self.skip = True
+
+    def flush(self, lo: int, hi: int) -> None:
+        if not (self.skip or self.give_up):
+            v, o = parse_iso_fast(self.buf[: hi - lo])
+            self.ns[lo:hi] = v
+            self.ok[lo:hi] = o
+            if lo == 0 and self.n > _CHUNK and o.mean() < 0.5:
+                self.give_up = True  # not this shape: do not pay twice
+                self.ok[lo:hi] = False
+        self.skip = False
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.ns, self.ok
+
+
+def _extract_fast(records: Sequence[Any], columns: Mapping[str, _FastColumn]) -> dict[str, Any]:
+    """Run the fast columns over ``records`` together, sub-chunk by sub-chunk (each record dict
+    is fetched into cache once for all columns); a column whose fast path fails is dropped."""
+    n = len(records)
+    live = dict(columns)
+    for lo in range(0, n, _CHUNK):
+        hi = min(n, lo + _CHUNK)
+        for sub in range(lo, hi, _SUB):
+            chunk = records[sub : min(hi, sub + _SUB)]
+            for name, col in list(live.items()):
+                try:
+                    col.take(chunk, sub - lo)
+                except (KeyError, TypeError, ValueError, OverflowError, IndexError):
+                    del live[name]
+        for col in live.values():
+            col.flush(lo, hi)
+    return {name: col.result() for name, col in live.items()}
+
+
+def _fast_floats(records: Sequence[Any], path: str) -> np.ndarray | None:
+    """float64 values of ``path`` (as ``np.array(values, float64)`` would give), or None."""
     get = _getter(path)
     if get is None:
         return None
-    n = len(records)
-    ns = np.empty(n, dtype=np.int64)
-    ok = np.zeros(n, dtype=bool)
-    try:
-        for lo in range(0, n, _CHUNK):
-            chunk = records[lo : lo + _CHUNK]
-            try:
-                raw = np.fromiter(_iter_values(get, chunk), dtype=_ISO_DTYPE, count=len(chunk))
-            except UnicodeEncodeError:
-                continue
-            v, o = parse_iso_fast(raw)
-            ns[lo : lo + len(chunk)] = v
-            ok[lo : lo + len(chunk)] = o
-            if lo == 0 and n > _CHUNK and o.mean() < 0.5:
-                return ns, np.zeros(n, dtype=bool)  # not this shape: do not pay twice
-    except (KeyError, TypeError, IndexError):
+    return _extract_fast(records, {"v": _FloatColumn(get, len(records))}).get("v")
+
+
+def _fast_codes(records: Sequence[Any], path: str, known: Sequence[str]) -> pd.Categorical | None:
+    """Meter ids of ``path`` as a categorical in first-appearance order, or None when a record
+    lacks the path or names an id that is not a ``known`` string."""
+    get = _getter(path)
+    if get is None or not len(known) or len({str(k) for k in known}) != len(known):
         return None
-    return ns, ok
+    return _extract_fast(records, {"m": _CodeColumn(get, len(records), known)}).get("m")
+
+
+def _fast_iso(records: Sequence[Any], path: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ns UTC, parsed mask) for ISO strings of ``path`` in the fast shapes, or None."""
+    get = _getter(path)
+    if get is None:
+        return None
+    return _extract_fast(records, {"t": _IsoColumn(get, len(records))}).get("t")
+
+
+_SPEC_OPTIONS = frozenset({"path", "const", "join", "first", "sep", "format", "power_of_ten"})
 
 
 class _Spec:
@@ -550,6 +632,8 @@ class _Spec:
         self.paths: list[str] = []
         self.format: str | None = None
         self.sep = sep
+        self.first = False  # {first = [...]}: the first non-null of several paths
+        self.power_of_ten: int | str | None = None  # value x 10**p (p: int, or a path)
         if isinstance(spec, str):
             self.paths = [spec]
         elif isinstance(spec, list | tuple):
@@ -560,21 +644,40 @@ class _Spec:
                 )
             self.paths = list(spec)
         elif isinstance(spec, Mapping):
-            unknown = set(spec) - {"path", "const", "join", "sep", "format"}
+            unknown = set(spec) - _SPEC_OPTIONS
             if unknown:
                 raise MappingError(
                     f"{where}.{column}: unknown option(s) {sorted(unknown)}",
                     column=column,
-                    hint="Use path, const, join, sep or format.",
+                    hint="Use path, const, join, first, sep, format or power_of_ten.",
                 )
+            p10 = spec.get("power_of_ten")
+            if p10 is not None and (isinstance(p10, bool) or not isinstance(p10, int | str)):
+                raise MappingError(
+                    f"{where}.{column}.power_of_ten must be an integer or a field path",
+                    column=column,
+                    hint='e.g. power_of_ten = "powerOfTenMultiplier" or power_of_ten = -3',
+                )
+            self.power_of_ten = p10
             if "const" in spec:
                 self.const, self.has_const = spec["const"], True
+            elif "first" in spec:
+                first = spec["first"]
+                if not isinstance(first, list | tuple) or not first:
+                    raise MappingError(
+                        f"{where}.{column}.first must be a non-empty list of paths",
+                        column=column,
+                        hint='e.g. { first = ["mpan", "mprn"] }',
+                    )
+                self.paths, self.first = [str(p) for p in first], True
             elif "join" in spec:
                 self.paths = [str(p) for p in spec["join"]]
             elif "path" in spec:
                 self.paths = [str(spec["path"])]
             else:
-                raise MappingError(f"{where}.{column}: give path, const or join", column=column)
+                raise MappingError(
+                    f"{where}.{column}: give path, const, join or first", column=column
+                )
             self.sep = str(spec.get("sep", sep))
             self.format = spec.get("format")
         elif isinstance(spec, int | float | bool):
@@ -592,11 +695,33 @@ class _Spec:
         if len(self.paths) == 1:
             return _extract(records, self.paths[0])
         cols = [_extract(records, p) for p in self.paths]
+        if self.first:
+            return _first_non_null(cols)
         sep = self.sep
         return [
             None if any(v is None for v in vals) else sep.join(str(v) for v in vals)
             for vals in zip(*cols, strict=True)
         ]
+
+    def rebased(self, paths: list[str]) -> _Spec:
+        """The same spec reading ``paths`` instead (paths relative to an exploded item)."""
+        sub = _Spec(self.column, paths[0], sep=self.sep, where=self.where)
+        sub.paths, sub.first, sub.format = list(paths), self.first, self.format
+        sub.power_of_ten = self.power_of_ten
+        return sub
+
+
+def _first_non_null(cols: Sequence[Sequence[Any]]) -> list[Any]:
+    """Row-wise first value that is not None/NaN across equally long columns (vectorised)."""
+    n = len(cols[0])
+    out = np.fromiter(cols[0], dtype=object, count=n)
+    for col in cols[1:]:
+        missing = pd.isna(out)
+        if not missing.any():
+            break
+        alt = np.fromiter(col, dtype=object, count=n)
+        out[missing] = alt[missing]
+    return cast("list[Any]", out.tolist())
 
 
 def _compile(fields: Mapping[str, Any], *, sep: str, where: str) -> dict[str, _Spec]:
@@ -1005,12 +1130,7 @@ def _extract_fields(
         if items is not None:
             item_paths = [p[len(prefix) :] if p.startswith(prefix) else None for p in spec.paths]
             if all(p is not None for p in item_paths):
-                sub = _Spec(
-                    col,
-                    item_paths if len(item_paths) > 1 else item_paths[0],
-                    sep=spec.sep,
-                    where=where,
-                )
+                sub = spec.rebased(cast("list[str]", item_paths))
                 vals, pool = sub.values(items), items
             elif explode in spec.paths:
                 vals, pool = list(items), items
@@ -1275,6 +1395,22 @@ def _series_frame(
         elif col in vals:
             frame[col], badc = _floats(vals.pop(col), n)
             reasons[f"{col} is not a number"] = badc
+    if any(sp.power_of_ten is not None for sp in specs.values()):
+        _scale_powers_of_ten(
+            specs,
+            frame,
+            reasons,
+            value_col,
+            lambda path: _extract_fields(
+                {"_p10": _Spec("_p10", path, sep=sep, where=where)},
+                records,
+                items,
+                parents,
+                explode,
+                where,
+                str(src["resource"]),
+            )["_p10"],
+        )
     if "estimated" in vals:
         frame["estimated"] = _bools(vals.pop("estimated"), n)
     for col in ("unit", "currency"):
@@ -1326,6 +1462,50 @@ def _series_frame(
     return out, q
 
 
+_SCALABLE = ("consumption", "value", "redelivery", "production", "cost")
+
+
+def _scale_powers_of_ten(
+    specs: Mapping[str, _Spec],
+    frame: dict[str, Any],
+    reasons: dict[str, np.ndarray],
+    value_col: str,
+    extract: Any,
+) -> None:
+    """``{path = .., power_of_ten = p}``: value x 10**p, p an integer or a per-record field.
+
+    Vectorised (:func:`scaler_workbench.units.apply_power_of_ten`). For the main value column
+    the reported number stays in ``raw_value`` and ``10**p`` goes into ``factor`` (lineage); a
+    missing or non-integer multiplier sends the row to the quarantine.
+    """
+    from scaler_workbench.units import apply_power_of_ten
+
+    for col, spec in specs.items():
+        p10 = spec.power_of_ten
+        if p10 is None:
+            continue
+        if col not in _SCALABLE or col not in frame:
+            raise MappingError(
+                f"{spec.where}.{col}: power_of_ten applies to numbers only",
+                column=col,
+                hint=f"Use it on one of {', '.join(_SCALABLE)}.",
+            )
+        values = np.asarray(frame[col], dtype=np.float64)
+        n = len(values)
+        if isinstance(p10, str):
+            mult, bad = _floats(extract(p10), n)
+            invalid = bad | np.isnan(mult) | (mult != np.round(mult)) | (np.abs(mult) > 30)
+            reasons[f"{col}: power_of_ten {p10!r} is missing or not an integer"] = invalid
+            exponent = np.where(invalid, 0, mult).astype(np.int64)
+        else:
+            exponent = np.full(n, int(p10), dtype=np.int64)
+        scaled = apply_power_of_ten(values, exponent)
+        if col == value_col:
+            frame["raw_value"] = values
+            frame["factor"] = apply_power_of_ten(np.ones(n), exponent)
+        frame[col] = scaled
+
+
 def _zone_rows(zone_of_code: Sequence[Any], mcodes: np.ndarray, *, sort: bool) -> pd.Categorical:
     """Per-row zone categorical from one zone per meter code (the last entry is for code -1).
 
@@ -1362,25 +1542,27 @@ def _fast_series_columns(
 ) -> dict[str, Any]:
     """Columns pulled by the fast paths: meter_id (categorical), numbers (float64), ISO times
     (ns UTC, parsed mask). A column is left out when its fast path does not apply exactly."""
-    out: dict[str, Any] = {}
+    n = len(records)
+    cols: dict[str, _FastColumn] = {}
     for col, spec in specs.items():
         if spec.has_const or len(spec.paths) != 1 or col in vmaps:
             continue
         path = spec.paths[0]
-        got: Any = None
+        get = _getter(path)
+        if get is None:
+            continue
         if col == "meter_id":
-            got = _fast_codes(records, path, known_meters)
+            if len(known_meters) and len({str(k) for k in known_meters}) == len(known_meters):
+                cols[col] = _CodeColumn(get, n, known_meters)
         elif col in ("consumption", "value", "redelivery", "production", "cost"):
-            got = _fast_floats(records, path)
+            cols[col] = _FloatColumn(get, n)
         elif (
             col in time_cols
             and spec.format in (None, "iso")
             and isinstance(_first_value(records, path), str)
         ):
-            got = _fast_iso(records, path)
-        if got is not None:
-            out[col] = got
-    return out
+            cols[col] = _IsoColumn(get, n)
+    return _extract_fast(records, cols) if cols else {}
 
 
 def _finish_fast_times(

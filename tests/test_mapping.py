@@ -233,3 +233,21 @@ def test_import_does_not_pull_openpyxl():
 
 if __name__ == "__main__":
     regenerate()
+
+
+def test_first_of_and_power_of_ten_round_trip_and_check(tmp_path):
+    profile = read_profile(PROFILES["sandbox"])
+    data = json.loads(json.dumps(profile.data))
+    meters = data["mapping"]["meters"]["fields"]
+    meters["meter_id"] = {"first": ["id", "serial"]}
+    source = next(iter(data["mapping"]["usage"].values()))
+    source["fields"]["consumption"] = {"path": "value", "power_of_ten": "powerOfTenMultiplier"}
+    edited = type(profile).from_dict(data)
+    out = to_mapping_workbook(edited, tmp_path / "m.xlsx")
+    assert read_mapping_workbook(out) == edited.section("mapping")
+    assert apply_mapping_workbook(edited, out).section("mapping") == edited.section("mapping")
+    # check_mapping reads "first of": a record with only the second path is fine
+    samples = {"meters": [{"serial": "X1", "site_id": "S1"}]}
+    report = check_mapping(edited.section("mapping"), samples)
+    missing = set(report.loc[report["check"] == "missing_field", "subject"])
+    assert "id" not in missing and "serial" not in missing

@@ -1,0 +1,151 @@
+"""Field specs added for real providers: ``{first = [...]}`` and ``power_of_ten``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaler_workbench.exceptions import MappingError
+from scaler_workbench.profile import Profile
+from scaler_workbench.transform import build_tables, run_pipeline
+
+PROFILE = Profile.from_dict(
+    {
+        "provider": {"name": "t", "timezone": "UTC"},
+        "environments": {"x": {"base_url": "http://127.0.0.1"}},
+    }
+)
+
+
+def _meters(fields: dict | None = None, resource: str | list = "points") -> dict:
+    return {
+        "resource": resource,
+        "fields": fields
+        or {
+            "meter_id": {"first": ["mpan", "mprn"]},
+            "asset_id": {"const": "S1"},
+            "meter_type": {"const": "Energy"},
+            "raw_unit": {"const": "kWh"},
+        },
+    }
+
+
+def test_first_of_takes_the_first_non_null_path_per_row() -> None:
+    points = [
+        {"mpan": "E1"},
+        {"mprn": "G1"},
+        {"mpan": None, "mprn": "G2"},
+        {"mpan": "E2", "mprn": "G3"},  # the first path wins when both are there
+        {"mpan": float("nan"), "mprn": "G4"},  # NaN counts as missing
+        {"other": 1},  # neither: no meter id -> quarantined, never guessed
+    ]
+    tables = build_tables(PROFILE, {"points": points}, mapping={"meters": _meters()})
+    assert list(tables.meters["meter_id"].astype(str)) == ["E1", "G1", "G2", "E2", "G4"]
+    assert len(tables.quarantine) == 1
+    assert "meter_id" in tables.quarantine["reason"].iloc[0]
+
+
+def test_first_of_two_resources_feeding_one_table() -> None:
+    raw = {"elec": [{"mpan": "E1"}, {"mpan": "E2"}], "gas": [{"mprn": "G1"}]}
+    tables = build_tables(PROFILE, raw, mapping={"meters": _meters(resource=["elec", "gas"])})
+    assert sorted(tables.meters["meter_id"].astype(str)) == ["E1", "E2", "G1"]
+
+
+def test_first_of_inside_an_exploded_list() -> None:
+    points = [{"id": "P1", "meters": [{"serial": "S1"}, {"serial": None, "alt": "A2"}]}]
+    fields = {
+        "meter_id": {"first": ["meters.serial", "meters.alt"]},
+        "asset_id": "id",
+        "meter_type": {"const": "Energy"},
+        "raw_unit": {"const": "kWh"},
+    }
+    mapping = {"meters": {**_meters(fields), "explode": "meters"}}
+    tables = build_tables(PROFILE, {"points": points}, mapping=mapping)
+    assert list(tables.meters["meter_id"].astype(str)) == ["S1", "A2"]
+    assert list(tables.meters["asset_id"].astype(str)) == ["P1", "P1"]
+
+
+def test_first_of_paths_no_record_has_is_a_mapping_error() -> None:
+    fields = dict(_meters()["fields"], meter_id={"first": ["nope", "neither"]})
+    with pytest.raises(MappingError, match="meter_id"):
+        build_tables(PROFILE, {"points": [{"mpan": "E1"}]}, mapping={"meters": _meters(fields)})
+
+
+@pytest.mark.parametrize("bad", [{"first": []}, {"first": "mpan"}])
+def test_first_of_needs_a_list(bad: dict) -> None:
+    fields = dict(_meters()["fields"], meter_id=bad)
+    with pytest.raises(MappingError, match="first"):
+        build_tables(PROFILE, {"points": [{"mpan": "E1"}]}, mapping={"meters": _meters(fields)})
+
+
+def _usage_mapping(consumption: object, cost: object = "cost") -> dict:
+    return {
+        "meters": _meters(),
+        "usage": {
+            "r": {
+                "resource": "readings",
+                "kind": "intervals",
+                "fields": {
+                    "meter_id": "m",
+                    "start": {"path": "start", "format": "epoch_s"},
+                    "end": {"path": "end", "format": "epoch_s"},
+                    "consumption": consumption,
+                    "cost": cost,
+                },
+            }
+        },
+    }
+
+
+def _readings(values: list, powers: list) -> list[dict]:
+    t0 = 1_704_067_200
+    return [
+        {
+            "m": "E1",
+            "start": t0 + 3600 * i,
+            "end": t0 + 3600 * (i + 1),
+            "value": v,
+            "p": p,
+            "cost": 250_000,
+        }
+        for i, (v, p) in enumerate(zip(values, powers, strict=True))
+    ]
+
+
+def test_power_of_ten_from_a_field_scales_values_and_keeps_lineage() -> None:
+    mapping = _usage_mapping(
+        {"path": "value", "power_of_ten": "p"}, {"path": "cost", "power_of_ten": -5}
+    )
+    raw = {"points": [{"mpan": "E1"}], "readings": _readings([1234, 5, 7], [-3, 0, 3])}
+    tables = run_pipeline(PROFILE, raw, mapping=mapping)
+    assert tables.quarantine.empty, tables.quarantine["reason"].tolist()
+    u = tables.usage.sort_values("start")
+    np.testing.assert_array_equal(u["consumption"].to_numpy(), [1.234, 5.0, 7000.0])
+    np.testing.assert_array_equal(u["raw_value"].to_numpy(), [1234.0, 5.0, 7.0])
+    np.testing.assert_array_equal(u["factor"].to_numpy(), [1e-3, 1.0, 1e3])
+    np.testing.assert_array_equal(u["cost"].to_numpy(), [2.5, 2.5, 2.5])  # 1/100000 units
+
+
+def test_power_of_ten_missing_or_fractional_is_quarantined() -> None:
+    mapping = _usage_mapping({"path": "value", "power_of_ten": "p"})
+    raw = {"points": [{"mpan": "E1"}], "readings": _readings([1, 2, 3], [0, None, 0.5])}
+    tables = build_tables(PROFILE, raw, mapping=mapping)
+    assert len(tables.usage) == 1
+    reasons = tables.quarantine["reason"].astype(str).tolist()
+    assert len(reasons) == 2 and all("power_of_ten 'p'" in r for r in reasons)
+
+
+@pytest.mark.parametrize("p10", [1.5, True, ["p"]])
+def test_power_of_ten_must_be_an_integer_or_a_path(p10: object) -> None:
+    mapping = _usage_mapping({"path": "value", "power_of_ten": p10})
+    raw = {"points": [{"mpan": "E1"}], "readings": _readings([1], [0])}
+    with pytest.raises(MappingError, match="power_of_ten"):
+        build_tables(PROFILE, raw, mapping=mapping)
+
+
+def test_power_of_ten_on_a_text_column_is_a_mapping_error() -> None:
+    mapping = _usage_mapping("value")
+    mapping["usage"]["r"]["fields"]["note"] = {"path": "m", "power_of_ten": 2}
+    raw = {"points": [{"mpan": "E1"}], "readings": _readings([1], [0])}
+    with pytest.raises(MappingError, match="numbers only"):
+        build_tables(PROFILE, raw, mapping=mapping)
