@@ -18,7 +18,8 @@ profile's ``[paginator]``; ``"none"`` for a single request), ``format`` (auto/js
 ``namespaces`` (XML prefix -> URI), ``add_fields`` (constant fields stamped on every record,
 e.g. ``{ commodity = "gas" }`` when the endpoint itself says what its records are),
 ``inherit_parent`` (true: ``_parent`` also carries the parent's own ``_parent``, so a
-grandchild can map ``_parent.property_id``), ``date_range`` (see :mod:`.dates`), ``incremental``
+grandchild can map ``_parent.property_id``), ``keep`` (fields of the ancestors along a JSON
+``record_path``: ``keep = { property_id = "properties[*].id" }``), ``date_range`` (see :mod:`.dates`), ``incremental``
 (``cursor_path``, ``lookback_days``, and ``param``/``format`` for APIs filtered by an "updated
 since" parameter instead of a date range), ``on_error`` (``"skip"``: record a failed page and
 go on with the next parent/window; ``"raise"``).
@@ -41,7 +42,13 @@ from urllib.parse import quote
 
 from scaler_workbench._secrets import get_logger, redact_url
 from scaler_workbench.clock import Clock
-from scaler_workbench.connectors._body import FORMATS, _walk_json, find_value, select_records
+from scaler_workbench.connectors._body import (
+    FORMATS,
+    _json_steps,
+    _walk_json,
+    find_value,
+    select_records,
+)
 from scaler_workbench.connectors.client import Client, Reply
 from scaler_workbench.connectors.dates import (
     DateRange,
@@ -64,6 +71,7 @@ from scaler_workbench.exceptions import (
     ProfileError,
     QuotaExhaustedError,
     RangeTooLargeError,
+    ResponseParseError,
 )
 
 __all__ = [
@@ -76,6 +84,7 @@ __all__ = [
     "connector_class",
     "connector_for",
     "fetch_resources",
+    "select_with_ancestors",
 ]
 
 if TYPE_CHECKING:
@@ -103,6 +112,7 @@ RESOURCE_KEYS = (
     "description",
     "add_fields",
     "inherit_parent",
+    "keep",
 )
 _MAX_KEPT = 100
 
@@ -131,6 +141,7 @@ class ResourceSpec:
     on_error: str = "skip"
     add_fields: dict[str, Any] = field(default_factory=dict)
     inherit_parent: bool = False
+    keep: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_profile(cls, name: str, table: Mapping[str, Any], *, profile: Any) -> ResourceSpec:
@@ -178,6 +189,19 @@ class ResourceSpec:
                 key=f"{key}.add_fields",
                 hint='e.g. add_fields = { commodity = "gas" }',
             )
+        keep = table.get("keep", {})
+        if (
+            not isinstance(keep, Mapping)
+            or any(str(k).startswith("_") or not isinstance(v, str) for k, v in keep.items())
+            or (keep and not str(table.get("record_path", "")).strip())
+        ):
+            raise ProfileError(
+                f"{key}.keep must be a table of field = ancestor path (names not starting with _),"
+                " on a resource with a record_path",
+                key=f"{key}.keep",
+                hint='e.g. record_path = "properties[*].meter_points[*]" with '
+                'keep = { property_id = "properties[*].id" }',
+            )
         paginator = table.get(
             "paginator", profile.section("paginator") or None if profile else None
         )
@@ -205,6 +229,7 @@ class ResourceSpec:
             on_error=on_error,
             add_fields=dict(add_fields),
             inherit_parent=bool(table.get("inherit_parent", False)),
+            keep={str(k): str(v) for k, v in keep.items()},
         )
 
     def key_of(self, record: Mapping[str, Any]) -> str | None:
@@ -460,6 +485,10 @@ class Connector:
         )
 
     def records(self, spec: ResourceSpec, response: PageResponse) -> list[dict[str, Any]]:
+        if spec.keep:
+            return select_with_ancestors(
+                response.body, spec.record_path, spec.keep, url=redact_url(response.url)
+            )
         return select_records(
             response.body,
             spec.record_path,
@@ -845,6 +874,87 @@ def _param_sets(record: Mapping[str, Any], params: Mapping[str, str]) -> list[di
     if any(len(v) != n for v in columns.values()):
         log.warning("parent_params %s select lists of different lengths; zipped to %d", wild, n)
     return [{**fixed, **{p: columns[p][i] for p in wild}} for i in range(n)]
+
+
+def select_with_ancestors(
+    body: Any, record_path: str, keep: Mapping[str, str], *, url: str = ""
+) -> list[dict[str, Any]]:
+    """Records at a JSON ``record_path`` that also carry fields of their ancestors.
+
+    ``keep`` maps a new field name to a path that starts with a prefix of ``record_path`` (up
+    to one of its steps) and goes on inside the ancestor reached there:
+    ``record_path = "properties[*].electricity_meter_points[*]"`` with
+    ``keep = { property_id = "properties[*].id" }`` gives each meter point the ``id`` of the
+    property it was listed under; ``{ account = "number" }`` reads the body's top level. A kept
+    field never overwrites one the record already has.
+
+    Raises
+    ------
+    ResponseParseError
+        The body is XML (``keep`` reads JSON only), or a path is malformed.
+    """
+    if body is None:
+        return []
+    if not isinstance(body, Mapping | list):
+        raise ResponseParseError(
+            "keep reads ancestors of JSON records only",
+            url=url,
+            hint="For XML, fetch the parent as its own resource and use inherit_parent.",
+        )
+    try:
+        steps = _json_steps(record_path)
+        plans = []
+        for name, path in keep.items():
+            kst = _json_steps(path)
+            depth = 0
+            while depth < min(len(steps), len(kst)) and kst[depth] == steps[depth]:
+                depth += 1
+            rest = ".".join(f"{n}{''.join(f'[{i}]' for i in idx)}" for n, idx in kst[depth:])
+            plans.append((name, depth, rest))
+    except ValueError as exc:
+        raise ResponseParseError(f"bad record_path or keep path: {exc}", url=url) from exc
+
+    out: list[dict[str, Any]] = []
+
+    def emit(node: Any, trail: list[Any]) -> None:
+        items = node if isinstance(node, list) else [node]
+        kept = {}
+        for name, depth, rest in plans:
+            anc = trail[depth]
+            kept[name] = (_walk_json(anc, rest)[0] or [None])[0] if rest else anc
+        for item in items:
+            if isinstance(item, dict):
+                rec = dict(item)
+                for k, v in kept.items():
+                    rec.setdefault(k, v)
+                out.append(rec)
+            elif item is not None:
+                out.append({"value": item, **kept})
+
+    def walk(node: Any, depth: int, trail: list[Any]) -> None:
+        if depth == len(steps):
+            emit(node, trail)
+            return
+        name, idx = steps[depth]
+        if name:
+            if not isinstance(node, Mapping) or name not in node:
+                return
+            node = node[name]
+        values = [node]
+        for i in idx:
+            nxt: list[Any] = []
+            for v in values:
+                if isinstance(v, list):
+                    if i == "*":
+                        nxt.extend(v)
+                    elif -len(v) <= int(i) < len(v):
+                        nxt.append(v[int(i)])
+            values = nxt
+        for v in values:
+            walk(v, depth + 1, [*trail, v])
+
+    walk(body, 0, [body])
+    return out
 
 
 def _matches(record: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:

@@ -104,6 +104,22 @@ def test_octopus_end_to_end_monthly_totals(profile: Any) -> None:
     raw = {k: v.records for k, v in results.items()}
     tables = run_pipeline(profile, raw)
     assert tables.quarantine.empty, tables.quarantine[["rule", "reason"]].to_string()
+    # two properties: each meter belongs to the property it is listed under (keep = ...)
+    assert sorted(tables.assets["asset_id"].astype(str)) == ["1234567", "7654321"]
+    want_assets = {
+        m["serial_number"]: str(prop["id"])
+        for prop in ACCOUNT["properties"]
+        for point in prop["electricity_meter_points"] + prop["gas_meter_points"]
+        for m in point["meters"]
+    }
+    got_assets = dict(
+        zip(
+            tables.meters["meter_id"].astype(str),
+            tables.meters["asset_id"].astype(str),
+            strict=True,
+        )
+    )
+    assert got_assets == want_assets and len(set(want_assets.values())) == 2
     result = validate_tables(tables, profile)
     usage = result.accepted.usage
     got = {
@@ -145,6 +161,8 @@ def test_octopus_new_serial_without_a_unit_choice_is_quarantined(profile: Any) -
         "electricity": [],
     }
     raw["electricity_points"] = [{**p, "fuel": "electricity"} for p in raw["electricity_points"]]
+    for point in raw["electricity_points"] + raw["gas_points"]:
+        point["property_id"] = account["properties"][0]["id"]
     tables = run_pipeline(profile, raw)
     reasons = " ".join(tables.quarantine["reason"].astype(str))
     assert "NEW1" in reasons and "value_maps.raw_unit" in reasons
