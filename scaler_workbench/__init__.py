@@ -109,8 +109,8 @@ _LAZY: dict[str, str] = {
     # state, sync and export
     "StateStore": "store",
     "SyncResult": "sync",
-    "coverage_matrix": "export",
-    "monthly_totals": "export",
+    "coverage_matrix": "coverage",
+    "monthly_totals": "coverage",
     "reconcile": "export",
     "ReconcileCheck": "reconciliation",
     "parse_provider_totals": "reconciliation",

@@ -40,14 +40,13 @@ import numpy as np
 import pandas as pd
 
 from scaler_workbench._secrets import get_logger, redact
+from scaler_workbench.coverage import coverage_matrix, site_timezones
 from scaler_workbench.exceptions import ExportError
 from scaler_workbench.schema import QUARANTINE, TABLES, Table, Tables, coerce_frame
 
 __all__ = [
     "EXPORT_FILES",
-    "coverage_matrix",
     "format_datetimes",
-    "monthly_totals",
     "reconcile",
     "to_scaler_files",
 ]
@@ -160,28 +159,17 @@ def _string_text(s: pd.Series) -> np.ndarray:
     return text
 
 
-def _zones(frame: pd.DataFrame, tables: Tables, default_timezone: str) -> pd.Series:
-    """Each row's site zone: its own ``timezone``, else its meter's asset's, else the default."""
-    tz = (
-        frame["timezone"].astype(object)
-        if "timezone" in frame
-        else pd.Series(None, index=frame.index, dtype=object)
-    )
-    if tz.isna().any() and "meter_id" in frame:
-        meters = tables.meters[["meter_id", "asset_id"]].drop_duplicates("meter_id")
-        assets = tables.assets[["asset_id", "timezone"]].drop_duplicates("asset_id")
-        site = meters.merge(assets, on="asset_id", how="left").set_index("meter_id")["timezone"]
-        tz = tz.where(tz.notna(), frame["meter_id"].map(site).astype(object))
-    return tz.where(tz.notna(), default_timezone).astype(str)
-
-
 def _render(
     frame: pd.DataFrame, table: Table, tables: Tables, default_timezone: str
 ) -> pd.DataFrame:
     """The export frame of ``table``: Scaler names, text cells, sorted by key."""
     frame = coerce_frame(frame, table)
     frame = frame.sort_values(list(table.key), kind="mergesort").reset_index(drop=True)
-    tz = _zones(frame, tables, default_timezone) if table.name in ("usage", "readings") else None
+    tz = (
+        site_timezones(frame, tables, default_timezone)
+        if table.name in ("usage", "readings")
+        else None
+    )
     as_date = None
     if table.name == "usage" and tz is not None:
         as_date = _is_local_midnight(frame["start"], tz) & _is_local_midnight(frame["end"], tz)
@@ -284,90 +272,6 @@ def _deterministic_zip(data: bytes, path: Path) -> None:
 
 
 # -- checks ------------------------------------------------------------------------------------
-def _months(usage: pd.DataFrame, tables: Tables | None, default_timezone: str) -> pd.Series:
-    tz = _zones(usage, tables or Tables(), default_timezone)
-    naive, _ = _local_parts(usage["start"], tz)
-    return naive.dt.strftime("%Y-%m")
-
-
-def monthly_totals(
-    usage: pd.DataFrame, *, tables: Tables | None = None, default_timezone: str = "UTC"
-) -> pd.DataFrame:
-    """Consumption per meter and local calendar month (of each period's start).
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``meter_id, month (YYYY-MM), consumption, unit``, sorted by meter and month.
-    """
-    cols = ["meter_id", "month", "consumption", "unit"]
-    if usage.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    frame = pd.DataFrame(
-        {
-            "meter_id": usage["meter_id"].astype(str).to_numpy(),
-            "month": _months(usage, tables, default_timezone).to_numpy(),
-            "consumption": usage["consumption"].to_numpy(dtype=float),
-            "unit": usage["unit"].astype(str).to_numpy(),
-        }
-    )
-    out = frame.groupby(["meter_id", "month", "unit"], sort=True, as_index=False)[
-        "consumption"
-    ].sum()
-    return out[cols].reset_index(drop=True)
-
-
-def coverage_matrix(
-    usage: pd.DataFrame, *, tables: Tables | None = None, default_timezone: str = "UTC"
-) -> pd.DataFrame:
-    """Meter x local month status: ``actual``, ``estimated`` (any estimated period) or ``missing``.
-
-    Each meter's months run from its first month with data to the latest month of any meter, so a
-    meter that stopped reporting shows ``missing`` months at the end.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``meter_id, month, status`` (long format, sorted); pivot it for a matrix view.
-    """
-    cols = ["meter_id", "month", "status"]
-    if usage.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    months = _months(usage, tables, default_timezone)
-    est = (
-        usage["estimated"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-        if "estimated" in usage
-        else np.zeros(len(usage), bool)
-    )
-    seen = pd.DataFrame(
-        {
-            "meter_id": usage["meter_id"].astype(str).to_numpy(),
-            "month": months.to_numpy(),
-            "est": est,
-        }
-    )
-    have = seen.groupby(["meter_id", "month"], as_index=False)["est"].any()
-    last = pd.Period(have["month"].max(), "M")
-    firsts = have.groupby("meter_id")["month"].min()
-    spans = [
-        pd.DataFrame(
-            {
-                "meter_id": m,
-                "month": pd.period_range(pd.Period(first, "M"), last, freq="M").strftime("%Y-%m"),
-            }
-        )
-        for m, first in firsts.items()  # one small frame per meter, not per row
-    ]
-    grid = pd.concat(spans, ignore_index=True).merge(have, on=["meter_id", "month"], how="left")
-    status = np.where(
-        grid["est"].isna(),
-        "missing",
-        np.where(grid["est"].fillna(False).astype(bool), "estimated", "actual"),
-    )
-    grid["status"] = status
-    return grid[cols].sort_values(["meter_id", "month"], kind="mergesort").reset_index(drop=True)
-
-
 def reconcile(
     exported: pd.DataFrame,
     reference: pd.DataFrame,
@@ -428,7 +332,7 @@ def _render_reconciliation(
     f = frame.sort_values(["check", "meter_id", "start", "end"], kind="mergesort").reset_index(
         drop=True
     )
-    tz = _zones(f[["meter_id"]], tables, default_timezone)
+    tz = site_timezones(f[["meter_id"]], tables, default_timezone)
     start = pd.to_datetime(f["start"], utc=True)
     end = pd.to_datetime(f["end"], utc=True)
     as_date = _is_local_midnight(start, tz) & _is_local_midnight(end, tz)
@@ -533,8 +437,15 @@ def to_scaler_files(
         tables.quarantine if quarantine is None else quarantine
     )
     if coverage:
-        cov = coverage_matrix(tables.usage, tables=tables, default_timezone=default_timezone)
-        sheets["coverage"] = cov.rename(columns={"meter_id": "meter_external_id"})
+        cov = coverage_matrix(tables.usage, tables=tables, timezone=default_timezone, span="meter")
+        sheets["coverage"] = pd.DataFrame(
+            {
+                "meter_external_id": cov["meter_id"].astype(str),
+                "month": cov["month"].astype(str),
+                "status": cov["status"].astype(str),
+                "coverage": cov["coverage"],
+            }
+        )
     if reconciliation is not None:
         sheets["reconciliation"] = _render_reconciliation(reconciliation, tables, default_timezone)
     try:

@@ -33,6 +33,14 @@ import numpy as np
 import pandas as pd
 
 from scaler_workbench._secrets import get_logger
+from scaler_workbench.coverage import (
+    COVERAGE_STATES,
+    coverage_matrix,
+    monthly_totals,
+)
+from scaler_workbench.coverage import as_utc as _utc
+from scaler_workbench.coverage import local_naive as _local_naive
+from scaler_workbench.coverage import require_columns as _require
 from scaler_workbench.exceptions import SchemaError, UnitError
 from scaler_workbench.schema import Tables
 
@@ -56,138 +64,13 @@ __all__ = [
 
 log = get_logger(__name__)
 
-#: Cell states of the coverage matrix, worst first, with their colours.
-COVERAGE_STATES: dict[str, str] = {
-    "missing": "#d9d9d9",
-    "partial": "#fdae61",
-    "estimated": "#abd9e9",
-    "actual": "#1a9641",
-}
-
 _NS_PER_DAY = 86_400 * 10**9
-
-
-# -- helpers -------------------------------------------------------------------------------------
-def _require(frame: pd.DataFrame, columns: Iterable[str], table: str) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise SchemaError(
-            f"expected a {table} DataFrame, got {type(frame).__name__}",
-            table=table,
-            hint=f"Pass tables.{table} (a pandas DataFrame with the schema.py columns).",
-        )
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise SchemaError(
-            f"{table} frame lacks column(s) {missing} needed for this plot",
-            table=table,
-            column=missing[0],
-            hint="Pass a canonical frame (see scaler_workbench.schema) or coerce_frame() it.",
-        )
-
-
-def _utc(series: pd.Series, column: str, table: str) -> pd.Series:
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return series.dt.tz_convert("UTC")
-    if pd.api.types.is_datetime64_any_dtype(series.dtype) and series.notna().any():
-        raise SchemaError(
-            f"column {column!r} of {table} holds naive timestamps",
-            table=table,
-            column=column,
-            hint="Canonical frames hold tz-aware UTC timestamps: use schema.coerce_frame().",
-        )
-    try:
-        return pd.to_datetime(series, utc=True)
-    except (TypeError, ValueError) as exc:
-        raise SchemaError(
-            f"column {column!r} of {table} cannot be read as timestamps: {exc}",
-            table=table,
-            column=column,
-        ) from exc
-
-
 _NAT = np.iinfo("int64").min
 
 
 def _ns(utc: pd.Series) -> np.ndarray:
     """UTC timestamps as int64 nanoseconds since the epoch (NaT -> int64 min)."""
     return utc.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype("int64")
-
-
-def _local_naive(utc: pd.Series, zones: pd.Series) -> np.ndarray:
-    """Wall-clock local times (naive datetime64[ns]) for each row, one conversion per zone."""
-    out = np.empty(len(utc), dtype="datetime64[ns]")
-    codes, uniques = pd.factorize(zones, sort=False)
-    for i, zone in enumerate(uniques):
-        mask = codes == i
-        try:
-            local = utc[mask].dt.tz_convert(str(zone)).dt.tz_localize(None)
-        except (KeyError, ValueError) as exc:  # unknown zone name
-            raise SchemaError(
-                f"unknown time zone {zone!r} in usage",
-                table="usage",
-                column="timezone",
-                hint="Use IANA names such as 'Europe/London'.",
-            ) from exc
-        out[mask] = local.to_numpy(dtype="datetime64[ns]")
-    return out
-
-
-def _month_label(months: np.ndarray) -> np.ndarray:
-    """Months since 1970-01 -> 'YYYY-MM' strings."""
-    return np.datetime_as_string(months.astype("datetime64[M]"), unit="M")
-
-
-def _split_by_month(usage: pd.DataFrame, timezone: str) -> pd.DataFrame:
-    """Split each usage row over the local calendar months it touches (vectorised).
-
-    Returns one row per (usage row, month): ``row`` (position in ``usage``), ``meter_id``,
-    ``month`` ('YYYY-MM'), ``overlap_ns`` (local wall-clock overlap) and ``fraction`` (share of
-    the row's duration falling in that month).
-    """
-    n = len(usage)
-    if n == 0:
-        return pd.DataFrame(
-            {
-                "row": pd.Series(dtype="int64"),
-                "meter_id": pd.Series(dtype="string"),
-                "month": pd.Series(dtype="string"),
-                "overlap_ns": pd.Series(dtype="int64"),
-                "fraction": pd.Series(dtype="float64"),
-                "month_ns": pd.Series(dtype="int64"),
-            }
-        )
-    start = _utc(usage["start"], "start", "usage").reset_index(drop=True)
-    end = _utc(usage["end"], "end", "usage").reset_index(drop=True)
-    if "timezone" in usage.columns:
-        zones = usage["timezone"].astype("string").fillna(timezone).reset_index(drop=True)
-    else:
-        zones = pd.Series([timezone] * n, dtype="string")
-    s = _local_naive(start, zones).astype("int64")
-    e = _local_naive(end, zones).astype("int64")
-    valid = (e > s) & start.notna().to_numpy() & end.notna().to_numpy()
-    rows = np.flatnonzero(valid)
-    s, e = s[rows], e[rows]
-    m0 = s.astype("datetime64[ns]").astype("datetime64[M]").astype("int64")
-    m1 = (e - 1).astype("datetime64[ns]").astype("datetime64[M]").astype("int64")
-    counts = m1 - m0 + 1
-    rep = np.repeat(np.arange(len(rows)), counts)
-    offset = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
-    month = m0[rep] + offset
-    month_start = month.astype("datetime64[M]").astype("datetime64[ns]").astype("int64")
-    month_end = (month + 1).astype("datetime64[M]").astype("datetime64[ns]").astype("int64")
-    overlap = np.minimum(e[rep], month_end) - np.maximum(s[rep], month_start)
-    duration = (e - s)[rep]
-    meter_ids = usage["meter_id"].astype("string").to_numpy()[rows][rep]
-    return pd.DataFrame(
-        {
-            "row": rows[rep],
-            "meter_id": pd.array(meter_ids, dtype="string"),
-            "month": pd.array(_month_label(month), dtype="string"),
-            "overlap_ns": overlap,
-            "fraction": overlap / duration,
-            "month_ns": month_end - month_start,
-        }
-    )
 
 
 def _new_axes(ax: Axes | None, *, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -206,94 +89,6 @@ def _empty_note(ax: Axes, text: str) -> None:
 
 
 # -- coverage ------------------------------------------------------------------------------------
-def coverage_matrix(
-    usage: pd.DataFrame,
-    *,
-    meters: pd.DataFrame | Iterable[str] | None = None,
-    months: Iterable[str] | None = None,
-    timezone: str = "UTC",
-    min_coverage: float = 0.9,
-) -> pd.DataFrame:
-    """How much of each local calendar month each meter's usage covers.
-
-    Parameters
-    ----------
-    usage : pandas.DataFrame
-        Canonical usage (``meter_id``, ``start``, ``end``; optional ``estimated``, ``timezone``).
-    meters : DataFrame or iterable of str, optional
-        Meters to show even when they have no usage at all (a meters frame or ids).
-    months : iterable of str, optional
-        ``'YYYY-MM'`` months to show; default every month from the first to the last in usage.
-    timezone : str
-        Zone for rows without a ``timezone`` (use the profile's ``timezone``).
-    min_coverage : float
-        Share of the month [0-1] below which a month with data counts as ``partial``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (meter, month): ``meter_id``, ``month``, ``coverage`` [0-1, capped at 1],
-        ``estimated`` (any estimated row overlaps the month) and ``state``, one of
-        :data:`COVERAGE_STATES`: ``missing`` (no data), ``estimated``, ``partial``
-        (< ``min_coverage``, no estimate) or ``actual``.
-    """
-    _require(usage, ("meter_id", "start", "end"), "usage")
-    split = _split_by_month(usage, timezone)
-    if "estimated" in usage.columns:
-        est = usage["estimated"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-        split["estimated"] = est[split["row"].to_numpy()]
-    else:
-        split["estimated"] = False
-    agg = (
-        split.groupby(["meter_id", "month"], observed=True, sort=False)
-        .agg(
-            covered=("overlap_ns", "sum"),
-            month_ns=("month_ns", "first"),
-            estimated=("estimated", "any"),
-        )
-        .reset_index()
-    )
-    agg["coverage"] = (agg["covered"] / agg["month_ns"]).clip(upper=1.0)
-
-    if meters is None:
-        meter_ids = list(dict.fromkeys(usage["meter_id"].dropna().astype(str)))
-    elif isinstance(meters, pd.DataFrame):
-        _require(meters, ("meter_id",), "meters")
-        meter_ids = list(dict.fromkeys(meters["meter_id"].dropna().astype(str)))
-        meter_ids += [m for m in dict.fromkeys(agg["meter_id"].astype(str)) if m not in meter_ids]
-    else:
-        meter_ids = list(dict.fromkeys(str(m) for m in meters))
-    if months is None:
-        if len(agg):
-            lo = np.datetime64(agg["month"].min(), "M")
-            hi = np.datetime64(agg["month"].max(), "M")
-            month_list = list(_month_label(np.arange(lo, hi + 1)))
-        else:
-            month_list = []
-    else:
-        month_list = [str(m) for m in months]
-    grid = pd.MultiIndex.from_product(
-        [pd.Index(sorted(meter_ids), dtype="string"), pd.Index(month_list, dtype="string")],
-        names=["meter_id", "month"],
-    ).to_frame(index=False)
-    agg["meter_id"] = agg["meter_id"].astype("string")
-    agg["month"] = agg["month"].astype("string")
-    out = grid.merge(agg[["meter_id", "month", "coverage", "estimated"]], how="left")
-    out["coverage"] = out["coverage"].astype("float64").fillna(0.0)
-    out["estimated"] = out["estimated"].astype("boolean").fillna(False).astype(bool)
-    state = np.where(
-        out["coverage"] <= 0,
-        "missing",
-        np.where(
-            out["estimated"],
-            "estimated",
-            np.where(out["coverage"] < min_coverage, "partial", "actual"),
-        ),
-    )
-    out["state"] = pd.Categorical(state, categories=list(COVERAGE_STATES))
-    return out
-
-
 def plot_coverage(
     usage: pd.DataFrame,
     *,
@@ -328,7 +123,7 @@ def plot_coverage(
     if cov.empty:
         _empty_note(ax, "no meters / usage to show")
         return fig
-    codes = cov["state"].cat.codes.to_numpy().reshape(len(meter_ids), len(month_list))
+    codes = cov["status"].cat.codes.to_numpy().reshape(len(meter_ids), len(month_list))
     cmap = ListedColormap(list(COVERAGE_STATES.values()))
     norm = BoundaryNorm(np.arange(len(COVERAGE_STATES) + 1) - 0.5, cmap.N)
     ax.imshow(codes, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
@@ -339,7 +134,7 @@ def plot_coverage(
         ax.set_yticks([])
     ax.set_xlabel("local month")
     ax.set_ylabel(f"meter ({len(meter_ids)})")
-    share = (cov["state"] != "missing").mean()
+    share = (cov["status"] != "missing").mean()
     ax.set_title(f"Usage coverage: {share:.0%} of meter-months have data")
     ax.legend(
         handles=[Patch(color=c, label=s) for s, c in COVERAGE_STATES.items()],
@@ -502,21 +297,6 @@ def plot_usage_timeline(
 
 
 # -- reconciliation ------------------------------------------------------------------------------
-def _monthly_totals(usage: pd.DataFrame, timezone: str) -> pd.DataFrame:
-    split = _split_by_month(usage, timezone)
-    values = usage["consumption"].astype("float64").to_numpy()
-    split["consumption"] = values[split["row"].to_numpy()] * split["fraction"].to_numpy()
-    if "unit" in usage.columns:
-        split["unit"] = usage["unit"].astype("string").to_numpy()[split["row"].to_numpy()]
-    else:
-        split["unit"] = pd.array([pd.NA] * len(split), dtype="string")
-    return (
-        split.groupby(["meter_id", "month"], observed=True, sort=True, dropna=False)
-        .agg(consumption=("consumption", "sum"), unit=("unit", "first"))
-        .reset_index()
-    )
-
-
 def reconcile_monthly(
     usage: pd.DataFrame,
     reference: pd.DataFrame,
@@ -549,7 +329,7 @@ def reconcile_monthly(
     """
     _require(usage, ("meter_id", "start", "end", "consumption"), "usage")
     _require(reference, ("meter_id", "month", "consumption"), "reference")
-    ours = _monthly_totals(usage, timezone)
+    ours = monthly_totals(usage, timezone=timezone)
     ref = pd.DataFrame(
         {
             "meter_id": reference["meter_id"].astype("string"),

@@ -745,7 +745,8 @@ def export_from_state(
     checks, ``reconciliation.csv`` puts the stored provider totals beside the exported ones.
     ``on_checks(checks)`` is called before anything is written (the run sets its status).
     """
-    from scaler_workbench.export import coverage_matrix, to_scaler_files
+    from scaler_workbench.coverage import coverage_matrix
+    from scaler_workbench.export import to_scaler_files
     from scaler_workbench.reconciliation import read_reconcile_checks
 
     registry = store.entities()
@@ -765,7 +766,7 @@ def export_from_state(
             [("meter", m) not in gone for m in tables.meters["meter_id"].astype(str)]
         ].reset_index(drop=True)
     quarantine = store.quarantine(status="open")
-    cov = coverage_matrix(tables.usage, tables=tables, default_timezone=profile.timezone)
+    cov = coverage_matrix(tables.usage, tables=tables, timezone=profile.timezone, span="meter")
     missing = cov[cov["status"] == "missing"]
     errors = int((quarantine["severity"] == "error").sum()) if not quarantine.empty else 0
     reasons = []
@@ -795,7 +796,10 @@ def export_from_state(
         "coverage": {
             "meters": int(cov["meter_id"].nunique()),
             "meter_months": len(cov),
-            **{s: int((cov["status"] == s).sum()) for s in ("actual", "estimated", "missing")},
+            **{
+                s: int((cov["status"] == s).sum())
+                for s in ("actual", "estimated", "partial", "missing")
+            },
         },
         "quarantine_open": len(quarantine),
         "ready_to_export": {"ready": not reasons, "reasons": reasons},

@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 
 from scaler_workbench._secrets import register_secret
+from scaler_workbench.coverage import coverage_matrix, monthly_totals
 from scaler_workbench.exceptions import ExportError
 from scaler_workbench.export import (
-    coverage_matrix,
     format_datetimes,
-    monthly_totals,
     reconcile,
     to_scaler_files,
 )
@@ -185,15 +184,15 @@ def test_monthly_totals_and_coverage_use_local_months() -> None:
         ["M1", "2024-04"],
         ["M2", "2024-02"],
     ]
-    cov = coverage_matrix(t.usage, tables=t)
-    m1 = cov[cov["meter_id"] == "M1"].set_index("month")["status"].to_dict()
+    cov = coverage_matrix(t.usage, tables=t, span="meter")
+    m1 = cov[cov["meter_id"] == "M1"].set_index("month")["status"].astype(str).to_dict()
     assert m1 == {
         "2024-01": "actual",
         "2024-02": "missing",
         "2024-03": "estimated",
-        "2024-04": "actual",
+        "2024-04": "partial",  # one hour of April is covered, not the month
     }
-    m2 = cov[cov["meter_id"] == "M2"]["status"].tolist()
+    m2 = cov[cov["meter_id"] == "M2"]["status"].astype(str).tolist()
     assert m2 == ["actual", "missing", "missing"]  # stopped reporting after February
 
 

@@ -53,9 +53,9 @@ def test_package_import_does_not_pull_matplotlib() -> None:
 # -- coverage ------------------------------------------------------------------------------------
 def test_coverage_matrix_states(monthly: pd.DataFrame) -> None:
     cov = plots.coverage_matrix(monthly, meters=["M1", "M2", "M3"])
-    assert list(cov.columns) == ["meter_id", "month", "coverage", "estimated", "state"]
+    assert list(cov.columns) == ["meter_id", "month", "coverage", "estimated", "status"]
     assert len(cov) == 3 * 4  # 3 meters x Jan..Apr
-    state = cov.set_index(["meter_id", "month"])["state"].astype(str)
+    state = cov.set_index(["meter_id", "month"])["status"].astype(str)
     assert state[("M1", "2024-01")] == "actual"
     assert state[("M1", "2024-02")] == "estimated"
     assert state[("M1", "2024-03")] == "missing"
@@ -80,7 +80,7 @@ def test_coverage_splits_rows_across_months() -> None:
     cov = plots.coverage_matrix(usage).set_index("month")
     assert cov.loc["2024-01", "coverage"] == pytest.approx(17 / 31)
     assert cov.loc["2024-02", "coverage"] == pytest.approx(14 / 29)
-    assert set(cov["state"].astype(str)) == {"partial"}
+    assert set(cov["status"].astype(str)) == {"partial"}
 
 
 def test_coverage_of_half_hourly_intervals_is_full() -> None:
@@ -101,7 +101,7 @@ def test_coverage_of_half_hourly_intervals_is_full() -> None:
     cov = plots.coverage_matrix(usage)
     assert list(cov["month"]) == ["2024-03"]
     assert cov["coverage"].item() == pytest.approx(1.0, abs=1e-3)  # DST day counted on wall clock
-    assert cov["state"].astype(str).item() == "actual"
+    assert cov["status"].astype(str).item() == "actual"
 
 
 def test_plot_coverage_draws_matrix_and_legend(monthly: pd.DataFrame) -> None:
