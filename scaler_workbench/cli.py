@@ -400,30 +400,17 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from scaler_workbench.profile import read_profile
-    from scaler_workbench.sandbox import Sandbox
-    from scaler_workbench.sync import run_sync
+    from scaler_workbench.sync import builtin_sandbox, run_sync
 
     profile = read_profile(args.profile)
     out = Path(args.out)
-    kwargs: dict[str, Any] = {} if args.seed is None else {"seed": args.seed}
     on_stage, close = _progress(args)
-    with Sandbox(**kwargs) as sandbox:
-        env = profile.env()
-        variables = dict(sandbox.env())
-        if env.base_url_env and env.base_url_env not in variables:
-            variables[env.base_url_env] = sandbox.url
-        saved = {k: os.environ.get(k) for k in variables}
-        os.environ.update(variables)
+    with builtin_sandbox(profile, seed=args.seed, force=True) as sandbox:
         try:
             end = getattr(getattr(sandbox, "data", None), "end", None)  # no empty months after
             result = run_sync(profile, out=out, full=True, until=end, progress=on_stage)
         finally:
             close()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         truth = sandbox.ground_truth()
     assert result.export_dir is not None
     table = compare_with_truth(result.export_dir / "usage.csv", truth, rtol=DEMO_RTOL)

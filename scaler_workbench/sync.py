@@ -138,16 +138,20 @@ def state_path(profile: Profile, out: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def builtin_sandbox(profile: Profile, *, seed: int | None = None) -> Iterator[Any]:
+def builtin_sandbox(
+    profile: Profile, *, seed: int | None = None, force: bool = False
+) -> Iterator[Any]:
     """Start the simulator for the run when the profile's environment asks for it.
 
-    When ``builtin_sandbox = true`` and ``base_url_env`` is unset, a seeded
-    :class:`scaler_workbench.sandbox.Sandbox` serves on loopback for the duration; the
-    environment variables it names (base URL, credentials) are set and restored afterwards.
-    Otherwise this does nothing and yields ``None``.
+    When ``builtin_sandbox = true`` and ``base_url_env`` is unset (or ``force``, as the demo
+    does to know its ground truth), a seeded :class:`scaler_workbench.sandbox.Sandbox` serves
+    on loopback for the duration; the environment variables it names (base URL, credentials)
+    are set and restored afterwards. Otherwise this does nothing and yields ``None``.
     """
     env = profile.env()
-    if not env.builtin_sandbox or (env.base_url_env and os.environ.get(env.base_url_env)):
+    if not force and (
+        not env.builtin_sandbox or (env.base_url_env and os.environ.get(env.base_url_env))
+    ):
         yield None
         return
     from scaler_workbench.sandbox import Sandbox
