@@ -31,6 +31,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     base: str  # scheme://host:port of the fake, for absolute links
+    form: dict[str, str] = field(default_factory=dict)  # a POST's urlencoded body
 
 
 @dataclass
@@ -53,14 +54,20 @@ class FakeServer:
         outer = self
 
         class H(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = self.rfile.read(length).decode("utf-8", "replace")
+                self.do_GET(method="POST", form=dict(parse_qsl(form, keep_blank_values=True)))
+
+            def do_GET(self, method: str = "GET", form: dict[str, str] | None = None) -> None:
                 parts = urlsplit(self.path)
                 req = Request(
-                    "GET",
+                    method,
                     parts.path,
                     dict(parse_qsl(parts.query, keep_blank_values=True)),
                     dict(self.headers.items()),
                     outer.url,
+                    form or {},
                 )
                 outer.requests.append(req)
                 try:
