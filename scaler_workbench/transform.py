@@ -80,10 +80,31 @@ _SOURCE_TABLE_OPTIONS = {
 }
 
 
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+
+
 def utc_index(ns: Any) -> pd.DatetimeIndex:
-    """A UTC DatetimeIndex over int64 nanoseconds since the epoch (no copy, no parsing)."""
+    """A UTC DatetimeIndex over int64 nanoseconds since the epoch (no copy, no parsing).
+
+    The index shares ``ns`` (a full-length copy costs a first touch of its memory): do not
+    modify the array afterwards.
+    """
     arr = np.asarray(ns, dtype=np.int64)
-    return pd.DatetimeIndex(arr.view("datetime64[ns]")).tz_localize("UTC")
+    try:
+        dta = pd.arrays.DatetimeArray._simple_new(arr.view("datetime64[ns]"), dtype=_UTC_NS)
+        return pd.DatetimeIndex(dta, copy=False)
+    except (AttributeError, TypeError):  # pandas internals moved: the public (copying) way
+        return pd.DatetimeIndex(arr.view("datetime64[ns]")).tz_localize("UTC")
+
+
+def utc_ns(values: Any) -> np.ndarray:
+    """int64 ns UTC of tz-aware datetimes, a view when they already are ns UTC (no copy)."""
+    idx = pd.DatetimeIndex(values)
+    if idx.tz is not None and str(idx.tz) != "UTC":
+        idx = idx.tz_convert("UTC")
+    if idx.unit != "ns":
+        idx = idx.as_unit("ns")
+    return idx.asi8
 
 
 # ---- quarantine helpers -----------------------------------------------------------------------
@@ -1384,8 +1405,8 @@ def _series_frame(
     reasons[f"{value_col} is not a number"] = bad_num
     frame[value_col] = value
     if table == "usage":
-        start = frame["start"].as_unit("ns").asi8
-        end = frame["end"].as_unit("ns").asi8
+        start = utc_ns(frame["start"])
+        end = utc_ns(frame["end"])
         nat = np.iinfo(np.int64).min
         reasons["end is not after start"] = (start != nat) & (end != nat) & (end <= start)
     for col in ("redelivery", "production", "cost"):
@@ -1593,7 +1614,7 @@ def _finish_fast_times(
             nonexistent=nonexistent,
             add_days=add_days,
         )
-        ns[rest] = ts.as_unit("ns").asi8
+        ns[rest] = utc_ns(ts)
         bad[rest] = b
     if add_days and parsed.any():
         idx = None if every else np.flatnonzero(parsed)
@@ -1613,8 +1634,8 @@ def _finish_fast_times(
 
 def _auto_inclusive_end(frame: dict[str, Any], tz: Any, mcodes: np.ndarray) -> pd.DatetimeIndex:
     """``end_inclusive = "auto"``: shared boundaries (end == next start) mean exclusive ends."""
-    start = frame["start"].as_unit("ns").asi8
-    end = frame["end"].as_unit("ns").asi8
+    start = utc_ns(frame["start"])
+    end = utc_ns(frame["end"])
     order = np.lexsort((start, mcodes))
     s, e, m = start[order], end[order], mcodes[order]
     same = m[1:] == m[:-1]

@@ -82,7 +82,9 @@ def _ns(series: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     idx = pd.DatetimeIndex(series)
     if idx.tz is None:
         raise UsageError("timestamps must be tz-aware UTC", hint="Run build_tables first.")
-    return idx.tz_convert("UTC").as_unit("ns").asi8
+    if str(idx.tz) != "UTC":
+        idx = idx.tz_convert("UTC")
+    return idx.asi8 if idx.unit == "ns" else idx.as_unit("ns").asi8  # a view: no copy
 
 
 def _floats(frame: pd.DataFrame, col: str) -> np.ndarray | None:
@@ -1015,16 +1017,27 @@ def _conflict_losers(
     return loser, q
 
 
-def period_report(usage: pd.DataFrame) -> pd.DataFrame:
+def period_report(
+    usage: pd.DataFrame, *, tolerance_days: float = 1.0, gaps: bool = True
+) -> pd.DataFrame:
     """Gaps, overlaps and duplicates between consecutive periods of each meter.
+
+    Parameters
+    ----------
+    usage : pandas.DataFrame
+        ``meter_id, start, end`` (UTC).
+    tolerance_days : float
+        Overlaps up to this many days (an inclusive-end bill pair sharing its boundary day) are
+        ``warning``, longer ones ``error`` (``[mapping.policy] overlap_tolerance_days``).
+    gaps : bool
+        Report gaps (``[mapping.policy] report_gaps``).
 
     Returns
     -------
     pandas.DataFrame
         ``meter_id, issue (gap | overlap | duplicate), start, end, days, severity`` where
-        ``start``/``end`` bound the gap or overlapping stretch; a 1-day overlap (an inclusive-end
-        bill pair sharing its boundary day) is a ``warning``, longer overlaps and duplicates
-        ``error``, gaps ``warning``.
+        ``start``/``end`` bound the gap or overlapping stretch; overlaps within the tolerance
+        are a ``warning``, longer overlaps and duplicates ``error``, gaps ``warning``.
     """
     cols = ["meter_id", "issue", "start", "end", "days", "severity"]
     if len(usage) < 2:
@@ -1041,7 +1054,7 @@ def period_report(usage: pd.DataFrame) -> pd.DataFrame:
     prev_e = np.r_[0, e[:-1]]
     dup = same & (s == prev_s) & (e == prev_e)
     overlap = same & ~dup & (s < prev_end)
-    gap = same & (s > prev_end)
+    gap = same & (s > prev_end) & gaps
     meters = np.asarray(_cat(usage["meter_id"]).categories, dtype=object)
     parts = []
     for issue, mask, a, b in (
@@ -1055,7 +1068,11 @@ def period_report(usage: pd.DataFrame) -> pd.DataFrame:
         sev = np.where(
             issue == "duplicate",
             "error",
-            np.where(issue == "overlap", np.where(days <= 1 + 1e-9, "warning", "error"), "warning"),
+            np.where(
+                issue == "overlap",
+                np.where(days <= tolerance_days + 1e-9, "warning", "error"),
+                "warning",
+            ),
         )
         parts.append(
             pd.DataFrame(
@@ -1139,6 +1156,21 @@ def process_usage(
             key="mapping.policy",
             hint=f"Known keys: {sorted(POLICY_DEFAULTS)}.",
         )
+    if policy["overlaps"] not in ("flag", "quarantine"):
+        raise MappingError(
+            f"[mapping.policy] overlaps = {policy['overlaps']!r} is not one of flag, quarantine",
+            key="mapping.policy.overlaps",
+            hint="Use overlaps = 'flag' (report only) or 'quarantine' (set the later row aside).",
+        )
+    try:
+        tol = float(policy["overlap_tolerance_days"])
+    except (TypeError, ValueError) as exc:
+        raise MappingError(
+            "[mapping.policy] overlap_tolerance_days must be a number of days",
+            key="mapping.policy.overlap_tolerance_days",
+            hint="e.g. overlap_tolerance_days = 1",
+        ) from exc
+    gaps = bool(policy["report_gaps"])
     q_parts: list[pd.DataFrame] = [tables.quarantine]
     out_parts: list[pd.DataFrame] = []
     report_parts: list[pd.DataFrame] = []
@@ -1161,7 +1193,24 @@ def process_usage(
             src = (m.get("usage") or {}).get(str(name), {})
             freq = _period_option(src, "aggregate", "prorate")
             if src.get("kind", "intervals") != "intervals" or freq is None:
-                report_parts.append(period_report(part if keep is None else part[keep]))
+                part = part if keep is None else part[keep]
+                keep = None
+                if policy["overlaps"] == "quarantine":
+                    over = _overlap_losers(part, tol)
+                    if over.any():
+                        q_parts.append(
+                            quarantine_rows(
+                                part[over],
+                                table="usage",
+                                stage="usage",
+                                rule="overlap",
+                                reasons=f"period overlaps an earlier period of the same meter by "
+                                f"more than {tol:g} day(s): set aside by policy (overlaps = "
+                                "'quarantine'; the earlier period is kept)",
+                            )
+                        )
+                        part = part[~over]
+                report_parts.append(period_report(part, tolerance_days=tol, gaps=gaps))
             if freq in _FREQS:
                 out_parts.append(_calendarize(part, freq=freq, keep=keep))
             else:
@@ -1213,7 +1262,7 @@ def process_usage(
                 )
             if freq is None:
                 continue
-            report_parts.append(period_report(cons))
+            report_parts.append(period_report(cons, tolerance_days=tol, gaps=gaps))
             if freq in _FREQS:
                 out_parts.append(calendarize(cons, freq=freq))
             else:
@@ -1229,7 +1278,7 @@ def process_usage(
         readings = empty_frame("readings")
     report = _concat_frames(report_parts)
     if len(report):
-        q_parts.append(_report_to_quarantine(report))
+        q_parts.append(_report_to_quarantine(report, tol))
     q_all = [p for p in q_parts if len(p)]
     quarantine = pd.concat(q_all, ignore_index=True) if q_all else tables.quarantine
     return Tables(
@@ -1247,7 +1296,39 @@ def _concat_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return _concat([p for p in parts if len(p)])
 
 
-def _report_to_quarantine(report: pd.DataFrame) -> pd.DataFrame:
+def _overlap_losers(usage: pd.DataFrame, tolerance_days: float) -> np.ndarray:
+    """Rows set aside by ``overlaps = "quarantine"``: in time order per meter, a period that
+    overlaps the periods kept before it by more than ``tolerance_days`` (the earlier stays).
+
+    The greedy rule is solved by a vectorised fixed point (each pass settles at least the
+    next row of every chain of overlaps). Returns a mask in ``usage`` row order.
+    """
+    n = len(usage)
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    mc = np.asarray(_cat(usage["meter_id"]).codes, dtype=np.int64)
+    s = _ns(usage["start"])
+    e = _ns(usage["end"])
+    order = np.lexsort((e, s, mc))
+    mc, s, e = mc[order], s[order], e[order]
+    same = np.r_[False, mc[1:] == mc[:-1]]
+    tol = tolerance_days * DAY_NS
+    lose = np.zeros(n, dtype=bool)
+    for _ in range(n):
+        kept_end = np.where(lose, np.iinfo(np.int64).min, e)
+        prev_end = pd.Series(kept_end).groupby(mc).cummax().shift(1).to_numpy(dtype=np.float64)
+        prev_end = np.where(same, prev_end, -np.inf)
+        overlap = np.minimum(e, prev_end) - s
+        new = same & (s < prev_end) & (overlap > tol)
+        if (new == lose).all():
+            break
+        lose = new
+    out[order] = lose
+    return out
+
+
+def _report_to_quarantine(report: pd.DataFrame, tolerance_days: float = 1.0) -> pd.DataFrame:
     keys = (
         report["meter_id"].astype(str)
         + "|"
@@ -1259,7 +1340,7 @@ def _report_to_quarantine(report: pd.DataFrame) -> pd.DataFrame:
         f"{issue} of {days:g} day(s) between periods of meter {m}"
         + (
             " (an inclusive-end bill pair sharing its boundary day?)"
-            if issue == "overlap" and days <= 1 + 1e-9
+            if issue == "overlap" and days <= tolerance_days + 1e-9
             else ""
         )
         for issue, days, m in zip(report["issue"], report["days"], report["meter_id"], strict=True)

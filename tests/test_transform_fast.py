@@ -224,3 +224,15 @@ def test_property_fast_and_general_paths_agree(rows, end_inclusive):
     fast = _tables(_raw(recs), fields, fast=True, **opts)
     slow = _tables(_raw(recs), fields, fast=False, **opts)
     _assert_same(fast, slow)
+
+
+def test_utc_index_and_utc_ns_share_memory_and_equal_the_public_construction():
+    ns = np.array([0, 1_700_000_000_123_456_789, np.iinfo(np.int64).min], dtype=np.int64)
+    idx = T.utc_index(ns)
+    ref = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+    assert idx.equals(ref) and str(idx.dtype) == "datetime64[ns, UTC]"
+    assert np.shares_memory(idx.asi8, ns)
+    assert np.shares_memory(T.utc_ns(idx), ns)
+    # other zones and units are converted (a copy), never mislabelled
+    ny = ref.tz_convert("America/New_York").as_unit("s")
+    np.testing.assert_array_equal(T.utc_ns(ny[:2]), (ns[:2] // 10**9) * 10**9)
