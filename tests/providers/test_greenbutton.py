@@ -56,7 +56,6 @@ class GreenButtonFake:
     """The data custodian: token endpoint + Batch/Subscription feed, filtered and paged."""
 
     def __init__(self) -> None:
-        ET.register_namespace("", ATOM)
         self.root = ET.fromstring(FEED)
         self.access = ""
         self.refresh = REFRESH
