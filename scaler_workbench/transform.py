@@ -1353,7 +1353,7 @@ def _series_frame(
     if not isinstance(tz_arg, str) and len(tz_arg.categories) == 1:
         tz_arg = str(tz_arg.categories[0])
     nonexistent = str(src.get("nonexistent", "quarantine"))
-    reasons: dict[str, np.ndarray] = {}
+    reasons: dict[str, np.ndarray] = _Reasons()
     reasons["no meter id"] = mcodes < 0
 
     frame: dict[str, Any] = {"meter_id": meter}
@@ -1394,7 +1394,7 @@ def _series_frame(
         frame[col] = ts
     if table == "usage":
         if "end" not in frame:
-            frame["end"] = frame["start"] + pd.Timedelta(str(src["duration"]))
+            frame["end"] = _plus_duration(frame["start"], pd.Timedelta(str(src["duration"])))
         elif end_inclusive == "auto":
             frame["end"] = _auto_inclusive_end(frame, tz_arg, mcodes)
     if value_col in fast:
@@ -1525,6 +1525,29 @@ def _scale_powers_of_ten(
             frame["raw_value"] = values
             frame["factor"] = apply_power_of_ten(np.ones(n), exponent)
         frame[col] = scaled
+
+
+class _Reasons(dict[str, np.ndarray]):
+    """Reason -> row mask; a mask without any True is not kept (no full-length memory held)."""
+
+    def __setitem__(self, key: str, mask: np.ndarray) -> None:
+        if np.any(mask):
+            super().__setitem__(key, mask)
+
+
+def _plus_duration(start: pd.DatetimeIndex, duration: pd.Timedelta) -> pd.DatetimeIndex:
+    """``start + duration`` in one pass over int64 ns (NaT stays NaT); pandas when it could
+    overflow."""
+    ns = utc_ns(start)
+    step = int(duration.value)
+    nat = np.iinfo(np.int64).min
+    if not len(ns) or step < 0 or int(ns.max()) > np.iinfo(np.int64).max - step:
+        return start + duration
+    out = ns + step
+    missing = ns == nat
+    if missing.any():
+        out[missing] = nat
+    return utc_index(out)
 
 
 def _zone_rows(zone_of_code: Sequence[Any], mcodes: np.ndarray, *, sort: bool) -> pd.Categorical:

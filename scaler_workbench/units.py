@@ -484,6 +484,9 @@ def _dense_factorize(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarr
     return remap[keys], present
 
 
+_ROWS = 1 << 20  # rows per chunk of a counting pass
+
+
 def _with_columns(frame: pd.DataFrame, new: Mapping[str, Any]) -> pd.DataFrame:
     """``frame`` with columns replaced or appended (as ``frame[c] = v`` would), no copies."""
     cols: dict[str, Any] = {c: new[c] if c in new else frame[c] for c in frame.columns}
@@ -846,22 +849,36 @@ def _normalise_frame(
         ucodes = np.where(ucodes < 0, none_code, ucodes)
         ucats.append(None)
     else:
-        ucats, ucodes = [None], np.zeros(len(frame), dtype=np.int64)
+        ucats, ucodes = [None], None
         none_code = 0
     # group = (meter code, unit code): one factor per distinct (unit, type, subtype) in practice
     nu = len(ucats)
-    gkey = mcodes.astype(np.int32) + 1  # -1 (no meter id) -> 0
-    if nu > 1:
+    if ucodes is None:
+        # one unit per meter: the groups are the meter codes themselves (-1, no meter id, is the
+        # last group, so ``array[mcodes]`` reads it); which are present is counted in chunks
+        nm = len(mcats)
+        seen = np.zeros(nm + 1, dtype=np.int64)
+        for a in range(0, len(mcodes), _ROWS):
+            seen += np.bincount(mcodes[a : a + _ROWS].astype(np.intp) + 1, minlength=nm + 1)
+        present = np.r_[seen[1:], seen[:1]] > 0
+        guniq = np.r_[np.arange(nm, dtype=np.int64), -1]
+        gcodes = mcodes
+    else:
+        gkey = mcodes.astype(np.int32) + 1  # -1 (no meter id) -> 0
         gkey *= nu
         gkey += ucodes.astype(np.int32)
-    gcodes, gpresent = _dense_factorize(gkey, (len(mcats) + 1) * nu)
-    guniq = gpresent - nu  # = meter code * nu + unit code, as before
+        gcodes, gpresent = _dense_factorize(gkey, (len(mcats) + 1) * nu)
+        del gkey
+        guniq = gpresent - nu  # = meter code * nu + unit code, as before
+        present = np.ones(len(guniq), dtype=bool)
     factors = np.full(len(guniq), np.nan)
     labels: list[str | None] = [None] * len(guniq)
     notes: list[str] = [""] * len(guniq)
     reason_of_group: dict[int, str] = {}
     cache: dict[tuple[Any, ...], tuple[float, str]] = {}
     for g, key in enumerate(guniq):
+        if not present[g]:
+            continue
         mc, uc = divmod(int(key), nu)
         meter_id = str(mcats[mc]) if mc >= 0 else None
         label = ucats[uc] if uc != none_code else mraw[mc] if mc >= 0 else None
@@ -895,7 +912,7 @@ def _normalise_frame(
             bad_meters.setdefault(meter_id, reason_of_group[g])
 
     f = factors[gcodes]
-    bad_rows = np.isnan(f)
+    bad_rows = np.isnan(f) if (np.isnan(factors) & present).any() else None
     # new columns are collected and the frame rebuilt without copying (``frame[c] = array``
     # copies the array in pandas 3): raw_value shares the reported values, factor is ``f``
     new: dict[str, Any] = {}
@@ -934,7 +951,7 @@ def _normalise_frame(
             base = mcats_m[a] if a >= 0 and a < len(mcats_m) else ""
             texts.append(f"{base}; {note_uniq[b]}" if note_uniq[b] else base)
         frame = _with_columns(frame, {"method": _cat_take(texts, combo, frame.index).array})
-    if bad_rows.any():
+    if bad_rows is not None and bad_rows.any():
         reason_arr = np.array([reason_of_group.get(g, "") for g in range(len(guniq))], object)
         rows = frame[bad_rows]
         reasons = pd.Series(reason_arr[gcodes[bad_rows]], index=rows.index)

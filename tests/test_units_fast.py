@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from scaler_workbench.profile import Profile
 from scaler_workbench.schema import Tables
@@ -39,12 +40,13 @@ def test_dense_factorize_matches_sorted_unique():
     assert (uniq[codes] == keys).all()
 
 
-def test_row_units_meter_units_methods_and_bad_meters_row_by_row():
+@pytest.mark.parametrize("row_units", [True, False])
+def test_row_units_meter_units_methods_and_bad_meters_row_by_row(row_units):
     rng = np.random.default_rng(5)
     n = 5000
     meter = rng.choice(["E1", "G1", "W1", "X1", None], n, p=[0.4, 0.3, 0.2, 0.05, 0.05])
     unit = rng.choice(["Wh", "MWh", None], n)  # a row's own unit beats the meter's
-    unit = np.where(meter == "E1", unit, None)
+    unit = np.where(meter == "E1", unit, None) if row_units else np.full(n, None)
     method = rng.choice(["as-reported", "estimated-by-provider"], n)
     value = rng.random(n) * 100
     usage = pd.DataFrame(
