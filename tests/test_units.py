@@ -180,8 +180,16 @@ def test_suggest_units_spots_labels_and_choices():
 
 
 exact_pairs = st.sampled_from(
-    [("kWh", "Wh"), ("MWh", "kWh"), ("MMBtu", "kBtu"), ("Dth", "MMBtu"), ("tonne", "kg"),
-     ("m3", "L"), ("kcf", "cf"), ("ccf", "cf")]
+    [
+        ("kWh", "Wh"),
+        ("MWh", "kWh"),
+        ("MMBtu", "kBtu"),
+        ("Dth", "MMBtu"),
+        ("tonne", "kg"),
+        ("m3", "L"),
+        ("kcf", "cf"),
+        ("ccf", "cf"),
+    ]
 )
 
 
