@@ -494,15 +494,14 @@ def _with_columns(frame: pd.DataFrame, new: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(cols, index=frame.index, copy=False)
 
 
-def _cat_take(values: Sequence[Any], codes: np.ndarray, index: pd.Index) -> pd.Series:
-    """A categorical Series whose row i holds ``values[codes[i]]`` (no per-row Python)."""
+def _cat_take(values: Sequence[Any], codes: np.ndarray) -> pd.Categorical:
+    """A categorical whose row i holds ``values[codes[i]]`` (no per-row Python, one gather)."""
     vcodes, vuniq = pd.factorize(pd.Series(list(values), dtype=object))
     vcodes = vcodes.astype(np.int8 if len(vuniq) < 127 else np.int32)  # small rows, one pass
     row_codes = vcodes[codes] if len(vcodes) else np.full(len(codes), -1)
-    cat = pd.Categorical.from_codes(
+    return pd.Categorical.from_codes(
         row_codes, categories=pd.Index(vuniq, dtype=object), validate=False
     )
-    return pd.Series(cat, index=index)
 
 
 def _as_array(values: Any) -> np.ndarray:
@@ -929,10 +928,11 @@ def _normalise_frame(
             else:
                 new["factor"] = f
         new[c] = vals * f
-    new["raw_unit"] = _cat_take(labels, gcodes, frame.index).array
+    new["raw_unit"] = _cat_take(labels, gcodes)
     canon_of_meter = [CANONICAL_UNITS.get(x) if isinstance(x, str) else None for x in mt]
-    new["unit"] = _cat_take(canon_of_meter, mcodes, frame.index).array
+    new["unit"] = _cat_take(canon_of_meter, mcodes)
     frame = _with_columns(frame, new)
+    mm: np.ndarray | None = None
     if any(notes) and "method" in frame.columns:
         method = frame["method"]
         if not isinstance(method.dtype, pd.CategoricalDtype):
@@ -940,7 +940,14 @@ def _normalise_frame(
         note_codes, note_uniq = pd.factorize(pd.Series(notes, dtype=object))
         mcats_m = list(method.cat.categories)
         nnote = len(note_uniq)
-        key = method.cat.codes.to_numpy().astype(np.int32) + 1  # -1 (no method) -> 0
+        mm = method.cat.codes.to_numpy()
+        if len(mcats_m) == 1 and int(mm.min()) == 0:  # one method for every row: per group
+            base = str(mcats_m[0])
+            texts = [f"{base}; {x}" if x else base for x in notes]
+            frame = _with_columns(frame, {"method": _cat_take(texts, gcodes)})
+            mm = None
+    if any(notes) and "method" in frame.columns and mm is not None:
+        key = mm.astype(np.int32) + 1  # -1 (no method) -> 0
         key *= nnote
         key += note_codes.astype(np.int32)[gcodes]
         combo, present = _dense_factorize(key, (len(mcats_m) + 1) * nnote)
@@ -950,7 +957,7 @@ def _normalise_frame(
             a, b = divmod(int(k) - nnote, nnote)
             base = mcats_m[a] if a >= 0 and a < len(mcats_m) else ""
             texts.append(f"{base}; {note_uniq[b]}" if note_uniq[b] else base)
-        frame = _with_columns(frame, {"method": _cat_take(texts, combo, frame.index).array})
+        frame = _with_columns(frame, {"method": _cat_take(texts, combo)})
     if bad_rows is not None and bad_rows.any():
         reason_arr = np.array([reason_of_group.get(g, "") for g in range(len(guniq))], object)
         rows = frame[bad_rows]
