@@ -106,6 +106,7 @@ _LAZY: dict[str, str] = {
     # secrets
     "Secret": "_secrets",
     "redact": "_secrets",
+    "redact_url": "_secrets",
     # state, sync and export
     "StateStore": "store",
     "SyncResult": "sync",
