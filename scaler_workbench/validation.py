@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import logging
 import os
 import threading
 import time
@@ -260,6 +261,11 @@ def _gx_state() -> _GxState:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 import great_expectations as gx
                 from great_expectations.data_context.types.base import ProgressBarsConfig
+
+                # GX pins this module's logger to INFO; its temp-dir notice is noise in syncs.
+                logging.getLogger("great_expectations.data_context.types.base").setLevel(
+                    logging.WARNING
+                )
 
                 context = gx.get_context(mode="ephemeral")
                 context.variables.progress_bars = ProgressBarsConfig(
