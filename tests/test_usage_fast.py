@@ -177,3 +177,21 @@ def test_wall_clock_offset_table_matches_pandas(zone, lo, hi):
         assert _offset_table(a, b, zone) is None  # transitions off the 15-minute grid
     else:
         assert _offset_table(a, b, zone) is not None
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 16])
+def test_zones_counted_in_chunks_match_the_whole_array(monkeypatch, chunk):
+    import scaler_workbench.usage as U
+
+    monkeypatch.setattr(U, "_ROWS", chunk)
+    cat = pd.Categorical(
+        ["Asia/Kolkata", None, "Europe/London", "Asia/Kolkata", None],
+        categories=["Unused/Zone", "Europe/London", "Asia/Kolkata"],
+    )
+    frame = pd.DataFrame({"timezone": cat})
+    got = U._zones(frame, len(frame))
+    # only the used zones, sorted, and missing zones read as UTC
+    assert list(got.categories) == ["Asia/Kolkata", "Europe/London", "UTC"]
+    assert list(got.astype(str)) == ["Asia/Kolkata", "UTC", "Europe/London", "Asia/Kolkata", "UTC"]
+    counts = U._count_codes(np.asarray(cat.codes), len(cat.categories))
+    assert counts.tolist() == [2, 0, 1, 2]
