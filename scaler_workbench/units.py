@@ -485,6 +485,7 @@ def _dense_factorize(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarr
 
 
 _ROWS = 1 << 20  # rows per chunk of a counting pass
+_CHUNK = 1 << 16  # rows per chunk of a gather: the temporaries stay small and are reused
 
 
 def _with_columns(frame: pd.DataFrame, new: Mapping[str, Any]) -> pd.DataFrame:
@@ -501,6 +502,38 @@ def _cat_take(values: Sequence[Any], codes: np.ndarray) -> pd.Categorical:
     row_codes = vcodes[codes] if len(vcodes) else np.full(len(codes), -1)
     return pd.Categorical.from_codes(
         row_codes, categories=pd.Index(vuniq, dtype=object), validate=False
+    )
+
+
+def _gather_chunked(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``table[codes]`` (code -1 reads the last entry) written chunk by chunk into one array."""
+    out = np.empty(len(codes), dtype=table.dtype)
+    for a in range(0, len(codes), _CHUNK):
+        np.take(table, codes[a : a + _CHUNK], out=out[a : a + _CHUNK], mode="wrap")
+    return out
+
+
+def _multiply_chunked(values: np.ndarray, factors: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``values * factors[codes]`` without a full-length factor temporary (bit-identical)."""
+    out = np.empty(len(values), dtype=np.float64)
+    buf = np.empty(min(len(values), _CHUNK), dtype=np.float64)
+    for a in range(0, len(values), _CHUNK):
+        b = min(len(values), a + _CHUNK)
+        f = buf[: b - a]
+        np.take(factors, codes[a:b], out=f, mode="wrap")
+        np.multiply(values[a:b], f, out=out[a:b])
+    return out
+
+
+def _factor_categorical(factors: np.ndarray, codes: np.ndarray) -> pd.Categorical:
+    """The per-row factor ``factors[codes]`` as a categorical over the distinct factors (NaN:
+    missing). Reads as float64 (``to_numpy``, ``astype``) with the same values."""
+    fcodes, funiq = pd.factorize(factors, use_na_sentinel=True)
+    small = fcodes.astype(np.int8 if len(funiq) < 127 else np.int32)
+    return pd.Categorical.from_codes(
+        _gather_chunked(small, codes) if len(small) else np.full(len(codes), -1, np.int8),
+        categories=pd.Index(funiq, dtype=np.float64),
+        validate=False,
     )
 
 
@@ -910,10 +943,12 @@ def _normalise_frame(
             reason_of_group[g] = str(exc).replace("\n  -> ", ". Fix: ")
             bad_meters.setdefault(meter_id, reason_of_group[g])
 
-    f = factors[gcodes]
-    bad_rows = np.isnan(f) if (np.isnan(factors) & present).any() else None
+    bad_group = np.isnan(factors) & present
+    bad_rows = _gather_chunked(bad_group, gcodes) if bad_group.any() else None
     # new columns are collected and the frame rebuilt without copying (``frame[c] = array``
-    # copies the array in pandas 3): raw_value shares the reported values, factor is ``f``
+    # copies the array in pandas 3): raw_value shares the reported values. ``factor`` is one
+    # value per group, so it is a categorical over the distinct factors (small codes per row,
+    # never a full-length float gather); converted values are multiplied chunk by chunk.
     new: dict[str, Any] = {}
     for c in cols:
         if c not in frame.columns:
@@ -922,12 +957,14 @@ def _normalise_frame(
         if c == cols[0]:
             if "raw_value" not in frame.columns or frame["raw_value"].isna().all():
                 new["raw_value"] = vals
-            if "factor" in frame.columns:
+            if "factor" in frame.columns:  # an earlier factor (powers of ten): per row
+                f = _gather_chunked(factors, gcodes)
                 prev = frame["factor"].to_numpy(dtype=np.float64, na_value=np.nan)
                 new["factor"] = np.where(np.isnan(prev), f, prev * f)
+                del f
             else:
-                new["factor"] = f
-        new[c] = vals * f
+                new["factor"] = _factor_categorical(factors, gcodes)
+        new[c] = _multiply_chunked(vals, factors, gcodes)
     new["raw_unit"] = _cat_take(labels, gcodes)
     canon_of_meter = [CANONICAL_UNITS.get(x) if isinstance(x, str) else None for x in mt]
     new["unit"] = _cat_take(canon_of_meter, mcodes)

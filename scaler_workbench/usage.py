@@ -93,6 +93,23 @@ def _floats(frame: pd.DataFrame, col: str) -> np.ndarray | None:
     return frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _chunk_reader(frame: pd.DataFrame, col: str) -> Any:
+    """``read(a, b)`` -> float64 values of rows ``a:b`` of ``col`` (None if absent).
+
+    A categorical column (the per-meter ``factor`` of :func:`~scaler_workbench.units.
+    normalise_tables`) is gathered per chunk from its categories, never as a whole column.
+    """
+    if col not in frame.columns:
+        return None
+    series = frame[col]
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        cats = np.r_[np.asarray(series.cat.categories, dtype=np.float64), np.nan]
+        codes = np.asarray(series.array.codes)  # -1 (missing) reads the NaN at the end
+        return lambda a, b: cats[codes[a:b]]
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return lambda a, b: values[a:b]
+
+
 def _first_last(keys: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first and last row of each key (repeated fancy assignment: last wins)."""
     n = len(keys)
@@ -317,7 +334,7 @@ def _calendarize_chunked(
     cover = np.zeros(space)
     first = np.full(space, n, dtype=np.int64)
     last = np.full(space, -1, dtype=np.int64)
-    fac = _floats(usage, "factor")
+    fac = _chunk_reader(usage, "factor")
     fk = np.full(space, np.nan)
     fset = np.zeros(space, dtype=bool)
     mixed = np.zeros(space, dtype=bool)
@@ -382,10 +399,10 @@ def _calendarize_chunked(
         chunk_first[key[::-1]] = rows[::-1]
         np.minimum(first, chunk_first, out=first)
         if fac is not None:  # one factor per key, NaN where rows had different factors
-            fc = fac[a:b]
+            fc = fac(a, b)
             here = chunk_first < n
             fk_c = np.full(space, np.nan)
-            fk_c[here] = fac[chunk_first[here]]
+            fk_c[here] = fc[chunk_first[here] - a]
             differs = ~(fc == fk_c[key])
             if differs.any():
                 mixed[key[differs]] = True

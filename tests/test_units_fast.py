@@ -40,8 +40,11 @@ def test_dense_factorize_matches_sorted_unique():
     assert (uniq[codes] == keys).all()
 
 
-@pytest.mark.parametrize("row_units", [True, False])
-def test_row_units_meter_units_methods_and_bad_meters_row_by_row(row_units):
+@pytest.mark.parametrize(("row_units", "chunk"), [(True, 1 << 16), (False, 1 << 16), (False, 7)])
+def test_row_units_meter_units_methods_and_bad_meters_row_by_row(row_units, chunk, monkeypatch):
+    import scaler_workbench.units as U
+
+    monkeypatch.setattr(U, "_CHUNK", chunk)  # chunked gathers: chunk edges land anywhere
     rng = np.random.default_rng(5)
     n = 5000
     meter = rng.choice(["E1", "G1", "W1", "X1", None], n, p=[0.4, 0.3, 0.2, 0.05, 0.05])
@@ -80,6 +83,14 @@ def test_row_units_meter_units_methods_and_bad_meters_row_by_row(row_units):
     assert got["raw_unit"].astype(str).tolist() == exp_label
     np.testing.assert_allclose(got["factor"], exp_factor, rtol=1e-12)
     np.testing.assert_array_equal(got["raw_value"], value[ok])
+    # one factor per meter: a categorical over the distinct factors, reading as float64
+    assert isinstance(got["factor"].dtype, pd.CategoricalDtype)
+    assert got["factor"].to_numpy(dtype=np.float64).dtype == np.float64
+    assert len(got["factor"].cat.categories) <= len(factor)
+    # converted chunk by chunk, bit-identical to one multiplication by the per-row factor
+    np.testing.assert_array_equal(
+        got["consumption"], value[ok] * got["factor"].to_numpy(dtype=np.float64)
+    )
     np.testing.assert_allclose(got["consumption"], value[ok] * exp_factor, rtol=1e-15)
     gas = np.array([m == "G1" for m in meter])[ok]
     methods = got["method"].astype(str).to_numpy()
@@ -89,3 +100,20 @@ def test_row_units_meter_units_methods_and_bad_meters_row_by_row(row_units):
     q = out.quarantine
     assert (q["table"] == "usage").sum() == (~ok).sum()
     assert (q["table"] == "meters").sum() == 1  # X1: furlongs, reported once
+
+
+def test_chunked_gather_and_multiply_match_whole_array_indexing(monkeypatch):
+    import scaler_workbench.units as U
+
+    monkeypatch.setattr(U, "_CHUNK", 5)
+    rng = np.random.default_rng(1)
+    factors = np.array([1.0, 1e-3, GAS, np.nan])
+    codes = rng.integers(-1, 4, 103).astype(np.int16)  # -1 reads the last entry, as numpy does
+    values = rng.random(103) * 1e3
+    np.testing.assert_array_equal(U._gather_chunked(factors, codes), factors[codes])
+    np.testing.assert_array_equal(
+        U._multiply_chunked(values, factors, codes), values * factors[codes]
+    )
+    cat = U._factor_categorical(factors, codes)
+    np.testing.assert_array_equal(np.asarray(cat, dtype=np.float64), factors[codes])
+    assert (np.asarray(cat.codes) == -1).sum() == np.isnan(factors[codes]).sum()

@@ -134,13 +134,25 @@ def test_process_usage_sums_only_the_kept_duplicate():
 
 
 @settings(max_examples=60, deadline=None)
-@given(ROWS, st.booleans(), st.booleans(), st.sampled_from(["month", "day"]), st.integers(1, 9))
-def test_property_chunked_calendarize_equals_the_general_path(rows, estimated, zones, freq, size):
+@given(
+    ROWS,
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["month", "day"]),
+    st.integers(1, 9),
+    st.booleans(),
+)
+def test_property_chunked_calendarize_equals_the_general_path(
+    rows, estimated, zones, freq, size, categorical_factor
+):
     import scaler_workbench.usage as U
 
     rows = [(*r[:2], min(r[2], 2), *r[3:]) for r in rows]  # intervals: no period is crossed
     frame = _frame(rows, estimated=estimated, zones=zones)
     frame.loc[frame.index[::7], "factor"] = 0.5  # mixed factors within some keys
+    if categorical_factor:  # as normalise_tables hands it on: a categorical over the factors
+        frame.loc[frame.index[::5], "factor"] = np.nan
+        frame["factor"] = pd.Categorical(frame["factor"])
     keep = np.arange(len(frame)) % 4 != 2
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(U, "_CHUNKED_MIN", 10**9)
