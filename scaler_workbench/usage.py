@@ -962,6 +962,29 @@ def resolve_conflicts(
     return (frame if loser is None else frame[~loser]), q
 
 
+def _adjacent_duplicates(mcodes: np.ndarray, tcols: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Rows ``i`` whose next row has the same (meter, time...) key, when the keys are
+    non-decreasing in row order (else None: the caller sorts). Checked in chunks of
+    :data:`_ROWS` rows, so no full-length comparison mask is ever built."""
+    n = len(mcodes)
+    found: list[np.ndarray] = []
+    for a in range(0, n - 1, _ROWS):
+        b = min(n - 1, a + _ROWS)
+        m0, m1 = mcodes[a:b], mcodes[a + 1 : b + 1]
+        eq = m1 == m0
+        le = (m1 > m0) | eq
+        for t in tcols:
+            ta, tb = t[a:b], t[a + 1 : b + 1]
+            le &= ~eq | (tb >= ta)
+            if not le.all():
+                return None
+            eq &= tb == ta
+        d = np.flatnonzero(eq)
+        if len(d):
+            found.append(d + a)
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+
 def _conflict_losers(
     frame: pd.DataFrame,
     *,
@@ -984,23 +1007,10 @@ def _conflict_losers(
     mcodes = np.asarray(_cat(frame[keys[0]]).codes)
     tcols = [_ns(frame[k]) for k in keys[1:]]
     # (meter, time...) non-decreasing in record order: equal keys are adjacent
-    ordered = None
-    if tcols:
-        eq = mcodes[1:] == mcodes[:-1]
-        le = (mcodes[1:] > mcodes[:-1]) | eq
-        for t in tcols:
-            tb, ta = t[1:], t[:-1]
-            le &= ~eq | (tb >= ta)
-            if not le.all():
-                break
-            eq &= tb == ta
-        else:
-            if le.all():
-                ordered = eq  # eq[i]: row i+1 has the same key as row i
-    if ordered is not None:
-        if not ordered.any():
+    d = _adjacent_duplicates(mcodes, tcols) if tcols else None
+    if d is not None:
+        if not len(d):
             return None, empty_frame(QUARANTINE)
-        d = np.flatnonzero(ordered)
         rows = np.unique(np.concatenate([d, d + 1]))  # every row of a duplicated key
     else:
         rows = np.arange(n, dtype=np.int64)

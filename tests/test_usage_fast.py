@@ -207,3 +207,24 @@ def test_zones_counted_in_chunks_match_the_whole_array(monkeypatch, chunk):
     assert list(got.astype(str)) == ["Asia/Kolkata", "UTC", "Europe/London", "Asia/Kolkata", "UTC"]
     counts = U._count_codes(np.asarray(cat.codes), len(cat.categories))
     assert counts.tolist() == [2, 0, 1, 2]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 16])
+def test_adjacent_duplicates_in_chunks_match_the_whole_array(monkeypatch, chunk):
+    import scaler_workbench.usage as U
+
+    monkeypatch.setattr(U, "_ROWS", chunk)
+    m = np.array([0, 0, 0, 1, 1, 1, 1, 2], dtype=np.int16)
+    t = np.array([5, 5, 6, 1, 2, 2, 2, 0], dtype=np.int64)
+    e = t + 1
+    # duplicates right after their original, across every possible chunk edge
+    assert U._adjacent_duplicates(m, [t, e]).tolist() == [0, 4, 5]
+    e2 = e.copy()
+    e2[5:7] = 9  # same start, later end: still ordered, rows 5-6 no longer repeat row 4
+    assert U._adjacent_duplicates(m, [t, e2]).tolist() == [0, 5]
+    # out of order at the last pair (the edge of every chunk size): the caller must sort
+    t2 = t.copy()
+    t2[6] = 1
+    assert U._adjacent_duplicates(m, [t2, t2 + 1]) is None
+    assert U._adjacent_duplicates(m[::-1].copy(), [t, e]) is None
+    assert U._adjacent_duplicates(m[:1], [t[:1], e[:1]]).tolist() == []
