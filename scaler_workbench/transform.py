@@ -1353,8 +1353,8 @@ def _series_frame(
     if not isinstance(tz_arg, str) and len(tz_arg.categories) == 1:
         tz_arg = str(tz_arg.categories[0])
     nonexistent = str(src.get("nonexistent", "quarantine"))
-    reasons = _Reasons()
-    reasons["no meter id"] = _rows_where(n, lambda a, b: mcodes[a:b] < 0)
+    reasons: dict[str, np.ndarray] = _Reasons()
+    reasons["no meter id"] = mcodes < 0
 
     frame: dict[str, Any] = {"meter_id": meter}
     end_inclusive = src.get("end_inclusive", False)
@@ -1389,10 +1389,7 @@ def _series_frame(
                 nonexistent=nonexistent,
                 add_days=add,
             )
-        tns = utc_ns(ts)
-        reasons[f"{col} is missing"] = _rows_where(
-            n, lambda a, b, tns=tns, bad=bad: (tns[a:b] == _NAT_NS) & ~bad[a:b]
-        )
+        reasons[f"{col} is missing"] = np.asarray(ts.isna()) & ~bad
         reasons[f"{col} cannot be parsed as a time (or does not exist in the local zone)"] = bad
         frame[col] = ts
     if table == "usage":
@@ -1404,18 +1401,14 @@ def _series_frame(
         value, bad_num = fast.pop(value_col), np.zeros(n, dtype=bool)
     else:
         value, bad_num = _floats(vals.pop(value_col), n)
-    reasons[f"{value_col} is missing"] = _rows_where(
-        n, lambda a, b: np.isnan(value[a:b]) & ~bad_num[a:b]
-    )
+    reasons[f"{value_col} is missing"] = np.isnan(value) & ~bad_num
     reasons[f"{value_col} is not a number"] = bad_num
     frame[value_col] = value
     if table == "usage":
         start = utc_ns(frame["start"])
         end = utc_ns(frame["end"])
-        reasons["end is not after start"] = _rows_where(
-            n,
-            lambda a, b: (start[a:b] != _NAT_NS) & (end[a:b] != _NAT_NS) & (end[a:b] <= start[a:b]),
-        )
+        nat = np.iinfo(np.int64).min
+        reasons["end is not after start"] = (start != nat) & (end != nat) & (end <= start)
     for col in ("redelivery", "production", "cost"):
         if col in fast:
             frame[col] = fast.pop(col)
@@ -1471,7 +1464,7 @@ def _series_frame(
     for m in reasons.values():
         bad_any |= m
     q: list[pd.DataFrame] = []
-    if reasons and bad_any.any():  # no reason kept: no row is bad (the zeros stay untouched)
+    if bad_any.any():
         idx = np.flatnonzero(bad_any)
         why = ["; ".join(r for r, m in reasons.items() if m[i]) for i in idx]
         sid = out["source_id"].iloc[idx].tolist() if "source_id" in out else None
@@ -1534,29 +1527,11 @@ def _scale_powers_of_ten(
         frame[col] = scaled
 
 
-_NAT_NS = np.iinfo(np.int64).min
-
-
-def _rows_where(n: int, test: Any) -> np.ndarray | None:
-    """The mask ``test(0, n)`` evaluated in chunks of :data:`_CHUNK` rows; None when no row is
-    True (then no full-length mask, nor any of its temporaries, is ever touched)."""
-    out: np.ndarray | None = None
-    for a in range(0, n, _CHUNK):
-        b = min(n, a + _CHUNK)
-        m = test(a, b)
-        if out is None:
-            if not m.any():
-                continue
-            out = np.zeros(n, dtype=bool)
-        out[a:b] = m
-    return out
-
-
 class _Reasons(dict[str, np.ndarray]):
     """Reason -> row mask; a mask without any True is not kept (no full-length memory held)."""
 
-    def __setitem__(self, key: str, mask: np.ndarray | None) -> None:
-        if mask is not None and np.any(mask):
+    def __setitem__(self, key: str, mask: np.ndarray) -> None:
+        if np.any(mask):
             super().__setitem__(key, mask)
 
 

@@ -484,7 +484,6 @@ def _dense_factorize(keys: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarr
     return remap[keys], present
 
 
-_ROWS = 1 << 20  # rows per chunk of a counting pass
 _CHUNK = 1 << 16  # rows per chunk of a gather: the temporaries stay small and are reused
 
 
@@ -890,8 +889,8 @@ def _normalise_frame(
         # last group, so ``array[mcodes]`` reads it); which are present is counted in chunks
         nm = len(mcats)
         seen = np.zeros(nm + 1, dtype=np.int64)
-        for a in range(0, len(mcodes), _ROWS):
-            seen += np.bincount(mcodes[a : a + _ROWS].astype(np.intp) + 1, minlength=nm + 1)
+        for a in range(0, len(mcodes), _CHUNK):
+            seen += np.bincount(mcodes[a : a + _CHUNK].astype(np.intp) + 1, minlength=nm + 1)
         present = np.r_[seen[1:], seen[:1]] > 0
         guniq = np.r_[np.arange(nm, dtype=np.int64), -1]
         gcodes = mcodes
