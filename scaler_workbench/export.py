@@ -42,6 +42,7 @@ import pandas as pd
 from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.coverage import coverage_matrix, site_timezones
 from scaler_workbench.exceptions import ExportError
+from scaler_workbench.reconciliation import RECONCILE_COLUMNS
 from scaler_workbench.schema import QUARANTINE, TABLES, Table, Tables, coerce_frame
 
 __all__ = [
@@ -307,26 +308,19 @@ def reconcile(
     return m
 
 
+#: ``reconciliation.RECONCILE_COLUMNS`` renamed for the file (Scaler-style names).
+_RECONCILE_EXPORT_NAMES = {
+    "meter_id": "meter_external_id",
+    "start": "period_start",
+    "end": "period_end",
+}
+
+
 def _render_reconciliation(
     frame: pd.DataFrame, tables: Tables, default_timezone: str
 ) -> pd.DataFrame:
     """``reconciliation.csv``: one row per provider total, periods as local dates."""
-    cols = [
-        "check",
-        "meter_external_id",
-        "period_start",
-        "period_end",
-        "unit",
-        "exported",
-        "provider",
-        "difference",
-        "relative",
-        "within_tolerance",
-        "tolerance",
-        "raw_total",
-        "raw_unit",
-        "note",
-    ]
+    cols = [_RECONCILE_EXPORT_NAMES.get(c, c) for c in RECONCILE_COLUMNS]
     if frame is None or frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     f = frame.sort_values(["check", "meter_id", "start", "end"], kind="mergesort").reset_index(
