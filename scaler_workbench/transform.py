@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any, cast
@@ -1781,6 +1782,7 @@ def run_pipeline(
     raw: Mapping[str, list[dict[str, Any]]],
     *,
     mapping: Mapping[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Tables:
     """Raw records to final Tables: provider rules, ``build_tables``, ``normalise_tables``,
     ``process_usage``.
@@ -1788,19 +1790,42 @@ def run_pipeline(
     When the profile names a provider module (``[provider] connector``), its connector's
     ``prepare_raw`` runs first and its report rows lead the quarantine, so notebooks, syncs and
     the CLI apply the same provider rules.
+
+    Parameters
+    ----------
+    profile : Profile
+        The provider profile (``[mapping]``, ``[units]``, ``[provider]``).
+    raw : mapping of str to list of dict
+        Records per resource, as fetched.
+    mapping : dict, optional
+        Overrides ``profile.section("mapping")``.
+    timings : dict, optional
+        When given, seconds spent per stage are added under ``"canonical"``, ``"units"`` and
+        ``"usage"`` (the benchmark's stage table; provider rules count as ``"canonical"``).
     """
     from scaler_workbench.units import normalise_tables
     from scaler_workbench.usage import process_usage
 
+    clock = time.perf_counter
+    spent = dict.fromkeys(("canonical", "units", "usage"), 0.0)
+    t = clock()
     report = None
     if profile.section("provider").get("connector"):
         from scaler_workbench.connectors.resources import connector_class
 
         raw, report = connector_class(profile).prepare_raw(profile, raw)
     tables = build_tables(profile, raw, mapping=mapping)
+    spent["canonical"] += clock() - t
+    t = clock()
     tables = normalise_tables(tables, profile)
+    spent["units"] += clock() - t
+    t = clock()
     tables = process_usage(tables, profile, mapping=mapping)
     if report is not None and len(report):
         frames = [report, tables.quarantine] if len(tables.quarantine) else [report]
         tables.quarantine = pd.concat(frames, ignore_index=True)
+    spent["usage"] += clock() - t
+    if timings is not None:
+        for k, v in spent.items():
+            timings[k] = timings.get(k, 0.0) + v
     return tables
