@@ -3,6 +3,8 @@
 ``make_sandbox(**options)`` starts a :class:`scaler_workbench.sandbox.Sandbox` on 127.0.0.1 (an
 OS-chosen port) with any constructor option and stops every instance at the end of the test;
 ``sandbox`` is one default instance (api_key auth, offset pagination, 6 sites x 3 meters).
+``serve(handler)`` starts the suite's one scripted fake (:class:`_fakes.FakeServer`, 127.0.0.1,
+an OS-chosen port) answering ``handler(Request) -> Reply`` and closes it at the end of the test.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _fakes import FakeServer, Handler
 
 from scaler_workbench.sandbox import Sandbox
 
@@ -35,3 +38,18 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
 def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     """A started default sandbox (stopped after the test)."""
     return make_sandbox()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Handler], FakeServer]]:
+    """Factory: ``serve(handler)`` -> a running FakeServer, closed after the test."""
+    servers: list[FakeServer] = []
+
+    def make(handler: Handler) -> FakeServer:
+        s = FakeServer(handler)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()
