@@ -1,9 +1,10 @@
 """The benchmark cannot rot: a smoke-sized run, plus the floor's own correctness.
 
 ``make bench`` is not part of ``make test``; this file is. It runs ``python -m benchmarks.run
---smoke`` (tiny M, one worker process per path) and asserts that the package and the floor give
-the same monthly totals, and checks the floor against the generator's truth on the awkward
-inputs its fast paths must not get wrong.
+--smoke`` (tiny M, one timing worker process running both paths interleaved) and asserts that the
+package and the floor give the same monthly totals and that the report carries what the goals
+are judged on, and checks the floor against the generator's truth on the awkward inputs its
+fast paths must not get wrong.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package of the repos
 
 from benchmarks.data import CALORIFIC_VALUE, GAS_FACTOR, generate  # noqa: E402
 from benchmarks.floor import floor_pipeline  # noqa: E402
-from benchmarks.run import RTOL, compare_monthly, main  # noqa: E402
+from benchmarks.run import RTOL, compare_monthly, main, order_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -118,19 +119,57 @@ def test_floor_writes_a_scaler_csv(tmp_path, small):
     assert np.isfinite(res.monthly["consumption"]).all()
 
 
-@pytest.mark.slow  # fresh worker processes: the package worker imports great-expectations
+def test_repetitions_alternate_the_order_of_the_paths():
+    assert [order_of(i) for i in range(4)] == [
+        ("floor", "package"),
+        ("package", "floor"),
+        ("floor", "package"),
+        ("package", "floor"),
+    ]
+
+
+@pytest.mark.slow  # a fresh worker process that imports great-expectations
 def test_smoke_run_package_and_floor_agree(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["--smoke", "--no-sync", "--json", str(out)])
+    code = main(["--smoke", "--no-sync", "--repeat", "2", "--json", str(out)])
     printed = capsys.readouterr().out
     summary = json.loads(out.read_text())
     assert code == 0, printed
+    assert summary["errors"] == {}, printed
     assert summary["checks"]["floor_vs_truth"] <= RTOL
     assert "package_vs_floor" in summary["checks"], printed
     assert summary["checks"]["package_vs_floor"] <= RTOL, printed
-    assert summary["total"]["floor_s"] > 0
-    assert summary["memory"]["floor_bytes"] is not None
-    assert "records/s" in printed
+    # both paths ran in the one worker, interleaved F P then P F
+    assert summary["order"] == ["F P", "P F"]
+    assert [(r["rep"], r["path"]) for r in summary["runs"]] == [
+        (0, "floor"),
+        (0, "package"),
+        (1, "package"),
+        (1, "floor"),
+    ]
+    for run in summary["runs"]:
+        assert run["total_s"] > 0 and run["user_s"] >= 0 and run["sys_s"] >= 0
+        assert run["peak"] >= run["rss_before"] > 0
+    # the package's three pipeline stages come from run_pipeline's own timings
+    assert all(row["package_s"] is not None for row in summary["rows"]), printed
+    tot = summary["total"]
+    assert tot["floor_s"] > 0 and tot["package_s"] > 0
+    assert len(tot["paired_ratios"]) == 2
+    by_rep = {(r["rep"], r["path"]): r["total_s"] for r in summary["runs"]}
+    expected = sorted(by_rep[(i, "package")] / by_rep[(i, "floor")] for i in range(2))
+    assert sorted(tot["paired_ratios"]) == pytest.approx(expected)
+    assert tot["paired_ratio"] == pytest.approx(sum(expected) / 2)
+    assert summary["goals"]["time"] == (tot["paired_ratio"] <= 1.5)
+    for path in ("package", "floor"):
+        assert summary["cpu"][path]["user_s"] > 0
+        assert summary["cpu"][path]["sys_s"] >= 0
+    mem = summary["memory"]
+    if mem["method"] == "VmHWM":
+        assert mem["floor_bytes"] >= mem["floor_work_bytes"] >= 0
+        assert mem["records_bytes"] > 0
+    else:  # the kernel cannot reset the peak here: said, not guessed
+        assert mem["floor_bytes"] is None and "n/a" in mem["note"]
+    assert "records/s" in printed and "paired ratio" in printed
 
 
 def test_sync_benchmark_counts_requests_against_the_plans_minimum():
