@@ -6,7 +6,7 @@ run. Modules:
 ``data``      deterministic synthetic provider records (not timed)
 ``floor``     a hand-vectorised pandas/numpy pipeline sharing no code with the package
 ``package``   the same computation through the package's public stage functions
-``memory``    peak-RSS measurement for one worker process
+``memory``    peak-RSS measurement per run (kernel high-water mark, reset before each run)
 ``sync``      records/s and request counts through HTTP against the sandbox
-``run``       the command line: spawns one worker per path and prints the table
+``run``       the command line: one timing worker runs floor and package interleaved; the table
 """

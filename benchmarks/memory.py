@@ -2,10 +2,11 @@
 
 On Linux the kernel keeps the high-water mark of resident memory (``VmHWM`` in
 ``/proc/self/status``) and lets a process reset it by writing ``5`` to ``/proc/self/clear_refs``.
-So a worker generates its input, resets the mark, runs the path, and reports
-``peak - baseline``: the memory the path itself needed on top of the records it was handed.
-Elsewhere (or when the reset is refused) it falls back to ``ru_maxrss``, whose baseline is then
-the whole process so far; the report says which method was used.
+So the timing worker resets the mark just before each run of a path and reads it just after:
+``peak - RSS just before the run`` is the memory that run needed on top of what the process
+already held (the records among it). When the reset is refused or does not take effect,
+:func:`reset_peak` says so (``"ru_maxrss"``): the peak is then the whole process's so far and
+cannot be attributed to one run, and the report says n/a.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def reset_peak() -> str:
     try:
         _CLEAR.write_text("5")
     except OSError:
+        return "ru_maxrss"
+    hwm, rss = _status_kib("VmHWM"), _status_kib("VmRSS")
+    if hwm is None or rss is None or hwm > rss + max(1024, rss // 100):  # the reset did not hold
         return "ru_maxrss"
     return "VmHWM"
 
