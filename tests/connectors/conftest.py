@@ -1,14 +1,13 @@
-"""Fixtures for connector tests: sandbox profiles per auth/paginator, a tiny scripted server."""
+"""Fixtures for connector tests: sandbox profiles per auth/paginator, profiles for a FakeServer.
+
+Scripted answers come from the suite's one fake, ``serve(handler)`` of tests/conftest.py.
+"""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -214,85 +213,10 @@ def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[Sandbox], None]:
     return apply
 
 
-# ------------------------------------------------------------------------- scripted server
-Handler = Callable[
-    [str, str, dict[str, str], dict[str, str], bytes], tuple[int, dict[str, str], Any]
-]
-
-
-class ScriptedServer:
-    """A loopback HTTP server answering with ``handler(method, path, query, headers, body)``.
-
-    The handler returns ``(status, headers, body)``; a dict/list body is sent as JSON, bytes and
-    str as given. Every request is kept in ``requests`` as ``(method, path, query, headers)``.
-    """
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def _do(self) -> None:
-                parts = urlsplit(self.path)
-                query = dict(parse_qsl(parts.query, keep_blank_values=True))
-                headers = {k: v for k, v in self.headers.items()}
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                outer.requests.append((self.command, parts.path, query, headers))
-                status, out_headers, payload = outer.handler(
-                    self.command, parts.path, query, headers, body
-                )
-                if isinstance(payload, dict | list):
-                    raw = json.dumps(payload).encode()
-                    out_headers = {"Content-Type": "application/json", **out_headers}
-                elif isinstance(payload, str):
-                    raw = payload.encode()
-                else:
-                    raw = payload or b""
-                self.send_response(status)
-                for k, v in out_headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = do_POST = _do
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def scripted() -> Iterator[Callable[[Handler], ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-
-    def make(handler: Handler) -> ScriptedServer:
-        s = ScriptedServer(handler)
-        servers.append(s)
-        return s
-
-    yield make
-    for s in servers:
-        s.close()
-
-
-def scripted_profile(url: str, *, resources: dict[str, Any], **sections: Any) -> Profile:
-    """A profile for a ScriptedServer (no auth unless given)."""
+def fake_profile(url: str, *, resources: dict[str, Any], **sections: Any) -> Profile:
+    """A profile for a ``serve``-d FakeServer at ``url`` (no auth unless given)."""
     data: dict[str, Any] = {
-        "provider": {"name": "scripted", "timezone": "UTC"},
+        "provider": {"name": "fake", "timezone": "UTC"},
         "environments": {"test": {"base_url": url}},
         "resources": resources,
         "client": {"max_attempts": 4, "backoff_base": 1.0, "backoff_cap": 60},

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 import urllib3.exceptions
+from _fakes import Reply, Request
 
 from scaler_workbench.clock import FakeClock
 from scaler_workbench.connectors import Client, fetch_resources
@@ -24,7 +25,7 @@ from scaler_workbench.exceptions import (
     TransportError,
 )
 
-from .conftest import expected_ids, sandbox_profile, scripted_profile
+from .conftest import expected_ids, fake_profile, sandbox_profile
 
 
 def _exception_classes(module: Any, base: type[BaseException]) -> list[type[BaseException]]:
@@ -84,7 +85,7 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 
 def _profile(url: str, **client: Any) -> Any:
-    return scripted_profile(
+    return fake_profile(
         url,
         resources={"x": {"path": "/x"}},
         client={"max_attempts": 4, "backoff_base": 1.0, "backoff_cap": 60, **client},
@@ -103,8 +104,8 @@ def test_retry_after_http_date_from_sandbox(make_sandbox: Any, sandbox_env: Any)
     assert clock.sleeps and all(6.0 <= s <= 7.0 for s in clock.sleeps)
 
 
-def test_waits_are_capped_and_attempts_limited(scripted: Any) -> None:
-    server = scripted(lambda *a: (503, {"Retry-After": "1000"}, {"error": "down"}))
+def test_waits_are_capped_and_attempts_limited(serve: Any) -> None:
+    server = serve(lambda req: Reply(503, {"error": "down"}, {"Retry-After": "1000"}))
     clock = FakeClock()
     client = Client(_profile(server.url, backoff_cap=30), clock=clock)
     with pytest.raises(ProviderUnavailableError, match="after 4 attempts") as info:
@@ -113,8 +114,8 @@ def test_waits_are_capped_and_attempts_limited(scripted: Any) -> None:
     assert info.value.status == 503
 
 
-def test_backoff_grows_exponentially_with_jitter(scripted: Any) -> None:
-    server = scripted(lambda *a: (502, {}, "bad gateway"))
+def test_backoff_grows_exponentially_with_jitter(serve: Any) -> None:
+    server = serve(lambda req: Reply(502, "bad gateway"))
     clock = FakeClock()
     with pytest.raises(ProviderUnavailableError):
         Client(_profile(server.url, max_attempts=5, jitter=0.5), clock=clock).get("/x")
@@ -122,9 +123,9 @@ def test_backoff_grows_exponentially_with_jitter(scripted: Any) -> None:
         assert 2**n <= wait <= 1.5 * 2**n
 
 
-def test_quota_429_without_retry_after_stops_at_once(scripted: Any) -> None:
-    server = scripted(
-        lambda *a: (429, {}, {"error": "daily_quota_exceeded", "message": "quota spent"})
+def test_quota_429_without_retry_after_stops_at_once(serve: Any) -> None:
+    server = serve(
+        lambda req: Reply(429, {"error": "daily_quota_exceeded", "message": "quota spent"})
     )
     clock = FakeClock()
     with pytest.raises(QuotaExhaustedError) as info:
@@ -133,13 +134,13 @@ def test_quota_429_without_retry_after_stops_at_once(scripted: Any) -> None:
     assert "after the quota resets" in str(info.value)
 
 
-def test_status_errors_are_typed_redacted_and_truncated(scripted: Any) -> None:
-    def handler(method: str, path: str, q: Any, h: Any, b: bytes) -> Any:
-        if path == "/secret":
-            return 401, {}, {"error": "bad key"}
-        return 404, {}, "x" * 5000
+def test_status_errors_are_typed_redacted_and_truncated(serve: Any) -> None:
+    def handler(req: Request) -> Reply:
+        if req.path == "/secret":
+            return Reply(401, {"error": "bad key"})
+        return Reply(404, "x" * 5000)
 
-    server = scripted(handler)
+    server = serve(handler)
     client = Client(_profile(server.url), clock=FakeClock())
     with pytest.raises(AuthError) as auth:
         client.get("/secret", params={"api_key": "supersecretvalue"})
@@ -160,23 +161,23 @@ def test_connection_refused_is_a_transport_error_after_retries(tmp_path: Path) -
 
 
 def test_credentials_never_go_to_other_hosts(
-    scripted: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+    serve: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
     """127.0.0.1 is the API host; 'localhost' reaches the same server but is another host."""
 
-    def handler(method: str, path: str, q: dict[str, str], h: Any, b: bytes) -> Any:
-        port = server.server.server_address[1]
-        if path == "/items" and "page" not in q:
-            return 200, {}, {"data": [{"id": 1}], "next": f"http://localhost:{port}/items?page=2"}
-        if path == "/items":
-            return 200, {}, {"data": [{"id": 2}], "next": None}
-        if path == "/moved":
-            return 302, {"Location": f"http://localhost:{port}/items?page=2"}, b""
-        return 404, {}, {}
+    def handler(req: Request) -> Reply:
+        elsewhere = req.base.replace("127.0.0.1", "localhost") + "/items?page=2"
+        if req.path == "/items" and "page" not in req.query:
+            return Reply(200, {"data": [{"id": 1}], "next": elsewhere})
+        if req.path == "/items":
+            return Reply(200, {"data": [{"id": 2}], "next": None})
+        if req.path == "/moved":
+            return Reply(302, b"", {"Location": elsewhere})
+        return Reply(404, {})
 
-    server = scripted(handler)
+    server = serve(handler)
     monkeypatch.setenv("SCRIPTED_KEY", "scripted-key-123")
-    profile = scripted_profile(
+    profile = fake_profile(
         server.url,
         resources={
             "items": {
@@ -191,12 +192,12 @@ def test_credentials_never_go_to_other_hosts(
     result = fetch_resources(profile, clock=FakeClock())
     assert [r["id"] for r in result["items"].records] == [1, 2]
     first, second = server.requests
-    assert first[3].get("X-Key") == "scripted-key-123"
-    assert "X-Key" not in second[3] and "without credentials" in caplog.text
+    assert first.headers.get("X-Key") == "scripted-key-123"
+    assert "X-Key" not in second.headers and "without credentials" in caplog.text
     client = Client(profile, clock=FakeClock())
     client.get("/moved")
-    assert "X-Key" not in server.requests[-1][3]  # redirect followed without the key
-    refuse = scripted_profile(
+    assert "X-Key" not in server.requests[-1].headers  # redirect followed without the key
+    refuse = fake_profile(
         server.url,
         resources={},
         auth={"type": "api_key", "name": "X-Key", "key_env": "SCRIPTED_KEY"},
@@ -204,14 +205,14 @@ def test_credentials_never_go_to_other_hosts(
     )
     with pytest.raises(AuthError, match="not an API host"):
         Client(refuse, clock=FakeClock()).get("/moved")
-    allowed = scripted_profile(
+    allowed = fake_profile(
         server.url,
         resources={},
         auth={"type": "api_key", "name": "X-Key", "key_env": "SCRIPTED_KEY"},
         environments={"test": {"base_url": server.url, "allowed_hosts": ["localhost"]}},
     )
     Client(allowed, clock=FakeClock()).get("/moved")
-    assert server.requests[-1][3].get("X-Key") == "scripted-key-123"
+    assert server.requests[-1].headers.get("X-Key") == "scripted-key-123"
 
 
 def test_budget_rate_windows_and_daily_limit() -> None:
@@ -233,8 +234,8 @@ def test_budget_rate_windows_and_daily_limit() -> None:
         Budget(requests_per_minute=0)
 
 
-def test_client_budget_from_profile_slows_requests(scripted: Any) -> None:
-    server = scripted(lambda *a: (200, {}, {"ok": True}))
+def test_client_budget_from_profile_slows_requests(serve: Any) -> None:
+    server = serve(lambda req: Reply(200, {"ok": True}))
     clock = FakeClock()
     client = Client(
         _profile(server.url, budget={"requests_per_second": 1, "max_concurrency": 2}), clock=clock

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _fakes import Reply, Request
 
 from scaler_workbench.clock import FakeClock
 from scaler_workbench.connectors import Client, FetchResult, fetch_resources
 from scaler_workbench.exceptions import PaginationError, ProfileError, QuotaExhaustedError
 
-from .conftest import AUTH_CASES, expected_ids, sandbox_profile, sandbox_resources, scripted_profile
+from .conftest import AUTH_CASES, expected_ids, fake_profile, sandbox_profile, sandbox_resources
 
 SMALL = {"sites": 2, "meters_per_site": 3, "start": "2024-01-01", "end": "2024-03-01"}
 
@@ -45,15 +46,15 @@ def test_token_expiring_mid_sync_is_refreshed_and_rotation_persists(
     assert token_file.read_text() != saved
 
 
-def test_loop_guard_stops_a_repeating_cursor(scripted: Any) -> None:
+def test_loop_guard_stops_a_repeating_cursor(serve: Any) -> None:
     pages = {"": ("a", [1, 2]), "a": ("b", [3]), "b": ("a", [4])}
 
-    def handler(method: str, path: str, q: dict[str, str], h: Any, b: bytes) -> Any:
-        nxt, ids = pages[q.get("cursor", "")]
-        return 200, {}, {"items": [{"id": i} for i in ids], "next": nxt}
+    def handler(req: Request) -> Reply:
+        nxt, ids = pages[req.query.get("cursor", "")]
+        return Reply(200, {"items": [{"id": i} for i in ids], "next": nxt})
 
-    server = scripted(handler)
-    profile = scripted_profile(
+    server = serve(handler)
+    profile = fake_profile(
         server.url,
         resources={
             "r": {
@@ -68,16 +69,16 @@ def test_loop_guard_stops_a_repeating_cursor(scripted: Any) -> None:
     assert len(server.requests) == 3
 
 
-def test_completeness_report_flags_total_mismatch_and_duplicates(scripted: Any) -> None:
+def test_completeness_report_flags_total_mismatch_and_duplicates(serve: Any) -> None:
     rows = [{"id": i} for i in range(8)]
 
-    def handler(method: str, path: str, q: dict[str, str], h: Any, b: bytes) -> Any:
-        offset, limit = int(q["offset"]), int(q["limit"])
+    def handler(req: Request) -> Reply:
+        offset, limit = int(req.query["offset"]), int(req.query["limit"])
         start = max(0, offset - 1)  # the provider's pages overlap by one record
-        return 200, {}, {"data": rows[start : offset + limit], "total": 10}
+        return Reply(200, {"data": rows[start : offset + limit], "total": 10})
 
-    server = scripted(handler)
-    profile = scripted_profile(
+    server = serve(handler)
+    profile = fake_profile(
         server.url,
         resources={"r": {"path": "/r", "record_path": "data", "primary_key": "id"}},
         paginator={"type": "offset", "limit": 4, "total_path": "total"},
@@ -88,8 +89,8 @@ def test_completeness_report_flags_total_mismatch_and_duplicates(scripted: Any) 
     assert report.duplicates == 2 and report.duplicate_ids == ["3", "7"]
     assert report.pages == 3 and report.requests_sent == 3
     assert "INCOMPLETE" in report.summary()
-    short = scripted(lambda *a: (200, {}, {"data": rows, "total": 10}))
-    profile2 = scripted_profile(
+    short = serve(lambda req: Reply(200, {"data": rows, "total": 10}))
+    profile2 = fake_profile(
         short.url,
         resources={
             "r": {"path": "/r", "record_path": "data", "primary_key": "id", "paginator": "none"}

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from _fakes import Reply, Request
 
 from scaler_workbench.connectors import fetch_resources
 from scaler_workbench.connectors.resources import select_with_ancestors
 from scaler_workbench.exceptions import ProfileError, ResponseParseError
 
-from .conftest import scripted_profile
+from .conftest import fake_profile
 
 ACCOUNT = {
     "number": "A-1",
@@ -54,12 +55,12 @@ def test_keep_refuses_xml_and_bad_paths() -> None:
         select_with_ancestors(ACCOUNT, "properties[*]", {"x": "a[b"})
 
 
-def _handler(method: str, path: str, query: dict[str, str], headers: Any, body: bytes) -> Any:
-    return (200, {}, ACCOUNT) if path == "/account" else (404, {}, {"error": "nope"})
+def _handler(req: Request) -> Reply:
+    return Reply(200, ACCOUNT) if req.path == "/account" else Reply(404, {"error": "nope"})
 
 
-def test_keep_over_http_in_a_profile(scripted: Any) -> None:
-    server = scripted(_handler)
+def test_keep_over_http_in_a_profile(serve: Any) -> None:
+    server = serve(_handler)
     resources = {
         "points": {
             "path": "/account",
@@ -68,7 +69,7 @@ def test_keep_over_http_in_a_profile(scripted: Any) -> None:
             "paginator": "none",
         }
     }
-    recs = fetch_resources(scripted_profile(server.url, resources=resources))["points"].records
+    recs = fetch_resources(fake_profile(server.url, resources=resources))["points"].records
     assert {r["mpan"]: r["property_id"] for r in recs} == {"E1": 11, "E2": 11, "E3": 22}
 
 
@@ -84,4 +85,4 @@ def test_keep_over_http_in_a_profile(scripted: Any) -> None:
 def test_keep_must_be_a_table_of_paths_on_a_record_path(bad: dict[str, Any]) -> None:
     res = {"points": {"path": "/account", "record_path": "properties[*].points[*]", **bad}}
     with pytest.raises(ProfileError, match="keep"):
-        fetch_resources(scripted_profile("http://127.0.0.1:9", resources=res))
+        fetch_resources(fake_profile("http://127.0.0.1:9", resources=res))
