@@ -42,7 +42,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 from xml.etree.ElementTree import Element
 
@@ -52,6 +53,9 @@ from scaler_workbench.connectors.paginate import PageResponse
 from scaler_workbench.connectors.resources import Connector, FetchResult, Page, ResourceSpec
 from scaler_workbench.exceptions import ResponseParseError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "ATOM",
     "CONNECTOR",
@@ -60,6 +64,8 @@ __all__ = [
     "GreenButtonConnector",
     "parse_atom_entries",
     "parse_interval_readings",
+    "parse_usage_summary",
+    "prepare_greenbutton_raw",
 ]
 
 log = get_logger(__name__)
@@ -70,7 +76,29 @@ _A = f"{{{ATOM}}}"
 _E = f"{{{ESPI}}}"
 INTERVAL_READING = "IntervalReading"
 #: ReadingType fields copied onto every IntervalReading record (when the ReadingType has them)
-READING_TYPE_FIELDS = ("flowDirection", "accumulationBehaviour", "commodity", "currency")
+READING_TYPE_FIELDS = (
+    "flowDirection",
+    "accumulationBehaviour",
+    "commodity",
+    "currency",
+    "defaultQuality",
+)
+#: ESPI QualityOfReading codes that are estimates: 8 estimated using reference day, 9 estimated
+#: using linear interpolation, 12 projected (forecast). 0 valid, 7 manually edited, 10
+#: questionable, 11 derived, 13 mixed, 14 raw, 15 normalized for weather, 16 other, 17
+#: validated, 18 verified, 19 revenue-quality are not.
+ESTIMATED_QUALITIES = frozenset({8, 9, 12})
+#: ESPI AccumulationKind codes read as interval quantities: 0 none, 4 deltaData.
+DELTA_ACCUMULATION = frozenset({0, 4})
+#: ESPI AccumulationKind codes of cumulative registers (differenced into consumption):
+#: 1 bulkQuantity (the dial reading), 2 continuousCumulative, 3 cumulative, 9 summation.
+REGISTER_ACCUMULATION = frozenset({1, 2, 3, 9})
+#: ESPI FlowDirectionKind: 1 forward (delivered to the customer), 19 reverse (received from the
+#: customer, i.e. exported to the grid); 0 none is read as forward.
+FORWARD_FLOW = frozenset({0, 1})
+REVERSE_FLOW = 19
+#: ESPI usage summary entry types (``ElectricPowerUsageSummary`` is the ESPI 1.0 name).
+USAGE_SUMMARY_KINDS = ("UsageSummary", "ElectricPowerUsageSummary")
 
 
 def _path(href: str | None, base: str = "") -> str:
@@ -262,6 +290,8 @@ def parse_interval_readings(
     out: list[dict[str, Any]] = []
     if block.content is None:
         return out
+    default_quality = base.get("defaultQuality")
+    default_estimated = default_quality in ESTIMATED_QUALITIES
     for ir in block.content.iter(f"{_E}IntervalReading"):
         start = _number(ir.findtext(f"{_E}timePeriod/{_E}start"))
         duration = _number(ir.findtext(f"{_E}timePeriod/{_E}duration"))
@@ -273,9 +303,17 @@ def parse_interval_readings(
         cost = ir.findtext(f"{_E}cost")
         if cost is not None:
             rec["cost"] = _number(cost)
-        quality = ir.findtext(f"{_E}ReadingQuality/{_E}quality")
-        if quality is not None:
-            rec["quality"] = quality.strip()
+        codes = [
+            q.text.strip()
+            for q in ir.iterfind(f"{_E}ReadingQuality/{_E}quality")
+            if q.text and q.text.strip()
+        ]
+        if codes:  # one or several ReadingQuality; the ReadingType's defaultQuality otherwise
+            rec["quality"] = ",".join(codes)
+            rec["estimated"] = any(_number(c) in ESTIMATED_QUALITIES for c in codes)
+        else:
+            rec["estimated"] = default_estimated
+        rec["redelivery"] = None  # reverse flow paired in by prepare_greenbutton_raw
         out.append(rec)
     return out
 
@@ -283,10 +321,18 @@ def parse_interval_readings(
 class GreenButtonConnector(Connector):
     """The fetch engine reading ESPI Atom feeds (``[provider] connector = "greenbutton"``)."""
 
+    @classmethod
+    def prepare_raw(
+        cls, profile: Any, raw: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], pd.DataFrame | None]:
+        """ReadingType rules before the mapping: see :func:`prepare_greenbutton_raw`."""
+        return prepare_greenbutton_raw(profile, raw)
+
     def __init__(self, profile: Any, **kw: Any) -> None:
         super().__init__(profile, **kw)
         self.registry = _Registry()
         self._pending: dict[str, list[AtomEntry]] = {}
+        self._seen: dict[str, set[str]] = {}
 
     def records(self, spec: ResourceSpec, response: PageResponse) -> list[dict[str, Any]]:
         body = response.body
@@ -296,7 +342,17 @@ class GreenButtonConnector(Connector):
         self.registry.add(entries)
         want = spec.record_path.strip() or INTERVAL_READING
         if want != INTERVAL_READING:
-            return [_entry_record(e) for e in entries if e.kind == want]
+            # a Batch feed repeats its non-block entries in every date window: once each
+            seen = self._seen.setdefault(spec.name, set())
+            picked = []
+            for e in entries:
+                if e.kind != want or (e.href and e.href in seen):
+                    continue
+                seen.add(e.href)
+                picked.append(e)
+            if want in USAGE_SUMMARY_KINDS:
+                return [parse_usage_summary(e) for e in picked]
+            return [_entry_record(e) for e in picked]
         out: list[dict[str, Any]] = []
         for e in entries:
             if e.kind != "IntervalBlock":
@@ -322,6 +378,7 @@ class GreenButtonConnector(Connector):
         """As :meth:`Connector.fetch_resource`, then blocks whose links came later are added."""
         spec = self.resource(resource)
         self._pending.pop(spec.name, None)
+        self._seen.pop(spec.name, None)
         result = super().fetch_resource(
             spec,
             parent_records=parent_records,
@@ -367,6 +424,342 @@ def _entry_record(e: AtomEntry) -> dict[str, Any]:
             "atom_id": e.atom_id,
         }
     )
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------
+# provider rules before the mapping (run_pipeline calls GreenButtonConnector.prepare_raw)
+# ---------------------------------------------------------------------------------------------
+_EXTENSION_KEYS = ("registers",)
+
+
+def _code(value: Any) -> int:
+    """An ESPI enumeration code as int: -1 when absent, -2 when not a whole number."""
+    if value is None or value == "":
+        return -1
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return -2
+    return int(f) if f == int(f) else -2
+
+
+def _reading_resources(profile: Any, raw: Mapping[str, Any]) -> list[str]:
+    """Resources of the profile whose records are IntervalReadings (``record_path``
+    ``"IntervalReading"`` or none) and that were fetched."""
+    out = []
+    for name, res in profile.resources.items():
+        path = str(res.get("record_path", "") or "").strip()
+        if name in raw and path in ("", INTERVAL_READING):
+            out.append(name)
+    return out
+
+
+def _record_key(rec: Mapping[str, Any]) -> str:
+    """``usage_point|ISO start|meter_reading``: the quarantine key (meter and time first)."""
+    start = rec.get("start")
+    when = _iso_utc(start) if isinstance(start, int | float) else ""
+    return f"{rec.get('usage_point_id')}|{when}|{rec.get('meter_reading_id')}"
+
+
+def prepare_greenbutton_raw(
+    profile: Any, raw: Mapping[str, Any]
+) -> tuple[dict[str, list[dict[str, Any]]], pd.DataFrame | None]:
+    """Route IntervalReading records by their ReadingType before the mapping runs.
+
+    For every resource whose ``record_path`` is ``"IntervalReading"``:
+
+    * ``accumulationBehaviour`` 0/4 (or absent) and ``flowDirection`` 0/1 (or absent): interval
+      consumption, kept where they are;
+    * ``accumulationBehaviour`` 1 bulkQuantity, 2 continuousCumulative, 3 cumulative or 9
+      summation (a register) and forward flow: moved to ``raw[registers]`` (``[extensions.
+      greenbutton] registers``, default ``"registers"``) for a ``[mapping.readings.<source>]``
+      with ``to_consumption``, which differences them; a usage point that also has interval
+      deltas keeps its deltas and its register readings are set aside (warning
+      ``greenbutton_register_redundant``: the same energy would be counted twice);
+    * ``flowDirection`` 19 (reverse: energy received from the customer, i.e. exported to the
+      grid) on interval deltas: never consumption; its value becomes ``redelivery`` of the
+      forward reading of the same usage point, start and duration, in that reading's
+      ``powerOfTenMultiplier`` (so the mapping scales both alike). One without a forward
+      reading of the same interval and unit is quarantined (``greenbutton_reverse_unpaired``);
+    * any other ``accumulationBehaviour`` (6 indicating, 12 instantaneous, ...) or
+      ``flowDirection`` (4 net, 20 total, ...), and registers of reverse flow: quarantined
+      (``greenbutton_accumulation`` / ``greenbutton_flow_direction``), never summed.
+
+    Parameters
+    ----------
+    profile : Profile
+        Its ``[resources]`` (which ones hold IntervalReadings) and ``[extensions.greenbutton]``.
+    raw : dict
+        Records (or ``FetchResult``) per resource, as :class:`GreenButtonConnector` returns them.
+
+    Returns
+    -------
+    raw : dict of str to list of dict
+        The records for the mapping (input records are not modified; a paired forward record
+        is a copy with ``redelivery`` set).
+    report : pandas.DataFrame or None
+        Quarantine rows (``schema.QUARANTINE``, stage ``transform``, table ``usage`` or
+        ``readings``), each with its record; None when nothing was set aside.
+
+    Raises
+    ------
+    ProfileError
+        ``[extensions.greenbutton]`` has an unknown key or a ``registers`` that is not a name.
+    """
+    import pandas as pd
+
+    from scaler_workbench.exceptions import ProfileError
+    from scaler_workbench.transform import quarantine_records
+
+    opts = dict(profile.section("extensions").get("greenbutton", {}) or {})
+    unknown = sorted(k for k in opts if k not in _EXTENSION_KEYS)
+    if unknown:
+        raise ProfileError(
+            f"extensions.greenbutton has unknown key(s) {unknown}",
+            key=f"extensions.greenbutton.{unknown[0]}",
+            hint=f"Known keys: {', '.join(_EXTENSION_KEYS)}.",
+        )
+    reg_key = opts.get("registers", "registers")
+    if not isinstance(reg_key, str) or not reg_key.strip():
+        raise ProfileError(
+            "extensions.greenbutton.registers must be a name",
+            key="extensions.greenbutton.registers",
+            hint='The raw key [mapping.readings.<source>] reads, e.g. registers = "registers".',
+        )
+    out: dict[str, list[dict[str, Any]]] = {
+        k: list(getattr(v, "records", v)) for k, v in raw.items()
+    }
+    set_aside: list[tuple[dict[str, Any], str, str, str, str]] = []  # rec, table, rule, sev, why
+    registers: list[dict[str, Any]] = []
+    for name in _reading_resources(profile, out):
+        kept, regs = _route_readings(name, out[name], set_aside)
+        out[name] = kept
+        registers.extend(regs)
+    if registers or reg_key not in out:
+        out[reg_key] = [*out.get(reg_key, []), *registers]
+    if not set_aside:
+        return out, None
+    frames = []
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, (_, table, rule, severity, _why) in enumerate(set_aside):
+        groups.setdefault((table, rule, severity), []).append(i)
+    for (table, rule, severity), idx in groups.items():
+        recs = [set_aside[i][0] for i in idx]
+        frames.append(
+            quarantine_records(
+                recs,
+                table=table,
+                stage="transform",
+                rule=rule,
+                severity=severity,
+                reasons=[set_aside[i][4] for i in idx],
+                keys=[_record_key(r) for r in recs],
+                source_ids=[r.get("interval_block_id") for r in recs],
+            )
+        )
+    log.info("Green Button: %d reading(s) set aside by ReadingType rules", len(set_aside))
+    return out, pd.concat(frames, ignore_index=True)
+
+
+def _route_readings(
+    resource: str,
+    records: list[dict[str, Any]],
+    set_aside: list[tuple[dict[str, Any], str, str, str, str]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(interval records to keep, register records) of one resource; the rest to set_aside."""
+    # one pass over the records to read two codes (the connector already paid the XML cost)
+    acc = [_code(r.get("accumulationBehaviour")) for r in records]
+    flow = [_code(r.get("flowDirection")) for r in records]
+    forward = {-1, *FORWARD_FLOW}
+    delta_codes = {-1, *DELTA_ACCUMULATION}
+    kept: list[int] = []
+    reverse: list[int] = []
+    regs: list[int] = []
+    for i, (a, f) in enumerate(zip(acc, flow, strict=True)):
+        rec = records[i]
+        rt = rec.get("reading_type_id")
+        if a in delta_codes:
+            if f in forward:
+                kept.append(i)
+            elif f == REVERSE_FLOW:
+                reverse.append(i)
+            else:
+                set_aside.append(
+                    (
+                        rec,
+                        "usage",
+                        "greenbutton_flow_direction",
+                        "error",
+                        f"{resource}: ReadingType {rt} has flowDirection "
+                        f"{rec.get('flowDirection')!r}, neither forward (1: delivered) nor "
+                        "reverse (19: exported): not summed as consumption (ask the data "
+                        "custodian what it measures)",
+                    )
+                )
+        elif a in REGISTER_ACCUMULATION:
+            if f in forward:
+                regs.append(i)
+            else:
+                set_aside.append(
+                    (
+                        rec,
+                        "readings",
+                        "greenbutton_flow_direction",
+                        "error",
+                        f"{resource}: ReadingType {rt} is a register (accumulationBehaviour "
+                        f"{a}) of flowDirection {rec.get('flowDirection')!r}: only registers "
+                        "of delivered energy become consumption; export registers are not "
+                        "differenced into redelivery",
+                    )
+                )
+        else:
+            set_aside.append(
+                (
+                    rec,
+                    "usage",
+                    "greenbutton_accumulation",
+                    "error",
+                    f"{resource}: ReadingType {rt} has accumulationBehaviour "
+                    f"{rec.get('accumulationBehaviour')!r}: neither a quantity per interval "
+                    "(4 deltaData) nor a register (1 bulkQuantity, 2, 3, 9): not summed as "
+                    "consumption",
+                )
+            )
+    kept_out: list[dict[str, Any]] = [records[i] for i in kept]
+    if reverse:
+        by_key: dict[tuple[Any, Any, Any], int] = {}
+        for j, i in enumerate(kept):
+            r = records[i]
+            by_key.setdefault((r.get("usage_point_id"), r.get("start"), r.get("duration")), j)
+        paired: set[int] = set()
+        for i in reverse:
+            rec = records[i]
+            hit = by_key.get((rec.get("usage_point_id"), rec.get("start"), rec.get("duration")))
+            fwd = kept_out[hit] if hit is not None else None
+            why = ""
+            if fwd is None:
+                why = "has no delivered (forward) reading of the same interval"
+            elif hit in paired:
+                why = "is a second reverse reading of the same interval"
+            elif fwd.get("unit") != rec.get("unit"):
+                why = f"is in {rec.get('unit')!r}, its forward reading in {fwd.get('unit')!r}"
+            elif not all(
+                isinstance(x, int | float) and x == int(x)
+                for x in (rec.get("powerOfTenMultiplier"), fwd.get("powerOfTenMultiplier"))
+            ) or not isinstance(rec.get("value"), int | float):
+                why = "has no number or powerOfTenMultiplier to pair"
+            if why:
+                set_aside.append(
+                    (
+                        rec,
+                        "usage",
+                        "greenbutton_reverse_unpaired",
+                        "error",
+                        f"{resource}: reverse flow (flowDirection 19, energy exported to the "
+                        f"grid) of usage point {rec.get('usage_point_id')} at "
+                        f"{_iso_utc(rec.get('start'))} {why}: kept out of consumption and "
+                        "redelivery",
+                    )
+                )
+                continue
+            assert fwd is not None and hit is not None
+            p = int(rec["powerOfTenMultiplier"]) - int(fwd["powerOfTenMultiplier"])
+            kept_out[hit] = {**fwd, "redelivery": _scaled(rec["value"], p)}
+            paired.add(hit)
+    delta_points = {r.get("usage_point_id") for r in kept_out}
+    register_out: list[dict[str, Any]] = []
+    for i in regs:
+        rec = records[i]
+        if rec.get("usage_point_id") in delta_points:
+            set_aside.append(
+                (
+                    rec,
+                    "readings",
+                    "greenbutton_register_redundant",
+                    "warning",
+                    f"{resource}: register reading (ReadingType {rec.get('reading_type_id')}) "
+                    f"of usage point {rec.get('usage_point_id')}, which also has interval "
+                    "deltas: its consumption comes from the deltas; the register is not used "
+                    "(it would count the same energy twice)",
+                )
+            )
+        else:
+            register_out.append(rec)
+    return kept_out, register_out
+
+
+def _scaled(value: int | float, power: int | float) -> float:
+    """``value x 10**power``, dividing for negative powers (correctly rounded decimals)."""
+    p = int(power)
+    return float(value * 10**p) if p >= 0 else value / 10**-p
+
+
+def _iso_utc(epoch: int | float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_usage_summary(entry: AtomEntry) -> dict[str, Any]:
+    """One flat record for a ``UsageSummary`` (ESPI 1.0: ``ElectricPowerUsageSummary``) entry.
+
+    The entry's content as a dict (as for any ESPI type) plus::
+
+        {usage_point_id, subscription_id, period_start, period_end (ISO 8601 UTC, end
+         exclusive), consumption [unit] (overallConsumptionLastPeriod x 10**its multiplier:
+         the energy of the referenced billingPeriod), consumption_value, consumption_power_of_ten,
+         uom, unit, bill [currency] (billLastPeriod / 100 000), quality, estimated}
+
+    ``currentBillingPeriodOverAllConsumption`` (a period still running) is not a total of the
+    billing period and is left in the content only. A field the entry lacks is None.
+    """
+    from scaler_workbench.units import GREEN_BUTTON_UOM
+
+    rec = _entry_record(entry)
+    c = entry.content
+    where = entry.up or entry.href
+    out: dict[str, Any] = {
+        "usage_point_id": _after(where, "UsagePoint"),
+        "subscription_id": _after(where, "Subscription"),
+        "period_start": None,
+        "period_end": None,
+        "consumption": None,
+        "consumption_value": None,
+        "consumption_power_of_ten": None,
+        "uom": None,
+        "unit": None,
+        "bill": None,
+        "quality": None,
+        "estimated": None,
+    }
+    if c is not None:
+        start = _number(c.findtext(f"{_E}billingPeriod/{_E}start"))
+        duration = _number(c.findtext(f"{_E}billingPeriod/{_E}duration"))
+        if start is not None and duration is not None:
+            out["period_start"] = _iso_utc(start)
+            out["period_end"] = _iso_utc(start + duration)
+        m = c.find(f"{_E}overallConsumptionLastPeriod")
+        if m is not None:
+            value = _number(m.findtext(f"{_E}value"))
+            p10 = _number(m.findtext(f"{_E}powerOfTenMultiplier"))
+            p10 = 0 if p10 is None else p10
+            uom = _number(m.findtext(f"{_E}uom"))
+            out["consumption_value"] = value
+            out["consumption_power_of_ten"] = p10
+            if value is not None and p10 == int(p10):
+                out["consumption"] = _scaled(value, p10)
+            if uom is not None:
+                out["uom"] = uom
+                out["unit"] = GREEN_BUTTON_UOM.get(int(uom), f"uom {uom}")
+        bill = _number(c.findtext(f"{_E}billLastPeriod"))
+        if bill is not None:
+            out["bill"] = bill / 100000
+        quality = (c.findtext(f"{_E}qualityOfReading") or "").strip()
+        if quality:
+            out["quality"] = quality
+            out["estimated"] = _number(quality) in ESTIMATED_QUALITIES
+    rec.update(out)
     return rec
 
 
