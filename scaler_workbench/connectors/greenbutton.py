@@ -17,8 +17,15 @@ hrefs::
 ``record_path = "IntervalReading"`` yields one flat record per IntervalReading::
 
     {usage_point_id, subscription_id, meter_reading_id, reading_type_id, kind, start [s UTC],
-     duration [s], end [s UTC], value, uom, unit, powerOfTenMultiplier, cost?, currency?,
-     quality?, flowDirection?, accumulationBehaviour?, commodity?}
+     duration [s], end [s UTC], value, uom, unit, powerOfTenMultiplier, cost, currency,
+     quality?, estimated, redelivery, flowDirection, accumulationBehaviour, commodity,
+     defaultQuality}
+
+(a field the feed lacks is None, so a mapping path to it never fails on a feed without it).
+``quality`` is the ReadingQuality code(s) as sent (``"14,9"`` for two) and ``estimated`` is
+True when one of them (or, without any, the ReadingType's ``defaultQuality``) is 8, 9 or 12
+(:data:`ESTIMATED_QUALITIES`). ``redelivery`` is None until :func:`prepare_greenbutton_raw`
+pairs reverse flow into it.
 
 ``value`` and ``cost`` are as sent: the real value is ``value x 10**powerOfTenMultiplier`` (the
 mapping says ``consumption = { path = "value", power_of_ten = "powerOfTenMultiplier" }``) and
@@ -254,10 +261,10 @@ def _reading_type_fields(rt: AtomEntry | None) -> dict[str, Any]:
         # ESPI: an absent multiplier means 10**0
         "powerOfTenMultiplier": 0 if p10 is None else p10,
     }
-    for name in READING_TYPE_FIELDS:
+    for name in READING_TYPE_FIELDS:  # None when absent: the mapping's paths always exist
         v = c.findtext(f"{_E}{name}")
-        if v is not None and v.strip():
-            out[name] = _number(v) if name != "currency" else v.strip()
+        has = v is not None and bool(v.strip())
+        out[name] = (v.strip() if name == "currency" else _number(v)) if has else None
     return out
 
 
@@ -300,9 +307,7 @@ def parse_interval_readings(
         rec["duration"] = duration
         rec["end"] = start + duration if start is not None and duration is not None else None
         rec["value"] = _number(ir.findtext(f"{_E}value"))
-        cost = ir.findtext(f"{_E}cost")
-        if cost is not None:
-            rec["cost"] = _number(cost)
+        rec["cost"] = _number(ir.findtext(f"{_E}cost"))  # None when the reading has none
         codes = [
             q.text.strip()
             for q in ir.iterfind(f"{_E}ReadingQuality/{_E}quality")

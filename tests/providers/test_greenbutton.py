@@ -12,6 +12,7 @@ OAuth2 (refresh grant, rotated refresh token) and ``Authorization: Bearer``; val
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from urllib.parse import urlencode
 from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 from scaler_workbench.connectors import fetch_resources
@@ -30,7 +32,7 @@ from scaler_workbench.connectors.greenbutton import (
     GreenButtonConnector,
     parse_atom_entries,
 )
-from scaler_workbench.exceptions import AuthError, ResponseParseError
+from scaler_workbench.exceptions import AuthError, ProfileError, ResponseParseError
 from scaler_workbench.profile import Profile, read_profile
 from scaler_workbench.transform import run_pipeline
 from scaler_workbench.validation import validate_tables
@@ -38,6 +40,7 @@ from scaler_workbench.validation import validate_tables
 from .conftest import DATA, MAPPINGS, Reply, Request
 
 FEED = (DATA / "greenbutton" / "batch.xml").read_text()
+QUIRKS = (DATA / "greenbutton" / "quirks.xml").read_text()
 A, E = f"{{{ATOM}}}", f"{{{ESPI}}}"
 PAGE = 7  # entries per page: blocks are split over many pages
 CLIENT_ID, CLIENT_SECRET = "gb-client", "gb-client-secret-123"
@@ -55,8 +58,8 @@ TO_CANONICAL = {
 class GreenButtonFake:
     """The data custodian: token endpoint + Batch/Subscription feed, filtered and paged."""
 
-    def __init__(self) -> None:
-        self.root = ET.fromstring(FEED)
+    def __init__(self, feed: str = FEED) -> None:
+        self.root = ET.fromstring(feed)
         self.access = ""
         self.refresh = REFRESH
         self.issued = 0
@@ -108,9 +111,8 @@ def _wanted(entry: ET.Element, lo: int, hi: int) -> bool:
     return lo <= int(block.findtext(f"{E}interval/{E}start", "")) < hi
 
 
-@pytest.fixture
-def fake(serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
-    gb = GreenButtonFake()
+def _serve_fake(serve: Any, monkeypatch: pytest.MonkeyPatch, feed: str) -> Any:
+    gb = GreenButtonFake(feed)
     server = serve(gb)
     monkeypatch.setenv("GREENBUTTON_BASE_URL", server.url + "/espi/1_1/resource")
     monkeypatch.setenv("GREENBUTTON_CLIENT_ID", CLIENT_ID)
@@ -118,6 +120,20 @@ def fake(serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
     monkeypatch.setenv("GREENBUTTON_REFRESH_TOKEN", REFRESH)
     gb.server = server
     return gb
+
+
+@pytest.fixture
+def fake(serve: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return _serve_fake(serve, monkeypatch, FEED)
+
+
+@pytest.fixture
+def quirks_fake(serve: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The custodian serving quirks.xml: ReadingQuality estimates, a net-metered usage point
+    (forward + reverse deltas, one reverse interval without a forward one), a redundant and a
+    register-only usage point (bulkQuantity), instantaneous and net-flow ReadingTypes, and two
+    UsageSummary entries (March agrees with the deltas, April does not)."""
+    return _serve_fake(serve, monkeypatch, QUIRKS)
 
 
 def _profile(fake: Any, tmp_path: Any) -> Profile:
@@ -285,3 +301,219 @@ def test_greenbutton_refused_refresh_token_is_an_auth_error(
     with pytest.raises(AuthError) as info:
         fetch_resources(_profile(fake, tmp_path), since="2024-03-01", until="2024-04-01")
     assert "gb-stale-refresh" not in str(info.value)
+
+
+# ---- ReadingQuality, flowDirection, accumulationBehaviour, UsageSummary (quirks.xml) --------
+ESTIMATED = {8, 9, 12}  # ESPI QualityOfReading: reference day, interpolation, projected
+
+
+def _self(e: ET.Element) -> str:
+    return e.find(f"{A}link[@rel='self']").get("href", "")  # type: ignore[union-attr]
+
+
+def _month(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).astimezone(LA).strftime("%Y-%m")
+
+
+def expected_quirks() -> dict[str, dict[tuple[str, str], Any]]:
+    """Per (usage point, local month), straight from quirks.xml with ESPI's rules written out:
+    consumption = forward (flowDirection 1) deltas (accumulationBehaviour 4), or the
+    differences of bulkQuantity (1) registers for a point without deltas; redelivery = reverse
+    (19) deltas of intervals that have a forward one; estimated = any quality 8, 9 or 12."""
+    root = ET.fromstring(QUIRKS)
+    rtype: dict[str, tuple[int, int, int]] = {}
+    mr_type: dict[str, str] = {}
+    for e in root.findall(f"{A}entry"):
+        rt = e.find(f"{A}content/{E}ReadingType")
+        if rt is not None:
+            rtype[_self(e).rsplit("/", 1)[1]] = (
+                int(rt.findtext(f"{E}accumulationBehaviour", "")),
+                int(rt.findtext(f"{E}flowDirection", "")),
+                int(rt.findtext(f"{E}powerOfTenMultiplier", "")),
+            )
+        if e.find(f"{A}content/{E}MeterReading") is not None:
+            for link in e.findall(f"{A}link[@rel='related']"):
+                if "/ReadingType/" in link.get("href", ""):
+                    mr_type[_self(e).rsplit("/", 1)[1]] = link.get("href", "").rsplit("/", 1)[1]
+    rows = []  # (point, acc, flow, start, duration, kWh, qualities)
+    for e in root.findall(f"{A}entry"):
+        block = e.find(f"{A}content/{E}IntervalBlock")
+        if block is None:
+            continue
+        parts = _self(e).split("/")
+        point, mr = parts[parts.index("UsagePoint") + 1], parts[parts.index("MeterReading") + 1]
+        acc, flow, p10 = rtype[mr_type[mr]]
+        for ir in block.iter(f"{E}IntervalReading"):
+            start = int(ir.findtext(f"{E}timePeriod/{E}start", ""))
+            duration = int(ir.findtext(f"{E}timePeriod/{E}duration", ""))
+            kwh = Fraction(ir.findtext(f"{E}value", "")) * Fraction(10) ** p10 / 1000  # Wh
+            quality = {int(q.text or "") for q in ir.iter(f"{E}quality")}
+            rows.append((point, acc, flow, start, duration, kwh, quality))
+    consumption: dict[tuple[str, str], Any] = defaultdict(Fraction)
+    redelivery: dict[tuple[str, str], Any] = defaultdict(Fraction)
+    estimated: dict[tuple[str, str], bool] = defaultdict(bool)
+    forward = {(r[0], r[3]) for r in rows if (r[1], r[2]) == (4, 1)}
+    for point, acc, flow, start, _, kwh, quality in rows:
+        key = (point, _month(start))
+        if (acc, flow) == (4, 1):
+            consumption[key] += kwh
+            estimated[key] |= bool(quality & ESTIMATED)
+        elif (acc, flow) == (4, 19) and (point, start) in forward:
+            redelivery[key] += kwh
+    delta_points = {p for p, _ in forward}
+    registers = sorted(
+        (r[3] + r[4], r[0], r[5], r[6])
+        for r in rows
+        if (r[1], r[2]) == (1, 1) and r[0] not in delta_points
+    )
+    by_point: dict[str, list[tuple[int, Fraction, set[int]]]] = defaultdict(list)
+    for end, point, kwh, quality in registers:
+        by_point[point].append((end, kwh, quality))
+    for point, reads in by_point.items():
+        for (t0, r0, q0), (_, r1, q1) in itertools.pairwise(reads):
+            key = (point, _month(t0))  # reads at local midnights: each day inside one month
+            consumption[key] += r1 - r0
+            estimated[key] |= bool((q0 | q1) & ESTIMATED)
+    return {"consumption": consumption, "redelivery": redelivery, "estimated": estimated}
+
+
+def _monthly(usage: Any, column: str) -> dict[tuple[str, str], Any]:
+    return {
+        (str(r.meter_id), r.start.tz_convert(LA).strftime("%Y-%m")): getattr(r, column)
+        for r in usage.itertuples()
+    }
+
+
+def test_greenbutton_quality_reverse_flow_and_registers(quirks_fake: Any, tmp_path: Any) -> None:
+    profile = _profile(quirks_fake, tmp_path)
+    records = fetch_resources(
+        profile, resources=["readings"], since="2024-03-01", until="2024-05-01"
+    )["readings"].records
+    est = {(r["meter_reading_id"], r["start"]): r["estimated"] for r in records}
+    assert sum(est.values()) == 3  # quality 8; qualities 14 + 9; register quality 9
+    both = next(r for r in records if r.get("quality") == "14,9")
+    assert both["estimated"] is True
+    assert next(r for r in records if r.get("quality") == "17")["estimated"] is False
+
+    tables = run_pipeline(profile, {"readings": records})
+    q = tables.quarantine
+    rules = q.groupby(["rule", "severity"]).size().to_dict()
+    assert rules == {
+        ("greenbutton_reverse_unpaired", "error"): 1,  # reverse at Apr 2 00:00, no forward
+        ("greenbutton_accumulation", "error"): 2,  # instantaneous W (accumulationBehaviour 12)
+        ("greenbutton_flow_direction", "error"): 1,  # flowDirection 4 (net)
+        ("greenbutton_register_redundant", "warning"): 2,  # point 1 has deltas too
+    }, q[["rule", "reason"]].to_string()
+    unpaired = q[q["rule"] == "greenbutton_reverse_unpaired"].iloc[0]
+    assert unpaired["record_key"].startswith("1|2024-04-02T07:00:00")
+    assert (
+        "exported" in unpaired["reason"] and "no delivered (forward) reading" in unpaired["reason"]
+    )
+    assert "instantaneous" not in q["reason"].str.cat()  # reasons name the code, not a guess
+    assert "accumulationBehaviour 12" in q["reason"].str.cat()
+
+    result = validate_tables(tables, profile)
+    usage = result.accepted.usage
+    want = expected_quirks()
+    got = _monthly(usage, "consumption")
+    assert (
+        set(got)
+        == set(want["consumption"])
+        == {
+            ("1", "2024-03"),
+            ("1", "2024-04"),
+            ("2", "2024-03"),
+            ("2", "2024-04"),
+        }
+    )
+    for key, value in want["consumption"].items():
+        assert got[key] == pytest.approx(float(value), rel=1e-9), key
+    # reverse flow is redelivery, never consumption: 1.9 and 1.4345 kWh exported
+    red = _monthly(usage, "redelivery")
+    assert want["redelivery"] == {
+        ("1", "2024-03"): Fraction("1.9"),
+        ("1", "2024-04"): Fraction("1.4345"),
+    }
+    for key, value in want["redelivery"].items():
+        assert red[key] == pytest.approx(float(value), rel=1e-9), key
+    assert not any(red[k] == red[k] for k in red if k[0] == "2")  # no reverse flow: NaN
+    flags = _monthly(usage, "estimated")
+    assert {k: bool(v) for k, v in flags.items()} == {k: want["estimated"][k] for k in flags}
+    assert flags[("1", "2024-03")] and not flags[("1", "2024-04")] and flags[("2", "2024-04")]
+    # the register-only usage point is a meter, its readings kept and differenced
+    assert "2" in set(tables.meters["meter_id"].astype(str))
+    regs = tables.readings[tables.readings["meter_id"].astype(str) == "2"]
+    assert len(regs) == 5 and set(regs["unit"].astype(str)) == {"kWh"}
+    assert regs["value"].max() == pytest.approx(10559.0)
+
+
+def test_greenbutton_usage_summaries_reconcile(quirks_fake: Any, tmp_path: Any) -> None:
+    from scaler_workbench.reconciliation import (
+        parse_provider_totals,
+        read_reconcile_checks,
+        reconcile_totals,
+    )
+
+    profile = _profile(quirks_fake, tmp_path)
+    results = fetch_resources(profile, since="2024-03-01", until="2024-05-01")
+    summaries = results["summaries"].records
+    served = [r for r in quirks_fake.server.requests if "Batch" in r.path]
+    assert results["summaries"].report.windows == 2  # the entries came in both windows ...
+    assert len(summaries) == 2  # ... and are recorded once
+    march = next(r for r in summaries if r["period_start"] == "2024-03-01T08:00:00Z")
+    assert (march["usage_point_id"], march["period_end"], march["unit"]) == (
+        "1",
+        "2024-04-01T07:00:00Z",
+        "Wh",
+    )
+    assert (march["consumption"], march["bill"], march["estimated"]) == (7450.0, 1234.5, False)
+    april = next(r for r in summaries if r["period_start"] == "2024-04-01T07:00:00Z")
+    assert april["consumption"] == 7800.0 and april["estimated"] is True  # 78 x 10**2, quality 8
+    assert len(served) >= 4
+
+    tables = run_pipeline(profile, {"readings": results["readings"].records})
+    usage = validate_tables(tables, profile).accepted.usage
+    (check,) = read_reconcile_checks(profile)
+    totals = parse_provider_totals(
+        check,
+        summaries,
+        meters=tables.meters,
+        assets=tables.assets,
+        profile=profile,
+        default_timezone=profile.timezone,
+    )
+    assert (totals["note"] == "").all(), totals.to_string()
+    table = reconcile_totals(usage, totals, checks=[check]).set_index("start")
+    want = expected_quirks()["consumption"]
+    mar, apr = pd.Timestamp("2024-03-01T08:00Z"), pd.Timestamp("2024-04-01T07:00Z")
+    assert table.loc[mar, "provider"] == pytest.approx(7.45, rel=1e-12)
+    assert table.loc[mar, "exported"] == pytest.approx(float(want[("1", "2024-03")]), rel=1e-9)
+    assert bool(table.loc[mar, "within_tolerance"])
+    assert table.loc[apr, "provider"] == pytest.approx(7.8, rel=1e-12)
+    assert table.loc[apr, "exported"] == pytest.approx(float(want[("1", "2024-04")]), rel=1e-9)
+    assert not bool(table.loc[apr, "within_tolerance"])  # the utility says 0.1 kWh more
+
+
+def test_greenbutton_extension_options_are_checked(tmp_path: Any) -> None:
+    from scaler_workbench.connectors.greenbutton import prepare_greenbutton_raw
+
+    prof = read_profile(MAPPINGS / "greenbutton" / "profile.toml")
+    data = json.loads(json.dumps(prof.data))
+    data["extensions"]["greenbutton"]["register"] = "regs"  # a typo of "registers"
+    with pytest.raises(ProfileError, match=r"extensions\.greenbutton"):
+        prepare_greenbutton_raw(Profile.from_dict(data, path=prof.path), {"readings": []})
+
+
+def test_greenbutton_reverse_flow_in_another_unit_is_not_paired() -> None:
+    from scaler_workbench.connectors.greenbutton import prepare_greenbutton_raw
+
+    prof = read_profile(MAPPINGS / "greenbutton" / "profile.toml")
+    base = {"usage_point_id": "1", "meter_reading_id": "1", "start": 0, "duration": 3600}
+    fwd = {**base, "value": 500, "unit": "Wh", "powerOfTenMultiplier": 0, "flowDirection": 1}
+    rev = {**base, "meter_reading_id": "2", "value": 2, "unit": "VArh", "flowDirection": 19}
+    rev["powerOfTenMultiplier"] = 0
+    raw = {"readings": [fwd, rev]}
+    out, report = prepare_greenbutton_raw(prof, raw)
+    assert out["readings"] == [fwd] and raw["readings"] == [fwd, rev]  # input untouched
+    assert report is not None and list(report["rule"]) == ["greenbutton_reverse_unpaired"]
+    assert "'VArh'" in report["reason"].iloc[0] and out["registers"] == []
