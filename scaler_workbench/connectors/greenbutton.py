@@ -262,9 +262,8 @@ def _reading_type_fields(rt: AtomEntry | None) -> dict[str, Any]:
         "powerOfTenMultiplier": 0 if p10 is None else p10,
     }
     for name in READING_TYPE_FIELDS:  # None when absent: the mapping's paths always exist
-        v = c.findtext(f"{_E}{name}")
-        has = v is not None and bool(v.strip())
-        out[name] = (v.strip() if name == "currency" else _number(v)) if has else None
+        v = (c.findtext(f"{_E}{name}") or "").strip()
+        out[name] = (v if name == "currency" else _number(v)) if v else None
     return out
 
 
