@@ -37,6 +37,18 @@ quarantines until an alias names it. Any other ``record_path`` (``"UsagePoint"``
 ``"ReadingType"``, ...) yields one record per entry of that ESPI type (its content as a dict plus
 ``id``, ``href``, ``up``, ``related``).
 
+``record_path = "UsageSummary"`` (ESPI 1.0: ``"ElectricPowerUsageSummary"``) yields the
+summary's content plus flat billing-period fields for ``[reconcile.X]``
+(:func:`parse_usage_summary`). A Batch feed repeats its non-block entries in every date window;
+such records come once per resource.
+
+Before the mapping, :meth:`GreenButtonConnector.prepare_raw` (:func:`prepare_greenbutton_raw`,
+called by ``run_pipeline``) routes readings by their ReadingType: interval deltas of delivered
+energy stay consumption; reverse flow (``flowDirection`` 19) becomes ``redelivery`` of the
+delivered reading of the same interval; cumulative ReadingTypes (``accumulationBehaviour`` 1,
+2, 3, 9) go to ``raw["registers"]`` for ``[mapping.readings.*]``; anything else is quarantined
+with a reason, never summed.
+
 Links are resolved across pages and resources of one connector: an IntervalBlock whose
 MeterReading or ReadingType has not been seen yet waits until the resource's last page; one that
 is still unresolved then is emitted with the ids it lacks set to ``None`` (the mapping
