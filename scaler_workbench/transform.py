@@ -32,6 +32,7 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, cast
 
@@ -1285,8 +1286,14 @@ def _series_frame(
     default_tz: str,
     *,
     primary_keys: Mapping[str, str] | None = None,
+    row_offset: int = 0,
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
-    """Usage or readings rows of one source, in provider units, timestamps UTC."""
+    """Usage or readings rows of one source, in provider units, timestamps UTC.
+
+    ``_row`` (lineage: the record's position in the resource, plus ``row_offset`` for a chunk
+    of a longer list) is only materialised when positions would not say it: rows were set
+    aside, or the records are a chunk.
+    """
     where = f"mapping.{table}.{name}"
     unknown = set(src) - _SOURCE_TABLE_OPTIONS - {"policy", "revision"}
     if unknown:
@@ -1459,11 +1466,12 @@ def _series_frame(
     frame["timezone"] = _zone_rows([*site_tz_of_cat, None], mcodes, sort=True)
     frame["source"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[name])
     frame["method"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=["as-reported"])
-    frame["_row"] = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)  # lineage
-    out = pd.DataFrame(frame, copy=False)  # the arrays are ours: no consolidating copy
     bad_any = np.zeros(n, dtype=bool)
     for m in reasons.values():
         bad_any |= m
+    if row_offset or bad_any.any():
+        frame["_row"] = _row_numbers(row_offset, n)
+    out = pd.DataFrame(frame, copy=False)  # the arrays are ours: no consolidating copy
     q: list[pd.DataFrame] = []
     if bad_any.any():
         idx = np.flatnonzero(bad_any)
@@ -1476,7 +1484,10 @@ def _series_frame(
                 stage="transform",
                 rule="unmappable",
                 reasons=[f"{src['resource']} record cannot be mapped: {w}" for w in why],
-                keys=[f"{cats[mcodes[i]] if mcodes[i] >= 0 else ''}|{name}#{i}" for i in idx],
+                keys=[
+                    f"{cats[mcodes[i]] if mcodes[i] >= 0 else ''}|{name}#{i + row_offset}"
+                    for i in idx
+                ],
                 source_ids=sid,
             )
         )
@@ -1670,6 +1681,37 @@ def _auto_inclusive_end(frame: dict[str, Any], tz: Any, mcodes: np.ndarray) -> p
     return _add_local_days(frame["end"], tz, 1, mcodes)
 
 
+def _row_numbers(start: int, n: int) -> np.ndarray:
+    return np.arange(start, start + n, dtype=np.int32 if start + n < 2**31 else np.int64)
+
+
+def _with_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with an explicit ``_row`` (its positions when it has none)."""
+    if "_row" in frame or not len(frame):
+        return frame
+    return frame.assign(_row=_row_numbers(0, len(frame)))
+
+
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of one stage's output (same columns and dtypes) one under the other; categorical
+    columns stay categorical with their categories' dtype (the union, in order of appearance)."""
+    if len(frames) <= 1 or any(list(f.columns) != list(frames[0].columns) for f in frames):
+        return _concat(frames)
+    from pandas.api.types import union_categoricals
+
+    cols: dict[str, Any] = {}
+    for c in frames[0].columns:
+        parts = [f[c] for f in frames]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            try:
+                cols[c] = pd.Series(union_categoricals([p.array for p in parts]))
+                continue
+            except TypeError:  # categories of different dtypes: the general concat
+                return _concat(frames)
+        cols[c] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(cols)
+
+
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     if not frames:
@@ -1730,6 +1772,49 @@ def build_tables(
         If the mapping is malformed or names a field that no record has.
     """
     m = resolve_mapping(profile, mapping)
+    ent = _entities(profile, m, raw)
+    out = Tables(assets=ent.assets, meters=ent.meters)
+    quarantine = list(ent.quarantine)
+    for table in ("usage", "readings"):
+        frames = []
+        for name, src in (m.get(table) or {}).items():
+            f, q = _series_frame(
+                table,
+                name,
+                src,
+                raw,
+                ent.meter_tz,
+                ent.default_tz,
+                primary_keys=ent.primary_keys,
+            )
+            frames.append(f)
+            quarantine += q
+        if sum(1 for f in frames if len(f)) > 1:  # positions no longer say the record
+            frames = [_with_rows(f) for f in frames]
+        frame = _concat(frames)
+        if len(frame):
+            setattr(out, table, frame)
+    if quarantine:
+        out.quarantine = pd.concat([out.quarantine, *quarantine], ignore_index=True)
+        log.info("transform: %d record(s) quarantined", sum(len(q) for q in quarantine))
+    return out
+
+
+@dataclass
+class _Entities:
+    """Assets and meters of a mapping, and what the series sources need from them."""
+
+    assets: pd.DataFrame
+    meters: pd.DataFrame
+    quarantine: list[pd.DataFrame]
+    meter_tz: dict[str, str]
+    default_tz: str
+    primary_keys: dict[str, str]
+
+
+def _entities(
+    profile: Any, m: Mapping[str, Any], raw: Mapping[str, list[dict[str, Any]]]
+) -> _Entities:
     default_tz = getattr(profile, "timezone", "UTC") or "UTC"
     quarantine: list[pd.DataFrame] = []
     meters = empty_frame("meters")
@@ -1751,7 +1836,6 @@ def build_tables(
         quarantine += q
         if derive and len(assets) and assets["name"].isna().any():
             assets["name"] = assets["name"].fillna(assets["asset_id"])
-    meter_tz = _meter_timezones(meters, assets, default_tz)
     primary_keys = {
         str(k): str(v["primary_key"])
         for k, v in dict(
@@ -1759,22 +1843,18 @@ def build_tables(
         ).items()
         if isinstance(v, Mapping) and isinstance(v.get("primary_key"), str)
     }
-    out = Tables(assets=assets, meters=meters)
-    for table in ("usage", "readings"):
-        frames = []
-        for name, src in (m.get(table) or {}).items():
-            f, q = _series_frame(
-                table, name, src, raw, meter_tz, default_tz, primary_keys=primary_keys
-            )
-            frames.append(f)
-            quarantine += q
-        frame = _concat(frames)
-        if len(frame):
-            setattr(out, table, frame)
-    if quarantine:
-        out.quarantine = pd.concat([out.quarantine, *quarantine], ignore_index=True)
-        log.info("transform: %d record(s) quarantined", sum(len(q) for q in quarantine))
-    return out
+    return _Entities(
+        assets=assets,
+        meters=meters,
+        quarantine=quarantine,
+        meter_tz=_meter_timezones(meters, assets, default_tz),
+        default_tz=default_tz,
+        primary_keys=primary_keys,
+    )
+
+
+#: Records per chunk when :func:`run_pipeline` streams an interval source (whole meters each).
+STREAM_RECORDS = 1 << 20
 
 
 def run_pipeline(
@@ -1783,6 +1863,7 @@ def run_pipeline(
     *,
     mapping: Mapping[str, Any] | None = None,
     timings: dict[str, float] | None = None,
+    chunk_records: int = STREAM_RECORDS,
 ) -> Tables:
     """Raw records to final Tables: provider rules, ``build_tables``, ``normalise_tables``,
     ``process_usage``.
@@ -1790,6 +1871,12 @@ def run_pipeline(
     When the profile names a provider module (``[provider] connector``), its connector's
     ``prepare_raw`` runs first and its report rows lead the quarantine, so notebooks, syncs and
     the CLI apply the same provider rules.
+
+    A long interval source that is aggregated to days or months (the mapping's only series
+    source, records grouped by meter as APIs page them) is *streamed*: the three stages run
+    over chunks of about ``chunk_records`` records cut between meters, so no per-record frame
+    of the whole source is ever held. The result is the same as the stage-by-stage path (tests
+    assert equality); records that are not grouped by meter fall back to that path.
 
     Parameters
     ----------
@@ -1802,6 +1889,8 @@ def run_pipeline(
     timings : dict, optional
         When given, seconds spent per stage are added under ``"canonical"``, ``"units"`` and
         ``"usage"`` (the benchmark's stage table; provider rules count as ``"canonical"``).
+    chunk_records : int, optional
+        Records per streamed chunk [records]; a meter is never split between chunks.
     """
     from scaler_workbench.units import normalise_tables
     from scaler_workbench.usage import process_usage
@@ -1814,18 +1903,186 @@ def run_pipeline(
         from scaler_workbench.connectors.resources import connector_class
 
         raw, report = connector_class(profile).prepare_raw(profile, raw)
-    tables = build_tables(profile, raw, mapping=mapping)
+    m = resolve_mapping(profile, mapping)
     spent["canonical"] += clock() - t
-    t = clock()
-    tables = normalise_tables(tables, profile)
-    spent["units"] += clock() - t
-    t = clock()
-    tables = process_usage(tables, profile, mapping=mapping)
+    plan = _stream_plan(m, raw, chunk_records)
+    tables = None
+    if plan is not None:
+        tables = _run_streamed(profile, m, raw, plan, chunk_records, spent, mapping)
+    if tables is None:
+        t = clock()
+        tables = build_tables(profile, raw, mapping=mapping)
+        spent["canonical"] += clock() - t
+        t = clock()
+        tables = normalise_tables(tables, profile)
+        spent["units"] += clock() - t
+        t = clock()
+        tables = process_usage(tables, profile, mapping=mapping)
+        spent["usage"] += clock() - t
     if report is not None and len(report):
         frames = [report, tables.quarantine] if len(tables.quarantine) else [report]
         tables.quarantine = pd.concat(frames, ignore_index=True)
-    spent["usage"] += clock() - t
     if timings is not None:
         for k, v in spent.items():
             timings[k] = timings.get(k, 0.0) + v
     return tables
+
+
+def _stream_plan(
+    m: Mapping[str, Any], raw: Mapping[str, list[dict[str, Any]]], chunk_records: int
+) -> tuple[str, Mapping[str, Any], str] | None:
+    """(source name, source, resource) when :func:`run_pipeline` may stream, else None."""
+    from scaler_workbench.usage import _period_option
+
+    usage = m.get("usage") or {}
+    if len(usage) != 1 or m.get("readings"):
+        return None
+    name, src = next(iter(usage.items()))
+    resource = src.get("resource") if isinstance(src, Mapping) else None
+    if (
+        not isinstance(resource, str)
+        or len(raw.get(resource) or ()) <= max(1, int(chunk_records))
+        or src.get("kind", "intervals") != "intervals"
+        or src.get("explode")
+        or src.get("end_inclusive") == "auto"
+        or "meter_id" not in (src.get("fields") or {})
+        or _period_option(src, "aggregate", "prorate") not in ("day", "month")
+    ):
+        return None
+    for table in ("meters", "assets"):  # the entities must not be read from the same records
+        esrc = m.get(table) or {}
+        derived = esrc.get("derive_from")
+        res = (m.get(derived) or {}).get("resource") if derived else esrc.get("resource")
+        if res == resource or (isinstance(res, list) and resource in res):
+            return None
+    return str(name), src, resource
+
+
+def _run_streamed(
+    profile: Any,
+    m: Mapping[str, Any],
+    raw: Mapping[str, list[dict[str, Any]]],
+    plan: tuple[str, Mapping[str, Any], str],
+    chunk_records: int,
+    spent: dict[str, float],
+    mapping: Mapping[str, Any] | None,
+) -> Tables | None:
+    """The three stages over chunks of whole meters; None when the records are not grouped
+    by meter (a meter met again in a later chunk): the caller takes the whole-frame path."""
+    from scaler_workbench import units
+    from scaler_workbench.usage import process_usage
+
+    name, src, resource = plan
+    where = f"mapping.usage.{name}"
+    records = raw[resource]
+    n = len(records)
+    clock = time.perf_counter
+    t = clock()
+    ent = _entities(profile, m, raw)
+    spec = _compile(
+        {"meter_id": (src.get("fields") or {})["meter_id"]},
+        sep=str(src.get("key_separator", ":")),
+        where=where,
+    )
+
+    def meter_at(i: int) -> str:
+        try:
+            v = _extract_fields(spec, [records[i]], None, [], None, where, resource)["meter_id"]
+        except MappingError:
+            return "\x00missing"
+        return str(v[0] if isinstance(v, list) else v)
+
+    def chunk_end(a: int) -> int:
+        """``a + chunk_records``, moved on to the end of the run of its last meter."""
+        b = min(n, a + max(1, int(chunk_records)))
+        if b >= n:
+            return n
+        last = meter_at(b - 1)
+        lo, hi, step = b - 1, n, 1
+        while lo + step < n:  # gallop, then bisect (a meter's records are contiguous)
+            if meter_at(lo + step) != last:
+                hi = lo + step
+                break
+            lo, step = lo + step, step * 2
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if meter_at(mid) == last else (lo, mid)
+        return hi
+
+    aliases, hv, hv_by_subtype = units._units_config(profile)
+    meters, bad_meters = units._canonical_meters(ent.meters)
+    info = meters.set_index("meter_id") if len(meters) else None
+    spent["canonical"] += clock() - t
+    parts: list[pd.DataFrame] = []
+    q_transform: list[pd.DataFrame] = []
+    q_units: list[pd.DataFrame] = []
+    q_usage: list[pd.DataFrame] = []
+    seen: set[str] = set()
+    chunk_raw = dict(raw)
+    a = 0
+    while a < n:
+        t = clock()
+        b = chunk_end(a)
+        chunk_raw[resource] = records[a:b]
+        frame, q = _series_frame(
+            "usage",
+            name,
+            src,
+            chunk_raw,
+            ent.meter_tz,
+            ent.default_tz,
+            primary_keys=ent.primary_keys,
+            row_offset=a,
+        )
+        q_transform += q
+        spent["canonical"] += clock() - t
+        log.debug("run_pipeline: records %d..%d of %d (%s)", a, b, n, resource)
+        a = b
+        if not len(frame):
+            continue
+        meter = frame["meter_id"].array
+        codes = np.asarray(meter.codes)
+        present = {str(c) for c in meter.categories[np.unique(codes[codes >= 0])]}
+        if present & seen:
+            log.info(
+                "run_pipeline: %s records are not grouped by meter: one frame instead of chunks",
+                resource,
+            )
+            return None
+        seen |= present
+        t = clock()
+        frame, q = units._normalise_rows(
+            "usage",
+            frame,
+            info,
+            ("consumption", "redelivery", "production"),
+            aliases=aliases,
+            hv=hv,
+            hv_by_subtype=hv_by_subtype,
+            bad_meters=bad_meters,
+        )
+        q_units.append(q)
+        spent["units"] += clock() - t
+        t = clock()
+        done = process_usage(
+            Tables(assets=ent.assets, meters=meters, usage=frame), profile, mapping=mapping
+        )
+        parts.append(done.usage)
+        q_usage.append(done.quarantine)
+        spent["usage"] += clock() - t
+    t = clock()
+    q_units.append(units._bad_meters_quarantine(meters, bad_meters))
+    if q_transform:
+        log.info("transform: %d record(s) quarantined", sum(len(q) for q in q_transform))
+    quarantine = [q for q in (*ent.quarantine, *q_transform, *q_units, *q_usage) if len(q)]
+    usage = _stack([p for p in parts if len(p)])
+    out = Tables(
+        assets=ent.assets,
+        meters=meters,
+        usage=usage if len(usage) else empty_frame("usage"),
+        quarantine=pd.concat(quarantine, ignore_index=True)
+        if quarantine
+        else empty_frame(QUARANTINE),
+    )
+    spent["usage"] += clock() - t
+    return out

@@ -42,7 +42,7 @@ import pandas as pd
 
 from scaler_workbench._secrets import get_logger
 from scaler_workbench.exceptions import ProfileError, UnitError
-from scaler_workbench.schema import CANONICAL_UNITS, Tables
+from scaler_workbench.schema import CANONICAL_UNITS, QUARANTINE, Tables, empty_frame
 
 __all__ = [
     "AMBIGUOUS",
@@ -772,13 +772,49 @@ def normalise_tables(tables: Tables, profile: Any) -> Tables:
     ProfileError
         If ``[units.heating_value]`` is malformed.
     """
-    from scaler_workbench.transform import quarantine_rows
-
     aliases, hv, hv_by_subtype = _units_config(profile)
-    meters = tables.meters.copy()
+    meters, bad_meters = _canonical_meters(tables.meters)
+    info = meters.set_index("meter_id") if len(meters) else None
+    out = Tables(
+        assets=tables.assets,
+        meters=meters,
+        usage=tables.usage,
+        readings=tables.readings,
+        quarantine=tables.quarantine,
+    )
     q_parts = [tables.quarantine]
-    bad_meters: dict[str, str] = {}
+    for name, cols in (
+        ("usage", ("consumption", "redelivery", "production")),
+        ("readings", ("value",)),
+    ):
+        frame: pd.DataFrame = getattr(tables, name)
+        if not len(frame):
+            continue
+        frame, q = _normalise_rows(
+            name,
+            frame,
+            info,
+            cols,
+            aliases=aliases,
+            hv=hv,
+            hv_by_subtype=hv_by_subtype,
+            bad_meters=bad_meters,
+        )
+        q_parts.append(q)
+        setattr(out, name, frame)
+    q_parts.append(_bad_meters_quarantine(meters, bad_meters))
+    out.quarantine = (
+        pd.concat([p for p in q_parts if len(p)], ignore_index=True)
+        if any(len(p) for p in q_parts)
+        else tables.quarantine
+    )
+    return out
 
+
+def _canonical_meters(meters: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Meters with their canonical ``unit``, and meter id -> why its type is unusable."""
+    meters = meters.copy()
+    bad_meters: dict[str, str] = {}
     if len(meters):
         mtype = meters["meter_type"].astype("string")
         meters["unit"] = mtype.map(CANONICAL_UNITS).astype("string")
@@ -788,58 +824,39 @@ def normalise_tables(tables: Tables, profile: Any) -> Tables:
                     f"meter type {mt!r} is not one of {list(CANONICAL_UNITS)}: map it in "
                     "[mapping.meters.value_maps.meter_type]"
                 )
+    return meters, bad_meters
 
-    info = meters.set_index("meter_id") if len(meters) else None
-    out = Tables(
-        assets=tables.assets,
-        meters=meters,
-        usage=tables.usage,
-        readings=tables.readings,
-        quarantine=tables.quarantine,
+
+def _normalise_rows(
+    table: str,
+    frame: pd.DataFrame,
+    info: pd.DataFrame | None,
+    cols: tuple[str, ...],
+    **kw: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One usage/readings frame in canonical units, and its quarantine rows (stage units)."""
+    from scaler_workbench.transform import quarantine_rows
+
+    frame, bad = _normalise_frame(frame, info, cols, **kw)
+    if bad is None or not len(bad[0]):
+        return frame, empty_frame(QUARANTINE)
+    rows, reasons = bad
+    return frame, quarantine_rows(rows, table=table, stage="units", rule="unit", reasons=reasons)
+
+
+def _bad_meters_quarantine(meters: pd.DataFrame, bad_meters: Mapping[str, str]) -> pd.DataFrame:
+    """The meter rows themselves (table ``meters``, a warning each), reported once."""
+    from scaler_workbench.transform import quarantine_rows
+
+    if not bad_meters:
+        return empty_frame(QUARANTINE)
+    mrows = meters[meters["meter_id"].astype("string").isin(list(bad_meters))]
+    reasons = mrows["meter_id"].astype("string").map(bad_meters)
+    for meter, reason in bad_meters.items():
+        log.warning("meter %s: rows quarantined: %s", meter, reason)
+    return quarantine_rows(
+        mrows, table="meters", stage="units", rule="unit", reasons=reasons, severity="warning"
     )
-    for name, cols in (
-        ("usage", ("consumption", "redelivery", "production")),
-        ("readings", ("value",)),
-    ):
-        frame: pd.DataFrame = getattr(tables, name)
-        if not len(frame):
-            continue
-        frame, bad = _normalise_frame(
-            frame,
-            info,
-            cols,
-            aliases=aliases,
-            hv=hv,
-            hv_by_subtype=hv_by_subtype,
-            bad_meters=bad_meters,
-        )
-        if bad is not None and len(bad[0]):
-            rows, reasons = bad
-            q_parts.append(
-                quarantine_rows(rows, table=name, stage="units", rule="unit", reasons=reasons)
-            )
-        setattr(out, name, frame)
-    if bad_meters:
-        mrows = meters[meters["meter_id"].astype("string").isin(list(bad_meters))]
-        reasons = mrows["meter_id"].astype("string").map(bad_meters)
-        q_parts.append(
-            quarantine_rows(
-                mrows,
-                table="meters",
-                stage="units",
-                rule="unit",
-                reasons=reasons,
-                severity="warning",
-            )
-        )
-        for meter, reason in bad_meters.items():
-            log.warning("meter %s: rows quarantined: %s", meter, reason)
-    out.quarantine = (
-        pd.concat([p for p in q_parts if len(p)], ignore_index=True)
-        if any(len(p) for p in q_parts)
-        else tables.quarantine
-    )
-    return out
 
 
 def _normalise_frame(
