@@ -7,6 +7,10 @@ than the one serving them; the ReadingTypes come LAST, pages after the blocks th
 OAuth2 (refresh grant, rotated refresh token) and ``Authorization: Bearer``; values scaled by
 ``powerOfTenMultiplier``; uom codes 72 (Wh), 169 (therm: the profile chooses the US therm),
 128 (US gal); cost in 1/100 000 of the currency; hourly readings across the US DST change.
+``quirks.xml`` (hand-written, small): ReadingQuality estimates (8, 14+9, register 9), a
+net-metered usage point (reverse deltas in tenths of Wh, one without a forward interval), a
+bulkQuantity register both redundant and alone, instantaneous and net-flow ReadingTypes, and
+UsageSummary billing totals repeated in every date window (one agrees, one does not).
 """
 
 from __future__ import annotations
