@@ -279,7 +279,14 @@ def _table(table: str | Table) -> Table:
 def empty_frame(table: str | Table) -> pd.DataFrame:
     """Return an empty frame with every column of ``table`` in its canonical dtype."""
     t = _table(table)
-    return pd.DataFrame({c.name: pd.Series(dtype=c.dtype) for c in t.columns})
+    template = _EMPTY.get(t)
+    if template is None:  # built once per table (a dozen Series), then copied: cheap
+        template = pd.DataFrame({c.name: pd.Series(dtype=c.dtype) for c in t.columns})
+        _EMPTY[t] = template
+    return template.copy(deep=True)
+
+
+_EMPTY: dict[Table, pd.DataFrame] = {}
 
 
 def coerce_frame(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
@@ -305,6 +312,9 @@ def coerce_frame(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
             )
             continue
         s = frame[c.name]
+        if str(s.dtype) == c.dtype:  # already canonical (UTC datetimes included)
+            out[c.name] = s
+            continue
         try:
             if c.kind == "datetime":
                 if isinstance(s.dtype, pd.DatetimeTZDtype):

@@ -33,6 +33,7 @@ is mapped), ``n_intervals`` = rows summed, and ``method`` = ``sum-of-intervals``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -132,6 +133,26 @@ def _offset_table(lo: int, hi: int, tz: str) -> tuple[int, np.ndarray] | None:
     """
     if lo == _NAT or hi < lo:
         return None
+    # whole UTC years, cached: chunks of one source share the table (same answer per instant)
+    y0 = int(np.datetime64(lo, "ns").astype("datetime64[Y]").astype(np.int64))
+    y1 = int(np.datetime64(hi, "ns").astype("datetime64[Y]").astype(np.int64))
+    if y1 - y0 <= 2:
+        return _year_offsets(y0, y1, tz)
+    return _offset_table_span(lo, hi, tz)
+
+
+@lru_cache(maxsize=64)
+def _year_offsets(y0: int, y1: int, tz: str) -> tuple[int, np.ndarray] | None:
+    """:func:`_offset_table` over UTC years ``1970 + y0`` to ``1970 + y1`` (read-only)."""
+    lo = int(np.datetime64(y0, "Y").astype("datetime64[ns]").astype(np.int64))
+    hi = int(np.datetime64(y1 + 1, "Y").astype("datetime64[ns]").astype(np.int64)) - 1
+    out = _offset_table_span(lo, hi, tz)
+    if out is not None:
+        out[1].setflags(write=False)
+    return out
+
+
+def _offset_table_span(lo: int, hi: int, tz: str) -> tuple[int, np.ndarray] | None:
     base = lo - lo % _BUCKET_NS
     nb = (hi - base) // _BUCKET_NS + 1
     if nb > 2_000_000:
