@@ -236,3 +236,39 @@ def test_utc_index_and_utc_ns_share_memory_and_equal_the_public_construction():
     # other zones and units are converted (a copy), never mislabelled
     ny = ref.tz_convert("America/New_York").as_unit("s")
     np.testing.assert_array_equal(T.utc_ns(ny[:2]), (ns[:2] // 10**9) * 10**9)
+
+
+def test_quarantine_rows_writes_times_as_pandas_iso_json_would() -> None:
+    """The vectorised time text in quarantine records and keys equals what
+    ``to_json(date_format="iso")`` and ``strftime`` wrote, NaT included."""
+    start = pd.Series(
+        pd.to_datetime(
+            ["2024-03-31T00:30:00Z", "2024-10-27T01:00:00.123456Z", None, "1999-12-31T23:59:59Z"],
+            utc=True,
+            format="ISO8601",
+        )
+    )
+    rows = pd.DataFrame(
+        {
+            "meter_id": pd.Categorical(["A", "B", "A", "C"]),
+            "start": start,
+            "end": start + pd.Timedelta("30min"),
+            "consumption": [1.5, np.nan, 2.0, 0.0],
+            "unit": ["kWh", "kWh", None, "kWh"],
+            "_row": [0, 1, 2, 3],
+        }
+    )
+    q = T.quarantine_rows(rows, table="usage", stage="usage", rule="duplicate", reasons="r")
+    clean = rows.drop(columns=["_row"])
+    expected = clean.to_json(orient="records", lines=True, date_format="iso").splitlines()
+    assert q["record"].tolist() == expected
+    keys = (
+        rows["meter_id"].astype(str)
+        + "|"
+        + rows["start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object).astype(str)
+        + "|"
+        + rows["end"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object).astype(str)
+    )
+    got = q["record_key"].tolist()
+    assert got[:2] + got[3:] == keys.tolist()[:2] + keys.tolist()[3:]
+    assert got[2] == "A||"  # a missing time leaves its part of the key empty
