@@ -388,15 +388,33 @@ def _calendarize_chunked(
         key += p0
         key -= pmin
         kc = keep[a:b] if keep is not None else None
+        if kc is not None and kc.all():
+            kc = None
+        # rows grouped by key (records in meter and time order, the usual case; a set-aside
+        # duplicate sits next to the row that wins): per-key results from the runs'
+        # boundaries instead of scattering every row
+        runs = None
+        if bool((key[1:] >= key[:-1]).all()):
+            st = np.flatnonzero(key[1:] != key[:-1])
+            st += 1
+            st = np.r_[0, st]
+            runs = (st, np.r_[st[1:], len(key)], key[st])
         if kc is not None:
             key[~kc] = nkeys
-        counts += np.bincount(key, minlength=space)
+        if runs is not None:
+            st, en, ks = runs
+            counts[ks] += en - st if kc is None else np.add.reduceat(kc, st, dtype=np.int64)
+        else:
+            counts += np.bincount(key, minlength=space)
         for c, v in values.items():
             vc = v[a:b]
             nan = np.isnan(vc)
             if nan.any():
                 sums[c] += np.bincount(key, weights=np.where(nan, 0.0, vc), minlength=space)
                 nans[c] += np.bincount(key[nan], minlength=space)
+            elif runs is not None:
+                w = vc if kc is None else np.where(kc, vc, 0.0)
+                sums[c][runs[2]] += np.add.reduceat(w, runs[0])
             else:
                 sums[c] += np.bincount(key, weights=vc, minlength=space)
         if est_col is not None:
@@ -414,19 +432,41 @@ def _calendarize_chunked(
             multi = ~sub
             cover += np.bincount(key[multi], weights=dur[multi] / DAY_NS, minlength=space)
         # first and last row of each key
-        rows = np.arange(a, b, dtype=np.int64)
-        last[key] = rows
         chunk_first = np.full(space, n, dtype=np.int64)
-        chunk_first[key[::-1]] = rows[::-1]
+        if runs is not None and kc is None:
+            st, en, ks = runs
+            last[ks] = en + (a - 1)
+            chunk_first[ks] = st + a
+        elif runs is not None and kc is not None:  # the first and last kept row of each run
+            st, en, ks = runs
+            kept = np.flatnonzero(kc)
+            i0 = np.asarray(np.searchsorted(kept, st))
+            i1 = np.asarray(np.searchsorted(kept, en)) - 1
+            has = i1 >= i0
+            last[ks[has]] = kept[i1[has]] + a
+            chunk_first[ks[has]] = kept[i0[has]] + a
+        else:
+            rows = np.arange(a, b, dtype=np.int64)
+            last[key] = rows
+            chunk_first[key[::-1]] = rows[::-1]
         np.minimum(first, chunk_first, out=first)
         if fac is not None:  # one factor per key, NaN where rows had different factors
             fc = fac(a, b)
             here = chunk_first < n
             fk_c = np.full(space, np.nan)
             fk_c[here] = fc[chunk_first[here] - a]
-            differs = ~(fc == fk_c[key])
-            if differs.any():
-                mixed[key[differs]] = True
+            if runs is not None and kc is None:  # a row differs from its predecessor in its run
+                differs = ~(fc[1:] == fc[:-1])
+                differs[runs[0][1:] - 1] = False
+                if differs.any():
+                    mixed[key[1:][differs]] = True
+                lone = ~(fc == fc)  # NaN factors (no unit) are never one factor
+                if lone.any():
+                    mixed[key[lone]] = True
+            else:
+                differs = ~(fc == fk_c[key])
+                if differs.any():
+                    mixed[key[differs]] = True
             seen = here & fset
             mixed[seen] |= ~(fk[seen] == fk_c[seen])
             new = here & ~fset

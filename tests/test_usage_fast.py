@@ -141,13 +141,16 @@ def test_process_usage_sums_only_the_kept_duplicate():
     st.sampled_from(["month", "day"]),
     st.integers(1, 9),
     st.booleans(),
+    st.booleans(),
 )
 def test_property_chunked_calendarize_equals_the_general_path(
-    rows, estimated, zones, freq, size, categorical_factor
+    rows, estimated, zones, freq, size, categorical_factor, ordered
 ):
     import scaler_workbench.usage as U
 
     rows = [(*r[:2], min(r[2], 2), *r[3:]) for r in rows]  # intervals: no period is crossed
+    if ordered:  # records in meter and time order: the runs of equal keys path
+        rows = sorted(rows, key=lambda r: (r[0], r[1]))
     frame = _frame(rows, estimated=estimated, zones=zones)
     frame.loc[frame.index[::7], "factor"] = 0.5  # mixed factors within some keys
     if categorical_factor:  # as normalise_tables hands it on: a categorical over the factors
