@@ -498,7 +498,7 @@ def _cat_take(values: Sequence[Any], codes: np.ndarray) -> pd.Categorical:
     """A categorical whose row i holds ``values[codes[i]]`` (no per-row Python, one gather)."""
     vcodes, vuniq = pd.factorize(pd.Series(list(values), dtype=object))
     vcodes = vcodes.astype(np.int8 if len(vuniq) < 127 else np.int32)  # small rows, one pass
-    row_codes = vcodes[codes] if len(vcodes) else np.full(len(codes), -1)
+    row_codes = _gather_chunked(vcodes, codes) if len(vcodes) else np.full(len(codes), -1)
     return pd.Categorical.from_codes(
         row_codes, categories=pd.Index(vuniq, dtype=object), validate=False
     )
