@@ -210,3 +210,26 @@ def test_property_any_chunking_gives_the_same_tables(
         run_pipeline(_profile(), data, chunk_records=chunk),
         run_pipeline(_profile(), data, chunk_records=WHOLE),
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(0, 30),
+    a=st.integers(0, 30),
+    b=st.integers(0, 30),
+    start=st.none() | st.integers(-40, 40),
+    stop=st.none() | st.integers(-40, 40),
+    step=st.none() | st.integers(-5, 5).filter(lambda s: s != 0),
+    i=st.integers(-40, 40),
+)
+def test_window_reads_like_the_list_slice(n, a, b, start, stop, step, i) -> None:
+    records = list(range(n))
+    a, b = min(a, n), min(max(a, b), n)
+    window, sliced = T._Window(records, a, b), records[a:b]
+    assert len(window) == len(sliced) and list(window) == sliced
+    assert window[start:stop:step] == sliced[start:stop:step]
+    if -len(sliced) <= i < len(sliced):
+        assert window[i] == sliced[i]
+    else:
+        with pytest.raises(IndexError):
+            window[i]
