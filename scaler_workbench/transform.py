@@ -388,9 +388,15 @@ def _iso_layout(body: int, zulu: bool) -> np.dtype:
     return _ISO_LAYOUTS[key]
 
 
-def _parse_iso_shape(raw: np.ndarray, body: int, zulu: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Parse rows that all have one shape (body length, zone kind); see :func:`parse_iso_fast`."""
-    v = raw.view(_iso_layout(body, zulu))
+def _parse_iso_shape(
+    raw: np.ndarray, body: int, zulu: bool | None, length: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parse rows that all have one shape (body length, zone kind); see :func:`parse_iso_fast`.
+
+    ``zulu=None``: rows with ``Z`` and rows with ``±HH:MM`` after the same body, together (the
+    usual mix of winter and summer local times); ``length`` gives each row's length.
+    """
+    v = raw.view(_iso_layout(body, bool(zulu)))
     y1, y2, mo, dd = _PAIRS[v["y1"]], _PAIRS[v["y2"]], _PAIRS[v["mo"]], _PAIRS[v["dd"]]
     hh, mi = _PAIRS[v["hh"]], _PAIRS[v["mi"]]
     bad = y1 | y2 | mo | dd | hh | mi
@@ -416,7 +422,18 @@ def _parse_iso_shape(raw: np.ndarray, body: int, zulu: bool) -> tuple[np.ndarray
             else:
                 frac *= 10
         ns = frac
-    if zulu:
+    if zulu is None:
+        assert length is not None
+        oh, om, zone = _PAIRS[v["oh"]], _PAIRS[v["om"]], v["zone"]
+        minus = zone == 45
+        with_offset = (zone == 43) | minus
+        with_offset &= (length == body + 6) & (v["oc"] == 58) & (oh <= 23) & (om <= 59)
+        ok &= ((zone == 90) & (length == body + 1)) | with_offset
+        off = oh.astype(np.int32) * 3600 + om.astype(np.int32) * 60
+        off[~with_offset] = 0
+        np.negative(off, out=off, where=minus)
+        secs -= off
+    elif zulu:
         ok &= v["zone"] == 90
     else:
         oh, om = _PAIRS[v["oh"]], _PAIRS[v["om"]]
@@ -460,6 +477,13 @@ def parse_iso_fast(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return out, ok
     length = np.strings.str_len(raw)
     counts = np.bincount(length, minlength=_ISO_WIDTH + 1)
+    sizes = np.flatnonzero(counts)
+    if len(sizes) == 2 and sizes[1] - sizes[0] == 5:  # one body, 'Z' and '±HH:MM': one pass
+        body = int(sizes[0]) - 1
+        if body == 16 or 19 <= body <= 29:
+            v, o = _parse_iso_shape(raw, body, None, length)
+            if o.all():
+                return v, o  # else (other shapes of these lengths): shape by shape below
     for size in np.flatnonzero(counts).tolist():
         if size < 17 or size >= _ISO_WIDTH:
             continue
