@@ -289,7 +289,10 @@ def coverage_matrix(
     agg["meter_id"] = agg["meter_id"].astype("string")
     agg["month"] = agg["month"].astype("string")
     if span == "meter" and len(agg):
-        first = agg.groupby("meter_id", observed=True)["month"].min()
+        first: dict[str, str] = {}  # each meter's first month ('YYYY-MM' sorts as text)
+        for meter, month in zip(agg["meter_id"].tolist(), agg["month"].tolist(), strict=True):
+            if meter not in first or month < first[meter]:
+                first[meter] = month
         starts = grid["meter_id"].map(first)
         grid = grid[starts.isna() | (grid["month"] >= starts)].reset_index(drop=True)
     out = grid.merge(agg[["meter_id", "month", "coverage", "estimated"]], how="left")

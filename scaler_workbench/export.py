@@ -117,10 +117,9 @@ def format_datetimes(
     if not ok.any():
         return out
     naive, offset = _local_parts(ts[ok], tz[ok])
-    dates = naive.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
-    full = np.char.add(
-        naive.dt.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(dtype=str), _offset_text(offset)
-    ).astype(object)
+    wall = naive.to_numpy(dtype="datetime64[ns]")  # no NaT here: only rows with a time
+    dates = np.datetime_as_string(wall, unit="D").astype(object)
+    full = np.char.add(np.datetime_as_string(wall, unit="s"), _offset_text(offset)).astype(object)
     if as_date is not None:
         use_date = as_date[ok].to_numpy(dtype=bool)
         out[ok] = np.where(use_date, dates, full)
