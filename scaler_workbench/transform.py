@@ -2102,9 +2102,8 @@ def _run_streamed(
         a = b
         if not len(frame):
             continue
-        meter = frame["meter_id"].array
-        codes = np.asarray(meter.codes)
-        present = {str(c) for c in meter.categories[np.unique(codes[codes >= 0])]}
+        # the chunk's meters: its categories (built from the ids its records carry)
+        present = {str(c) for c in frame["meter_id"].array.categories}
         if present & seen:
             log.info(
                 "run_pipeline: %s records are not grouped by meter: one frame instead of chunks",
