@@ -521,3 +521,92 @@ def test_greenbutton_reverse_flow_in_another_unit_is_not_paired() -> None:
     assert out["readings"] == [fwd] and raw["readings"] == [fwd, rev]  # input untouched
     assert report is not None and list(report["rule"]) == ["greenbutton_reverse_unpaired"]
     assert "'VArh'" in report["reason"].iloc[0] and out["registers"] == []
+
+
+# ---- ReadingType defaultQuality: the quality of readings without a ReadingQuality ----------
+DEFAULT_QUALITY = (DATA / "greenbutton" / "default_quality.xml").read_text()
+
+
+def expected_estimated(feed: str, *, use_default: bool = True) -> dict[tuple[str, str], bool]:
+    """Per (usage point, local month): is any reading estimated? Straight from the XML: a
+    reading's qualities are its ReadingQuality codes, or (none given, ``use_default``) its
+    ReadingType's defaultQuality; estimated = 8, 9 or 12. Deltas count per reading; a register
+    difference is estimated when either of its two reads is (the month of the earlier read)."""
+    root = ET.fromstring(feed)
+    default: dict[str, set[int]] = {}
+    register: dict[str, bool] = {}
+    mr_type: dict[str, str] = {}
+    for e in root.findall(f"{A}entry"):
+        rt = e.find(f"{A}content/{E}ReadingType")
+        if rt is not None:
+            rid = _self(e).rsplit("/", 1)[1]
+            dq = rt.findtext(f"{E}defaultQuality")
+            default[rid] = {int(dq)} if dq and use_default else set()
+            register[rid] = rt.findtext(f"{E}accumulationBehaviour") == "1"
+        if e.find(f"{A}content/{E}MeterReading") is not None:
+            for link in e.findall(f"{A}link[@rel='related']"):
+                if "/ReadingType/" in link.get("href", ""):
+                    mr_type[_self(e).rsplit("/", 1)[1]] = link.get("href", "").rsplit("/", 1)[1]
+    out: dict[tuple[str, str], bool] = defaultdict(bool)
+    for e in root.findall(f"{A}entry"):
+        block = e.find(f"{A}content/{E}IntervalBlock")
+        if block is None:
+            continue
+        parts = _self(e).split("/")
+        point, mr = parts[parts.index("UsagePoint") + 1], parts[parts.index("MeterReading") + 1]
+        rid = mr_type[mr]
+        reads = []
+        for ir in block.iter(f"{E}IntervalReading"):
+            start = int(ir.findtext(f"{E}timePeriod/{E}start", ""))
+            quality = {int(q.text or "") for q in ir.iter(f"{E}quality")} or default[rid]
+            reads.append((start, bool(quality & ESTIMATED)))
+        if register[rid]:
+            for (t0, e0), (_, e1) in itertools.pairwise(reads):
+                out[(point, _month(t0 + 86400))] |= e0 or e1  # read at its period's end
+        else:
+            for start, est in reads:
+                out[(point, _month(start))] |= est
+    return dict(out)
+
+
+def test_greenbutton_default_quality_when_a_reading_has_none(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    fake = _serve_fake(serve, monkeypatch, DEFAULT_QUALITY)
+    profile = _profile(fake, tmp_path)
+    result = fetch_resources(
+        profile, resources=["readings"], since="2024-03-01", until="2024-06-01"
+    )["readings"]
+    assert result.report.complete and result.report.pages > 1  # ReadingTypes on a later page
+    records = result.records
+    by = {(r["usage_point_id"], r["start"]): r for r in records}
+    assert all(r["defaultQuality"] in (12, 19, 8) for r in records)
+    # an explicit ReadingQuality wins over the default, both ways
+    assert by[("1", 1711868400)]["quality"] == "17" and not by[("1", 1711868400)]["estimated"]
+    assert by[("1", 1711976400)].get("quality") is None and by[("1", 1711976400)]["estimated"]
+    assert by[("2", 1711976400)]["quality"] == "9" and by[("2", 1711976400)]["estimated"]
+    assert by[("2", 1711868400)].get("quality") is None and not by[("2", 1711868400)]["estimated"]
+
+    tables = run_pipeline(profile, {"readings": records})
+    assert tables.quarantine.empty, tables.quarantine[["rule", "reason"]].to_string()
+    usage = validate_tables(tables, profile).accepted.usage
+    flags = {k: bool(v) for k, v in _monthly(usage, "estimated").items()}
+    want = expected_estimated(DEFAULT_QUALITY)
+    assert flags == want
+    assert want == {
+        ("1", "2024-03"): False,  # every reading says 17/19/14+17/0: actual despite default 12
+        ("1", "2024-04"): True,  # one reading without a quality: default 12 (projected)
+        ("1", "2024-05"): True,  # none has a quality
+        ("2", "2024-03"): False,  # none has a quality: default 19 (revenue quality)
+        ("2", "2024-04"): True,  # one explicit 9 (interpolated)
+        ("2", "2024-05"): False,
+        ("3", "2024-03"): False,  # register reads all 18
+        ("3", "2024-04"): True,  # the last read has no quality: default 8
+    }
+    # the fallback is what makes these months estimated, not the explicit codes alone
+    explicit_only = expected_estimated(DEFAULT_QUALITY, use_default=False)
+    assert {k for k, v in want.items() if v != explicit_only[k]} == {
+        ("1", "2024-04"),
+        ("1", "2024-05"),
+        ("3", "2024-04"),
+    }
