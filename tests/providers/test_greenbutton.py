@@ -610,3 +610,109 @@ def test_greenbutton_default_quality_when_a_reading_has_none(
         ("1", "2024-05"),
         ("3", "2024-04"),
     }
+
+
+def expected_summaries(feed: str) -> dict[tuple[str, str, str], Fraction]:
+    """(usage point, billingPeriod start, end as local dates) -> overallConsumptionLastPeriod
+    [kWh], straight from the XML (uom 72 Wh)."""
+    out = {}
+    for e in ET.fromstring(feed).findall(f"{A}entry"):
+        s = e.find(f"{A}content/{E}UsageSummary")
+        if s is None:
+            continue
+        point = _self(e).split("/UsagePoint/")[1].split("/")[0]
+        start = int(s.findtext(f"{E}billingPeriod/{E}start", ""))
+        end = start + int(s.findtext(f"{E}billingPeriod/{E}duration", ""))
+        m = s.find(f"{E}overallConsumptionLastPeriod")
+        assert m is not None and m.findtext(f"{E}uom") == "72"
+        p10 = int(m.findtext(f"{E}powerOfTenMultiplier", "0"))
+        local = [datetime.fromtimestamp(t, UTC).astimezone(LA) for t in (start, end)]
+        assert all(t.hour == 0 for t in local)  # billing periods from local midnight
+        key = (point, local[0].strftime("%Y-%m-%d"), local[1].strftime("%Y-%m-%d"))
+        out[key] = Fraction(m.findtext(f"{E}value", "")) * Fraction(10) ** p10 / 1000
+    return out
+
+
+def test_greenbutton_cli_sync_exports_billing_reconciliation(
+    quirks_fake: Any,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The real CLI sync (fetch both resources, transform, validate, commit to the state DB,
+    export) puts [reconcile.billing] in reconciliation.csv and makes the run partial."""
+    from scaler_workbench import cli
+    from scaler_workbench.profile import to_profile_toml
+
+    caplog.set_level("DEBUG")
+    path = tmp_path / "profile.toml"
+    path.write_text(to_profile_toml(_profile(quirks_fake, tmp_path).to_dict()), encoding="utf-8")
+    out = tmp_path / "out"
+    args = [str(path), "--out", str(out)]
+    code = cli.main(["sync", *args, "--since", "2024-03-01", "--until", "2024-05-01", "--json"])
+    stdout = capsys.readouterr().out
+    payload = json.loads(stdout)
+    summary = payload["summary"]
+    # a billing total beyond tolerance (and the quirks' quarantine) make the run partial
+    assert code == cli.EXIT_PARTIAL and payload["status"] == "partial"
+    assert summary["fetched"] == {"readings": 27, "summaries": 2}
+    assert summary["reconciliation"]["checks"] == {
+        "billing": {
+            "compared": 2,
+            "within_tolerance": 1,
+            "beyond_tolerance": 1,
+            "max_relative": pytest.approx(0.1 / 7.8, rel=1e-9),
+        }
+    }
+    assert any(
+        r.startswith("reconciliation: 1 of 2") and "reconciliation.csv" in r
+        for r in summary["partial_reasons"]
+    )
+    (mismatch,) = summary["reconciliation"]["mismatches"]
+    assert (mismatch["meter_id"], mismatch["start"]) == ("1", "2024-04-01T00:00:00-07:00")
+
+    recon = pd.read_csv(out / "export" / "reconciliation.csv", dtype=str, keep_default_na=False)
+    provider = expected_summaries(QUIRKS)
+    exported = expected_quirks()["consumption"]
+    assert provider == {
+        ("1", "2024-03-01", "2024-04-01"): Fraction("7.45"),
+        ("1", "2024-04-01", "2024-05-01"): Fraction("7.8"),
+    }
+    rows = {(r.meter_external_id, r.period_start, r.period_end): r for r in recon.itertuples()}
+    assert set(rows) == set(provider) and len(recon) == 2
+    for key, total in provider.items():
+        row = rows[key]
+        want = exported[(key[0], key[1][:7])]  # billing period = local month here
+        assert (row.check, row.unit, row.raw_unit) == ("billing", "kWh", "Wh")
+        assert float(row.provider) == pytest.approx(float(total), rel=1e-12)
+        assert float(row.raw_total) == pytest.approx(float(total * 1000), rel=1e-12)
+        assert float(row.exported) == pytest.approx(float(want), rel=1e-9)
+        assert float(row.difference) == pytest.approx(float(want - total), abs=1e-9)
+        assert float(row.tolerance) == 1e-6 and row.note == ""
+        within = abs(want - total) <= Fraction("1e-6") * total
+        assert row.within_tolerance == ("true" if within else "false")
+    assert rows[("1", "2024-03-01", "2024-04-01")].within_tolerance == "true"
+    assert rows[("1", "2024-04-01", "2024-05-01")].within_tolerance == "false"
+    assert float(rows[("1", "2024-04-01", "2024-05-01")].difference) == pytest.approx(-0.1)
+
+    # re-exported from the state DB alone: the same file
+    before = (out / "export" / "reconciliation.csv").read_bytes()
+    assert cli.main(["export", *args]) == cli.EXIT_OK
+    assert (out / "export" / "reconciliation.csv").read_bytes() == before
+
+    # OAuth2 was used (refresh grant, bearer): none of it in what the run left behind
+    assert quirks_fake.issued == 1
+    assert "gb-refresh-1" in (tmp_path / "token.json").read_text()  # kept outside out/
+    secrets = [
+        CLIENT_SECRET,
+        REFRESH,
+        *(f"gb-{k}-{i}" for k in ("access", "refresh") for i in (1, 2)),
+    ]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".sqlite" for p in files) and len(files) > 5
+    for p in files:
+        data = p.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, (p, secret)
+    text = stdout + capsys.readouterr().out + caplog.text
+    assert not [s for s in secrets if s in text]
