@@ -24,21 +24,7 @@ from scaler_workbench.sync import run_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "mappings" / "sandbox" / "profile.toml"
-SMALL = {"sites": 2, "meters_per_site": 3, "start": "2024-01-01", "end": "2024-04-01"}
 UNTIL = "2024-04-01"
-
-
-@pytest.fixture
-def small(
-    make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Sandbox]:
-    def start(**options: Any) -> Sandbox:
-        sb = make_sandbox(**{**SMALL, **options})
-        for k, v in sb.env().items():
-            monkeypatch.setenv(k, v)
-        return sb
-
-    return start
 
 
 def profile_copy(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
@@ -58,9 +44,9 @@ def export_bytes(out: Path) -> dict[str, bytes]:
 
 
 def test_cli_sync_matches_ground_truth(
-    small: Callable[..., Sandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_sandbox: Callable[..., Sandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sb = small()
+    sb = small_sandbox()
     out = tmp_path / "out"
     code = cli.main(["sync", str(PROFILE), "--out", str(out), "--until", UNTIL, "--json"])
     payload = json.loads(capsys.readouterr().out)
@@ -84,9 +70,9 @@ def test_cli_sync_matches_ground_truth(
 
 
 def test_incremental_sync_requests_only_new_months_and_equals_full(
-    small: Callable[..., Sandbox], tmp_path: Path
+    small_sandbox: Callable[..., Sandbox], tmp_path: Path
 ) -> None:
-    sb = small(as_of="2024-02-15")
+    sb = small_sandbox(as_of="2024-02-15")
     profile = read_profile(PROFILE)
     clock = FakeClock(datetime(2024, 4, 1, tzinfo=UTC))
     run_sync(profile, out=tmp_path / "inc", clock=clock)
@@ -123,7 +109,7 @@ def test_incremental_sync_requests_only_new_months_and_equals_full(
 
 
 def test_exit_codes(
-    small: Callable[..., Sandbox],
+    small_sandbox: Callable[..., Sandbox],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -139,7 +125,7 @@ def test_exit_codes(
         one_attempt(d)
         del d["mapping"]["meters"]["value_maps"]["meter_type"]["water"]
 
-    small()
+    small_sandbox()
     (tmp_path / "p").mkdir()
     partial = profile_copy(tmp_path / "p", unmapped)
     assert (
@@ -155,7 +141,7 @@ def test_exit_codes(
     assert "error:" in err and "Traceback" not in err and "->" in err
 
     # quota exhausted (resumable)
-    small(quota_after=2)
+    small_sandbox(quota_after=2)
     assert cli.main(["sync", str(fast), "--out", str(tmp_path / "o3"), *args]) == cli.EXIT_QUOTA
     with StateStore(tmp_path / "o3" / "state" / "sandbox.sqlite") as store:
         assert store.runs()["status"].tolist() == ["quota_exhausted"]
@@ -164,7 +150,7 @@ def test_exit_codes(
     assert "quota_exhausted" in text and "remaining meters" in text
 
     # provider down
-    small(every_nth_503=1)
+    small_sandbox(every_nth_503=1)
     assert (
         cli.main(["sync", str(fast), "--out", str(tmp_path / "o4"), *args, "--json"])
         == cli.EXIT_PROVIDER_DOWN
@@ -191,9 +177,9 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 @pytest.mark.slow
 def test_sigkill_at_fault_points_then_rerun_gives_identical_files(
-    small: Callable[..., Sandbox], tmp_path: Path
+    small_sandbox: Callable[..., Sandbox], tmp_path: Path
 ) -> None:
-    small()
+    small_sandbox()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     args = ["sync", str(PROFILE), "--until", UNTIL, "--formats", "csv,xlsx"]
     ref = tmp_path / "ref"
@@ -237,9 +223,9 @@ _ = Profile
 
 
 def test_cli_quota_stop_exits_4_with_what_remains_and_the_same_command_resumes(
-    small: Callable[..., Sandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_sandbox: Callable[..., Sandbox], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sb = small(quota_after=15)
+    sb = small_sandbox(quota_after=15)
     out = tmp_path / "out"
     args = ["sync", str(PROFILE), "--out", str(out), "--until", UNTIL, "--formats", "csv"]
     assert cli.main([*args, "--json"]) == cli.EXIT_QUOTA

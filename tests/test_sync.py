@@ -356,19 +356,7 @@ _ = timedelta
 # -- over loopback against the sandbox: reconciliation, quota stop and resume -------------------
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_PROFILE = ROOT / "mappings" / "sandbox" / "profile.toml"
-SMALL = {"sites": 2, "meters_per_site": 3, "start": "2024-01-01", "end": "2024-04-01"}
 DATA = ("/intervals", "/readings", "/bills", "/summary")
-
-
-@pytest.fixture
-def small(make_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    def start(**options: Any) -> Any:
-        sb = make_sandbox(**{**SMALL, **options})
-        for k, v in sb.env().items():
-            monkeypatch.setenv(k, v)
-        return sb
-
-    return start
 
 
 def real_sync(out: Path, **kw: Any) -> Any:
@@ -379,9 +367,9 @@ def real_sync(out: Path, **kw: Any) -> Any:
 
 
 def test_reconciliation_matches_on_the_sandbox_and_flags_a_planted_discrepancy(
-    small: Any, tmp_path: Path
+    small_sandbox: Any, tmp_path: Path
 ) -> None:
-    sb = small()
+    sb = small_sandbox()
     r = real_sync(tmp_path)
     assert r.status == "success", r.summary["partial_reasons"]
     rec = pd.read_csv(tmp_path / "export" / "reconciliation.csv", dtype={"period_start": str})
@@ -415,13 +403,13 @@ def _ok_data_requests(sb: Any) -> list[str]:
 
 
 def test_quota_stop_commits_complete_meters_and_resumes_to_the_uninterrupted_export(
-    small: Any, tmp_path: Path
+    small_sandbox: Any, tmp_path: Path
 ) -> None:
     from collections import Counter
 
     from scaler_workbench.exceptions import QuotaExhaustedError
 
-    sb = small()
+    sb = small_sandbox()
     ref = real_sync(tmp_path / "ref")
     assert ref.status == "success"
     reference = Counter(_ok_data_requests(sb))
