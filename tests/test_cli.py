@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from _exports import export_bytes
 
 from scaler_workbench import cli
 from scaler_workbench.clock import FakeClock
@@ -33,14 +34,6 @@ def profile_copy(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path
     path = tmp_path / "profile.toml"
     path.write_text(to_profile_toml(data), encoding="utf-8")
     return path
-
-
-def export_bytes(out: Path) -> dict[str, bytes]:
-    return {
-        p.name: p.read_bytes()
-        for p in sorted((out / "export").iterdir())
-        if p.name != "run_summary.json"
-    }
 
 
 def test_cli_sync_matches_ground_truth(

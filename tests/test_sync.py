@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from _exports import export_bytes
 
 from scaler_workbench.clock import FakeClock
 from scaler_workbench.exceptions import QuotaExhaustedError, SchemaError
@@ -196,18 +197,10 @@ def sync(provider: FakeProvider, out: Path, **kw: Any) -> Any:
     )
 
 
-def files(out: Path) -> dict[str, bytes]:
-    return {
-        p.name: p.read_bytes()
-        for p in sorted((out / "export").iterdir())
-        if p.name != "run_summary.json"
-    }
-
-
 def test_first_sync_is_full_and_a_second_identical(tmp_path: Path, provider: FakeProvider) -> None:
     r1 = sync(provider, tmp_path)
     assert (r1.status, r1.mode, r1.exit_code) == ("success", "full", 0)
-    first = files(tmp_path)
+    first = export_bytes(tmp_path)
     assert set(first) >= {
         "assets.csv",
         "meters.csv",
@@ -217,7 +210,7 @@ def test_first_sync_is_full_and_a_second_identical(tmp_path: Path, provider: Fak
     }
     r2 = sync(provider, tmp_path)
     assert r2.mode == "incremental"
-    assert files(tmp_path) == first
+    assert export_bytes(tmp_path) == first
     with StateStore(r2.state_path) as store:
         assert len(store.active_ids("meter")) == 20
         assert store.runs()["status"].tolist() == ["success", "success"]
@@ -237,7 +230,7 @@ def test_incremental_requests_whole_months_and_equals_full_repull(
     assert since.date() == date(2024, 2, 29)
     assert r.summary["window"]["first_month"] == "2024-03-01"
     sync(provider, tmp_path / "full")
-    assert files(tmp_path / "inc") == files(tmp_path / "full")
+    assert export_bytes(tmp_path / "inc") == export_bytes(tmp_path / "full")
     usage = pd.read_csv(tmp_path / "inc" / "export" / "usage.csv")
     assert usage.groupby("meter_external_id").size().eq(5).all()  # Jan..May, no duplicates
     assert not usage.duplicated(["meter_external_id", "start_date"]).any()
@@ -314,7 +307,7 @@ def test_dry_run_writes_nothing(tmp_path: Path, provider: FakeProvider) -> None:
 
 def test_failures_commit_nothing_and_are_recorded(tmp_path: Path, provider: FakeProvider) -> None:
     sync(provider, tmp_path)
-    before = files(tmp_path)
+    before = export_bytes(tmp_path)
 
     def quota(*a: Any, **k: Any) -> Any:
         raise QuotaExhaustedError("daily quota spent")
@@ -332,7 +325,7 @@ def test_failures_commit_nothing_and_are_recorded(tmp_path: Path, provider: Fake
         )
     with StateStore(tmp_path / "state" / "fake.sqlite") as store:
         assert store.runs()["status"].tolist()[:2] == ["failed", "quota_exhausted"]
-    assert files(tmp_path) == before
+    assert export_bytes(tmp_path) == before
 
 
 def test_since_until_rounds_to_whole_months(tmp_path: Path, provider: FakeProvider) -> None:
@@ -462,7 +455,7 @@ def test_quota_stop_commits_complete_meters_and_resumes_to_the_uninterrupted_exp
     assert set(requests) == set(reference)
     repeated = {u.split("?")[0] for u, n in requests.items() if n > reference[u]}
     assert repeated <= interrupted
-    assert files(out) == files(tmp_path / "ref")
+    assert export_bytes(out) == export_bytes(tmp_path / "ref")
     with StateStore(final.state_path) as store, StateStore(ref.state_path) as ref_store:
         assert store.resume_plan() is None
         assert store.watermarks() == ref_store.watermarks()

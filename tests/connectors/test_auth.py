@@ -8,7 +8,7 @@ import socket
 import stat
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -29,6 +29,8 @@ from scaler_workbench.connectors.auth import (
 from scaler_workbench.exceptions import AuthError, CredentialError, ProfileError
 
 KEY = "k3y-VALUE-123456"
+TOKEN_URL = "https://t.example/token"
+OAuth2T = TypeVar("OAuth2T", OAuth2ClientCredentials, OAuth2PasswordGrant, OAuth2AuthorizationCode)
 
 
 def _prepared(url: str = "https://api.example.com/v1/sites?x=1") -> requests.PreparedRequest:
@@ -63,9 +65,7 @@ def test_reprs_never_show_secrets() -> None:
         ApiKeyAuth(Secret(KEY)),
         BasicAuth(Secret(KEY), Secret("pa55word")),
         BearerAuth(Secret(KEY)),
-        OAuth2ClientCredentials(
-            token_url="https://t.example/token", client_id="id", client_secret=Secret(KEY)
-        ),
+        OAuth2ClientCredentials(token_url=TOKEN_URL, client_id="id", client_secret=Secret(KEY)),
     ]
     for obj in objs:
         assert KEY not in repr(obj) and "pa55word" not in str(obj)
@@ -87,16 +87,31 @@ class FakeTokenEndpoint:
         return body
 
 
+def _bound(
+    cls: type[OAuth2T],
+    endpoint: FakeTokenEndpoint,
+    clock: FakeClock | None = None,
+    **options: Any,
+) -> OAuth2T:
+    """An OAuth2 auth of ``cls`` for client ``cid`` at TOKEN_URL, bound to ``endpoint``.
+
+    ``clock`` defaults to a fresh FakeClock; ``options`` are the grant's own arguments.
+    """
+    auth = cls(token_url=TOKEN_URL, client_id="cid", **options)
+    auth.bind(endpoint, clock if clock is not None else FakeClock())
+    return auth
+
+
 def test_client_credentials_basic_vs_body_and_renewal_before_expiry() -> None:
     clock = FakeClock()
     endpoint = FakeTokenEndpoint(rotate=False, expires_in=600)
-    auth = OAuth2ClientCredentials(
-        token_url="https://t.example/token",
-        client_id="cid",
+    auth = _bound(
+        OAuth2ClientCredentials,
+        endpoint,
+        clock,
         client_secret=Secret("csecret-1"),
         scope=["a", "b"],
     )
-    auth.bind(endpoint, clock)
     assert auth(_prepared()).headers["Authorization"] == "Bearer access-0001"
     data, basic = endpoint.calls[0]
     assert basic == ("cid", "csecret-1") and "client_secret" not in data
@@ -105,13 +120,13 @@ def test_client_credentials_basic_vs_body_and_renewal_before_expiry() -> None:
     assert len(endpoint.calls) == 1  # still valid
     clock.advance(600 - 60)  # inside the expiry margin
     assert auth(_prepared()).headers["Authorization"] == "Bearer access-0002"
-    body_auth = OAuth2ClientCredentials(
-        token_url="https://t.example/token",
-        client_id="cid",
+    body_auth = _bound(
+        OAuth2ClientCredentials,
+        endpoint,
+        clock,
         client_secret=Secret("csecret-1"),
         client_auth="body",
     )
-    body_auth.bind(endpoint, clock)
     body_auth(_prepared())
     data, basic = endpoint.calls[-1]
     assert basic is None and data["client_id"] == "cid" and data["client_secret"] == "csecret-1"
@@ -124,13 +139,9 @@ def test_client_credentials_basic_vs_body_and_renewal_before_expiry() -> None:
 def test_password_grant_then_refresh_and_401_invalid_token(tmp_path: Path) -> None:
     clock = FakeClock()
     endpoint = FakeTokenEndpoint()
-    auth = OAuth2PasswordGrant(
-        token_url="https://t.example/token",
-        username="ann",
-        password=Secret("pw-secret"),
-        client_id="cid",
+    auth = _bound(
+        OAuth2PasswordGrant, endpoint, clock, username="ann", password=Secret("pw-secret")
     )
-    auth.bind(endpoint, clock)
     auth(_prepared())
     assert endpoint.calls[0][0]["grant_type"] == "password"
     assert not auth.on_unauthorized(www_authenticate="Basic", body="nope")
@@ -142,25 +153,20 @@ def test_password_grant_then_refresh_and_401_invalid_token(tmp_path: Path) -> No
 def test_rotated_refresh_token_is_saved_owner_only_and_read_next_run(tmp_path: Path) -> None:
     token_file = tmp_path / "tokens" / "p.json"
     endpoint = FakeTokenEndpoint()
-    first = OAuth2AuthorizationCode(
-        token_url="https://t.example/token",
-        client_id="cid",
+    first = _bound(
+        OAuth2AuthorizationCode,
+        endpoint,
         refresh_token=Secret("refresh-initial"),
         token_file=token_file,
     )
-    first.bind(endpoint, FakeClock())
     first(_prepared())
     assert endpoint.calls[0][0]["refresh_token"] == "refresh-initial"
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
     assert "refresh-0001" in token_file.read_text()
-    second = OAuth2AuthorizationCode(
-        token_url="https://t.example/token", client_id="cid", token_file=token_file
-    )
-    second.bind(endpoint, FakeClock())
+    second = _bound(OAuth2AuthorizationCode, endpoint, token_file=token_file)
     second(_prepared())
     assert endpoint.calls[1][0]["refresh_token"] == "refresh-0001"
-    none = OAuth2AuthorizationCode(token_url="https://t.example/token", client_id="cid")
-    none.bind(endpoint, FakeClock())
+    none = _bound(OAuth2AuthorizationCode, endpoint)
     with pytest.raises(AuthError, match="consent"):
         none(_prepared())
 
@@ -187,18 +193,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_authorization_code_helper_with_local_redirect(make_sandbox: Any, tmp_path: Path) -> None:
-    sb = make_sandbox(auth="oauth2_authorization_code")
+def _sandbox_consent_auth(sb: Any, token_file: Path, **options: Any) -> OAuth2AuthorizationCode:
+    """An authorization-code auth for the sandbox's consent flow (its own client credentials)."""
     env = sb.env()
-    redirect = f"http://127.0.0.1:{_free_port()}/callback"
-    auth = OAuth2AuthorizationCode(
+    return OAuth2AuthorizationCode(
         token_url=sb.token_url,
         authorize_url=sb.authorize_url,
         client_id=env["SANDBOX_CLIENT_ID"],
         client_secret=Secret(env["SANDBOX_CLIENT_SECRET"]),
-        redirect_uri=redirect,
-        token_file=tmp_path / "tok.json",
+        token_file=token_file,
+        **options,
     )
+
+
+def test_authorization_code_helper_with_local_redirect(make_sandbox: Any, tmp_path: Path) -> None:
+    sb = make_sandbox(auth="oauth2_authorization_code")
+    redirect = f"http://127.0.0.1:{_free_port()}/callback"
+    auth = _sandbox_consent_auth(sb, tmp_path / "tok.json", redirect_uri=redirect)
     shown: list[str] = []
 
     def follow(url: str) -> None:
@@ -227,14 +238,7 @@ def test_authorization_code_pasted_redirect_and_state_check(
     make_sandbox: Any, tmp_path: Path
 ) -> None:
     sb = make_sandbox(auth="oauth2_authorization_code")
-    env = sb.env()
-    auth = OAuth2AuthorizationCode(
-        token_url=sb.token_url,
-        authorize_url=sb.authorize_url,
-        client_id=env["SANDBOX_CLIENT_ID"],
-        client_secret=Secret(env["SANDBOX_CLIENT_SECRET"]),
-        token_file=tmp_path / "tok.json",
-    )
+    auth = _sandbox_consent_auth(sb, tmp_path / "tok.json")
     consent = requests.get(auth.authorization_url(), allow_redirects=False, timeout=10)
     location = consent.headers["Location"]
     with pytest.raises(AuthError, match="state"):
