@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _mappings import METERS
 
 from scaler_workbench.exceptions import MappingError
 from scaler_workbench.profile import Profile, read_profile
@@ -16,15 +17,6 @@ PROFILE = Profile.from_dict(
         "environments": {"x": {"base_url": "http://127.0.0.1"}},
     }
 )
-METERS = {
-    "resource": "meters",
-    "fields": {
-        "meter_id": "id",
-        "asset_id": "site",
-        "meter_type": {"const": "Energy"},
-        "raw_unit": "unit",
-    },
-}
 
 
 def mapping(usage_fields=None, **opts):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _mappings import METERS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,15 +112,6 @@ def test_fast_iso_refuses_what_it_cannot_prove(text):
     assert not ok[0]
 
 
-METERS = {
-    "resource": "meters",
-    "fields": {
-        "meter_id": "id",
-        "asset_id": "site",
-        "meter_type": {"const": "Energy"},
-        "raw_unit": "unit",
-    },
-}
 ASSETS = {"resource": "sites", "fields": {"asset_id": "id", "timezone": "tz"}}
 
 

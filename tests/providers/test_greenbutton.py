@@ -315,6 +315,31 @@ def _self(e: ET.Element) -> str:
     return e.find(f"{A}link[@rel='self']").get("href", "")  # type: ignore[union-attr]
 
 
+def _espi_blocks(feed: str) -> tuple[dict[str, ET.Element], list[tuple[str, str, ET.Element]]]:
+    """ReadingType elements by id, and (usage point, ReadingType id, IntervalBlock) per block,
+    following each MeterReading's ``related`` link to its ReadingType."""
+    root = ET.fromstring(feed)
+    types: dict[str, ET.Element] = {}
+    mr_type: dict[str, str] = {}
+    for e in root.findall(f"{A}entry"):
+        rt = e.find(f"{A}content/{E}ReadingType")
+        if rt is not None:
+            types[_self(e).rsplit("/", 1)[1]] = rt
+        if e.find(f"{A}content/{E}MeterReading") is not None:
+            for link in e.findall(f"{A}link[@rel='related']"):
+                if "/ReadingType/" in link.get("href", ""):
+                    mr_type[_self(e).rsplit("/", 1)[1]] = link.get("href", "").rsplit("/", 1)[1]
+    blocks = []
+    for e in root.findall(f"{A}entry"):
+        block = e.find(f"{A}content/{E}IntervalBlock")
+        if block is None:
+            continue
+        parts = _self(e).split("/")
+        point, mr = parts[parts.index("UsagePoint") + 1], parts[parts.index("MeterReading") + 1]
+        blocks.append((point, mr_type[mr], block))
+    return types, blocks
+
+
 def _month(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).astimezone(LA).strftime("%Y-%m")
 
@@ -324,29 +349,14 @@ def expected_quirks() -> dict[str, dict[tuple[str, str], Any]]:
     consumption = forward (flowDirection 1) deltas (accumulationBehaviour 4), or the
     differences of bulkQuantity (1) registers for a point without deltas; redelivery = reverse
     (19) deltas of intervals that have a forward one; estimated = any quality 8, 9 or 12."""
-    root = ET.fromstring(QUIRKS)
-    rtype: dict[str, tuple[int, int, int]] = {}
-    mr_type: dict[str, str] = {}
-    for e in root.findall(f"{A}entry"):
-        rt = e.find(f"{A}content/{E}ReadingType")
-        if rt is not None:
-            rtype[_self(e).rsplit("/", 1)[1]] = (
-                int(rt.findtext(f"{E}accumulationBehaviour", "")),
-                int(rt.findtext(f"{E}flowDirection", "")),
-                int(rt.findtext(f"{E}powerOfTenMultiplier", "")),
-            )
-        if e.find(f"{A}content/{E}MeterReading") is not None:
-            for link in e.findall(f"{A}link[@rel='related']"):
-                if "/ReadingType/" in link.get("href", ""):
-                    mr_type[_self(e).rsplit("/", 1)[1]] = link.get("href", "").rsplit("/", 1)[1]
+    types, blocks = _espi_blocks(QUIRKS)
     rows = []  # (point, acc, flow, start, duration, kWh, qualities)
-    for e in root.findall(f"{A}entry"):
-        block = e.find(f"{A}content/{E}IntervalBlock")
-        if block is None:
-            continue
-        parts = _self(e).split("/")
-        point, mr = parts[parts.index("UsagePoint") + 1], parts[parts.index("MeterReading") + 1]
-        acc, flow, p10 = rtype[mr_type[mr]]
+    for point, rid, block in blocks:
+        rt = types[rid]
+        acc, flow, p10 = (
+            int(rt.findtext(f"{E}{tag}", ""))
+            for tag in ("accumulationBehaviour", "flowDirection", "powerOfTenMultiplier")
+        )
         for ir in block.iter(f"{E}IntervalReading"):
             start = int(ir.findtext(f"{E}timePeriod/{E}start", ""))
             duration = int(ir.findtext(f"{E}timePeriod/{E}duration", ""))
@@ -532,35 +542,18 @@ def expected_estimated(feed: str, *, use_default: bool = True) -> dict[tuple[str
     reading's qualities are its ReadingQuality codes, or (none given, ``use_default``) its
     ReadingType's defaultQuality; estimated = 8, 9 or 12. Deltas count per reading; a register
     difference is estimated when either of its two reads is (the month of the earlier read)."""
-    root = ET.fromstring(feed)
-    default: dict[str, set[int]] = {}
-    register: dict[str, bool] = {}
-    mr_type: dict[str, str] = {}
-    for e in root.findall(f"{A}entry"):
-        rt = e.find(f"{A}content/{E}ReadingType")
-        if rt is not None:
-            rid = _self(e).rsplit("/", 1)[1]
-            dq = rt.findtext(f"{E}defaultQuality")
-            default[rid] = {int(dq)} if dq and use_default else set()
-            register[rid] = rt.findtext(f"{E}accumulationBehaviour") == "1"
-        if e.find(f"{A}content/{E}MeterReading") is not None:
-            for link in e.findall(f"{A}link[@rel='related']"):
-                if "/ReadingType/" in link.get("href", ""):
-                    mr_type[_self(e).rsplit("/", 1)[1]] = link.get("href", "").rsplit("/", 1)[1]
+    types, blocks = _espi_blocks(feed)
     out: dict[tuple[str, str], bool] = defaultdict(bool)
-    for e in root.findall(f"{A}entry"):
-        block = e.find(f"{A}content/{E}IntervalBlock")
-        if block is None:
-            continue
-        parts = _self(e).split("/")
-        point, mr = parts[parts.index("UsagePoint") + 1], parts[parts.index("MeterReading") + 1]
-        rid = mr_type[mr]
+    for point, rid, block in blocks:
+        dq = types[rid].findtext(f"{E}defaultQuality")
+        default = {int(dq)} if dq and use_default else set()
+        register = types[rid].findtext(f"{E}accumulationBehaviour") == "1"
         reads = []
         for ir in block.iter(f"{E}IntervalReading"):
             start = int(ir.findtext(f"{E}timePeriod/{E}start", ""))
-            quality = {int(q.text or "") for q in ir.iter(f"{E}quality")} or default[rid]
+            quality = {int(q.text or "") for q in ir.iter(f"{E}quality")} or default
             reads.append((start, bool(quality & ESTIMATED)))
-        if register[rid]:
+        if register:
             for (t0, e0), (_, e1) in itertools.pairwise(reads):
                 out[(point, _month(t0 + 86400))] |= e0 or e1  # read at its period's end
         else:
