@@ -1454,7 +1454,9 @@ def _report_to_quarantine(report: pd.DataFrame, tolerance_days: float = 1.0) -> 
             "rule": "period_" + report["issue"].astype(str),
             "severity": report["severity"],
             "reason": reasons,
-            "record": report.to_json(orient="records", lines=True, date_format="iso").splitlines(),
+            "record": report.to_json(
+                orient="records", lines=True, date_format="iso", double_precision=15
+            ).splitlines(),
         }
     )
     return coerce_frame(frame, QUARANTINE)

@@ -717,7 +717,12 @@ def _records_json(rows: pd.DataFrame) -> np.ndarray:
     rows = rows.reset_index(drop=True)
     rows = rows.loc[:, ~rows.columns.duplicated()]
     text = rows.to_json(
-        orient="records", lines=True, date_format="iso", date_unit="ms", default_handler=str
+        orient="records",
+        lines=True,
+        date_format="iso",
+        date_unit="ms",
+        default_handler=str,
+        double_precision=15,
     )
     lines = text.rstrip("\n").split("\n")
     return np.asarray(lines, dtype=object)

@@ -245,15 +245,19 @@ def test_quarantine_rows_writes_times_as_pandas_iso_json_would() -> None:
             "meter_id": pd.Categorical(["A", "B", "A", "C"]),
             "start": start,
             "end": start + pd.Timedelta("30min"),
-            "consumption": [1.5, np.nan, 2.0, 0.0],
+            "consumption": [1.5, np.nan, 1e-12 / 3, 11.220633333333334],
             "unit": ["kWh", "kWh", None, "kWh"],
             "_row": [0, 1, 2, 3],
         }
     )
     q = T.quarantine_rows(rows, table="usage", stage="usage", rule="duplicate", reasons="r")
     clean = rows.drop(columns=["_row"])
-    expected = clean.to_json(orient="records", lines=True, date_format="iso").splitlines()
+    expected = clean.to_json(
+        orient="records", lines=True, date_format="iso", double_precision=15
+    ).splitlines()
     assert q["record"].tolist() == expected
+    assert '"consumption":0.000000000000333' in expected[2]  # not rounded to 0.0
+    assert '"consumption":11.220633333333334' in expected[3]
     keys = (
         rows["meter_id"].astype(str)
         + "|"
