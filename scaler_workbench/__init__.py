@@ -112,7 +112,7 @@ _LAZY: dict[str, str] = {
     "SyncResult": "sync",
     "coverage_matrix": "coverage",
     "monthly_totals": "coverage",
-    "reconcile": "export",
+    "reconcile": "reconciliation",
     "ReconcileCheck": "reconciliation",
     "parse_provider_totals": "reconciliation",
     "read_reconcile_checks": "reconciliation",
