@@ -20,7 +20,7 @@ token that the provider rotates is written to ``token_file`` (mode 0600) and rea
 
 The token endpoint is called through a *token transport* that the :class:`Client` binds (same
 timeout, retries and error translation as every other request); standalone objects fall back to
-:func:`scaler_workbench.connectors.client.post_token_form`. requests-oauthlib is not used for the
+:func:`scaler_workbench.connectors._transport.post_token_form`. requests-oauthlib is not used for the
 token exchange: oauthlib refuses ``http://`` token URLs (the loopback sandbox) and raises a
 ``Warning`` when a provider narrows the scope, which would abort runs that work.
 """
@@ -45,6 +45,7 @@ from requests.models import PreparedRequest
 
 from scaler_workbench._secrets import Secret, get_logger, register_secret, secret_from_env
 from scaler_workbench.clock import Clock, SystemClock
+from scaler_workbench.connectors._transport import post_token_form
 from scaler_workbench.connectors._util import construct
 from scaler_workbench.exceptions import AuthError, ProfileError
 
@@ -379,8 +380,6 @@ class _OAuth2(Auth):
         data = {**data, **fields}
         transport = self._transport
         if transport is None:
-            from scaler_workbench.connectors.client import post_token_form
-
             transport = post_token_form
         self.token_requests += 1
         return transport(self.token_url, data, basic=basic)
