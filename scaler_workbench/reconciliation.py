@@ -145,6 +145,16 @@ def _number(value: Any, key: str) -> float:
 def read_reconcile_checks(profile: Any) -> list[ReconcileCheck]:
     """Validate the profile's ``[reconcile.<name>]`` tables (sorted by name).
 
+    Parameters
+    ----------
+    profile : Profile or None
+        The provider profile (``None``: no checks).
+
+    Returns
+    -------
+    list of ReconcileCheck
+        One per table, sorted by name; empty without ``[reconcile]``.
+
     Raises
     ------
     ProfileError
@@ -322,6 +332,12 @@ def parse_provider_totals(
         Columns :data:`PROVIDER_TOTALS_COLUMNS`: ``provider`` [canonical unit] is NaN, with a
         ``note``, when the meter is unknown, the total is not a number, the period cannot be
         read or the unit cannot be converted.
+
+    Raises
+    ------
+    ProfileError
+        The profile's ``[units.heating_value]`` names an unknown preset or a non-positive
+        factor. A unit that cannot be converted is a ``note``, not an error.
     """
     from scaler_workbench.units import convert, heating_value
 
@@ -414,13 +430,23 @@ def reconcile(
     ----------
     exported, reference : pandas.DataFrame
         Both with the ``on`` columns and ``value``; rows are summed per ``on`` key first.
+    on : iterable of str
+        Key columns (default ``meter_id``).
+    value : str
+        The column compared (default ``consumption``, canonical units).
     rtol, atol : float
-        ``ok`` when ``|exported - reference| <= atol + rtol * |reference|``.
+        ``ok`` when ``|exported - reference| <= atol + rtol * |reference|``; ``rtol`` [1],
+        ``atol`` [the unit of ``value``].
 
     Returns
     -------
     pandas.DataFrame
         ``on..., exported, reference, abs_diff, rel_diff, ok``; a key on one side only is not ok.
+
+    Raises
+    ------
+    KeyError
+        A frame lacks one of the ``on`` columns or ``value``.
     """
     keys = list(on)
     a = exported.groupby(keys, as_index=False)[value].sum().rename(columns={value: "exported"})
@@ -459,6 +485,11 @@ def reconcile_totals(
         inf when only the provider's is), ``within_tolerance`` when
         ``|difference| <= abs_tolerance + tolerance x |provider|`` (false for a total that could
         not be read or converted: see ``note``).
+
+    Raises
+    ------
+    KeyError
+        ``usage`` or ``totals`` lacks one of the columns named above.
     """
     if totals is None or totals.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RECONCILE_COLUMNS})

@@ -680,8 +680,25 @@ def _union_quarantine(*frames: pd.DataFrame | None) -> pd.DataFrame:
 def reconciliation_from_state(store: StateStore, profile: Profile) -> pd.DataFrame:
     """The reconciliation table: stored provider totals beside the stored (exported) usage.
 
-    Columns of :data:`scaler_workbench.reconciliation.RECONCILE_COLUMNS`; empty when the profile
-    has no ``[reconcile.*]`` checks.
+    Parameters
+    ----------
+    store : StateStore
+        The sync's state (``provider_totals`` and ``usage``).
+    profile : Profile
+        Its ``[reconcile.*]`` checks give the names and tolerances.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns of :data:`scaler_workbench.reconciliation.RECONCILE_COLUMNS`; empty when the
+        profile has no ``[reconcile.*]`` checks.
+
+    Raises
+    ------
+    ProfileError
+        A malformed ``[reconcile.*]`` table.
+    StateError
+        The state database cannot be read.
     """
     checks = read_reconcile_checks(profile)
     totals = store.provider_totals()

@@ -648,6 +648,19 @@ def authorize(
         and no ``code`` is given, ask for the pasted redirect URL with ``input()``.
     timeout : float
         How long to wait for the redirect [s].
+    show : callable
+        Receives the consent URL and the final message (default: ``print``).
+    open_browser : bool
+        Also open the consent URL in the default web browser.
+
+    Raises
+    ------
+    AuthError
+        No redirect within ``timeout``, a ``redirect_uri`` that is not a loopback http URL, a
+        redirect without ``?code=`` (or with the provider's ``error``), or a token endpoint that
+        refuses the code.
+    ProviderUnavailableError, TransportError
+        The token endpoint is down or cannot be reached.
     """
     if code is None:
         url = auth.authorization_url()
@@ -693,6 +706,20 @@ def make_auth(
 
     ``*_env`` keys are read from the environment as secrets (``key_env`` -> ``key``);
     ``token_file`` is resolved against the profile's folder. ``None`` gives :class:`NoAuth`.
+
+    Parameters
+    ----------
+    spec : str, dict, Auth or None
+        A registered type name (:data:`AUTHS`), an ``[auth]`` table with ``type``, or an
+        instance (returned as is).
+    profile : Profile, optional
+        Resolves ``token_file`` against the profile's folder.
+    key : str
+        Profile key named in errors (default ``auth``).
+
+    Returns
+    -------
+    Auth
 
     Raises
     ------
