@@ -68,7 +68,23 @@ def register_secret(value: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with every registered secret value replaced by ``***``."""
+    """Return ``text`` with every registered secret value replaced by ``***``.
+
+    Parameters
+    ----------
+    text : str
+        Any text (a message, a body, a log line).
+
+    Returns
+    -------
+    str
+        ``text`` with each registered secret (longest first) masked as ``***``.
+
+    Raises
+    ------
+    None
+        Redaction never fails: the error paths rely on it.
+    """
     pattern = _pattern
     if pattern is None or not text:
         return text
@@ -76,7 +92,26 @@ def redact(text: str) -> str:
 
 
 def redact_url(url: str, extra_params: frozenset[str] | set[str] = frozenset()) -> str:
-    """Mask userinfo and secret query parameters in ``url`` (and any registered secret)."""
+    """Mask userinfo and secret query parameters in ``url`` (and any registered secret).
+
+    Parameters
+    ----------
+    url : str
+        Any URL (or text that is not one).
+    extra_params : set of str
+        More query parameter names to mask (case-insensitive), beside
+        :data:`SECRET_PARAM_NAMES`.
+
+    Returns
+    -------
+    str
+        The URL with ``user:password@`` and secret query values as ``***``.
+
+    Raises
+    ------
+    None
+        A value that does not parse as a URL is redacted as text.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:

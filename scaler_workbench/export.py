@@ -42,13 +42,13 @@ import pandas as pd
 from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.coverage import coverage_matrix, site_timezones
 from scaler_workbench.exceptions import ExportError
-from scaler_workbench.reconciliation import RECONCILE_COLUMNS
+from scaler_workbench.reconciliation import RECONCILE_COLUMNS, reconcile
 from scaler_workbench.schema import QUARANTINE, TABLES, Table, Tables, coerce_frame
 
 __all__ = [
     "EXPORT_FILES",
     "format_datetimes",
-    "reconcile",
+    "reconcile",  # re-exported from reconciliation (its home since issue 12)
     "to_scaler_files",
 ]
 
@@ -269,42 +269,6 @@ def _deterministic_zip(data: bytes, path: Path) -> None:
             fixed.compress_type = zipfile.ZIP_DEFLATED
             fixed.external_attr = 0o644 << 16
             dst.writestr(fixed, body)
-
-
-# -- checks ------------------------------------------------------------------------------------
-def reconcile(
-    exported: pd.DataFrame,
-    reference: pd.DataFrame,
-    *,
-    on: Iterable[str] = ("meter_id",),
-    value: str = "consumption",
-    rtol: float = 1e-9,
-    atol: float = 0.0,
-) -> pd.DataFrame:
-    """Exported totals beside the provider's (or any reference) totals, with a tolerance.
-
-    Parameters
-    ----------
-    exported, reference : pandas.DataFrame
-        Both with the ``on`` columns and ``value``; rows are summed per ``on`` key first.
-    rtol, atol : float
-        ``ok`` when ``|exported - reference| <= atol + rtol * |reference|``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``on..., exported, reference, abs_diff, rel_diff, ok``; a key on one side only is not ok.
-    """
-    keys = list(on)
-    a = exported.groupby(keys, as_index=False)[value].sum().rename(columns={value: "exported"})
-    b = reference.groupby(keys, as_index=False)[value].sum().rename(columns={value: "reference"})
-    m = a.merge(b, on=keys, how="outer").sort_values(keys, kind="mergesort").reset_index(drop=True)
-    m["abs_diff"] = (m["exported"] - m["reference"]).abs()
-    denom = m["reference"].abs().where(m["reference"].abs() > 0, np.nan)
-    rel = m["abs_diff"] / denom
-    m["rel_diff"] = rel.where(rel.notna(), np.where(m["abs_diff"] == 0, 0.0, np.inf))
-    m["ok"] = (m["abs_diff"] <= atol + rtol * m["reference"].abs()).fillna(False).astype(bool)
-    return m
 
 
 #: ``reconciliation.RECONCILE_COLUMNS`` renamed for the file (Scaler-style names).

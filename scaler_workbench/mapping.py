@@ -1330,6 +1330,17 @@ def read_mapping_workbook(path: str | os.PathLike[str]) -> dict[str, Any]:
 def read_unit_choices(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read the ``units`` and ``energy_factors`` sheets back into a ``[units]`` dict.
 
+    Parameters
+    ----------
+    path : path-like
+        A workbook written by :func:`to_mapping_workbook` (and edited by a person).
+
+    Returns
+    -------
+    dict
+        The ``[units]`` choices: ``aliases`` and, when confirmed, ``heating_value``
+        [kWh per source unit] factors; empty when the sheets hold no choice.
+
     Raises
     ------
     MappingError
@@ -1340,6 +1351,19 @@ def read_unit_choices(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def apply_mapping_workbook(profile: Profile, path: str | os.PathLike[str]) -> Profile:
     """Return a copy of ``profile`` whose ``[mapping]`` and ``[units]`` come from the workbook.
+
+    Parameters
+    ----------
+    profile : Profile
+        The provider profile; it is not changed.
+    path : path-like
+        A workbook written by :func:`to_mapping_workbook` (and edited by a person).
+
+    Returns
+    -------
+    Profile
+        A deep copy with the workbook's ``[mapping]``; its ``[units]`` replaced by the
+        workbook's choices (removed when the workbook has none).
 
     Raises
     ------
@@ -1435,6 +1459,11 @@ def check_mapping(
         commodity value without a meter type: its meters are not imported, with the count),
         ``unknown_unit`` (a meter unit label that no unit or alias explains). Empty when the
         mapping fits the data. ``severity`` is ``error`` or ``warning``.
+
+    Raises
+    ------
+    None
+        Problems are findings (rows), never exceptions: the check runs on any mapping.
     """
     import pandas as pd
 

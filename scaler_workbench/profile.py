@@ -275,6 +275,11 @@ def read_profile(path: str | os.PathLike[str], *, environment: str | None = None
     environment : str, optional
         Override the profile's default environment.
 
+    Returns
+    -------
+    Profile
+        The validated profile, its folder remembered for relative paths.
+
     Raises
     ------
     ProfileError

@@ -32,6 +32,7 @@ Public functions
 :func:`read_reconcile_checks`   validate ``[reconcile.*]`` -> :class:`ReconcileCheck` list
 :func:`parse_provider_totals`   raw records -> provider totals in canonical units, UTC periods
 :func:`reconcile_totals`        exported usage x provider totals -> the reconciliation table
+:func:`reconcile`               any two total tables side by side with a tolerance (the verdict)
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "ReconcileCheck",
     "parse_provider_totals",
     "read_reconcile_checks",
+    "reconcile",
     "reconcile_totals",
 ]
 
@@ -142,6 +144,16 @@ def _number(value: Any, key: str) -> float:
 
 def read_reconcile_checks(profile: Any) -> list[ReconcileCheck]:
     """Validate the profile's ``[reconcile.<name>]`` tables (sorted by name).
+
+    Parameters
+    ----------
+    profile : Profile or None
+        The provider profile (``None``: no checks).
+
+    Returns
+    -------
+    list of ReconcileCheck
+        One per table, sorted by name; empty without ``[reconcile]``.
 
     Raises
     ------
@@ -320,6 +332,12 @@ def parse_provider_totals(
         Columns :data:`PROVIDER_TOTALS_COLUMNS`: ``provider`` [canonical unit] is NaN, with a
         ``note``, when the meter is unknown, the total is not a number, the period cannot be
         read or the unit cannot be converted.
+
+    Raises
+    ------
+    ProfileError
+        The profile's ``[units.heating_value]`` names an unknown preset or a non-positive
+        factor. A unit that cannot be converted is a ``note``, not an error.
     """
     from scaler_workbench.units import convert, heating_value
 
@@ -397,6 +415,51 @@ def _ns(s: pd.Series) -> np.ndarray:
     return pd.to_datetime(s, utc=True).to_numpy(dtype="datetime64[ns]").astype("int64")
 
 
+def reconcile(
+    exported: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    on: Iterable[str] = ("meter_id",),
+    value: str = "consumption",
+    rtol: float = 1e-9,
+    atol: float = 0.0,
+) -> pd.DataFrame:
+    """Exported totals beside the provider's (or any reference) totals, with a tolerance.
+
+    Parameters
+    ----------
+    exported, reference : pandas.DataFrame
+        Both with the ``on`` columns and ``value``; rows are summed per ``on`` key first.
+    on : iterable of str
+        Key columns (default ``meter_id``).
+    value : str
+        The column compared (default ``consumption``, canonical units).
+    rtol, atol : float
+        ``ok`` when ``|exported - reference| <= atol + rtol * |reference|``; ``rtol`` [1],
+        ``atol`` [the unit of ``value``].
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``on..., exported, reference, abs_diff, rel_diff, ok``; a key on one side only is not ok.
+
+    Raises
+    ------
+    KeyError
+        A frame lacks one of the ``on`` columns or ``value``.
+    """
+    keys = list(on)
+    a = exported.groupby(keys, as_index=False)[value].sum().rename(columns={value: "exported"})
+    b = reference.groupby(keys, as_index=False)[value].sum().rename(columns={value: "reference"})
+    m = a.merge(b, on=keys, how="outer").sort_values(keys, kind="mergesort").reset_index(drop=True)
+    m["abs_diff"] = (m["exported"] - m["reference"]).abs()
+    denom = m["reference"].abs().where(m["reference"].abs() > 0, np.nan)
+    rel = m["abs_diff"] / denom
+    m["rel_diff"] = rel.where(rel.notna(), np.where(m["abs_diff"] == 0, 0.0, np.inf))
+    m["ok"] = (m["abs_diff"] <= atol + rtol * m["reference"].abs()).fillna(False).astype(bool)
+    return m
+
+
 def reconcile_totals(
     usage: pd.DataFrame,
     totals: pd.DataFrame,
@@ -422,9 +485,12 @@ def reconcile_totals(
         inf when only the provider's is), ``within_tolerance`` when
         ``|difference| <= abs_tolerance + tolerance x |provider|`` (false for a total that could
         not be read or converted: see ``note``).
-    """
-    from scaler_workbench.export import reconcile
 
+    Raises
+    ------
+    KeyError
+        ``usage`` or ``totals`` lacks one of the columns named above.
+    """
     if totals is None or totals.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RECONCILE_COLUMNS})
     t = totals.reset_index(drop=True).copy()

@@ -44,12 +44,34 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from scaler_workbench import exceptions
 from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.clock import Clock, SystemClock
-from scaler_workbench.exceptions import ProfileError, SyncError, WorkbenchError
+from scaler_workbench.connectors.client import Client
+from scaler_workbench.connectors.resources import FetchReport, FetchResult, connector_for
+from scaler_workbench.coverage import coverage_matrix
+from scaler_workbench.exceptions import (
+    AuthError,
+    ConnectorError,
+    CredentialError,
+    ProfileError,
+    ProviderUnavailableError,
+    QuotaExhaustedError,
+    SyncError,
+    WorkbenchError,
+)
+from scaler_workbench.export import format_datetimes, to_scaler_files
 from scaler_workbench.profile import Profile
+from scaler_workbench.reconciliation import (
+    ReconcileCheck,
+    parse_provider_totals,
+    read_reconcile_checks,
+    reconcile_totals,
+)
 from scaler_workbench.schema import QUARANTINE, Tables, coerce_frame, empty_frame
 from scaler_workbench.store import StateStore
+from scaler_workbench.transform import run_pipeline
+from scaler_workbench.validation import validate_tables
 
 __all__ = [
     "FAULT_ENV",
@@ -154,6 +176,8 @@ def builtin_sandbox(
     ):
         yield None
         return
+    # Lazy on purpose: the simulator (its data generator and HTTP server) is loaded only when a
+    # profile asks for it, never by a sync against a real provider.
     from scaler_workbench.sandbox import Sandbox
 
     kwargs: dict[str, Any] = {} if seed is None else {"seed": seed}
@@ -173,7 +197,7 @@ def builtin_sandbox(
                     os.environ[k] = v
 
 
-# -- default stages (imported lazily: swap any of them in tests) -------------------------------
+# -- default stages (swap any of them in tests) -------------------------------------------------
 def _pkey(params: Mapping[str, Any] | None) -> str:
     """A sequence's parent key, as in ``FetchReport.watermarks`` (``""`` for a top-level one)."""
     return "&".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
@@ -181,8 +205,6 @@ def _pkey(params: Mapping[str, Any] | None) -> str:
 
 def _merge_reports(name: str, parts: list[Any]) -> Any:
     """One resource's report from the reports of its per-parent fetches."""
-    from scaler_workbench.connectors.resources import FetchReport
-
     report = FetchReport(resource=name)
     for r in parts:
         report.pages += r.pages
@@ -225,10 +247,6 @@ def _default_fetch(
     exception carries ``partial`` (results so far: finished sequences only), ``sequences`` and
     ``requests``.
     """
-    from scaler_workbench.connectors.client import Client
-    from scaler_workbench.connectors.resources import FetchResult, connector_for
-    from scaler_workbench.exceptions import QuotaExhaustedError
-
     client = Client(profile, clock=clock)
     results: dict[str, Any] = {}
     sequences: dict[str, dict[str, Any]] = {}
@@ -328,14 +346,10 @@ def _client_log(client: Any) -> list[dict[str, Any]]:
 
 
 def _default_pipeline(profile: Profile, raw: Mapping[str, list[dict[str, Any]]]) -> Tables:
-    from scaler_workbench.transform import run_pipeline
-
     return run_pipeline(profile, raw)
 
 
 def _default_validate(tables: Tables, profile: Profile) -> Any:
-    from scaler_workbench.validation import validate_tables
-
     return validate_tables(tables, profile)
 
 
@@ -376,9 +390,6 @@ def _is_complete(report: Any) -> tuple[bool, str]:
 def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
     """A top-level resource that returned nothing because every page failed: the provider is
     down (or unreachable). Raise instead of committing an empty pull."""
-    from scaler_workbench import exceptions
-    from scaler_workbench.exceptions import AuthError, ConnectorError, ProviderUnavailableError
-
     for name, res in results.items():
         if profile.resources.get(name, {}).get("parent") or list(res.records):
             continue
@@ -669,11 +680,26 @@ def _union_quarantine(*frames: pd.DataFrame | None) -> pd.DataFrame:
 def reconciliation_from_state(store: StateStore, profile: Profile) -> pd.DataFrame:
     """The reconciliation table: stored provider totals beside the stored (exported) usage.
 
-    Columns of :data:`scaler_workbench.reconciliation.RECONCILE_COLUMNS`; empty when the profile
-    has no ``[reconcile.*]`` checks.
-    """
-    from scaler_workbench.reconciliation import read_reconcile_checks, reconcile_totals
+    Parameters
+    ----------
+    store : StateStore
+        The sync's state (``provider_totals`` and ``usage``).
+    profile : Profile
+        Its ``[reconcile.*]`` checks give the names and tolerances.
 
+    Returns
+    -------
+    pandas.DataFrame
+        Columns of :data:`scaler_workbench.reconciliation.RECONCILE_COLUMNS`; empty when the
+        profile has no ``[reconcile.*]`` checks.
+
+    Raises
+    ------
+    ProfileError
+        A malformed ``[reconcile.*]`` table.
+    StateError
+        The state database cannot be read.
+    """
     checks = read_reconcile_checks(profile)
     totals = store.provider_totals()
     totals = totals[totals["check"].isin([c.name for c in checks])]
@@ -687,8 +713,6 @@ def _finite_max(values: pd.Series) -> float | None:
 
 
 def _reconciliation_check(frame: pd.DataFrame, profile: Profile) -> dict[str, Any]:
-    from scaler_workbench.export import format_datetimes
-
     beyond = frame[~frame["within_tolerance"].astype(bool)]
     per = {
         str(name): {
@@ -749,10 +773,6 @@ def export_from_state(
     checks, ``reconciliation.csv`` puts the stored provider totals beside the exported ones.
     ``on_checks(checks)`` is called before anything is written (the run sets its status).
     """
-    from scaler_workbench.coverage import coverage_matrix
-    from scaler_workbench.export import to_scaler_files
-    from scaler_workbench.reconciliation import read_reconcile_checks
-
     registry = store.entities()
     inactive = registry[registry["active"] == 0]
     tables = Tables(
@@ -902,8 +922,6 @@ def run_sync(
             progress=progress or (lambda stage: None),
         )
     if result.status == "quota_exhausted":
-        from scaler_workbench.exceptions import QuotaExhaustedError
-
         cause = result.error
         left = result.summary.get("remaining", {})
         exc = QuotaExhaustedError(
@@ -1025,6 +1043,796 @@ def _describe_remaining(sequences: Mapping[str, Mapping[str, Any]]) -> dict[str,
     return out
 
 
+@dataclass
+class _Plan:
+    """What the plan phase decided: the months each resource recomputes and how to fetch them.
+
+    ``merge_window`` bounds the stored rows this run replaces (per meter, whole local months);
+    ``request_windows`` the date range asked of each resource; ``skip`` the sequences an
+    earlier, quota-stopped run already committed (not fetched again).
+    """
+
+    args: dict[str, Any]
+    mode: str
+    incremental: dict[str, dict[str, Any]]
+    marks: dict[str, str]
+    pending: dict[str, Any] | None
+    resume: dict[str, Any] | None
+    merge_window: _Window
+    request_windows: dict[str, tuple[datetime | None, datetime | None]]
+    skip: dict[str, list[str]]
+
+
+@dataclass
+class _Fetched:
+    """What the fetch phase brought: results per resource, raw records, the request log, and
+    per resource the sequences done / skipped / remaining (``None`` from a custom fetch that
+    does not report them); ``quota`` is the quota stop, if the pull ended on one."""
+
+    results: Mapping[str, Any]
+    requests: list[dict[str, Any]]
+    sequences: Mapping[str, Mapping[str, Any]] | None
+    raw: dict[str, list[dict[str, Any]]]
+    quota: QuotaExhaustedError | None
+
+    @property
+    def seqmap(self) -> Mapping[str, Mapping[str, Any]]:
+        return self.sequences if self.sequences is not None else {}
+
+
+@dataclass
+class _Processed:
+    """What the pipeline and validation phase made of the fetch, and what it means for state.
+
+    ``quarantined`` is the run's quarantine inside the merge window (and, after a quota stop,
+    of the meters held completely); ``win_lo``/``win_hi`` the per-meter bounds [ns] of the rows
+    the commit replaces; ``current`` the asset and meter ids the provider listed (quarantined
+    ones included); ``deactivation`` the guarded plan per kind.
+    """
+
+    tables: Tables
+    accepted: Tables
+    quarantined: pd.DataFrame
+    win_lo: dict[str, int]
+    win_hi: dict[str, int]
+    meter_asset: dict[str, str]
+    cov: _Coverage
+    entity_res: set[str]
+    entity_ok: bool
+    completeness: dict[str, tuple[bool, str]]
+    bad: dict[str, str]
+    current: dict[str, set[str]]
+    deactivation: dict[str, dict[str, Any]]
+
+
+def _plan_phase(
+    profile: Profile,
+    store: StateStore,
+    *,
+    since: Any,
+    until: Any,
+    full: bool,
+    dry_run: bool,
+    tz: ZoneInfo,
+    lookback_days: int,
+) -> _Plan:
+    """Plan the run: which local months each resource recomputes, and what a resume skips.
+
+    Parameters
+    ----------
+    profile : Profile
+    store : StateStore
+        Read only: the watermarks and the resume plan of a quota-stopped run.
+    since, until : date, datetime, ISO str or None
+        The user's range, rounded out to whole local months.
+    full : bool
+        Ignore watermarks.
+    dry_run : bool
+        A dry run never resumes a quota-stopped run.
+    tz : zoneinfo.ZoneInfo
+        The profile's zone (local months).
+    lookback_days : int
+        Default ``[sync] lookback_days`` [d] before an incremental resource's watermark.
+
+    Returns
+    -------
+    _Plan
+
+    Raises
+    ------
+    ProfileError
+        ``since``/``until`` is not an ISO date or datetime.
+    """
+    incremental = _incremental_resources(profile)
+    marks = store.watermarks()
+    pending = store.resume_plan()
+    args = {
+        "full": bool(full),
+        "since": None if since is None else str(since),
+        "until": None if until is None else str(until),
+    }
+    # the same command after a quota stop resumes it; another command plans afresh
+    resume = pending if pending and not dry_run and pending.get("args") == args else None
+    user_first = None if since is None else _month_start(_as_local_date(since, tz))
+    user_end = None
+    if until is not None:
+        u = _as_local_date(until, tz)
+        user_end = u if u.day == 1 else _next_month(u)
+    windows: dict[str, _Window] = {}
+    for name in profile.resources:
+        first = user_first
+        if name in incremental and not full and name in marks and since is None:
+            look = int(incremental[name].get("lookback_days", lookback_days))
+            mark = pd.Timestamp(marks[name]).tz_convert(tz).to_pydatetime()
+            first = _month_start((mark - timedelta(days=look)).date())
+        windows[name] = _Window(first, user_end)
+    # Rows from the first recomputed month on replace the stored rows of the same meters;
+    # fully pulled resources deliver older months too, which equal the stored ones.
+    if since is not None:
+        merge_first, mode = user_first, "full" if full else "range"
+    elif incremental and not full and all(windows[n].first for n in incremental):
+        merge_first, mode = (
+            min(w for n in incremental if (w := windows[n].first)),
+            "incremental",
+        )
+    else:
+        merge_first, mode = None, "full"
+    merge_window = _Window(merge_first, user_end)
+    request_windows = {name: windows[name].request(tz) for name in profile.resources}
+    skip: dict[str, list[str]] = {}
+    if resume:
+        # finish what the quota-stopped run planned: its windows, its months, minus the
+        # sequences it committed
+        mode = str(resume.get("mode", mode))
+        merge_window = _Window(
+            _date_or_none(resume["merge"].get("first_month")),
+            _date_or_none(resume["merge"].get("end")),
+        )
+        for name, (a, b) in resume.get("windows", {}).items():
+            if name in request_windows:
+                request_windows[name] = (_dt_or_none(a), _dt_or_none(b))
+        skip = {k: list(v) for k, v in resume.get("skip", {}).items() if v}
+    return _Plan(
+        args=args,
+        mode=mode,
+        incremental=incremental,
+        marks=marks,
+        pending=pending,
+        resume=resume,
+        merge_window=merge_window,
+        request_windows=request_windows,
+        skip=skip,
+    )
+
+
+def _fetch_phase(
+    profile: Profile,
+    plan: _Plan,
+    store: StateStore,
+    *,
+    run_id: int,
+    fetch: Fetch,
+    clock: Clock,
+    dry_run: bool,
+) -> _Fetched:
+    """Fetch each resource with its own window; log the requests (unless a dry run).
+
+    Parameters
+    ----------
+    profile : Profile
+    plan : _Plan
+        Its ``request_windows`` and ``skip``.
+    store : StateStore
+        The request log is written here (not for a dry run).
+    run_id : int
+    fetch : callable
+        The fetch stage (see :data:`Fetch`).
+    clock : Clock
+    dry_run : bool
+
+    Returns
+    -------
+    _Fetched
+        On a quota stop with a partial result, that result and the stop in ``quota``.
+
+    Raises
+    ------
+    QuotaExhaustedError
+        The quota ran out before anything complete was fetched (the requests are logged).
+    ConnectorError
+        A top-level resource whose every page failed: the provider is down or refused us.
+    """
+    quota: QuotaExhaustedError | None = None
+    got: tuple[Any, ...]
+    try:
+        got = fetch(
+            profile,
+            windows=plan.request_windows,
+            clock=clock,
+            **({"skip": plan.skip} if plan.skip else {}),
+        )
+    except QuotaExhaustedError as exc:
+        partial = getattr(exc, "partial", None)
+        if not isinstance(partial, Mapping) or not partial:
+            if not dry_run:
+                store.log_requests(getattr(exc, "requests", []), run_id=run_id)
+            raise
+        quota = exc
+        got = (dict(partial), getattr(exc, "requests", []), getattr(exc, "sequences", None))
+    results, requests = got[0], got[1]
+    sequences = got[2] if len(got) > 2 else None
+    _raise_if_down(profile, results)
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name in profile.resources}
+    raw.update({name: list(res.records) for name, res in results.items()})
+    if not dry_run:
+        store.log_requests(requests, run_id=run_id)
+    _fault("after-fetch")
+    return _Fetched(results, requests, sequences, raw, quota)
+
+
+def _process_phase(
+    profile: Profile,
+    plan: _Plan,
+    fetched: _Fetched,
+    store: StateStore,
+    *,
+    pipeline: Pipeline,
+    validate: Validate,
+    progress: Progress,
+    max_fraction: float,
+) -> _Processed:
+    """Pipeline and validation, then what they mean for state: the quarantine in scope, the
+    meters held completely, completeness and the guarded deactivation plan.
+
+    Parameters
+    ----------
+    profile : Profile
+    plan : _Plan
+    fetched : _Fetched
+    store : StateStore
+        Read only: the active assets and meters.
+    pipeline, validate : callable
+        The stages (see :data:`Pipeline`, :data:`Validate`).
+    progress : callable
+        Called with ``"transform"`` and ``"validate"``.
+    max_fraction : float
+        ``[sync] max_deactivation_fraction`` [1] of the active entities.
+
+    Returns
+    -------
+    _Processed
+
+    Raises
+    ------
+    WorkbenchError
+        From the stages (mapping, unit, usage, validation set-up errors) unchanged.
+    """
+    results, raw, seqmap = fetched.results, fetched.raw, fetched.seqmap
+    quota = fetched.quota
+    progress("transform")
+    tables = pipeline(profile, raw)
+    progress("validate")
+    vres = validate(tables, profile)
+    accepted: Tables = vres.accepted
+    quarantined = _union_quarantine(tables.quarantine, getattr(vres, "quarantined", None))
+    q_ids = (
+        set(quarantined["record_key"].astype(str).str.split("|").str[0])
+        if not quarantined.empty
+        else set()
+    )
+    zone_ids = (
+        _ids(tables.meters, "meter_id")
+        | _ids(accepted.usage, "meter_id")
+        | _ids(accepted.readings, "meter_id")
+        | q_ids
+    )
+    zones_all = _zone_map(tables, zone_ids, profile.timezone)
+    if plan.mode == "incremental":
+        # only meters fed by an incremental resource are recomputed by window; the others
+        # came in full and replace (and re-validate) everything stored for them
+        windowed = {
+            str(v)
+            for name in plan.incremental
+            for r in raw.get(name, [])
+            for v in (r.get("_parent") or {}).values()
+        }
+    else:
+        windowed = set(zones_all.index)
+    # the start bound recomputes whole months of windowed meters; the end bound (--until)
+    # holds for every meter
+    win_lo = _bounds_ns(zones_all[zones_all.index.isin(windowed)], plan.merge_window.first)
+    win_hi = _bounds_ns(zones_all, plan.merge_window.end)
+    quarantined = quarantined[_quarantine_mask(quarantined, win_lo, win_hi)].reset_index(drop=True)
+
+    # -- which meters this run holds completely (quota stop / resume) -------------------------
+    meter_asset = (
+        dict(
+            zip(
+                tables.meters["meter_id"].astype(str),
+                tables.meters["asset_id"].astype(str),
+                strict=True,
+            )
+        )
+        if not tables.meters.empty
+        else {}
+    )
+    cov = _coverage(
+        profile, results, fetched.sequences, quota=quota is not None, meter_asset=meter_asset
+    )
+    entity_res = _entity_resources(profile)
+    entity_ok = not cov.all_held or all(
+        n in results
+        and not seqmap.get(n, {}).get("remaining")
+        and not _report_dict(getattr(results[n], "report", None)).get("stopped")
+        for n in entity_res
+    )
+    if cov.partial and not quarantined.empty:
+        series = quarantined["table"].isin(["usage", "readings"])
+        q_meter = quarantined["record_key"].astype(str).str.split("|").str[0]
+        keep = ~series | q_meter.map(cov.meter_ok).astype(bool)
+        if not entity_ok:
+            keep &= series
+        quarantined = quarantined[keep.to_numpy()].reset_index(drop=True)
+
+    # -- completeness and deactivation plan ------------------------------------------------
+    completeness = {
+        name: _is_complete(getattr(res, "report", None)) for name, res in results.items()
+    }
+    bad = {n: why for n, (ok, why) in completeness.items() if not ok}
+    if quota is not None:
+        bad = {n: w for n, w in bad.items() if not w.startswith("stopped")}
+    entity_bad = {n: why for n, why in bad.items() if n in entity_res}
+    why = "; ".join(f"{n}: {w}" for n, w in sorted(entity_bad.items()))
+    if quota is not None:
+        entity_bad = {**entity_bad, "quota": "the pull stopped on the provider's quota"}
+        why = "; ".join(filter(None, [why, "the pull stopped on the provider's quota"]))
+    q_meters = set(quarantined.loc[quarantined["table"] == "meters", "record_key"].astype(str))
+    q_assets = set(quarantined.loc[quarantined["table"] == "assets", "record_key"].astype(str))
+    current = {
+        "asset": _ids(tables.assets, "asset_id") | q_assets,
+        "meter": _ids(tables.meters, "meter_id") | q_meters,
+    }
+    deactivation = {
+        kind: _plan_deactivation(
+            kind,
+            store.active_ids(kind),
+            current[kind],
+            complete=not entity_bad,
+            why_incomplete=why,
+            max_fraction=max_fraction,
+        )
+        for kind in ("asset", "meter")
+    }
+    return _Processed(
+        tables=tables,
+        accepted=accepted,
+        quarantined=quarantined,
+        win_lo=win_lo,
+        win_hi=win_hi,
+        meter_asset=meter_asset,
+        cov=cov,
+        entity_res=entity_res,
+        entity_ok=entity_ok,
+        completeness=completeness,
+        bad=bad,
+        current=current,
+        deactivation=deactivation,
+    )
+
+
+def _run_summary(
+    profile: Profile,
+    plan: _Plan,
+    fetched: _Fetched,
+    done: _Processed,
+    *,
+    run_id: int,
+    started: datetime,
+) -> dict[str, Any]:
+    """The run summary as far as the processing goes (the commit and export add to it).
+
+    Parameters
+    ----------
+    profile : Profile
+    plan : _Plan
+    fetched : _Fetched
+    done : _Processed
+    run_id : int
+        0 for a dry run.
+    started : datetime.datetime
+        When the run started (aware, the run's clock).
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``mode``, ``window``, counts fetched / processed / accepted / quarantined,
+        the deactivation plan and, for a resumed run, ``resumed``.
+    """
+    quarantined = done.quarantined
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "profile": profile.name,
+        "environment": profile.environment,
+        "mode": plan.mode,
+        "started_at": started.isoformat(timespec="seconds"),
+        "window": plan.merge_window.as_dict(),
+        "fetched": {n: len(r) for n, r in sorted(fetched.raw.items())},
+        "incomplete": dict(sorted(done.bad.items())),
+        "processed": _counts(done.tables),
+        "accepted": _counts(done.accepted),
+        "quarantined_this_run": {t: int(n) for t, n in quarantined.groupby("table").size().items()}
+        if not quarantined.empty
+        else {},
+        "deactivation": done.deactivation,
+    }
+    if plan.resume:
+        summary["resumed"] = {
+            "from_run": plan.resume["stopped_run"],
+            "skipped_sequences": {k: len(v) for k, v in sorted(plan.skip.items())},
+        }
+    return summary
+
+
+def _next_state(
+    profile: Profile, plan: _Plan, fetched: _Fetched, done: _Processed
+) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The watermarks this run moves, and (after a quota stop) the plan the next run resumes.
+
+    Parameters
+    ----------
+    profile : Profile
+    plan : _Plan
+    fetched : _Fetched
+    done : _Processed
+
+    Returns
+    -------
+    watermarks : dict of str to str
+        Per incremental resource pulled completely, its new watermark (ISO 8601) when it moves
+        forward; a resource with meters held back keeps its old one.
+    resume_plan : dict or None
+        After a quota stop: the arguments, windows and months of this run, the sequences
+        committed (skipped next time), their watermarks and what remains.
+    """
+    results, raw, seqmap = fetched.results, fetched.raw, fetched.seqmap
+    quota, resume, cov = fetched.quota, plan.resume, done.cov
+    usage_res = _usage_resources(profile)
+    resume_plan: dict[str, Any] | None = None
+    prev_skip = {k: set(v) for k, v in (resume or {}).get("skip", {}).items()}
+    prev_wm = {k: dict(v) for k, v in (resume or {}).get("watermarks", {}).items()}
+    next_skip: dict[str, set[str]] = {}
+    seq_wm: dict[str, dict[str, str]] = {}
+    if fetched.sequences is not None:
+        for name, state in fetched.sequences.items():
+            if name in done.entity_res:
+                continue
+            failed = {_pkey(p) for p in state.get("failed", [])}
+            finished = [p for p in state.get("done", []) if _pkey(p) not in failed]
+            keep_keys = set(prev_skip.get(name, set()))
+            if name in usage_res:
+                keep_keys |= {
+                    _pkey(p)
+                    for p in finished
+                    if (p and all(cov.value_ok(str(v)) for v in p.values()))
+                    or (not p and not cov.partial)
+                }
+            else:
+                keep_keys |= {_pkey(p) for p in finished}
+            next_skip[name] = keep_keys
+            reported = (
+                _report_dict(getattr(results.get(name), "report", None)).get("watermarks") or {}
+            )
+            seq_wm[name] = {
+                **prev_wm.get(name, {}),
+                **{k: str(v) for k, v in reported.items() if k in keep_keys},
+            }
+    watermarks: dict[str, str] = {}
+    for name, cfg in plan.incremental.items():
+        if name not in results or not done.completeness.get(name, (True, ""))[0]:
+            continue
+        seq = seqmap.get(name)
+        if seq is not None:
+            all_keys = {_pkey(p) for p in [*seq.get("done", []), *seq.get("skipped", [])]}
+            if (
+                seq.get("remaining")
+                or seq.get("unknown")
+                or not all_keys <= next_skip.get(name, set())
+            ):
+                continue  # some of its meters are held back: the watermark waits
+            candidates = seq_wm.get(name, {})
+            if not (cov.partial or quota is not None or resume):
+                reported = _report_dict(getattr(results[name], "report", None)).get("watermarks")
+                candidates = dict(reported or {})
+            new = (
+                _min_iso(candidates.values())
+                if candidates
+                else _new_watermark(raw[name], str(cfg.get("cursor_path", "")))
+            )
+        else:
+            if quota is not None:
+                continue
+            reported = _report_dict(getattr(results[name], "report", None)).get("watermarks")
+            new = (
+                _min_iso(reported.values())
+                if reported
+                else _new_watermark(raw[name], str(cfg.get("cursor_path", "")))
+            )
+        old = plan.marks.get(name)
+        if new and (old is None or pd.Timestamp(new) > pd.Timestamp(old)):
+            watermarks[name] = new
+    if quota is not None:
+        windows_iso = {
+            n: [_iso_or_none(a), _iso_or_none(b)] for n, (a, b) in plan.request_windows.items()
+        }
+        resume_plan = {
+            "args": plan.args,
+            "mode": plan.mode,
+            "merge": plan.merge_window.as_dict(),
+            "windows": windows_iso,
+            "skip": {k: sorted(v) for k, v in sorted(next_skip.items()) if v},
+            "watermarks": {k: v for k, v in sorted(seq_wm.items()) if v and k not in watermarks},
+            "remaining": _describe_remaining(seqmap)
+            if fetched.sequences is not None
+            else {n: "all" for n in profile.resources if n not in results},
+        }
+    return watermarks, resume_plan
+
+
+def _commit_phase(
+    store: StateStore,
+    profile: Profile,
+    plan: _Plan,
+    fetched: _Fetched,
+    done: _Processed,
+    *,
+    run_id: int,
+    full: bool,
+    since: Any,
+    until: Any,
+    watermarks: Mapping[str, str],
+    resume_plan: dict[str, Any] | None,
+    checks: list[ReconcileCheck],
+    summary: dict[str, Any],
+) -> None:
+    """The commit point: one transaction writes the registry, deactivations, accepted rows,
+    quarantine (and releases what was not seen again), provider totals, watermarks and the
+    resume plan; adds ``reactivated``, ``watermarks``, ``quarantine`` and ``stored`` to
+    ``summary``.
+
+    Parameters
+    ----------
+    store : StateStore
+    profile : Profile
+    plan, fetched, done
+        The earlier phases.
+    run_id : int
+    full, since, until
+        The run's arguments (a full unbounded run clears a stale resume plan).
+    watermarks : dict of str to str
+        From :func:`_next_state`.
+    resume_plan : dict or None
+        From :func:`_next_state`.
+    checks : list of ReconcileCheck
+        The profile's ``[reconcile.*]`` checks: their provider totals are stored.
+    summary : dict
+        Updated in place.
+
+    Raises
+    ------
+    StateError
+        The state database refused the transaction (nothing is committed).
+    """
+    results, raw, seqmap = fetched.results, fetched.raw, fetched.seqmap
+    accepted, quarantined, cov = done.accepted, done.quarantined, done.cov
+    win_lo, win_hi, current = done.win_lo, done.win_hi, done.current
+    released = 0
+    with store.transaction():
+        asset_parents: dict[str, str] = {}
+        meter_parents = dict(done.meter_asset)
+        if done.entity_ok:
+            summary["reactivated"] = {
+                "asset": store.upsert_entities(
+                    "asset", current["asset"], run_id=run_id, parents=asset_parents
+                ),
+                "meter": store.upsert_entities(
+                    "meter", current["meter"], run_id=run_id, parents=meter_parents
+                ),
+            }
+            for kind, dplan in done.deactivation.items():
+                if dplan["deactivated"]:
+                    store.deactivate(kind, dplan["deactivated"], run_id=run_id)
+            store.write_rows("assets", accepted.assets)
+            store.write_rows("meters", accepted.meters)
+        else:
+            summary["reactivated"] = {"asset": [], "meter": []}
+        _fault("after-assets")
+        for table, column in (("usage", "start"), ("readings", "timestamp")):
+            frame = getattr(accepted, table)
+            if cov.partial and not frame.empty:
+                ok = frame["meter_id"].astype(str).map(cov.meter_ok).astype(bool)
+                frame = frame[ok.to_numpy()]
+            if frame.empty:
+                continue
+            zones = _meter_zones(accepted, frame, profile.timezone)
+            lo = {m: v for m, v in win_lo.items() if m in zones.index}
+            hi = {m: v for m, v in win_hi.items() if m in zones.index}
+            frame = frame[_in_window(frame, column, lo, hi)]
+            store.delete_rows(
+                table, meter_ids=list(zones.index), from_ns=lo or None, to_ns=hi or None
+            )
+            half = len(frame) // 2
+            store.write_rows(table, frame.iloc[:half])
+            if table == "usage":
+                _fault("mid-usage")
+            store.write_rows(table, frame.iloc[half:])
+        qcounts = store.record_quarantine(quarantined, run_id=run_id)
+        seen = {
+            tuple(k) for k in quarantined[list(QUARANTINE.key)].astype(str).itertuples(index=False)
+        }
+        open_rows = store.open_quarantine_ids()
+        open_frame = pd.DataFrame(
+            [(*k, q) for k, q in open_rows.items()],
+            columns=["table", "record_key", "rule", "qid"],
+        )
+        scope = cov.ok_meters(current["meter"]) if cov.partial else current["meter"]
+        in_scope = (
+            _quarantine_mask(open_frame, win_lo, win_hi, meters=scope)
+            if not open_frame.empty
+            else np.zeros(0, dtype=bool)
+        )
+        if not done.entity_ok and not open_frame.empty:
+            in_scope &= open_frame["table"].isin(["usage", "readings"]).to_numpy()
+        stale = [
+            int(row.qid)
+            for row, inside in zip(open_frame.itertuples(index=False), in_scope, strict=True)
+            if inside and (row.table, row.record_key, row.rule) not in seen
+        ]
+        released = store.release_quarantine(
+            stale, run_id=run_id, note=f"not seen again in run {run_id}"
+        )
+        for check in checks:
+            if check.resource not in results:
+                continue
+            totals = parse_provider_totals(
+                check,
+                raw[check.resource],
+                meters=done.tables.meters,
+                assets=done.tables.assets,
+                profile=profile,
+                default_timezone=profile.timezone,
+            )
+            seq = seqmap.get(check.resource, {})
+            whole = done.completeness[check.resource][0] and not (
+                seq.get("remaining") or seq.get("skipped") or seq.get("unknown")
+            )
+            store.write_provider_totals(
+                check.name,
+                totals,
+                run_id=run_id,
+                meter_ids=None
+                if whole
+                else {str(v) for p in seq.get("done", []) for v in p.values()}
+                | set(totals["meter_id"].astype(str) if not totals.empty else []),
+            )
+        for name, value in watermarks.items():
+            store.set_watermark(name, value, run_id=run_id)
+        if resume_plan is not None:
+            store.set_resume_plan(resume_plan, run_id=run_id)
+        elif plan.pending and (plan.resume or (full and since is None and until is None)):
+            store.set_resume_plan(None, run_id=run_id)
+        summary["watermarks"] = {**plan.marks, **watermarks}
+        summary["quarantine"] = {**qcounts, "released": released}
+        summary["stored"] = store.table_counts()
+    _fault("after-commit")
+
+
+def _export_phase(
+    store: StateStore,
+    profile: Profile,
+    done: _Processed,
+    *,
+    run_id: int,
+    mode: str,
+    export_dir: Path,
+    spath: Path,
+    formats: tuple[str, ...],
+    resume_plan: dict[str, Any] | None,
+    quota: QuotaExhaustedError | None,
+    summary: dict[str, Any],
+    clock: Clock,
+    t0: float,
+) -> SyncResult:
+    """Export the committed state, settle the run's status and close the run in state.
+
+    Parameters
+    ----------
+    store : StateStore
+    profile : Profile
+    done : _Processed
+    run_id : int
+    mode : str
+    export_dir, spath : pathlib.Path
+        The export folder and the state database.
+    formats : tuple of str
+    resume_plan : dict or None
+        Set after a quota stop: the status is ``quota_exhausted``.
+    quota : QuotaExhaustedError or None
+        Kept on the result's ``error``.
+    summary : dict
+        Completed in place (status, reasons, timings, the export checks).
+    clock : Clock
+    t0 : float
+        ``time.perf_counter()`` at the start of the run [s].
+
+    Returns
+    -------
+    SyncResult
+
+    Raises
+    ------
+    ExportError
+        The files could not be written (the committed state stays; re-export later).
+    """
+    quarantined, bad, cov = done.quarantined, done.bad, done.cov
+    partial_reasons = []
+    if not quarantined.empty and (quarantined["severity"] == "error").any():
+        partial_reasons.append("records quarantined")
+    if bad:
+        partial_reasons.append(
+            "incomplete pull: " + "; ".join(f"{n}: {w}" for n, w in sorted(bad.items()))
+        )
+    partial_reasons += [p["refused"] for p in done.deactivation.values() if p["refused"]]
+    if resume_plan is not None:
+        left = resume_plan["remaining"]
+        n_left = sum(len(v) if isinstance(v, list) else 1 for v in left.values())
+        summary["remaining"] = left
+        summary["committed_meters"] = len(cov.ok_meters(done.current["meter"]))
+        partial_reasons.insert(
+            0,
+            f"the provider's quota is exhausted: {n_left} sequence(s) of "
+            f"{', '.join(sorted(left)) or 'nothing'} remain; the next run fetches "
+            "only those",
+        )
+
+    def finish(checks: dict[str, Any]) -> None:
+        reasons = partial_reasons + checks.get("reconciliation", {}).get("reasons", [])
+        status = (
+            "quota_exhausted" if resume_plan is not None else "partial" if reasons else "success"
+        )
+        summary["status"] = status
+        summary["partial_reasons"] = reasons
+        summary["finished_at"] = clock.now().isoformat(timespec="seconds")
+        summary["duration_s"] = round(time.perf_counter() - t0, 3)
+
+    def hook(point: str) -> None:
+        if point.startswith("export:"):
+            _fault("during-export")
+
+    files, checks = export_from_state(
+        store,
+        export_dir,
+        profile=profile,
+        summary=summary,
+        formats=formats,
+        fault_hook=hook,
+        on_checks=finish,
+    )
+    summary.update(checks)
+    status = summary["status"]
+    _fault("after-export")
+    store.finish_run(
+        run_id,
+        status=status,
+        counts={"accepted": summary["accepted"], "stored": summary["stored"]},
+        errors=summary["partial_reasons"],
+    )
+    log.info("sync %s run %d: %s (%s)", profile.name, run_id, status, mode)
+    result = SyncResult(run_id, status, mode, export_dir, spath, files, summary)
+    if quota is not None:
+        result.error = quota
+    return result
+
+
 def _run(
     profile: Profile,
     *,
@@ -1040,11 +1848,38 @@ def _run(
     validate: Validate,
     progress: Progress,
 ) -> SyncResult:
-    from scaler_workbench.exceptions import QuotaExhaustedError
-    from scaler_workbench.reconciliation import parse_provider_totals, read_reconcile_checks
+    """One run through its phases: plan, fetch, pipeline and validation, commit, export.
 
+    Every phase is a function of its own (:func:`_plan_phase`, :func:`_fetch_phase`,
+    :func:`_process_phase`, :func:`_commit_phase` after :func:`_next_state`,
+    :func:`_export_phase`); this one opens the state, records the run and turns a failure into
+    a failed run (nothing committed).
+
+    Parameters
+    ----------
+    profile : Profile
+    out : pathlib.Path
+    since, until, full, dry_run, formats
+        As :func:`run_sync`.
+    clock : Clock
+    fetch, pipeline, validate : callable
+        The stages (defaults filled in by :func:`run_sync`).
+    progress : callable
+        Called with each phase's name as it starts.
+
+    Returns
+    -------
+    SyncResult
+
+    Raises
+    ------
+    WorkbenchError
+        Passed through unchanged, the run recorded as failed.
+    SyncError
+        Anything unexpected, the run recorded as failed.
+    """
     opts = _sync_options(profile)
-    checks_cfg = read_reconcile_checks(profile)
+    checks_cfg = read_reconcile_checks(profile)  # a bad [reconcile.*] fails before any request
     tz = ZoneInfo(profile.timezone)
     spath = state_path(profile, out)
     export_dir = out / "export"
@@ -1053,458 +1888,73 @@ def _run(
     t0 = time.perf_counter()
     run_id = 0
     try:
-        # -- plan: which months each resource recomputes ------------------------------------
-        incremental = _incremental_resources(profile)
-        marks = store.watermarks()
-        pending = store.resume_plan()
-        args = {
-            "full": bool(full),
-            "since": None if since is None else str(since),
-            "until": None if until is None else str(until),
-        }
-        # the same command after a quota stop resumes it; another command plans afresh
-        resume = pending if pending and not dry_run and pending.get("args") == args else None
-        user_first = None if since is None else _month_start(_as_local_date(since, tz))
-        user_end = None
-        if until is not None:
-            u = _as_local_date(until, tz)
-            user_end = u if u.day == 1 else _next_month(u)
-        windows: dict[str, _Window] = {}
-        for name in profile.resources:
-            first = user_first
-            if name in incremental and not full and name in marks and since is None:
-                look = int(incremental[name].get("lookback_days", opts["lookback_days"]))
-                mark = pd.Timestamp(marks[name]).tz_convert(tz).to_pydatetime()
-                first = _month_start((mark - timedelta(days=look)).date())
-            windows[name] = _Window(first, user_end)
-        # Rows from the first recomputed month on replace the stored rows of the same meters;
-        # fully pulled resources deliver older months too, which equal the stored ones.
-        if since is not None:
-            merge_first, mode = user_first, "full" if full else "range"
-        elif incremental and not full and all(windows[n].first for n in incremental):
-            merge_first, mode = (
-                min(w for n in incremental if (w := windows[n].first)),
-                "incremental",
-            )
-        else:
-            merge_first, mode = None, "full"
-        merge_window = _Window(merge_first, user_end)
-        request_windows = {name: windows[name].request(tz) for name in profile.resources}
-        skip: dict[str, list[str]] = {}
-        if resume:
-            # finish what the quota-stopped run planned: its windows, its months, minus the
-            # sequences it committed
-            mode = str(resume.get("mode", mode))
-            merge_window = _Window(
-                _date_or_none(resume["merge"].get("first_month")),
-                _date_or_none(resume["merge"].get("end")),
-            )
-            for name, (a, b) in resume.get("windows", {}).items():
-                if name in request_windows:
-                    request_windows[name] = (_dt_or_none(a), _dt_or_none(b))
-            skip = {k: list(v) for k, v in resume.get("skip", {}).items() if v}
+        plan = _plan_phase(
+            profile,
+            store,
+            since=since,
+            until=until,
+            full=full,
+            dry_run=dry_run,
+            tz=tz,
+            lookback_days=opts["lookback_days"],
+        )
         if not dry_run:
             run_id = store.begin_run(
-                profile=profile.name, environment=profile.environment, mode=mode
+                profile=profile.name, environment=profile.environment, mode=plan.mode
             )
-
-        # -- fetch: each resource with its own window -----------------------------------
         progress("fetch")
-        quota: QuotaExhaustedError | None = None
-        sequences: Mapping[str, Mapping[str, Any]] | None = None
-        got: tuple[Any, ...]
-        try:
-            got = fetch(
-                profile, windows=request_windows, clock=clock, **({"skip": skip} if skip else {})
-            )
-        except QuotaExhaustedError as exc:
-            partial = getattr(exc, "partial", None)
-            if not isinstance(partial, Mapping) or not partial:
-                if not dry_run:
-                    store.log_requests(getattr(exc, "requests", []), run_id=run_id)
-                raise
-            quota = exc
-            got = (dict(partial), getattr(exc, "requests", []), getattr(exc, "sequences", None))
-        results, requests = got[0], got[1]
-        sequences = got[2] if len(got) > 2 else None
-        seqmap: Mapping[str, Mapping[str, Any]] = sequences if sequences is not None else {}
-        _raise_if_down(profile, results)
-        raw: dict[str, list[dict[str, Any]]] = {name: [] for name in profile.resources}
-        raw.update({name: list(res.records) for name, res in results.items()})
-        if not dry_run:
-            store.log_requests(requests, run_id=run_id)
-        _fault("after-fetch")
-
-        # -- pipeline and validation -----------------------------------------------------
-        progress("transform")
-        tables = pipeline(profile, raw)
-        progress("validate")
-        vres = validate(tables, profile)
-        accepted: Tables = vres.accepted
-        quarantined = _union_quarantine(tables.quarantine, getattr(vres, "quarantined", None))
-        q_ids = (
-            set(quarantined["record_key"].astype(str).str.split("|").str[0])
-            if not quarantined.empty
-            else set()
+        fetched = _fetch_phase(
+            profile, plan, store, run_id=run_id, fetch=fetch, clock=clock, dry_run=dry_run
         )
-        zone_ids = (
-            _ids(tables.meters, "meter_id")
-            | _ids(accepted.usage, "meter_id")
-            | _ids(accepted.readings, "meter_id")
-            | q_ids
-        )
-        zones_all = _zone_map(tables, zone_ids, profile.timezone)
-        if mode == "incremental":
-            # only meters fed by an incremental resource are recomputed by window; the others
-            # came in full and replace (and re-validate) everything stored for them
-            windowed = {
-                str(v)
-                for name in incremental
-                for r in raw.get(name, [])
-                for v in (r.get("_parent") or {}).values()
-            }
-        else:
-            windowed = set(zones_all.index)
-        # the start bound recomputes whole months of windowed meters; the end bound (--until)
-        # holds for every meter
-        win_lo = _bounds_ns(zones_all[zones_all.index.isin(windowed)], merge_window.first)
-        win_hi = _bounds_ns(zones_all, merge_window.end)
-        quarantined = quarantined[_quarantine_mask(quarantined, win_lo, win_hi)].reset_index(
-            drop=True
-        )
-
-        # -- which meters this run holds completely (quota stop / resume) ---------------------
-        meter_asset = (
-            dict(
-                zip(
-                    tables.meters["meter_id"].astype(str),
-                    tables.meters["asset_id"].astype(str),
-                    strict=True,
-                )
-            )
-            if not tables.meters.empty
-            else {}
-        )
-        cov = _coverage(
-            profile, results, sequences, quota=quota is not None, meter_asset=meter_asset
-        )
-        entity_res = _entity_resources(profile)
-        entity_ok = not cov.all_held or all(
-            n in results
-            and not seqmap.get(n, {}).get("remaining")
-            and not _report_dict(getattr(results[n], "report", None)).get("stopped")
-            for n in entity_res
-        )
-        if cov.partial and not quarantined.empty:
-            series = quarantined["table"].isin(["usage", "readings"])
-            q_meter = quarantined["record_key"].astype(str).str.split("|").str[0]
-            keep = ~series | q_meter.map(cov.meter_ok).astype(bool)
-            if not entity_ok:
-                keep &= series
-            quarantined = quarantined[keep.to_numpy()].reset_index(drop=True)
-
-        # -- completeness and deactivation plan --------------------------------------------
-        completeness = {
-            name: _is_complete(getattr(res, "report", None)) for name, res in results.items()
-        }
-        bad = {n: why for n, (ok, why) in completeness.items() if not ok}
-        if quota is not None:
-            bad = {n: w for n, w in bad.items() if not w.startswith("stopped")}
-        entity_bad = {n: why for n, why in bad.items() if n in entity_res}
-        why = "; ".join(f"{n}: {w}" for n, w in sorted(entity_bad.items()))
-        if quota is not None:
-            entity_bad = {**entity_bad, "quota": "the pull stopped on the provider's quota"}
-            why = "; ".join(filter(None, [why, "the pull stopped on the provider's quota"]))
-        q_meters = set(quarantined.loc[quarantined["table"] == "meters", "record_key"].astype(str))
-        q_assets = set(quarantined.loc[quarantined["table"] == "assets", "record_key"].astype(str))
-        current = {
-            "asset": _ids(tables.assets, "asset_id") | q_assets,
-            "meter": _ids(tables.meters, "meter_id") | q_meters,
-        }
-        deactivation = {
-            kind: _plan_deactivation(
-                kind,
-                store.active_ids(kind),
-                current[kind],
-                complete=not entity_bad,
-                why_incomplete=why,
-                max_fraction=opts["max_fraction"],
-            )
-            for kind in ("asset", "meter")
-        }
-        summary: dict[str, Any] = {
-            "run_id": run_id,
-            "profile": profile.name,
-            "environment": profile.environment,
-            "mode": mode,
-            "started_at": started.isoformat(timespec="seconds"),
-            "window": merge_window.as_dict(),
-            "fetched": {n: len(r) for n, r in sorted(raw.items())},
-            "incomplete": dict(sorted(bad.items())),
-            "processed": _counts(tables),
-            "accepted": _counts(accepted),
-            "quarantined_this_run": {
-                t: int(n) for t, n in quarantined.groupby("table").size().items()
-            }
-            if not quarantined.empty
-            else {},
-            "deactivation": deactivation,
-        }
-        if resume:
-            summary["resumed"] = {
-                "from_run": resume["stopped_run"],
-                "skipped_sequences": {k: len(v) for k, v in sorted(skip.items())},
-            }
-        if dry_run:
-            if quota is not None:
-                raise quota  # nothing to resume: a dry run writes nothing
-            summary["status"] = "dry-run"
-            return SyncResult(0, "dry-run", mode, None, spath, {}, summary)
-
-        # -- what the next run skips, and the watermarks -------------------------------------
-        usage_res = _usage_resources(profile)
-        plan: dict[str, Any] | None = None
-        prev_skip = {k: set(v) for k, v in (resume or {}).get("skip", {}).items()}
-        prev_wm = {k: dict(v) for k, v in (resume or {}).get("watermarks", {}).items()}
-        next_skip: dict[str, set[str]] = {}
-        seq_wm: dict[str, dict[str, str]] = {}
-        if sequences is not None:
-            for name, seq in sequences.items():
-                if name in entity_res:
-                    continue
-                failed = {_pkey(p) for p in seq.get("failed", [])}
-                done = [p for p in seq.get("done", []) if _pkey(p) not in failed]
-                keep_keys = set(prev_skip.get(name, set()))
-                if name in usage_res:
-                    keep_keys |= {
-                        _pkey(p)
-                        for p in done
-                        if (p and all(cov.value_ok(str(v)) for v in p.values()))
-                        or (not p and not cov.partial)
-                    }
-                else:
-                    keep_keys |= {_pkey(p) for p in done}
-                next_skip[name] = keep_keys
-                reported = (
-                    _report_dict(getattr(results.get(name), "report", None)).get("watermarks") or {}
-                )
-                seq_wm[name] = {
-                    **prev_wm.get(name, {}),
-                    **{k: str(v) for k, v in reported.items() if k in keep_keys},
-                }
-        watermarks: dict[str, str] = {}
-        for name, cfg in incremental.items():
-            if name not in results or not completeness.get(name, (True, ""))[0]:
-                continue
-            seq = seqmap.get(name)
-            if seq is not None:
-                all_keys = {_pkey(p) for p in [*seq.get("done", []), *seq.get("skipped", [])]}
-                if (
-                    seq.get("remaining")
-                    or seq.get("unknown")
-                    or not all_keys <= next_skip.get(name, set())
-                ):
-                    continue  # some of its meters are held back: the watermark waits
-                candidates = seq_wm.get(name, {})
-                if not (cov.partial or quota is not None or resume):
-                    reported = _report_dict(getattr(results[name], "report", None)).get(
-                        "watermarks"
-                    )
-                    candidates = dict(reported or {})
-                new = (
-                    _min_iso(candidates.values())
-                    if candidates
-                    else _new_watermark(raw[name], str(cfg.get("cursor_path", "")))
-                )
-            else:
-                if quota is not None:
-                    continue
-                reported = _report_dict(getattr(results[name], "report", None)).get("watermarks")
-                new = (
-                    _min_iso(reported.values())
-                    if reported
-                    else _new_watermark(raw[name], str(cfg.get("cursor_path", "")))
-                )
-            old = marks.get(name)
-            if new and (old is None or pd.Timestamp(new) > pd.Timestamp(old)):
-                watermarks[name] = new
-        if quota is not None:
-            windows_iso = {
-                n: [_iso_or_none(a), _iso_or_none(b)] for n, (a, b) in request_windows.items()
-            }
-            plan = {
-                "args": args,
-                "mode": mode,
-                "merge": merge_window.as_dict(),
-                "windows": windows_iso,
-                "skip": {k: sorted(v) for k, v in sorted(next_skip.items()) if v},
-                "watermarks": {
-                    k: v for k, v in sorted(seq_wm.items()) if v and k not in watermarks
-                },
-                "remaining": _describe_remaining(seqmap)
-                if sequences is not None
-                else {n: "all" for n in profile.resources if n not in results},
-            }
-
-        # -- the commit point --------------------------------------------------------------
-        progress("commit")
-        released = 0
-        with store.transaction():
-            asset_parents: dict[str, str] = {}
-            meter_parents = dict(meter_asset)
-            if entity_ok:
-                summary["reactivated"] = {
-                    "asset": store.upsert_entities(
-                        "asset", current["asset"], run_id=run_id, parents=asset_parents
-                    ),
-                    "meter": store.upsert_entities(
-                        "meter", current["meter"], run_id=run_id, parents=meter_parents
-                    ),
-                }
-                for kind, dplan in deactivation.items():
-                    if dplan["deactivated"]:
-                        store.deactivate(kind, dplan["deactivated"], run_id=run_id)
-                store.write_rows("assets", accepted.assets)
-                store.write_rows("meters", accepted.meters)
-            else:
-                summary["reactivated"] = {"asset": [], "meter": []}
-            _fault("after-assets")
-            for table, column in (("usage", "start"), ("readings", "timestamp")):
-                frame = getattr(accepted, table)
-                if cov.partial and not frame.empty:
-                    ok = frame["meter_id"].astype(str).map(cov.meter_ok).astype(bool)
-                    frame = frame[ok.to_numpy()]
-                if frame.empty:
-                    continue
-                zones = _meter_zones(accepted, frame, profile.timezone)
-                lo = {m: v for m, v in win_lo.items() if m in zones.index}
-                hi = {m: v for m, v in win_hi.items() if m in zones.index}
-                frame = frame[_in_window(frame, column, lo, hi)]
-                store.delete_rows(
-                    table, meter_ids=list(zones.index), from_ns=lo or None, to_ns=hi or None
-                )
-                half = len(frame) // 2
-                store.write_rows(table, frame.iloc[:half])
-                if table == "usage":
-                    _fault("mid-usage")
-                store.write_rows(table, frame.iloc[half:])
-            qcounts = store.record_quarantine(quarantined, run_id=run_id)
-            seen = {
-                tuple(k)
-                for k in quarantined[list(QUARANTINE.key)].astype(str).itertuples(index=False)
-            }
-            open_rows = store.open_quarantine_ids()
-            open_frame = pd.DataFrame(
-                [(*k, q) for k, q in open_rows.items()],
-                columns=["table", "record_key", "rule", "qid"],
-            )
-            scope = cov.ok_meters(current["meter"]) if cov.partial else current["meter"]
-            in_scope = (
-                _quarantine_mask(open_frame, win_lo, win_hi, meters=scope)
-                if not open_frame.empty
-                else np.zeros(0, dtype=bool)
-            )
-            if not entity_ok and not open_frame.empty:
-                in_scope &= open_frame["table"].isin(["usage", "readings"]).to_numpy()
-            stale = [
-                int(row.qid)
-                for row, inside in zip(open_frame.itertuples(index=False), in_scope, strict=True)
-                if inside and (row.table, row.record_key, row.rule) not in seen
-            ]
-            released = store.release_quarantine(
-                stale, run_id=run_id, note=f"not seen again in run {run_id}"
-            )
-            for check in checks_cfg:
-                if check.resource not in results:
-                    continue
-                totals = parse_provider_totals(
-                    check,
-                    raw[check.resource],
-                    meters=tables.meters,
-                    assets=tables.assets,
-                    profile=profile,
-                    default_timezone=profile.timezone,
-                )
-                seq = seqmap.get(check.resource, {})
-                whole = completeness[check.resource][0] and not (
-                    seq.get("remaining") or seq.get("skipped") or seq.get("unknown")
-                )
-                store.write_provider_totals(
-                    check.name,
-                    totals,
-                    run_id=run_id,
-                    meter_ids=None
-                    if whole
-                    else {str(v) for p in seq.get("done", []) for v in p.values()}
-                    | set(totals["meter_id"].astype(str) if not totals.empty else []),
-                )
-            for name, value in watermarks.items():
-                store.set_watermark(name, value, run_id=run_id)
-            if plan is not None:
-                store.set_resume_plan(plan, run_id=run_id)
-            elif pending and (resume or (full and since is None and until is None)):
-                store.set_resume_plan(None, run_id=run_id)
-            summary["watermarks"] = {**marks, **watermarks}
-            summary["quarantine"] = {**qcounts, "released": released}
-            summary["stored"] = store.table_counts()
-        _fault("after-commit")
-
-        # -- export from state ---------------------------------------------------------
-        progress("export")
-        partial_reasons = []
-        if not quarantined.empty and (quarantined["severity"] == "error").any():
-            partial_reasons.append("records quarantined")
-        if bad:
-            partial_reasons.append(
-                "incomplete pull: " + "; ".join(f"{n}: {w}" for n, w in sorted(bad.items()))
-            )
-        partial_reasons += [p["refused"] for p in deactivation.values() if p["refused"]]
-        if plan is not None:
-            n_left = sum(len(v) if isinstance(v, list) else 1 for v in plan["remaining"].values())
-            summary["remaining"] = plan["remaining"]
-            summary["committed_meters"] = len(cov.ok_meters(current["meter"]))
-            partial_reasons.insert(
-                0,
-                f"the provider's quota is exhausted: {n_left} sequence(s) of "
-                f"{', '.join(sorted(plan['remaining'])) or 'nothing'} remain; the next run fetches "
-                "only those",
-            )
-
-        def finish(checks: dict[str, Any]) -> None:
-            reasons = partial_reasons + checks.get("reconciliation", {}).get("reasons", [])
-            status = "quota_exhausted" if plan is not None else "partial" if reasons else "success"
-            summary["status"] = status
-            summary["partial_reasons"] = reasons
-            summary["finished_at"] = clock.now().isoformat(timespec="seconds")
-            summary["duration_s"] = round(time.perf_counter() - t0, 3)
-
-        def hook(point: str) -> None:
-            if point.startswith("export:"):
-                _fault("during-export")
-
-        files, checks = export_from_state(
+        done = _process_phase(
+            profile,
+            plan,
+            fetched,
             store,
-            export_dir,
-            profile=profile,
+            pipeline=pipeline,
+            validate=validate,
+            progress=progress,
+            max_fraction=opts["max_fraction"],
+        )
+        summary = _run_summary(profile, plan, fetched, done, run_id=run_id, started=started)
+        if dry_run:
+            if fetched.quota is not None:
+                raise fetched.quota  # nothing to resume: a dry run writes nothing
+            summary["status"] = "dry-run"
+            return SyncResult(0, "dry-run", plan.mode, None, spath, {}, summary)
+        watermarks, resume_plan = _next_state(profile, plan, fetched, done)
+        progress("commit")
+        _commit_phase(
+            store,
+            profile,
+            plan,
+            fetched,
+            done,
+            run_id=run_id,
+            full=full,
+            since=since,
+            until=until,
+            watermarks=watermarks,
+            resume_plan=resume_plan,
+            checks=checks_cfg,
             summary=summary,
+        )
+        progress("export")
+        return _export_phase(
+            store,
+            profile,
+            done,
+            run_id=run_id,
+            mode=plan.mode,
+            export_dir=export_dir,
+            spath=spath,
             formats=formats,
-            fault_hook=hook,
-            on_checks=finish,
+            resume_plan=resume_plan,
+            quota=fetched.quota,
+            summary=summary,
+            clock=clock,
+            t0=t0,
         )
-        summary.update(checks)
-        status = summary["status"]
-        _fault("after-export")
-        store.finish_run(
-            run_id,
-            status=status,
-            counts={"accepted": summary["accepted"], "stored": summary["stored"]},
-            errors=summary["partial_reasons"],
-        )
-        log.info("sync %s run %d: %s (%s)", profile.name, run_id, status, mode)
-        result = SyncResult(run_id, status, mode, export_dir, spath, files, summary)
-        if quota is not None:
-            result.error = quota
-        return result
     except WorkbenchError as exc:
         if run_id:
             _record_failure(store, run_id, exc)
@@ -1522,8 +1972,6 @@ def _run(
 
 
 def _status_for(exc: BaseException) -> str:
-    from scaler_workbench.exceptions import AuthError, CredentialError, QuotaExhaustedError
-
     if isinstance(exc, QuotaExhaustedError):
         return "quota_exhausted"
     if isinstance(exc, AuthError | CredentialError):

@@ -13,11 +13,8 @@ import pytest
 from scaler_workbench._secrets import register_secret
 from scaler_workbench.coverage import coverage_matrix, monthly_totals
 from scaler_workbench.exceptions import ExportError
-from scaler_workbench.export import (
-    format_datetimes,
-    reconcile,
-    to_scaler_files,
-)
+from scaler_workbench.export import format_datetimes, to_scaler_files
+from scaler_workbench.reconciliation import reconcile
 from scaler_workbench.schema import USAGE, Tables, coerce_frame
 
 
@@ -203,6 +200,14 @@ def test_reconcile_flags_differences_and_one_sided_keys() -> None:
     assert r.loc["A", "ok"] and not r.loc["B", "ok"]
     assert r.loc["B", "rel_diff"] == pytest.approx(0.5 / 5.5)
     assert not r.loc["C", "ok"] and not r.loc["D", "ok"]
+
+
+def test_export_reconcile_is_the_reconciliation_one() -> None:
+    # reconcile moved to reconciliation (issue 12); export keeps the name for callers
+    from scaler_workbench import export, reconciliation
+
+    assert export.reconcile is reconciliation.reconcile
+    assert "reconcile" in export.__all__ and "reconcile" in reconciliation.__all__
 
 
 def test_file_hashes_stable_across_calls(tmp_path: Path) -> None:

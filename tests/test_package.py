@@ -69,3 +69,11 @@ def test_py_typed_is_shipped() -> None:
     from importlib.resources import files
 
     assert files("scaler_workbench").joinpath("py.typed").is_file()
+
+
+def test_tables_and_quarantine_are_exported() -> None:
+    from scaler_workbench import schema
+
+    assert scaler_workbench.Tables is schema.Tables
+    assert scaler_workbench.QUARANTINE is schema.QUARANTINE
+    assert {"QUARANTINE", "Tables"} <= set(dir(scaler_workbench))

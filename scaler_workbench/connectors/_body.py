@@ -29,7 +29,9 @@ __all__ = [
     "decode_body",
     "element_to_dict",
     "find_value",
+    "json_steps",
     "select_records",
+    "walk_json",
 ]
 
 XML_FORMAT = "xml"
@@ -104,7 +106,24 @@ def _snippet(content: bytes, n: int = 120) -> str:
 
 # ---------------------------------------------------------------------------------------- JSON
 @functools.lru_cache(maxsize=512)
-def _json_steps(path: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def json_steps(path: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A dotted JSON path (``$.a.b[*].c``, ``x[0]``) as ``(name, indexes)`` steps (cached).
+
+    Parameters
+    ----------
+    path : str
+        Dotted path; a leading ``$`` is dropped, ``[*]`` is every item, ``[-1]`` the last.
+
+    Returns
+    -------
+    tuple of (str, tuple of str)
+        One step per segment: the key (``""`` for a bare index) and its index texts.
+
+    Raises
+    ------
+    ValueError
+        A segment that is not ``name[idx]...``.
+    """
     path = path.strip()
     if path.startswith("$"):
         path = path[1:].lstrip(".")
@@ -121,11 +140,24 @@ def _json_steps(path: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
 _MISSING = object()
 
 
-def _walk_json(body: Any, path: str) -> tuple[list[Any], bool]:
-    """All values at ``path`` and whether the path had a wildcard."""
+def walk_json(body: Any, path: str) -> tuple[list[Any], bool]:
+    """All values at ``path`` and whether the path had a wildcard.
+
+    Parameters
+    ----------
+    body : Any
+        Decoded JSON (dicts and lists).
+    path : str
+        As :func:`json_steps`.
+
+    Returns
+    -------
+    tuple of (list, bool)
+        The values found (missing keys give none) and whether a ``[*]`` was walked.
+    """
     current: list[Any] = [body]
     wildcard = False
-    for name, idx in _json_steps(path):
+    for name, idx in json_steps(path):
         nxt: list[Any] = []
         for node in current:
             value = node.get(name, _MISSING) if name and isinstance(node, Mapping) else node
@@ -241,7 +273,7 @@ def select_records(
             out.append(value if isinstance(value, dict) else {"value": value})
         return out
     try:
-        values, wildcard = _walk_json(body, path)
+        values, wildcard = walk_json(body, path)
     except ValueError as exc:
         raise ResponseParseError(f"bad record_path {path!r}: {exc}", url=url) from exc
     if not values and not wildcard:
@@ -280,7 +312,7 @@ def find_value(body: Any, path: str, *, namespaces: Mapping[str, str] | None = N
         first = found[0]
         return (first.text or "").strip() if isinstance(first, Element) else first
     try:
-        values, _ = _walk_json(body, path)
+        values, _ = walk_json(body, path)
     except ValueError:
         return None
     return values[0] if values else None

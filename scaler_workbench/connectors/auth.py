@@ -20,7 +20,7 @@ token that the provider rotates is written to ``token_file`` (mode 0600) and rea
 
 The token endpoint is called through a *token transport* that the :class:`Client` binds (same
 timeout, retries and error translation as every other request); standalone objects fall back to
-:func:`scaler_workbench.connectors.client.post_token_form`. requests-oauthlib is not used for the
+:func:`scaler_workbench.connectors._transport.post_token_form`. requests-oauthlib is not used for the
 token exchange: oauthlib refuses ``http://`` token URLs (the loopback sandbox) and raises a
 ``Warning`` when a provider narrows the scope, which would abort runs that work.
 """
@@ -45,6 +45,7 @@ from requests.models import PreparedRequest
 
 from scaler_workbench._secrets import Secret, get_logger, register_secret, secret_from_env
 from scaler_workbench.clock import Clock, SystemClock
+from scaler_workbench.connectors._transport import post_token_form
 from scaler_workbench.connectors._util import construct
 from scaler_workbench.exceptions import AuthError, ProfileError
 
@@ -379,8 +380,6 @@ class _OAuth2(Auth):
         data = {**data, **fields}
         transport = self._transport
         if transport is None:
-            from scaler_workbench.connectors.client import post_token_form
-
             transport = post_token_form
         self.token_requests += 1
         return transport(self.token_url, data, basic=basic)
@@ -649,6 +648,19 @@ def authorize(
         and no ``code`` is given, ask for the pasted redirect URL with ``input()``.
     timeout : float
         How long to wait for the redirect [s].
+    show : callable
+        Receives the consent URL and the final message (default: ``print``).
+    open_browser : bool
+        Also open the consent URL in the default web browser.
+
+    Raises
+    ------
+    AuthError
+        No redirect within ``timeout``, a ``redirect_uri`` that is not a loopback http URL, a
+        redirect without ``?code=`` (or with the provider's ``error``), or a token endpoint that
+        refuses the code.
+    ProviderUnavailableError, TransportError
+        The token endpoint is down or cannot be reached.
     """
     if code is None:
         url = auth.authorization_url()
@@ -694,6 +706,20 @@ def make_auth(
 
     ``*_env`` keys are read from the environment as secrets (``key_env`` -> ``key``);
     ``token_file`` is resolved against the profile's folder. ``None`` gives :class:`NoAuth`.
+
+    Parameters
+    ----------
+    spec : str, dict, Auth or None
+        A registered type name (:data:`AUTHS`), an ``[auth]`` table with ``type``, or an
+        instance (returned as is).
+    profile : Profile, optional
+        Resolves ``token_file`` against the profile's folder.
+    key : str
+        Profile key named in errors (default ``auth``).
+
+    Returns
+    -------
+    Auth
 
     Raises
     ------

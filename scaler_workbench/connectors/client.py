@@ -1,5 +1,6 @@
-"""The HTTP client: the only module that sends requests (and the only one importing ``requests``
-beyond ``requests.auth.AuthBase``).
+"""The HTTP client: with :mod:`~scaler_workbench.connectors._transport` (retry policy, error
+boundary, the OAuth2 token POST) the only module that sends requests (and, with it, the only one
+importing ``requests`` beyond ``requests.auth.AuthBase``).
 
 One :class:`Client` per profile and environment holds the session, the auth, one retry policy,
 the client-side budget and the allowed hosts. Every request goes through :meth:`Client.send`:
@@ -25,33 +26,36 @@ Responses can be recorded to a folder (secrets redacted) and replayed offline::
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import hashlib
 import json
-import logging
 import random
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import requests
 import requests.adapters
-import urllib3.exceptions
 
 from scaler_workbench._secrets import SECRET_PARAM_NAMES, get_logger, redact, redact_url
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors._body import decode_body
+from scaler_workbench.connectors._transport import (
+    DEFAULT_TIMEOUT,
+    RetryPolicy,
+    post_token_form,
+)
+from scaler_workbench.connectors._transport import retry_after as _retry_after
+from scaler_workbench.connectors._transport import snippet as _snippet
+from scaler_workbench.connectors._transport import translate_errors as _translate_errors
 from scaler_workbench.connectors._util import construct
 from scaler_workbench.connectors.auth import Auth, NoAuth, make_auth
 from scaler_workbench.connectors.paginate import PageRequest
+from scaler_workbench.connectors.registry import connector_for
 from scaler_workbench.exceptions import (
     AuthError,
     ConnectorError,
@@ -78,135 +82,7 @@ __all__ = [
 
 log = get_logger(__name__)
 
-#: seconds to wait for a connection and for each read, unless ``[client] timeout`` says otherwise
-DEFAULT_TIMEOUT = 30.0
-_BODY_LIMIT = 500
-_DEFAULT_QUOTA = r"quota|daily limit|limit (exceeded|reached) for (the|to)?day|requests per day"
 _KEEP_HEADERS = ("content-type", "link", "retry-after", "x-total-count", "location")
-
-
-def _snippet(text: str, n: int = _BODY_LIMIT) -> str:
-    text = redact(text or "")
-    return text if len(text) <= n else text[:n] + f"... [{len(text) - n} more chars]"
-
-
-_SECRET_QUERY = re.compile(
-    r"(?i)([?&](?:" + "|".join(re.escape(n) for n in sorted(SECRET_PARAM_NAMES)) + r")=)[^&\s\"']*"
-)
-
-
-class _TransportLogFilter(logging.Filter):
-    """urllib3 logs request lines at DEBUG: mask registered secrets and secret query values."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # pragma: no cover - malformed record: leave it to logging
-            return True
-        masked = _SECRET_QUERY.sub(r"\1***", redact(message))
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-for _name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry"):
-    _logger = logging.getLogger(_name)
-    if not any(isinstance(f, _TransportLogFilter) for f in _logger.filters):
-        _logger.addFilter(_TransportLogFilter())
-
-
-# ---------------------------------------------------------------------------------- errors
-_TRANSPORT_HINTS: tuple[tuple[type[BaseException], str], ...] = (
-    (requests.exceptions.SSLError, "TLS failed: check the URL's scheme and the certificate."),
-    (requests.exceptions.Timeout, "The provider did not answer in time: raise [client] timeout."),
-    (requests.exceptions.ProxyError, "The proxy refused: check HTTPS_PROXY/NO_PROXY."),
-    (requests.exceptions.InvalidURL, "The URL is malformed: check base_url and the resource path."),
-    (requests.exceptions.MissingSchema, "The URL lacks http(s)://: check base_url."),
-    (requests.exceptions.InvalidSchema, "Only http(s) URLs are supported: check base_url."),
-    (requests.exceptions.ConnectionError, "Check the base URL and your network; re-run later."),
-)
-
-
-@contextlib.contextmanager
-def _translate_errors(url: str = "") -> Iterator[None]:
-    """Map every ``requests``/``urllib3`` exception to :class:`TransportError` (the boundary)."""
-    try:
-        yield
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
-        hint = next((h for cls, h in _TRANSPORT_HINTS if isinstance(exc, cls)), "")
-        raise TransportError(
-            f"{type(exc).__name__} talking to {redact_url(url) or 'the provider'}: "
-            f"{_snippet(str(exc), 200)}",
-            url=url or None,
-            hint=hint or TransportError.default_hint,
-        ) from exc
-
-
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header: a number or an HTTP date (None if absent/bad)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-# ----------------------------------------------------------------------------- policies
-@dataclass
-class RetryPolicy:
-    """One retry policy for every request (``[client]`` keys of the same names).
-
-    Parameters
-    ----------
-    max_attempts : int
-        Attempts per request, the first included.
-    backoff_base : float
-        First wait [s]; then ``backoff_base * backoff_factor**(attempt-1)``.
-    backoff_factor : float
-    backoff_cap : float
-        Cap on any single wait, ``Retry-After`` included [s].
-    jitter : float
-        Random extra wait, as a fraction of the computed wait (0 to turn off).
-    retry_statuses : list of int
-        Statuses worth retrying (429 and the transient 5xx).
-    quota_match : str
-        Regular expression: a 429 *without* Retry-After whose body matches means the daily quota
-        is spent: :class:`QuotaExhaustedError` at once ("" never).
-    """
-
-    max_attempts: int = 5
-    backoff_base: float = 0.5
-    backoff_factor: float = 2.0
-    backoff_cap: float = 60.0
-    jitter: float = 0.25
-    retry_statuses: list[int] = field(default_factory=lambda: [429, 500, 502, 503, 504])
-    quota_match: str = _DEFAULT_QUOTA
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ProfileError("client.max_attempts must be >= 1", key="client.max_attempts")
-        if self.backoff_cap < 0 or self.backoff_base < 0:
-            raise ProfileError("client backoff values must be >= 0", key="client.backoff_cap")
-        self._quota = re.compile(self.quota_match, re.I) if self.quota_match else None
-
-    def wait(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` [s]."""
-        if retry_after is not None:
-            return min(retry_after, self.backoff_cap)
-        base = self.backoff_base * self.backoff_factor ** (attempt - 1)
-        return min(self.backoff_cap, base * (1 + self.jitter * rng.random()))
-
-    def is_quota(self, status: int, retry_after: str | None, body: str) -> bool:
-        return bool(status == 429 and not retry_after and self._quota and self._quota.search(body))
 
 
 class Budget:
@@ -405,78 +281,6 @@ class RequestLogEntry:
     attempt: int
     elapsed_ms: float
     error: str = ""
-
-
-def post_token_form(
-    url: str,
-    data: Mapping[str, str],
-    *,
-    basic: tuple[str, str] | None = None,
-    session: requests.Session | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    retry: RetryPolicy | None = None,
-    clock: Clock | None = None,
-) -> dict[str, Any]:
-    """POST a form to an OAuth2 token endpoint and return the JSON answer.
-
-    Raises
-    ------
-    AuthError
-        The endpoint refused (4xx; its ``error``/``error_description`` are quoted, redacted).
-    ProviderUnavailableError
-        5xx/429 after every attempt.
-    TransportError
-        The endpoint could not be reached.
-    """
-    retry = retry or RetryPolicy(max_attempts=3)
-    clock = clock or SystemClock()
-    rng = random.Random()
-    own = session is None
-    sess = session or requests.Session()
-    try:
-        for attempt in range(1, retry.max_attempts + 1):
-            with _translate_errors(url):
-                resp = sess.post(
-                    url,
-                    data=dict(data),
-                    auth=basic,
-                    headers={"Accept": "application/json"},
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-            if resp.status_code in retry.retry_statuses and attempt < retry.max_attempts:
-                clock.sleep(
-                    retry.wait(
-                        attempt, _retry_after(resp.headers.get("Retry-After"), clock.now()), rng
-                    )
-                )
-                continue
-            break
-    finally:
-        if own:
-            sess.close()
-    if resp.status_code >= 500 or resp.status_code == 429:
-        raise ProviderUnavailableError(
-            f"token endpoint answered {resp.status_code}",
-            status=resp.status_code,
-            url=url,
-            body=_snippet(resp.text),
-        )
-    try:
-        body = resp.json()
-    except ValueError:
-        body = {}
-    if resp.status_code >= 300 or not isinstance(body, dict):
-        detail = ""
-        if isinstance(body, dict):
-            detail = " ".join(str(body.get(k, "")) for k in ("error", "error_description")).strip()
-        raise AuthError(
-            f"token endpoint refused ({resp.status_code}): {_snippet(detail or resp.text, 300)}",
-            status=resp.status_code,
-            url=url,
-            hint="Check client id/secret (and client_auth: basic or body), scope and token_url.",
-        )
-    return body
 
 
 class Client:
@@ -803,6 +607,4 @@ class Client:
     # -- notebooks ----------------------------------------------------------------------
     def iter_pages(self, resource: str | Mapping[str, Any], **kw: Any) -> Iterator[Any]:
         """Yield the pages of one resource (a profile name or a table), see :meth:`Connector.iter_pages`."""
-        from scaler_workbench.connectors.resources import connector_for
-
         yield from connector_for(self.profile, client=self).iter_pages(resource, **kw)

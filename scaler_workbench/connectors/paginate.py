@@ -579,6 +579,19 @@ def make_paginator(
 
     ``None`` gives :class:`SinglePagePaginator`. An instance is returned as a fresh copy.
 
+    Parameters
+    ----------
+    spec : str, dict, Paginator or None
+        A registered type name (:data:`PAGINATORS`), a ``[paginator]`` table with ``type``,
+        or an instance.
+    key : str
+        Profile key named in errors (default ``paginator``).
+
+    Returns
+    -------
+    Paginator
+        A new paginator (no state shared with ``spec``).
+
     Raises
     ------
     ProfileError

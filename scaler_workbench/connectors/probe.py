@@ -130,6 +130,16 @@ def detect_pagination(response: Any, *, body: Any = None) -> list[tuple[float, d
     body : optional
         The decoded body, when ``response`` is a bare ``requests.Response`` not holding JSON.
 
+    Returns
+    -------
+    list of (float, dict)
+        ``(score [0-1], [paginator] table)`` pairs, best first; always ends with ``none``.
+
+    Raises
+    ------
+    None
+        A body that is not JSON is read as no body: only the headers are scored.
+
     Notes
     -----
     Scores are heuristics in [0, 1]: a ``Link: rel="next"`` header 0.95, a URL-looking next
@@ -246,6 +256,18 @@ def probe_pagination(
         Where the records are (default: detected, e.g. ``data``).
     primary_key : str
         Record field that identifies a record [dotted path].
+
+    Returns
+    -------
+    ProbeResult
+        Every candidate tried (records, new ids, overlap, error) and ``best``, the
+        ``[paginator]`` table of the best one that works (``None`` if none does).
+
+    Raises
+    ------
+    ConnectorError
+        Page 1 itself failed (an :class:`AuthError`, :class:`TransportError`, ... subclass);
+        a candidate's failing page 2 is recorded on the candidate instead.
     """
     base = dict(params or {})
     first = client.get(path, params=base)
@@ -357,6 +379,17 @@ def plan_requests(
     client : Client, optional
         Only for its budget and clock; no request is sent. By default a client without
         credentials is built, so planning needs no secrets.
+
+    Returns
+    -------
+    RequestPlan
+        The planned requests per resource, their total, whether the count is exact, and the
+        least time the budget needs for them [s].
+
+    Raises
+    ------
+    ProfileError
+        An unknown resource, connector or paginator, or a date range the profile cannot read.
     """
     client = client or Client(profile, auth=NoAuth())
     connector = connector_for(profile, client=client)

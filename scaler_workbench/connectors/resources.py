@@ -31,7 +31,6 @@ go on with the next parent/window; ``"raise"``).
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,10 +43,10 @@ from scaler_workbench._secrets import get_logger, redact_url
 from scaler_workbench.clock import Clock
 from scaler_workbench.connectors._body import (
     FORMATS,
-    _json_steps,
-    _walk_json,
     find_value,
+    json_steps,
     select_records,
+    walk_json,
 )
 from scaler_workbench.connectors.client import Client, Reply
 from scaler_workbench.connectors.dates import (
@@ -64,6 +63,7 @@ from scaler_workbench.connectors.paginate import (
     Paginator,
     make_paginator,
 )
+from scaler_workbench.connectors.registry import connector_class, connector_for
 from scaler_workbench.exceptions import (
     AuthError,
     ConnectorError,
@@ -869,7 +869,7 @@ def _param_sets(record: Mapping[str, Any], params: Mapping[str, str]) -> list[di
     wild = {p: f for p, f in params.items() if "[*]" in f}
     if not wild:
         return [fixed]
-    columns = {p: _walk_json(record, f)[0] for p, f in wild.items()}
+    columns = {p: walk_json(record, f)[0] for p, f in wild.items()}
     n = min(len(v) for v in columns.values())
     if any(len(v) != n for v in columns.values()):
         log.warning("parent_params %s select lists of different lengths; zipped to %d", wild, n)
@@ -902,10 +902,10 @@ def select_with_ancestors(
             hint="For XML, fetch the parent as its own resource and use inherit_parent.",
         )
     try:
-        steps = _json_steps(record_path)
+        steps = json_steps(record_path)
         plans = []
         for name, path in keep.items():
-            kst = _json_steps(path)
+            kst = json_steps(path)
             depth = 0
             while depth < min(len(steps), len(kst)) and kst[depth] == steps[depth]:
                 depth += 1
@@ -921,7 +921,7 @@ def select_with_ancestors(
         kept = {}
         for name, depth, rest in plans:
             anc = trail[depth]
-            kept[name] = (_walk_json(anc, rest)[0] or [None])[0] if rest else anc
+            kept[name] = (walk_json(anc, rest)[0] or [None])[0] if rest else anc
         for item in items:
             if isinstance(item, dict):
                 rec = dict(item)
@@ -975,50 +975,6 @@ def _progress_bar(name: str, total: int, enabled: bool) -> Any:
 
 
 # ------------------------------------------------------------------------- entry points
-def connector_for(
-    profile: Any, *, client: Client | None = None, clock: Clock | None = None
-) -> Connector:
-    """The :class:`Connector` for a profile: ``[provider] connector`` names a subclass.
-
-    ``connector = "ecostruxure"`` loads ``scaler_workbench.connectors.ecostruxure`` and uses its
-    ``CONNECTOR`` attribute (or its only Connector subclass); ``"package.module:Class"`` names
-    any class. Absent: the declarative :class:`Connector`.
-    """
-    return connector_class(profile)(profile, client=client, clock=clock)
-
-
-def connector_class(profile: Any) -> type[Connector]:
-    """The :class:`Connector` subclass named by ``[provider] connector`` (default: Connector)."""
-    name = str(profile.section("provider").get("connector", "") or "")
-    cls: type[Connector] = Connector
-    if name:
-        module_name, _, attr = name.partition(":")
-        if "." not in module_name:
-            module_name = f"scaler_workbench.connectors.{module_name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ProfileError(
-                f"provider.connector {name!r} cannot be imported: {exc}", key="provider.connector"
-            ) from exc
-        found: Any = getattr(module, attr, None) if attr else getattr(module, "CONNECTOR", None)
-        if found is None:
-            subclasses = [
-                v
-                for v in vars(module).values()
-                if isinstance(v, type) and issubclass(v, Connector) and v is not Connector
-            ]
-            found = subclasses[0] if len(subclasses) == 1 else None
-        if not (isinstance(found, type) and issubclass(found, Connector)):
-            raise ProfileError(
-                f"provider.connector {name!r} does not name a Connector subclass",
-                key="provider.connector",
-                hint="Set CONNECTOR = MyConnector in the module, or write 'module:Class'.",
-            )
-        cls = found
-    return cls
-
-
 def fetch_resources(
     profile: Any,
     *,

@@ -280,3 +280,14 @@ def test_record_then_replay_offline(make_sandbox: Any, sandbox_env: Any, tmp_pat
     assert all(key not in p.read_text() for p in folder.iterdir())
     with pytest.raises(TransportError, match="no recorded response"):
         Client(profile, replay_from=folder, clock=FakeClock()).get("/nothing-here")
+
+
+def test_client_reexports_the_transport_names() -> None:
+    # the token POST, retry policy and timeout moved to connectors/_transport.py (issue 12) so
+    # that auth posts token forms without importing the client; the client keeps the names
+    from scaler_workbench.connectors import _transport, auth, client
+
+    for name in ("DEFAULT_TIMEOUT", "RetryPolicy", "post_token_form"):
+        assert getattr(client, name) is getattr(_transport, name), name
+        assert name in client.__all__
+    assert auth.post_token_form is _transport.post_token_form  # the standalone fallback
