@@ -57,8 +57,8 @@ Each trap is one extra meter appended to the FIRST site (ids continue after the 
 so the regular meters, their records and their ground truth do not change; in trap mode every
 meter record also carries ``installed_on`` and ``removed_on``, ``null`` unless set). Trap
 interval meters are half-hourly electricity in kWh (solar for ``null_night``) WITHOUT the 1 %
-random missing intervals, so their only gaps are the planted ones. Dates are drawn from
-``(seed, 2)``; the period needs three month starts (``m0, m1, ..., mlast``).
+random missing intervals or estimates, so their only gaps are the planted ones. Dates are
+drawn from ``(seed, 2)``; the period needs three month starts (``m0, m1, ..., mlast``).
 
 ======================  ===================================================================
 trap                    what the provider serves
@@ -813,10 +813,10 @@ class SandboxData:
                         "before": f"{int(NIGHT_HOURS[0]):02d}:00",
                         "from": f"{int(NIGHT_HOURS[1]):02d}:00",
                     }
-                series = IntervalSeries(
+                series = IntervalSeries(  # measured only: complete months are "actual"
                     t_idx=full.t_idx[keep],
                     value=value[keep],
-                    estimated=full.estimated[keep],
+                    estimated=np.zeros(int(keep.sum()), dtype=bool),
                     exported=exported[keep],
                 )
             name = f"{commodity.capitalize()} trap {trap}"
@@ -966,7 +966,7 @@ class SandboxData:
         Notes
         -----
         Facts describe the whole period (no ``as_of`` cut). Trap interval meters have no
-        random missing intervals, so their only gaps are the planted ones.
+        random missing intervals or estimates, so their only gaps are the planted ones.
         """
         return copy.deepcopy(self._facts)
 
