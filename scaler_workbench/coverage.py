@@ -356,6 +356,7 @@ def _empty_months() -> pd.DataFrame:
             "days_in_month": pd.Series(dtype="int64"),
             "days_with_data": pd.Series(dtype="int64"),
             "intervals": pd.Series(dtype="int64"),
+            "null_intervals": pd.Series(dtype="int64"),
             "expected_intervals": pd.Series(dtype="int64"),
             "first_local": pd.Series(dtype="datetime64[ns]"),
             "last_local": pd.Series(dtype="datetime64[ns]"),
@@ -476,8 +477,9 @@ def interval_completeness(
     ----------
     usage : pandas.DataFrame
         ``meter_id``, ``start``, ``end`` (tz-aware UTC; naive is a SchemaError), optional
-        ``consumption`` (a missing value is no data: the row does not count), ``estimated``
-        and ``timezone`` (the row's site zone; else the meter's asset's via ``tables``, else
+        ``consumption`` (a missing value is no data: the row is delivered, so it is no hole,
+        but counts in ``null_intervals``, not in ``intervals``), ``estimated`` and
+        ``timezone`` (the row's site zone; else the meter's asset's via ``tables``, else
         ``timezone``). A meter's zone is that of its first row.
     tables : Tables, optional
         Gives the site zone of rows without a ``timezone`` (meter -> asset -> timezone).
@@ -495,11 +497,12 @@ def interval_completeness(
         ``timezone``          the meter's zone
         ``interval_seconds``  the meter's interval length: its most frequent row length [s]
         ``days_in_month``     calendar days of the month
-        ``days_with_data``    local days with at least one interval
-        ``intervals``         rows with data (repeated starts count once)
+        ``days_with_data``    local days with at least one interval with a value
+        ``intervals``         rows with a value (repeated starts count once)
+        ``null_intervals``    rows delivered without a value (``null``: no data)
         ``expected_intervals``  intervals the whole local month holds
-        ``first_local``       local (naive) start of the month's first interval
-        ``last_local``        local (naive) end of the month's last interval
+        ``first_local``       local (naive) start of the month's first interval with a value
+        ``last_local``        local (naive) end of the month's last interval with a value
         ``estimated_share``   estimated intervals / intervals [0-1]
         ``missing_days``      interior local days without any interval
         ``hole_intervals``    intervals missing in interior holes
@@ -522,8 +525,8 @@ def interval_completeness(
     -----
     Only meters whose interval length divides one hour (1, 5, 10, 15, 20, 30, 60 minutes...)
     are interval sources; daily, monthly or irregular rows (bills, register differences) are
-    left out: count those by days. ``intervals + hole_intervals`` plus the intervals before
-    ``first_local`` and after ``last_local`` equal ``expected_intervals``.
+    left out: count those by days. ``intervals + null_intervals + hole_intervals`` plus the
+    intervals before the meter's first and after its last row equal ``expected_intervals``.
     """
     require_columns(usage, ("meter_id", "start", "end"), "usage")
     if len(usage) == 0:
@@ -535,9 +538,12 @@ def interval_completeness(
     meter = usage["meter_id"]
     valid = meter.notna().to_numpy() & start_utc.notna().to_numpy() & end_utc.notna().to_numpy()
     valid &= e > s
-    if "consumption" in usage.columns:
-        valid &= pd.to_numeric(usage["consumption"], errors="coerce").notna().to_numpy()
     rows = np.flatnonzero(valid)
+    null = (
+        pd.to_numeric(usage["consumption"], errors="coerce").isna().to_numpy()[rows]
+        if "consumption" in usage.columns
+        else np.zeros(rows.size, dtype=bool)
+    )
     codes, meter_names = pd.factorize(meter.astype("string").to_numpy()[rows], sort=False)
     s, e = s[rows], e[rows]
     pos = rows  # each row's position in usage, kept alongside through sort and dedup
@@ -552,24 +558,16 @@ def interval_completeness(
     )
     if not ordered:
         order = np.lexsort((s, codes))
-        codes, s, e, pos, estimated = (
-            codes[order],
-            s[order],
-            e[order],
-            pos[order],
-            estimated[order],
-        )
-    # a repeated start counts once
+        codes, s, e, pos, estimated, null = (a[order] for a in (codes, s, e, pos, estimated, null))
+    # a repeated start counts once (a value wins over a null)
     dup = np.concatenate(([False], (codes[1:] == codes[:-1]) & (s[1:] == s[:-1])))
+    if dup.any() and null.any():
+        order = np.lexsort((null, s, codes))
+        codes, s, e, pos, estimated, null = (a[order] for a in (codes, s, e, pos, estimated, null))
+        dup = np.concatenate(([False], (codes[1:] == codes[:-1]) & (s[1:] == s[:-1])))
     if dup.any():
         keep = ~dup
-        codes, s, e, pos, estimated = (
-            codes[keep],
-            s[keep],
-            e[keep],
-            pos[keep],
-            estimated[keep],
-        )
+        codes, s, e, pos, estimated, null = (a[keep] for a in (codes, s, e, pos, estimated, null))
     if codes.size == 0:
         return IntervalCompleteness(_empty_months(), _empty_holes())
     n_meters = len(meter_names)
@@ -583,7 +581,7 @@ def interval_completeness(
     is_interval = (length_s > 0) & (length_s <= _HOUR_S) & (_HOUR_S % np.maximum(length_s, 1) == 0)
     take = is_interval[codes]
     if not take.all():
-        codes, s, e, estimated = codes[take], s[take], e[take], estimated[take]
+        codes, s, e, estimated, null = (a[take] for a in (codes, s, e, estimated, null))
     if codes.size == 0:
         return IntervalCompleteness(_empty_months(), _empty_holes())
     zones = meter_zone[codes]
@@ -596,17 +594,38 @@ def interval_completeness(
     group = codes.astype(np.int64) * 1_000_000 + (month - month.min())
     g0 = _segment_starts(group)
     g_last = np.append(g0[1:], group.size) - 1
-    new_day = np.concatenate(([True], (day[1:] != day[:-1]) | (group[1:] != group[:-1])))
-    counts = np.diff(np.append(g0, group.size))
+    has = ~null
+    if has.all():  # the usual case: every row carries a value
+        new_day = np.concatenate(([True], (day[1:] != day[:-1]) | (group[1:] != group[:-1])))
+        days_with_data = np.add.reduceat(new_day.astype(np.int64), g0)
+        first_row, last_row = g0, g_last
+    else:  # rows with a null value are delivered but carry no data
+        gi = np.repeat(np.arange(g0.size), np.diff(np.append(g0, group.size)))
+        d_has, gi_has = day[has], gi[has]
+        new_day = np.concatenate(([True], (d_has[1:] != d_has[:-1]) | (gi_has[1:] != gi_has[:-1])))[
+            : d_has.size
+        ]
+        days_with_data = np.bincount(gi_has, weights=new_day, minlength=g0.size).astype(np.int64)
+        position = np.arange(group.size)
+        first_row = np.minimum.reduceat(np.where(has, position, group.size), g0)
+        last_row = np.maximum.reduceat(np.where(has, position, -1), g0)
+    some = last_row >= 0
+    first_local = np.full(g0.size, np.datetime64("NaT"), dtype="datetime64[ns]")
+    last_local = first_local.copy()
+    first_local[some] = local_start[first_row[some]].astype("datetime64[ns]")
+    last_local[some] = _local_of_utc(e[last_row[some]], zones[last_row[some]]).astype(
+        "datetime64[ns]"
+    )
     found = pd.DataFrame(
         {
             "code": codes[g0],
             "month": month[g0],
-            "intervals": counts,
-            "days_with_data": np.add.reduceat(new_day.astype(np.int64), g0),
-            "estimated_n": np.add.reduceat(estimated.astype(np.int64), g0),
-            "first_local": local_start[g0].astype("datetime64[ns]"),
-            "last_local": _local_of_utc(e[g_last], zones[g_last]).astype("datetime64[ns]"),
+            "intervals": np.add.reduceat(has.astype(np.int64), g0),
+            "null_intervals": np.add.reduceat(null.astype(np.int64), g0),
+            "days_with_data": days_with_data,
+            "estimated_n": np.add.reduceat((estimated & has).astype(np.int64), g0),
+            "first_local": first_local,
+            "last_local": last_local,
         }
     )
 
@@ -657,6 +676,7 @@ def interval_completeness(
             "days_in_month": ((m_end - m_start) // _DAY_NS).astype(np.int64),
             "days_with_data": out["days_with_data"].fillna(0).to_numpy(dtype=np.int64),
             "intervals": intervals,
+            "null_intervals": out["null_intervals"].fillna(0).to_numpy(dtype=np.int64),
             "expected_intervals": (utc_len // (g_len_s * _NS)).astype(np.int64),
             "first_local": out["first_local"].to_numpy(dtype="datetime64[ns]"),
             "last_local": out["last_local"].to_numpy(dtype="datetime64[ns]"),
@@ -740,6 +760,7 @@ def classify_months(
     active: pd.DataFrame | None = None,
     billing: pd.DataFrame | None = None,
     min_share: float = 1.0,
+    count_nulls: bool = False,
 ) -> pd.DataFrame:
     """Give each meter-month a status: actual, estimated, partial, missing, not yet billed, inactive.
 
@@ -766,6 +787,10 @@ def classify_months(
     min_share : float
         Share [0-1] of the expected data (in the month's active part) below which a month is
         ``partial``; 1.0 (the default) flags every missing interval.
+    count_nulls : bool
+        Count ``null_intervals`` (delivered without a value) as delivered, for a profile
+        whose ``missing_values`` policy declares nulls "no data": a month of a solar meter
+        with null nights is then complete. Default: they are missing data.
 
     Returns
     -------
@@ -839,7 +864,9 @@ def classify_months(
             utc = _utc_of_local(hi_eff[use], zones) - _utc_of_local(lo_eff[use], zones)
             expected[use] = utc // (secs * _NS)
             ints = pd.to_numeric(out["intervals"], errors="coerce").fillna(0).to_numpy()
-            covered[use] = ints[use]
+            if count_nulls and "null_intervals" in out.columns:
+                ints = ints + pd.to_numeric(out["null_intervals"], errors="coerce").fillna(0)
+            covered[use] = np.asarray(ints, dtype=np.float64)[use]
     has_data = covered > 0
     share = (
         pd.to_numeric(out["estimated_share"], errors="coerce").fillna(0).to_numpy(np.float64)

@@ -194,19 +194,28 @@ def test_null_values_are_no_data_and_estimates_and_duplicates_count_once() -> No
     local_hour = frame["start"].dt.tz_convert("Europe/London").dt.hour
     frame.loc[(local_hour < 6) | (local_hour >= 18), "consumption"] = np.nan
     frame.loc[frame.index[100:130], "estimated"] = True
-    twice = pd.concat([frame, frame.iloc[200:210]]).sample(frac=1.0, random_state=1)
+    repeat = frame.iloc[200:210].copy()  # sent twice, the second time without values
+    repeat["consumption"] = np.nan
+    twice = pd.concat([frame, frame.iloc[200:210], repeat]).sample(frac=1.0, random_state=1)
     result = interval_completeness(twice)
     (row,) = result.months.to_dict("records")
-    assert row["intervals"] == 30 * 24
+    assert row["intervals"] == row["null_intervals"] == 30 * 24
     assert row["estimated_share"] == pytest.approx(
         frame.loc[frame.index[100:130], "consumption"].notna().sum() / (30 * 24)
     )
     assert row["first_local"] == pd.Timestamp("2024-06-01T06:00")
     assert row["last_local"] == pd.Timestamp("2024-06-30T18:00")
-    # every night between the first and last value is a hole, split at midnight
-    assert len(result.holes) == 29 * 2
-    assert set(result.holes["missing_intervals"]) == {12}
+    assert row["days_with_data"] == 30 and row["hole_intervals"] == 0
+    # delivered nulls are no holes; whether they are missing data is the profile's policy
+    assert result.holes.empty
+    assert classify_months(result.months)["status"].tolist() == ["partial"]
+    assert classify_months(result.months, count_nulls=True)["status"].tolist() == ["estimated"]
     assert classify_months(result.months, min_share=0.5)["status"].tolist() == ["estimated"]
+    # a meter that only ever sent nulls has months, but no data in them
+    only_nulls = interval_completeness(frame.assign(consumption=np.nan)).months
+    assert only_nulls[["intervals", "days_with_data"]].values.tolist() == [[0, 0]]
+    assert pd.isna(only_nulls["first_local"].iloc[0])
+    assert classify_months(only_nulls)["status"].tolist() == ["missing"]
 
 
 def test_non_interval_meters_are_left_out_and_meters_are_separate() -> None:
@@ -316,6 +325,7 @@ def test_sandbox_traps_measure_as_their_facts_say() -> None:
                 continue
             row = got.loc[(f["meter_id"], m["month"])]
             assert row["intervals"] == m["intervals"] - m["null_intervals"]
+            assert row["null_intervals"] == m["null_intervals"]
             assert row["expected_intervals"] == m["expected_intervals"]
             assert row["days_with_data"] == m["days_with_data"]
             assert row["first_local"] == pd.Timestamp(m["first_local"])
@@ -328,6 +338,7 @@ def test_sandbox_traps_measure_as_their_facts_say() -> None:
     assert (gap["date"], gap["missing_intervals"]) == (want["date"], want["intervals"])
     assert gap["start_local"].strftime("%H:%M") == want["start"]
     assert gap["end_local"].strftime("%H:%M") == want["end"]
+    assert not (holes["meter_id"] == facts["null_night"]["meter_id"]).any()
     start = facts["mid_month_start"]
     active = pd.DataFrame({"meter_id": [start["meter_id"]], "active_from": [start["installed_on"]]})
     mine = result.months[result.months["meter_id"] == start["meter_id"]]
@@ -347,13 +358,17 @@ def test_counts_add_up_for_random_drops(minutes: int, tz: str, seed: int, share:
     keep = rng.random(len(full)) >= share
     keep[[0, -1]] = True  # first and last present: every drop is interior
     frame = full[keep].reset_index(drop=True)
+    nulls = rng.random(len(frame)) < share / 2
+    nulls[[0, -1]] = False
+    frame.loc[nulls, "consumption"] = np.nan
     result = interval_completeness(frame)
     months = result.months
-    assert months["intervals"].sum() == keep.sum()
+    assert months["intervals"].sum() == (~nulls).sum()
+    assert months["null_intervals"].sum() == nulls.sum()
     assert (
         months["hole_intervals"].sum() == (~keep).sum() == result.holes["missing_intervals"].sum()
     )
-    local = frame["start"].dt.tz_convert(tz).dt.tz_localize(None)
+    local = frame["start"][~nulls].dt.tz_convert(tz).dt.tz_localize(None)
     assert months["days_with_data"].sum() == local.dt.normalize().nunique()
     # intervals before the first / after the last data (outside Oct 20 .. Nov 10) + holes
     # + intervals present = expected
@@ -361,9 +376,9 @@ def test_counts_add_up_for_random_drops(minutes: int, tz: str, seed: int, share:
         pd.Timestamp("2024-10-20").tz_localize(tz) - pd.Timestamp("2024-10-01").tz_localize(tz)
     ) + (pd.Timestamp("2024-12-01").tz_localize(tz) - pd.Timestamp("2024-11-10").tz_localize(tz))
     n_outside = int(outside / pd.Timedelta(minutes=minutes))
-    assert (
-        months["intervals"].sum() + months["hole_intervals"].sum() + n_outside
-        == months["expected_intervals"].sum()
+    delivered = months["intervals"].sum() + months["null_intervals"].sum()
+    assert delivered + months["hole_intervals"].sum() + n_outside == (
+        months["expected_intervals"].sum()
     )
     whole = result.holes[result.holes["kind"] == "day"]
     assert (whole["end_local"] - whole["start_local"] == pd.Timedelta(days=1)).all()
