@@ -18,6 +18,7 @@ import requests
 
 from scaler_workbench.exceptions import SandboxError
 from scaler_workbench.sandbox import Sandbox, SandboxData
+from scaler_workbench.sandbox.__main__ import main
 from scaler_workbench.sandbox.generate import TRAPS
 
 MakeSandbox = Callable[..., Sandbox]
@@ -293,3 +294,15 @@ def test_null_values_only_in_the_null_night_meter() -> None:
         mid for mid, s in data.series.items() if hasattr(s, "value") and np.isnan(s.value).any()
     }
     assert with_nan == {data.trap_facts()["null_night"]["meter_id"]}
+
+
+def test_cli_plants_traps_and_names_their_meters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--lifetime", "0.2", "--traps", "stale_meter", "hole_3h"]) == 0
+    out = capsys.readouterr().out
+    facts = SandboxData.generate(traps=["stale_meter", "hole_3h"]).trap_facts()
+    assert f"# trap hole_3h: meter {facts['hole_3h']['meter_id']}" in out
+    assert f"# trap stale_meter: meter {facts['stale_meter']['meter_id']}" in out
+    assert main(["--lifetime", "0.2", "--traps"]) == 0
+    assert capsys.readouterr().out.count("# trap ") == len(TRAPS)
+    assert main(["--lifetime", "0.2", "--traps", "bogus"]) == 2
+    assert "unknown trap" in capsys.readouterr().err

@@ -10,7 +10,8 @@ Quick start::
         sb.ground_truth() # meter_id, month (local YYYY-MM), consumption, unit (canonical)
 
 From a shell: ``python -m scaler_workbench.sandbox --auth oauth2_client_credentials`` prints
-the URL and ``export`` lines for the credentials (see ``--help``).
+the URL and ``export`` lines for the credentials (see ``--help``; ``--traps [NAME ...]`` plants
+the data traps and names their meters).
 
 Data (:class:`SandboxData`, module :mod:`~scaler_workbench.sandbox.generate`)
 ------------------------------------------------------------------------------
