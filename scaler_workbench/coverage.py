@@ -13,13 +13,19 @@ function                   returns
 :func:`monthly_totals`     consumption per meter and local month
 :func:`coverage_matrix`    per meter and month: share covered, any estimate, a status
 :func:`site_timezones`     each row's site zone
+:func:`interval_completeness`  per meter and month, from interval rows before aggregation:
+                           days with data, intervals vs the DST-aware expected count,
+                           first/last local timestamp, estimated share; interior holes
+                           (missing local days, runs of missing intervals inside a day)
+:func:`classify_months`    a status per meter-month (:data:`MONTH_STATUSES`) from those
+                           counts, the meter's active period and a bill-only billing lag
 =========================  ==================================================================
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,7 +35,11 @@ from scaler_workbench.schema import Tables
 
 __all__ = [
     "COVERAGE_STATES",
+    "MONTH_STATUSES",
+    "IntervalCompleteness",
+    "classify_months",
     "coverage_matrix",
+    "interval_completeness",
     "monthly_totals",
     "site_timezones",
     "split_by_month",
@@ -308,4 +318,595 @@ def coverage_matrix(
         ),
     )
     out["status"] = pd.Categorical(status, categories=list(COVERAGE_STATES))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# interval completeness (issue 13 item 2): counts before aggregation, DST-aware
+
+#: Statuses :func:`classify_months` gives a meter-month, best first.
+MONTH_STATUSES: tuple[str, ...] = (
+    "actual",
+    "estimated",
+    "partial",
+    "missing",
+    "not_yet_billed",
+    "inactive",
+)
+
+_NS = 1_000_000_000
+_DAY_NS = 86_400 * _NS
+_HOUR_S = 3600
+
+
+class IntervalCompleteness(NamedTuple):
+    """Result of :func:`interval_completeness`: one frame per meter-month, one per hole."""
+
+    months: pd.DataFrame
+    holes: pd.DataFrame
+
+
+def _empty_months() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "meter_id": pd.Series(dtype="string"),
+            "month": pd.Series(dtype="string"),
+            "timezone": pd.Series(dtype="string"),
+            "interval_seconds": pd.Series(dtype="int64"),
+            "days_in_month": pd.Series(dtype="int64"),
+            "days_with_data": pd.Series(dtype="int64"),
+            "intervals": pd.Series(dtype="int64"),
+            "null_intervals": pd.Series(dtype="int64"),
+            "expected_intervals": pd.Series(dtype="int64"),
+            "first_local": pd.Series(dtype="datetime64[ns]"),
+            "last_local": pd.Series(dtype="datetime64[ns]"),
+            "estimated_share": pd.Series(dtype="float64"),
+            "missing_days": pd.Series(dtype="int64"),
+            "hole_intervals": pd.Series(dtype="int64"),
+        }
+    )
+
+
+def _empty_holes() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "meter_id": pd.Series(dtype="string"),
+            "month": pd.Series(dtype="string"),
+            "date": pd.Series(dtype="string"),
+            "kind": pd.Series(dtype="string"),
+            "start_local": pd.Series(dtype="datetime64[ns]"),
+            "end_local": pd.Series(dtype="datetime64[ns]"),
+            "missing_intervals": pd.Series(dtype="int64"),
+        }
+    )
+
+
+def _utc_of_local(naive_ns: np.ndarray, zones: np.ndarray) -> np.ndarray:
+    """UTC ns of local wall-clock times ``naive_ns`` (local midnights) in each row's zone.
+
+    A nonexistent local time (a DST jump at midnight) moves forward to the first valid
+    instant; an ambiguous one takes the first (daylight-time) occurrence.
+    """
+    out = np.empty(naive_ns.size, dtype=np.int64)
+    codes, uniques = pd.factorize(pd.Series(zones, dtype=object), sort=False)
+    for i, zone in enumerate(uniques):
+        mask = codes == i
+        idx = pd.DatetimeIndex(naive_ns[mask].astype("datetime64[ns]"))
+        try:
+            local = idx.tz_localize(
+                str(zone), nonexistent="shift_forward", ambiguous=np.ones(mask.sum(), dtype=bool)
+            )
+        except (KeyError, ValueError) as exc:
+            raise SchemaError(
+                f"unknown time zone {zone!r} in usage",
+                table="usage",
+                column="timezone",
+                hint="Use IANA names such as 'Europe/London'.",
+            ) from exc
+        out[mask] = local.tz_convert("UTC").tz_localize(None).asi8
+    return out
+
+
+def _local_of_utc(utc_ns: np.ndarray, zones: np.ndarray, *, one_zone: bool = False) -> np.ndarray:
+    """Local wall-clock ns (naive) of UTC ns ``utc_ns`` in each row's zone (or ``zones[0]``)."""
+    if one_zone:
+        idx = pd.DatetimeIndex(utc_ns.astype("datetime64[ns]")).tz_localize("UTC")
+        try:
+            return np.asarray(idx.tz_convert(str(zones[0])).tz_localize(None).asi8)
+        except (KeyError, ValueError) as exc:
+            raise SchemaError(
+                f"unknown time zone {zones[0]!r} in usage",
+                table="usage",
+                column="timezone",
+                hint="Use IANA names such as 'Europe/London'.",
+            ) from exc
+    series = pd.Series(pd.DatetimeIndex(utc_ns.astype("datetime64[ns]")).tz_localize("UTC"))
+    return local_naive(series, pd.Series(zones, dtype=object)).astype(np.int64)
+
+
+def _local_by_meter_zone(
+    utc_ns: np.ndarray, codes: np.ndarray, meter_zone: np.ndarray
+) -> np.ndarray:
+    """Local wall-clock ns of ``utc_ns``, the zone given per meter (one conversion per zone)."""
+    zone_codes, zone_names = pd.factorize(pd.Series(meter_zone, dtype=object), sort=False)
+    row_zone = zone_codes[codes]
+    out = np.empty(utc_ns.size, dtype=np.int64)
+    for i, zone in enumerate(zone_names):
+        mask = row_zone == i if len(zone_names) > 1 else slice(None)
+        out[mask] = _local_of_utc(utc_ns[mask], np.full(1, zone, dtype=object), one_zone=True)
+    return out
+
+
+def _segment_starts(keys: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal ``keys`` starts (keys sorted)."""
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+
+
+def _interval_lengths(codes: np.ndarray, dur_s: np.ndarray, n_meters: int) -> np.ndarray:
+    """Each meter's most frequent row length [s] (rows sorted by meter)."""
+    starts = _segment_starts(codes)
+    lo = np.minimum.reduceat(dur_s, starts)
+    hi = np.maximum.reduceat(dur_s, starts)
+    length = lo.copy()
+    ends = np.append(starts[1:], codes.size)
+    for k in np.flatnonzero(lo != hi):  # only meters with mixed lengths: cheap
+        values, counts = np.unique(dur_s[starts[k] : ends[k]], return_counts=True)
+        length[k] = values[np.argmax(counts)]
+    out = np.zeros(n_meters, dtype=np.int64)
+    out[codes[starts]] = length
+    return out
+
+
+def interval_completeness(
+    usage: pd.DataFrame,
+    *,
+    tables: Tables | None = None,
+    timezone: str = "UTC",
+) -> IntervalCompleteness:
+    """Count intervals per meter and local month against what the month should hold.
+
+    Works on interval rows BEFORE monthly aggregation. The expected number of intervals of a
+    local month is its length in UTC divided by the meter's interval length, so DST months
+    count their short and long days: a day holds 46/48/50 half-hours, 23/24/25 hours or
+    92/96/100 quarter-hours. Vectorised: one sort (skipped when rows are already ordered by
+    meter and start), one time-zone conversion per zone, ``reduceat`` per meter-month.
+
+    Parameters
+    ----------
+    usage : pandas.DataFrame
+        ``meter_id``, ``start``, ``end`` (tz-aware UTC; naive is a SchemaError), optional
+        ``consumption`` (a missing value is no data: the row is delivered, so it is no hole,
+        but counts in ``null_intervals``, not in ``intervals``), ``estimated`` and
+        ``timezone`` (the row's site zone; else the meter's asset's via ``tables``, else
+        ``timezone``). A meter's zone is that of its first row.
+    tables : Tables, optional
+        Gives the site zone of rows without a ``timezone`` (meter -> asset -> timezone).
+    timezone : str
+        Zone for rows whose site zone is unknown.
+
+    Returns
+    -------
+    IntervalCompleteness
+        ``months``: one row per interval meter and local month from its first to its last
+        month with data (months without any row in between included), sorted:
+
+        ====================  ==============================================================
+        ``meter_id, month``   ``month`` is local ``YYYY-MM``
+        ``timezone``          the meter's zone
+        ``interval_seconds``  the meter's interval length: its most frequent row length [s]
+        ``days_in_month``     calendar days of the month
+        ``days_with_data``    local days with at least one interval with a value
+        ``intervals``         rows with a value (repeated starts count once)
+        ``null_intervals``    rows delivered without a value (``null``: no data)
+        ``expected_intervals``  intervals the whole local month holds
+        ``first_local``       local (naive) start of the month's first interval with a value
+        ``last_local``        local (naive) end of the month's last interval with a value
+        ``estimated_share``   estimated intervals / intervals [0-1]
+        ``missing_days``      interior local days without any interval
+        ``hole_intervals``    intervals missing in interior holes
+        ====================  ==============================================================
+
+        ``holes``: interior holes (between a meter's first and last interval in ``usage``),
+        one row per local day they touch: ``meter_id, month, date`` (local ``YYYY-MM-DD``),
+        ``kind`` (``"day"``: the whole local day is missing; ``"intervals"``: a run inside
+        the day), ``start_local``/``end_local`` (naive local times of the run, end
+        exclusive) and ``missing_intervals``. Missing days before a meter's first or after
+        its last interval are not holes: ``first_local``/``last_local`` and
+        ``days_with_data`` show them.
+
+    Raises
+    ------
+    SchemaError
+        Missing columns, naive or unparseable timestamps, an unknown zone.
+
+    Notes
+    -----
+    Only meters whose interval length divides one hour (1, 5, 10, 15, 20, 30, 60 minutes...)
+    are interval sources; daily, monthly or irregular rows (bills, register differences) are
+    left out: count those by days. ``intervals + null_intervals + hole_intervals`` plus the
+    intervals before the meter's first and after its last row equal ``expected_intervals``.
+    """
+    require_columns(usage, ("meter_id", "start", "end"), "usage")
+    if len(usage) == 0:
+        return IntervalCompleteness(_empty_months(), _empty_holes())
+    start_utc = as_utc(usage["start"], "start", "usage")
+    end_utc = as_utc(usage["end"], "end", "usage")
+    s = start_utc.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    e = end_utc.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    meter = usage["meter_id"]
+    valid = meter.notna().to_numpy() & start_utc.notna().to_numpy() & end_utc.notna().to_numpy()
+    valid &= e > s
+    rows = np.flatnonzero(valid)
+    null = (
+        pd.to_numeric(usage["consumption"], errors="coerce").isna().to_numpy()[rows]
+        if "consumption" in usage.columns
+        else np.zeros(rows.size, dtype=bool)
+    )
+    codes, meter_names = pd.factorize(meter.astype("string").to_numpy()[rows], sort=False)
+    s, e = s[rows], e[rows]
+    pos = rows  # each row's position in usage, kept alongside through sort and dedup
+    estimated = (
+        usage["estimated"].astype("boolean").fillna(False).to_numpy(dtype=bool)[rows]
+        if "estimated" in usage.columns
+        else np.zeros(rows.size, dtype=bool)
+    )
+    # order by meter, then start; already-ordered input (the usual case) skips the sort
+    ordered = rows.size < 2 or bool(
+        np.all((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (s[1:] >= s[:-1])))
+    )
+    if not ordered:
+        order = np.lexsort((s, codes))
+        codes, s, e, pos, estimated, null = (a[order] for a in (codes, s, e, pos, estimated, null))
+    # a repeated start counts once (a value wins over a null)
+    dup = np.concatenate(([False], (codes[1:] == codes[:-1]) & (s[1:] == s[:-1])))
+    if dup.any() and null.any():
+        order = np.lexsort((null, s, codes))
+        codes, s, e, pos, estimated, null = (a[order] for a in (codes, s, e, pos, estimated, null))
+        dup = np.concatenate(([False], (codes[1:] == codes[:-1]) & (s[1:] == s[:-1])))
+    if dup.any():
+        keep = ~dup
+        codes, s, e, pos, estimated, null = (a[keep] for a in (codes, s, e, pos, estimated, null))
+    if codes.size == 0:
+        return IntervalCompleteness(_empty_months(), _empty_holes())
+    n_meters = len(meter_names)
+    meter_first = _segment_starts(codes)
+    meter_zone = np.empty(n_meters, dtype=object)  # the zone of each meter's first row
+    first_rows = usage.iloc[pos[meter_first]]
+    meter_zone[codes[meter_first]] = site_timezones(first_rows, tables, timezone).to_numpy(
+        dtype=object
+    )
+    length_s = _interval_lengths(codes, (e - s) // _NS, n_meters)
+    is_interval = (length_s > 0) & (length_s <= _HOUR_S) & (_HOUR_S % np.maximum(length_s, 1) == 0)
+    take = is_interval[codes]
+    if not take.all():
+        codes, s, e, estimated, null = (a[take] for a in (codes, s, e, estimated, null))
+    if codes.size == 0:
+        return IntervalCompleteness(_empty_months(), _empty_holes())
+    zones = meter_zone[codes]
+    length_ns = length_s[codes] * _NS
+
+    local_start = _local_by_meter_zone(s, codes, meter_zone)
+    day = local_start // _DAY_NS
+    month = local_start.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+    # months are non-decreasing within a meter (sorted by UTC start)
+    group = codes.astype(np.int64) * 1_000_000 + (month - month.min())
+    g0 = _segment_starts(group)
+    g_last = np.append(g0[1:], group.size) - 1
+    has = ~null
+    if has.all():  # the usual case: every row carries a value
+        new_day = np.concatenate(([True], (day[1:] != day[:-1]) | (group[1:] != group[:-1])))
+        days_with_data = np.add.reduceat(new_day.astype(np.int64), g0)
+        first_row, last_row = g0, g_last
+    else:  # rows with a null value are delivered but carry no data
+        gi = np.repeat(np.arange(g0.size), np.diff(np.append(g0, group.size)))
+        d_has, gi_has = day[has], gi[has]
+        new_day = np.concatenate(([True], (d_has[1:] != d_has[:-1]) | (gi_has[1:] != gi_has[:-1])))[
+            : d_has.size
+        ]
+        days_with_data = np.bincount(gi_has, weights=new_day, minlength=g0.size).astype(np.int64)
+        position = np.arange(group.size)
+        first_row = np.minimum.reduceat(np.where(has, position, group.size), g0)
+        last_row = np.maximum.reduceat(np.where(has, position, -1), g0)
+    some = last_row >= 0
+    first_local = np.full(g0.size, np.datetime64("NaT"), dtype="datetime64[ns]")
+    last_local = first_local.copy()
+    first_local[some] = local_start[first_row[some]].astype("datetime64[ns]")
+    last_local[some] = _local_of_utc(e[last_row[some]], zones[last_row[some]]).astype(
+        "datetime64[ns]"
+    )
+    found = pd.DataFrame(
+        {
+            "code": codes[g0],
+            "month": month[g0],
+            "intervals": np.add.reduceat(has.astype(np.int64), g0),
+            "null_intervals": np.add.reduceat(null.astype(np.int64), g0),
+            "days_with_data": days_with_data,
+            "estimated_n": np.add.reduceat((estimated & has).astype(np.int64), g0),
+            "first_local": first_local,
+            "last_local": last_local,
+        }
+    )
+
+    # every month from each meter's first to last month with data
+    m_lo = np.minimum.reduceat(month, meter_first_rows := _segment_starts(codes))
+    m_hi = np.maximum.reduceat(month, meter_first_rows)
+    meter_codes = codes[meter_first_rows]
+    span = m_hi - m_lo + 1
+    grid = pd.DataFrame(
+        {
+            "code": np.repeat(meter_codes, span),
+            "month": np.repeat(m_lo, span)
+            + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span)),
+        }
+    )
+    out = grid.merge(found, on=["code", "month"], how="left")
+    g_code = out["code"].to_numpy()
+    g_month = out["month"].to_numpy()
+    g_zone = meter_zone[g_code]
+    m_start = g_month.astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
+    m_end = (g_month + 1).astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
+    utc_len = _utc_of_local(m_end, g_zone) - _utc_of_local(m_start, g_zone)
+    g_len_s = length_s[g_code]
+
+    holes = _interior_holes(codes, s, e, zones, length_ns)
+    if len(holes):
+        per = (
+            holes.assign(day_flag=(holes["kind"] == "day").astype(np.int64))
+            .groupby(["code", "month_code"], sort=False)
+            .agg(missing_days=("day_flag", "sum"), hole_intervals=("missing_intervals", "sum"))
+            .reset_index()
+            .rename(columns={"month_code": "month"})
+        )
+        out = out.merge(per, on=["code", "month"], how="left")
+    else:
+        out["missing_days"] = 0
+        out["hole_intervals"] = 0
+    intervals = out["intervals"].fillna(0).to_numpy(dtype=np.int64)
+    est_n = out["estimated_n"].fillna(0).to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(intervals > 0, est_n / np.maximum(intervals, 1), 0.0)
+    months = pd.DataFrame(
+        {
+            "meter_id": pd.array(np.asarray(meter_names, dtype=object)[g_code], dtype="string"),
+            "month": pd.array(month_labels(g_month), dtype="string"),
+            "timezone": pd.array(g_zone, dtype="string"),
+            "interval_seconds": g_len_s.astype(np.int64),
+            "days_in_month": ((m_end - m_start) // _DAY_NS).astype(np.int64),
+            "days_with_data": out["days_with_data"].fillna(0).to_numpy(dtype=np.int64),
+            "intervals": intervals,
+            "null_intervals": out["null_intervals"].fillna(0).to_numpy(dtype=np.int64),
+            "expected_intervals": (utc_len // (g_len_s * _NS)).astype(np.int64),
+            "first_local": out["first_local"].to_numpy(dtype="datetime64[ns]"),
+            "last_local": out["last_local"].to_numpy(dtype="datetime64[ns]"),
+            "estimated_share": share,
+            "missing_days": out["missing_days"].fillna(0).to_numpy(dtype=np.int64),
+            "hole_intervals": out["hole_intervals"].fillna(0).to_numpy(dtype=np.int64),
+        }
+    )
+    months = months.sort_values(["meter_id", "month"], ignore_index=True)
+    if len(holes):
+        hole_frame = pd.DataFrame(
+            {
+                "meter_id": pd.array(
+                    np.asarray(meter_names, dtype=object)[holes["code"].to_numpy()],
+                    dtype="string",
+                ),
+                "month": pd.array(month_labels(holes["month_code"].to_numpy()), dtype="string"),
+                "date": pd.array(
+                    np.datetime_as_string(holes["day"].to_numpy().astype("datetime64[D]")),
+                    dtype="string",
+                ),
+                "kind": pd.array(holes["kind"].to_numpy(), dtype="string"),
+                "start_local": holes["start_local"].to_numpy(dtype="datetime64[ns]"),
+                "end_local": holes["end_local"].to_numpy(dtype="datetime64[ns]"),
+                "missing_intervals": holes["missing_intervals"].to_numpy(dtype=np.int64),
+            }
+        ).sort_values(["meter_id", "start_local"], ignore_index=True)
+    else:
+        hole_frame = _empty_holes()
+    return IntervalCompleteness(months, hole_frame)
+
+
+def _interior_holes(
+    codes: np.ndarray, s: np.ndarray, e: np.ndarray, zones: np.ndarray, length_ns: np.ndarray
+) -> pd.DataFrame:
+    """Gaps between consecutive intervals of a meter, split by local day (rows sorted)."""
+    same = codes[1:] == codes[:-1]
+    gap = same & (s[1:] - e[:-1] >= length_ns[1:])
+    at = np.flatnonzero(gap)
+    if at.size == 0:
+        return pd.DataFrame()
+    g_lo, g_hi = e[at], s[at + 1]
+    g_zone, g_code, g_len = zones[at + 1], codes[at + 1], length_ns[at + 1]
+    d_lo = _local_of_utc(g_lo, g_zone) // _DAY_NS
+    d_hi = _local_of_utc(g_hi - 1, g_zone) // _DAY_NS
+    n_days = d_hi - d_lo + 1
+    rep = np.repeat(np.arange(at.size), n_days)
+    day = d_lo[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(n_days) - n_days, n_days))
+    zone = g_zone[rep]
+    midnight = _utc_of_local(day * _DAY_NS, zone)
+    next_midnight = _utc_of_local((day + 1) * _DAY_NS, zone)
+    part_lo = np.maximum(g_lo[rep], midnight)
+    part_hi = np.minimum(g_hi[rep], next_midnight)
+    whole = (part_lo == midnight) & (part_hi == next_midnight)
+    local_lo = np.where(whole, day * _DAY_NS, _local_of_utc(part_lo, zone))
+    local_hi = np.where(whole, (day + 1) * _DAY_NS, _local_of_utc(part_hi, zone))
+    return pd.DataFrame(
+        {
+            "code": g_code[rep],
+            "month_code": day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64),
+            "day": day,
+            "kind": np.where(whole, "day", "intervals"),
+            "start_local": local_lo,
+            "end_local": local_hi,
+            "missing_intervals": (part_hi - part_lo) // g_len[rep],
+        }
+    )
+
+
+def _day_ns(values: pd.Series) -> np.ndarray:
+    """Local dates (date, 'YYYY-MM-DD' or naive timestamps; missing = NaT) as naive ns."""
+    parsed = pd.to_datetime(values, errors="coerce")
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_localize(None)
+    return parsed.dt.normalize().to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def classify_months(
+    months: pd.DataFrame,
+    *,
+    active: pd.DataFrame | None = None,
+    billing: pd.DataFrame | None = None,
+    min_share: float = 1.0,
+    count_nulls: bool = False,
+) -> pd.DataFrame:
+    """Give each meter-month a status: actual, estimated, partial, missing, not yet billed, inactive.
+
+    Pure and vectorised (one time-zone conversion per zone). A month is measured in intervals
+    when it has ``expected_intervals`` (the output of :func:`interval_completeness`), else in
+    days (``days_with_data`` against the days of the month: bills, registers).
+
+    Parameters
+    ----------
+    months : pandas.DataFrame
+        ``meter_id``, ``month`` (local ``YYYY-MM``) and either ``intervals``,
+        ``expected_intervals``, ``interval_seconds``, ``timezone`` (interval meters) or
+        ``days_with_data`` (other meters; a row may hold both, intervals win where
+        ``expected_intervals`` is given). Optional ``estimated_share`` [0-1]. Add a row with
+        zero data for every month that should be judged (e.g. every month of the run).
+    active : pandas.DataFrame, optional
+        ``meter_id, active_from, active_to``: local dates of the meter's active period,
+        ``active_from`` the first active day, ``active_to`` the first day NO LONGER active
+        (a move-out's or removal's day after the last); either may be missing (open).
+    billing : pandas.DataFrame, optional
+        Bill-only meters: ``meter_id, billed_until`` (local date after the last bill's last
+        day) and ``lag_days`` (how long the next bill may take, default per issue 13: the
+        meter's longest billing period seen) [days].
+    min_share : float
+        Share [0-1] of the expected data (in the month's active part) below which a month is
+        ``partial``; 1.0 (the default) flags every missing interval.
+    count_nulls : bool
+        Count ``null_intervals`` (delivered without a value) as delivered, for a profile
+        whose ``missing_values`` policy declares nulls "no data": a month of a solar meter
+        with null nights is then complete. Default: they are missing data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``months`` with ``expected_active`` (intervals or days expected in the active part of
+        the month) and ``status`` (categorical, :data:`MONTH_STATUSES`):
+
+        - ``inactive``: no data, and the month lies wholly outside the active period;
+        - ``not_yet_billed``: a billed meter whose data stops at ``billed_until`` and the
+          month starts before ``billed_until + lag_days`` (the next bill is not due yet);
+        - ``missing``: no data;
+        - ``partial``: less than ``min_share`` of ``expected_active``;
+        - ``estimated``: complete, with estimated data (``estimated_share > 0``);
+        - ``actual``: complete, measured.
+
+        Data outside the active period is never hidden: such a month is judged against the
+        whole month.
+
+    Raises
+    ------
+    SchemaError
+        ``months`` lacks ``meter_id``/``month``, or both ways of measuring.
+    """
+    require_columns(months, ("meter_id", "month"), "months")
+    by_intervals = "expected_intervals" in months.columns
+    if not by_intervals and "days_with_data" not in months.columns:
+        raise SchemaError(
+            "months need expected_intervals (interval meters) or days_with_data",
+            table="months",
+            column="days_with_data",
+            hint="Pass interval_completeness(...).months, or days with data per meter-month.",
+        )
+    if by_intervals:
+        require_columns(months, ("intervals", "interval_seconds", "timezone"), "months")
+    out = months.copy()
+    n = len(out)
+    meter = out["meter_id"].astype("string")
+    month = pd.to_datetime(out["month"].astype(str), format="%Y-%m").to_numpy(dtype="datetime64[M]")
+    m0 = month.astype("datetime64[ns]").astype(np.int64)
+    m1 = (month + 1).astype("datetime64[ns]").astype(np.int64)
+    lo, hi = m0.copy(), m1.copy()
+    if active is not None and len(active):
+        require_columns(active, ("meter_id",), "active")
+        a = (
+            active.assign(meter_id=active["meter_id"].astype("string"))
+            .drop_duplicates("meter_id", keep="last")
+            .set_index("meter_id")
+        )
+        none = pd.Series([None] * n, index=out.index, dtype=object)
+        af = _day_ns(meter.map(a["active_from"]) if "active_from" in a else none)
+        at = _day_ns(meter.map(a["active_to"]) if "active_to" in a else none)
+        nat = np.iinfo(np.int64).min
+        lo = np.where(af != nat, np.maximum(m0, af), m0)
+        hi = np.where(at != nat, np.minimum(m1, at), m1)
+    outside = hi <= lo
+    lo_eff, hi_eff = np.where(outside, m0, lo), np.where(outside, m1, hi)
+
+    days = (
+        pd.to_numeric(out["days_with_data"], errors="coerce").fillna(0).to_numpy(np.float64)
+        if "days_with_data" in out.columns
+        else np.zeros(n)
+    )
+    covered = days.copy()
+    expected = ((hi_eff - lo_eff) // _DAY_NS).astype(np.float64)
+    if by_intervals:
+        exp_int = pd.to_numeric(out["expected_intervals"], errors="coerce").to_numpy(np.float64)
+        use = ~np.isnan(exp_int)
+        if use.any():
+            zones = out["timezone"].astype(object).to_numpy()[use]
+            secs = pd.to_numeric(out["interval_seconds"], errors="coerce").to_numpy()[use]
+            utc = _utc_of_local(hi_eff[use], zones) - _utc_of_local(lo_eff[use], zones)
+            expected[use] = utc // (secs * _NS)
+            ints = pd.to_numeric(out["intervals"], errors="coerce").fillna(0).to_numpy()
+            if count_nulls and "null_intervals" in out.columns:
+                ints = ints + pd.to_numeric(out["null_intervals"], errors="coerce").fillna(0)
+            covered[use] = np.asarray(ints, dtype=np.float64)[use]
+    has_data = covered > 0
+    share = (
+        pd.to_numeric(out["estimated_share"], errors="coerce").fillna(0).to_numpy(np.float64)
+        if "estimated_share" in out.columns
+        else np.zeros(n)
+    )
+    not_yet = np.zeros(n, dtype=bool)
+    if billing is not None and len(billing):
+        require_columns(billing, ("meter_id", "billed_until"), "billing")
+        b = (
+            billing.assign(meter_id=billing["meter_id"].astype("string"))
+            .drop_duplicates("meter_id", keep="last")
+            .set_index("meter_id")
+        )
+        until = _day_ns(meter.map(b["billed_until"]))
+        lag = (
+            pd.to_numeric(meter.map(b["lag_days"]), errors="coerce").fillna(0).to_numpy()
+            if "lag_days" in b
+            else np.zeros(n)
+        )
+        billed = until != np.iinfo(np.int64).min
+        due = until + (lag * _DAY_NS).astype(np.int64)
+        billed_days = np.clip((np.minimum(hi_eff, until) - lo_eff) // _DAY_NS, 0, None)
+        not_yet = (
+            billed
+            & (hi_eff > until)
+            & (np.maximum(lo_eff, until) < due)
+            & (days >= billed_days * min_share)
+        )
+    status = np.select(
+        [
+            ~has_data & outside,
+            not_yet,
+            ~has_data,
+            covered < min_share * expected,
+            share > 0,
+        ],
+        ["inactive", "not_yet_billed", "missing", "partial", "estimated"],
+        default="actual",
+    )
+    out["expected_active"] = expected
+    out["status"] = pd.Categorical(status, categories=list(MONTH_STATUSES))
     return out

@@ -10,7 +10,8 @@ Quick start::
         sb.ground_truth() # meter_id, month (local YYYY-MM), consumption, unit (canonical)
 
 From a shell: ``python -m scaler_workbench.sandbox --auth oauth2_client_credentials`` prints
-the URL and ``export`` lines for the credentials (see ``--help``).
+the URL and ``export`` lines for the credentials (see ``--help``; ``--traps [NAME ...]`` plants
+the data traps and names their meters).
 
 Data (:class:`SandboxData`, module :mod:`~scaler_workbench.sandbox.generate`)
 ------------------------------------------------------------------------------
@@ -81,6 +82,12 @@ fault options              off                 ``every_nth_429``, ``retry_after`
                                                ``retry_after_format``, ``every_nth_503``,
                                                ``slow_seconds``, ``quota_after``,
                                                ``fail_paths``
+``traps``                  False               plant data traps as extra meters of the first
+                                               site (``True`` = all, or names): a mid-month
+                                               start/end, a missing day, a 3-hour hole, null
+                                               nights, a duplicate meter id, a stale meter,
+                                               a bi-monthly bill meter (see the generate
+                                               module); ``sb.trap_facts()`` describes them
 ``summary_discrepancies``  None                ``{(meter_id, "YYYY-MM"): factor}``: the
                                                summary reports that month x factor
 =========================  ==================  ================================================
@@ -167,7 +174,8 @@ tests); ``remove_meters(ids)`` / ``restore_meters()``; ``request_log``
 headers or bodies); ``served_pages``; ``clear_log()``; ``credentials``
 (:class:`SandboxCredentials`, random per instance, masked repr); ``env()``; ``lifetime``
 (default 1800 s: the server stops by itself); ``start()``/``stop()``/context manager;
-``url``, ``root_url``, ``token_url``, ``authorize_url``.
+``url``, ``root_url``, ``token_url``, ``authorize_url``; ``trap_facts()`` (the planted traps
+with their ground truth, see :meth:`SandboxData.trap_facts`).
 
 Flavours
 --------

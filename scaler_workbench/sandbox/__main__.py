@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from scaler_workbench.exceptions import SandboxError
+from scaler_workbench.sandbox.generate import TRAPS
 from scaler_workbench.sandbox.server import AUTH_MODES, DATE_FORMATS, NEXT_URL_STYLES, PAGINATORS
 
 __all__ = ["build_parser", "main"]
@@ -54,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-seconds", type=float, default=0.0)
     p.add_argument("--quota-after", type=int, default=None)
     p.add_argument("--lifetime", type=float, default=1800.0, help="stop after this long [s]")
+    p.add_argument(
+        "--traps",
+        nargs="*",
+        default=None,
+        metavar="TRAP",
+        help="plant data traps as extra meters of the first site: all without names, else "
+        "any of: " + ", ".join(TRAPS),
+    )
     return p
 
 
@@ -93,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             slow_seconds=a.slow_seconds,
             quota_after=a.quota_after,
             lifetime=a.lifetime,
+            traps=False if a.traps is None else (a.traps or True),
         ).start()
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -101,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# base URL: {sb.url}   (stops after {a.lifetime:g} s; Ctrl-C to stop now)")
     for key, value in sb.env().items():
         print(f"export {key}={shlex.quote(value)}")
+    for trap, facts in sb.trap_facts().items():
+        print(f"# trap {trap}: meter {facts['meter_id']}")
     sys.stdout.flush()
     try:
         while sb.running:

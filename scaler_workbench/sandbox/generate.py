@@ -51,11 +51,46 @@ Records
   first starting 0-14 days after ``start`` so bills do not align with months. Each bill has a
   constant daily rate, so prorating by days is exact.
 
-Everything is deterministic for a given ``(seed, sites, meters_per_site, start, end)``.
+Traps (opt-in: ``traps=True`` or a sequence of names from :data:`TRAPS`)
+-----------------------------------------------------------------------
+Each trap is one extra meter appended to the FIRST site (ids continue after the regular meters,
+so the regular meters, their records and their ground truth do not change; in trap mode every
+meter record also carries ``installed_on`` and ``removed_on``, ``null`` unless set). Trap
+interval meters are half-hourly electricity in kWh (solar for ``null_night``) WITHOUT the 1 %
+random missing intervals or estimates, so their only gaps are the planted ones. Dates are
+drawn from ``(seed, 2)``; the period needs three month starts (``m0, m1, ..., mlast``).
+
+======================  ===================================================================
+trap                    what the provider serves
+======================  ===================================================================
+``mid_month_start``     data from local midnight ``installed_on`` (in ``m1``, day 10-20);
+                        the meter record says ``installed_on``
+``mid_month_end``       data until local midnight ``removed_on`` (in ``mlast``, day 5-14),
+                        the first day WITHOUT data; the record says ``removed_on``
+``missing_day``         one whole local day of ``m1`` (day 8-22) absent
+``hole_3h``             three hours (six half-hours) from a whole hour 08:00-15:00 of one
+                        local day of the month before ``mlast`` absent
+``null_night``          a solar meter whose intervals before 06:00 and from 18:00 local come
+                        as ``"value": null`` (and ``"exported": null``); ground truth counts
+                        them as no data, not zero
+``duplicate_meter_id``  the meters pages list the meter twice: same id, the second record
+                        with another ``name`` and ``serial``; data and ground truth once
+``stale_meter``         listed, but its intervals endpoint is always empty
+``bimonthly_bill``      water in ``m3``, bills of two calendar months from the 15th of ``m0``;
+                        only bills that ended by ``end`` exist, so the next one is not due
+                        (``end`` - last bill's end < its billing length)
+======================  ===================================================================
+
+:meth:`SandboxData.trap_facts` describes each planted trap (meter id, dates, holes with local
+and UTC times, per-month days with data, first/last local day and timestamp, intervals, nulls,
+expected half-hours, consumption) for tests that assert exact findings and spans.
+
+Everything is deterministic for a given ``(seed, sites, meters_per_site, start, end, traps)``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,6 +106,7 @@ from scaler_workbench.exceptions import SandboxError
 __all__ = [
     "FT3_M3",
     "GAS_CORRECTION",
+    "TRAPS",
     "UNIT_DECIMALS",
     "USGAL_L",
     "BillSeries",
@@ -142,6 +178,22 @@ _PLACES = {
 }
 _STREETS = ("High Street", "Station Road", "Church Lane", "Mill Road", "Park Avenue", "King Street")
 _TARIFF = {"electricity": 0.28, "solar": 0.0, "gas": 0.07, "water": 2.1, "waste": 0.15}
+
+#: The traps :meth:`SandboxData.generate` can plant (``traps=True`` plants all of them), in the
+#: order their meters are appended to the first site. See "Traps" in the module docstring.
+TRAPS: tuple[str, ...] = (
+    "mid_month_start",
+    "mid_month_end",
+    "missing_day",
+    "hole_3h",
+    "null_night",
+    "duplicate_meter_id",
+    "stale_meter",
+    "bimonthly_bill",
+)
+#: local hours [h] of the null-night trap's nulls: before 06:00 and from 18:00
+NIGHT_HOURS = (6.0, 18.0)
+HOLE_HOURS = 3
 
 
 def canonical_unit(commodity: str) -> str:
@@ -368,6 +420,8 @@ class SandboxData:
     start, end : datetime.date or str
         First local day and the local midnight that ends the period (exclusive), e.g. the
         default ``2024-01-01`` .. ``2024-07-01`` is six whole months.
+    traps : tuple of str
+        Traps planted (see :data:`TRAPS` and the module docstring); empty by default.
 
     Attributes
     ----------
@@ -383,6 +437,9 @@ class SandboxData:
         time zone -> :class:`TimeGrid`.
     series : dict
         meter id -> :class:`IntervalSeries`, :class:`RegisterSeries` or :class:`BillSeries`.
+    duplicate_records : dict
+        meter id -> extra records listed with the same id right after the meter's own record
+        (the ``duplicate_meter_id`` trap); ground truth counts the meter once.
     """
 
     seed: int = 0
@@ -397,6 +454,9 @@ class SandboxData:
     site_currency: dict[str, str] = field(default_factory=dict, init=False)
     grids: dict[str, TimeGrid] = field(default_factory=dict, init=False)
     series: dict[str, Series] = field(default_factory=dict, init=False)
+    traps: tuple[str, ...] = ()
+    duplicate_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict, init=False)
+    _facts: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def generate(
@@ -407,8 +467,13 @@ class SandboxData:
         meters_per_site: int = 3,
         start: date | str = "2024-01-01",
         end: date | str = "2024-07-01",
+        traps: bool | Sequence[str] = False,
     ) -> SandboxData:
-        """Generate a portfolio (see the class docstring for the parameters)."""
+        """Generate a portfolio (see the class docstring for the parameters).
+
+        ``traps=True`` plants every trap of :data:`TRAPS`; a sequence plants those named. The
+        regular meters and their data are the same with or without traps.
+        """
         d0, d1 = _as_date(start), _as_date(end)
         if sites < 1 or meters_per_site < 1:
             raise SandboxError(
@@ -419,8 +484,23 @@ class SandboxData:
             raise SandboxError(
                 f"end {d1} must be after start {d0}", hint="Pass an end date after the start."
             )
-        data = cls(seed=seed, n_sites=sites, meters_per_site=meters_per_site, start=d0, end=d1)
+        chosen = _trap_names(traps)
+        if chosen and len(_month_starts(d0, d1)) < 3:
+            raise SandboxError(
+                f"traps need a period with at least three month starts, got {d0} .. {d1}",
+                hint="Use a period of three months or more, e.g. the default 2024-01..2024-07.",
+            )
+        data = cls(
+            seed=seed,
+            n_sites=sites,
+            meters_per_site=meters_per_site,
+            start=d0,
+            end=d1,
+            traps=chosen,
+        )
         data._build()
+        if chosen:
+            data._plant_traps(width=max(4, len(str(sites * meters_per_site))))
         return data
 
     # -- generation ---------------------------------------------------------------------------
@@ -509,7 +589,14 @@ class SandboxData:
         return canonical / canonical_factor(commodity, unit, heating_value_mj_m3=GENERATION_CV)
 
     def _intervals(
-        self, rng: np.random.Generator, grid: TimeGrid, commodity: str, unit: str, area: float
+        self,
+        rng: np.random.Generator,
+        grid: TimeGrid,
+        commodity: str,
+        unit: str,
+        area: float,
+        *,
+        drop: float = 0.01,
     ) -> IntervalSeries:
         n = grid.month.size
         hour, doy = grid.hour, grid.doy
@@ -541,7 +628,7 @@ class SandboxData:
         dec = UNIT_DECIMALS[unit]
         value = np.round(self._to_unit(canonical, commodity, unit), dec)
         exported = np.round(self._to_unit(exported, commodity, unit), dec)
-        keep = rng.random(n) >= 0.01
+        keep = rng.random(n) >= drop
         estimated = rng.random(n) < 0.003
         return IntervalSeries(
             t_idx=np.flatnonzero(keep).astype(np.int32),
@@ -636,6 +723,265 @@ class SandboxData:
             start=start, end=end, amount=amount, cost=cost, estimated=estimated, currency=currency
         )
 
+    # -- traps --------------------------------------------------------------------------------
+
+    def _plant_traps(self, *, width: int) -> None:
+        """Append one meter per trap to the first site (see "Traps" in the module docstring)."""
+        site_id = self.sites[0]["id"]
+        tz = self.site_tz[site_id]
+        grid = self.grids[tz]
+        area = float(self.sites[0]["floor_area_m2"])
+        currency = self.site_currency[site_id]
+        months = _month_starts(self.start, self.end)
+        rng = np.random.default_rng([self.seed, 2])
+        installed = months[1] + np.timedelta64(int(rng.integers(9, 20)), "D")
+        removed = min(
+            months[-1] + np.timedelta64(int(rng.integers(4, 14)), "D"),
+            np.datetime64(self.end.isoformat(), "D") - np.timedelta64(1, "D"),
+        )
+        removed = max(removed, months[-1] + np.timedelta64(1, "D"))
+        missing_day = months[1] + np.timedelta64(int(rng.integers(7, 22)), "D")
+        hole_day = months[-2] + np.timedelta64(int(rng.integers(4, 25)), "D")
+        hole_hour = int(rng.integers(8, 16))
+        for m in self.meters:
+            m.setdefault("installed_on", None)
+            m.setdefault("removed_on", None)
+        n_meter = len(self.meters)
+        slot_start = grid.epoch[:-1]
+        for trap in TRAPS:
+            if trap not in self.traps:
+                continue
+            n_meter += 1
+            meter_id = f"M{n_meter:0{width}d}"
+            mrng = np.random.default_rng([self.seed, 3, n_meter])
+            commodity, unit, kind = "electricity", "kWh", "interval"
+            fields: dict[str, Any] = {}
+            facts: dict[str, Any] = {}
+            if trap == "bimonthly_bill":
+                commodity, unit, kind = "water", "m3", "bill"
+                bills = self._bimonthly_bills(mrng, months[0], unit, area, currency)
+                series: Series = bills
+                facts = _bill_facts(bills, self.end)
+            elif trap == "stale_meter":
+                empty = np.zeros(0)
+                series = IntervalSeries(
+                    t_idx=np.zeros(0, dtype=np.int32),
+                    value=empty,
+                    estimated=np.zeros(0, dtype=bool),
+                    exported=empty,
+                )
+            else:
+                if trap == "null_night":
+                    commodity = "solar"
+                full = self._intervals(mrng, grid, commodity, unit, area, drop=0.0)
+                keep = np.ones(full.t_idx.size, dtype=bool)
+                starts = slot_start[full.t_idx]
+                value, exported = full.value, full.exported
+                if trap == "mid_month_start":
+                    fields["installed_on"] = str(installed)
+                    keep = starts >= _local_midnight_epoch(_to_date(installed), tz)
+                elif trap == "mid_month_end":
+                    fields["removed_on"] = str(removed)
+                    keep = starts < _local_midnight_epoch(_to_date(removed), tz)
+                elif trap == "missing_day":
+                    d = _to_date(missing_day)
+                    lo = _local_midnight_epoch(d, tz)
+                    hi = _local_midnight_epoch(_to_date(missing_day + 1), tz)
+                    keep = (starts < lo) | (starts >= hi)
+                    facts["missing_dates"] = [str(missing_day)]
+                elif trap == "hole_3h":
+                    local = pd.Timestamp(str(hole_day)) + pd.Timedelta(hours=hole_hour)
+                    lo = int(local.tz_localize(tz).timestamp())
+                    hi = int((local + pd.Timedelta(hours=HOLE_HOURS)).tz_localize(tz).timestamp())
+                    keep = (starts < lo) | (starts >= hi)
+                    facts["holes"] = [
+                        {
+                            "date": str(hole_day),
+                            "start": f"{hole_hour:02d}:00",
+                            "end": f"{hole_hour + HOLE_HOURS:02d}:00",
+                            "start_utc": datetime.fromtimestamp(lo, UTC).isoformat(),
+                            "end_utc": datetime.fromtimestamp(hi, UTC).isoformat(),
+                            "intervals": (hi - lo) // HALF_HOUR,
+                        }
+                    ]
+                elif trap == "null_night":
+                    hour = grid.hour[full.t_idx]
+                    night = (hour < NIGHT_HOURS[0]) | (hour >= NIGHT_HOURS[1])
+                    value = np.where(night, np.nan, value)
+                    exported = np.where(night, np.nan, exported)
+                    facts["night"] = {
+                        "before": f"{int(NIGHT_HOURS[0]):02d}:00",
+                        "from": f"{int(NIGHT_HOURS[1]):02d}:00",
+                    }
+                series = IntervalSeries(  # measured only: complete months are "actual"
+                    t_idx=full.t_idx[keep],
+                    value=value[keep],
+                    estimated=np.zeros(int(keep.sum()), dtype=bool),
+                    exported=exported[keep],
+                )
+            name = f"{commodity.capitalize()} trap {trap}"
+            record = {
+                "id": meter_id,
+                "name": name,
+                "commodity": commodity,
+                "unit": unit,
+                "kind": kind,
+                "serial": f"{commodity[0].upper()}{int(mrng.integers(10**7, 10**8))}",
+                "register_digits": None,
+                "installed_on": None,
+                "removed_on": None,
+                **fields,
+            }
+            self.meters.append(record)
+            self.meter_site[meter_id] = site_id
+            self.series[meter_id] = series
+            if trap == "duplicate_meter_id":
+                twin = {
+                    **record,
+                    "name": f"{name} (second record)",
+                    "serial": f"{commodity[0].upper()}{int(mrng.integers(10**7, 10**8))}",
+                }
+                self.duplicate_records[meter_id] = [twin]
+                facts["records"] = [dict(record), dict(twin)]
+            self._facts[trap] = {
+                "trap": trap,
+                "meter_id": meter_id,
+                "site_id": site_id,
+                "timezone": tz,
+                "kind": kind,
+                **fields,
+                **facts,
+            }
+        self.__dict__.pop("_midx", None)  # meter index rebuilt with the trap meters
+        for facts in self._facts.values():
+            if facts["kind"] == "interval":
+                facts["months"] = self._interval_month_facts(facts["meter_id"])
+            facts["ground_truth"] = self._monthly(
+                as_of=None, meters=[facts["meter_id"]], canonical=True
+            ).to_dict("records")
+
+    def _bimonthly_bills(
+        self,
+        rng: np.random.Generator,
+        first_month: np.datetime64,
+        unit: str,
+        area: float,
+        currency: str,
+    ) -> BillSeries:
+        """Bills of two calendar months each from the 15th; only those that ended by ``end``."""
+        end = np.datetime64(self.end.isoformat(), "D")
+        m0 = first_month.astype("datetime64[M]")
+        k = np.arange(0, 2 * ((self.end - self.start).days // 28 + 2), 2)
+        start = (m0 + k).astype("datetime64[D]") + np.timedelta64(14, "D")
+        nxt = (m0 + k + 2).astype("datetime64[D]") + np.timedelta64(14, "D")  # bill k+1 starts
+        ok = nxt <= end
+        start, nxt = start[ok], nxt[ok]
+        lengths = (nxt - start).astype(np.int64)
+        doy = ((start - start.astype("datetime64[Y]")).astype(np.int64) + lengths // 2) % 365 + 1
+        daily = self._daily_canonical(rng, doy, np.zeros(doy.size, dtype=np.int64), "water", area)
+        dec = max(UNIT_DECIMALS[unit] - 1, 0)
+        rate = np.round(self._to_unit(daily, "water", unit), dec)
+        rate = np.where(rate <= 0, 10.0**-dec, rate)
+        amount = np.round(rate * lengths, dec + 2)
+        cost = np.round(amount * _TARIFF["water"] + 25.0, 2)
+        return BillSeries(
+            start=start,
+            end=nxt - 1,
+            amount=amount,
+            cost=cost,
+            estimated=np.zeros(start.size, dtype=bool),
+            currency=currency,
+        )
+
+    def _interval_month_facts(self, meter_id: str) -> list[dict[str, Any]]:
+        """Per local month of the period: what the meter's served intervals cover."""
+        s = self.series[meter_id]
+        assert isinstance(s, IntervalSeries)
+        grid = self.grid_of(meter_id)
+        local = _local_seconds(grid.epoch, grid.tz)
+        slot_day = local[:-1] // DAY
+        has_value = ~np.isnan(s.value)
+        factor = canonical_factor("electricity", "kWh")  # trap interval meters are kWh
+        out = []
+        for code in np.unique(grid.month):
+            in_month = grid.month == code
+            days = np.unique(slot_day[in_month])
+            mine = grid.month[s.t_idx] == code
+            with_value = s.t_idx[mine & has_value]
+            data_days = np.unique(slot_day[with_value])
+            row: dict[str, Any] = {
+                "month": _month_label(int(code)),
+                "days_in_month": int(days.size),
+                "days_with_data": int(data_days.size),
+                "first_day": _day_label(data_days[0]) if data_days.size else None,
+                "last_day": _day_label(data_days[-1]) if data_days.size else None,
+                "span_end": _day_label(data_days[-1] + 1) if data_days.size else None,
+                "first_local": _local_label(local[with_value[0]]) if with_value.size else None,
+                "last_local": _local_label(local[with_value[-1] + 1]) if with_value.size else None,
+                "intervals": int(mine.sum()),
+                "null_intervals": int((mine & ~has_value).sum()),
+                "expected_intervals": int(in_month.sum()),
+                "consumption": float(
+                    np.bincount(
+                        np.zeros(with_value.size, dtype=np.int64),
+                        weights=s.value[mine & has_value],
+                        minlength=1,
+                    )[0]
+                    * factor
+                ),
+            }
+            out.append(row)
+        return out
+
+    def trap_facts(self) -> dict[str, dict[str, Any]]:
+        """What each planted trap is, for tests that assert exact findings and spans.
+
+        Returns
+        -------
+        dict
+            trap name (see :data:`TRAPS`) -> a JSON-friendly dict (a fresh copy per call):
+
+            - every trap: ``trap``, ``meter_id``, ``site_id``, ``timezone``, ``kind``
+              (``interval`` or ``bill``) and ``ground_truth`` (the meter's rows of
+              :meth:`ground_truth`: ``meter_id, month, consumption, unit``; none for the stale
+              meter).
+            - interval traps: ``months``, one dict per local month of the period:
+              ``month``, ``days_in_month``, ``days_with_data`` (local days with a non-null
+              value), ``first_day``/``last_day`` (local ``YYYY-MM-DD`` with data),
+              ``span_end`` (the day after ``last_day``), ``first_local``/``last_local``
+              (local ``YYYY-MM-DDTHH:MM`` of the first interval start / last interval end
+              with a value), ``intervals`` (records served), ``null_intervals``,
+              ``expected_intervals`` (half-hours of the local month: DST days count 46 or 50)
+              and ``consumption`` [kWh] (non-null values; equals the ground truth).
+            - ``mid_month_start``: ``installed_on`` (first local day with data);
+              ``mid_month_end``: ``removed_on`` (the first local day WITHOUT data);
+              ``missing_day``: ``missing_dates``; ``hole_3h``: ``holes`` (``date``, local
+              ``start``/``end`` ``HH:MM``, ``start_utc``/``end_utc``, ``intervals``);
+              ``null_night``: ``night`` (``before``/``from`` local ``HH:MM``);
+              ``duplicate_meter_id``: ``records`` (both records as listed);
+              ``bimonthly_bill``: ``bills`` (``period_start``/``period_end`` inclusive),
+              ``billing_days``, ``billed_until`` (day after the last bill), ``next_bill_end``
+              (last day of the bill not yet due) and ``period_end`` (the sandbox's ``end``).
+
+        Notes
+        -----
+        Facts describe the whole period (no ``as_of`` cut). Trap interval meters have no
+        random missing intervals or estimates, so their only gaps are the planted ones.
+        """
+        return copy.deepcopy(self._facts)
+
+    def listed_meters(self, site_id: str | None = None) -> list[dict[str, Any]]:
+        """Meter records as the meters pages list them (duplicate records included).
+
+        Each meter's records of :attr:`duplicate_records` follow its own record.
+        """
+        out: list[dict[str, Any]] = []
+        for m in self.meters:
+            if site_id is None or self.meter_site[m["id"]] == site_id:
+                out.append(m)
+                out.extend(self.duplicate_records.get(m["id"], ()))
+        return out
+
     # -- lookup -------------------------------------------------------------------------------
 
     def meter(self, meter_id: str) -> dict[str, Any]:
@@ -680,9 +1026,9 @@ class SandboxData:
                 "id": f"{meter_id}-{k}",
                 "interval_start": iso[k],
                 "interval_end": iso[k + 1],
-                "value": v,
+                "value": None if v != v else v,  # NaN (a null-night trap) is served as null
                 "estimated": e,
-                "exported": x,
+                "exported": None if x != x else x,
             }
             for k, v, e, x in zip(
                 ks,
@@ -697,7 +1043,8 @@ class SandboxData:
         """:meth:`interval_records` ``lo:hi`` already encoded as a JSON array (2-3x faster).
 
         Safe because every string is an id or an ISO timestamp (no characters to escape) and
-        every float is finite (``repr`` of a finite float is valid JSON).
+        every float is finite (``repr`` of a finite float is valid JSON) or NaN, written
+        ``null`` (only trap meters hold NaN).
         """
         s = self.series[meter_id]
         assert isinstance(s, IntervalSeries)
@@ -706,6 +1053,10 @@ class SandboxData:
             f'{{"id":"{meter_id}-{k}","interval_start":"{iso[k]}","interval_end":'
             f'"{iso[k + 1]}","value":{v!r},"estimated":{"true" if e else "false"},'
             f'"exported":{x!r}}}'
+            if v == v and x == x
+            else f'{{"id":"{meter_id}-{k}","interval_start":"{iso[k]}","interval_end":'
+            f'"{iso[k + 1]}","value":{_json_num(v)},"estimated":{"true" if e else "false"},'
+            f'"exported":{_json_num(x)}}}'
             for k, v, e, x in zip(
                 s.t_idx[lo:hi].tolist(),
                 s.value[lo:hi].tolist(),
@@ -860,7 +1211,7 @@ class SandboxData:
             grid = self.grid_of(mid)
             s = self.series[mid]
             if isinstance(s, IntervalSeries):
-                ok = grid.epoch[s.t_idx + 1] <= cut
+                ok = (grid.epoch[s.t_idx + 1] <= cut) & ~np.isnan(s.value)  # null = no data
                 codes = grid.month[s.t_idx[ok]]
                 months, inv = np.unique(codes, return_inverse=True)
                 sums: np.ndarray = np.bincount(inv, weights=s.value[ok], minlength=months.size)
@@ -889,6 +1240,72 @@ class SandboxData:
             }
         )
         return frame.sort_values(["meter_id", "month"], ignore_index=True)
+
+
+def _trap_names(traps: bool | Sequence[str]) -> tuple[str, ...]:
+    if traps is True:
+        return TRAPS
+    if traps is False or traps is None:
+        return ()
+    if isinstance(traps, str):
+        traps = (traps,)
+    unknown = [t for t in traps if t not in TRAPS]
+    if unknown:
+        raise SandboxError(
+            f"unknown trap(s) {unknown}", hint=f"Choose from {', '.join(TRAPS)} (or traps=True)."
+        )
+    return tuple(t for t in TRAPS if t in set(traps))
+
+
+def _month_starts(start: date, end: date) -> list[np.datetime64]:
+    """First days of the months that start inside ``[start, end)`` (datetime64[D])."""
+    first = np.datetime64(start.isoformat(), "D").astype("datetime64[M]")
+    if np.datetime64(start.isoformat(), "D") > first.astype("datetime64[D]"):
+        first = first + 1
+    stop = np.datetime64(end.isoformat(), "D")
+    out = []
+    m = first
+    while m.astype("datetime64[D]") < stop:
+        out.append(m.astype("datetime64[D]"))
+        m = m + 1
+    return out
+
+
+def _add_months(day: np.datetime64, months: int) -> np.datetime64:
+    """``day`` plus whole calendar months (same day of month; days 1-28 only)."""
+    first = day.astype("datetime64[M]")
+    return (first + months).astype("datetime64[D]") + (day - first.astype("datetime64[D]"))
+
+
+def _json_num(v: float) -> str:
+    return "null" if v != v else repr(v)
+
+
+def _to_date(day: np.datetime64) -> date:
+    return date.fromisoformat(str(day.astype("datetime64[D]")))
+
+
+def _day_label(local_day: int | np.integer[Any]) -> str:
+    return str(np.datetime64(int(local_day), "D"))
+
+
+def _local_label(local_seconds: int | np.integer[Any]) -> str:
+    return str(np.datetime64(int(local_seconds), "s"))[:16]
+
+
+def _bill_facts(bills: BillSeries, end: date) -> dict[str, Any]:
+    lengths = (bills.end + 1 - bills.start).astype(np.int64)
+    last_end = bills.end[-1] if bills.end.size else None
+    return {
+        "bills": [
+            {"period_start": str(a), "period_end": str(b)}
+            for a, b in zip(bills.start, bills.end, strict=True)
+        ],
+        "billing_days": [int(n) for n in lengths],
+        "billed_until": str(last_end + 1) if last_end is not None else None,
+        "next_bill_end": str(_add_months(last_end + 1, 2) - 1) if last_end is not None else None,
+        "period_end": end.isoformat(),
+    }
 
 
 def _prorate(
@@ -925,8 +1342,9 @@ def get_sandbox_data(
     meters_per_site: int = 3,
     start: str = "2024-01-01",
     end: str = "2024-07-01",
+    traps: tuple[str, ...] | bool = False,
 ) -> SandboxData:
     """Generate (or reuse, the data being immutable) a :class:`SandboxData` for these options."""
     return SandboxData.generate(
-        seed=seed, sites=sites, meters_per_site=meters_per_site, start=start, end=end
+        seed=seed, sites=sites, meters_per_site=meters_per_site, start=start, end=end, traps=traps
     )

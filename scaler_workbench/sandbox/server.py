@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -480,6 +480,9 @@ class Sandbox:
     ----------
     seed, sites, meters_per_site, start, end
         Portfolio options for :class:`SandboxData` (ignored when ``data`` is given).
+    traps : bool or sequence of str
+        Plant the data traps (``True``: all of :data:`~scaler_workbench.sandbox.generate.TRAPS`)
+        as extra meters of the first site; :meth:`trap_facts` describes them. Default: none.
     data : SandboxData, optional
         A pre-built portfolio (shared read-only between instances).
     flavour : str or callable
@@ -548,6 +551,7 @@ class Sandbox:
         meters_per_site: int = 3,
         start: date | str = "2024-01-01",
         end: date | str = "2024-07-01",
+        traps: bool | Sequence[str] = False,
         data: SandboxData | None = None,
         flavour: str | FlavourFactory = "default",
         flavour_options: Mapping[str, Any] | None = None,
@@ -583,7 +587,10 @@ class Sandbox:
         summary_discrepancies: Mapping[tuple[str, str], float] | None = None,
     ) -> None:
         if data is None:
-            data = get_sandbox_data(seed, sites, meters_per_site, _day(start), _day(end))
+            chosen = traps if isinstance(traps, bool) else tuple(traps)
+            data = get_sandbox_data(
+                seed, sites, meters_per_site, _day(start), _day(end), traps=chosen
+            )
         self.data = data
         factory = _resolve_flavour(flavour)
         fdefaults: dict[str, Any] = dict(getattr(factory, "defaults", {}) or {})
@@ -889,6 +896,10 @@ class Sandbox:
         )
 
     # -- dispatch -----------------------------------------------------------------------------
+
+    def trap_facts(self) -> dict[str, dict[str, Any]]:
+        """The planted traps (:meth:`SandboxData.trap_facts`; empty without ``traps``)."""
+        return self.data.trap_facts()
 
     def _dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -1418,14 +1429,16 @@ class DefaultFlavour(Flavour):
         site_id = req.params["site_id"]
         if site_id not in self.data.site_tz:
             raise HTTPProblem(404, "not_found", f"site {site_id} not found")
-        meters = [m for m in self.data.meters_of(site_id) if not self.sandbox.is_removed(m["id"])]
+        meters = [
+            m for m in self.data.listed_meters(site_id) if not self.sandbox.is_removed(m["id"])
+        ]
         return self.sandbox.list_response(req, len(meters), lambda lo, hi: meters[lo:hi])
 
     def all_meters(self, req: Request) -> Response:
         ms = self.data.meter_site
         meters = [
             {**m, "site_id": ms[m["id"]]}
-            for m in self.data.meters
+            for m in self.data.listed_meters()
             if not self.sandbox.is_removed(m["id"])
         ]
         return self.sandbox.list_response(req, len(meters), lambda lo, hi: meters[lo:hi])
