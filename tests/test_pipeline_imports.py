@@ -10,7 +10,7 @@ def test_run_pipeline_does_not_import_great_expectations():
     code = (
         "import sys\n"
         "from scaler_workbench.profile import Profile\n"
-        "from scaler_workbench.transform import run_pipeline\n"
+        "from scaler_workbench.pipeline import run_pipeline\n"
         "p = Profile.from_dict({'provider': {'name': 't', 'timezone': 'UTC'},"
         " 'environments': {'x': {'base_url': 'http://127.0.0.1'}}})\n"
         "m = {'meters': {'resource': 'meters', 'fields': {'meter_id': 'id', 'asset_id': 's',"
