@@ -52,6 +52,7 @@ __all__ = [
     "json_default",
     "quarantine_records",
     "quarantine_rows",
+    "records_json",
     "stack_frames",
 ]
 
@@ -545,12 +546,7 @@ def quarantine_rows(
         reason_list = [
             str(r) for r in (reasons.tolist() if isinstance(reasons, pd.Series) else reasons)
         ]
-    clean = rows.drop(columns=[c for c in rows.columns if str(c).startswith("_")])
-    dates = [c for c in clean.columns if isinstance(clean[c].dtype, pd.DatetimeTZDtype)]
-    if dates:  # as to_json(date_format="iso") writes them, without its per-value cost
-        clean = clean.assign(**{str(c): utc_text(clean[c], "ms") for c in dates})
-    # 15 decimals, pandas' most (its default of 10 writes a consumption of 3e-11 as 0.0)
-    records = clean.to_json(orient="records", lines=True, double_precision=15).splitlines()
+    records = records_json(rows)
     sid = rows["source_id"].astype(object).tolist() if "source_id" in rows else [None] * n
     frame = pd.DataFrame(
         {
@@ -565,6 +561,41 @@ def quarantine_rows(
         }
     )
     return coerce_frame(frame, QUARANTINE)
+
+
+def records_json(rows: pd.DataFrame, *, keep_private: bool = False) -> list[str]:
+    """Each row as one JSON object: the ``record`` of a quarantine row.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Any rows (any index; a repeated column name counts once, the first).
+    keep_private : bool
+        Keep the ``_``-columns (lineage such as ``_row``); by default they are left out.
+
+    Returns
+    -------
+    list of str
+        One object per row: datetimes as UTC ISO 8601 with milliseconds
+        (``2024-03-31T00:59:59.000Z``, ``null`` where missing), floats with 15 decimals
+        (pandas' most: its default of 10 writes 3e-11 as 0.0), other values JSON cannot hold
+        as their text.
+    """
+    rows = rows.loc[:, ~rows.columns.duplicated()]
+    if not keep_private:
+        rows = rows.drop(columns=[c for c in rows.columns if str(c).startswith("_")])
+    dates = [c for c in rows.columns if isinstance(rows[c].dtype, pd.DatetimeTZDtype)]
+    if dates:  # as to_json(date_format="iso") writes them, without its per-value cost
+        rows = rows.assign(**{str(c): utc_text(rows[c], "ms") for c in dates})
+    text = rows.to_json(
+        orient="records",
+        lines=True,
+        date_format="iso",
+        date_unit="ms",
+        default_handler=str,
+        double_precision=15,
+    )
+    return text.splitlines()
 
 
 # ---- frames one under the other -------------------------------------------------------------
