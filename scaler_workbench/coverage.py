@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from scaler_workbench._time import as_utc, local_naive
 from scaler_workbench.exceptions import SchemaError
 from scaler_workbench.schema import Tables
 
@@ -60,46 +61,6 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], table: str) -> 
             column=missing[0],
             hint="Pass a canonical frame (see scaler_workbench.schema) or coerce_frame() it.",
         )
-
-
-def as_utc(series: pd.Series, column: str, table: str) -> pd.Series:
-    """``series`` as tz-aware UTC timestamps; naive or unparseable values are a SchemaError."""
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return series.dt.tz_convert("UTC")
-    if pd.api.types.is_datetime64_any_dtype(series.dtype) and series.notna().any():
-        raise SchemaError(
-            f"column {column!r} of {table} holds naive timestamps",
-            table=table,
-            column=column,
-            hint="Canonical frames hold tz-aware UTC timestamps: use schema.coerce_frame().",
-        )
-    try:
-        return pd.to_datetime(series, utc=True)
-    except (TypeError, ValueError) as exc:
-        raise SchemaError(
-            f"column {column!r} of {table} cannot be read as timestamps: {exc}",
-            table=table,
-            column=column,
-        ) from exc
-
-
-def local_naive(utc: pd.Series, zones: pd.Series) -> np.ndarray:
-    """Wall-clock local times (naive ``datetime64[ns]``) of each row, one conversion per zone."""
-    out = np.empty(len(utc), dtype="datetime64[ns]")
-    codes, uniques = pd.factorize(zones, sort=False)
-    for i, zone in enumerate(uniques):
-        mask = codes == i
-        try:
-            local = utc[mask].dt.tz_convert(str(zone)).dt.tz_localize(None)
-        except (KeyError, ValueError) as exc:  # unknown zone name
-            raise SchemaError(
-                f"unknown time zone {zone!r} in usage",
-                table="usage",
-                column="timezone",
-                hint="Use IANA names such as 'Europe/London'.",
-            ) from exc
-        out[mask] = local.to_numpy(dtype="datetime64[ns]")
-    return out
 
 
 def month_labels(months: np.ndarray) -> np.ndarray:
