@@ -121,6 +121,22 @@ class Table:
         return {c.name: c.dtype for c in self.columns}
 
     def column(self, name: str) -> Column:
+        """The column called ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A column of this table.
+
+        Returns
+        -------
+        Column
+
+        Raises
+        ------
+        KeyError
+            If the table has no such column.
+        """
         for c in self.columns:
             if c.name == name:
                 return c
@@ -287,7 +303,24 @@ def _table(table: str | Table) -> Table:
 
 
 def empty_frame(table: str | Table) -> pd.DataFrame:
-    """Return an empty frame with every column of ``table`` in its canonical dtype."""
+    """Return an empty frame with every column of ``table`` in its canonical dtype.
+
+    Parameters
+    ----------
+    table : str or Table
+        ``assets``, ``meters``, ``usage``, ``readings`` or a :class:`Table` (e.g.
+        :data:`QUARANTINE`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A fresh frame (a copy of a cached template) with zero rows.
+
+    Raises
+    ------
+    SchemaError
+        If ``table`` is not a known table name.
+    """
     t = _table(table)
     template = _EMPTY.get(t)
     if template is None:  # built once per table (a dozen Series), then copied: cheap
@@ -305,10 +338,23 @@ def coerce_frame(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
     Extra columns are kept after the canonical ones. Datetime columns are parsed as UTC (naive
     values are an error: localise them first, see :mod:`scaler_workbench.usage`).
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows of ``table``, any dtypes.
+    table : str or Table
+        The table whose columns and dtypes to apply.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new frame on ``frame``'s index; a column already canonical is shared, not copied.
+
     Raises
     ------
     SchemaError
-        If a column cannot be converted; ``column`` names it.
+        If a column cannot be converted (``column`` names it), holds naive timestamps, or
+        ``table`` is unknown.
     """
     t = _table(table)
     out: dict[str, pd.Series] = {}
@@ -361,6 +407,21 @@ def check_frame(frame: pd.DataFrame, table: str | Table, *, strict_dtypes: bool 
 
     With ``strict_dtypes`` every present canonical column must also have its canonical dtype.
     Null values in required columns are data problems, reported by validation, not here.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows of ``table``.
+    table : str or Table
+        The table to check against.
+    strict_dtypes : bool
+        Also require the canonical dtype of every canonical column present.
+
+    Raises
+    ------
+    SchemaError
+        If a required column is missing, a dtype differs (``strict_dtypes``) or ``table`` is
+        unknown.
     """
     t = _table(table)
     missing = [c for c in t.required if c not in frame.columns]
@@ -401,7 +462,13 @@ class Tables:
     quarantine: pd.DataFrame = field(default_factory=lambda: empty_frame(QUARANTINE))
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
-        """``(name, frame)`` for the four canonical tables (not the quarantine)."""
+        """``(name, frame)`` for the four canonical tables (not the quarantine).
+
+        Returns
+        -------
+        list of (str, pandas.DataFrame)
+            assets, meters, usage, readings, in that order.
+        """
         return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "quarantine"]
 
     def __repr__(self) -> str:

@@ -24,6 +24,12 @@ shifted forward to the first valid instant (``"shift_forward"``). Numbers are ep
 
 Records that cannot be mapped (no meter id, unparseable or missing time, non-numeric value,
 end not after start) go to ``Tables.quarantine`` with stage ``transform`` and the reason.
+
+This is stage 1 of :mod:`scaler_workbench.pipeline` (which holds ``run_pipeline``; the old
+``transform.run_pipeline`` is a deprecated alias for one release). It imports only the shared
+base (:mod:`~scaler_workbench.schema`, ``_time``, ``_numeric``), never a later stage.
+:func:`build_tables` maps everything at once; :class:`MeterChunks` maps one long usage source
+chunk by chunk (whole meters each), the chunked source of the streamed pipeline.
 """
 
 from __future__ import annotations
@@ -671,7 +677,18 @@ def _compile(fields: Mapping[str, Any], *, sep: str, where: str) -> dict[str, _S
 def resolve_mapping(profile: Any, mapping: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The mapping in use: ``mapping`` if given, else the profile's ``[mapping]`` section.
 
-    Usage and readings always come back as ``{source name: source table}``.
+    Parameters
+    ----------
+    profile : Profile
+        Its ``[mapping]`` section is used unless ``mapping`` is given.
+    mapping : dict, optional
+        A mapping of the same shape (docs/mapping.md).
+
+    Returns
+    -------
+    dict
+        A copy; ``usage`` and ``readings`` always as ``{source name: source table}`` (a single
+        source table written directly under ``[mapping.usage]`` is keyed by its resource).
 
     Raises
     ------
@@ -739,6 +756,11 @@ def parse_timestamps(
     -------
     (DatetimeIndex UTC with NaT where unparseable or nonexistent, bool mask of "bad" values)
         ``bad`` is True where a non-null input could not become a valid instant.
+
+    Raises
+    ------
+    MappingError
+        If a zone for naive values is unknown or ``nonexistent`` is not a known choice.
     """
     n = len(values)
     arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)

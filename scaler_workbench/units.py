@@ -24,6 +24,10 @@ In :func:`normalise_tables` a meter whose unit is unknown, ambiguous or impossib
 type does not stop the run: its usage and readings rows move to ``Tables.quarantine`` (stage
 ``units``, severity ``error``, the reason saying what to choose) and the rest of the portfolio
 flows. :func:`convert` on its own raises :class:`UnitError` instead.
+
+:class:`UnitNormaliser` is that normalisation for one meters table, applied frame by frame:
+:func:`normalise_tables` uses it once per table, the streamed pipeline once per chunk of whole
+meters, so the two paths cannot drift apart.
 """
 
 from __future__ import annotations
@@ -82,7 +86,14 @@ def get_registry() -> Any:
     """Return the package's one pint ``UnitRegistry`` (built lazily, then cached).
 
     It uses exact rational arithmetic (``non_int_type=Fraction``) so that factors such as
-    UK gallon → litre (4.54609) come out exactly rounded, and loads ``data/units.txt``.
+    UK gallon → litre (4.54609) come out exactly rounded, and loads ``data/units.txt``. Every
+    unit question in the package (conversion, validation's unit rule, the mapping workbook)
+    goes through this registry: there is no other.
+
+    Returns
+    -------
+    pint.UnitRegistry
+        The same object on every call (thread-safe first build).
     """
     global _registry
     if _registry is None:
@@ -104,7 +115,13 @@ def get_registry() -> Any:
 
 
 def pint_calls() -> int:
-    """Number of times pint has been asked to parse or convert (cache misses) so far."""
+    """Number of times pint has been asked to parse or convert (cache misses) so far.
+
+    Returns
+    -------
+    int
+        Calls since the process started [calls]: a test compares two readings.
+    """
     return _pint_calls
 
 
@@ -140,6 +157,16 @@ def conversion_factor(from_unit: str, to_unit: str) -> float:
     """Multiplier taking a value in ``from_unit`` to ``to_unit`` (pint expressions).
 
     Cached: pint is asked once per distinct pair (see :func:`pint_calls`).
+
+    Parameters
+    ----------
+    from_unit, to_unit : str
+        pint expressions (``"kWh"``, ``"US_therm"``, ``"m**3"``).
+
+    Returns
+    -------
+    float
+        The factor [to_unit / from_unit], exactly rounded from the rational one.
 
     Raises
     ------
@@ -348,6 +375,11 @@ def resolve_unit(
     meter, column : str, optional
         Context for the error message.
 
+    Returns
+    -------
+    str
+        A pint expression the registry parses (``"kWh"``, ``"m**3"``, ``"US_therm"``).
+
     Raises
     ------
     UnitError
@@ -432,6 +464,16 @@ def heating_value(spec: Mapping[str, Any] | None) -> HeatingValue | None:
 
     Keys: ``preset`` (``uk``, ``portfolio_manager_us``/``us``, ``canada``),
     ``calorific_value`` [MJ/m³] (UK formula, default 39.5), ``kbtu_per_ft3`` or ``kwh_per_m3``.
+
+    Parameters
+    ----------
+    spec : mapping or None
+        The ``[units.heating_value]`` table (or one of its ``by_subtype`` entries).
+
+    Returns
+    -------
+    HeatingValue or None
+        ``kwh_per_m3`` [kWh/m³] with a description; None when ``spec`` is empty.
 
     Raises
     ------
@@ -653,7 +695,18 @@ GREEN_BUTTON_UOM: dict[int, str] = {
 
 
 def green_button_cost(values: Any) -> np.ndarray:
-    """Green Button cost fields are in 1/100 000 of the currency: return currency units."""
+    """Green Button cost fields are in 1/100 000 of the currency: return currency units.
+
+    Parameters
+    ----------
+    values : array-like of float
+        Costs as the feed writes them [1e-5 currency].
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Costs [currency].
+    """
     return _as_array(values) / 100000.0
 
 
@@ -684,6 +737,11 @@ _SUGGEST_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 
 def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
     """Suggest a unit (or the alias choice to make) for each distinct label.
+
+    Parameters
+    ----------
+    labels : iterable
+        Unit labels as providers write them (None is skipped; others are read as text).
 
     Returns
     -------

@@ -214,7 +214,25 @@ def _localise_periods(pwall: np.ndarray, tz: str) -> np.ndarray:
 
 
 def inclusive_to_exclusive(end: pd.Series, timezone: str | pd.Series) -> pd.Series:
-    """Inclusive end dates (the last billed day) -> exclusive ends: + 1 local calendar day."""
+    """Inclusive end dates (the last billed day) -> exclusive ends: + 1 local calendar day.
+
+    Parameters
+    ----------
+    end : pandas.Series
+        tz-aware local midnights of the last day included.
+    timezone : str or pandas.Series
+        The site's IANA zone, or one per row.
+
+    Returns
+    -------
+    pandas.Series
+        UTC instants of the next local midnight (a DST change keeps it midnight), same index.
+
+    Raises
+    ------
+    MappingError
+        If a zone is unknown.
+    """
     tz: Any = timezone if isinstance(timezone, str) else np.asarray(timezone, dtype=object)
     out = add_local_days(pd.DatetimeIndex(end), tz, 1, None)
     return pd.Series(out, index=end.index, name=end.name)
@@ -869,6 +887,17 @@ def combine_periods(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
     Sums values and counts per (meter, source, start, end). Chunks must not split one local day
     for ``days_with_data`` to stay exact (pages per meter and month never do).
+
+    Parameters
+    ----------
+    parts : sequence of pandas.DataFrame
+        :func:`calendarize` outputs (canonical units: [kWh], [m³], [kg]).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (meter, source, start, end) with summed values, sorted by meter and start;
+        an empty usage frame when every part is empty.
     """
     parts = [p for p in parts if len(p)]
     if not parts:
@@ -927,6 +956,11 @@ def readings_to_consumption(
         ``consumption``: one row per pair of consecutive readings with a non-negative difference
         (or a rollover), ``method`` ``register-difference``; ``readings``: sorted, with ``flag``
         set to ``rollover``, ``reset`` or ``exchange`` on the reading after a drop.
+
+    Raises
+    ------
+    UsageError
+        If the timestamps are not tz-aware.
     """
     if not len(readings):
         return empty_frame("usage").iloc[0:0], readings
@@ -1022,10 +1056,27 @@ def resolve_conflicts(
     ``revision``, then the later record (``duplicates = "latest"``; ``"first"`` keeps the
     earliest; ``"error"`` raises).
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Usage or readings rows (tz-aware UTC times).
+    keys : sequence of str
+        The columns that identify one row (the table's key).
+    policy : dict, optional
+        ``[mapping.policy]`` overrides of :data:`POLICY_DEFAULTS`.
+    table : str
+        Named in the quarantine rows (``usage`` or ``readings``).
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The kept rows (record order), and :data:`~scaler_workbench.schema.QUARANTINE` rows of
+        stage ``usage``, rule ``duplicate``, for the rows set aside.
+
     Raises
     ------
     UsageError
-        With ``duplicates = "error"`` when a duplicate exists.
+        With ``duplicates = "error"`` when a duplicate exists, or if times are not tz-aware.
     """
     loser, q = _conflict_losers(frame, keys=keys, policy=policy, table=table)
     return (frame if loser is None else frame[~loser]), q
@@ -1144,6 +1195,11 @@ def period_report(
         ``meter_id, issue (gap | overlap | duplicate), start, end, days, severity`` where
         ``start``/``end`` bound the gap or overlapping stretch; overlaps within the tolerance
         are a ``warning``, longer overlaps and duplicates ``error``, gaps ``warning``.
+
+    Raises
+    ------
+    UsageError
+        If the times are not tz-aware.
     """
     cols = ["meter_id", "issue", "start", "end", "days", "severity"]
     if len(usage) < 2:
@@ -1269,7 +1325,15 @@ def process_usage(
     -------
     Tables
         ``usage`` in canonical dtypes (plus a ``source`` column), ``readings`` with ``flag``, and
-        every set-aside or flagged record in ``quarantine`` (stage ``usage``).
+        every set-aside or flagged record in ``quarantine`` (stage ``usage``), after the input's
+        quarantine rows (stage order).
+
+    Raises
+    ------
+    MappingError
+        If ``[mapping.policy]`` or a source's period option is malformed.
+    UsageError
+        If times are not tz-aware UTC, or ``duplicates = "error"`` meets a duplicate.
     """
     m = resolve_mapping(profile, mapping)
     policy = {**POLICY_DEFAULTS, **dict(m.get("policy") or {})}
