@@ -648,7 +648,8 @@ def records_json(rows: pd.DataFrame, *, keep_private: bool = False) -> list[str]
         (pandas' most: its default of 10 writes 3e-11 as 0.0), other values JSON cannot hold
         as their text.
     """
-    rows = rows.loc[:, ~rows.columns.duplicated()]
+    if rows.columns.has_duplicates:
+        rows = rows.loc[:, ~rows.columns.duplicated()]
     if not keep_private:
         rows = rows.drop(columns=[c for c in rows.columns if str(c).startswith("_")])
     dates = [c for c in rows.columns if isinstance(rows[c].dtype, pd.DatetimeTZDtype)]
