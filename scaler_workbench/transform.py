@@ -1659,8 +1659,9 @@ class MeterChunks:
     """One usage source's records mapped chunk by chunk, each chunk holding whole meters.
 
     The per-chunk contract of the streamed pipeline (:mod:`scaler_workbench.pipeline`): the
-    chunks together give what :func:`build_tables` gives for the source, row for row, with each
-    usage row carrying ``_row`` (its record's position in the resource, lineage) so that chunks
+    chunks together give what :func:`build_tables` gives for the source, row for row; ``_row``
+    (each row's record position in the whole resource, lineage) is set wherever positions in
+    the chunk would not say it (every chunk after the first, or rows set aside), so chunks
     stacked in order read like one frame. APIs page interval records meter by meter; when a
     meter's records turn up in two chunks, iteration stops early and :attr:`grouped` becomes
     False: the caller must then map the source whole.
