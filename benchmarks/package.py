@@ -5,7 +5,7 @@ The synthetic provider is described by a profile dict (:data:`PROFILE`) built wi
 would be, so the benchmark runs the code analysts run:
 
 ``canonical``, ``units``, ``usage``
-               :func:`scaler_workbench.transform.run_pipeline` (records -> canonical frame ->
+               :func:`scaler_workbench.pipeline.run_pipeline` (records -> canonical frame ->
                units -> duplicates by the conflict policy -> Europe/London months), which
                reports its own seconds per stage through ``timings=``
 ``validate``   :func:`scaler_workbench.validation.validate_tables` (great-expectations)
@@ -51,7 +51,7 @@ PIPELINE_STAGES: tuple[str, ...] = ("canonical", "units", "usage")
 
 #: Step -> (module, public function).
 PACKAGE_FUNCTIONS: dict[str, tuple[str, str]] = {
-    "pipeline": ("scaler_workbench.transform", "run_pipeline"),
+    "pipeline": ("scaler_workbench.pipeline", "run_pipeline"),
     "validate": ("scaler_workbench.validation", "validate_tables"),
     "export": ("scaler_workbench.export", "to_scaler_files"),
 }

@@ -103,7 +103,7 @@ _LAZY: dict[str, str] = {
     "readings_to_consumption": "usage",
     "resolve_conflicts": "usage",
     "resolve_unit": "units",
-    "run_pipeline": "transform",
+    "run_pipeline": "pipeline",
     "suggest_units": "units",
     # secrets
     "Secret": "_secrets",

@@ -30,6 +30,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
+from scaler_workbench._time import as_utc, local_naive
 from scaler_workbench.exceptions import SchemaError
 from scaler_workbench.schema import Tables
 
@@ -55,7 +56,22 @@ COVERAGE_STATES: dict[str, str] = {
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], table: str) -> None:
-    """Raise :class:`SchemaError` unless ``frame`` is a DataFrame with ``columns``."""
+    """Raise :class:`SchemaError` unless ``frame`` is a DataFrame with ``columns``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame to check (anything else is an error too).
+    columns : iterable of str
+        Columns it must have.
+    table : str
+        Named in the error.
+
+    Raises
+    ------
+    SchemaError
+        If ``frame`` is not a DataFrame or lacks a column (``column`` names the first).
+    """
     if not isinstance(frame, pd.DataFrame):
         raise SchemaError(
             f"expected a {table} DataFrame, got {type(frame).__name__}",
@@ -72,55 +88,40 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], table: str) -> 
         )
 
 
-def as_utc(series: pd.Series, column: str, table: str) -> pd.Series:
-    """``series`` as tz-aware UTC timestamps; naive or unparseable values are a SchemaError."""
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return series.dt.tz_convert("UTC")
-    if pd.api.types.is_datetime64_any_dtype(series.dtype) and series.notna().any():
-        raise SchemaError(
-            f"column {column!r} of {table} holds naive timestamps",
-            table=table,
-            column=column,
-            hint="Canonical frames hold tz-aware UTC timestamps: use schema.coerce_frame().",
-        )
-    try:
-        return pd.to_datetime(series, utc=True)
-    except (TypeError, ValueError) as exc:
-        raise SchemaError(
-            f"column {column!r} of {table} cannot be read as timestamps: {exc}",
-            table=table,
-            column=column,
-        ) from exc
-
-
-def local_naive(utc: pd.Series, zones: pd.Series) -> np.ndarray:
-    """Wall-clock local times (naive ``datetime64[ns]``) of each row, one conversion per zone."""
-    out = np.empty(len(utc), dtype="datetime64[ns]")
-    codes, uniques = pd.factorize(zones, sort=False)
-    for i, zone in enumerate(uniques):
-        mask = codes == i
-        try:
-            local = utc[mask].dt.tz_convert(str(zone)).dt.tz_localize(None)
-        except (KeyError, ValueError) as exc:  # unknown zone name
-            raise SchemaError(
-                f"unknown time zone {zone!r} in usage",
-                table="usage",
-                column="timezone",
-                hint="Use IANA names such as 'Europe/London'.",
-            ) from exc
-        out[mask] = local.to_numpy(dtype="datetime64[ns]")
-    return out
-
-
 def month_labels(months: np.ndarray) -> np.ndarray:
-    """Months since 1970-01 -> ``'YYYY-MM'`` strings."""
+    """Months since 1970-01 -> ``'YYYY-MM'`` strings.
+
+    Parameters
+    ----------
+    months : numpy.ndarray of int
+        Months since 1970-01 [months].
+
+    Returns
+    -------
+    numpy.ndarray of str
+    """
     return np.datetime_as_string(months.astype("datetime64[M]"), unit="M")
 
 
 def site_timezones(
     frame: pd.DataFrame, tables: Tables | None = None, default_timezone: str = "UTC"
 ) -> pd.Series:
-    """Each row's site zone: its own ``timezone``, else its meter's asset's, else the default."""
+    """Each row's site zone: its own ``timezone``, else its meter's asset's, else the default.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Usage or readings rows (``timezone`` and ``meter_id`` used when present).
+    tables : Tables, optional
+        Meters and assets: meter -> asset -> ``timezone``.
+    default_timezone : str
+        The zone of rows whose site zone is unknown.
+
+    Returns
+    -------
+    pandas.Series of str
+        One IANA zone per row, on ``frame``'s index.
+    """
     tz = (
         frame["timezone"].astype(object)
         if "timezone" in frame
@@ -139,6 +140,15 @@ def split_by_month(
 ) -> pd.DataFrame:
     """Split each usage row over the local calendar months it touches (vectorised).
 
+    Parameters
+    ----------
+    usage : pandas.DataFrame
+        Canonical usage (``meter_id``, ``start``, ``end``; optional ``timezone``).
+    tables : Tables, optional
+        Gives the site zone of rows without a ``timezone`` (meter -> asset -> timezone).
+    timezone : str
+        Zone for rows whose site zone is unknown (use the profile's ``timezone``).
+
     Returns
     -------
     pandas.DataFrame
@@ -146,6 +156,12 @@ def split_by_month(
         ``month`` ('YYYY-MM'), ``overlap_ns`` (local wall-clock overlap) [ns], ``fraction``
         (share of the row's duration in that month) and ``month_ns`` (the month's length) [ns].
         Rows without a valid period (end not after start, missing times) are left out.
+
+    Raises
+    ------
+    SchemaError
+        If ``usage`` is not a DataFrame with those columns, its times are naive or not times,
+        or a zone is unknown.
     """
     require_columns(usage, ("meter_id", "start", "end"), "usage")
     n = len(usage)
@@ -196,10 +212,26 @@ def monthly_totals(
 ) -> pd.DataFrame:
     """Consumption per meter and local calendar month; periods across months split by duration.
 
+    Parameters
+    ----------
+    usage : pandas.DataFrame
+        Canonical usage (``meter_id``, ``start``, ``end``, ``consumption``; optional ``timezone``).
+    tables : Tables, optional
+        Gives the site zone of rows without a ``timezone`` (meter -> asset -> timezone).
+    timezone : str
+        Zone for rows whose site zone is unknown (use the profile's ``timezone``).
+
     Returns
     -------
     pandas.DataFrame
-        ``meter_id, month ('YYYY-MM'), consumption, unit``, sorted by meter and month.
+        ``meter_id, month ('YYYY-MM'), consumption, unit``, sorted by meter and month;
+        ``consumption`` in the rows' canonical unit ([kWh], [m³], [kg]).
+
+    Raises
+    ------
+    SchemaError
+        If ``usage`` is not a DataFrame with those columns, its times are naive or not times,
+        or a zone is unknown.
     """
     require_columns(usage, ("meter_id", "start", "end", "consumption"), "usage")
     split = split_by_month(usage, tables=tables, timezone=timezone)
@@ -255,6 +287,13 @@ def coverage_matrix(
         at 1], ``estimated`` (any estimated row overlaps the month) and ``status``, one of
         :data:`COVERAGE_STATES`: ``missing`` (no data), ``estimated``, ``partial``
         (< ``min_coverage``, no estimate) or ``actual``.
+
+    Raises
+    ------
+    ValueError
+        If ``span`` is neither ``"all"`` nor ``"meter"``.
+    SchemaError
+        If ``usage`` lacks a column, its times are naive or not times, or a zone is unknown.
     """
     if span not in ("all", "meter"):
         raise ValueError(f"span must be 'all' or 'meter', not {span!r}")

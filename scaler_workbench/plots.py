@@ -33,13 +33,14 @@ import numpy as np
 import pandas as pd
 
 from scaler_workbench._secrets import get_logger
+from scaler_workbench._time import NAT_NS, NS_PER_DAY, utc_ns
+from scaler_workbench._time import as_utc as _utc
+from scaler_workbench._time import local_naive as _local_naive
 from scaler_workbench.coverage import (
     COVERAGE_STATES,
     coverage_matrix,
     monthly_totals,
 )
-from scaler_workbench.coverage import as_utc as _utc
-from scaler_workbench.coverage import local_naive as _local_naive
 from scaler_workbench.coverage import require_columns as _require
 from scaler_workbench.exceptions import SchemaError, UnitError
 from scaler_workbench.schema import Tables
@@ -63,14 +64,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-
-_NS_PER_DAY = 86_400 * 10**9
-_NAT = np.iinfo("int64").min
-
-
-def _ns(utc: pd.Series) -> np.ndarray:
-    """UTC timestamps as int64 nanoseconds since the epoch (NaT -> int64 min)."""
-    return utc.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").astype("int64")
 
 
 def _new_axes(ax: Axes | None, *, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -165,11 +158,11 @@ def find_gaps_overlaps(usage: pd.DataFrame, meter_id: str | None = None) -> pd.D
     u = pd.DataFrame(
         {
             "meter_id": frame["meter_id"].astype("string").to_numpy(),
-            "s": _ns(_utc(frame["start"], "start", "usage")),
-            "e": _ns(_utc(frame["end"], "end", "usage")),
+            "s": utc_ns(_utc(frame["start"], "start", "usage")),
+            "e": utc_ns(_utc(frame["end"], "end", "usage")),
         }
     )
-    u = u[u["meter_id"].notna() & (u["s"] != _NAT) & (u["e"] != _NAT)]
+    u = u[u["meter_id"].notna() & (u["s"] != NAT_NS) & (u["e"] != NAT_NS)]
     u = u.sort_values(["meter_id", "s", "e"], kind="stable").reset_index(drop=True)
     s_ns = u["s"].to_numpy()
     e_ns = u["e"].to_numpy()
@@ -190,7 +183,7 @@ def find_gaps_overlaps(usage: pd.DataFrame, meter_id: str | None = None) -> pd.D
             "kind": pd.array(kinds[pick], dtype="string"),
             "start": pd.to_datetime(g_start, utc=True),
             "end": pd.to_datetime(g_end, utc=True),
-            "duration_days": (g_end - g_start) / _NS_PER_DAY,
+            "duration_days": (g_end - g_start) / NS_PER_DAY,
         }
     )
 

@@ -21,11 +21,15 @@ analyst explain every exported number; they are optional and exported only on re
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
+from scaler_workbench._time import utc_text
 from scaler_workbench.exceptions import SchemaError
 
 __all__ = [
@@ -43,7 +47,13 @@ __all__ = [
     "Tables",
     "check_frame",
     "coerce_frame",
+    "concat_frames",
     "empty_frame",
+    "json_default",
+    "quarantine_records",
+    "quarantine_rows",
+    "records_json",
+    "stack_frames",
 ]
 
 Kind = Literal["string", "float", "int", "bool", "datetime", "category"]
@@ -111,6 +121,22 @@ class Table:
         return {c.name: c.dtype for c in self.columns}
 
     def column(self, name: str) -> Column:
+        """The column called ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A column of this table.
+
+        Returns
+        -------
+        Column
+
+        Raises
+        ------
+        KeyError
+            If the table has no such column.
+        """
         for c in self.columns:
             if c.name == name:
                 return c
@@ -277,7 +303,24 @@ def _table(table: str | Table) -> Table:
 
 
 def empty_frame(table: str | Table) -> pd.DataFrame:
-    """Return an empty frame with every column of ``table`` in its canonical dtype."""
+    """Return an empty frame with every column of ``table`` in its canonical dtype.
+
+    Parameters
+    ----------
+    table : str or Table
+        ``assets``, ``meters``, ``usage``, ``readings`` or a :class:`Table` (e.g.
+        :data:`QUARANTINE`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A fresh frame (a copy of a cached template) with zero rows.
+
+    Raises
+    ------
+    SchemaError
+        If ``table`` is not a known table name.
+    """
     t = _table(table)
     template = _EMPTY.get(t)
     if template is None:  # built once per table (a dozen Series), then copied: cheap
@@ -295,10 +338,23 @@ def coerce_frame(frame: pd.DataFrame, table: str | Table) -> pd.DataFrame:
     Extra columns are kept after the canonical ones. Datetime columns are parsed as UTC (naive
     values are an error: localise them first, see :mod:`scaler_workbench.usage`).
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows of ``table``, any dtypes.
+    table : str or Table
+        The table whose columns and dtypes to apply.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A new frame on ``frame``'s index; a column already canonical is shared, not copied.
+
     Raises
     ------
     SchemaError
-        If a column cannot be converted; ``column`` names it.
+        If a column cannot be converted (``column`` names it), holds naive timestamps, or
+        ``table`` is unknown.
     """
     t = _table(table)
     out: dict[str, pd.Series] = {}
@@ -351,6 +407,21 @@ def check_frame(frame: pd.DataFrame, table: str | Table, *, strict_dtypes: bool 
 
     With ``strict_dtypes`` every present canonical column must also have its canonical dtype.
     Null values in required columns are data problems, reported by validation, not here.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows of ``table``.
+    table : str or Table
+        The table to check against.
+    strict_dtypes : bool
+        Also require the canonical dtype of every canonical column present.
+
+    Raises
+    ------
+    SchemaError
+        If a required column is missing, a dtype differs (``strict_dtypes``) or ``table`` is
+        unknown.
     """
     t = _table(table)
     missing = [c for c in t.required if c not in frame.columns]
@@ -391,9 +462,286 @@ class Tables:
     quarantine: pd.DataFrame = field(default_factory=lambda: empty_frame(QUARANTINE))
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
-        """``(name, frame)`` for the four canonical tables (not the quarantine)."""
+        """``(name, frame)`` for the four canonical tables (not the quarantine).
+
+        Returns
+        -------
+        list of (str, pandas.DataFrame)
+            assets, meters, usage, readings, in that order.
+        """
         return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "quarantine"]
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{f.name}={len(getattr(self, f.name))}" for f in fields(self))
         return f"Tables({counts})"
+
+
+# ---- the quarantine: one builder for raw records, one for rows of a canonical frame ----------
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for values JSON lacks: timestamps as ISO 8601, numpy scalars
+    as Python numbers, anything else as its text.
+
+    Parameters
+    ----------
+    obj : object
+        A value ``json`` cannot write.
+
+    Returns
+    -------
+    str or int or float or bool
+    """
+    if isinstance(obj, pd.Timestamp | np.datetime64):
+        return pd.Timestamp(obj).isoformat()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
+def quarantine_records(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    table: str,
+    stage: str,
+    rule: str,
+    reasons: Sequence[str] | str,
+    severity: str = "error",
+    keys: Sequence[Any] | None = None,
+    source_ids: Sequence[Any] | None = None,
+) -> pd.DataFrame:
+    """Quarantine rows (:data:`QUARANTINE`) for raw provider records, each kept whole as JSON.
+
+    Parameters
+    ----------
+    records : sequence of dict
+        The records as fetched.
+    table : str
+        The canonical table they were meant for.
+    stage, rule : str
+        Who set them aside and the machine name of why.
+    reasons : str or sequence of str
+        One reason for all, or one per record.
+    severity : {"error", "warning"}
+        ``error`` sets the record aside, ``warning`` only reports it.
+    keys : sequence, optional
+        ``record_key`` per record (as text); empty when not given.
+    source_ids : sequence, optional
+        The provider's record id per record.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per record in :data:`QUARANTINE` dtypes; ``record`` is the record as JSON with
+        sorted keys (:func:`json_default` for timestamps and numpy values).
+    """
+    n = len(records)
+    if isinstance(reasons, str):
+        reasons = [reasons] * n
+    frame = pd.DataFrame(
+        {
+            "table": [table] * n,
+            "record_key": [str(k) for k in keys] if keys is not None else [""] * n,
+            "source_id": [None if s is None else str(s) for s in source_ids]
+            if source_ids is not None
+            else [None] * n,
+            "stage": [stage] * n,
+            "rule": [rule] * n,
+            "severity": [severity] * n,
+            "reason": list(reasons),
+            "record": [json.dumps(r, default=json_default, sort_keys=True) for r in records],
+        }
+    )
+    return coerce_frame(frame, QUARANTINE)
+
+
+def quarantine_rows(
+    rows: pd.DataFrame,
+    *,
+    table: str,
+    stage: str,
+    rule: str,
+    reasons: pd.Series | Sequence[str] | str,
+    severity: str = "error",
+) -> pd.DataFrame:
+    """Quarantine rows (:data:`QUARANTINE`) for rows of a canonical frame.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Rows of the canonical ``table`` (any index).
+    table : str
+        ``assets``, ``meters``, ``usage`` or ``readings``: its :attr:`Table.key` (the columns
+        present) joined with ``|`` is the ``record_key``, datetimes as ``YYYY-MM-DDTHH:MM:SSZ``
+        (a missing time leaves its part empty). Another name gives an empty key.
+    stage, rule : str
+        Who set the rows aside and the machine name of why.
+    reasons : str or sequence of str
+        One reason for all, or one per row.
+    severity : {"error", "warning"}
+        ``error`` sets the row aside, ``warning`` only reports it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per input row in :data:`QUARANTINE` dtypes; ``record`` is the row as JSON
+        without the private ``_``-columns, datetimes as UTC ISO 8601 with milliseconds, floats
+        with 15 decimals.
+    """
+    n = len(rows)
+    if n == 0:
+        return empty_frame(QUARANTINE)
+    key = TABLES[table].key if table in TABLES else ()
+    key_cols = [c for c in key if c in rows.columns]
+    if key_cols:
+        parts = []
+        for c in key_cols:
+            col = rows[c]
+            if isinstance(col.dtype, pd.DatetimeTZDtype):
+                text = utc_text(col, "s")
+                text[pd.isna(text)] = ""  # a missing time leaves its part of the key empty
+                parts.append(pd.Series(text, index=rows.index))
+            else:
+                parts.append(col.astype(object).astype(str))
+        joined = parts[0].astype(str)
+        for p in parts[1:]:
+            joined = joined + "|" + p.astype(str)
+        keys = joined.tolist()
+    else:
+        keys = [""] * n
+    if isinstance(reasons, str):
+        reason_list = [reasons] * n
+    else:
+        reason_list = [
+            str(r) for r in (reasons.tolist() if isinstance(reasons, pd.Series) else reasons)
+        ]
+    records = records_json(rows)
+    sid = rows["source_id"].astype(object).tolist() if "source_id" in rows else [None] * n
+    frame = pd.DataFrame(
+        {
+            "table": [table] * n,
+            "record_key": keys,
+            "source_id": [None if s is None or s is pd.NA else str(s) for s in sid],
+            "stage": [stage] * n,
+            "rule": [rule] * n,
+            "severity": [severity] * n,
+            "reason": reason_list,
+            "record": records,
+        }
+    )
+    return coerce_frame(frame, QUARANTINE)
+
+
+def records_json(rows: pd.DataFrame, *, keep_private: bool = False) -> list[str]:
+    """Each row as one JSON object: the ``record`` of a quarantine row.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Any rows (any index; a repeated column name counts once, the first).
+    keep_private : bool
+        Keep the ``_``-columns (lineage such as ``_row``); by default they are left out.
+
+    Returns
+    -------
+    list of str
+        One object per row: datetimes as UTC ISO 8601 with milliseconds
+        (``2024-03-31T00:59:59.000Z``, ``null`` where missing), floats with 15 decimals
+        (pandas' most: its default of 10 writes 3e-11 as 0.0), other values JSON cannot hold
+        as their text.
+    """
+    if rows.columns.has_duplicates:
+        rows = rows.loc[:, ~rows.columns.duplicated()]
+    if not keep_private:
+        rows = rows.drop(columns=[c for c in rows.columns if str(c).startswith("_")])
+    dates = [c for c in rows.columns if isinstance(rows[c].dtype, pd.DatetimeTZDtype)]
+    if dates:  # as to_json(date_format="iso") writes them, without its per-value cost
+        rows = rows.assign(**{str(c): utc_text(rows[c], "ms") for c in dates})
+    text = rows.to_json(
+        orient="records",
+        lines=True,
+        date_format="iso",
+        date_unit="ms",
+        default_handler=str,
+        double_precision=15,
+    )
+    return text.splitlines()
+
+
+# ---- frames one under the other -------------------------------------------------------------
+def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The non-empty ``frames`` one under the other, columns in order of first appearance.
+
+    A column that is categorical in every frame stays categorical (the union of categories in
+    order of appearance, as object strings); other columns go through ``pandas.concat`` (a
+    frame lacking a column contributes nulls).
+
+    Parameters
+    ----------
+    frames : sequence of pandas.DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+        A fresh ``RangeIndex``; the single non-empty frame itself when there is one; an empty
+        frame without columns when there is none.
+    """
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    if len(frames) == 1:
+        return frames[0]
+    from pandas.api.types import union_categoricals
+
+    cols: dict[str, Any] = {}
+    names = list(dict.fromkeys(c for f in frames for c in f.columns))
+    for c in names:
+        parts = [f[c] if c in f else pd.Series([None] * len(f)) for f in frames]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            cols[c] = pd.Series(
+                union_categoricals(
+                    [
+                        pd.Categorical.from_codes(
+                            p.cat.codes.to_numpy(),
+                            categories=pd.Index(list(p.cat.categories), dtype=object),
+                            validate=False,
+                        )
+                        for p in parts
+                    ]
+                )
+            )
+        else:
+            cols[c] = pd.concat([p.reset_index(drop=True) for p in parts], ignore_index=True)
+    return pd.DataFrame(cols)
+
+
+def stack_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of one stage's output (same columns and dtypes) one under the other.
+
+    Categorical columns stay categorical with their categories' own dtype (the union, in order
+    of appearance); frames with different columns, or categories of different dtypes, go
+    through :func:`concat_frames`.
+
+    Parameters
+    ----------
+    frames : sequence of pandas.DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+        A fresh ``RangeIndex``.
+    """
+    frames = list(frames)
+    if len(frames) <= 1 or any(list(f.columns) != list(frames[0].columns) for f in frames):
+        return concat_frames(frames)
+    from pandas.api.types import union_categoricals
+
+    cols: dict[str, Any] = {}
+    for c in frames[0].columns:
+        parts = [f[c] for f in frames]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            try:
+                cols[c] = pd.Series(union_categoricals([p.array for p in parts]))
+                continue
+            except TypeError:  # categories of different dtypes: the general concat
+                return concat_frames(frames)
+        cols[c] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(cols)

@@ -24,45 +24,62 @@ shifted forward to the first valid instant (``"shift_forward"``). Numbers are ep
 
 Records that cannot be mapped (no meter id, unparseable or missing time, non-numeric value,
 end not after start) go to ``Tables.quarantine`` with stage ``transform`` and the reason.
+
+This is stage 1 of :mod:`scaler_workbench.pipeline` (which holds ``run_pipeline``; the old
+``transform.run_pipeline`` is a deprecated alias for one release). It imports only the shared
+base (:mod:`~scaler_workbench.schema`, ``_time``, ``_numeric``), never a later stage.
+:func:`build_tables` maps everything at once; :class:`MeterChunks` maps one long usage source
+chunk by chunk (whole meters each), the chunked source of the streamed pipeline.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from scaler_workbench._numeric import apply_power_of_ten
 from scaler_workbench._secrets import get_logger
+from scaler_workbench._time import (
+    add_local_days,
+    localize_naive,
+    utc_index,
+    utc_ns,
+    zone_per_row,
+)
 from scaler_workbench.exceptions import MappingError
-from scaler_workbench.schema import QUARANTINE, Tables, coerce_frame, empty_frame
+from scaler_workbench.schema import (
+    QUARANTINE,
+    Tables,
+    coerce_frame,
+    concat_frames,
+    empty_frame,
+    json_default,
+    quarantine_records,
+    quarantine_rows,
+)
 
 __all__ = [
+    "MeterChunks",
     "build_tables",
     "localize_naive",
+    "parse_iso_fast",
     "parse_timestamps",
     "quarantine_records",
     "quarantine_rows",
     "resolve_mapping",
-    "run_pipeline",
 ]
 
 log = get_logger(__name__)
 
 _EMPTY: dict[str, Any] = {}
 _OFFSET_RE = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
-_TABLE_KEYS = {
-    "assets": ("asset_id",),
-    "meters": ("meter_id",),
-    "usage": ("meter_id", "start", "end"),
-    "readings": ("meter_id", "timestamp"),
-}
 _SOURCE_TABLE_OPTIONS = {
     "resource",
     "kind",
@@ -80,143 +97,6 @@ _SOURCE_TABLE_OPTIONS = {
     "unit",
     "derive_from",
 }
-
-
-_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
-
-
-def utc_index(ns: Any) -> pd.DatetimeIndex:
-    """A UTC DatetimeIndex over int64 nanoseconds since the epoch (no copy, no parsing).
-
-    The index shares ``ns`` (a full-length copy costs a first touch of its memory): do not
-    modify the array afterwards.
-    """
-    arr = np.asarray(ns, dtype=np.int64)
-    try:
-        dta = pd.arrays.DatetimeArray._simple_new(arr.view("datetime64[ns]"), dtype=_UTC_NS)
-        return pd.DatetimeIndex(dta, copy=False)
-    except (AttributeError, TypeError):  # pandas internals moved: the public (copying) way
-        return pd.DatetimeIndex(arr.view("datetime64[ns]")).tz_localize("UTC")
-
-
-def utc_ns(values: Any) -> np.ndarray:
-    """int64 ns UTC of tz-aware datetimes, a view when they already are ns UTC (no copy)."""
-    idx = pd.DatetimeIndex(values)
-    if idx.tz is not None and str(idx.tz) != "UTC":
-        idx = idx.tz_convert("UTC")
-    if idx.unit != "ns":
-        idx = idx.as_unit("ns")
-    return idx.asi8
-
-
-# ---- quarantine helpers -----------------------------------------------------------------------
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, pd.Timestamp | np.datetime64):
-        return pd.Timestamp(obj).isoformat()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return str(obj)
-
-
-def quarantine_records(
-    records: Sequence[Mapping[str, Any]],
-    *,
-    table: str,
-    stage: str,
-    rule: str,
-    reasons: Sequence[str] | str,
-    severity: str = "error",
-    keys: Sequence[str] | None = None,
-    source_ids: Sequence[Any] | None = None,
-) -> pd.DataFrame:
-    """Quarantine rows (schema ``QUARANTINE``) for raw records, each kept whole as JSON."""
-    n = len(records)
-    if isinstance(reasons, str):
-        reasons = [reasons] * n
-    frame = pd.DataFrame(
-        {
-            "table": [table] * n,
-            "record_key": [str(k) for k in keys] if keys is not None else [""] * n,
-            "source_id": [None if s is None else str(s) for s in source_ids]
-            if source_ids is not None
-            else [None] * n,
-            "stage": [stage] * n,
-            "rule": [rule] * n,
-            "severity": [severity] * n,
-            "reason": list(reasons),
-            "record": [json.dumps(r, default=_json_default, sort_keys=True) for r in records],
-        }
-    )
-    return coerce_frame(frame, QUARANTINE)
-
-
-def quarantine_rows(
-    rows: pd.DataFrame,
-    *,
-    table: str,
-    stage: str,
-    rule: str,
-    reasons: pd.Series | Sequence[str] | str,
-    severity: str = "error",
-) -> pd.DataFrame:
-    """Quarantine rows (schema ``QUARANTINE``) for rows of a canonical frame.
-
-    ``record_key`` joins the table's key columns with ``|``; ``record`` is the row as JSON.
-    """
-    n = len(rows)
-    if n == 0:
-        return empty_frame(QUARANTINE)
-    key_cols = [c for c in _TABLE_KEYS.get(table, ()) if c in rows.columns]
-    if key_cols:
-        parts = []
-        for c in key_cols:
-            col = rows[c]
-            if isinstance(col.dtype, pd.DatetimeTZDtype):
-                text = _utc_text(col, "s")
-                text[pd.isna(text)] = ""  # a missing time leaves its part of the key empty
-                parts.append(pd.Series(text, index=rows.index))
-            else:
-                parts.append(col.astype(object).astype(str))
-        key = parts[0].astype(str)
-        for p in parts[1:]:
-            key = key + "|" + p.astype(str)
-        keys = key.tolist()
-    else:
-        keys = [""] * n
-    if isinstance(reasons, str):
-        reason_list = [reasons] * n
-    else:
-        reason_list = [
-            str(r) for r in (reasons.tolist() if isinstance(reasons, pd.Series) else reasons)
-        ]
-    clean = rows.drop(columns=[c for c in rows.columns if str(c).startswith("_")])
-    dates = [c for c in clean.columns if isinstance(clean[c].dtype, pd.DatetimeTZDtype)]
-    if dates:  # as to_json(date_format="iso") writes them, without its per-value cost
-        clean = clean.assign(**{str(c): _utc_text(clean[c], "ms") for c in dates})
-    # 15 decimals, pandas' most (its default of 10 writes a consumption of 3e-11 as 0.0)
-    records = clean.to_json(orient="records", lines=True, double_precision=15).splitlines()
-    sid = rows["source_id"].astype(object).tolist() if "source_id" in rows else [None] * n
-    frame = pd.DataFrame(
-        {
-            "table": [table] * n,
-            "record_key": keys,
-            "source_id": [None if s is None or s is pd.NA else str(s) for s in sid],
-            "stage": [stage] * n,
-            "rule": [rule] * n,
-            "severity": [severity] * n,
-            "reason": reason_list,
-            "record": records,
-        }
-    )
-    return coerce_frame(frame, QUARANTINE)
-
-
-def _utc_text(col: pd.Series, unit: Literal["s", "ms"]) -> np.ndarray:
-    """``YYYY-MM-DDTHH:MM:SS[.fff]Z`` (UTC) per value of a tz-aware column; None where NaT."""
-    ns: np.ndarray = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
-    text: np.ndarray = np.char.add(np.datetime_as_string(ns, unit=unit), "Z").astype(object)
-    text[np.isnat(ns)] = None
-    return text
 
 
 # ---- field extraction -------------------------------------------------------------------------
@@ -297,7 +177,6 @@ def _path_exists(records: Sequence[Mapping[str, Any]], path: str, sample: int = 
 _CHUNK = 65536
 _ISO_WIDTH = 36  # wider than the longest fast shape (29 body + 6 zone), so longer ones show
 _ISO_DTYPE = f"S{_ISO_WIDTH}"
-_NS_DAY = 86_400 * 10**9
 
 
 def _getter(path: str) -> Any | None:
@@ -798,7 +677,18 @@ def _compile(fields: Mapping[str, Any], *, sep: str, where: str) -> dict[str, _S
 def resolve_mapping(profile: Any, mapping: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The mapping in use: ``mapping`` if given, else the profile's ``[mapping]`` section.
 
-    Usage and readings always come back as ``{source name: source table}``.
+    Parameters
+    ----------
+    profile : Profile
+        Its ``[mapping]`` section is used unless ``mapping`` is given.
+    mapping : dict, optional
+        A mapping of the same shape (docs/mapping.md).
+
+    Returns
+    -------
+    dict
+        A copy; ``usage`` and ``readings`` always as ``{source name: source table}`` (a single
+        source table written directly under ``[mapping.usage]`` is keyed by its resource).
 
     Raises
     ------
@@ -840,85 +730,6 @@ def _looks_aware(sample: Sequence[Any]) -> tuple[bool, bool]:
     return aware, naive
 
 
-def localize_naive(
-    naive: pd.DatetimeIndex,
-    tz: str,
-    *,
-    order_keys: np.ndarray | None = None,
-    nonexistent: str = "quarantine",
-) -> tuple[pd.DatetimeIndex, np.ndarray]:
-    """Localise naive local times in ``tz`` to UTC, resolving DST explicitly.
-
-    Ambiguous fall-back times are resolved by record order: within one ``order_keys`` group (e.g.
-    the meter), the first occurrence of a wall time is summer time, the next standard time.
-    Nonexistent spring-forward times become NaT and are reported in the returned mask
-    (``nonexistent="quarantine"``) or move to the first valid instant (``"shift_forward"``).
-
-    Returns
-    -------
-    (DatetimeIndex in UTC, numpy bool mask of nonexistent times left as NaT)
-    """
-    try:
-        out = naive.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-    except Exception as exc:  # unknown zone
-        raise MappingError(
-            f"cannot localise naive timestamps in time zone {tz!r}: {exc}",
-            hint="Set an IANA zone (e.g. Europe/London) for the site or the source's tz.",
-        ) from exc
-    hole = np.asarray(out.isna()) & ~np.asarray(naive.isna())
-    missing = np.zeros(len(naive), dtype=bool)
-    if hole.any():
-        idx = np.flatnonzero(hole)
-        sub = naive[idx]
-        as_dst = sub.tz_localize(tz, ambiguous=np.ones(len(sub), dtype=bool), nonexistent="NaT")
-        nonexist = np.asarray(as_dst.isna())
-        amb = ~nonexist
-        values = (
-            out.tz_convert("UTC").as_unit("ns").asi8.copy() if len(out) else np.array([], np.int64)
-        )
-        nat = np.iinfo(np.int64).min
-        if amb.any():
-            aidx = idx[amb]
-            keys = pd.DataFrame(
-                {
-                    "k": order_keys[aidx] if order_keys is not None else 0,
-                    "t": sub[amb].as_unit("ns").asi8,
-                }
-            )
-            first = (keys.groupby(["k", "t"], sort=False).cumcount() == 0).to_numpy()
-            resolved = sub[amb].tz_localize(tz, ambiguous=first)
-            values[aidx] = resolved.tz_convert("UTC").as_unit("ns").asi8
-        if nonexist.any():
-            # the wall time exactly at the gap's start (01:00 on a 01:00->02:00 jump) names the
-            # transition instant itself (e.g. an interval's end): that one is not an error
-            before = (sub[nonexist] - pd.Timedelta(1, "ns")).tz_localize(
-                tz, ambiguous="NaT", nonexistent="NaT"
-            )
-            at_edge = ~np.asarray(before.isna())
-            if at_edge.any():
-                eidx = idx[nonexist][at_edge]
-                edge = (before[at_edge] + pd.Timedelta(1, "ns")).tz_convert("UTC")
-                values[eidx] = edge.as_unit("ns").asi8
-                nonexist[np.flatnonzero(nonexist)[at_edge]] = False
-        if nonexist.any():
-            nidx = idx[nonexist]
-            if nonexistent == "shift_forward":
-                shifted = sub[nonexist].tz_localize(
-                    tz, ambiguous="NaT", nonexistent="shift_forward"
-                )
-                values[nidx] = shifted.tz_convert("UTC").as_unit("ns").asi8
-            elif nonexistent == "quarantine":
-                values[nidx] = nat
-                missing[nidx] = True
-            else:
-                raise MappingError(
-                    f"nonexistent = {nonexistent!r} is not one of quarantine, shift_forward",
-                    key="nonexistent",
-                )
-        out = utc_index(values)
-    return out.tz_convert("UTC"), missing
-
-
 def parse_timestamps(
     values: Sequence[Any],
     *,
@@ -945,6 +756,11 @@ def parse_timestamps(
     -------
     (DatetimeIndex UTC with NaT where unparseable or nonexistent, bool mask of "bad" values)
         ``bad`` is True where a non-null input could not become a valid instant.
+
+    Raises
+    ------
+    MappingError
+        If a zone for naive values is unknown or ``nonexistent`` is not a known choice.
     """
     n = len(values)
     arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
@@ -959,7 +775,7 @@ def parse_timestamps(
         out = pd.DatetimeIndex(pd.to_datetime(nums, unit=unit, utc=True))
         bad = np.asarray(out.isna()) & ~isnull
         if add_days:
-            out = _add_local_days(out, tz, add_days, order_keys)
+            out = add_local_days(out, tz, add_days, order_keys)
         return out, bad
     step = max(1, n // 500)
     sample = list(arr[::step][:600]) + list(arr[-50:])
@@ -976,14 +792,14 @@ def parse_timestamps(
         out = pd.DatetimeIndex(parsed).as_unit("ns")
         bad = np.asarray(out.isna()) & ~isnull
         if add_days:
-            out = _add_local_days(out, tz, add_days, order_keys)
+            out = add_local_days(out, tz, add_days, order_keys)
         return out, bad
     if aware_mask.any():
         parsed = pd.DatetimeIndex(_to_datetime(arr[aware_mask], utc=True))
         if add_days:
             sub_tz = tz[aware_mask] if not isinstance(tz, str) else tz
             ok = order_keys[aware_mask] if order_keys is not None else None
-            parsed = _add_local_days(parsed, sub_tz, add_days, ok)
+            parsed = add_local_days(parsed, sub_tz, add_days, ok)
         result[aware_mask] = parsed.as_unit("ns").asi8
     naive_mask = ~aware_mask
     if naive_mask.any():
@@ -994,7 +810,7 @@ def parse_timestamps(
             if add_days:
                 naive = naive + pd.Timedelta(days=add_days)
             keys = order_keys[naive_mask] if order_keys is not None else None
-            tzs = _tz_per_row(tz, n)[naive_mask] if not isinstance(tz, str) else None
+            tzs = zone_per_row(tz, n)[naive_mask] if not isinstance(tz, str) else None
             sub_res = np.full(len(naive), np.iinfo(np.int64).min, dtype=np.int64)
             sub_bad = np.zeros(len(naive), dtype=bool)
             groups = (
@@ -1018,37 +834,11 @@ def parse_timestamps(
     return out, bad
 
 
-def _tz_per_row(tz: Any, n: int) -> np.ndarray:
-    if isinstance(tz, str):
-        return np.full(n, tz, dtype=object)
-    return np.asarray(tz, dtype=object)
-
-
 def _to_datetime(arr: Any, *, utc: bool) -> Any:
     try:
         return pd.to_datetime(arr, utc=utc, format="ISO8601", errors="coerce")
     except (ValueError, TypeError, OverflowError):
         return pd.to_datetime(pd.Series(arr).astype(str), utc=utc, format="mixed", errors="coerce")
-
-
-def _add_local_days(
-    out: pd.DatetimeIndex, tz: Any, days: int, order_keys: np.ndarray | None
-) -> pd.DatetimeIndex:
-    """Add calendar days in local wall time (so a DST change keeps local midnight)."""
-    n = len(out)
-    zones = _tz_per_row(tz, n)
-    res = out.as_unit("ns").asi8.copy()
-    for zone in pd.unique(zones):
-        m = zones == zone
-        wall = out[m].tz_convert(str(zone)).tz_localize(None) + pd.Timedelta(days=days)
-        loc, _ = localize_naive(
-            wall,
-            str(zone),
-            order_keys=order_keys[m] if order_keys is not None else None,
-            nonexistent="shift_forward",
-        )
-        res[m] = loc.as_unit("ns").asi8
-    return utc_index(res)
 
 
 # ---- columns ----------------------------------------------------------------------------------
@@ -1109,7 +899,7 @@ def _strings(values: list[Any] | Any, n: int) -> pd.Series:
 
 def _to_text(v: Any) -> str:
     if isinstance(v, dict | list):
-        return json.dumps(v, default=_json_default, sort_keys=True)
+        return json.dumps(v, default=json_default, sort_keys=True)
     return str(v)
 
 
@@ -1545,12 +1335,10 @@ def _scale_powers_of_ten(
 ) -> None:
     """``{path = .., power_of_ten = p}``: value x 10**p, p an integer or a per-record field.
 
-    Vectorised (:func:`scaler_workbench.units.apply_power_of_ten`). For the main value column
+    Vectorised (:func:`scaler_workbench._numeric.apply_power_of_ten`). For the main value column
     the reported number stays in ``raw_value`` and ``10**p`` goes into ``factor`` (lineage); a
     missing or non-integer multiplier sends the row to the quarantine.
     """
-    from scaler_workbench.units import apply_power_of_ten
-
     for col, spec in specs.items():
         p10 = spec.power_of_ten
         if p10 is None:
@@ -1692,7 +1480,7 @@ def _finish_fast_times(
     if add_days and parsed.any():
         idx = None if every else np.flatnonzero(parsed)
         sub = utc_index(ns if idx is None else ns[idx])
-        shifted = _add_local_days(
+        shifted = add_local_days(
             sub,
             tz if isinstance(tz, str) or idx is None else tz[idx],
             add_days,
@@ -1716,7 +1504,7 @@ def _auto_inclusive_end(frame: dict[str, Any], tz: Any, mcodes: np.ndarray) -> p
     shared = (e[:-1] == s[1:]) & same
     if pairs and shared.sum() * 2 >= pairs:
         return frame["end"]
-    return _add_local_days(frame["end"], tz, 1, mcodes)
+    return add_local_days(frame["end"], tz, 1, mcodes)
 
 
 def _row_numbers(start: int, n: int) -> np.ndarray:
@@ -1753,56 +1541,6 @@ class _Window(Sequence[Any]):
 
     def __iter__(self) -> Any:
         return map(self._records.__getitem__, range(self._a, self._b))
-
-
-def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Frames of one stage's output (same columns and dtypes) one under the other; categorical
-    columns stay categorical with their categories' dtype (the union, in order of appearance)."""
-    if len(frames) <= 1 or any(list(f.columns) != list(frames[0].columns) for f in frames):
-        return _concat(frames)
-    from pandas.api.types import union_categoricals
-
-    cols: dict[str, Any] = {}
-    for c in frames[0].columns:
-        parts = [f[c] for f in frames]
-        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
-            try:
-                cols[c] = pd.Series(union_categoricals([p.array for p in parts]))
-                continue
-            except TypeError:  # categories of different dtypes: the general concat
-                return _concat(frames)
-        cols[c] = pd.concat(parts, ignore_index=True)
-    return pd.DataFrame(cols)
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame()
-    if len(frames) == 1:
-        return frames[0]
-    from pandas.api.types import union_categoricals
-
-    cols: dict[str, Any] = {}
-    names = list(dict.fromkeys(c for f in frames for c in f.columns))
-    for c in names:
-        parts = [f[c] if c in f else pd.Series([None] * len(f)) for f in frames]
-        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
-            cols[c] = pd.Series(
-                union_categoricals(
-                    [
-                        pd.Categorical.from_codes(
-                            p.cat.codes.to_numpy(),
-                            categories=pd.Index(list(p.cat.categories), dtype=object),
-                            validate=False,
-                        )
-                        for p in parts
-                    ]
-                )
-            )
-        else:
-            cols[c] = pd.concat([p.reset_index(drop=True) for p in parts], ignore_index=True)
-    return pd.DataFrame(cols)
 
 
 def build_tables(
@@ -1854,7 +1592,7 @@ def build_tables(
             quarantine += q
         if sum(1 for f in frames if len(f)) > 1:  # positions no longer say the record
             frames = [_with_rows(f) for f in frames]
-        frame = _concat(frames)
+        frame = concat_frames(frames)
         if len(frame):
             setattr(out, table, frame)
     if quarantine:
@@ -1916,235 +1654,178 @@ def _entities(
     )
 
 
-#: Records per chunk when :func:`run_pipeline` streams an interval source (whole meters each).
-STREAM_RECORDS = 1 << 20
+# ---- the chunked source of a streamed pipeline --------------------------------------------------
+class MeterChunks:
+    """One usage source's records mapped chunk by chunk, each chunk holding whole meters.
 
-
-def run_pipeline(
-    profile: Any,
-    raw: Mapping[str, list[dict[str, Any]]],
-    *,
-    mapping: Mapping[str, Any] | None = None,
-    timings: dict[str, float] | None = None,
-    chunk_records: int = STREAM_RECORDS,
-) -> Tables:
-    """Raw records to final Tables: provider rules, ``build_tables``, ``normalise_tables``,
-    ``process_usage``.
-
-    When the profile names a provider module (``[provider] connector``), its connector's
-    ``prepare_raw`` runs first and its report rows lead the quarantine, so notebooks, syncs and
-    the CLI apply the same provider rules.
-
-    A long interval source that is aggregated to days or months (the mapping's only series
-    source, records grouped by meter as APIs page them) is *streamed*: the three stages run
-    over chunks of about ``chunk_records`` records cut between meters, so no per-record frame
-    of the whole source is ever held. The result is the same as the stage-by-stage path (tests
-    assert equality); records that are not grouped by meter fall back to that path.
+    The per-chunk contract of the streamed pipeline (:mod:`scaler_workbench.pipeline`): the
+    chunks together give what :func:`build_tables` gives for the source, row for row; ``_row``
+    (each row's record position in the whole resource, lineage) is set wherever positions in
+    the chunk would not say it (every chunk after the first, or rows set aside), so chunks
+    stacked in order read like one frame. APIs page interval records meter by meter; when a
+    meter's records turn up in two chunks, iteration stops early and :attr:`grouped` becomes
+    False: the caller must then map the source whole.
 
     Parameters
     ----------
     profile : Profile
-        The provider profile (``[mapping]``, ``[units]``, ``[provider]``).
+        Gives the default time zone, ``[resources]`` primary keys and, unless ``mapping`` is
+        given, ``[mapping]``.
     raw : mapping of str to list of dict
         Records per resource, as fetched.
+    source : str
+        The name of a ``[mapping.usage]`` source whose ``resource`` is one resource name and
+        whose fields map ``meter_id``.
     mapping : dict, optional
         Overrides ``profile.section("mapping")``.
-    timings : dict, optional
-        When given, seconds spent per stage are added under ``"canonical"``, ``"units"`` and
-        ``"usage"`` (the benchmark's stage table; provider rules count as ``"canonical"``).
-    chunk_records : int, optional
-        Records per streamed chunk [records]; a meter is never split between chunks.
+    chunk_records : int
+        Records per chunk [records] before the cut moves on to the end of its last meter's run.
+
+    Attributes
+    ----------
+    entities : Tables
+        ``assets`` and ``meters`` of the mapping (read once) and their ``quarantine`` (stage
+        ``transform``); no usage.
+    grouped : bool
+        False once a meter was met again in a later chunk (set during iteration).
+
+    Raises
+    ------
+    MappingError
+        If the mapping is malformed, ``source`` is not a usage source of one resource, or a
+        field is absent from every record.
     """
-    from scaler_workbench.units import normalise_tables
-    from scaler_workbench.usage import process_usage
 
-    clock = time.perf_counter
-    spent = dict.fromkeys(("canonical", "units", "usage"), 0.0)
-    t = clock()
-    report = None
-    if profile.section("provider").get("connector"):
-        from scaler_workbench.connectors.resources import connector_class
+    def __init__(
+        self,
+        profile: Any,
+        raw: Mapping[str, list[dict[str, Any]]],
+        source: str,
+        *,
+        mapping: Mapping[str, Any] | None = None,
+        chunk_records: int,
+    ) -> None:
+        m = resolve_mapping(profile, mapping)
+        src = (m.get("usage") or {}).get(source)
+        where = f"mapping.usage.{source}"
+        if not isinstance(src, Mapping) or not isinstance(src.get("resource"), str):
+            raise MappingError(f"{where}: a usage source reading one resource is needed")
+        if "meter_id" not in (src.get("fields") or {}):
+            raise MappingError(f"{where}.fields must map meter_id", column="meter_id")
+        self._profile = profile
+        self._raw = raw
+        self._name = source
+        self._src = src
+        self._resource = str(src["resource"])
+        self._chunk = max(1, int(chunk_records))
+        self._ent = _entities(profile, m, raw)
+        self.entities = Tables(
+            assets=self._ent.assets,
+            meters=self._ent.meters,
+            quarantine=pd.concat(self._ent.quarantine, ignore_index=True)
+            if self._ent.quarantine
+            else empty_frame(QUARANTINE),
+        )
+        self.grouped = True
+        self._meter_spec = _compile(
+            {"meter_id": src["fields"]["meter_id"]},
+            sep=str(src.get("key_separator", ":")),
+            where=where,
+        )
 
-        raw, report = connector_class(profile).prepare_raw(profile, raw)
-    m = resolve_mapping(profile, mapping)
-    spent["canonical"] += clock() - t
-    plan = _stream_plan(m, raw, chunk_records)
-    tables = None
-    if plan is not None:
-        tables = _run_streamed(profile, m, raw, plan, chunk_records, spent, mapping)
-    if tables is None:
-        t = clock()
-        tables = build_tables(profile, raw, mapping=mapping)
-        spent["canonical"] += clock() - t
-        t = clock()
-        tables = normalise_tables(tables, profile)
-        spent["units"] += clock() - t
-        t = clock()
-        tables = process_usage(tables, profile, mapping=mapping)
-        spent["usage"] += clock() - t
-    if report is not None and len(report):
-        frames = [report, tables.quarantine] if len(tables.quarantine) else [report]
-        tables.quarantine = pd.concat(frames, ignore_index=True)
-    if timings is not None:
-        for k, v in spent.items():
-            timings[k] = timings.get(k, 0.0) + v
-    return tables
-
-
-def _stream_plan(
-    m: Mapping[str, Any], raw: Mapping[str, list[dict[str, Any]]], chunk_records: int
-) -> tuple[str, Mapping[str, Any], str] | None:
-    """(source name, source, resource) when :func:`run_pipeline` may stream, else None."""
-    from scaler_workbench.usage import _period_option
-
-    usage = m.get("usage") or {}
-    if len(usage) != 1 or m.get("readings"):
-        return None
-    name, src = next(iter(usage.items()))
-    resource = src.get("resource") if isinstance(src, Mapping) else None
-    if (
-        not isinstance(resource, str)
-        or len(raw.get(resource) or ()) <= max(1, int(chunk_records))
-        or src.get("kind", "intervals") != "intervals"
-        or src.get("explode")
-        or src.get("end_inclusive") == "auto"
-        or "meter_id" not in (src.get("fields") or {})
-        or _period_option(src, "aggregate", "prorate") not in ("day", "month")
-    ):
-        return None
-    for table in ("meters", "assets"):  # the entities must not be read from the same records
-        esrc = m.get(table) or {}
-        derived = esrc.get("derive_from")
-        res = (m.get(derived) or {}).get("resource") if derived else esrc.get("resource")
-        if res == resource or (isinstance(res, list) and resource in res):
-            return None
-    return str(name), src, resource
-
-
-def _run_streamed(
-    profile: Any,
-    m: Mapping[str, Any],
-    raw: Mapping[str, list[dict[str, Any]]],
-    plan: tuple[str, Mapping[str, Any], str],
-    chunk_records: int,
-    spent: dict[str, float],
-    mapping: Mapping[str, Any] | None,
-) -> Tables | None:
-    """The three stages over chunks of whole meters; None when the records are not grouped
-    by meter (a meter met again in a later chunk): the caller takes the whole-frame path."""
-    from scaler_workbench import units
-    from scaler_workbench.usage import process_usage
-
-    name, src, resource = plan
-    where = f"mapping.usage.{name}"
-    records = raw[resource]
-    n = len(records)
-    clock = time.perf_counter
-    t = clock()
-    ent = _entities(profile, m, raw)
-    spec = _compile(
-        {"meter_id": (src.get("fields") or {})["meter_id"]},
-        sep=str(src.get("key_separator", ":")),
-        where=where,
-    )
-
-    def meter_at(i: int) -> str:
+    def _meter_at(self, records: Sequence[Any], i: int) -> str:
+        where = f"mapping.usage.{self._name}"
         try:
-            v = _extract_fields(spec, [records[i]], None, [], None, where, resource)["meter_id"]
+            v = _extract_fields(
+                self._meter_spec, [records[i]], None, [], None, where, self._resource
+            )["meter_id"]
         except MappingError:
             return "\x00missing"
         return str(v[0] if isinstance(v, list) else v)
 
-    def chunk_end(a: int) -> int:
+    def _chunk_end(self, records: Sequence[Any], a: int) -> int:
         """``a + chunk_records``, moved on to the end of the run of its last meter."""
-        b = min(n, a + max(1, int(chunk_records)))
+        n = len(records)
+        b = min(n, a + self._chunk)
         if b >= n:
             return n
-        last = meter_at(b - 1)
+        last = self._meter_at(records, b - 1)
         lo, hi, step = b - 1, n, 1
         while lo + step < n:  # gallop, then bisect (a meter's records are contiguous)
-            if meter_at(lo + step) != last:
+            if self._meter_at(records, lo + step) != last:
                 hi = lo + step
                 break
             lo, step = lo + step, step * 2
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if meter_at(mid) == last else (lo, mid)
+            lo, hi = (mid, hi) if self._meter_at(records, mid) == last else (lo, mid)
         return hi
 
-    aliases, hv, hv_by_subtype = units._units_config(profile)
-    meters, bad_meters = units._canonical_meters(ent.meters)
-    info = meters.set_index("meter_id") if len(meters) else None
-    spent["canonical"] += clock() - t
-    parts: list[pd.DataFrame] = []
-    q_transform: list[pd.DataFrame] = []
-    q_units: list[pd.DataFrame] = []
-    q_usage: list[pd.DataFrame] = []
-    seen: set[str] = set()
-    chunk_raw = dict(raw)
-    a = 0
-    while a < n:
-        t = clock()
-        b = chunk_end(a)
-        chunk_raw[resource] = cast("list[dict[str, Any]]", _Window(records, a, b))
-        frame, q = _series_frame(
-            "usage",
-            name,
-            src,
-            chunk_raw,
-            ent.meter_tz,
-            ent.default_tz,
-            primary_keys=ent.primary_keys,
-            row_offset=a,
-        )
-        q_transform += q
-        spent["canonical"] += clock() - t
-        log.debug("run_pipeline: records %d..%d of %d (%s)", a, b, n, resource)
-        a = b
-        if not len(frame):
-            continue
-        # the chunk's meters: its categories (built from the ids its records carry)
-        present = {str(c) for c in frame["meter_id"].array.categories}
-        if present & seen:
-            log.info(
-                "run_pipeline: %s records are not grouped by meter: one frame instead of chunks",
-                resource,
+    def __iter__(self) -> Iterator[Tables]:
+        """Yield one Tables per chunk: ``usage`` (in the provider's units, with ``_row``; may be
+        empty) and the chunk's ``quarantine`` (stage ``transform``); ``assets`` and ``meters``
+        are :attr:`entities`' frames (shared, not copied)."""
+        records = self._raw.get(self._resource) or []
+        n = len(records)
+        ent = self._ent
+        chunk_raw = dict(self._raw)
+        seen: set[str] = set()
+        quarantined = 0
+        a = 0
+        while a < n:
+            b = self._chunk_end(records, a)
+            chunk_raw[self._resource] = cast("list[dict[str, Any]]", _Window(records, a, b))
+            frame, q = _series_frame(
+                "usage",
+                self._name,
+                self._src,
+                chunk_raw,
+                ent.meter_tz,
+                ent.default_tz,
+                primary_keys=ent.primary_keys,
+                row_offset=a,
             )
-            return None
-        seen |= present
-        t = clock()
-        frame, q = units._normalise_rows(
-            "usage",
-            frame,
-            info,
-            ("consumption", "redelivery", "production"),
-            aliases=aliases,
-            hv=hv,
-            hv_by_subtype=hv_by_subtype,
-            bad_meters=bad_meters,
+            log.debug("transform: records %d..%d of %d (%s)", a, b, n, self._resource)
+            a = b
+            if len(frame):
+                # the chunk's meters: its categories (built from the ids its records carry)
+                present = {str(c) for c in frame["meter_id"].array.categories}
+                if present & seen:
+                    log.info(
+                        "transform: %s records are not grouped by meter: map them whole",
+                        self._resource,
+                    )
+                    self.grouped = False
+                    return
+                seen |= present
+            quarantined += sum(len(x) for x in q)
+            yield Tables(
+                assets=ent.assets,
+                meters=ent.meters,
+                usage=frame if len(frame) else empty_frame("usage"),
+                quarantine=pd.concat(q, ignore_index=True) if q else empty_frame(QUARANTINE),
+            )
+        if quarantined:
+            log.info("transform: %d record(s) quarantined", quarantined)
+
+
+# deprecation shim, removed next release: ``transform.run_pipeline`` (and ``STREAM_RECORDS``)
+# moved to :mod:`scaler_workbench.pipeline`. The one lazy import of a later module in transform:
+# a static one would make transform import every stage again.
+_MOVED_TO_PIPELINE = ("run_pipeline", "STREAM_RECORDS")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_PIPELINE:
+        import warnings
+
+        from scaler_workbench import pipeline
+
+        warnings.warn(
+            f"scaler_workbench.transform.{name} moved to scaler_workbench.pipeline.{name}; "
+            "the old name is removed in the next release",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        q_units.append(q)
-        spent["units"] += clock() - t
-        t = clock()
-        done = process_usage(
-            Tables(assets=ent.assets, meters=meters, usage=frame), profile, mapping=mapping
-        )
-        parts.append(done.usage)
-        q_usage.append(done.quarantine)
-        spent["usage"] += clock() - t
-    t = clock()
-    q_units.append(units._bad_meters_quarantine(meters, bad_meters))
-    if q_transform:
-        log.info("transform: %d record(s) quarantined", sum(len(q) for q in q_transform))
-    quarantine = [q for q in (*ent.quarantine, *q_transform, *q_units, *q_usage) if len(q)]
-    usage = _stack([p for p in parts if len(p)])
-    out = Tables(
-        assets=ent.assets,
-        meters=meters,
-        usage=usage if len(usage) else empty_frame("usage"),
-        quarantine=pd.concat(quarantine, ignore_index=True)
-        if quarantine
-        else empty_frame(QUARANTINE),
-    )
-    spent["usage"] += clock() - t
-    return out
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,10 @@ In :func:`normalise_tables` a meter whose unit is unknown, ambiguous or impossib
 type does not stop the run: its usage and readings rows move to ``Tables.quarantine`` (stage
 ``units``, severity ``error``, the reason saying what to choose) and the rest of the portfolio
 flows. :func:`convert` on its own raises :class:`UnitError` instead.
+
+:class:`UnitNormaliser` is that normalisation for one meters table, applied frame by frame:
+:func:`normalise_tables` uses it once per table, the streamed pipeline once per chunk of whole
+meters, so the two paths cannot drift apart.
 """
 
 from __future__ import annotations
@@ -40,9 +44,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaler_workbench._numeric import apply_power_of_ten
 from scaler_workbench._secrets import get_logger
 from scaler_workbench.exceptions import ProfileError, UnitError
-from scaler_workbench.schema import CANONICAL_UNITS, QUARANTINE, Tables, empty_frame
+from scaler_workbench.schema import (
+    CANONICAL_UNITS,
+    QUARANTINE,
+    Tables,
+    empty_frame,
+    quarantine_rows,
+)
 
 __all__ = [
     "AMBIGUOUS",
@@ -50,6 +61,7 @@ __all__ = [
     "HEATING_VALUE_PRESETS",
     "LABELS",
     "HeatingValue",
+    "UnitNormaliser",
     "apply_power_of_ten",
     "conversion_factor",
     "convert",
@@ -74,7 +86,14 @@ def get_registry() -> Any:
     """Return the package's one pint ``UnitRegistry`` (built lazily, then cached).
 
     It uses exact rational arithmetic (``non_int_type=Fraction``) so that factors such as
-    UK gallon → litre (4.54609) come out exactly rounded, and loads ``data/units.txt``.
+    UK gallon → litre (4.54609) come out exactly rounded, and loads ``data/units.txt``. Every
+    unit question in the package (conversion, validation's unit rule, the mapping workbook)
+    goes through this registry: there is no other.
+
+    Returns
+    -------
+    pint.UnitRegistry
+        The same object on every call (thread-safe first build).
     """
     global _registry
     if _registry is None:
@@ -96,7 +115,13 @@ def get_registry() -> Any:
 
 
 def pint_calls() -> int:
-    """Number of times pint has been asked to parse or convert (cache misses) so far."""
+    """Number of times pint has been asked to parse or convert (cache misses) so far.
+
+    Returns
+    -------
+    int
+        Calls since the process started [calls]: a test compares two readings.
+    """
     return _pint_calls
 
 
@@ -132,6 +157,16 @@ def conversion_factor(from_unit: str, to_unit: str) -> float:
     """Multiplier taking a value in ``from_unit`` to ``to_unit`` (pint expressions).
 
     Cached: pint is asked once per distinct pair (see :func:`pint_calls`).
+
+    Parameters
+    ----------
+    from_unit, to_unit : str
+        pint expressions (``"kWh"``, ``"US_therm"``, ``"m**3"``).
+
+    Returns
+    -------
+    float
+        The factor [to_unit / from_unit], exactly rounded from the rational one.
 
     Raises
     ------
@@ -340,6 +375,11 @@ def resolve_unit(
     meter, column : str, optional
         Context for the error message.
 
+    Returns
+    -------
+    str
+        A pint expression the registry parses (``"kWh"``, ``"m**3"``, ``"US_therm"``).
+
     Raises
     ------
     UnitError
@@ -424,6 +464,16 @@ def heating_value(spec: Mapping[str, Any] | None) -> HeatingValue | None:
 
     Keys: ``preset`` (``uk``, ``portfolio_manager_us``/``us``, ``canada``),
     ``calorific_value`` [MJ/m³] (UK formula, default 39.5), ``kbtu_per_ft3`` or ``kwh_per_m3``.
+
+    Parameters
+    ----------
+    spec : mapping or None
+        The ``[units.heating_value]`` table (or one of its ``by_subtype`` entries).
+
+    Returns
+    -------
+    HeatingValue or None
+        ``kwh_per_m3`` [kWh/m³] with a description; None when ``spec`` is empty.
 
     Raises
     ------
@@ -644,20 +694,19 @@ GREEN_BUTTON_UOM: dict[int, str] = {
 }
 
 
-def apply_power_of_ten(values: Any, multiplier: Any) -> np.ndarray:
-    """Green Button real value = ``value × 10**powerOfTenMultiplier`` (vectorised, exact powers).
-
-    ``multiplier`` is an int or an array of ints (one per value).
-    """
-    v = _as_array(values)
-    m = np.asarray(multiplier, dtype=np.int64)
-    # 10.0 ** m is exact for |m| <= 22; divide for negative powers so 10**-3 stays exact-rounded
-    pos = np.power(10.0, np.abs(m))
-    return np.where(m >= 0, v * pos, v / pos)
-
-
 def green_button_cost(values: Any) -> np.ndarray:
-    """Green Button cost fields are in 1/100 000 of the currency: return currency units."""
+    """Green Button cost fields are in 1/100 000 of the currency: return currency units.
+
+    Parameters
+    ----------
+    values : array-like of float
+        Costs as the feed writes them [1e-5 currency].
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Costs [currency].
+    """
     return _as_array(values) / 100000.0
 
 
@@ -688,6 +737,11 @@ _SUGGEST_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 
 def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
     """Suggest a unit (or the alias choice to make) for each distinct label.
+
+    Parameters
+    ----------
+    labels : iterable
+        Unit labels as providers write them (None is skipped; others are read as text).
 
     Returns
     -------
@@ -741,68 +795,171 @@ def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
 
 
 # ---- tables -----------------------------------------------------------------------------------
-def _units_config(profile: Any) -> tuple[dict[str, str], HeatingValue | None, dict[str, Any]]:
-    section = profile.section("units") if profile is not None else {}
-    aliases = {str(k): str(v) for k, v in dict(section.get("aliases", {})).items()}
-    hv_spec = section.get("heating_value")
-    hv = heating_value(hv_spec)
-    by_subtype: dict[str, Any] = {}
-    if isinstance(hv_spec, Mapping):
-        for sub, spec in dict(hv_spec.get("by_subtype", {})).items():
-            by_subtype[str(sub)] = heating_value(spec)
-    return aliases, hv, by_subtype
+#: The value columns of each table that get converted, the first one with lineage.
+_VALUE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "usage": ("consumption", "redelivery", "production"),
+    "readings": ("value",),
+}
 
 
-def normalise_tables(tables: Tables, profile: Any) -> Tables:
-    """Convert every usage and reading value to its meter type's canonical unit.
+class UnitNormaliser:
+    """Unit normalisation of one profile and one meters table, applied frame by frame.
 
-    ``usage.consumption``, ``redelivery``, ``production`` and ``readings.value`` are multiplied
-    by one factor per distinct (unit label, meter type, subtype); lineage is kept:
-    ``raw_value`` (as reported, if not already set), ``raw_unit`` (the label), ``factor``
-    (multiplied into any earlier factor) and ``unit`` (canonical). Meters get the canonical
-    ``unit`` and keep their label in ``raw_unit``.
+    The per-chunk contract of the units stage: :func:`normalise_tables` is one
+    :meth:`normalise_meter_rows` per table, then :meth:`meters_quarantine`; the streamed
+    pipeline (:mod:`scaler_workbench.pipeline`) calls the same methods per chunk of whole
+    meters, so both paths give the same rows.
 
-    A meter whose unit cannot be resolved (unknown, ambiguous without an alias, volume without a
-    heating value, impossible for its type) or whose meter type is unknown has its usage and
-    readings rows moved to ``quarantine`` (stage ``units``, rule ``unit``, severity ``error``) with
-    the reason; the meter row itself is reported once (table ``meters``).
+    Parameters
+    ----------
+    profile : Profile or None
+        ``[units.aliases]`` and ``[units.heating_value]`` (None: neither).
+    meters : pandas.DataFrame
+        The canonical meters table (``meter_id``, ``meter_type``, ``raw_unit``, optional
+        ``meter_subtype``).
+
+    Attributes
+    ----------
+    meters : pandas.DataFrame
+        ``meters`` with ``unit`` set to its meter type's canonical unit ([kWh], [m³], [kg]).
 
     Raises
     ------
     ProfileError
         If ``[units.heating_value]`` is malformed.
     """
-    aliases, hv, hv_by_subtype = _units_config(profile)
-    meters, bad_meters = _canonical_meters(tables.meters)
-    info = meters.set_index("meter_id") if len(meters) else None
+
+    def __init__(self, profile: Any, meters: pd.DataFrame) -> None:
+        section = profile.section("units") if profile is not None else {}
+        self._aliases = {str(k): str(v) for k, v in dict(section.get("aliases", {})).items()}
+        hv_spec = section.get("heating_value")
+        self._hv = heating_value(hv_spec)
+        self._hv_by_subtype: dict[str, Any] = {}
+        if isinstance(hv_spec, Mapping):
+            for sub, spec in dict(hv_spec.get("by_subtype", {})).items():
+                self._hv_by_subtype[str(sub)] = heating_value(spec)
+        self.meters, self._bad_meters = _canonical_meters(meters)
+        self._info = self.meters.set_index("meter_id") if len(self.meters) else None
+
+    def normalise_meter_rows(
+        self, table: str, frame: pd.DataFrame
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One usage or readings frame in canonical units, and its rows set aside.
+
+        Each meter's rows get one factor per distinct (unit label, meter type, subtype), so
+        any split of a frame between meters gives the same rows. Values are multiplied into
+        the canonical unit; lineage: ``raw_value`` (as reported, unless already set),
+        ``raw_unit`` (the label), ``factor`` (multiplied into an earlier factor), ``unit``.
+
+        Parameters
+        ----------
+        table : {"usage", "readings"}
+            Which values to convert: ``consumption``, ``redelivery``, ``production``
+            [provider unit -> kWh, m³ or kg], or ``value``.
+        frame : pandas.DataFrame
+            Rows of ``table`` in the provider's units (``meter_id``, optional ``unit``).
+
+        Returns
+        -------
+        (pandas.DataFrame, pandas.DataFrame)
+            The converted rows, and the rows of meters whose unit or type is unusable in
+            :data:`~scaler_workbench.schema.QUARANTINE` form (stage ``units``, rule ``unit``).
+            Such meters are remembered for :meth:`meters_quarantine`.
+
+        Raises
+        ------
+        KeyError
+            If ``table`` is neither ``usage`` nor ``readings``.
+        """
+        frame, bad = _normalise_frame(
+            frame,
+            self._info,
+            _VALUE_COLUMNS[table],
+            aliases=self._aliases,
+            hv=self._hv,
+            hv_by_subtype=self._hv_by_subtype,
+            bad_meters=self._bad_meters,
+        )
+        if bad is None or not len(bad[0]):
+            return frame, empty_frame(QUARANTINE)
+        rows, reasons = bad
+        return frame, quarantine_rows(
+            rows, table=table, stage="units", rule="unit", reasons=reasons
+        )
+
+    def meters_quarantine(self) -> pd.DataFrame:
+        """The meters whose rows were set aside so far, reported once each.
+
+        Returns
+        -------
+        pandas.DataFrame
+            :data:`~scaler_workbench.schema.QUARANTINE` rows of table ``meters`` (stage
+            ``units``, rule ``unit``, severity ``warning``: the meter row itself is kept).
+        """
+        bad_meters = self._bad_meters
+        if not bad_meters:
+            return empty_frame(QUARANTINE)
+        meters = self.meters
+        mrows = meters[meters["meter_id"].astype("string").isin(list(bad_meters))]
+        reasons = mrows["meter_id"].astype("string").map(bad_meters)
+        for meter, reason in bad_meters.items():
+            log.warning("meter %s: rows quarantined: %s", meter, reason)
+        return quarantine_rows(
+            mrows, table="meters", stage="units", rule="unit", reasons=reasons, severity="warning"
+        )
+
+
+def normalise_tables(tables: Tables, profile: Any) -> Tables:
+    """Convert every usage and reading value to its meter type's canonical unit.
+
+    ``usage.consumption``, ``redelivery``, ``production`` and ``readings.value`` are multiplied
+    by one factor per distinct (unit label, meter type, subtype) into [kWh], [m³] or [kg];
+    lineage is kept: ``raw_value`` (as reported, if not already set), ``raw_unit`` (the label),
+    ``factor`` (multiplied into any earlier factor) and ``unit`` (canonical). Meters get the
+    canonical ``unit`` and keep their label in ``raw_unit``. Per table this is
+    :meth:`UnitNormaliser.normalise_meter_rows`, the function the streamed pipeline calls per
+    chunk.
+
+    A meter whose unit cannot be resolved (unknown, ambiguous without an alias, volume without a
+    heating value, impossible for its type) or whose meter type is unknown has its usage and
+    readings rows moved to ``quarantine`` (stage ``units``, rule ``unit``, severity ``error``) with
+    the reason; the meter row itself is reported once (table ``meters``).
+
+    Parameters
+    ----------
+    tables : Tables
+        Canonical tables in the provider's units (:func:`~scaler_workbench.transform.build_tables`).
+    profile : Profile or None
+        ``[units.aliases]``, ``[units.heating_value]``.
+
+    Returns
+    -------
+    Tables
+        A new Tables: values in canonical units; the quarantine is the input's, then the rows
+        set aside here (usage, readings, then the meters).
+
+    Raises
+    ------
+    ProfileError
+        If ``[units.heating_value]`` is malformed.
+    """
+    normaliser = UnitNormaliser(profile, tables.meters)
     out = Tables(
         assets=tables.assets,
-        meters=meters,
+        meters=normaliser.meters,
         usage=tables.usage,
         readings=tables.readings,
         quarantine=tables.quarantine,
     )
     q_parts = [tables.quarantine]
-    for name, cols in (
-        ("usage", ("consumption", "redelivery", "production")),
-        ("readings", ("value",)),
-    ):
+    for name in ("usage", "readings"):
         frame: pd.DataFrame = getattr(tables, name)
         if not len(frame):
             continue
-        frame, q = _normalise_rows(
-            name,
-            frame,
-            info,
-            cols,
-            aliases=aliases,
-            hv=hv,
-            hv_by_subtype=hv_by_subtype,
-            bad_meters=bad_meters,
-        )
+        frame, q = normaliser.normalise_meter_rows(name, frame)
         q_parts.append(q)
         setattr(out, name, frame)
-    q_parts.append(_bad_meters_quarantine(meters, bad_meters))
+    q_parts.append(normaliser.meters_quarantine())
     out.quarantine = (
         pd.concat([p for p in q_parts if len(p)], ignore_index=True)
         if any(len(p) for p in q_parts)
@@ -825,38 +982,6 @@ def _canonical_meters(meters: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str
                     "[mapping.meters.value_maps.meter_type]"
                 )
     return meters, bad_meters
-
-
-def _normalise_rows(
-    table: str,
-    frame: pd.DataFrame,
-    info: pd.DataFrame | None,
-    cols: tuple[str, ...],
-    **kw: Any,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One usage/readings frame in canonical units, and its quarantine rows (stage units)."""
-    from scaler_workbench.transform import quarantine_rows
-
-    frame, bad = _normalise_frame(frame, info, cols, **kw)
-    if bad is None or not len(bad[0]):
-        return frame, empty_frame(QUARANTINE)
-    rows, reasons = bad
-    return frame, quarantine_rows(rows, table=table, stage="units", rule="unit", reasons=reasons)
-
-
-def _bad_meters_quarantine(meters: pd.DataFrame, bad_meters: Mapping[str, str]) -> pd.DataFrame:
-    """The meter rows themselves (table ``meters``, a warning each), reported once."""
-    from scaler_workbench.transform import quarantine_rows
-
-    if not bad_meters:
-        return empty_frame(QUARANTINE)
-    mrows = meters[meters["meter_id"].astype("string").isin(list(bad_meters))]
-    reasons = mrows["meter_id"].astype("string").map(bad_meters)
-    for meter, reason in bad_meters.items():
-        log.warning("meter %s: rows quarantined: %s", meter, reason)
-    return quarantine_rows(
-        mrows, table="meters", stage="units", rule="unit", reasons=reasons, severity="warning"
-    )
 
 
 def _normalise_frame(

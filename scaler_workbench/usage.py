@@ -40,15 +40,26 @@ import numpy as np
 import pandas as pd
 
 from scaler_workbench._secrets import get_logger
+from scaler_workbench._time import NAT_NS, NS_PER_DAY, add_local_days, local_ns, utc_index
 from scaler_workbench.exceptions import MappingError, UsageError
-from scaler_workbench.schema import QUARANTINE, READINGS, USAGE, Tables, coerce_frame, empty_frame
-from scaler_workbench.transform import utc_index
+from scaler_workbench.schema import (
+    QUARANTINE,
+    READINGS,
+    USAGE,
+    Tables,
+    coerce_frame,
+    concat_frames,
+    empty_frame,
+    quarantine_rows,
+)
+from scaler_workbench.transform import resolve_mapping
 
 __all__ = [
     "POLICY_DEFAULTS",
     "calendarize",
     "combine_periods",
     "inclusive_to_exclusive",
+    "period_option",
     "period_report",
     "process_usage",
     "readings_to_consumption",
@@ -57,8 +68,6 @@ __all__ = [
 
 log = get_logger(__name__)
 
-DAY_NS = 86_400 * 10**9
-_NAT = np.iinfo(np.int64).min
 
 #: Conflict policy defaults (``[mapping.policy]`` overrides any of them).
 POLICY_DEFAULTS: dict[str, Any] = {
@@ -131,7 +140,7 @@ def _offset_table(lo: int, hi: int, tz: str) -> tuple[int, np.ndarray] | None:
     Returns ``(first bucket start, offsets)``, or None when a transition falls strictly inside
     a bucket (historic odd offsets) or the span is huge: then ask pandas per instant.
     """
-    if lo == _NAT or hi < lo:
+    if lo == NAT_NS or hi < lo:
         return None
     # whole UTC years, cached: chunks of one source share the table (same answer per instant)
     y0 = int(np.datetime64(lo, "ns").astype("datetime64[Y]").astype(np.int64))
@@ -166,7 +175,8 @@ def _offset_table_span(lo: int, hi: int, tz: str) -> tuple[int, np.ndarray] | No
 
 
 def _wall_pandas(ns: np.ndarray, tz: str) -> np.ndarray:
-    return utc_index(ns).tz_convert(tz).tz_localize(None).as_unit("ns").asi8
+    wall = local_ns(ns, tz)
+    return wall.copy() if wall is ns else wall  # a new array, as the offset-table path gives
 
 
 def _wall(ns: np.ndarray, tz: str, table: tuple[int, np.ndarray] | None = None) -> np.ndarray:
@@ -183,13 +193,13 @@ def _wall(ns: np.ndarray, tz: str, table: tuple[int, np.ndarray] | None = None) 
 
 def _period_index(wall: np.ndarray, freq: str) -> np.ndarray:
     if freq == "day":
-        return np.floor_divide(wall, DAY_NS)
+        return np.floor_divide(wall, NS_PER_DAY)
     return wall.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
 
 
 def _period_wall_start(p: np.ndarray, freq: str) -> np.ndarray:
     if freq == "day":
-        return p * DAY_NS
+        return p * NS_PER_DAY
     return p.astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
 
 
@@ -204,11 +214,27 @@ def _localise_periods(pwall: np.ndarray, tz: str) -> np.ndarray:
 
 
 def inclusive_to_exclusive(end: pd.Series, timezone: str | pd.Series) -> pd.Series:
-    """Inclusive end dates (the last billed day) -> exclusive ends: + 1 local calendar day."""
-    from scaler_workbench.transform import _add_local_days
+    """Inclusive end dates (the last billed day) -> exclusive ends: + 1 local calendar day.
 
+    Parameters
+    ----------
+    end : pandas.Series
+        tz-aware local midnights of the last day included.
+    timezone : str or pandas.Series
+        The site's IANA zone, or one per row.
+
+    Returns
+    -------
+    pandas.Series
+        UTC instants of the next local midnight (a DST change keeps it midnight), same index.
+
+    Raises
+    ------
+    MappingError
+        If a zone is unknown.
+    """
     tz: Any = timezone if isinstance(timezone, str) else np.asarray(timezone, dtype=object)
-    out = _add_local_days(pd.DatetimeIndex(end), tz, 1, None)
+    out = add_local_days(pd.DatetimeIndex(end), tz, 1, None)
     return pd.Series(out, index=end.index, name=end.name)
 
 
@@ -318,16 +344,16 @@ def _calendarize_chunked(
     if n < _CHUNKED_MIN or not n:
         return None
     lo, hi = int(start.min()), int(end.max())
-    if lo == _NAT or int(end.min()) == _NAT:
+    if lo == NAT_NS or int(end.min()) == NAT_NS:
         return None
     zones = [str(z) for z in tzc.categories]
     tables = [_offset_table(lo, hi, z) for z in zones]
     if any(t is None for t in tables):
         return None
     tabs = [t for t in tables if t is not None]
-    reach = max(int(np.abs(t[1]).max()) for t in tabs) + DAY_NS
-    dmin = (lo - reach) // DAY_NS
-    dmax = (hi + reach) // DAY_NS
+    reach = max(int(np.abs(t[1]).max()) for t in tabs) + NS_PER_DAY
+    dmin = (lo - reach) // NS_PER_DAY
+    dmax = (hi + reach) // NS_PER_DAY
     dspan = dmax - dmin + 1
     month_of = _month_of_day(dmin, dmax) if freq == "month" else None
     per_of_day = month_of if month_of is not None else np.arange(dmin, dmax + 1, dtype=np.int64)
@@ -371,8 +397,8 @@ def _calendarize_chunked(
                 m = zc == z
                 ws[m] = _wall(s[m], zones[z], tabs[z])
                 we[m] = _wall(e[m], zones[z], tabs[z])
-        day = ws // DAY_NS
-        day_last = (we - 1) // DAY_NS
+        day = ws // NS_PER_DAY
+        day_last = (we - 1) // NS_PER_DAY
         p0 = per_of_day[day - dmin]
         if (per_of_day[day_last - dmin] > p0).any():
             return None  # a row crosses a local period boundary: split it the general way
@@ -423,14 +449,14 @@ def _calendarize_chunked(
             anyest += np.bincount(key, weights=np.nan_to_num(ep), minlength=space)
         # days with data: sub-daily rows mark their local day, longer ones add their days
         dur = we - ws
-        sub = dur <= DAY_NS
+        sub = dur <= NS_PER_DAY
         mark_rows = sub if kc is None else sub & kc
         spot = base * dspan
         spot += day - dmin
         marks[spot[mark_rows] if not mark_rows.all() else spot] = True
         if not sub.all():
             multi = ~sub
-            cover += np.bincount(key[multi], weights=dur[multi] / DAY_NS, minlength=space)
+            cover += np.bincount(key[multi], weights=dur[multi] / NS_PER_DAY, minlength=space)
         # first and last row of each key
         chunk_first = np.full(space, n, dtype=np.int64)
         if runs is not None and kc is None:
@@ -561,8 +587,8 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
             m = tzcodes == z
             wall_s[m] = _wall(start[m], str(zone))
             wall_e[m] = _wall(end[m], str(zone))
-    day_s = np.floor_divide(wall_s, DAY_NS)
-    day_e = np.floor_divide(wall_e - 1, DAY_NS)  # the day of the last instant (end exclusive)
+    day_s = np.floor_divide(wall_s, NS_PER_DAY)
+    day_e = np.floor_divide(wall_e - 1, NS_PER_DAY)  # the day of the last instant (end exclusive)
     if freq == "day":
         p0, p1 = day_s, day_e
     else:
@@ -584,9 +610,9 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
     share = last_piece = None
     if split.any():
         p1 = (
-            np.floor_divide(wall_e - 1, DAY_NS)
+            np.floor_divide(wall_e - 1, NS_PER_DAY)
             if freq == "day"
-            else table[np.floor_divide(wall_e - 1, DAY_NS) - dmin]
+            else table[np.floor_divide(wall_e - 1, NS_PER_DAY) - dmin]
         )
         counts = np.where(split, p1 - p0 + 1, 1)
         row = np.repeat(np.arange(n, dtype=np.int64), counts)
@@ -599,15 +625,15 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         share = np.where(is_split, (pe - ps) / np.where(dur > 0, dur, 1.0), 1.0)
         last_piece = np.ones(len(row), dtype=bool)
         last_piece[:-1] = row[1:] != row[:-1]
-        cover_days = np.where(is_split, (pe - ps) / DAY_NS, (wall_e - wall_s)[row] / DAY_NS)
-        sub_daily = ((wall_e - wall_s) <= DAY_NS)[row] & ~is_split
+        cover_days = np.where(is_split, (pe - ps) / NS_PER_DAY, (wall_e - wall_s)[row] / NS_PER_DAY)
+        sub_daily = ((wall_e - wall_s) <= NS_PER_DAY)[row] & ~is_split
         wall_day = day_s[row]
     else:
         per = p0
         is_split = None
         dur_ns = wall_e - wall_s
-        sub_daily = dur_ns <= DAY_NS
-        cover_days = None if sub_daily.all() else dur_ns / DAY_NS
+        sub_daily = dur_ns <= NS_PER_DAY
+        cover_days = None if sub_daily.all() else dur_ns / NS_PER_DAY
         del dur_ns
         wall_day = day_s
     del wall_s, wall_e
@@ -861,6 +887,17 @@ def combine_periods(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
     Sums values and counts per (meter, source, start, end). Chunks must not split one local day
     for ``days_with_data`` to stay exact (pages per meter and month never do).
+
+    Parameters
+    ----------
+    parts : sequence of pandas.DataFrame
+        :func:`calendarize` outputs (canonical units: [kWh], [m³], [kg]).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (meter, source, start, end) with summed values, sorted by meter and start;
+        an empty usage frame when every part is empty.
     """
     parts = [p for p in parts if len(p)]
     if not parts:
@@ -919,6 +956,11 @@ def readings_to_consumption(
         ``consumption``: one row per pair of consecutive readings with a non-negative difference
         (or a rollover), ``method`` ``register-difference``; ``readings``: sorted, with ``flag``
         set to ``rollover``, ``reset`` or ``exchange`` on the reading after a drop.
+
+    Raises
+    ------
+    UsageError
+        If the timestamps are not tz-aware.
     """
     if not len(readings):
         return empty_frame("usage").iloc[0:0], readings
@@ -1014,10 +1056,27 @@ def resolve_conflicts(
     ``revision``, then the later record (``duplicates = "latest"``; ``"first"`` keeps the
     earliest; ``"error"`` raises).
 
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Usage or readings rows (tz-aware UTC times).
+    keys : sequence of str
+        The columns that identify one row (the table's key).
+    policy : dict, optional
+        ``[mapping.policy]`` overrides of :data:`POLICY_DEFAULTS`.
+    table : str
+        Named in the quarantine rows (``usage`` or ``readings``).
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame)
+        The kept rows (record order), and :data:`~scaler_workbench.schema.QUARANTINE` rows of
+        stage ``usage``, rule ``duplicate``, for the rows set aside.
+
     Raises
     ------
     UsageError
-        With ``duplicates = "error"`` when a duplicate exists.
+        With ``duplicates = "error"`` when a duplicate exists, or if times are not tz-aware.
     """
     loser, q = _conflict_losers(frame, keys=keys, policy=policy, table=table)
     return (frame if loser is None else frame[~loser]), q
@@ -1059,8 +1118,6 @@ def _conflict_losers(
     order, the usual case) duplicates are adjacent: only the rows of duplicated keys are ranked,
     nothing is sorted and no frame is copied.
     """
-    from scaler_workbench.transform import quarantine_rows
-
     pol = {**POLICY_DEFAULTS, **(policy or {})}
     n = len(frame)
     if n < 2:
@@ -1138,6 +1195,11 @@ def period_report(
         ``meter_id, issue (gap | overlap | duplicate), start, end, days, severity`` where
         ``start``/``end`` bound the gap or overlapping stretch; overlaps within the tolerance
         are a ``warning``, longer overlaps and duplicates ``error``, gaps ``warning``.
+
+    Raises
+    ------
+    UsageError
+        If the times are not tz-aware.
     """
     cols = ["meter_id", "issue", "start", "end", "days", "severity"]
     if len(usage) < 2:
@@ -1164,7 +1226,7 @@ def period_report(
     ):
         if not mask.any():
             continue
-        days = (b[mask] - a[mask]) / DAY_NS
+        days = (b[mask] - a[mask]) / NS_PER_DAY
         sev = np.where(
             issue == "duplicate",
             "error",
@@ -1192,7 +1254,27 @@ def period_report(
 
 
 # ---- the stage -------------------------------------------------------------------------------------
-def _period_option(src: Mapping[str, Any], *names: str) -> str | None:
+def period_option(src: Mapping[str, Any], *names: str) -> str | None:
+    """The period a usage or readings source is brought to, from the first option it sets.
+
+    Parameters
+    ----------
+    src : mapping
+        A ``[mapping.usage.<source>]`` or ``[mapping.readings.<source>]`` table.
+    *names : str
+        Options to look at in order, e.g. ``"aggregate", "prorate"`` or ``"to_consumption"``.
+
+    Returns
+    -------
+    {"day", "month", "as-is"} or None
+        ``"as-is"`` for ``reading``/``period``/``as-is`` (periods kept as reported); None when
+        no option is set or it says ``none``/``false``.
+
+    Raises
+    ------
+    MappingError
+        If the option is another word.
+    """
     for name in names:
         v = src.get(name)
         if v is None:
@@ -1243,10 +1325,16 @@ def process_usage(
     -------
     Tables
         ``usage`` in canonical dtypes (plus a ``source`` column), ``readings`` with ``flag``, and
-        every set-aside or flagged record in ``quarantine`` (stage ``usage``).
-    """
-    from scaler_workbench.transform import quarantine_rows, resolve_mapping
+        every set-aside or flagged record in ``quarantine`` (stage ``usage``), after the input's
+        quarantine rows (stage order).
 
+    Raises
+    ------
+    MappingError
+        If ``[mapping.policy]`` or a source's period option is malformed.
+    UsageError
+        If times are not tz-aware UTC, or ``duplicates = "error"`` meets a duplicate.
+    """
     m = resolve_mapping(profile, mapping)
     policy = {**POLICY_DEFAULTS, **dict(m.get("policy") or {})}
     unknown = set(policy) - set(POLICY_DEFAULTS)
@@ -1291,7 +1379,7 @@ def process_usage(
             part = usage[mask] if mask is not None else usage
             keep = keep_all if keep_all is None or mask is None else keep_all[mask]
             src = (m.get("usage") or {}).get(str(name), {})
-            freq = _period_option(src, "aggregate", "prorate")
+            freq = period_option(src, "aggregate", "prorate")
             if src.get("kind", "intervals") != "intervals" or freq is None:
                 part = part if keep is None else part[keep]
                 keep = None
@@ -1336,7 +1424,7 @@ def process_usage(
         for i, name in enumerate(sources.categories):
             part = readings[codes == i]
             src = (m.get("readings") or {}).get(str(name), {})
-            freq = _period_option(src, "to_consumption")
+            freq = period_option(src, "to_consumption")
             cons, flagged = readings_to_consumption(part, digits=digits)
             new_readings.append(flagged)
             fl = flagged[flagged["flag"].isin(["reset", "exchange", "rollover"])]
@@ -1367,9 +1455,7 @@ def process_usage(
                 out_parts.append(calendarize(cons, freq=freq))
             else:
                 out_parts.append(cons)
-        from scaler_workbench.transform import _concat
-
-        readings = _concat(new_readings)
+        readings = concat_frames(new_readings)
     out_usage = _finish_usage(_concat_frames(out_parts))
     if len(readings):
         keep = [c for c in readings.columns if not str(c).startswith("_") and c != "revision"]
@@ -1391,9 +1477,7 @@ def process_usage(
 
 
 def _concat_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    from scaler_workbench.transform import _concat
-
-    return _concat([p for p in parts if len(p)])
+    return concat_frames([p for p in parts if len(p)])
 
 
 def _overlap_losers(usage: pd.DataFrame, tolerance_days: float) -> np.ndarray:
@@ -1413,7 +1497,7 @@ def _overlap_losers(usage: pd.DataFrame, tolerance_days: float) -> np.ndarray:
     order = np.lexsort((e, s, mc))
     mc, s, e = mc[order], s[order], e[order]
     same = np.r_[False, mc[1:] == mc[:-1]]
-    tol = tolerance_days * DAY_NS
+    tol = tolerance_days * NS_PER_DAY
     lose = np.zeros(n, dtype=bool)
     for _ in range(n):
         kept_end = np.where(lose, np.iinfo(np.int64).min, e)

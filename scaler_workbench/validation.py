@@ -39,7 +39,13 @@ import pandas as pd
 
 from scaler_workbench._rules import RULES, Rule, resolve_rules, rules_frame
 from scaler_workbench._secrets import get_logger
-from scaler_workbench.exceptions import SchemaError, ValidationSetupError, WorkbenchError
+from scaler_workbench._time import NS_PER_DAY, local_ns, utc_text
+from scaler_workbench.exceptions import (
+    SchemaError,
+    UnitError,
+    ValidationSetupError,
+    WorkbenchError,
+)
 from scaler_workbench.schema import (
     CANONICAL_UNITS,
     METER_SUBTYPES,
@@ -49,7 +55,9 @@ from scaler_workbench.schema import (
     Tables,
     check_frame,
     empty_frame,
+    records_json,
 )
+from scaler_workbench.units import resolve_unit
 
 if TYPE_CHECKING:
     from scaler_workbench.profile import Profile
@@ -74,7 +82,6 @@ __all__ = [
 log = get_logger(__name__)
 
 STAGE = "validation"
-_DAY_NS = 86_400 * 10**9
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 _SUMMARY_COLUMNS = ["table", "rule", "severity", "engine", "rows", "failed", "percent"]
 _TABLE_ORDER = ("assets", "meters", "usage", "readings")
@@ -701,7 +708,9 @@ def record_keys(
                 dt = parsed[col].reset_index(drop=True)
             else:
                 dt, _ = _parse_datetimes(raw, table, col)
-            text = dt.dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
+            if not isinstance(dt.dtype, pd.DatetimeTZDtype):
+                dt, _ = _parse_datetimes(dt, table, col)
+            text = pd.Series(utc_text(dt, "s"), index=dt.index, dtype=object)
             part = text.where(dt.notna(), raw.astype("string").fillna("").astype(object))
         else:
             part = frame[col].reset_index(drop=True).astype("string").fillna("").astype(object)
@@ -714,18 +723,7 @@ def _records_json(rows: pd.DataFrame) -> np.ndarray:
     """Each row as one JSON object (ISO 8601 datetimes), vectorised through ``to_json``."""
     if rows.empty:
         return np.empty(0, dtype=object)
-    rows = rows.reset_index(drop=True)
-    rows = rows.loc[:, ~rows.columns.duplicated()]
-    text = rows.to_json(
-        orient="records",
-        lines=True,
-        date_format="iso",
-        date_unit="ms",
-        default_handler=str,
-        double_precision=15,
-    )
-    lines = text.rstrip("\n").split("\n")
-    return np.asarray(lines, dtype=object)
+    return np.asarray(records_json(rows, keep_private=True), dtype=object)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -791,7 +789,7 @@ def _unit_checker(profile: Profile | None) -> Callable[[str], bool]:
 
     Canonical units always are. Other labels go to :func:`scaler_workbench.units.resolve_unit`
     with the profile's ``[units.aliases]`` (so an ambiguous label such as "therms" without an
-    alias is not known); if that module cannot be imported, to pint's default registry.
+    alias is not known): the package's one pint registry, never another.
     """
     canonical = set(CANONICAL_UNITS.values())
     aliases: dict[str, str] = {}
@@ -799,21 +797,6 @@ def _unit_checker(profile: Profile | None) -> Callable[[str], bool]:
         raw = profile.section("units").get("aliases", {})
         if isinstance(raw, Mapping):
             aliases = {str(k): str(v) for k, v in raw.items()}
-    parse: Callable[[str], Any] | None = None
-    try:
-        from scaler_workbench import units as _units
-    except Exception as exc:  # units.py is optional here: degrade to pint
-        log.debug("scaler_workbench.units unavailable (%s); checking units with pint", exc)
-    else:
-        resolve = getattr(_units, "resolve_unit", None)
-        if callable(resolve):
-            parse = lambda label: resolve(label, aliases)  # noqa: E731
-    if parse is None:
-        import pint
-
-        reg = pint.get_application_registry()
-        parse = lambda label: reg.parse_units(aliases.get(label, label))  # noqa: E731
-
     cache: dict[str, bool] = {}
 
     def known(label: Any) -> bool:
@@ -823,9 +806,9 @@ def _unit_checker(profile: Profile | None) -> Callable[[str], bool]:
             return True
         if label not in cache:
             try:
-                parse(label)
+                resolve_unit(label, aliases)  # the package's one registry (units.get_registry)
                 cache[label] = True
-            except Exception:  # any parser error (UnitError, pint's) means "not known"
+            except UnitError:  # units translates every pint error into UnitError
                 cache[label] = False
         return cache[label]
 
@@ -852,19 +835,12 @@ def _local_days(
         if not mask.any():
             continue
         idx = np.flatnonzero(mask)
-        ls = _local_ns(s_ns[idx], name)
-        le = _local_ns(e_ns[idx], name)
-        first = np.floor_divide(ls, _DAY_NS)
-        last = -np.floor_divide(-le, _DAY_NS)  # ceil: a period ending at 00:00 excludes that day
+        ls = local_ns(s_ns[idx], name)
+        le = local_ns(e_ns[idx], name)
+        first = np.floor_divide(ls, NS_PER_DAY)
+        last = -np.floor_divide(-le, NS_PER_DAY)  # ceil: a period ending at 00:00 excludes that day
         days[idx] = (last - first).astype(np.float64)
     return days
-
-
-def _local_ns(utc_ns: np.ndarray, tz: str) -> np.ndarray:
-    if tz in ("UTC", "Etc/UTC"):
-        return utc_ns
-    idx = pd.DatetimeIndex(utc_ns.view("datetime64[ns]"), tz="UTC").tz_convert(tz)
-    return np.asarray(idx.tz_localize(None).asi8, dtype=np.int64)
 
 
 def _group_order(codes: np.ndarray, *keys: np.ndarray) -> np.ndarray:
@@ -1267,34 +1243,34 @@ def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -
             prev[1:] = cummax[:-1]
         st = s_ns[seq]
         if r_ov:
-            tol = int(float(r_ov.param("tolerance_days")) * _DAY_NS)
+            tol = int(float(r_ov.param("tolerance_days")) * NS_PER_DAY)
             hit = ~firstg & (st < prev - tol)
             p = seq[hit]
             found.add(
                 r_ov,
                 p,
                 "starts "
-                + _fmt_days((prev[hit] - st[hit]) / _DAY_NS)
+                + _fmt_days((prev[hit] - st[hit]) / NS_PER_DAY)
                 + " before the end ("
                 + _fmt_ts(prev[hit])
                 + ") of an earlier period of the meter",
             )
         if r_gap:
-            tol = int(float(r_gap.param("tolerance_days")) * _DAY_NS)
+            tol = int(float(r_gap.param("tolerance_days")) * NS_PER_DAY)
             hit = ~firstg & (st > prev + tol)
             p = seq[hit]
             found.add(
                 r_gap,
                 p,
                 "gap of "
-                + _fmt_days((st[hit] - prev[hit]) / _DAY_NS)
+                + _fmt_days((st[hit] - prev[hit]) / NS_PER_DAY)
                 + " since the previous period ended ("
                 + _fmt_ts(prev[hit])
                 + ")",
             )
 
     cons = work["consumption"].to_numpy(dtype="float64", na_value=np.nan)
-    dur_days = np.where(valid & (e_ns > s_ns), (e_ns - s_ns) / _DAY_NS, np.nan)
+    dur_days = np.where(valid & (e_ns > s_ns), (e_ns - s_ns) / NS_PER_DAY, np.nan)
 
     r = ctx.rule("extreme_value", table)
     if r:

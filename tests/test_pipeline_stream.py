@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import scaler_workbench.pipeline as P
 import scaler_workbench.transform as T
+from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile
-from scaler_workbench.transform import run_pipeline
 
 WHOLE = 10**12  # a chunk size no test reaches: the stage-by-stage path
 
@@ -180,19 +181,19 @@ def test_which_sources_stream(change: dict[str, Any], streams: bool) -> None:
     src = {k: v for k, v in {**m["usage"]["intervals"], **change}.items() if v is not None}
     mapping = {**m, "usage": {"intervals": src}}
     raw = {"intervals": [{}] * 10}
-    assert (T._stream_plan(mapping, raw, 5) is not None) is streams
-    assert T._stream_plan(mapping, raw, 10) is None  # short sources never stream
+    assert (P._stream_plan(mapping, raw, 5) is not None) is streams
+    assert P._stream_plan(mapping, raw, 10) is None  # short sources never stream
 
 
 def test_no_streaming_with_two_sources_readings_or_shared_records() -> None:
     m = T.resolve_mapping(_profile())
     raw = {"intervals": [{}] * 10}
     two = {**m, "usage": {"a": m["usage"]["intervals"], "b": m["usage"]["intervals"]}}
-    assert T._stream_plan(two, raw, 5) is None
+    assert P._stream_plan(two, raw, 5) is None
     readings = {**m, "readings": {"r": {"resource": "reads"}}}
-    assert T._stream_plan(readings, raw, 5) is None
+    assert P._stream_plan(readings, raw, 5) is None
     shared = {**m, "meters": {**m["meters"], "resource": "intervals"}}
-    assert T._stream_plan(shared, raw, 5) is None
+    assert P._stream_plan(shared, raw, 5) is None
 
 
 @settings(max_examples=15, deadline=None)

@@ -8,8 +8,9 @@ import pytest
 from _mappings import METERS
 
 from scaler_workbench.exceptions import MappingError
+from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile, read_profile
-from scaler_workbench.transform import build_tables, parse_timestamps, run_pipeline
+from scaler_workbench.transform import build_tables, parse_timestamps
 
 PROFILE = Profile.from_dict(
     {

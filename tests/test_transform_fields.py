@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from scaler_workbench.exceptions import MappingError
+from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile
-from scaler_workbench.transform import build_tables, run_pipeline
+from scaler_workbench.transform import build_tables
 
 PROFILE = Profile.from_dict(
     {

@@ -548,7 +548,8 @@ def build_ecostruxure_tables(
     """
     import pandas as pd
 
-    from scaler_workbench.transform import build_tables, run_pipeline
+    from scaler_workbench.pipeline import run_pipeline  # lazy: pipeline imports the registry
+    from scaler_workbench.transform import build_tables
 
     if pipeline:  # run_pipeline applies prepare_raw itself (EcoStruxureConnector.prepare_raw)
         return run_pipeline(profile, raw)

@@ -526,7 +526,7 @@ def prepare_greenbutton_raw(
     import pandas as pd
 
     from scaler_workbench.exceptions import ProfileError
-    from scaler_workbench.transform import quarantine_records
+    from scaler_workbench.schema import quarantine_records
 
     opts = dict(profile.section("extensions").get("greenbutton", {}) or {})
     unknown = sorted(k for k in opts if k not in _EXTENSION_KEYS)

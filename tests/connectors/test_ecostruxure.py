@@ -241,7 +241,7 @@ def test_full_flow_monthly_totals_match_ground_truth(sandbox, connected):
 def test_run_pipeline_applies_the_provider_rules_once(sandbox, connected):
     """Syncs call run_pipeline, not build_ecostruxure_tables: the connector hook applies the
     same rules there (CO2 not imported, unconfirmed fuel quarantined), and only once."""
-    from scaler_workbench.transform import run_pipeline
+    from scaler_workbench.pipeline import run_pipeline
 
     profile, client, _ = connected
     data = copy.deepcopy(profile.data)

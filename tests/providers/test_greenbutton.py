@@ -37,8 +37,8 @@ from scaler_workbench.connectors.greenbutton import (
     parse_atom_entries,
 )
 from scaler_workbench.exceptions import AuthError, ProfileError, ResponseParseError
+from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile, read_profile
-from scaler_workbench.transform import run_pipeline
 from scaler_workbench.validation import validate_tables
 
 from .conftest import DATA, MAPPINGS, Reply, Request

@@ -23,8 +23,8 @@ import pytest
 
 from scaler_workbench.connectors import fetch_resources
 from scaler_workbench.exceptions import AuthError
+from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import read_profile
-from scaler_workbench.transform import run_pipeline
 from scaler_workbench.validation import validate_tables
 
 from .conftest import DATA, MAPPINGS, Reply, Request
