@@ -42,7 +42,7 @@ from typing import Any
 import pandas as pd
 
 from scaler_workbench._secrets import get_logger
-from scaler_workbench.connectors.resources import connector_class
+from scaler_workbench.connectors.registry import connector_class
 from scaler_workbench.schema import QUARANTINE, Tables, empty_frame, stack_frames
 from scaler_workbench.transform import MeterChunks, build_tables, resolve_mapping
 from scaler_workbench.units import UnitNormaliser, normalise_tables

@@ -61,6 +61,7 @@ from scaler_workbench.exceptions import (
     WorkbenchError,
 )
 from scaler_workbench.export import format_datetimes, to_scaler_files
+from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile
 from scaler_workbench.reconciliation import (
     ReconcileCheck,
@@ -70,7 +71,6 @@ from scaler_workbench.reconciliation import (
 )
 from scaler_workbench.schema import QUARANTINE, Tables, coerce_frame, empty_frame
 from scaler_workbench.store import StateStore
-from scaler_workbench.transform import run_pipeline
 from scaler_workbench.validation import validate_tables
 
 __all__ = [
@@ -883,7 +883,7 @@ def run_sync(
     clock : Clock, optional
         For retries and timestamps (tests inject :class:`~scaler_workbench.clock.FakeClock`).
     fetch, pipeline, validate : callable, optional
-        Replace a stage (defaults: ``connectors.fetch_resources``, ``transform.run_pipeline``,
+        Replace a stage (defaults: ``connectors.fetch_resources``, ``pipeline.run_pipeline``,
         ``validation.validate_tables``).
     progress : callable, optional
         Called with the name of each stage as it starts.

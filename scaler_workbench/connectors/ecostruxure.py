@@ -404,7 +404,7 @@ def prepare_ecostruxure_raw(
     Returns
     -------
     raw : dict of str to list of dict
-        Records to give :func:`~scaler_workbench.transform.run_pipeline`: not-imported
+        Records to give :func:`~scaler_workbench.pipeline.run_pipeline`: not-imported
         measurements and their values removed, confirmed fuel factors applied (value × factor,
         unit ``kWh``, the original kept in ``raw_volume`` / ``energy_factor``).
     report : pandas.DataFrame

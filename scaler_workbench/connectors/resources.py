@@ -385,7 +385,7 @@ class Connector:
     ``prepare_raw(profile, raw)`` (classmethod) -> ``(raw, report)``
         Provider rules applied to fetched records before the mapping runs (e.g. dropping
         measurements Scaler cannot import, with a quarantine report). Default: unchanged.
-        :func:`~scaler_workbench.transform.run_pipeline` calls it, so syncs, notebooks and the
+        :func:`~scaler_workbench.pipeline.run_pipeline` calls it, so syncs, notebooks and the
         CLI apply the same rules.
     """
 
