@@ -11,17 +11,31 @@ hrefs::
     ReadingType   self .../ReadingType/07        {uom, powerOfTenMultiplier, currency, ...}
     IntervalBlock up .../MeterReading/1/IntervalBlock
                   {IntervalReading{cost?, ReadingQuality?, timePeriod{duration, start}, value}*}
+    LocalTimeParameters  (related from the UsagePoint) {tzOffset, dstOffset, dst*Rule}
+
+The path before ``UsagePoint`` names its owner: ``.../Subscription/5/`` in Batch and Connect
+My Data feeds, ``.../RetailCustomer/9b6c7063/`` in Download My Data files, ``.../User/1/`` at
+some utilities (:data:`OWNER_SEGMENTS`). Namespace prefixes do not matter (``ns0:``, ``espi:``,
+default namespaces read alike).
 
 :class:`GreenButtonConnector` (``[provider] connector = "greenbutton"``) overrides only
 ``records``: every entry of a page is remembered by its ``self`` href, and a resource whose
 ``record_path = "IntervalReading"`` yields one flat record per IntervalReading::
 
-    {usage_point_id, subscription_id, meter_reading_id, reading_type_id, kind, start [s UTC],
-     duration [s], end [s UTC], value, uom, unit, powerOfTenMultiplier, cost, currency,
-     quality?, estimated, redelivery, flowDirection, accumulationBehaviour, commodity,
-     defaultQuality}
+    {usage_point_id, customer_id, subscription_id, meter_reading_id, reading_type_id, kind,
+     usage_point_title, interval_block_id, start [s UTC], duration [s], end [s UTC], value,
+     uom, unit, powerOfTenMultiplier, cost, currency, quality, estimated, redelivery,
+     flowDirection, accumulationBehaviour, commodity, defaultQuality, tzOffset [s],
+     dstOffset [s], dstStartRule, dstEndRule, timezone, conflict, usage_point_href,
+     meter_reading_href, reading_type_href}
 
-(a field the feed lacks is None, so a mapping path to it never fails on a feed without it).
+(every record has every key; a field the feed lacks is None, so a mapping path to it never
+fails on a feed without it). Every IntervalBlock of an entry's ``content`` is read (a Download
+My Data entry may hold dozens). ``customer_id`` is the id after the owner segment of the
+UsagePoint's href (``"5"``, ``"9b6c7063"``, ``"1"``), else the usage point's own id: the asset
+of the shipped profile in every layout. ``subscription_id`` is None outside Subscription hrefs.
+The LocalTimeParameters fields are the UsagePoint's (else the feed's only one), as sent;
+``timezone`` is filled by :func:`prepare_greenbutton_raw`.
 ``quality`` is the ReadingQuality code(s) as sent (``"14,9"`` for two) and ``estimated`` is
 True when one of them (or, without any, the ReadingType's ``defaultQuality``) is 8, 9 or 12
 (:data:`ESTIMATED_QUALITIES`). ``redelivery`` is None until :func:`prepare_greenbutton_raw`
@@ -31,8 +45,8 @@ pairs reverse flow into it.
 mapping says ``consumption = { path = "value", power_of_ten = "powerOfTenMultiplier" }``) and
 ``cost`` is in 1/100 000 of the currency (``cost = { path = "cost", power_of_ten = -5 }``).
 ``unit`` is the uom code's label from :data:`scaler_workbench.units.GREEN_BUTTON_UOM` (169 is
-``"therm"``, an ambiguous label: the profile must choose ``therm = "US_therm"`` or the EC therm
-in ``[units.aliases]``); an unknown code gives ``"uom <code>"``, which the units stage
+``"therm"``, an ambiguous label: the profile must choose in ``[units.aliases]``; ESPI's therm is
+100 000 Btu, pint's ``therm``, which the shipped profile names); an unknown code gives ``"uom <code>"``, which the units stage
 quarantines until an alias names it. Any other ``record_path`` (``"UsagePoint"``,
 ``"ReadingType"``, ...) yields one record per entry of that ESPI type (its content as a dict plus
 ``id``, ``href``, ``up``, ``related``).
@@ -47,14 +61,27 @@ called by ``run_pipeline``) routes readings by their ReadingType: interval delta
 energy stay consumption; reverse flow (``flowDirection`` 19) becomes ``redelivery`` of the
 delivered reading of the same interval; cumulative ReadingTypes (``accumulationBehaviour`` 1,
 2, 3, 9) go to ``raw["registers"]`` for ``[mapping.readings.*]``; anything else is quarantined
-with a reason, never summed.
+with a reason, never summed. Before that it sets aside readings without a ReadingType
+(``greenbutton_no_reading_type``: unit and multiplier unknown), readings under a self href sent
+twice with different content (``greenbutton_duplicate_href``, the reason naming both entries:
+nothing is chosen silently), and readings whose LocalTimeParameters disagree with the profile's
+zone (``greenbutton_timezone``); it sets ``timezone`` from the LocalTimeParameters (decoded by
+:class:`LocalTime`: the first IANA zone that keeps that clock in the readings' years) when the
+profile leaves the zone out.
 
 Links are resolved across pages and resources of one connector: an IntervalBlock whose
 MeterReading or ReadingType has not been seen yet waits until the resource's last page; one that
-is still unresolved then is emitted with the ids it lacks set to ``None`` (the mapping
-quarantines it as "no meter id"), never dropped. A link is matched by its URL path; when the
-UsagePoint entry is absent, its id is read from the ``.../UsagePoint/{id}/MeterReading`` href.
-Paging is the profile's: ``next_url_path = "atom:link[@rel='next']/@href"``.
+is still unresolved then is emitted with the fields it lacks set to ``None`` (prepare_raw
+quarantines it), never dropped. A link is matched by its URL path. A relative href is resolved
+against the ``xml:base`` in scope (feed, entry, link) and otherwise kept as written: never
+against the URL the feed was fetched from. When the UsagePoint entry is absent, its id is read
+from the ``.../UsagePoint/{id}/MeterReading`` href. Paging is the profile's:
+``next_url_path = "atom:link[@rel='next']/@href"``.
+
+Files: :func:`read_greenbutton` reads a Download My Data export (or a saved feed) from a path
+or buffer into the same records; a ``file://`` base URL (``GREENBUTTON_BASE_URL`` or
+``run_sync(..., from_file=)`` / ``scaler-workbench sync PROFILE --from-file FILE.xml``) makes
+the connector read every resource from that file, so the same mapping onboards it.
 """
 
 from __future__ import annotations

@@ -1086,3 +1086,26 @@ def test_greenbutton_batch_fixture_syncs_over_loopback(
         assert cost[k] == pytest.approx(float(want["cost"][k]), rel=1e-9)
     usage = pd.read_csv(out / "export" / "usage.csv", dtype=str)
     assert set(usage["currency"]) == {"USD"}
+
+
+def test_greenbutton_file_base_url_needs_no_server_or_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Item 6: GREENBUTTON_BASE_URL=file:///.../FILE.xml points the shipped profile at a file:
+    every resource is read from it, no request is sent and no OAuth secret is needed."""
+    from scaler_workbench.connectors.client import Client
+
+    path = GB / "electric_15min_cost.xml"
+    monkeypatch.setenv("GREENBUTTON_BASE_URL", path.resolve().as_uri())
+    for var in ("GREENBUTTON_CLIENT_ID", "GREENBUTTON_CLIENT_SECRET", "GREENBUTTON_REFRESH_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    profile = _shipped()
+    client = Client(profile)
+    try:
+        results = fetch_resources(profile, since="2024-03-01", until="2024-04-01", client=client)
+    finally:
+        client.close()
+    assert client.requests_sent == 0 and results["readings"].report.complete
+    got = results["readings"].records
+    assert got == read_greenbutton(path, since="2024-03-01", until="2024-04-01", timezone=LA.key)
+    assert {_month(r["start"]) for r in got} == {"2024-03"} and results["summaries"].records == []
