@@ -214,9 +214,10 @@ class AtomEntry:
     position: int = 0
 
     def describe(self) -> str:
-        """``entry 3 (urn:uuid:..., 'title')``: how findings name an entry."""
+        """``entry urn:uuid:... 'title'``: how findings name an entry (by its position in its
+        document or page only when it has neither id nor title)."""
         bits = [b for b in (self.atom_id, repr(self.title) if self.title else "") if b]
-        return f"entry {self.position}" + (f" ({', '.join(bits)})" if bits else "")
+        return "entry " + (" ".join(bits) if bits else f"at position {self.position}")
 
     @property
     def id(self) -> str:

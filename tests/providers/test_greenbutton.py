@@ -1109,3 +1109,22 @@ def test_greenbutton_file_base_url_needs_no_server_or_credentials(
     got = results["readings"].records
     assert got == read_greenbutton(path, since="2024-03-01", until="2024-04-01", timezone=LA.key)
     assert {_month(r["start"]) for r in got} == {"2024-03"} and results["summaries"].records == []
+
+
+def test_greenbutton_duplicate_hrefs_across_pages_of_the_api(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Item 4 over loopback: the two copies come on different pages (7 entries a page), after
+    blocks already read; the conflict still reaches every dependent reading, as from the file."""
+    fake = _serve_fake(serve, monkeypatch, (GB / "duplicate_hrefs.xml").read_text())
+    result = fetch_resources(
+        _profile(fake, tmp_path), resources=["readings"], since="2024-06-01", until="2024-08-01"
+    )["readings"]
+    assert result.report.pages > 3
+    key = lambda r: (r["usage_point_id"], r["start"])  # noqa: E731
+    api = sorted(result.records, key=key)
+    assert api == sorted(read_greenbutton(GB / "duplicate_hrefs.xml"), key=key)
+    marked = {r["usage_point_id"] for r in api if r["conflict"]}
+    assert marked == {"1", "2"} and all(
+        r["conflict"] is None for r in api if r["usage_point_id"] == "3"
+    )
