@@ -1109,6 +1109,15 @@ def test_greenbutton_file_base_url_needs_no_server_or_credentials(
     got = results["readings"].records
     assert got == read_greenbutton(path, since="2024-03-01", until="2024-04-01", timezone=LA.key)
     assert {_month(r["start"]) for r in got} == {"2024-03"} and results["summaries"].records == []
+    # the same as an environment of the profile: [environments.file] base_url = "file:///..."
+    monkeypatch.delenv("GREENBUTTON_BASE_URL")
+    data = json.loads(json.dumps(profile.data))
+    data["environments"]["file"] = {"base_url": path.resolve().as_uri()}
+    data["provider"]["environment"] = "file"
+    in_toml = Profile.from_dict(data, path=profile.path)
+    assert fetch_resources(in_toml, resources=["readings"])["readings"].records == (
+        read_greenbutton(path)
+    )
 
 
 def test_greenbutton_duplicate_hrefs_across_pages_of_the_api(
