@@ -1218,7 +1218,7 @@ def parse_usage_summary(entry: AtomEntry) -> dict[str, Any]:
 
     The entry's content as a dict (as for any ESPI type) plus::
 
-        {usage_point_id, subscription_id, period_start, period_end (ISO 8601 UTC, end
+        {usage_point_id, customer_id, subscription_id, period_start, period_end (ISO 8601 UTC, end
          exclusive), consumption [unit] (overallConsumptionLastPeriod x 10**its multiplier:
          the energy of the referenced billingPeriod), consumption_value, consumption_power_of_ten,
          uom, unit, bill [currency] (billLastPeriod / 100 000), quality, estimated}
@@ -1231,8 +1231,10 @@ def parse_usage_summary(entry: AtomEntry) -> dict[str, Any]:
     rec = _entry_record(entry)
     c = entry.content
     where = entry.up or entry.href
+    point = _after(where, "UsagePoint")
     out: dict[str, Any] = {
-        "usage_point_id": _after(where, "UsagePoint"),
+        "usage_point_id": point,
+        "customer_id": _owner(where) or point,
         "subscription_id": _after(where, "Subscription"),
         "period_start": None,
         "period_end": None,

@@ -11,6 +11,11 @@ OAuth2 (refresh grant, rotated refresh token) and ``Authorization: Bearer``; val
 net-metered usage point (reverse deltas in tenths of Wh, one without a forward interval), a
 bulkQuantity register both redundant and alone, instantaneous and net-flow ReadingTypes, and
 UsageSummary billing totals repeated in every date window (one agrees, one does not).
+Issue 17 (fixtures written by tests/data/greenbutton/make_fixtures.py, totals by a stdlib walk
+in ``_truth``): Download My Data ``RetailCustomer`` and relative ``User`` hrefs, ``xml:base``,
+namespace prefixes, 32 IntervalBlocks in one entry, blocks without ReadingType, conflicting
+duplicate self hrefs, gas therms x 10**-8 with LocalTimeParameters, 15-minute electric with
+cost; files as a source (``read_greenbutton``, ``--from-file``, ``file://``).
 """
 
 from __future__ import annotations
@@ -483,6 +488,7 @@ def test_greenbutton_usage_summaries_reconcile(quirks_fake: Any, tmp_path: Any) 
         "Wh",
     )
     assert (march["consumption"], march["bill"], march["estimated"]) == (7450.0, 1234.5, False)
+    assert (march["customer_id"], march["subscription_id"]) == ("5", "5")
     april = next(r for r in summaries if r["period_start"] == "2024-04-01T07:00:00Z")
     assert april["consumption"] == 7800.0 and april["estimated"] is True  # 78 x 10**2, quality 8
     assert len(served) >= 4
