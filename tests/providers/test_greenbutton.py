@@ -1143,3 +1143,20 @@ def test_greenbutton_duplicate_hrefs_across_pages_of_the_api(
     assert marked == {"1", "2"} and all(
         r["conflict"] is None for r in api if r["usage_point_id"] == "3"
     )
+
+
+def test_read_greenbutton_bad_files_are_parse_errors(tmp_path: Any) -> None:
+    """A file that is not XML, or XML that is not an Atom feed, or none at all: a
+    ResponseParseError naming the file, with a hint; never an ElementTree traceback."""
+    broken = tmp_path / "Download.xml"
+    broken.write_text("<feed xmlns='http://www.w3.org/2005/Atom'><entry>", encoding="utf-8")
+    with pytest.raises(ResponseParseError, match="not well-formed XML") as info:
+        read_greenbutton(broken)
+    assert info.value.hint and "Download.xml" in str(info.value)
+    other = tmp_path / "other.xml"
+    other.write_text("<usage><reading/></usage>", encoding="utf-8")
+    with pytest.raises(ResponseParseError, match="expected an Atom feed"):
+        read_greenbutton(other)
+    with pytest.raises(ResponseParseError, match="cannot read") as info:
+        read_greenbutton(tmp_path / "missing.xml")
+    assert info.value.hint
