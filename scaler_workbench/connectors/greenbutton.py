@@ -637,7 +637,9 @@ def _read_root(source: Any, *, url: str) -> Element:
         ) from exc
 
 
-def _in_window(records: list[dict[str, Any]], lo: datetime | None, hi: datetime | None) -> list:
+def _in_window(
+    records: list[dict[str, Any]], lo: datetime | None, hi: datetime | None
+) -> list[dict[str, Any]]:
     """IntervalReadings whose start lies in ``[lo, hi)`` (a bound of None is open)."""
     if lo is None and hi is None:
         return records
