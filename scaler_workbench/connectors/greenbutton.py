@@ -45,9 +45,9 @@ pairs reverse flow into it.
 mapping says ``consumption = { path = "value", power_of_ten = "powerOfTenMultiplier" }``) and
 ``cost`` is in 1/100 000 of the currency (``cost = { path = "cost", power_of_ten = -5 }``).
 ``unit`` is the uom code's label from :data:`scaler_workbench.units.GREEN_BUTTON_UOM` (169 is
-``"therm"``, an ambiguous label: the profile must choose in ``[units.aliases]``; ESPI's therm is
-100 000 Btu, pint's ``therm``, which the shipped profile names); an unknown code gives ``"uom <code>"``, which the units stage
-quarantines until an alias names it. Any other ``record_path`` (``"UsagePoint"``,
+``"therm"``, an ambiguous label: the profile must choose in ``[units.aliases]``; ESPI's therm
+is 100 000 Btu, pint's ``therm``, which the shipped profile names); an unknown code gives
+``"uom <code>"``, which the units stage quarantines until an alias names it. Any other ``record_path`` (``"UsagePoint"``,
 ``"ReadingType"``, ...) yields one record per entry of that ESPI type (its content as a dict plus
 ``id``, ``href``, ``up``, ``related``).
 
