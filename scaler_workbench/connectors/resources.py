@@ -1071,6 +1071,10 @@ def source_file_profile(profile: Any, path: str | os.PathLike[str]) -> Any:
     clone.environments[env.name] = dataclasses.replace(
         env, base_url=file.as_uri(), base_url_env="", builtin_sandbox=False
     )
+    table = clone.data.setdefault("environments", {}).setdefault(env.name, {})
+    table.update({"base_url": file.as_uri()})
+    for key in ("base_url_env", "builtin_sandbox"):
+        table.pop(key, None)
     return clone
 
 

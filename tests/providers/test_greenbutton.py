@@ -1160,3 +1160,18 @@ def test_read_greenbutton_bad_files_are_parse_errors(tmp_path: Any) -> None:
     with pytest.raises(ResponseParseError, match="cannot read") as info:
         read_greenbutton(tmp_path / "missing.xml")
     assert info.value.hint
+
+
+def test_source_file_profile_is_a_copy_reading_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 6: the file profile is a copy (the shipped one untouched) whose environment, in
+    the object and in its TOML, reads the file; base_url_env no longer overrides it."""
+    from scaler_workbench.connectors.resources import source_file_profile
+
+    monkeypatch.setenv("GREENBUTTON_BASE_URL", "https://elsewhere.example/espi")
+    shipped = _shipped()
+    path = GB / "dmd_retailcustomer.xml"
+    copy = source_file_profile(shipped, path)
+    assert copy.base_url() == path.resolve().as_uri()
+    assert copy.to_dict()["environments"]["production"]["base_url"] == path.resolve().as_uri()
+    assert Profile.from_dict(copy.to_dict()).base_url() == path.resolve().as_uri()
+    assert shipped.base_url() == "https://elsewhere.example/espi"
