@@ -994,6 +994,16 @@ def test_greenbutton_local_time_parameters_decoded() -> None:
     )
     assert sydney.agrees_with("Australia/Sydney", [2023, 2024])
     assert not sydney.agrees_with("Australia/Brisbane", [2024])
+    # a clock outside PREFERRED_ZONES: last Sundays of March 02:00 / October 03:00, UTC+1
+    cet = LocalTime.from_record(
+        {"tzOffset": 3600, "dstOffset": 3600, "dstStartRule": "3E0E2000", "dstEndRule": "AE0E3000"}
+    )
+    assert cet is not None and cet.posix() == "<+01>-1<+02>,M3.5.0/2,M10.5.0/3"
+    found = cet.zone([2024])
+    assert found is not None and cet.agrees_with("Europe/Berlin", [2024])
+    assert ZoneInfo(found).utcoffset(datetime(2024, 7, 1)) == ZoneInfo("Europe/Berlin").utcoffset(
+        datetime(2024, 7, 1)
+    )
 
 
 def pacific_fields(tz: int) -> dict[str, Any]:
@@ -1013,6 +1023,11 @@ def test_greenbutton_local_time_disagreeing_with_the_profile_zone_is_an_error() 
     reason = q["reason"].iloc[0]
     assert "America/Los_Angeles" in reason and "America/New_York" in reason
     assert "<-05>5<-04>,M3.2.0/2,M11.1.0/2" in reason and "[provider] timezone" in reason
+    # a constant zone of the sites is the profile's zone too, and wins over [provider]
+    data = json.loads(json.dumps(_shipped().data))
+    data["mapping"]["assets"]["fields"]["timezone"] = {"const": "America/New_York"}
+    const = Profile.from_dict(data, path=_shipped().path)
+    assert run_pipeline(const, {"readings": recs}).quarantine.empty
     # the profile leaving the zone out takes the feed's
     tables = run_pipeline(_shipped(zone=False), {"readings": recs})
     assert tables.quarantine.empty
