@@ -123,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="fetch and check, write nothing")
     p.add_argument("--formats", default="csv,xlsx", help="export formats (default csv,xlsx)")
     p.add_argument("--seed", type=int, help="seed of the builtin sandbox, when one is started")
+    p.add_argument(
+        "--from-file",
+        metavar="FILE",
+        help="read the provider's export file (e.g. a Green Button Download My Data XML) "
+        "instead of its API",
+    )
 
     p = sub.add_parser("status", parents=[common], help="last runs, registry and watermarks")
     profile_args(p)
@@ -224,6 +230,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             formats=_formats(args.formats),
             progress=on_stage,
             sandbox_seed=args.seed,
+            from_file=args.from_file,
         )
     except QuotaExhaustedError as exc:
         if getattr(exc, "result", None) is None:

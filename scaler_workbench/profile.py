@@ -9,7 +9,8 @@ the shape, refuses literal secrets, and resolves environments.
 Sections
 --------
 ``[provider]``        name, description, timezone (default site zone), environment (default)
-``[environments.X]``  base_url, base_url_env (override from env), builtin_sandbox, allowed_hosts
+``[environments.X]``  base_url (http(s); file:// for a connector that reads files), base_url_env
+                      (override from env), builtin_sandbox, allowed_hosts
 ``[auth]``            connectors.auth (``*_env`` keys name environment variables)
 ``[client]``          connectors.client: timeout, retries, budget, quota detection
 ``[paginator]``       connectors.paginate: the default paginator of every resource
@@ -199,11 +200,14 @@ class Profile:
             if not isinstance(env, dict):
                 raise ProfileError(f"{key} must be a table", key=key, provider=name)
             base_url = env.get("base_url", "")
+            # file://: a provider's export file, read by a connector that reads files
             if not isinstance(base_url, str) or not (
-                base_url.startswith(("http://", "https://")) or env.get("builtin_sandbox")
+                base_url.startswith(("http://", "https://", "file://"))
+                or env.get("builtin_sandbox")
             ):
                 raise ProfileError(
-                    f"{key}.base_url must be an http(s) URL, got {base_url!r}",
+                    f"{key}.base_url must be an http(s) URL (or file:// for a connector that "
+                    f"reads files), got {base_url!r}",
                     key=f"{key}.base_url",
                     provider=name,
                 )

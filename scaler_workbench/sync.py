@@ -862,6 +862,7 @@ def run_sync(
     validate: Validate | None = None,
     progress: Progress | None = None,
     sandbox_seed: int | None = None,
+    from_file: str | os.PathLike[str] | None = None,
 ) -> SyncResult:
     """Run one sync of ``profile``: fetch, transform, validate, commit state, export files.
 
@@ -889,6 +890,11 @@ def run_sync(
         Called with the name of each stage as it starts.
     sandbox_seed : int, optional
         Seed of the builtin sandbox, when the profile starts one.
+    from_file : path-like, optional
+        Read the provider's export file instead of its API (a Green Button Download My Data
+        XML): the profile's connector must read files
+        (:func:`~scaler_workbench.connectors.resources.source_file_profile`); same mapping,
+        state and export as an API sync.
 
     Returns
     -------
@@ -906,6 +912,10 @@ def run_sync(
         Connector, profile, state or export errors pass through unchanged (the run is recorded
         as failed and nothing is committed); anything unexpected becomes :class:`SyncError`.
     """
+    if from_file is not None:
+        from scaler_workbench.connectors.resources import source_file_profile
+
+        profile = source_file_profile(profile, from_file)
     with builtin_sandbox(profile, seed=sandbox_seed):
         result = _run(
             profile,

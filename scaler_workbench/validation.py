@@ -1004,11 +1004,10 @@ def _check_units(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, t
     present = (ucodes >= 0) & ~unknown
     if table == "meters":
         expected = work["meter_type"].astype(object).map(CANONICAL_UNITS)
-        bad = (
-            present
-            & expected.notna().to_numpy()
-            & (unit.astype(object).to_numpy() != expected.to_numpy())
-        )
+        # missing values as None, never pd.NA: NA != "kWh" has no truth value
+        have = unit.astype(object).where(unit.notna(), None).to_numpy()
+        want = expected.where(expected.notna(), None).to_numpy()
+        bad = present & expected.notna().to_numpy() & (have != want)
     elif ctx.meters is not None and "meter_type" in ctx.meters.columns:
         meters = ctx.meters.drop_duplicates("meter_id")
         pos = _lookup(work["meter_id"], pd.Index(meters["meter_id"].astype(object)))

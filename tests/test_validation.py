@@ -346,6 +346,23 @@ def test_unnormalised_units_warn_and_unknown_units_fail() -> None:
     assert list(result.errors["rule"]) == ["unknown_unit"]
 
 
+def test_meters_with_missing_units_and_types_as_pandas_na() -> None:
+    """pd.NA in a nullable string unit or meter_type (a Green Button usage point whose
+    ReadingType never came) is a finding, not ``TypeError: boolean value of NA``."""
+    t = clean_tables()
+    t.meters["unit"] = t.meters["unit"].astype("string")
+    t.meters["meter_type"] = t.meters["meter_type"].astype("string")
+    t.meters.loc[0, "unit"] = pd.NA
+    t.meters.loc[1, "meter_type"] = pd.NA
+    t.meters.loc[2, "unit"] = "MWh"
+    result = v.validate_tables(t)
+    found = result.quarantined[result.quarantined["table"] == "meters"]
+    by_rule = found.groupby("rule")["record_key"].apply(set).to_dict()
+    assert by_rule["non_canonical_unit"] == {str(t.meters.loc[2, "meter_id"])}
+    assert str(t.meters.loc[0, "meter_id"]) in by_rule["required"]  # the missing unit
+    assert str(t.meters.loc[1, "meter_id"]) in by_rule["required"]  # the missing type
+
+
 def test_naive_and_text_datetimes() -> None:
     t = clean_tables()
     t.usage["start"] = t.usage["start"].dt.strftime("%Y-%m-%dT%H:%M:%S%z")  # ISO text is fine

@@ -344,7 +344,8 @@ class Client:
             Budget, {**budget_cfg, "clock": self.clock}, "client.budget"
         )
         self.replaying = replay_from is not None
-        if self.replaying:
+        if self.replaying or urlsplit(self.base_url).scheme == "file":
+            # replayed answers, or a provider's file read by its connector: no credentials
             self.auth: Auth = NoAuth()
         else:
             self.auth = (

@@ -31,11 +31,13 @@ go on with the next parent/window; ``"raise"``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -85,6 +87,7 @@ __all__ = [
     "connector_for",
     "fetch_resources",
     "select_with_ancestors",
+    "source_file_profile",
 ]
 
 if TYPE_CHECKING:
@@ -388,6 +391,10 @@ class Connector:
         :func:`~scaler_workbench.pipeline.run_pipeline` calls it, so syncs, notebooks and the
         CLI apply the same rules.
     """
+
+    #: True when the connector reads a ``file://`` base URL (a provider's export file) itself:
+    #: :func:`source_file_profile` refuses a file for connectors that cannot read one.
+    reads_files: bool = False
 
     @classmethod
     def prepare_raw(
@@ -975,6 +982,58 @@ def _progress_bar(name: str, total: int, enabled: bool) -> Any:
 
 
 # ------------------------------------------------------------------------- entry points
+def source_file_profile(profile: Any, path: str | os.PathLike[str]) -> Any:
+    """A copy of ``profile`` whose environment reads ``path`` instead of the provider's API.
+
+    The copy's base URL is the file's ``file://`` URL (``base_url_env`` is ignored), so every
+    resource is read from the file by a connector that can (``Connector.reads_files``, e.g.
+    ``greenbutton`` for a Download My Data export); no credentials are needed.
+
+    Parameters
+    ----------
+    profile : Profile
+    path : path-like
+        The provider's file.
+
+    Returns
+    -------
+    Profile
+
+    Raises
+    ------
+    ProfileError
+        The profile's connector reads no files, or the file does not exist.
+    """
+    import copy
+    import dataclasses
+
+    cls = connector_class(profile)
+    if not cls.reads_files:
+        raise ProfileError(
+            f"provider {profile.name!r}: its connector ({cls.__name__}) reads the API only, "
+            "not a file",
+            key="provider.connector",
+            hint="Files are read by connectors that say so (e.g. connector = 'greenbutton').",
+        )
+    file = Path(os.fspath(path)).expanduser().resolve()
+    if not file.is_file():
+        raise ProfileError(
+            f"source file {file} does not exist",
+            key="from_file",
+            hint="Give the path of the provider's export file (e.g. a Download My Data XML).",
+        )
+    clone = copy.deepcopy(profile)
+    env = clone.env()
+    clone.environments[env.name] = dataclasses.replace(
+        env, base_url=file.as_uri(), base_url_env="", builtin_sandbox=False
+    )
+    table = clone.data.setdefault("environments", {}).setdefault(env.name, {})
+    table.update({"base_url": file.as_uri()})
+    for key in ("base_url_env", "builtin_sandbox"):
+        table.pop(key, None)
+    return clone
+
+
 def fetch_resources(
     profile: Any,
     *,

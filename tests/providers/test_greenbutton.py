@@ -11,6 +11,11 @@ OAuth2 (refresh grant, rotated refresh token) and ``Authorization: Bearer``; val
 net-metered usage point (reverse deltas in tenths of Wh, one without a forward interval), a
 bulkQuantity register both redundant and alone, instantaneous and net-flow ReadingTypes, and
 UsageSummary billing totals repeated in every date window (one agrees, one does not).
+Issue 17 (fixtures written by tests/data/greenbutton/make_fixtures.py, totals by a stdlib walk
+in ``_truth``): Download My Data ``RetailCustomer`` and relative ``User`` hrefs, ``xml:base``,
+namespace prefixes, 32 IntervalBlocks in one entry, blocks without ReadingType, conflicting
+duplicate self hrefs, gas therms x 10**-8 with LocalTimeParameters, 15-minute electric with
+cost; files as a source (``read_greenbutton``, ``--from-file``, ``file://``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from scaler_workbench.connectors.greenbutton import (
     ESPI,
     GreenButtonConnector,
     parse_atom_entries,
+    read_greenbutton,
 )
 from scaler_workbench.exceptions import AuthError, ProfileError, ResponseParseError
 from scaler_workbench.pipeline import run_pipeline
@@ -51,10 +57,11 @@ CLIENT_ID, CLIENT_SECRET = "gb-client", "gb-client-secret-123"
 REFRESH = "gb-refresh-token-0"
 LA = ZoneInfo("America/Los_Angeles")
 XML = "application/atom+xml"
-# canonical factors, exact: Wh -> kWh, US therm -> kWh, US gallon -> m³
+# canonical factors, exact: Wh -> kWh, ESPI therm (100 000 ISO Btu of 1055.056 J) -> kWh,
+# US gallon -> m³
 TO_CANONICAL = {
     72: Fraction(1, 1000),
-    169: Fraction("105480400") / 3600000,
+    169: Fraction("105505600") / 3600000,
     128: Fraction("0.003785411784"),
 }
 
@@ -481,6 +488,7 @@ def test_greenbutton_usage_summaries_reconcile(quirks_fake: Any, tmp_path: Any) 
         "Wh",
     )
     assert (march["consumption"], march["bill"], march["estimated"]) == (7450.0, 1234.5, False)
+    assert (march["customer_id"], march["subscription_id"]) == ("5", "5")
     april = next(r for r in summaries if r["period_start"] == "2024-04-01T07:00:00Z")
     assert april["consumption"] == 7800.0 and april["estimated"] is True  # 78 x 10**2, quality 8
     assert len(served) >= 4
@@ -709,3 +717,476 @@ def test_greenbutton_cli_sync_exports_billing_reconciliation(
             assert secret.encode() not in data, (p, secret)
     text = stdout + capsys.readouterr().out + caplog.text
     assert not [s for s in secrets if s in text]
+
+
+# ---- issue 17: Green Button as utilities publish it (fixtures from make_fixtures.py) ---------
+GB = DATA / "greenbutton"
+#: each fixture's customer zone, as make_fixtures.py wrote its LocalTimeParameters
+FIXTURES = {
+    "dmd_retailcustomer.xml": "America/Los_Angeles",
+    "user_relative.xml": "America/Los_Angeles",
+    "xml_base.xml": "America/Los_Angeles",
+    "multi_block.xml": "America/Los_Angeles",
+    "block_only.xml": "America/Los_Angeles",
+    "duplicate_hrefs.xml": "America/Los_Angeles",
+    "gas_daily_therms.xml": "America/New_York",
+    "electric_15min_cost.xml": "America/Los_Angeles",
+}
+#: ESPI uom -> kWh, exact: 72 Wh; 169 therm = 100 000 Btu (ISO, 1055.056 J)
+KWH = {72: Fraction(1, 1000), 169: Fraction("105505600") / 3600000}
+
+
+def _segment(href: str, name: str) -> str | None:
+    parts = href.split("/")
+    hits = [i for i, p in enumerate(parts[:-1]) if p == name]
+    return parts[hits[-1] + 1] if hits else None
+
+
+def _truth(path: Any, zone: str) -> dict[str, Any]:
+    """What an honest reader exports, by a plain stdlib walk (no package code): per (usage
+    point, local month) kWh and cost of every IntervalReading of every IntervalBlock child of
+    every entry, following MeterReading -> ReadingType by href segments; readings whose
+    MeterReading/ReadingType is missing or sent twice with different content are counted as
+    left out, never summed."""
+    root = ET.parse(path).getroot()
+    tz = ZoneInfo(zone)
+    mrs: dict[tuple[str, str], set[bytes]] = defaultdict(set)
+    mr_type: dict[tuple[str, str], str] = {}
+    rts: dict[str, set[bytes]] = defaultdict(set)
+    rt_of: dict[str, ET.Element] = {}
+    blocks = []
+    for e in root.iter(f"{A}entry"):
+        links = {(lk.get("rel"), lk.get("href", "")) for lk in e.findall(f"{A}link")}
+        me = next(h for r, h in links if r == "self")
+        content = e.find(f"{A}content")
+        assert content is not None
+        children = list(content)
+        kind = children[0].tag.split("}")[1]
+        if kind == "MeterReading":
+            key = (_segment(me, "UsagePoint"), _segment(me, "MeterReading"))
+            mrs[key].add(ET.tostring(children[0]) + repr(sorted(links)).encode())
+            for r, h in links:
+                if r == "related" and "ReadingType" in h:
+                    mr_type[key] = h.rstrip("/").rsplit("/", 1)[1]
+        elif kind == "ReadingType":
+            rid = me.rstrip("/").rsplit("/", 1)[1]
+            rts[rid].add(ET.tostring(children[0]))
+            rt_of[rid] = children[0]
+        elif kind == "IntervalBlock":
+            up = next(h for r, h in links if r == "up")
+            blocks.append(((_segment(up, "UsagePoint"), _segment(up, "MeterReading")), children))
+    kwh: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    cost: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    left_out = 0
+    for key, children in blocks:
+        rid = mr_type.get(key) if len(mrs.get(key, ())) == 1 else None
+        ok = rid is not None and len(rts.get(rid, ())) == 1
+        for child in children:
+            for ir in child.iter(f"{E}IntervalReading"):
+                if not ok:
+                    left_out += 1
+                    continue
+                rt = rt_of[str(rid)]
+                start = int(ir.findtext(f"{E}timePeriod/{E}start", ""))
+                month = datetime.fromtimestamp(start, UTC).astimezone(tz).strftime("%Y-%m")
+                p10 = int(rt.findtext(f"{E}powerOfTenMultiplier", "0"))
+                value = Fraction(ir.findtext(f"{E}value", "")) * Fraction(10) ** p10
+                kwh[(str(key[0]), month)] += value * KWH[int(rt.findtext(f"{E}uom", ""))]
+                c = ir.findtext(f"{E}cost")
+                if c is not None:
+                    cost[(str(key[0]), month)] += Fraction(c) / 100000
+    return {"kwh": dict(kwh), "cost": dict(cost), "left_out": left_out}
+
+
+def _shipped(*, zone: bool = True) -> Profile:
+    """mappings/greenbutton/profile.toml as shipped (``zone=False``: its [provider] timezone
+    removed, so the feed's LocalTimeParameters give the zone)."""
+    prof = read_profile(MAPPINGS / "greenbutton" / "profile.toml")
+    if zone:
+        return prof
+    data = json.loads(json.dumps(prof.data))
+    del data["provider"]["timezone"]
+    return Profile.from_dict(data, path=prof.path)
+
+
+def _exported_months(export: Any) -> tuple[dict[tuple[str, str], float], ...]:
+    usage = pd.read_csv(export / "usage.csv", dtype=str, keep_default_na=False)
+    kwh: dict[tuple[str, str], float] = defaultdict(float)
+    cost: dict[tuple[str, str], float] = defaultdict(float)
+    for r in usage.itertuples():
+        assert r.unit == "kWh"
+        key = (r.meter_external_id, r.start_date[:7])
+        kwh[key] += float(r.consumption)
+        if r.cost:
+            cost[key] += float(r.cost)
+    return dict(kwh), dict(cost)
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_greenbutton_fixture_monthly_totals_through_a_file_sync(name: str, tmp_path: Any) -> None:
+    """Each structure, synced from its file by the shipped profile through run_sync (fetch,
+    pipeline, validation, state, export): exported monthly totals = the stdlib walk's."""
+    from scaler_workbench.sync import run_sync
+
+    zone = FIXTURES[name]
+    profile = _shipped(zone=zone == "America/Los_Angeles")  # the gas feed: zone from the feed
+    result = run_sync(profile, out=tmp_path, from_file=GB / name, formats=("csv",))
+    export = tmp_path / "export"
+    kwh, cost = _exported_months(export)
+    want = _truth(GB / name, zone)
+    assert want["kwh"] and set(kwh) == set(want["kwh"]), (sorted(kwh), sorted(want["kwh"]))
+    for key, value in want["kwh"].items():
+        assert kwh[key] == pytest.approx(float(value), rel=1e-9), key
+    assert set(cost) == set(want["cost"])
+    for key, value in want["cost"].items():
+        assert cost[key] == pytest.approx(float(value), rel=1e-9), key
+    assets = pd.read_csv(export / "assets.csv", dtype=str)
+    assert set(assets["timezone"]) == {zone}
+    # what the walk leaves out is quarantined, one row per reading, never summed
+    quarantine = pd.read_csv(export / "quarantine.csv", dtype=str)
+    left = quarantine[quarantine["rule"].str.startswith("greenbutton_")]
+    assert len(left) == want["left_out"]
+    assert result.status == ("partial" if want["left_out"] else "success")
+
+
+def test_greenbutton_multi_block_entry_keeps_every_reading(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Item 1: one entry whose content holds 32 IntervalBlocks (768 hourly readings over
+    January and February) keeps all of them, from the API and from the file."""
+    text = (GB / "multi_block.xml").read_text()
+    (entry,) = [e for e in parse_atom_entries(ET.fromstring(text)) if e.kind == "IntervalBlock"]
+    assert len(entry.resources) == 32 and entry.content is entry.resources[0]
+    fake = _serve_fake(serve, monkeypatch, text)
+    got = fetch_resources(
+        _profile(fake, tmp_path), resources=["readings"], since="2024-01-01", until="2024-03-01"
+    )["readings"].records
+    assert len(got) == 768 == len({r["start"] for r in got})
+    assert len(read_greenbutton(GB / "multi_block.xml")) == 768
+    months = {_month(r["start"]) for r in got}
+    assert months == {"2024-01", "2024-02"}
+
+
+def test_greenbutton_asset_from_every_href_layout() -> None:
+    """Item 2: the asset is the customer id before /UsagePoint/ in every layout, never a
+    segment of the URL the feed came from."""
+    layouts = {
+        "electric_15min_cost.xml": ({"5"}, {"5"}),  # Batch: .../Subscription/5/UsagePoint/1
+        "dmd_retailcustomer.xml": ({"9b6c7063"}, {None}),  # .../RetailCustomer/9b6c7063/...
+        "user_relative.xml": ({"1"}, {None}),  # relative User/1/UsagePoint/1, no xml:base
+        "xml_base.xml": ({"42", "77"}, {None}),  # xml:base of the feed, and of one entry
+    }
+    for name, (customers, subscriptions) in layouts.items():
+        recs = read_greenbutton(GB / name)
+        assert {r["customer_id"] for r in recs} == customers, name
+        assert {r["subscription_id"] for r in recs} == subscriptions, name
+        assert all(r["unit"] == "Wh" and r["reading_type_id"] for r in recs), name
+    xb = read_greenbutton(GB / "xml_base.xml")
+    assert {r["usage_point_href"] for r in xb} == {
+        "/DataCustodian/espi/1_1/resource/RetailCustomer/42/UsagePoint/1",
+        "/DataCustodian/espi/1_1/resource/RetailCustomer/77/UsagePoint/2",
+    }
+    assert {(r["usage_point_id"], r["powerOfTenMultiplier"]) for r in xb} == {("1", 0), ("2", 1)}
+
+
+def test_greenbutton_relative_hrefs_are_not_joined_to_the_request_url(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Item 2: served from .../Batch/Subscription/5, relative ``User/1/...`` hrefs stay the
+    feed's own (the old join made the asset "User")."""
+    fake = _serve_fake(serve, monkeypatch, (GB / "user_relative.xml").read_text())
+    profile = _profile(fake, tmp_path)
+    recs = fetch_resources(profile, resources=["readings"], since="2024-03-01", until="2024-05-01")[
+        "readings"
+    ].records
+    assert len(recs) == 14 * 24
+    assert {(r["customer_id"], r["subscription_id"], r["usage_point_id"]) for r in recs} == {
+        ("1", None, "1")
+    }
+    tables = run_pipeline(profile, {"readings": recs})
+    assert list(tables.assets["asset_id"].astype(str)) == ["1"]
+    assert tables.quarantine.empty, tables.quarantine[["rule", "reason"]].to_string()
+
+
+def test_greenbutton_block_only_readings_are_quarantined_with_a_reason() -> None:
+    """Item 3: IntervalBlocks without MeterReading/ReadingType are quarantined with a
+    reason, the rest goes on; every field is in every record (a mapping of currency never
+    fails); validation runs clean of TypeError."""
+    profile = _shipped()
+    recs = read_greenbutton(GB / "block_only.xml")
+    assert len({frozenset(r) for r in recs}) == 1  # the same keys on every record
+    alone = [r for r in recs if r["usage_point_id"] == "2"]
+    assert len(alone) == 8 * 24 and all(r["currency"] is None for r in alone)
+    tables = run_pipeline(profile, {"readings": recs})
+    q = tables.quarantine
+    assert set(q["rule"]) == {"greenbutton_no_reading_type"} and len(q) == len(alone)
+    assert q["reason"].str.contains("no ReadingType: unit and multiplier unknown").all()
+    assert set(tables.usage["meter_id"].astype(str)) == {"1"}
+    result = validate_tables(tables, profile)
+    assert result.errors.empty and len(result.accepted.usage) == 2  # May, June
+    # the mapping without its currency line (as the issue tried) runs too
+    data = json.loads(json.dumps(profile.data))
+    del data["mapping"]["usage"]["intervals"]["fields"]["currency"]
+    bare = Profile.from_dict(data, path=profile.path)
+    assert validate_tables(run_pipeline(bare, {"readings": recs}), bare).errors.empty
+
+
+def test_greenbutton_conflicting_duplicate_hrefs_are_findings_naming_both() -> None:
+    """Item 4: a ReadingType and a MeterReading sent twice under one self href with other
+    content: their readings are quarantined naming both entries; an identical repeat (as a
+    Batch feed sends in every window) is no conflict."""
+    recs = read_greenbutton(GB / "duplicate_hrefs.xml")
+    tables = run_pipeline(_shipped(), {"readings": recs})
+    q = tables.quarantine
+    assert set(q["rule"]) == {"greenbutton_duplicate_href"}
+    by_point = q.groupby(q["record_key"].str.split("|").str[0])["reason"].first()
+    assert set(by_point.index) == {"1", "2"} and len(q) == 2 * 7 * 24
+    rt, mr = by_point["1"], by_point["2"]
+    assert "ReadingType /DataCustodian/espi/1_1/resource/ReadingType/1" in rt
+    assert "urn:uuid:dup-0005" in rt and "urn:uuid:dup-0006" in rt
+    assert "'Delta'" in rt and "'Register'" in rt and "neither is chosen" in rt
+    assert "MeterReading" in mr and "'Meter reading A'" in mr and "'Meter reading B'" in mr
+    quarantined = [json.loads(s) for s in q["record"]]
+    assert all(r["unit"] is None and r["powerOfTenMultiplier"] is None for r in quarantined)
+    assert set(tables.usage["meter_id"].astype(str)) == {"3"}
+
+
+def test_greenbutton_local_time_parameters_decoded() -> None:
+    """Item 5: dstStartRule/dstEndRule bit fields -> dates, UTC instants, POSIX TZ, zone."""
+    from scaler_workbench.connectors.greenbutton import DstRule, LocalTime
+
+    start, end = DstRule.decode("360E2000"), DstRule.decode("B40E2000")
+    assert start is not None and end is not None
+    assert (start.month, start.operator, start.weekday, start.hour) == (3, 3, 7, 2)
+    assert start.posix() == "M3.2.0/2" and end.posix() == "M11.1.0/2"
+    assert [start.day(y).isoformat() for y in (2023, 2024)] == ["2023-03-12", "2024-03-10"]
+    assert end.day(2024).isoformat() == "2024-11-03"
+    assert DstRule.decode("FFFFFFFF") is None
+    pacific = LocalTime.from_record(
+        {
+            "tzOffset": -28800,
+            "dstOffset": 3600,
+            "dstStartRule": "360E2000",
+            "dstEndRule": "B40E2000",
+        }
+    )
+    assert pacific is not None and pacific.posix() == "<-08>8<-07>,M3.2.0/2,M11.1.0/2"
+    # 02:00 PST and 02:00 PDT
+    assert pacific.transitions(2024) == (_utc("2024-03-10T10:00:00Z"), _utc("2024-11-03T09:00:00Z"))
+    assert pacific.zone([2023, 2024]) == "America/Los_Angeles"
+    assert not pacific.agrees_with("America/Denver", [2024])
+    eastern = LocalTime.from_record({**pacific_fields(-18000)})
+    assert eastern is not None and eastern.zone([2024]) == "America/New_York"
+    arizona = LocalTime.from_record(
+        {"tzOffset": -25200, "dstOffset": 0, "dstStartRule": "FFFFFFFF", "dstEndRule": "FFFFFFFF"}
+    )
+    assert (
+        arizona is not None
+        and arizona.posix() == "<-07>7"
+        and arizona.zone([2024]) == ("America/Phoenix")
+    )
+    # southern hemisphere: 1st Sunday of October 02:00 to 1st Sunday of April 03:00 (daylight)
+    sydney = LocalTime(
+        36000,
+        3600,
+        DstRule(month=10, operator=2, day_of_month=0, weekday=7, hour=2, seconds=0),
+        DstRule(month=4, operator=2, day_of_month=0, weekday=7, hour=3, seconds=0),
+    )
+    assert sydney.agrees_with("Australia/Sydney", [2023, 2024])
+    assert not sydney.agrees_with("Australia/Brisbane", [2024])
+    # a clock outside PREFERRED_ZONES: last Sundays of March 02:00 / October 03:00, UTC+1
+    cet = LocalTime.from_record(
+        {"tzOffset": 3600, "dstOffset": 3600, "dstStartRule": "3E0E2000", "dstEndRule": "AE0E3000"}
+    )
+    assert cet is not None and cet.posix() == "<+01>-1<+02>,M3.5.0/2,M10.5.0/3"
+    found = cet.zone([2024])
+    assert found is not None and cet.agrees_with("Europe/Berlin", [2024])
+    assert ZoneInfo(found).utcoffset(datetime(2024, 7, 1)) == ZoneInfo("Europe/Berlin").utcoffset(
+        datetime(2024, 7, 1)
+    )
+
+
+def pacific_fields(tz: int) -> dict[str, Any]:
+    return {"tzOffset": tz, "dstOffset": 3600, "dstStartRule": "360E2000", "dstEndRule": "B40E2000"}
+
+
+def test_greenbutton_local_time_disagreeing_with_the_profile_zone_is_an_error() -> None:
+    """Item 5: the Eastern gas feed under the shipped (Pacific) profile: every reading is an
+    error finding before aggregation, naming both clocks and the fix; nothing is cut into the
+    wrong months."""
+    recs = read_greenbutton(GB / "gas_daily_therms.xml")
+    assert {(r["tzOffset"], r["dstStartRule"]) for r in recs} == {(-18000, "360E2000")}
+    tables = run_pipeline(_shipped(), {"readings": recs})
+    q = tables.quarantine
+    assert set(q["rule"]) == {"greenbutton_timezone"} and len(q) == len(recs) == 91
+    assert set(q["severity"]) == {"error"} and tables.usage.empty
+    reason = q["reason"].iloc[0]
+    assert "America/Los_Angeles" in reason and "America/New_York" in reason
+    assert "<-05>5<-04>,M3.2.0/2,M11.1.0/2" in reason and "[provider] timezone" in reason
+    # a constant zone of the sites is the profile's zone too, and wins over [provider]
+    data = json.loads(json.dumps(_shipped().data))
+    data["mapping"]["assets"]["fields"]["timezone"] = {"const": "America/New_York"}
+    const = Profile.from_dict(data, path=_shipped().path)
+    assert run_pipeline(const, {"readings": recs}).quarantine.empty
+    # the profile leaving the zone out takes the feed's
+    tables = run_pipeline(_shipped(zone=False), {"readings": recs})
+    assert tables.quarantine.empty
+    assert set(tables.assets["timezone"].astype(str)) == {"America/New_York"}
+
+
+def test_read_greenbutton_equals_the_api_route(fake_15: Any, tmp_path: Any) -> None:
+    """Item 6: the file (path or open buffer) gives the API route's records."""
+    api = fetch_resources(
+        _profile(fake_15, tmp_path), resources=["readings"], since="2024-02-01", until="2024-04-01"
+    )["readings"].records
+    path = GB / "electric_15min_cost.xml"
+    key = lambda r: (r["usage_point_id"], r["start"])  # noqa: E731
+    assert len(api) == 16 * 96 - 4  # 15 minutes over 16 days, DST day 23 h
+    assert sorted(read_greenbutton(path), key=key) == sorted(api, key=key)
+    with path.open("rb") as buffer:
+        assert sorted(read_greenbutton(buffer), key=key) == sorted(api, key=key)
+    march = read_greenbutton(path, since="2024-03-01", until="2024-04-01", timezone=LA.key)
+    assert march == [r for r in read_greenbutton(path) if _month(r["start"]) == "2024-03"]
+
+
+@pytest.fixture
+def fake_15(serve: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return _serve_fake(serve, monkeypatch, (GB / "electric_15min_cost.xml").read_text())
+
+
+def test_greenbutton_cli_sync_from_file_with_the_shipped_profile(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Must show: ``scaler-workbench sync mappings/greenbutton/profile.toml --from-file
+    DMD.xml``: no server, no credentials, no edit of the profile."""
+    from scaler_workbench import cli
+
+    for var in ("GREENBUTTON_BASE_URL", "GREENBUTTON_CLIENT_ID", "GREENBUTTON_CLIENT_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "out"
+    dmd = GB / "dmd_retailcustomer.xml"
+    shipped = str(MAPPINGS / "greenbutton" / "profile.toml")
+    args = ["sync", shipped, "--out", str(out), "--from-file", str(dmd), "--formats", "csv"]
+    assert cli.main([*args, "--json"]) == cli.EXIT_OK
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["summary"]["fetched"] == {"readings": 479, "summaries": 0}
+    kwh, _ = _exported_months(out / "export")
+    want = _truth(dmd, "America/Los_Angeles")["kwh"]
+    assert set(kwh) == set(want) == {("01", "2024-02"), ("01", "2024-03")}
+    for k, v in want.items():
+        assert kwh[k] == pytest.approx(float(v), rel=1e-9)
+    assets = pd.read_csv(out / "export" / "assets.csv", dtype=str)
+    assert list(assets["external_id"]) == ["9b6c7063"]
+    # a missing file and a profile whose connector reads no files are usage errors
+    assert cli.main(["sync", shipped, "--out", str(out), "--from-file", "nope.xml"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    sandbox = str(MAPPINGS / "sandbox" / "profile.toml")
+    assert cli.main(["sync", sandbox, "--out", str(out), "--from-file", str(dmd)]) == 2
+    assert "reads the API only" in capsys.readouterr().err
+
+
+def test_greenbutton_batch_fixture_syncs_over_loopback(
+    fake_15: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Must show: the Batch fixture (15-minute, cost) synced by the CLI from the loopback
+    data custodian with the shipped profile (only its OAuth endpoints pointed at the fake)."""
+    from scaler_workbench import cli
+    from scaler_workbench.profile import to_profile_toml
+
+    path = tmp_path / "profile.toml"
+    path.write_text(to_profile_toml(_profile(fake_15, tmp_path).to_dict()), encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["sync", str(path), "--out", str(out), "--since", "2024-02-01", "--until", "2024-04-01"]
+    assert cli.main([*args, "--formats", "csv", "--json"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["summary"]["fetched"]["readings"] == 16 * 96 - 4
+    kwh, cost = _exported_months(out / "export")
+    want = _truth(GB / "electric_15min_cost.xml", "America/Los_Angeles")
+    assert set(kwh) == set(want["kwh"]) == set(cost) == {("1", "2024-02"), ("1", "2024-03")}
+    for k, v in want["kwh"].items():
+        assert kwh[k] == pytest.approx(float(v), rel=1e-9)
+        assert cost[k] == pytest.approx(float(want["cost"][k]), rel=1e-9)
+    usage = pd.read_csv(out / "export" / "usage.csv", dtype=str)
+    assert set(usage["currency"]) == {"USD"}
+
+
+def test_greenbutton_file_base_url_needs_no_server_or_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Item 6: GREENBUTTON_BASE_URL=file:///.../FILE.xml points the shipped profile at a file:
+    every resource is read from it, no request is sent and no OAuth secret is needed."""
+    from scaler_workbench.connectors.client import Client
+
+    path = GB / "electric_15min_cost.xml"
+    monkeypatch.setenv("GREENBUTTON_BASE_URL", path.resolve().as_uri())
+    for var in ("GREENBUTTON_CLIENT_ID", "GREENBUTTON_CLIENT_SECRET", "GREENBUTTON_REFRESH_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    profile = _shipped()
+    client = Client(profile)
+    try:
+        results = fetch_resources(profile, since="2024-03-01", until="2024-04-01", client=client)
+    finally:
+        client.close()
+    assert client.requests_sent == 0 and results["readings"].report.complete
+    got = results["readings"].records
+    assert got == read_greenbutton(path, since="2024-03-01", until="2024-04-01", timezone=LA.key)
+    assert {_month(r["start"]) for r in got} == {"2024-03"} and results["summaries"].records == []
+    # the same as an environment of the profile: [environments.file] base_url = "file:///..."
+    monkeypatch.delenv("GREENBUTTON_BASE_URL")
+    data = json.loads(json.dumps(profile.data))
+    data["environments"]["file"] = {"base_url": path.resolve().as_uri()}
+    data["provider"]["environment"] = "file"
+    in_toml = Profile.from_dict(data, path=profile.path)
+    assert fetch_resources(in_toml, resources=["readings"])["readings"].records == (
+        read_greenbutton(path)
+    )
+
+
+def test_greenbutton_duplicate_hrefs_across_pages_of_the_api(
+    serve: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Item 4 over loopback: the two copies come on different pages (7 entries a page), after
+    blocks already read; the conflict still reaches every dependent reading, as from the file."""
+    fake = _serve_fake(serve, monkeypatch, (GB / "duplicate_hrefs.xml").read_text())
+    result = fetch_resources(
+        _profile(fake, tmp_path), resources=["readings"], since="2024-06-01", until="2024-08-01"
+    )["readings"]
+    assert result.report.pages > 3
+    key = lambda r: (r["usage_point_id"], r["start"])  # noqa: E731
+    api = sorted(result.records, key=key)
+    assert api == sorted(read_greenbutton(GB / "duplicate_hrefs.xml"), key=key)
+    marked = {r["usage_point_id"] for r in api if r["conflict"]}
+    assert marked == {"1", "2"} and all(
+        r["conflict"] is None for r in api if r["usage_point_id"] == "3"
+    )
+
+
+def test_read_greenbutton_bad_files_are_parse_errors(tmp_path: Any) -> None:
+    """A file that is not XML, or XML that is not an Atom feed, or none at all: a
+    ResponseParseError naming the file, with a hint; never an ElementTree traceback."""
+    broken = tmp_path / "Download.xml"
+    broken.write_text("<feed xmlns='http://www.w3.org/2005/Atom'><entry>", encoding="utf-8")
+    with pytest.raises(ResponseParseError, match="not well-formed XML") as info:
+        read_greenbutton(broken)
+    assert info.value.hint and "Download.xml" in str(info.value)
+    other = tmp_path / "other.xml"
+    other.write_text("<usage><reading/></usage>", encoding="utf-8")
+    with pytest.raises(ResponseParseError, match="expected an Atom feed"):
+        read_greenbutton(other)
+    with pytest.raises(ResponseParseError, match="cannot read") as info:
+        read_greenbutton(tmp_path / "missing.xml")
+    assert info.value.hint
+
+
+def test_source_file_profile_is_a_copy_reading_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 6: the file profile is a copy (the shipped one untouched) whose environment, in
+    the object and in its TOML, reads the file; base_url_env no longer overrides it."""
+    from scaler_workbench.connectors.resources import source_file_profile
+
+    monkeypatch.setenv("GREENBUTTON_BASE_URL", "https://elsewhere.example/espi")
+    shipped = _shipped()
+    path = GB / "dmd_retailcustomer.xml"
+    copy = source_file_profile(shipped, path)
+    assert copy.base_url() == path.resolve().as_uri()
+    assert copy.to_dict()["environments"]["production"]["base_url"] == path.resolve().as_uri()
+    assert Profile.from_dict(copy.to_dict()).base_url() == path.resolve().as_uri()
+    assert shipped.base_url() == "https://elsewhere.example/espi"
