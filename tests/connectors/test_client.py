@@ -211,7 +211,16 @@ def test_credentials_never_go_to_other_hosts(
         auth={"type": "api_key", "name": "X-Key", "key_env": "SCRIPTED_KEY"},
         environments={"test": {"base_url": server.url, "allowed_hosts": ["localhost"]}},
     )
-    Client(allowed, clock=FakeClock()).get("/moved")
+    Client(allowed, clock=FakeClock()).get("/moved")  # a bare host means its default port (80)
+    assert "X-Key" not in server.requests[-1].headers
+    port = server.url.rsplit(":", 1)[1]
+    with_port = fake_profile(
+        server.url,
+        resources={},
+        auth={"type": "api_key", "name": "X-Key", "key_env": "SCRIPTED_KEY"},
+        environments={"test": {"base_url": server.url, "allowed_hosts": [f"localhost:{port}"]}},
+    )
+    Client(with_port, clock=FakeClock()).get("/moved")
     assert server.requests[-1].headers.get("X-Key") == "scripted-key-123"
 
 
