@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -149,6 +150,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- output helpers ------------------------------------------------------------------------------
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe for a terminal: control characters (ESC, BEL, CR, C1, ...) shown escaped.
+
+    Parameters
+    ----------
+    text : str
+        Text that may hold provider data (names, ids, error bodies).
+
+    Returns
+    -------
+    str
+        ``text`` with every control character but newline and tab written as ``\\xNN``, and
+        registered secrets masked.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", redact(text))
+
+
+class _TerminalFormatter(logging.Formatter):
+    """Log lines with provider text escaped (a name holding ESC sequences cannot drive the tty)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_text(super().format(record))
+
+
 _HANDLER = logging.StreamHandler()
 
 
@@ -162,7 +190,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     if _HANDLER not in root.handlers:
         root.addHandler(_HANDLER)
     _HANDLER.stream = sys.stderr  # not setStream(): it would flush a stream that may be closed
-    _HANDLER.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _HANDLER.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.setLevel(logging.DEBUG if args.debug else logging.WARNING)
     logging.getLogger("scaler_workbench").setLevel(level)
 
@@ -189,10 +217,10 @@ def _progress(args: argparse.Namespace) -> tuple[Callable[[str], None], Callable
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    if getattr(args, "json", False):  # json.dumps escapes control characters itself
+        print(redact(json.dumps(payload, indent=2, sort_keys=True, default=str)))
     elif text:
-        print(text)
+        print(terminal_text(text))
 
 
 def _default_out(profile: Any) -> Path:
@@ -542,7 +570,7 @@ def _run_command(args: argparse.Namespace) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(terminal_text(f"error: {exc}"), file=sys.stderr)
         if args.json:
             print(
                 json.dumps(
@@ -562,7 +590,7 @@ def _run_command(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         print(
-            f"error: unexpected {type(exc).__name__}: {redact(str(exc))}\n"
+            f"error: unexpected {type(exc).__name__}: {terminal_text(str(exc))}\n"
             "  -> re-run with --debug for the traceback and report it",
             file=sys.stderr,
         )

@@ -46,7 +46,7 @@ import pandas as pd
 
 from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.clock import Clock, SystemClock
-from scaler_workbench.exceptions import ProfileError, SyncError, WorkbenchError
+from scaler_workbench.exceptions import ExportError, ProfileError, SyncError, WorkbenchError
 from scaler_workbench.profile import Profile
 from scaler_workbench.schema import QUARANTINE, Tables, coerce_frame, empty_frame
 from scaler_workbench.store import StateStore
@@ -813,18 +813,43 @@ def export_from_state(
     if on_checks is not None:
         on_checks(checks)
     full_summary = None if summary is None else {**summary, **checks}
-    files = to_scaler_files(
-        tables,
-        export_dir,
-        quarantine=quarantine,
-        deactivated=inactive,
-        reconciliation=recon,
-        summary=full_summary,
-        formats=formats,
-        default_timezone=profile.timezone,
-        fault_hook=fault_hook,
-    )
+    with _export_failure_says_state_is_kept(export_dir):
+        files = to_scaler_files(
+            tables,
+            export_dir,
+            quarantine=quarantine,
+            deactivated=inactive,
+            reconciliation=recon,
+            summary=full_summary,
+            formats=formats,
+            default_timezone=profile.timezone,
+            fault_hook=fault_hook,
+        )
     return files, checks
+
+
+_EXPORT_AFTER_COMMIT_HINT = (
+    "The data is committed to the state; fix the cause and run `scaler-workbench export "
+    "<profile> --out <out>` to write the files from it (no fetch needed)."
+)
+
+
+@contextlib.contextmanager
+def _export_failure_says_state_is_kept(export_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """An export failure (the state is already committed) says so and how to re-export."""
+    try:
+        yield
+    except ExportError as exc:
+        exc.hint = _EXPORT_AFTER_COMMIT_HINT
+        raise
+    except WorkbenchError:
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"writing the export to {str(export_dir)!r} failed: {type(exc).__name__}: "
+            f"{redact(str(exc))}",
+            hint=_EXPORT_AFTER_COMMIT_HINT,
+        ) from exc
 
 
 def run_sync(
@@ -883,8 +908,10 @@ def run_sync(
         summary ``remaining``). The next run with the same arguments resumes it: the same
         windows, fetching only the sequences that remain (parents are listed again).
     WorkbenchError
-        Connector, profile, state or export errors pass through unchanged (the run is recorded
-        as failed and nothing is committed); anything unexpected becomes :class:`SyncError`.
+        Connector, profile and state errors pass through unchanged (the run is recorded as
+        failed and nothing is committed); an :class:`ExportError` comes after the commit (the
+        state holds the data, ``scaler-workbench export`` re-writes the files); anything
+        unexpected becomes :class:`SyncError`.
     """
     with builtin_sandbox(profile, seed=sandbox_seed):
         result = _run(
@@ -1515,7 +1542,9 @@ def _run(
         raise SyncError(
             f"sync of {profile.name!r} failed: {type(exc).__name__}: {redact(str(exc))}",
             provider=profile.name,
-            hint="Re-run with --debug for the traceback; nothing was committed.",
+            hint="Re-run with --debug for the traceback. A failure before the commit leaves the "
+            "state as it was; after it the data stays committed (`scaler-workbench export` "
+            "re-writes the files).",
         ) from exc
     finally:
         store.close()
