@@ -13,6 +13,7 @@ Exit codes (for schedulers; see docs/cli.md):
 5     the provider is down or unreachable (5xx / 429 after retries, connection errors)
 6     the sync failed otherwise (state, export, data or request errors)
 7     verification failed (``demo``: an exported total differs from ground truth)
+8     another sync of this profile is running (same state): this one did not start
 130   interrupted (Ctrl-C)
 ====  ===========================================================================
 
@@ -39,6 +40,7 @@ from scaler_workbench.exceptions import (
     ProfileError,
     ProviderUnavailableError,
     QuotaExhaustedError,
+    SyncLockedError,
     TransportError,
     WorkbenchError,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "EXIT_AUTH",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_PROVIDER_DOWN",
@@ -65,6 +68,7 @@ EXIT_QUOTA = 4
 EXIT_PROVIDER_DOWN = 5
 EXIT_FAILED = 6
 EXIT_VERIFY = 7
+EXIT_LOCKED = 8
 EXIT_INTERRUPTED = 130
 
 log = get_logger("scaler_workbench.cli")
@@ -77,6 +81,8 @@ def exit_code_for(exc: BaseException) -> int:
     """The exit code a scheduler sees for ``exc``."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if isinstance(exc, SyncLockedError):
+        return EXIT_LOCKED
     if isinstance(exc, AuthError | CredentialError):
         return EXIT_AUTH
     if isinstance(exc, ProfileError | MappingError):
@@ -393,14 +399,14 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from scaler_workbench.store import StateStore
-    from scaler_workbench.sync import export_from_state
+    from scaler_workbench.sync import export_from_state, sync_lock
 
     profile, out, spath = _open_state(args)
     if not spath.exists():
         raise ProfileError(
             f"no state at {spath}", key="--out", hint="Run `scaler-workbench sync` first."
         )
-    with StateStore(spath) as store:
+    with sync_lock(spath, provider=profile.name), StateStore(spath) as store:
         files, checks = export_from_state(
             store, out / "export", profile=profile, formats=_formats(args.formats)
         )

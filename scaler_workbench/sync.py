@@ -57,9 +57,11 @@ __all__ = [
     "SyncResult",
     "builtin_sandbox",
     "export_from_state",
+    "lock_path",
     "reconciliation_from_state",
     "run_sync",
     "state_path",
+    "sync_lock",
 ]
 
 log = get_logger(__name__)
@@ -834,6 +836,58 @@ _EXPORT_AFTER_COMMIT_HINT = (
 )
 
 
+def lock_path(state: str | os.PathLike[str]) -> Path:
+    """The sync lock file beside the state database: ``<state>.lock``."""
+    p = Path(state)
+    return p.with_name(p.name + ".lock")
+
+
+@contextlib.contextmanager
+def sync_lock(state: str | os.PathLike[str], *, provider: str = "") -> Iterator[Path]:
+    """Hold the one-sync-at-a-time lock of the state ``state`` for the ``with`` block.
+
+    An OS-level lock (``filelock``: ``flock`` on POSIX, ``msvcrt`` on Windows) on
+    ``<state>.lock``: the operating system releases it when the holder exits, so a lock left by
+    a killed process (SIGKILL included) is simply taken over by the next run; its ``running``
+    run is then marked ``interrupted`` as before.
+
+    Parameters
+    ----------
+    state : path-like
+        The state database (see :func:`state_path`); its folder is created.
+    provider : str
+        For the error message.
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    SyncLockedError
+        Another process (or another thread of this one) holds the lock: nothing was touched.
+    """
+    from filelock import FileLock, Timeout
+
+    from scaler_workbench.exceptions import SyncLockedError
+
+    path = lock_path(state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, thread_local=False)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        raise SyncLockedError(
+            f"another sync of {provider or 'this profile'!r} is running on {str(state)!r}",
+            provider=provider,
+        ) from None
+    try:
+        yield path
+    finally:
+        lock.release()
+
+
 @contextlib.contextmanager
 def _export_failure_says_state_is_kept(export_dir: str | os.PathLike[str]) -> Iterator[None]:
     """An export failure (the state is already committed) says so and how to re-export."""
@@ -907,13 +961,18 @@ def run_sync(
         exported, and ``exc.result`` holds the :class:`SyncResult` (status ``quota_exhausted``,
         summary ``remaining``). The next run with the same arguments resumes it: the same
         windows, fetching only the sequences that remain (parents are listed again).
+    SyncLockedError
+        Another sync of the same state is running (:func:`sync_lock`): this one touched nothing.
     WorkbenchError
         Connector, profile and state errors pass through unchanged (the run is recorded as
         failed and nothing is committed); an :class:`ExportError` comes after the commit (the
         state holds the data, ``scaler-workbench export`` re-writes the files); anything
         unexpected becomes :class:`SyncError`.
     """
-    with builtin_sandbox(profile, seed=sandbox_seed):
+    with (
+        sync_lock(state_path(profile, out), provider=profile.name),
+        builtin_sandbox(profile, seed=sandbox_seed),
+    ):
         result = _run(
             profile,
             out=Path(out),
