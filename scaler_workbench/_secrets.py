@@ -35,6 +35,7 @@ __all__ = [
     "register_basic_pair",
     "register_secret",
     "secret_from_env",
+    "secrets_from_env_table",
 ]
 
 MASK = "***"
@@ -190,6 +191,43 @@ def secret_from_env(variable: str, *, key: str = "", required: bool = True) -> S
             key=key,
         )
     return Secret(value, source=variable)
+
+
+def secrets_from_env_table(names: Any, key: str) -> dict[str, str]:
+    """Read a ``headers_env`` / ``params_env`` table (``name = "ENV_VAR"``) as secret values.
+
+    Parameters
+    ----------
+    names : mapping
+        Header or parameter name -> environment variable name.
+    key : str
+        The table's dotted profile key (for errors), e.g. ``client.headers_env``.
+
+    Returns
+    -------
+    dict of str to str
+        Name -> value; every value is registered for redaction (and stripped off-origin).
+
+    Raises
+    ------
+    ProfileError
+        ``names`` is not a table.
+    CredentialError
+        A named variable is unset.
+    """
+    from collections.abc import Mapping
+
+    if not names:
+        return {}
+    if not isinstance(names, Mapping):
+        from scaler_workbench.exceptions import ProfileError
+
+        raise ProfileError(f'{key} must be a table of name = "ENV_VAR"', key=key)
+    out = {}
+    for name, variable in names.items():
+        secret = secret_from_env(str(variable), key=f"{key}.{name}")
+        out[str(name)] = secret.get() if secret is not None else ""
+    return out
 
 
 class SecretFilter(logging.Filter):

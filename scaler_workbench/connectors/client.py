@@ -47,7 +47,13 @@ import requests
 import requests.adapters
 import urllib3.exceptions
 
-from scaler_workbench._secrets import SECRET_PARAM_NAMES, get_logger, redact, redact_url
+from scaler_workbench._secrets import (
+    SECRET_PARAM_NAMES,
+    get_logger,
+    redact,
+    redact_url,
+    secrets_from_env_table,
+)
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors._body import decode_body
 from scaler_workbench.connectors._origin import allowed_origins, origin_of, strip_credentials
@@ -536,6 +542,9 @@ class Client:
             raise ProfileError("client.offsite must be 'strip' or 'refuse'", key="client.offsite")
         user_agent = str(cfg.pop("user_agent", "scaler-workbench"))
         extra_headers = dict(cfg.pop("headers", {}) or {})
+        extra_headers.update(
+            secrets_from_env_table(cfg.pop("headers_env", {}), "client.headers_env")
+        )
         self.verify = cfg.pop("verify", True)
         self.retry: RetryPolicy = construct(RetryPolicy, cfg, "client")
         self.budget: Budget = construct(

@@ -40,7 +40,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from scaler_workbench._secrets import get_logger, redact_url
+from scaler_workbench._secrets import get_logger, redact_url, secrets_from_env_table
 from scaler_workbench.clock import Clock
 from scaler_workbench.connectors._body import (
     FORMATS,
@@ -98,6 +98,8 @@ RESOURCE_KEYS = (
     "params",
     "json",
     "headers",
+    "params_env",
+    "headers_env",
     "record_path",
     "primary_key",
     "paginator",
@@ -211,9 +213,15 @@ class ResourceSpec:
             name=name,
             path=table["path"],
             method=str(table.get("method", "GET")).upper(),
-            params=dict(table.get("params", {})),
+            params={
+                **table.get("params", {}),
+                **secrets_from_env_table(table.get("params_env"), f"{key}.params_env"),
+            },
             json=table.get("json"),
-            headers=dict(table.get("headers", {})),
+            headers={
+                **table.get("headers", {}),
+                **secrets_from_env_table(table.get("headers_env"), f"{key}.headers_env"),
+            },
             record_path=str(table.get("record_path", "")),
             primary_key=pk,
             paginator=paginator,

@@ -215,3 +215,25 @@ def test_offsite_refuse_names_the_origin(
     with pytest.raises(AuthError, match="not an API host") as info:
         client.get("/moved")
     assert other.url.rsplit(":", 1)[1] in str(info.value) and other.requests == []
+
+
+def test_headers_env_and_params_env_reach_the_api_only(
+    serve: Callable[[Callable[[Request], Reply]], FakeServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORIGIN_HEADER_TOKEN", TOKEN)
+    monkeypatch.setenv("ORIGIN_SIGNATURE", KEY)
+    other = serve(_other)
+    api = serve(_api(lambda: other.url))
+    resources = {"items": {**RESOURCES["items"], "params_env": {"signature": "ORIGIN_SIGNATURE"}}}
+    profile = fake_profile(
+        api.url,
+        resources=resources,
+        client={"headers_env": {"X-Custom-Token": "ORIGIN_HEADER_TOKEN"}},
+    )
+    client = Client(profile, clock=FakeClock())  # no [auth]: the credentials are these two
+    assert [r["id"] for p in client.iter_pages("items") for r in p] == [1, 2]
+    first = api.requests[0]
+    assert first.headers.get("X-Custom-Token") == TOKEN and first.query.get("signature") == KEY
+    assert len(other.requests) == 1 and _leaks(other.requests) == []
+    assert "X-Custom-Token" not in other.requests[0].headers
