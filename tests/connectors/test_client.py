@@ -289,3 +289,68 @@ def test_record_then_replay_offline(make_sandbox: Any, sandbox_env: Any, tmp_pat
     assert all(key not in p.read_text() for p in folder.iterdir())
     with pytest.raises(TransportError, match="no recorded response"):
         Client(profile, replay_from=folder, clock=FakeClock()).get("/nothing-here")
+
+
+@pytest.mark.parametrize(
+    ("body", "daily"),
+    [
+        ({"error": "daily_quota_exceeded"}, True),
+        ("Daily limit reached for this API key", True),
+        ("monthly quota exhausted", True),
+        ("You have exceeded your quota for the day", True),
+        ("1000 requests per day exceeded", True),
+        ("quota exceeded: 100 requests per minute", False),
+        ("API calls quota exceeded! maximum admitted 60 per minute.", False),
+        ("Rate limit exceeded: 10 requests per second", False),
+        ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute'", False),
+        ("too many requests", False),
+    ],
+)
+def test_default_quota_pattern_means_daily_or_monthly_only(
+    serve: Any, body: Any, daily: bool
+) -> None:
+    calls: list[int] = []
+
+    def handler(req: Request) -> Reply:
+        calls.append(1)
+        return Reply(429, body) if len(calls) < 3 else Reply(200, {"ok": True})
+
+    server = serve(handler)
+    clock = FakeClock()
+    client = Client(_profile(server.url, jitter=0.0), clock=clock)
+    if daily:
+        with pytest.raises(QuotaExhaustedError):
+            client.get("/x")
+        assert len(server.requests) == 1 and not clock.sleeps
+    else:  # a rate limit: the normal backoff, then the request succeeds
+        assert client.get("/x").body == {"ok": True}
+        assert clock.sleeps == [1.0, 2.0] and len(server.requests) == 3
+
+
+@pytest.mark.parametrize("header", ["nan", "-5", "0", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_retry_after_that_is_not_a_positive_finite_wait_falls_back_to_backoff(
+    serve: Any, header: str
+) -> None:
+    now = FakeClock().now()
+    assert _retry_after(header, now) is None
+    calls: list[int] = []
+
+    def handler(req: Request) -> Reply:
+        calls.append(1)
+        if len(calls) < 4:
+            return Reply(503, {"error": "busy"}, {"Retry-After": header})
+        return Reply(200, {"ok": True})
+
+    server = serve(handler)
+    clock = FakeClock()
+    assert Client(_profile(server.url, jitter=0.0), clock=clock).get("/x").body == {"ok": True}
+    assert clock.sleeps == [1.0, 2.0, 4.0] and len(server.requests) == 4
+
+
+def test_the_default_quota_pattern_is_printed_in_the_docs() -> None:
+    from pathlib import Path
+
+    from scaler_workbench.connectors.client import _DEFAULT_QUOTA
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "connectors.md").read_text("utf-8")
+    assert _DEFAULT_QUOTA in doc
