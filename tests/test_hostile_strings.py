@@ -162,3 +162,23 @@ def test_an_export_failure_after_the_commit_says_the_state_holds_the_data(
     text = str(info.value)
     assert "disk on fire" in text and "committed" in text and "scaler-workbench export" in text
     assert "nothing was committed" not in text
+
+
+def test_terminal_output_shows_control_characters_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+    import logging
+
+    assert cli.terminal_text("Site\x07 \x1b[31mred\r\n\tok") == "Site\\x07 \\x1b[31mred\\x0d\n\tok"
+    args = argparse.Namespace(debug=False, quiet=False, json=False)
+    root = logging.getLogger()
+    saved = root.level
+    cli._setup_logging(args)
+    try:
+        logging.getLogger("scaler_workbench.test").warning("site name %s", "Evil\x1b]0;pwned\x07")
+    finally:
+        root.removeHandler(cli._HANDLER)
+        root.setLevel(saved)
+    err = capsys.readouterr().err
+    assert "Evil\\x1b]0;pwned\\x07" in err and "\x1b" not in err and "\x07" not in err

@@ -85,7 +85,7 @@ def test_every_encoding_is_masked_in_text_urls_and_any_loggers_records(
     from scaler_workbench._secrets import register_basic_pair
     from scaler_workbench.exceptions import TransportError
 
-    secret = Secret("Enc0d+ed/Val=&x%41\"q")
+    secret = Secret('Enc0d+ed/Val=&x%41"q')
     pair = register_basic_pair("ann", secret.get())
     forms = {
         "raw": secret.get(),
