@@ -848,8 +848,9 @@ def sync_lock(state: str | os.PathLike[str], *, provider: str = "") -> Iterator[
 
     An OS-level lock (``filelock``: ``flock`` on POSIX, ``msvcrt`` on Windows) on
     ``<state>.lock``: the operating system releases it when the holder exits, so a lock left by
-    a killed process (SIGKILL included) is simply taken over by the next run; its ``running``
-    run is then marked ``interrupted`` as before.
+    a killed process (SIGKILL included) is taken over by the next run, which says so (a warning
+    naming the pid kept in ``<state>.lock.owner``); its ``running`` run is then marked
+    ``interrupted`` as before.
 
     Parameters
     ----------
@@ -882,9 +883,21 @@ def sync_lock(state: str | os.PathLike[str], *, provider: str = "") -> Iterator[
             f"another sync of {provider or 'this profile'!r} is running on {str(state)!r}",
             provider=provider,
         ) from None
+    owner = path.with_name(path.name + ".owner")  # who holds it: gone after a clean release
     try:
+        with contextlib.suppress(OSError):
+            previous = owner.read_text(encoding="utf-8").strip()
+            log.warning(
+                "took over the sync lock of process %s, which ended without releasing it "
+                "(killed?); its run is marked interrupted",
+                previous or "?",
+            )
+        with contextlib.suppress(OSError):
+            owner.write_text(f"{os.getpid()}\n", encoding="utf-8")
         yield path
     finally:
+        with contextlib.suppress(OSError):
+            owner.unlink()
         lock.release()
 
 

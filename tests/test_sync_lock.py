@@ -6,6 +6,7 @@ a lock left by a SIGKILLed run is taken over by the next run.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def test_a_sync_started_during_a_running_one_exits_8_and_leaves_it_alone(
 
 @pytest.mark.slow
 def test_a_sigkilled_runs_lock_is_taken_over_by_the_next_run(
-    small_sandbox: Callable[..., Sandbox], tmp_path: Path
+    small_sandbox: Callable[..., Sandbox], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     small_sandbox()
     out = tmp_path / "out"
@@ -111,7 +112,9 @@ def test_a_sigkilled_runs_lock_is_taken_over_by_the_next_run(
     killed = _Proc(args, tmp_path, "killed", SCALER_WORKBENCH_FAULT="mid-usage")
     assert killed.proc.wait(timeout=300) == -9, killed.stderr()[-3000:]
     assert lock_path(out / "state" / "sandbox.sqlite").exists()  # the file stays behind
-    assert cli.main(args) == 0
+    with caplog.at_level(logging.WARNING):
+        assert cli.main(args) == 0
+    assert f"took over the sync lock of process {killed.proc.pid}" in caplog.text
     counts, statuses = _state(out)
     assert statuses == ["success", "interrupted"] and counts["usage"] > 0
 
