@@ -306,6 +306,15 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                 min=0.0,
             ),
             _rule(
+                "control_characters",
+                _ALL,
+                "warning",
+                "pandas",
+                "A text field holds control characters (C0 but tab/LF/CR, DEL, C1) that a "
+                "workbook cannot hold: the XLSX shows U+FFFD in their place, the CSV keeps them.",
+                "Ask the provider to clean the field (often a pasted escape sequence).",
+            ),
+            _rule(
                 "register_decrease",
                 ("readings",),
                 "warning",

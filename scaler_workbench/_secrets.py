@@ -4,23 +4,35 @@ Every credential read from the environment goes through :func:`secret_from_env`,
 its value. :func:`redact` replaces any registered value (and common secret query parameters) in a
 string; exceptions, log records, recorded responses and reprs all pass through it. A
 :class:`Secret` wraps a value so that ``repr``/``str`` never show it.
+
+A value is masked in every encoding it travels in: raw, percent-encoded (``quote`` with and
+without ``/`` safe, ``quote_plus``), JSON-escaped (``ensure_ascii`` on and off) and, for HTTP
+Basic, the base64 of the ``user:password`` pair (:func:`register_basic_pair`). Log records of
+*every* logger (urllib3 included) are masked by a log-record factory that :func:`get_logger`
+installs once, so no handler can see a record before it is masked.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import re
 import threading
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "SECRET_PARAM_NAMES",
     "Secret",
     "SecretFilter",
     "get_logger",
+    "install_log_redaction",
     "redact",
     "redact_url",
+    "register_basic_pair",
     "register_secret",
     "secret_from_env",
 ]
@@ -54,17 +66,52 @@ _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 
-def register_secret(value: str | None) -> None:
-    """Remember ``value`` so that :func:`redact` masks it from now on (values < 4 chars ignored)."""
+def _encodings(value: str) -> set[str]:
+    """``value`` as it may appear in URLs, forms, JSON text and log lines."""
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value)}
+    forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    forms |= {quote(f, safe="") for f in list(forms)}  # a percent-encoded value encoded again
+    return {f for f in forms if len(f) >= 4}
+
+
+def _add(forms: set[str]) -> None:
     global _pattern
-    if not value or len(value) < 4:
-        return
     with _lock:
-        if value in _values:
+        new = forms - _values
+        if not new:
             return
-        _values.add(value)
+        _values.update(new)
         ordered = sorted(_values, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` so that :func:`redact` masks it from now on (values < 4 chars ignored).
+
+    Every encoding of the value (percent-encoded, JSON-escaped) is registered with it.
+    """
+    if not value or len(value) < 4:
+        return
+    _add(_encodings(value))
+
+
+def register_basic_pair(user: str, password: str) -> str:
+    """Register the base64 of an HTTP Basic ``user:password`` pair; return that base64 text.
+
+    Parameters
+    ----------
+    user, password : str
+        The pair as sent (either may be a secret; an empty password is allowed).
+
+    Returns
+    -------
+    str
+        The base64 token of the ``Authorization: Basic`` header.
+    """
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    register_secret(token)
+    register_secret(password)
+    return token
 
 
 def redact(text: str) -> str:
@@ -123,7 +170,8 @@ def redact_url(url: str, extra_params: frozenset[str] | set[str] = frozenset()) 
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if k.lower() in names else v) for k, v in pairs], safe="*:,[]")
+        masked = [(k, MASK if k.lower() in names or redact(v) != v else v) for k, v in pairs]
+        query = urlencode(masked, safe="*:,[]")
     return redact(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 
 
@@ -196,11 +244,39 @@ class SecretFilter(logging.Filter):
 _FILTER = SecretFilter()
 
 
+class _RedactingFactory:
+    """A log-record factory masking every record of every logger at creation (and tracebacks)."""
+
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        if _pattern is None:
+            return record
+        _FILTER.filter(record)
+        if record.exc_info and record.exc_info[0] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return record
+
+
+def install_log_redaction() -> None:
+    """Mask registered secrets in the records of every logger (idempotent)."""
+    current = logging.getLogRecordFactory()
+    if not isinstance(current, _RedactingFactory):
+        logging.setLogRecordFactory(_RedactingFactory(current))
+
+
 def get_logger(name: str) -> logging.Logger:
     """Return the logger ``name`` with the secret filter attached (use it in every module).
 
-    Filters on a logger do not apply to its children, so each module's logger gets its own.
+    Filters on a logger do not apply to its children, so each module's logger gets its own;
+    the record factory of :func:`install_log_redaction` covers every other logger (urllib3).
     """
+    install_log_redaction()
     logger = logging.getLogger(name)
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)

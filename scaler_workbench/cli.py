@@ -13,6 +13,7 @@ Exit codes (for schedulers; see docs/cli.md):
 5     the provider is down or unreachable (5xx / 429 after retries, connection errors)
 6     the sync failed otherwise (state, export, data or request errors)
 7     verification failed (``demo``: an exported total differs from ground truth)
+8     another sync of this profile is running (same state): this one did not start
 130   interrupted (Ctrl-C)
 ====  ===========================================================================
 
@@ -25,6 +26,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +40,7 @@ from scaler_workbench.exceptions import (
     ProfileError,
     ProviderUnavailableError,
     QuotaExhaustedError,
+    SyncLockedError,
     TransportError,
     WorkbenchError,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "EXIT_AUTH",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_PROVIDER_DOWN",
@@ -64,6 +68,7 @@ EXIT_QUOTA = 4
 EXIT_PROVIDER_DOWN = 5
 EXIT_FAILED = 6
 EXIT_VERIFY = 7
+EXIT_LOCKED = 8
 EXIT_INTERRUPTED = 130
 
 log = get_logger("scaler_workbench.cli")
@@ -76,6 +81,8 @@ def exit_code_for(exc: BaseException) -> int:
     """The exit code a scheduler sees for ``exc``."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if isinstance(exc, SyncLockedError):
+        return EXIT_LOCKED
     if isinstance(exc, AuthError | CredentialError):
         return EXIT_AUTH
     if isinstance(exc, ProfileError | MappingError):
@@ -155,6 +162,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- output helpers ------------------------------------------------------------------------------
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe for a terminal: control characters (ESC, BEL, CR, C1, ...) shown escaped.
+
+    Parameters
+    ----------
+    text : str
+        Text that may hold provider data (names, ids, error bodies).
+
+    Returns
+    -------
+    str
+        ``text`` with every control character but newline and tab written as ``\\xNN``, and
+        registered secrets masked.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", redact(text))
+
+
+class _TerminalFormatter(logging.Formatter):
+    """Log lines with provider text escaped (a name holding ESC sequences cannot drive the tty)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_text(super().format(record))
+
+
 _HANDLER = logging.StreamHandler()
 
 
@@ -168,7 +202,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     if _HANDLER not in root.handlers:
         root.addHandler(_HANDLER)
     _HANDLER.stream = sys.stderr  # not setStream(): it would flush a stream that may be closed
-    _HANDLER.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _HANDLER.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.setLevel(logging.DEBUG if args.debug else logging.WARNING)
     logging.getLogger("scaler_workbench").setLevel(level)
 
@@ -195,10 +229,10 @@ def _progress(args: argparse.Namespace) -> tuple[Callable[[str], None], Callable
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    if getattr(args, "json", False):  # json.dumps escapes control characters itself
+        print(redact(json.dumps(payload, indent=2, sort_keys=True, default=str)))
     elif text:
-        print(text)
+        print(terminal_text(text))
 
 
 def _default_out(profile: Any) -> Path:
@@ -372,14 +406,14 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from scaler_workbench.store import StateStore
-    from scaler_workbench.sync import export_from_state
+    from scaler_workbench.sync import export_from_state, sync_lock
 
     profile, out, spath = _open_state(args)
     if not spath.exists():
         raise ProfileError(
             f"no state at {spath}", key="--out", hint="Run `scaler-workbench sync` first."
         )
-    with StateStore(spath) as store:
+    with sync_lock(spath, provider=profile.name), StateStore(spath) as store:
         files, checks = export_from_state(
             store, out / "export", profile=profile, formats=_formats(args.formats)
         )
@@ -549,7 +583,7 @@ def _run_command(args: argparse.Namespace) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(terminal_text(f"error: {exc}"), file=sys.stderr)
         if args.json:
             print(
                 json.dumps(
@@ -569,7 +603,7 @@ def _run_command(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         print(
-            f"error: unexpected {type(exc).__name__}: {redact(str(exc))}\n"
+            f"error: unexpected {type(exc).__name__}: {terminal_text(str(exc))}\n"
             "  -> re-run with --debug for the traceback and report it",
             file=sys.stderr,
         )

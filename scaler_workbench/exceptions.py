@@ -21,6 +21,7 @@ Catch as broadly or as narrowly as you need::
     ├── UsageError (ValueError)              impossible periods or readings that cannot be processed
     ├── ValidationSetupError (RuntimeError)  a validation suite could not be built or run
     ├── StateError (RuntimeError)            the SQLite state is locked, corrupt or too new
+    │   └── SyncLockedError                  another sync of this profile (state) is running
     ├── SyncError (RuntimeError)             a sync run could not finish (cause chained)
     ├── ExportError (OSError)                export files could not be written
     └── SandboxError (RuntimeError)          the local provider simulator failed to start
@@ -55,6 +56,7 @@ __all__ = [
     "SchemaError",
     "StateError",
     "SyncError",
+    "SyncLockedError",
     "TransportError",
     "UnitError",
     "UsageError",
@@ -216,6 +218,15 @@ class StateError(WorkbenchError, RuntimeError):
     """The SQLite state database is locked, corrupt or from a newer version."""
 
     default_hint = "Make sure no other sync is running; if the file is corrupt, move it aside."
+
+
+class SyncLockedError(StateError):
+    """Another sync (or export) of the same state is running: this one did not start."""
+
+    default_hint = (
+        "Wait for the running sync to finish (a lock left by a killed process is taken over "
+        "automatically)."
+    )
 
 
 class SyncError(WorkbenchError, RuntimeError):

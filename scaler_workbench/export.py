@@ -22,6 +22,14 @@ that reads back to the same double (``repr`` precision), booleans as ``true``/``
 cells for missing values. Rows are sorted by each table's key and columns follow
 :mod:`scaler_workbench.schema`, so the same data always gives byte-identical files (the XLSX is
 written with fixed zip and document timestamps).
+
+Provider text is data, never a formula. In CSV a text cell starting with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return gets a leading apostrophe (OWASP's rule for CSV injection;
+numbers, negative ones included, stay numbers): :func:`neutralise_formula`. In the XLSX every
+text cell is a string cell (never ``<f>``, never an error cell such as ``#N/A``), and characters
+XML forbids (C0 controls but tab, LF and CR; DEL; C1 controls) are replaced by U+FFFD, since a
+workbook cannot hold them; the validation rule ``control_characters`` flags such records (a
+warning). CSV keeps them as sent.
 """
 
 from __future__ import annotations
@@ -46,8 +54,10 @@ from scaler_workbench.reconciliation import RECONCILE_COLUMNS, reconcile
 from scaler_workbench.schema import QUARANTINE, TABLES, Table, Tables, coerce_frame
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "EXPORT_FILES",
     "format_datetimes",
+    "neutralise_formula",
     "reconcile",  # re-exported from reconciliation (its home since issue 12)
     "to_scaler_files",
 ]
@@ -219,8 +229,84 @@ def _render_deactivated(frame: pd.DataFrame | None) -> pd.DataFrame:
     return d.sort_values(["entity", "external_id"], kind="mergesort").reset_index(drop=True)
 
 
+#: first characters that make a spreadsheet run a cell as a formula (OWASP CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?inf|nan")
+#: characters an XLSX cannot hold (XML 1.0) or a terminal acts on: C0 but tab/LF/CR, DEL, C1
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_REPLACEMENT = "\ufffd"
+_XLSX_ERROR_CODES = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
+
+
+def neutralise_formula(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs as a formula.
+
+    Parameters
+    ----------
+    text : str
+        A cell's text.
+
+    Returns
+    -------
+    str
+        ``text`` with a leading apostrophe when it starts with ``=``, ``+``, ``-``, ``@``, a tab
+        or a carriage return and is not a plain number (``-12.5`` stays as it is).
+    """
+    if text and text[0] in FORMULA_START and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def _neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :func:`neutralise_formula` applied to its text cells (a copy if changed)."""
+    out = frame
+    for col in frame.columns:
+        s = frame[col]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+            continue
+        try:
+            risky = s.astype(object).str[:1].isin(FORMULA_START).to_numpy(dtype=bool)
+        except AttributeError:  # no text in the column
+            continue
+        if not risky.any():
+            continue
+        if out is frame:
+            out = frame.copy()
+        pos = np.flatnonzero(risky)
+        values = out[col].to_numpy(dtype=object).copy()
+        values[pos] = [neutralise_formula(str(v)) for v in values[pos]]
+        out[col] = pd.Series(values, index=out.index, dtype=object)
+    return out
+
+
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+    _neutralise_frame(frame).to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+
+
+def _xlsx_text(ws: Any, values: np.ndarray) -> np.ndarray:
+    """Text cells for a write-only sheet: never a formula or error cell, no XML-illegal chars."""
+    from openpyxl.cell import WriteOnlyCell
+
+    out = values.astype(object)  # a copy
+    out[out == ""] = None
+    s = pd.Series(out, dtype=object)
+    risky = (
+        s.str.contains(CONTROL_CHARACTERS, na=False)
+        | s.str.startswith("=", na=False)
+        | s.isin(_XLSX_ERROR_CODES)
+    ).to_numpy(dtype=bool)
+    for i in np.flatnonzero(risky):
+        v = out[i]
+        if not isinstance(v, str):
+            continue
+        if CONTROL_CHARACTERS.search(v):
+            v = CONTROL_CHARACTERS.sub(_REPLACEMENT, v)
+            out[i] = v
+        if v.startswith("=") or v in _XLSX_ERROR_CODES:
+            cell = WriteOnlyCell(ws, value=v)
+            cell.data_type = "s"  # a string, whatever it starts with
+            out[i] = cell
+    return out
 
 
 def _write_xlsx(
@@ -245,7 +331,7 @@ def _write_xlsx(
                 vals = np.array([float(v) if v != "" else None for v in text], dtype=object)
                 cols.append(vals)
             else:
-                cols.append(np.where(text == "", None, text))
+                cols.append(_xlsx_text(ws, text))
         for row in zip(*cols, strict=True):
             ws.append(list(row))
     buffer = io.BytesIO()

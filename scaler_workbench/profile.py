@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,15 @@ from typing import Any
 
 from scaler_workbench.exceptions import ProfileError
 
-__all__ = ["KNOWN_SECTIONS", "Environment", "Profile", "read_profile", "to_profile_toml"]
+__all__ = [
+    "AUTH_PLAIN_OPTIONS",
+    "KNOWN_SECTIONS",
+    "Environment",
+    "Profile",
+    "looks_like_credential",
+    "read_profile",
+    "to_profile_toml",
+]
 
 KNOWN_SECTIONS = (
     "provider",
@@ -319,7 +328,101 @@ def to_profile_toml(profile: Profile | dict[str, Any]) -> str:
     return tomli_w.dumps(data)
 
 
+#: ``[auth]`` options that are not secrets (documented in docs/profiles.md); every other option
+#: must be a ``*_env`` (environment variable) or ``*_file`` (file outside the repository) name.
+AUTH_PLAIN_OPTIONS = frozenset(
+    {
+        "type",
+        "name",
+        "location",
+        "prefix",
+        "header",
+        "format",
+        "header_format",
+        "username",
+        "client_id",
+        "token_url",
+        "authorize_url",
+        "redirect_uri",
+        "scope",
+        "client_auth",
+        "token_params",
+        "expiry_margin",
+        "default_expires_in",
+        "pkce",
+    }
+)
+
+#: Header, parameter and option names that carry credentials: their values come from
+#: ``headers_env`` / ``params_env`` (environment variables), never from the profile.
+CREDENTIAL_NAME = re.compile(
+    r"authoriz|^(x-)?auth$|api[-_ ]?key|access[-_ ]?key|private[-_ ]?key|^key$|secret|passw|"
+    r"^pwd$|token|signature|^sig$|credential|cookie|session",
+    re.IGNORECASE,
+)
+
+
+def looks_like_credential(name: str) -> bool:
+    """True when a header, parameter or option named ``name`` would carry a credential.
+
+    Parameters
+    ----------
+    name : str
+        E.g. ``Authorization``, ``X-Api-Key``, ``access_token``, ``signature``.
+
+    Returns
+    -------
+    bool
+    """
+    return bool(CREDENTIAL_NAME.search(str(name).strip()))
+
+
+def _refuse_credential_names(table: Any, key: str, env_key: str) -> None:
+    """Refuse ``table`` entries (headers, params) whose names look like credentials."""
+    if not isinstance(table, dict):
+        return
+    for name in table:
+        if looks_like_credential(str(name)):
+            raise ProfileError(
+                f"profile key {f'{key}.{name}'!r} looks like a credential; a profile holds no "
+                "credential values",
+                key=f"{key}.{name}",
+                hint=f"Put the value in an environment variable and write {env_key} = "
+                f'{{ "{name}" = "VAR_NAME" }} instead.',
+            )
+
+
+def _refuse_literal_auth_options(auth: Any) -> None:
+    """Every ``[auth]`` option is a documented non-secret option or names a variable/file."""
+    if not isinstance(auth, dict):
+        return
+    for k in auth:
+        name = str(k)
+        if name.endswith(("_env", "_file")) or name in AUTH_PLAIN_OPTIONS:
+            continue
+        raise ProfileError(
+            f"profile key 'auth.{name}' may hold a literal secret: [auth] takes secrets only "
+            "from environment variables",
+            key=f"auth.{name}",
+            hint=f'Put the value in an environment variable and write {name}_env = "VAR_NAME" '
+            f"(plain [auth] options: {', '.join(sorted(AUTH_PLAIN_OPTIONS))}).",
+        )
+    _refuse_credential_names(auth.get("token_params"), "auth.token_params", "token_params_env")
+
+
 def _refuse_literal_secrets(node: Any, path: str) -> None:
+    if path == "" and isinstance(node, dict):
+        _refuse_literal_auth_options(node.get("auth"))
+        client = node.get("client")
+        if isinstance(client, dict):
+            _refuse_credential_names(client.get("headers"), "client.headers", "headers_env")
+        resources = node.get("resources")
+        for rname, res in resources.items() if isinstance(resources, dict) else ():
+            if isinstance(res, dict):
+                for part in ("params", "headers"):
+                    _refuse_credential_names(
+                        res.get(part), f"resources.{rname}.{part}", f"{part}_env"
+                    )
     if isinstance(node, dict):
         for k, v in node.items():
             key = f"{path}.{k}" if path else str(k)

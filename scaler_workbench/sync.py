@@ -48,12 +48,18 @@ from scaler_workbench import exceptions
 from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors.client import Client
-from scaler_workbench.connectors.resources import FetchReport, FetchResult, connector_for
+from scaler_workbench.connectors.resources import (
+    FetchReport,
+    FetchResult,
+    connector_for,
+    source_file_profile,
+)
 from scaler_workbench.coverage import coverage_matrix
 from scaler_workbench.exceptions import (
     AuthError,
     ConnectorError,
     CredentialError,
+    ExportError,
     ProfileError,
     ProviderUnavailableError,
     QuotaExhaustedError,
@@ -79,9 +85,11 @@ __all__ = [
     "SyncResult",
     "builtin_sandbox",
     "export_from_state",
+    "lock_path",
     "reconciliation_from_state",
     "run_sync",
     "state_path",
+    "sync_lock",
 ]
 
 log = get_logger(__name__)
@@ -833,18 +841,108 @@ def export_from_state(
     if on_checks is not None:
         on_checks(checks)
     full_summary = None if summary is None else {**summary, **checks}
-    files = to_scaler_files(
-        tables,
-        export_dir,
-        quarantine=quarantine,
-        deactivated=inactive,
-        reconciliation=recon,
-        summary=full_summary,
-        formats=formats,
-        default_timezone=profile.timezone,
-        fault_hook=fault_hook,
-    )
+    with _export_failure_says_state_is_kept(export_dir):
+        files = to_scaler_files(
+            tables,
+            export_dir,
+            quarantine=quarantine,
+            deactivated=inactive,
+            reconciliation=recon,
+            summary=full_summary,
+            formats=formats,
+            default_timezone=profile.timezone,
+            fault_hook=fault_hook,
+        )
     return files, checks
+
+
+_EXPORT_AFTER_COMMIT_HINT = (
+    "The data is committed to the state; fix the cause and run `scaler-workbench export "
+    "<profile> --out <out>` to write the files from it (no fetch needed)."
+)
+
+
+def lock_path(state: str | os.PathLike[str]) -> Path:
+    """The sync lock file beside the state database: ``<state>.lock``."""
+    p = Path(state)
+    return p.with_name(p.name + ".lock")
+
+
+@contextlib.contextmanager
+def sync_lock(state: str | os.PathLike[str], *, provider: str = "") -> Iterator[Path]:
+    """Hold the one-sync-at-a-time lock of the state ``state`` for the ``with`` block.
+
+    An OS-level lock (``filelock``: ``flock`` on POSIX, ``msvcrt`` on Windows) on
+    ``<state>.lock``: the operating system releases it when the holder exits, so a lock left by
+    a killed process (SIGKILL included) is taken over by the next run, which says so (a warning
+    naming the pid kept in ``<state>.lock.owner``); its ``running`` run is then marked
+    ``interrupted`` as before.
+
+    Parameters
+    ----------
+    state : path-like
+        The state database (see :func:`state_path`); its folder is created.
+    provider : str
+        For the error message.
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    SyncLockedError
+        Another process (or another thread of this one) holds the lock: nothing was touched.
+    """
+    from filelock import FileLock, Timeout
+
+    from scaler_workbench.exceptions import SyncLockedError
+
+    path = lock_path(state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, thread_local=False)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        raise SyncLockedError(
+            f"another sync of {provider or 'this profile'!r} is running on {str(state)!r}",
+            provider=provider,
+        ) from None
+    owner = path.with_name(path.name + ".owner")  # who holds it: gone after a clean release
+    try:
+        with contextlib.suppress(OSError):
+            previous = owner.read_text(encoding="utf-8").strip()
+            log.warning(
+                "took over the sync lock of process %s, which ended without releasing it "
+                "(killed?); its run is marked interrupted",
+                previous or "?",
+            )
+        with contextlib.suppress(OSError):
+            owner.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        lock.release()
+
+
+@contextlib.contextmanager
+def _export_failure_says_state_is_kept(export_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """An export failure (the state is already committed) says so and how to re-export."""
+    try:
+        yield
+    except ExportError as exc:
+        exc.hint = _EXPORT_AFTER_COMMIT_HINT
+        raise
+    except WorkbenchError:
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"writing the export to {str(export_dir)!r} failed: {type(exc).__name__}: "
+            f"{redact(str(exc))}",
+            hint=_EXPORT_AFTER_COMMIT_HINT,
+        ) from exc
 
 
 def run_sync(
@@ -908,15 +1006,20 @@ def run_sync(
         exported, and ``exc.result`` holds the :class:`SyncResult` (status ``quota_exhausted``,
         summary ``remaining``). The next run with the same arguments resumes it: the same
         windows, fetching only the sequences that remain (parents are listed again).
+    SyncLockedError
+        Another sync of the same state is running (:func:`sync_lock`): this one touched nothing.
     WorkbenchError
-        Connector, profile, state or export errors pass through unchanged (the run is recorded
-        as failed and nothing is committed); anything unexpected becomes :class:`SyncError`.
+        Connector, profile and state errors pass through unchanged (the run is recorded as
+        failed and nothing is committed); an :class:`ExportError` comes after the commit (the
+        state holds the data, ``scaler-workbench export`` re-writes the files); anything
+        unexpected becomes :class:`SyncError`.
     """
     if from_file is not None:
-        from scaler_workbench.connectors.resources import source_file_profile
-
         profile = source_file_profile(profile, from_file)
-    with builtin_sandbox(profile, seed=sandbox_seed):
+    with (
+        sync_lock(state_path(profile, out), provider=profile.name),
+        builtin_sandbox(profile, seed=sandbox_seed),
+    ):
         result = _run(
             profile,
             out=Path(out),
@@ -1975,7 +2078,9 @@ def _run(
         raise SyncError(
             f"sync of {profile.name!r} failed: {type(exc).__name__}: {redact(str(exc))}",
             provider=profile.name,
-            hint="Re-run with --debug for the traceback; nothing was committed.",
+            hint="Re-run with --debug for the traceback. A failure before the commit leaves the "
+            "state as it was; after it the data stays committed (`scaler-workbench export` "
+            "re-writes the files).",
         ) from exc
     finally:
         store.close()

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 import time
 import warnings
@@ -922,6 +923,7 @@ def _validate(
     t0 = time.perf_counter()
     if len(work):
         rules_fn(work, found, ctx)
+        _check_control_characters(frame, found, ctx, table)
     else:
         for r in ctx.rules.values():
             if r.enabled and table in r.tables and r.engine == "pandas":
@@ -1100,6 +1102,31 @@ def _check_duplicates_small(
         occ = work.groupby(key, dropna=False, sort=False).cumcount().to_numpy() + 1
         found.occurrence.update(zip(np.flatnonzero(dup).tolist(), occ[dup].tolist(), strict=True))
     found.add_mask(r, dup, f"duplicate {'+'.join(key)}")
+
+
+#: characters a workbook cannot hold or a terminal acts on (export.CONTROL_CHARACTERS)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _check_control_characters(
+    frame: pd.DataFrame, found: _Findings, ctx: ValidationContext, table: str
+) -> None:
+    """``control_characters``: text cells the XLSX must alter (the record is kept, flagged)."""
+    r = ctx.rule("control_characters", table)
+    if not r:
+        return
+    masks: dict[str, np.ndarray] = {}
+    for col in frame.columns:
+        s = frame[col]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+            continue
+        try:
+            mask = s.astype(object).str.contains(_CONTROL, na=False).to_numpy(dtype=bool)
+        except AttributeError:  # no text in the column (e.g. datetimes held as objects)
+            continue
+        if mask.any():
+            masks[col] = mask
+    found.add_columns(r, masks, "control characters")
 
 
 def _assets_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -> None:

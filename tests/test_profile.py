@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,80 @@ def test_section_returns_a_copy(tmp_path: Path) -> None:
     assert profile.section("auth")["type"] == "basic"
     assert profile.section("missing") == {}
     assert isinstance(Profile.from_dict(profile.to_dict()), Profile)
+
+
+LITERAL = "Lit3ral+S/cret=&%"
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "instead"),
+    [
+        (lambda d: d["auth"].update(key=LITERAL), "auth.key", "key_env"),
+        (lambda d: d["auth"].update(api_secret=LITERAL), "auth.api_secret", "api_secret_env"),
+        (lambda d: d["auth"].update(refresh_token=LITERAL), "auth.refresh_token", "_env"),
+        (lambda d: d["auth"].update(pin=1234), "auth.pin", "pin_env"),
+        (
+            lambda d: d.setdefault("client", {}).update(headers={"Authorization": LITERAL}),
+            "client.headers.Authorization",
+            "headers_env",
+        ),
+        (
+            lambda d: d.setdefault("client", {}).update(headers={"X-Api-Key": LITERAL}),
+            "client.headers.X-Api-Key",
+            "headers_env",
+        ),
+        (
+            lambda d: d["resources"]["sites"].update(params={"access_token": LITERAL}),
+            "resources.sites.params.access_token",
+            "params_env",
+        ),
+        (
+            lambda d: d["resources"]["sites"].update(params={"signature": LITERAL}),
+            "resources.sites.params.signature",
+            "params_env",
+        ),
+        (
+            lambda d: d["resources"]["sites"].update(headers={"X-Session": LITERAL}),
+            "resources.sites.headers.X-Session",
+            "headers_env",
+        ),
+        (
+            lambda d: d["auth"].update(token_params={"client_password": LITERAL}),
+            "auth.token_params.client_password",
+            "token_params_env",
+        ),
+    ],
+)
+def test_literal_secrets_are_refused_anywhere_without_printing_them(
+    tmp_path: Path, edit: Any, key: str, instead: str
+) -> None:
+    data = read_profile(write(tmp_path, MINIMAL)).to_dict()
+    data.setdefault("resources", {}).setdefault("sites", {"path": "/sites"})
+    edit(data)
+    with pytest.raises(ProfileError) as info:
+        Profile.from_dict(data)
+    assert info.value.key == key and instead in str(info.value)
+    assert "Lit3ral" not in str(info.value) and "Lit3ral" not in repr(info.value)
+    assert "1234" not in str(info.value)
+    with pytest.raises(ProfileError):
+        to_profile_toml(data)
+
+
+def test_plain_auth_options_and_harmless_params_are_accepted(tmp_path: Path) -> None:
+    data = read_profile(write(tmp_path, MINIMAL)).to_dict()
+    data["auth"].update(username="analyst", client_id="cid", scope="read")
+    data.setdefault("client", {})["headers"] = {"Accept-Language": "en", "X-Client": "workbench"}
+    data.setdefault("client", {})["headers_env"] = {"X-Api-Key": "ACME_KEY"}
+    data.setdefault("resources", {})["sites"] = {
+        "path": "/sites",
+        "params": {"page_size": 100, "order_by": "period", "author": "me"},
+        "params_env": {"signature": "ACME_SIG"},
+    }
+    assert Profile.from_dict(data).section("client")["headers_env"] == {"X-Api-Key": "ACME_KEY"}
+
+
+def test_every_shipped_profile_still_loads() -> None:
+    shipped = sorted((Path(__file__).resolve().parents[1] / "mappings").glob("*/profile.toml"))
+    assert len(shipped) >= 6
+    for path in shipped:
+        assert read_profile(path).name

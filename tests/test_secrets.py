@@ -73,3 +73,46 @@ def test_logger_masks_registered_secrets(caplog: pytest.LogCaptureFixture) -> No
 def test_short_values_are_not_registered() -> None:
     Secret("ab")
     assert redact("ab cd") == "ab cd"
+
+
+def test_every_encoding_is_masked_in_text_urls_and_any_loggers_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    from scaler_workbench._secrets import register_basic_pair
+    from scaler_workbench.exceptions import TransportError
+
+    secret = Secret('Enc0d+ed/Val=&x%41"q')
+    pair = register_basic_pair("ann", secret.get())
+    forms = {
+        "raw": secret.get(),
+        "quote": quote(secret.get(), safe=""),
+        "quote_slash": quote(secret.get()),
+        "quote_plus": quote_plus(secret.get()),
+        "json": json.dumps(secret.get())[1:-1],
+        "basic": base64.b64encode(f"ann:{secret.get()}".encode()).decode(),
+        "double": quote(quote(secret.get(), safe=""), safe=""),
+    }
+    assert pair == forms["basic"]
+    for name, form in forms.items():
+        assert form not in redact(f"before {form} after"), name
+    url = f"https://api.example/x?acct={quote_plus(secret.get())}&from=2024-01-01&to=2024-02-01"
+    masked = redact_url(url)
+    assert "Enc0d" not in masked and "from=2024-01-01" in masked and "to=2024-02-01" in masked
+    exc = TransportError(f"ConnectionError talking to {url}", url=url)
+    assert "Enc0d" not in str(exc) and "Enc0d" not in repr(exc)
+    with caplog.at_level(logging.DEBUG):
+        for logger in ("urllib3.connectionpool", "some.library", ""):
+            for form in forms.values():
+                logging.getLogger(logger).debug("GET /x?acct=%s HTTP/1.1", form)
+        try:
+            raise ValueError(f"boom {forms['quote_plus']}")
+        except ValueError:
+            logging.getLogger("another.library").exception("failed with %s", forms["json"])
+    text = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
+    assert "GET /x?acct=***" in caplog.text and "boom" in text
+    for name, form in forms.items():
+        assert form not in text, name

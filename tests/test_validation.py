@@ -194,6 +194,7 @@ PLANTS: dict[str, tuple[Planter, set[str]]] = {
     "gap_between_periods": (_gap, set()),
     "negative_reading": (_set("readings", "value", -1.0, lambda t: 0), set()),
     "register_decrease": (_register_decrease, set()),
+    "control_characters": (_set("assets", "name", "Bell\x07 site", lambda t: 0), set()),
 }
 
 

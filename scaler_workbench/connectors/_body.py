@@ -4,6 +4,10 @@ JSON paths are dotted with ``[*]`` (every element) and ``[n]`` (one element), an
 leading ``$.``: ``data``, ``result.items[*]``, ``$.pages[*].records``. An empty path selects the
 body itself.
 
+A body nested deeper than :data:`MAX_NESTING` levels (JSON arrays/objects, XML elements) is a
+:class:`ResponseParseError` for that page, never a ``RecursionError``; a ``charset`` declared in
+the Content-Type (``application/json; charset=iso-8859-1``) is honoured.
+
 XML bodies are parsed with :mod:`defusedxml` (no DTDs, no external entities, no entity bombs) and
 selected with the ElementTree XPath subset plus a namespace map: ``ns:Reading``,
 ``.//e:Meter[@kind='interval']``; a trailing ``/@attr`` reads an attribute and a trailing
@@ -25,6 +29,7 @@ from scaler_workbench.exceptions import ResponseParseError
 
 __all__ = [
     "FORMATS",
+    "MAX_NESTING",
     "XML_FORMAT",
     "decode_body",
     "element_to_dict",
@@ -39,6 +44,76 @@ XML_FORMAT = "xml"
 FORMATS = ("auto", "json", "xml")
 
 _INDEX = re.compile(r"^(?P<name>[^\[\]]*)(?P<idx>(\[(\*|-?\d+)\])*)$")
+
+#: Deepest nesting of JSON arrays/objects or XML elements accepted in a response body [levels].
+MAX_NESTING = 100
+_BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")  # every byte but brackets: deleted
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
+
+
+def _bracket_depth_over(brackets: bytes, limit: int) -> bool:
+    """Whether a bracket sequence nests deeper than ``limit`` (one innermost level per pass)."""
+    for _ in range(limit):
+        if not brackets:
+            return False
+        fewer = _INNERMOST_PAIR.sub(b"", brackets)
+        if fewer == brackets:  # unbalanced (brackets inside strings): not deep by this count
+            return False
+        brackets = fewer
+    return bool(brackets) and _INNERMOST_PAIR.search(brackets) is not None
+
+
+def _json_too_deep(content: bytes, limit: int = MAX_NESTING) -> bool:
+    """Whether a JSON body nests arrays/objects deeper than ``limit`` (C-speed passes)."""
+    if content.count(b"[") + content.count(b"{") <= limit:
+        return False
+    if not _bracket_depth_over(content.translate(None, _BRACKETS_ONLY), limit):
+        return False  # strings can only add brackets: the body without them is shallower
+    return _bracket_depth_over(
+        _JSON_STRING.sub(b"", content).translate(None, _BRACKETS_ONLY), limit
+    )
+
+
+def _xml_too_deep(root: Element, limit: int = MAX_NESTING) -> bool:
+    stack = [(root, 1)]
+    while stack:
+        elem, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in elem)
+    return False
+
+
+def _too_deep(url: str) -> ResponseParseError:
+    return ResponseParseError(
+        f"response nests deeper than {MAX_NESTING} levels: refused",
+        url=url,
+        hint="Ask the provider why the body is so deeply nested; this page is left out and "
+        "the run is partial.",
+    )
+
+
+def _declared_charset(content_type: str) -> str:
+    m = _CHARSET.search(content_type or "")
+    return m.group(1).lower() if m else ""
+
+
+def _transcode(content: bytes, charset: str, url: str) -> bytes:
+    """``content`` in ``charset`` as UTF-8 bytes (unchanged for UTF-8)."""
+    if charset in ("", "utf-8", "utf8"):
+        return content
+    try:
+        return content.decode(charset).encode("utf-8")
+    except LookupError:
+        raise ResponseParseError(
+            f"response declares an unknown charset {charset!r}", url=url
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ResponseParseError(
+            f"response is not valid {charset}: {exc}; starts with {_snippet(content)!r}", url=url
+        ) from exc
 
 
 def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", url: str = "") -> Any:
@@ -58,7 +133,8 @@ def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", ur
     Raises
     ------
     ResponseParseError
-        Not valid JSON/XML, or XML that declares entities/DTDs (refused for safety).
+        Not valid JSON/XML, XML that declares entities/DTDs (refused for safety), nesting
+        deeper than :data:`MAX_NESTING` levels, or a body not in its declared charset.
     """
     if fmt not in FORMATS:
         raise ResponseParseError(
@@ -70,10 +146,21 @@ def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", ur
         fmt = "xml" if ("xml" in ct or (not ct and stripped == b"<")) else "json"
     if not content.strip():
         return None
+    charset = _declared_charset(content_type)
     if fmt == "xml":
-        return _parse_xml(content, url)
+        if charset and not re.match(rb"\s*<\?xml[^>]*encoding=", content):
+            content = _transcode(content, charset, url)  # the XML declaration wins if present
+        root = _parse_xml(content, url)
+        if _xml_too_deep(root):
+            raise _too_deep(url)
+        return root
+    content = _transcode(content, charset, url)
+    if _json_too_deep(content):
+        raise _too_deep(url)
     try:
         return json.loads(content)
+    except RecursionError:
+        raise _too_deep(url) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ResponseParseError(
             f"response is not valid JSON: {exc}; starts with {_snippet(content)!r}", url=url
@@ -88,6 +175,8 @@ def _parse_xml(content: bytes, url: str) -> Element:
 
     try:
         return safe_et.fromstring(content, forbid_dtd=True)
+    except RecursionError:
+        raise _too_deep(url) from None
     except DefusedXmlException as exc:
         raise ResponseParseError(
             f"refused unsafe XML ({type(exc).__name__}): DTDs and entities are not accepted",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import logging
+import math
 import random
 import re
 from collections.abc import Iterator, Mapping
@@ -43,7 +44,15 @@ __all__ = [
 #: seconds to wait for a connection and for each read, unless ``[client] timeout`` says otherwise
 DEFAULT_TIMEOUT = 30.0
 _BODY_LIMIT = 500
-_DEFAULT_QUOTA = r"quota|daily limit|limit (exceeded|reached) for (the|to)?day|requests per day"
+#: A 429 body meaning the daily or monthly quota is spent (not a per-second/minute/hour rate):
+#: a period word near a quota word, in either order (docs/connectors.md prints it).
+_QUOTA_PERIOD = r"daily|monthly|per[ _-]?day|per[ _-]?month|a day|a month|today|this month|24 ?h"
+_QUOTA_WORD = r"quota|limit|allowance|allotment|cap\b"
+_DEFAULT_QUOTA = (
+    rf"(?:{_QUOTA_PERIOD})[^.;\n]{{0,40}}?(?:{_QUOTA_WORD})"
+    rf"|(?:{_QUOTA_WORD})[^.;\n]{{0,60}}?(?:{_QUOTA_PERIOD}|for the day)"
+    r"|requests? (?:per|a) (?:day|month)"
+)
 
 
 def snippet(text: str, n: int = _BODY_LIMIT) -> str:
@@ -104,21 +113,25 @@ def translate_errors(url: str = "") -> Iterator[None]:
 
 
 def retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header: a number or an HTTP date (None if absent/bad)."""
+    """Seconds from a ``Retry-After`` header: a number or an HTTP date in the future.
+
+    None (the normal backoff applies) when absent or not a positive finite wait: ``nan``,
+    ``inf``, ``-5``, ``0``, a date in the past, or text that is neither.
+    """
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 # ----------------------------------------------------------------------------- policies
@@ -140,8 +153,9 @@ class RetryPolicy:
     retry_statuses : list of int
         Statuses worth retrying (429 and the transient 5xx).
     quota_match : str
-        Regular expression: a 429 *without* Retry-After whose body matches means the daily quota
-        is spent: :class:`QuotaExhaustedError` at once ("" never).
+        Regular expression: a 429 *without* Retry-After whose body matches means the daily (or
+        monthly) quota is spent: :class:`QuotaExhaustedError` at once ("" never). The default
+        matches daily/monthly quota wording only, never a per-second/minute rate limit.
     """
 
     max_attempts: int = 5

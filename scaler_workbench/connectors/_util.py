@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
+from scaler_workbench._secrets import secret_from_env
 from scaler_workbench.exceptions import ProfileError
 
 __all__ = ["construct"]
@@ -42,3 +44,36 @@ def accepted_options(cls: type[Any]) -> list[str]:
         if not any(v.kind is v.VAR_KEYWORD for v in params.values()):
             break
     return names
+
+
+def secrets_from_env_table(names: Any, key: str) -> dict[str, str]:
+    """Read a ``headers_env`` / ``params_env`` table (``name = "ENV_VAR"``) as secret values.
+
+    Parameters
+    ----------
+    names : mapping
+        Header or parameter name -> environment variable name.
+    key : str
+        The table's dotted profile key (for errors), e.g. ``client.headers_env``.
+
+    Returns
+    -------
+    dict of str to str
+        Name -> value; every value is registered for redaction (and stripped off-origin).
+
+    Raises
+    ------
+    ProfileError
+        ``names`` is not a table.
+    CredentialError
+        A named variable is unset.
+    """
+    if not names:
+        return {}
+    if not isinstance(names, Mapping):
+        raise ProfileError(f'{key} must be a table of name = "ENV_VAR"', key=key)
+    out = {}
+    for name, variable in names.items():
+        secret = secret_from_env(str(variable), key=f"{key}.{name}")
+        out[str(name)] = secret.get() if secret is not None else ""
+    return out

@@ -43,7 +43,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from requests.auth import AuthBase
 from requests.models import PreparedRequest
 
-from scaler_workbench._secrets import Secret, get_logger, register_secret, secret_from_env
+from scaler_workbench._secrets import (
+    Secret,
+    get_logger,
+    register_basic_pair,
+    register_secret,
+    secret_from_env,
+)
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors._transport import post_token_form
 from scaler_workbench.connectors._util import construct
@@ -101,7 +107,10 @@ class Auth(AuthBase):
 
     @property
     def hosts(self) -> tuple[str, ...]:
-        """Hosts besides the API's own that this auth talks to (the token endpoint)."""
+        """URLs (or host names) besides the API's that this auth talks to (the token endpoint).
+
+        Their origins (scheme, host and port) become API origins of the client.
+        """
         return ()
 
     def _describe(self) -> dict[str, Any]:
@@ -191,10 +200,7 @@ class BasicAuth(Auth):
 
 
 def _basic_header(user: str, password: str) -> str:
-    raw = f"{user}:{password}".encode()
-    token = base64.b64encode(raw).decode("ascii")
-    register_secret(token)
-    return f"Basic {token}"
+    return f"Basic {register_basic_pair(user, password)}"
 
 
 class BearerAuth(Auth):
@@ -325,7 +331,7 @@ class _OAuth2(Auth):
 
     @property
     def hosts(self) -> tuple[str, ...]:
-        return (urlsplit(self.token_url).hostname or "",)
+        return (self.token_url,)
 
     # -- overridable steps (per provider) --------------------------------------------------
     def token_request(self) -> dict[str, str]:
@@ -369,6 +375,7 @@ class _OAuth2(Auth):
     def _client_credentials(self) -> tuple[dict[str, str], tuple[str, str] | None]:
         cid, secret = _value(self.client_id), _value(self.client_secret)
         if self.client_auth == "basic" and cid:
+            register_basic_pair(cid, secret)
             return {}, (cid, secret)
         fields = {"client_id": cid} if cid else {}
         if secret:

@@ -6,9 +6,10 @@ One :class:`Client` per profile and environment holds the session, the auth, one
 the client-side budget and the allowed hosts. Every request goes through :meth:`Client.send`:
 
 1. wait for the budget (requests per second/minute/day, concurrency);
-2. apply credentials only when the URL's host is an API host (base URL, token URL,
-   ``allowed_hosts``); a next link or redirect elsewhere is sent without them (``offsite =
-   "strip"``, logged) or refused (``offsite = "refuse"``);
+2. apply credentials only when the URL's origin (scheme, host and port) is an API origin (base
+   URL, token URL, ``allowed_hosts``, see :mod:`._origin`); a next link or redirect elsewhere
+   is sent without any credential (``offsite = "strip"``, one warning per origin) or refused
+   (``offsite = "refuse"``);
 3. follow redirects by hand, with the same host check on every hop;
 4. retry 429/5xx and transport errors with capped exponential backoff and jitter, honouring
    ``Retry-After`` (seconds or HTTP date); a 429 saying the daily quota is spent stops at once
@@ -41,9 +42,15 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 import requests
 import requests.adapters
 
-from scaler_workbench._secrets import SECRET_PARAM_NAMES, get_logger, redact, redact_url
+from scaler_workbench._secrets import (
+    SECRET_PARAM_NAMES,
+    get_logger,
+    redact,
+    redact_url,
+)
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors._body import decode_body
+from scaler_workbench.connectors._origin import allowed_origins, origin_of, strip_credentials
 from scaler_workbench.connectors._transport import (
     DEFAULT_TIMEOUT,
     RetryPolicy,
@@ -52,7 +59,7 @@ from scaler_workbench.connectors._transport import (
 from scaler_workbench.connectors._transport import retry_after as _retry_after
 from scaler_workbench.connectors._transport import snippet as _snippet
 from scaler_workbench.connectors._transport import translate_errors as _translate_errors
-from scaler_workbench.connectors._util import construct
+from scaler_workbench.connectors._util import construct, secrets_from_env_table
 from scaler_workbench.connectors.auth import Auth, NoAuth, make_auth
 from scaler_workbench.connectors.paginate import PageRequest
 from scaler_workbench.connectors.registry import connector_for
@@ -338,6 +345,9 @@ class Client:
             raise ProfileError("client.offsite must be 'strip' or 'refuse'", key="client.offsite")
         user_agent = str(cfg.pop("user_agent", "scaler-workbench"))
         extra_headers = dict(cfg.pop("headers", {}) or {})
+        extra_headers.update(
+            secrets_from_env_table(cfg.pop("headers_env", {}), "client.headers_env")
+        )
         self.verify = cfg.pop("verify", True)
         self.retry: RetryPolicy = construct(RetryPolicy, cfg, "client")
         self.budget: Budget = construct(
@@ -369,19 +379,14 @@ class Client:
             rec = RecordingAdapter(record_to)
             self.session.mount("http://", rec)
             self.session.mount("https://", rec)
-        self.hosts = self._allowed_hosts(env.allowed_hosts)
+        self.origins = allowed_origins(self.base_url, self.auth.hosts, env.allowed_hosts)
+        self._warned_offsite: set[str] = set()
         self.auth.bind(self._post_token, self.clock)
         self.requests_sent = 0
         self.request_log: deque[RequestLogEntry] = deque(maxlen=10_000)
         self.last_response: requests.Response | None = None
         self.learned_spans: dict[str, int] = {}
         self._rng = random.Random()
-
-    def _allowed_hosts(self, extra: tuple[str, ...]) -> frozenset[str]:
-        hosts = {urlsplit(self.base_url).hostname or ""}
-        hosts |= set(self.auth.hosts)
-        hosts |= {h.lower() for h in extra}
-        return frozenset(h.lower() for h in hosts if h)
 
     def _post_token(
         self, url: str, data: Mapping[str, str], *, basic: tuple[str, str] | None = None
@@ -420,7 +425,8 @@ class Client:
         return f"{self.base_url}/{path_or_url.lstrip('/')}" if path_or_url else self.base_url
 
     def is_api_host(self, url: str) -> bool:
-        return (urlsplit(url).hostname or "").lower() in self.hosts
+        """True when ``url``'s origin (scheme, host and port) is one credentials may go to."""
+        return origin_of(url) in self.origins
 
     # -- the request loop ----------------------------------------------------------------
     def get(
@@ -503,8 +509,10 @@ class Client:
         started = time.perf_counter()
         response: requests.Response | None = None
         error = ""
+        sent = url
         try:
             prepared = self._prepare(request, url)
+            sent = str(prepared.url)  # the whole URL with its query: the log masks its secrets
             hops = 0
             while True:
                 with _translate_errors(url):
@@ -538,7 +546,7 @@ class Client:
             elapsed = (time.perf_counter() - started) * 1000
             status = response.status_code if response is not None else None
             entry = RequestLogEntry(
-                request.method, redact_url(url), status, attempt, elapsed, error
+                request.method, self._log_url(sent), status, attempt, elapsed, error
             )
             self.request_log.append(entry)
             log.debug(
@@ -549,6 +557,13 @@ class Client:
                 elapsed,
                 attempt,
             )
+
+    def _log_url(self, url: str) -> str:
+        """``url`` with its query for the request log; secrets (and the auth's parameter) masked."""
+        name = (
+            getattr(self.auth, "name", "") if getattr(self.auth, "location", "") == "query" else ""
+        )
+        return redact_url(url, {name} if name else frozenset())
 
     def _prepare(self, request: PageRequest, url: str) -> requests.PreparedRequest:
         with _translate_errors(url):
@@ -563,21 +578,37 @@ class Client:
             )
         if self.is_api_host(str(prepared.url)):
             prepared = self.auth(prepared)
-        elif not isinstance(self.auth, NoAuth):
-            if self.offsite == "refuse":
-                raise AuthError(
-                    f"refused to send a request to {urlsplit(url).hostname!r}, not an API host",
-                    url=url,
-                    hint="Add the host to environments.<env>.allowed_hosts if it is the provider's, "
-                    "or set client.offsite = 'strip' to follow it without credentials.",
-                )
-            prepared.headers.pop("Authorization", None)
-            log.warning(
-                "following %s without credentials: not an API host (%s)",
-                redact_url(url),
-                sorted(self.hosts),
-            )
+        else:
+            self._offsite(prepared, url)
         return prepared
+
+    def _offsite(self, prepared: requests.PreparedRequest, url: str) -> None:
+        """A request to another origin: refuse it, or strip every credential (warn once)."""
+        if self.offsite == "refuse" and not isinstance(self.auth, NoAuth):
+            raise AuthError(
+                f"refused to send a request to {str(origin_of(url) or urlsplit(url).hostname)!r}, "
+                "not an API host (scheme, host and port)",
+                url=url,
+                hint="Add it to environments.<env>.allowed_hosts (host or host:port) if it is "
+                "the provider's, or set client.offsite = 'strip' to follow it without credentials.",
+            )
+        query_names = (
+            [getattr(self.auth, "name", "")]
+            if getattr(self.auth, "location", "") == "query"
+            else []
+        )
+        stripped = strip_credentials(str(prepared.url), prepared.headers, query_names=query_names)
+        if stripped != prepared.url:
+            prepared.url = stripped
+        other = str(origin_of(url) or redact_url(url))
+        if other not in self._warned_offsite:
+            self._warned_offsite.add(other)
+            log.warning(
+                "following %s without credentials: %s is not an API origin (%s)",
+                redact_url(url),
+                other,
+                ", ".join(sorted(str(o) for o in self.origins)),
+            )
 
     def _raise_for_status(self, response: requests.Response, date_range: Any) -> None:
         status = response.status_code

@@ -50,6 +50,7 @@ from scaler_workbench.connectors._body import (
     select_records,
     walk_json,
 )
+from scaler_workbench.connectors._util import secrets_from_env_table
 from scaler_workbench.connectors.client import Client, Reply
 from scaler_workbench.connectors.dates import (
     DateRange,
@@ -101,6 +102,8 @@ RESOURCE_KEYS = (
     "params",
     "json",
     "headers",
+    "params_env",
+    "headers_env",
     "record_path",
     "primary_key",
     "paginator",
@@ -214,9 +217,15 @@ class ResourceSpec:
             name=name,
             path=table["path"],
             method=str(table.get("method", "GET")).upper(),
-            params=dict(table.get("params", {})),
+            params={
+                **table.get("params", {}),
+                **secrets_from_env_table(table.get("params_env"), f"{key}.params_env"),
+            },
             json=table.get("json"),
-            headers=dict(table.get("headers", {})),
+            headers={
+                **table.get("headers", {}),
+                **secrets_from_env_table(table.get("headers_env"), f"{key}.headers_env"),
+            },
             record_path=str(table.get("record_path", "")),
             primary_key=pk,
             paginator=paginator,

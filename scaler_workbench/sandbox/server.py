@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, NamedTuple, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
@@ -942,7 +942,10 @@ class Sandbox:
                 if route.method in (req.method, "*") or (
                     req.method == "HEAD" and route.method == "GET"
                 ):
-                    req.params = m.groupdict()
+                    req.params = {  # one path segment is percent-decoded, as servers do
+                        k: v if f"{{{k}:path}}" in route.pattern else unquote(v)
+                        for k, v in m.groupdict().items()
+                    }
                     return route, allowed
                 allowed.add(route.method)
         return None, allowed

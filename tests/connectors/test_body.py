@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from scaler_workbench.connectors._body import decode_body, find_value, select_records
@@ -68,3 +70,80 @@ def test_auto_format_detection_and_bad_bodies() -> None:
 def test_entity_bombs_and_external_entities_are_refused(payload: bytes) -> None:
     with pytest.raises(ResponseParseError, match="refused unsafe XML"):
         decode_body(payload, fmt="xml")
+
+
+# -- nesting limit and declared charsets (issue 14) ---------------------------------------------
+def test_deep_json_and_xml_are_a_parse_error_not_a_recursion_error() -> None:
+    from scaler_workbench.connectors._body import MAX_NESTING
+
+    deep_cases = [
+        (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "application/json"),
+        (b"<a>" * 100_000 + b"</a>" * 100_000, "application/xml"),
+        (b"[" * (MAX_NESTING + 1) + b"]" * (MAX_NESTING + 1), "application/json"),
+    ]
+    for body, ctype in deep_cases:
+        with pytest.raises(ResponseParseError, match=f"deeper than {MAX_NESTING} levels"):
+            decode_body(body, content_type=ctype, url="https://x.example/p")
+    at_limit = b"[" * MAX_NESTING + b"]" * MAX_NESTING
+    assert decode_body(at_limit, content_type="application/json") is not None
+    xml_at_limit = b"<a>" * MAX_NESTING + b"</a>" * MAX_NESTING
+    assert decode_body(xml_at_limit, content_type="application/xml").tag == "a"
+    # brackets inside strings are text, not nesting
+    tricky = b'{"data": [{"name": "' + b"[{" * 500 + b'"}]}'
+    assert decode_body(tricky, content_type="application/json")["data"][0]["name"] == "[{" * 500
+
+
+def test_a_declared_charset_is_honoured() -> None:
+    latin = '{"name": "Zürich Straße ÿ"}'.encode("iso-8859-1")
+    assert decode_body(latin, content_type="application/json; charset=iso-8859-1") == {
+        "name": "Zürich Straße ÿ"
+    }
+    assert decode_body(latin, content_type='application/json; charset="ISO-8859-1"')
+    xml = "<r><n>Zürich</n></r>".encode("iso-8859-1")
+    root = decode_body(xml, content_type="text/xml; charset=iso-8859-1")
+    assert root.find("n").text == "Zürich"
+    declared = '<?xml version="1.0" encoding="iso-8859-1"?><r>Zürich</r>'.encode("iso-8859-1")
+    assert (
+        decode_body(declared, content_type="application/xml; charset=iso-8859-1").text == "Zürich"
+    )
+    with pytest.raises(ResponseParseError, match="unknown charset"):
+        decode_body(b"{}", content_type="application/json; charset=no-such-charset")
+    with pytest.raises(ResponseParseError, match="not valid us-ascii"):
+        decode_body(b'{"a": "\xff"}', content_type="application/json; charset=us-ascii")
+
+
+def test_a_deep_page_is_that_pages_parse_error_and_the_pull_is_incomplete(serve: Any) -> None:
+    from scaler_workbench.clock import FakeClock
+    from scaler_workbench.connectors import fetch_resources
+    from tests._fakes import Reply, Request
+    from tests.connectors.conftest import fake_profile
+
+    def handler(req: Request) -> Reply:
+        if req.path == "/parents":
+            return Reply(200, {"data": [{"id": "p1"}, {"id": "p2"}, {"id": "p3"}]})
+        if req.path == "/parents/p2/items":
+            return Reply(200, b"[" * 100_000 + b"]" * 100_000, content_type="application/json")
+        pid = req.path.split("/")[2]
+        return Reply(200, {"data": [{"id": f"{pid}-1"}]})
+
+    server = serve(handler)
+    profile = fake_profile(
+        server.url,
+        resources={
+            "parents": {"path": "/parents", "record_path": "data", "primary_key": "id"},
+            "items": {
+                "path": "/parents/{pid}/items",
+                "record_path": "data",
+                "primary_key": "id",
+                "parent": "parents",
+                "parent_params": {"pid": "id"},
+            },
+        },
+    )
+    result = fetch_resources(profile, clock=FakeClock())
+    items = result["items"]
+    assert sorted(r["id"] for r in items.records) == ["p1-1", "p3-1"]
+    assert not items.report.complete
+    assert len(items.report.failed_pages) == 1
+    assert "deeper than" in str(items.report.failed_pages[0])

@@ -211,7 +211,16 @@ def test_credentials_never_go_to_other_hosts(
         auth={"type": "api_key", "name": "X-Key", "key_env": "SCRIPTED_KEY"},
         environments={"test": {"base_url": server.url, "allowed_hosts": ["localhost"]}},
     )
-    Client(allowed, clock=FakeClock()).get("/moved")
+    Client(allowed, clock=FakeClock()).get("/moved")  # a bare host means its default port (80)
+    assert "X-Key" not in server.requests[-1].headers
+    port = server.url.rsplit(":", 1)[1]
+    with_port = fake_profile(
+        server.url,
+        resources={},
+        auth={"type": "api_key", "name": "X-Key", "key_env": "SCRIPTED_KEY"},
+        environments={"test": {"base_url": server.url, "allowed_hosts": [f"localhost:{port}"]}},
+    )
+    Client(with_port, clock=FakeClock()).get("/moved")
     assert server.requests[-1].headers.get("X-Key") == "scripted-key-123"
 
 
@@ -291,3 +300,68 @@ def test_client_reexports_the_transport_names() -> None:
         assert getattr(client, name) is getattr(_transport, name), name
         assert name in client.__all__
     assert auth.post_token_form is _transport.post_token_form  # the standalone fallback
+
+
+@pytest.mark.parametrize(
+    ("body", "daily"),
+    [
+        ({"error": "daily_quota_exceeded"}, True),
+        ("Daily limit reached for this API key", True),
+        ("monthly quota exhausted", True),
+        ("You have exceeded your quota for the day", True),
+        ("1000 requests per day exceeded", True),
+        ("quota exceeded: 100 requests per minute", False),
+        ("API calls quota exceeded! maximum admitted 60 per minute.", False),
+        ("Rate limit exceeded: 10 requests per second", False),
+        ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute'", False),
+        ("too many requests", False),
+    ],
+)
+def test_default_quota_pattern_means_daily_or_monthly_only(
+    serve: Any, body: Any, daily: bool
+) -> None:
+    calls: list[int] = []
+
+    def handler(req: Request) -> Reply:
+        calls.append(1)
+        return Reply(429, body) if len(calls) < 3 else Reply(200, {"ok": True})
+
+    server = serve(handler)
+    clock = FakeClock()
+    client = Client(_profile(server.url, jitter=0.0), clock=clock)
+    if daily:
+        with pytest.raises(QuotaExhaustedError):
+            client.get("/x")
+        assert len(server.requests) == 1 and not clock.sleeps
+    else:  # a rate limit: the normal backoff, then the request succeeds
+        assert client.get("/x").body == {"ok": True}
+        assert clock.sleeps == [1.0, 2.0] and len(server.requests) == 3
+
+
+@pytest.mark.parametrize("header", ["nan", "-5", "0", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_retry_after_that_is_not_a_positive_finite_wait_falls_back_to_backoff(
+    serve: Any, header: str
+) -> None:
+    now = FakeClock().now()
+    assert _retry_after(header, now) is None
+    calls: list[int] = []
+
+    def handler(req: Request) -> Reply:
+        calls.append(1)
+        if len(calls) < 4:
+            return Reply(503, {"error": "busy"}, {"Retry-After": header})
+        return Reply(200, {"ok": True})
+
+    server = serve(handler)
+    clock = FakeClock()
+    assert Client(_profile(server.url, jitter=0.0), clock=clock).get("/x").body == {"ok": True}
+    assert clock.sleeps == [1.0, 2.0, 4.0] and len(server.requests) == 4
+
+
+def test_the_default_quota_pattern_is_printed_in_the_docs() -> None:
+    from pathlib import Path
+
+    from scaler_workbench.connectors._transport import _DEFAULT_QUOTA
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "connectors.md").read_text("utf-8")
+    assert _DEFAULT_QUOTA in doc
