@@ -102,7 +102,7 @@ def _figure_class() -> type[Figure]:
 
         WorkbenchFigure.__module__ = __name__
         _FIGURE_CLASS.append(WorkbenchFigure)
-    return _FIGURE_CLASS[0]  # type: ignore[no-any-return]
+    return _FIGURE_CLASS[0]
 
 
 def new_figure(*, figsize: tuple[float, float]) -> Figure:
