@@ -344,7 +344,7 @@ def test_sync_runner_shows_stages_requests_log_and_summary_links(
     assert f"{runner.requests} requests" in runner.request_label.value
     assert any("fetched" in line or "pages" in line for line in runner.log_lines), runner.log_lines
     summary = runner.summary_view.value
-    assert f"<b>status</b> <span style='color:" in summary and f">{result.status}<" in summary
+    assert "<b>status</b> <span style='color:" in summary and f">{result.status}<" in summary
     for name, path in result.files.items():
         assert f"<a href='out/export/{Path(path).name}'" in summary, name
     assert sandbox.env()["SANDBOX_API_KEY"] not in runner.text() + summary
