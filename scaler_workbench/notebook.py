@@ -372,14 +372,28 @@ def execute_notebook(
     return nb
 
 
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def render_html(nb: Any, target: str | os.PathLike[str]) -> Path:
-    """Render an executed notebook to a standalone HTML page (probe cells left out)."""
+    """Render an executed notebook to a standalone HTML page (probe cells left out).
+
+    Widget views are dropped (they need the widgets' JavaScript from a CDN and a kernel, and
+    show as empty space without them): each panel's static ``text/html`` snapshot (see
+    :mod:`scaler_workbench.widgets`) is shown instead, so the page works offline.
+    """
     import copy
 
     from nbconvert import HTMLExporter
 
     clean = copy.deepcopy(nb)
     clean.cells = [c for c in clean.cells if "probe" not in c.get("metadata", {}).get("tags", [])]
+    # live widgets would need their JavaScript from a CDN (unpkg) and a kernel: the pages show
+    # each panel's static snapshot instead, offline and without a kernel
+    clean.metadata.pop("widgets", None)
+    for cell in clean.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(_WIDGET_VIEW, None)
     body, _ = HTMLExporter().from_notebook_node(clean)
     t = Path(target)
     t.parent.mkdir(parents=True, exist_ok=True)
