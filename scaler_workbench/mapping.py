@@ -374,6 +374,7 @@ class _Styles:
         self.input_fill = PatternFill("solid", fgColor=_INPUT_FILL)
         self.border = Border(left=thin, right=thin, top=thin, bottom=thin)
         self.wrap = Alignment(wrap_text=True, vertical="top")
+        self.top = Alignment(vertical="top")
         self.lists = _Lists()
 
 
@@ -533,9 +534,10 @@ def _write_table_sheet(
         row += 1
     for key in _setting_keys(spec):
         value = spec.get(key, "")
-        ws.cell(row=row, column=1, value=key).font = st.bold
+        k = ws.cell(row=row, column=1, value=key)
+        k.font, k.alignment = st.bold, st.top
         c = ws.cell(row=row, column=2, value=_cell_value(value))
-        c.fill = st.input_fill
+        c.fill, c.alignment = st.input_fill, st.top
         note = ws.cell(row=row, column=3, value=_SETTING_HELP.get(key, ""))
         note.font, note.alignment = st.grey_font, st.wrap
         if isinstance(value, Mapping | list | tuple):
