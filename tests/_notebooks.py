@@ -133,11 +133,27 @@ def _probe_source(name: str) -> str:
     return f"import json as _json\nprint({_MARK!r} + _json.dumps({{{body}}}, default=str))"
 
 
+def mappings_digest() -> dict[str, str]:
+    """sha256 of every file under mappings/ (the shipped profiles and workbooks)."""
+    import hashlib
+
+    return {
+        str(p.relative_to(ROOT)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((ROOT / "mappings").rglob("*"))
+        if p.is_file()
+    }
+
+
+#: mappings/ before and after the notebooks ran (filled by :func:`executed`).
+MAPPINGS: dict[str, dict[str, str]] = {}
+
+
 @functools.cache
 def executed() -> dict[str, Executed]:
     """Run every notebook (once per process); name -> :class:`Executed`."""
     from scaler_workbench.notebook import execute_notebook
 
+    MAPPINGS["before"] = mappings_digest()
     base = Path(tempfile.mkdtemp(prefix="workbench-notebooks-"))
     out: dict[str, Executed] = {}
     for path in NOTEBOOKS:
@@ -146,6 +162,7 @@ def executed() -> dict[str, Executed]:
         text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
         line = next(x for x in text.splitlines() if x.startswith(_MARK))
         out[path.stem] = Executed(path.stem, nb, json.loads(line[len(_MARK) :]), target)
+    MAPPINGS["after"] = mappings_digest()
     return out
 
 
