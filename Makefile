@@ -1,13 +1,14 @@
 # scaler-workbench: two commands on a fresh machine with Python 3.11 and make.
 #   make demo   full onboarding against the built-in sandbox provider -> out/demo/
 #   make test   ruff, mypy, pytest (unit, loopback HTTP, notebooks)
+#   make docs   execute the notebooks and render them to HTML under docs/_build/notebooks/
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest lab bench bench-smoke clean venv
+.PHONY: demo test lint typecheck pytest lab docs bench bench-smoke clean venv
 
 venv: $(STAMP)
 
@@ -34,6 +35,9 @@ test: lint typecheck pytest
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
+
+docs: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m scaler_workbench.notebook docs
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

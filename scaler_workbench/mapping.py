@@ -18,7 +18,7 @@ Workbook layout
                       top, then one row per Scaler column: required, description, the provider
                       field path *or* a constant, notes
 ``meter_types``       each provider commodity value -> Scaler meter_type / meter_subtype
-                      (drop-down lists from :data:`schema.METER_TYPES` / ``METER_SUBTYPES``)
+                      (drop-down lists of Scaler's meter types and subtypes)
 ``value_maps``        any other value translation (e.g. ``"E"`` -> ``True`` for estimated)
 ``units``             unit settings, and each provider unit label -> the unit to read it as
 ``energy_factors``    per-fuel volume -> energy factors that the analyst must confirm
@@ -26,6 +26,15 @@ Workbook layout
 
 Only the mapping sheets, ``meter_types``, ``value_maps``, ``units`` and ``energy_factors`` are
 read back; ``README``, ``fields`` and the hidden ``lists`` sheet are documentation.
+
+Every enumerated cell has a drop-down (Excel data validation on named ranges of the hidden
+``lists`` sheet): resources (from the profile), ``kind``, ``aggregate``, ``prorate``,
+``to_consumption``, ``end_inclusive``, ``nonexistent``, field paths seen in the samples (per
+resource), meter types and subtypes, units ("Read as": the registry's common spellings, the
+ambiguous labels' choices and the aliases in use) and ``Confirmed``. Drop-downs of free-form
+columns (field paths, units) warn rather than refuse, so a JSON field spec or a rarer pint unit
+can still be typed. Notes are wrapped in their own column (rows sized to fit), never spilling
+into data cells; every header is shown whole.
 
 openpyxl is imported inside the functions that need it, so ``import scaler_workbench`` stays
 light.
@@ -98,6 +107,8 @@ _DERIVED: dict[str, frozenset[str]] = {
 
 _SETTING_HELP: dict[str, str] = {
     "resource": "Profile resource whose records feed this table.",
+    "derive_from": "Table whose records also give this one (e.g. assets from meters).",
+    "nonexistent": "quarantine | shift_forward: local times skipped by a DST change.",
     "kind": "intervals | consumption | readings: what one record is.",
     "aggregate": "none | day | month: aggregate sub-daily values in the site's local time.",
     "end_inclusive": "TRUE when the end field names the last day included (bills).",
@@ -108,8 +119,40 @@ _SETTING_HELP: dict[str, str] = {
     "tz": "Time zone of naive timestamps (default: the site's).",
 }
 
+#: Column descriptions worded for the analyst where the schema's refer to code.
+_WORKBOOK_DESCRIPTIONS: dict[tuple[str, str], str] = {
+    ("meters", "meter_subtype"): "Scaler's subtype of the meter type (e.g. Natural Gas, Potable, "
+    "Non-hazardous): chosen per provider value on the meter_types sheet.",
+}
+
+#: Allowed values of the enumerated table settings (the workbook's drop-downs). ``aggregate``,
+#: ``prorate`` and ``to_consumption`` also accept the transform's synonyms in
+#: :data:`_SETTING_SYNONYMS`.
+SETTING_CHOICES: dict[str, tuple[str, ...]] = {
+    "kind": ("intervals", "consumption", "readings"),
+    "aggregate": ("none", "day", "month"),
+    "prorate": ("none", "day", "month"),
+    "to_consumption": ("none", "day", "month"),
+    "end_inclusive": ("TRUE", "FALSE", "auto"),
+    "nonexistent": ("quarantine", "shift_forward"),
+}
+_SETTING_SYNONYMS: dict[str, tuple[str, ...]] = {
+    key: ("false", "", "reading", "period", "as-is")
+    for key in ("aggregate", "prorate", "to_consumption")
+}
+
 #: Columns of the frame :func:`check_mapping` returns.
-CHECK_COLUMNS = ("table", "source", "check", "severity", "subject", "count", "message")
+CHECK_COLUMNS = (
+    "table",
+    "source",
+    "check",
+    "severity",
+    "subject",
+    "count",
+    "message",
+    "sheet",
+    "cell",
+)
 
 _TABLE_ORDER = ("assets", "meters", "usage", "readings")
 _MULTI_SOURCE = ("usage", "readings")
@@ -281,6 +324,12 @@ def _profile_parts(
     return dict(data.get("mapping", {})), dict(data.get("units", {})), name
 
 
+def _profile_resources(profile: Profile | Mapping[str, Any]) -> list[str]:
+    if hasattr(profile, "section"):
+        return list(dict(profile.section("resources") or {}))
+    return list(dict(dict(profile).get("resources", {}) or {}))
+
+
 def _iter_specs(mapping: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """``(table, source, spec)`` for every table/source in a mapping, in a stable order."""
     out: list[tuple[str, str, dict[str, Any]]] = []
@@ -325,6 +374,52 @@ class _Styles:
         self.input_fill = PatternFill("solid", fgColor=_INPUT_FILL)
         self.border = Border(left=thin, right=thin, top=thin, bottom=thin)
         self.wrap = Alignment(wrap_text=True, vertical="top")
+        self.top = Alignment(vertical="top")
+        self.lists = _Lists()
+
+
+class _Lists:
+    """Drop-down values collected while writing; stored on the hidden ``lists`` sheet."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[str]] = {}
+
+    def add(self, name: str, values: Iterable[Any]) -> str | None:
+        """Register a named list; returns the name, or None when there are no values."""
+        items = [str(v) for v in dict.fromkeys(values) if v is not None and str(v) != ""]
+        if not items:
+            return None
+        self.values[name] = items
+        return name
+
+
+def _dropdown(
+    ws: Any, source: str | None, cells: str, *, strict: bool, title: str, message: str
+) -> None:
+    """A list drop-down on ``cells``: ``source`` a named range or an inline ``"a,b"`` list.
+
+    ``strict`` refuses other values; otherwise Excel warns and lets the analyst keep the value
+    (a JSON field spec, a rarer unit).
+    """
+    if source is None:
+        return
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    formula = source if source.startswith('"') else f"={source}"
+    dv = DataValidation(
+        type="list",
+        formula1=formula,
+        allow_blank=True,
+        showErrorMessage=True,
+        errorStyle="stop" if strict else "warning",
+        errorTitle=title,
+        error=message,
+    )
+    dv.add(cells)
+    ws.add_data_validation(dv)
+
+
+_BOOLEAN_LIST = '"TRUE,FALSE"'
 
 
 def _cell_value(value: Any) -> Any:
@@ -338,23 +433,96 @@ def _header(ws: Any, row: int, labels: Iterable[str], st: _Styles) -> None:
     for col, label in enumerate(labels, start=1):
         c = ws.cell(row=row, column=col, value=label)
         c.font, c.fill, c.border = st.header_font, st.header_fill, st.border
+        c.alignment = st.wrap
 
 
 def _title(ws: Any, text: str, subtitle: str, st: _Styles) -> None:
     ws.cell(row=1, column=1, value=text).font = st.title_font
     if subtitle:
-        ws.cell(row=2, column=1, value=subtitle).font = st.grey_font
+        c = ws.cell(row=2, column=1, value=subtitle)
+        c.font = st.grey_font
+        c.alignment = st.wrap
 
 
-def _widths(ws: Any, widths: Iterable[int]) -> None:
+#: Approximate characters per unit of Excel column width, and points per wrapped line.
+_LINE_POINTS = 15.0
+
+
+def _widths(ws: Any, widths: Iterable[int], *, header: int | None = None) -> None:
+    """Set column widths, never narrower than a header label, then size wrapped rows.
+
+    Every header is shown whole; the subtitle (row 2) is merged over the used columns and
+    wrapped; every row holding wrapped text gets the height its longest cell needs, so notes
+    never spill into other cells (Excel and LibreOffice do not grow rows written by openpyxl).
+    """
+    import math
+
     from openpyxl.utils import get_column_letter
 
-    for i, w in enumerate(widths, start=1):
+    sizes = list(widths)
+    if header is not None:
+        for i in range(len(sizes)):
+            label = ws.cell(row=header, column=i + 1).value
+            if label is not None:
+                sizes[i] = max(sizes[i], len(str(label)) + 3)
+    for i, w in enumerate(sizes, start=1):
         ws.column_dimensions[get_column_letter(i)].width = w
+    if ws.cell(row=2, column=1).value is not None and len(sizes) > 1:
+        ws.merge_cells(start_row=2, start_column=1, end_row=2, end_column=len(sizes))
+    for row in ws.iter_rows(min_row=2):
+        lines = 1
+        for c in row:
+            if c.value is None or not (c.alignment and c.alignment.wrap_text):
+                continue
+            if c.row == 2 and c.column == 1:
+                width = sum(sizes)
+            elif c.column <= len(sizes):
+                width = sizes[c.column - 1]
+            else:
+                continue
+            per_line = max(int(width * 1.1) - 1, 1)
+            text = str(c.value)
+            lines = max(lines, sum(math.ceil(max(len(t), 1) / per_line) for t in text.split("\n")))
+        if lines > 1:
+            ws.row_dimensions[row[0].row].height = _LINE_POINTS * min(lines, 12)
+
+
+def _setting_keys(spec: Mapping[str, Any]) -> list[str]:
+    """Settings rows of a table sheet, in order: ``resource`` first (unless derived)."""
+    keys = [k for k in spec if k not in ("fields", "value_maps")]
+    if "resource" in spec or "derive_from" not in spec:
+        return ["resource", *[k for k in keys if k != "resource"]]
+    return keys
+
+
+def _field_names(table: str, spec: Mapping[str, Any]) -> list[str]:
+    names = [c.name for c in TABLES[table].columns]
+    extra = [n for n in dict(spec.get("fields", {})) if n not in names]
+    return [*names, *dict.fromkeys(extra)]
+
+
+def _table_cells(table: str, spec: Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows of each setting and of each Scaler column on a table sheet written for ``spec``."""
+    settings = {key: 5 + i for i, key in enumerate(_setting_keys(spec))}
+    header = 5 + len(settings) + 1
+    fields = {name: header + 1 + i for i, name in enumerate(_field_names(table, spec))}
+    return settings, fields
+
+
+def _sheet_names(mapping: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """The sheet of every (table, source), as :func:`to_mapping_workbook` names them."""
+    used = {s.lower() for s in _INFO_SHEETS}
+    return {(t, src): _sheet_name(t, src, used) for t, src, _ in _iter_specs(mapping)}
 
 
 def _write_table_sheet(
-    ws: Any, table: str, source: str, spec: dict[str, Any], st: _Styles, examples: dict[str, Any]
+    ws: Any,
+    table: str,
+    source: str,
+    spec: dict[str, Any],
+    st: _Styles,
+    examples: dict[str, Any],
+    paths_list: str | None,
 ) -> None:
     label = f"{table} source {source!r}" if source else table
     _title(ws, f"Mapping: {label}", TABLES[table].description, st)
@@ -364,15 +532,44 @@ def _write_table_sheet(
         ws.cell(row=row, column=2, value=value)
         ws.cell(row=row, column=3, value="(do not edit)").font = st.grey_font
         row += 1
-    settings = {k: v for k, v in spec.items() if k not in ("fields", "value_maps")}
-    for key in ("resource", *[k for k in settings if k != "resource"]):
-        value = settings.get(key, "")
-        ws.cell(row=row, column=1, value=key).font = st.bold
+    for key in _setting_keys(spec):
+        value = spec.get(key, "")
+        k = ws.cell(row=row, column=1, value=key)
+        k.font, k.alignment = st.bold, st.top
         c = ws.cell(row=row, column=2, value=_cell_value(value))
-        c.fill = st.input_fill
-        ws.cell(row=row, column=3, value=_SETTING_HELP.get(key, "")).font = st.grey_font
+        c.fill, c.alignment = st.input_fill, st.top
+        note = ws.cell(row=row, column=3, value=_SETTING_HELP.get(key, ""))
+        note.font, note.alignment = st.grey_font, st.wrap
         if isinstance(value, Mapping | list | tuple):
             ws.cell(row=row, column=4, value="json")
+        elif key == "resource":
+            _dropdown(
+                ws,
+                "resources",
+                f"B{row}",
+                strict=False,
+                title="Unknown resource",
+                message="Pick a resource of the profile (or write a JSON list of them).",
+            )
+        elif key == "derive_from":
+            _dropdown(
+                ws,
+                '"meters"',
+                f"B{row}",
+                strict=True,
+                title="Unknown table",
+                message="Assets can be derived from the meters' records.",
+            )
+        elif key in SETTING_CHOICES:
+            choices = SETTING_CHOICES[key]
+            _dropdown(
+                ws,
+                _BOOLEAN_LIST if key == "end_inclusive" and isinstance(value, bool) else key,
+                f"B{row}",
+                strict=True,
+                title=f"Unknown {key}",
+                message=f"Pick one of {', '.join(choices)}.",
+            )
         row += 1
     row += 1
     header_row = row
@@ -382,13 +579,12 @@ def _write_table_sheet(
     required = set(_required(table, spec))
     derived = _DERIVED[table]
     names = [c.name for c in schema.columns]
-    extra = [n for n in fields if n not in names]
-    for name in [*names, *dict.fromkeys(extra)]:
+    for name in _field_names(table, spec):
         row += 1
         if name in names:
             column = schema.column(name)
             status = "yes" if name in required else ("derived" if name in derived else "no")
-            description = column.description
+            description = _WORKBOOK_DESCRIPTIONS.get((table, name), column.description)
         else:
             status, description = "extra", "Not a Scaler column: kept for the transform."
         path: Any = fields.get(name)
@@ -397,7 +593,7 @@ def _write_table_sheet(
             const, path = path["const"], None
         elif isinstance(path, int | float | bool):
             const, path = path, None
-        cells = [
+        cells: list[Any] = [
             name,
             status,
             description,
@@ -422,8 +618,18 @@ def _write_table_sheet(
                 ws.cell(row=row, column=col).fill = st.derived_fill
             if not cells[5]:
                 ws.cell(row=row, column=6, value="filled by a later stage; leave blank")
+    if row > header_row:
+        _dropdown(
+            ws,
+            paths_list,
+            f"D{header_row + 1}:D{row + 50}",
+            strict=False,
+            title="Field path not seen in the samples",
+            message="This path is not in the samples (see the 'fields' sheet). Keep it only if "
+            "you know newer records have it, or for a JSON field spec.",
+        )
     ws.freeze_panes = ws.cell(row=header_row + 1, column=2)
-    _widths(ws, (18, 10, 50, 34, 18, 40))
+    _widths(ws, (18, 10, 50, 34, 18, 40), header=header_row)
 
 
 def _meter_type_rows(
@@ -469,24 +675,35 @@ def _meter_type_rows(
     return list(rows.values()), type_field, sub_field
 
 
-def _write_lists(wb: Any) -> None:
+def _write_lists(wb: Any, lists: _Lists) -> None:
+    """The hidden ``lists`` sheet: one column per drop-down list, each a defined name."""
+    from openpyxl.utils import get_column_letter
     from openpyxl.workbook.defined_name import DefinedName
 
     ws = wb.create_sheet("lists")
     ws.sheet_state = "hidden"
-    ws.cell(row=1, column=1, value="meter_type")
-    for i, t in enumerate(METER_TYPES, start=2):
-        ws.cell(row=i, column=1, value=t)
-    for col, (t, subs) in enumerate(METER_SUBTYPES.items(), start=2):
-        ws.cell(row=1, column=col, value=t)
-        for i, s in enumerate(subs, start=2):
-            ws.cell(row=i, column=col, value=s)
-        letter = ws.cell(row=1, column=col).column_letter
-        ref = f"lists!${letter}$2:${letter}${len(subs) + 1}"
-        wb.defined_names[t] = DefinedName(t, attr_text=ref)
-    wb.defined_names["meter_types"] = DefinedName(
-        "meter_types", attr_text=f"lists!$A$2:$A${len(METER_TYPES) + 1}"
-    )
+    columns = {"meter_types": list(METER_TYPES)}
+    columns.update({t: list(subs) for t, subs in METER_SUBTYPES.items()})
+    columns.update(lists.values)
+    for col, (name, values) in enumerate(columns.items(), start=1):
+        ws.cell(row=1, column=col, value=name)
+        for i, v in enumerate(values, start=2):
+            ws.cell(row=i, column=col, value=v)
+        letter = get_column_letter(col)
+        ref = f"lists!${letter}$2:${letter}${len(values) + 1}"
+        wb.defined_names[name] = DefinedName(name, attr_text=ref)
+
+
+def _unit_options(units: Mapping[str, Any]) -> list[str]:
+    """'Read as' choices: canonical units, common spellings, ambiguous labels' choices, aliases."""
+    from scaler_workbench.schema import CANONICAL_UNITS
+    from scaler_workbench.units import AMBIGUOUS, LABELS
+
+    aliases = dict(units.get("aliases", {}) or {})
+    out = [*CANONICAL_UNITS.values(), *sorted(set(LABELS.values()), key=str.lower)]
+    out += [choice for group in AMBIGUOUS.values() for choice in group]
+    out += [str(v) for v in aliases.values()]
+    return list(dict.fromkeys(out))
 
 
 def _write_meter_types(
@@ -500,8 +717,9 @@ def _write_meter_types(
     _title(
         ws,
         "Meter types: provider value -> Scaler meter_type / meter_subtype",
-        f"Provider values come from the meters field {src!r}. Leave meter_type blank to NOT "
-        "import a value: its meters are then reported as not imported, never dropped silently.",
+        f"Provider values come from the meters field {src!r}. Leave the meter type blank to "
+        "NOT import a value: its meters are then reported as not imported, never dropped "
+        "silently.",
         st,
     )
     header_row = 4
@@ -541,7 +759,7 @@ def _write_meter_types(
         row += 1
         note = None
         if r["meter_type"] is None:
-            note = "not imported (no meter type): reported in check_mapping"
+            note = "not imported (no meter type): listed by the mapping check"
         values = [
             r["value"],
             r["meter_type"],
@@ -553,13 +771,14 @@ def _write_meter_types(
         for col, value in enumerate(values, start=1):
             c = ws.cell(row=row, column=col, value=value)
             c.border = st.border
+            c.alignment = st.wrap
         ws.cell(row=row, column=2).fill = st.input_fill
         ws.cell(row=row, column=3).fill = st.input_fill
     last = max(row, header_row + 200)
     dv_type.add(f"B{header_row + 1}:B{last}")
     dv_sub.add(f"C{header_row + 1}:C{last}")
     ws.freeze_panes = ws.cell(row=header_row + 1, column=2)
-    _widths(ws, (48, 18, 30, 18, 12, 50))
+    _widths(ws, (48, 18, 30, 18, 12, 50), header=header_row)
 
 
 def _write_value_maps(wb: Any, mapping: Mapping[str, Any], st: _Styles) -> None:
@@ -583,8 +802,16 @@ def _write_value_maps(wb: Any, mapping: Mapping[str, Any], st: _Styles) -> None:
                 row += 1
                 for col, v in enumerate((table, source or None, column, str(key), value), 1):
                     ws.cell(row=row, column=col, value=_cell_value(v)).border = st.border
+    _dropdown(
+        ws,
+        '"' + ",".join(_TABLE_ORDER) + '"',
+        f"A{header_row + 1}:A{row + 50}",
+        strict=True,
+        title="Unknown table",
+        message=f"Pick one of {', '.join(_TABLE_ORDER)}.",
+    )
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
-    _widths(ws, (12, 16, 18, 30, 30))
+    _widths(ws, (12, 16, 18, 30, 30), header=header_row)
 
 
 def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -625,7 +852,15 @@ def _write_units(
         st,
     )
     row = 3
-    settings = _flatten({k: v for k, v in units.items() if k not in ("aliases", "energy_factors")})
+    # empty tables ([units.aliases] with no entries) are kept as a "{}" setting, so they
+    # survive the round trip
+    settings = _flatten(
+        {
+            k: v
+            for k, v in units.items()
+            if k not in ("aliases", "energy_factors") or (isinstance(v, Mapping) and not v)
+        }
+    )
     for key, value in settings.items():
         ws.cell(row=row, column=1, value=key).font = st.bold
         ws.cell(row=row, column=2, value=_cell_value(value)).fill = st.input_fill
@@ -654,12 +889,23 @@ def _write_units(
             note = "read as-is" if _unit_ok(label) else "UNKNOWN unit: give the unit to read it as"
         values = (label, alias, labels.get(label, 0), note)
         for col, v in enumerate(values, 1):
-            ws.cell(row=row, column=col, value=v).border = st.border
+            c = ws.cell(row=row, column=col, value=v)
+            c.border = st.border
+            c.alignment = st.wrap
         ws.cell(row=row, column=2).fill = (
             st.missing_fill if note and "UNKNOWN" in note else st.input_fill
         )
+    _dropdown(
+        ws,
+        st.lists.add("unit_choices", _unit_options(units)),
+        f"B{header_row + 1}:B{row + 50}",
+        strict=False,
+        title="Unit not in the list",
+        message="Not one of the usual units. Keep it only if it is a valid unit spelling "
+        "(e.g. kWh, m³, US_therm); the workbook refuses unknown units when read back.",
+    )
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
-    _widths(ws, (34, 22, 18, 50))
+    _widths(ws, (34, 22, 18, 50), header=header_row)
 
 
 def _write_energy_factors(wb: Any, units: Mapping[str, Any], st: _Styles) -> None:
@@ -694,8 +940,26 @@ def _write_energy_factors(wb: Any, units: Mapping[str, Any], st: _Styles) -> Non
         fill = st.input_fill if spec.get("confirmed") else st.missing_fill
         for col in (2, 3, 4):
             ws.cell(row=row, column=col).fill = fill
+        ws.cell(row=row, column=5).alignment = st.wrap
+    last = max(row, header_row) + 50
+    _dropdown(
+        ws,
+        _BOOLEAN_LIST,
+        f"D{header_row + 1}:D{last}",
+        strict=True,
+        title="Confirmed?",
+        message="TRUE once the factor is checked with the provider, else FALSE.",
+    )
+    _dropdown(
+        ws,
+        st.lists.add("factor_units", ["kWh/m³", "MJ/m³", "kWh/litre", "MJ/litre", "kWh/kg"]),
+        f"C{header_row + 1}:C{last}",
+        strict=False,
+        title="Factor unit not in the list",
+        message="Keep it only if it is energy per volume or mass, e.g. kWh/m³.",
+    )
     ws.freeze_panes = ws.cell(row=header_row + 1, column=2)
-    _widths(ws, (44, 12, 14, 12, 60))
+    _widths(ws, (44, 12, 14, 12, 60), header=header_row)
 
 
 def _write_fields(
@@ -738,9 +1002,11 @@ def _write_fields(
                 ", ".join(mapped.get((resource, p["path"]), [])) or None,
             )
             for col, v in enumerate(cells, 1):
-                ws.cell(row=row, column=col, value=v).border = st.border
+                c = ws.cell(row=row, column=col, value=v)
+                c.border = st.border
+                c.alignment = st.wrap
     ws.freeze_panes = ws.cell(row=header_row + 1, column=3)
-    _widths(ws, (16, 36, 14, 60, 30))
+    _widths(ws, (16, 36, 14, 60, 30), header=header_row)
     return examples_by_resource
 
 
@@ -748,13 +1014,14 @@ _README = """\
 How to fill this mapping workbook
 =================================
 This workbook says how the provider's records become Scaler's tables. It was generated from the
-provider profile ({name}) and the latest sample records; fill it, then read it back with
-read_mapping_workbook() / apply_mapping_workbook() and run check_mapping() on fresh data.
+provider profile ({name}) and the latest sample records. Fill it, save it, and read it back
+in notebook 02 ("Map a provider"), which also checks it against fresh data.
 
 1. Sheets 'assets', 'meters', 'usage.<source>', 'readings.<source>': one row per Scaler column.
    - 'Provider field path': the dotted path in a provider record (see the 'fields' sheet), e.g.
      postalAddress.city. `_parent.site_id` reads the parent record's id that fetched the record.
    - 'Constant': a fixed value for every row instead of a field path (never both).
+   - Drop-downs offer the field paths seen in the samples and every allowed setting value.
    - Rows with Required = yes (yellow) must have a field path or a constant; red = still missing.
    - Grey rows are derived by later stages (units, usage): leave them blank.
    - The settings on top (resource, kind, aggregate, ...) say which records feed the table.
@@ -836,6 +1103,7 @@ def to_mapping_workbook(
     from openpyxl import Workbook
 
     mapping, units, name = _profile_parts(profile)
+    resources = [str(r) for r in _profile_resources(profile)]
     unknown = [t for t in mapping if t not in _TABLE_ORDER]
     if unknown:
         raise MappingError(
@@ -853,17 +1121,29 @@ def to_mapping_workbook(
         # computed first so that table sheets can show examples; the sheet is placed last
         tmp_wb = Workbook()
         examples = _write_fields(tmp_wb, mapping, samples, st)
-    used = {s.lower() for s in _INFO_SHEETS}
+    for key, choices in SETTING_CHOICES.items():
+        st.lists.add(key, choices)
+    declared = list(resources) + [r for r in (samples or {}) if r not in resources]
+    st.lists.add("resources", declared)
+    path_lists: dict[str, str | None] = {}
+    for i, name in enumerate(sorted(samples or {}), start=1):
+        paths = [p["path"] for p in field_paths(_records(samples, name))]
+        path_lists[name] = st.lists.add(f"paths_{i}", paths)
+    sheets = _sheet_names(mapping)
     for table, source, spec in _iter_specs(mapping):
-        ws = wb.create_sheet(_sheet_name(table, source, used))
-        res_examples = examples.get(str(spec.get("resource", "")), {})
-        _write_table_sheet(ws, table, source, spec, st, res_examples)
+        ws = wb.create_sheet(sheets[(table, source)])
+        resource: Any = spec.get("resource")
+        if resource is None and spec.get("derive_from"):
+            resource = mapping.get(str(spec["derive_from"]), {}).get("resource")
+        res_examples = examples.get(str(resource), {})
+        paths_list = path_lists.get(resource) if isinstance(resource, str) else None
+        _write_table_sheet(ws, table, source, spec, st, res_examples, paths_list)
     _write_meter_types(wb, mapping, samples, st)
     _write_value_maps(wb, mapping, st)
     _write_units(wb, mapping, units, samples, st)
     _write_energy_factors(wb, units, st)
     _write_fields(wb, mapping, samples, st)
-    _write_lists(wb)
+    _write_lists(wb, st.lists)
     p = Path(path)
     try:
         _save_deterministic(wb, p)
@@ -907,9 +1187,31 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+_DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+")
+
+
+def _refuse_decimal_comma(value: Any, ws: Any, row: int, col: int) -> None:
+    """A number typed with a decimal comma is stored by Excel as text: say so, in cell terms."""
+    if isinstance(value, str) and _DECIMAL_COMMA.fullmatch(value.strip()):
+        number = value.strip().replace(".", "").replace(",", ".")
+        raise _err(
+            ws,
+            row,
+            col,
+            f"{value.strip()!r} is a number written with a decimal comma, which Excel keeps as "
+            "text",
+            f"Type it as {number} (a decimal point), or set your spreadsheet's decimal "
+            "separator to the comma so the cell holds a number, then read the workbook again.",
+        )
+
+
 def _setting(value: Any, fmt: Any, ws: Any, cell: str) -> Any:
     if isinstance(value, str):
         value = value.strip()
+        from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
+
+        letter, row = coordinate_from_string(cell)
+        _refuse_decimal_comma(value, ws, row, column_index_from_string(letter))
     if _text(fmt) == "json" and isinstance(value, str):
         try:
             return json.loads(value)
@@ -984,7 +1286,7 @@ def _read_table_sheet(ws: Any) -> tuple[str, str, dict[str, Any]]:
     spec: dict[str, Any] = {}
     for key, (row, value) in settings.items():
         if value is None or value == "":
-            if key == "resource":
+            if key == "resource" and "derive_from" not in settings:
                 raise _err(
                     ws,
                     row,
@@ -1051,6 +1353,8 @@ def _read_table_sheet(ws: Any) -> tuple[str, str, dict[str, Any]]:
             else:
                 fields[name] = path
         elif const is not None:
+            if name in names and schema.column(name).kind in ("float", "int"):
+                _refuse_decimal_comma(const, ws, row, 5)
             fields[name] = {"const": const.strip() if isinstance(const, str) else const}
     for name in _required(table, spec):
         if name not in fields:
@@ -1434,13 +1738,45 @@ def _unit_ok(label: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # checking against data
 # ---------------------------------------------------------------------------------------------
+def _did_you_mean(value: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    options = [str(c) for c in choices]
+    close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+    if not close:
+        close = [c for c in options if c.lower().startswith(value.lower()[:4])][:1]
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+#: Unit dimensions a meter type's consumption may be recorded in (volumes and masses of fuel
+#: become energy through a heating value or an energy factor).
+_TYPE_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "Energy": ("energy", "volume", "mass"),
+    "Water": ("volume", "mass"),
+    "Waste": ("mass", "volume"),
+}
+
+
+def _unit_dimension(label: str, aliases: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(pint expression, dimension)`` of a label, None when it does not resolve."""
+    from scaler_workbench.exceptions import UnitError
+    from scaler_workbench.units import _dimension, resolve_unit
+
+    try:
+        expr = resolve_unit(label, aliases)
+        return expr, _dimension(expr)
+    except UnitError:
+        return None
+
+
 def check_mapping(
     mapping: Mapping[str, Any],
     raw_or_samples: Mapping[str, Any],
     *,
     units: Mapping[str, Any] | None = None,
+    resources: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """Check a mapping against the latest raw records.
+    """Check a mapping against the latest raw records (and itself), naming workbook cells.
 
     Parameters
     ----------
@@ -1450,15 +1786,26 @@ def check_mapping(
         Raw records per resource, or ``FetchResult`` objects.
     units : dict, optional
         The ``[units]`` choices (aliases) used to decide whether a unit label is mappable.
+    resources : iterable of str, optional
+        The profile's resource names (``profile.resources``). Without them, a resource
+        missing from ``raw_or_samples`` but close to one present is reported as a typo.
 
     Returns
     -------
     pandas.DataFrame
-        One row per finding, columns :data:`CHECK_COLUMNS`: ``missing_resource`` (no records
-        to check), ``missing_field`` (a field path found in no record), ``not_imported`` (a
-        commodity value without a meter type: its meters are not imported, with the count),
-        ``unknown_unit`` (a meter unit label that no unit or alias explains). Empty when the
-        mapping fits the data. ``severity`` is ``error`` or ``warning``.
+        One row per finding, columns :data:`CHECK_COLUMNS`; ``sheet`` and ``cell`` locate it
+        in a workbook written by :func:`to_mapping_workbook` for this mapping, and the message
+        starts with them. Checks: ``unknown_setting`` (an enumerated setting such as
+        ``kind = "interval"`` or ``aggregate = "monthly"``, with a did-you-mean),
+        ``unknown_resource`` (a resource the profile does not define, with a did-you-mean),
+        ``missing_resource`` (no records to check), ``missing_field`` (a field path found in
+        no record), ``not_imported`` (a commodity value without a meter type: its meters are
+        not imported, with the count), ``unknown_meter_type``, ``unknown_unit`` (a meter unit
+        label that no unit or alias explains), ``unit_dimension`` (a unit that cannot measure
+        the meter type's consumption, e.g. the power ``kW`` for an Energy meter, whose
+        canonical unit is kWh) and ``stale_value_map`` (a value map entry for a value no
+        record has any more). Empty when the mapping fits the data. ``severity`` is ``error``
+        or ``warning``.
 
     Raises
     ------
@@ -1467,40 +1814,106 @@ def check_mapping(
     """
     import pandas as pd
 
-    aliases = dict((units or {}).get("aliases", {}))
+    from scaler_workbench.schema import CANONICAL_UNITS
+
+    aliases = dict((units or {}).get("aliases", {}) or {})
+    alias_rows = _alias_rows(mapping, units or {}, raw_or_samples)
+    sheets = _sheet_names(mapping)
+    known = list(resources) if resources is not None else None
+    present = [str(r) for r in (raw_or_samples or {})]
     rows: list[dict[str, Any]] = []
 
     def add(
-        table: str, source: str, check: str, severity: str, subject: str, count: int, message: str
+        table: str,
+        source: str,
+        check: str,
+        severity: str,
+        subject: str,
+        count: int,
+        message: str,
+        where: tuple[str, str],
     ) -> None:
-        rows.append(
-            dict(
-                zip(
-                    CHECK_COLUMNS,
-                    (table, source, check, severity, subject, count, message),
-                    strict=True,
-                )
-            )
-        )
+        sheet, cell = where
+        text = f"sheet {sheet!r} cell {cell}: {message}"
+        values = (table, source, check, severity, subject, count, text, sheet, cell)
+        rows.append(dict(zip(CHECK_COLUMNS, values, strict=True)))
 
+    meter_type_rows = {
+        str(r["value"]): 5 + i for i, r in enumerate(_meter_type_rows(mapping, raw_or_samples)[0])
+    }
     for table, source, spec in _iter_specs(mapping):
+        sheet = sheets[(table, source)]
+        setting_rows, field_rows = _table_cells(table, spec)
+
+        def setting_cell(key: str, sheet: str = sheet, rows: dict[str, int] = setting_rows) -> Any:
+            return (sheet, f"B{rows.get(key, 5)}")
+
+        def field_cell(
+            column: str, fspec: Any, sheet: str = sheet, rows: dict[str, int] = field_rows
+        ) -> Any:
+            const = isinstance(fspec, int | float | bool) or (
+                isinstance(fspec, Mapping) and set(fspec) == {"const"}
+            )
+            return (sheet, f"{'E' if const else 'D'}{rows.get(column, 0)}")
+
+        for key, choices in SETTING_CHOICES.items():
+            value = spec.get(key)
+            if value is None or isinstance(value, bool):
+                continue
+            allowed = {c.lower() for c in choices} | set(_SETTING_SYNONYMS.get(key, ()))
+            if str(value).strip().lower() not in allowed:
+                add(
+                    table,
+                    source,
+                    "unknown_setting",
+                    "error",
+                    f"{key} = {value!r}",
+                    0,
+                    f"{key} = {value!r} is not one of {', '.join(choices)}"
+                    f"{_did_you_mean(str(value), choices)}",
+                    setting_cell(key),
+                )
         res = spec.get("resource", "")
+        if not res and spec.get("derive_from"):
+            res = dict(mapping.get(str(spec["derive_from"]), {}) or {}).get("resource", "")
         names = [str(x) for x in res] if isinstance(res, list | tuple) else [str(res)]
         resource = ", ".join(names)
+        typos = []
+        for name in names:
+            if name in present or (known is not None and name in known):
+                continue
+            candidates = known if known is not None else present
+            hint = _did_you_mean(name, candidates)
+            if known is not None or hint:
+                typos.append(name)
+                add(
+                    table,
+                    source,
+                    "unknown_resource",
+                    "error",
+                    name,
+                    0,
+                    f"resource {name!r} is not a resource of the profile"
+                    f"{_did_you_mean(name, candidates)} (known: {', '.join(candidates)})",
+                    setting_cell("resource"),
+                )
         records = [r for name in names for r in _records(raw_or_samples, name)]
         if not records:
-            add(
-                table,
-                source,
-                "missing_resource",
-                "warning",
-                resource,
-                0,
-                f"no records of resource {resource!r} to check the {table} mapping against",
-            )
+            if not typos:
+                add(
+                    table,
+                    source,
+                    "missing_resource",
+                    "warning",
+                    resource,
+                    0,
+                    f"no records of resource {resource!r} to check the {table} mapping against",
+                    setting_cell("resource"),
+                )
             continue
-        for column, fspec in dict(spec.get("fields", {})).items():
-            explode = spec.get("explode")
+        explode = spec.get("explode")
+        fields = dict(spec.get("fields", {}))
+        for column, fspec in fields.items():
             paths = _spec_paths(fspec)
             first_of = isinstance(fspec, Mapping) and "first" in fspec
             found = {
@@ -1523,27 +1936,64 @@ def check_mapping(
                     len(records),
                     f"{table}.{column} reads {path!r}, which no {resource!r} record has "
                     f"({len(records)} checked): pick a path from the fields sheet",
+                    field_cell(column, fspec),
+                )
+        vmaps = dict(spec.get("value_maps", {}))
+        for column, vmap in vmaps.items():
+            fspec = fields.get(column)
+            if fspec is None or not isinstance(vmap, Mapping) or _spec_paths(fspec) == []:
+                continue
+            seen = {str(v) for r in records for v in _spec_values(r, fspec)}
+            for key in vmap:
+                if str(key) in seen:
+                    continue
+                if table == "meters" and column in ("meter_type", "meter_subtype"):
+                    where = ("meter_types", f"A{meter_type_rows.get(str(key), 5)}")
+                else:
+                    where = (
+                        "value_maps",
+                        f"D{_value_map_row(mapping, table, source, column, key)}",
+                    )
+                add(
+                    table,
+                    source,
+                    "stale_value_map",
+                    "warning",
+                    str(key),
+                    0,
+                    f"the value map of {table}.{column} translates {str(key)!r}, which no "
+                    f"{resource!r} record has any more ({len(records)} checked): a renamed or "
+                    "retired id? Remove or update the row",
+                    where,
                 )
         if table != "meters":
             continue
-        fields = dict(spec.get("fields", {}))
-        vmaps = dict(spec.get("value_maps", {}))
         type_spec = fields.get("meter_type")
         type_path = ", ".join(_spec_paths(type_spec)) or "meter_type"
         constant_type = isinstance(type_spec, Mapping) and "const" in type_spec
         unit_spec = fields.get("raw_unit")
         counts: dict[str, int] = {}
         unit_counts: dict[str, int] = {}
-        for r in records:
-            if type_spec is not None:
-                for v in dict.fromkeys(_spec_values(r, type_spec)):
-                    counts[str(v)] = counts.get(str(v), 0) + 1
-            if unit_spec is not None:
-                for u in dict.fromkeys(_spec_values(r, unit_spec)):
-                    unit_counts[str(u)] = unit_counts.get(str(u), 0) + 1
+        type_units: dict[tuple[str, str], int] = {}
         type_map = vmaps.get("meter_type")
+        for r in records:
+            types = list(dict.fromkeys(_spec_values(r, type_spec))) if type_spec is not None else []
+            labels = (
+                list(dict.fromkeys(_spec_values(r, unit_spec))) if unit_spec is not None else []
+            )
+            for v in types:
+                counts[str(v)] = counts.get(str(v), 0) + 1
+            for u in labels:
+                unit_counts[str(u)] = unit_counts.get(str(u), 0) + 1
+            for v in types[:1]:
+                mtype = type_map.get(str(v)) if isinstance(type_map, Mapping) else v
+                for u in labels:
+                    if isinstance(mtype, str) and u is not None:
+                        key2 = (mtype, str(u))
+                        type_units[key2] = type_units.get(key2, 0) + 1
         if not constant_type and isinstance(type_map, Mapping):
             for value, n in sorted(counts.items()):
+                where = ("meter_types", f"B{meter_type_rows.get(value, 5)}")
                 if value not in type_map:
                     add(
                         table,
@@ -1555,6 +2005,7 @@ def check_mapping(
                         f"{n} meter(s) with {type_path} = {value!r} have no Scaler meter type: "
                         "they are NOT imported (map the value on the meter_types sheet to "
                         "import them)",
+                        where,
                     )
                 elif type_map[value] not in METER_TYPES:
                     add(
@@ -1565,7 +2016,8 @@ def check_mapping(
                         value,
                         n,
                         f"{value!r} maps to {type_map[value]!r}, not a Scaler meter type "
-                        f"({', '.join(METER_TYPES)})",
+                        f"({', '.join(METER_TYPES)}){_did_you_mean(str(type_map[value]), METER_TYPES)}",
+                        where,
                     )
         elif type_spec is not None and not constant_type:
             for value, n in sorted(counts.items()):
@@ -1579,7 +2031,14 @@ def check_mapping(
                         n,
                         f"{n} meter(s) with {type_path} = {value!r}: not a Scaler meter type "
                         "and no value map: they are NOT imported",
+                        field_cell("meter_type", type_spec),
                     )
+
+        def unit_cell(label: str, fspec: Any = unit_spec) -> Any:
+            if label in aliases and label in alias_rows:  # the analyst's "Read as" choice
+                return ("units", f"B{alias_rows[label]}")
+            return field_cell("raw_unit", fspec)
+
         for label, n in sorted(unit_counts.items()):
             if label == "None":
                 continue
@@ -1594,5 +2053,78 @@ def check_mapping(
                     n,
                     f"{n} meter(s) report unit {label!r}: {problem}; choose the unit to read "
                     "it as on the units sheet",
+                    unit_cell(label),
                 )
+        for (mtype, label), n in sorted(type_units.items()):
+            if mtype not in _TYPE_DIMENSIONS or label == "None":
+                continue
+            resolved = _unit_dimension(label, aliases)
+            if resolved is None:
+                continue  # reported as unknown_unit
+            expr, dimension = resolved
+            if dimension in _TYPE_DIMENSIONS[mtype]:
+                continue
+            canonical = CANONICAL_UNITS[mtype]
+            what = "a power (a rate)" if dimension == "power" else f"a unit of {dimension}"
+            shown = f"{label!r}" if expr == label else f"{label!r} (read as {expr!r})"
+            add(
+                table,
+                source,
+                "unit_dimension",
+                "error",
+                label,
+                n,
+                f"{n} {mtype} meter(s) report unit {shown}, {what}: it cannot measure "
+                f"{mtype.lower()} consumption (canonical unit {canonical}); their usage would "
+                f"be quarantined{_power_hint(expr, dimension)}",
+                unit_cell(label),
+            )
     return pd.DataFrame(rows, columns=list(CHECK_COLUMNS)).astype({"count": "int64"})
+
+
+def _power_hint(expr: str, dimension: str) -> str:
+    """'; did you mean kWh?' for a power unit typed for its energy unit."""
+    if dimension != "power":
+        return ""
+    return f"; did you mean {expr}h (energy), not {expr} (power)?"
+
+
+def _alias_rows(
+    mapping: Mapping[str, Any], units: Mapping[str, Any], raw: Mapping[str, Any] | None
+) -> dict[str, int]:
+    """Row of each unit label on the ``units`` sheet written for this mapping."""
+    settings = _flatten(
+        {
+            k: v
+            for k, v in units.items()
+            if k not in ("aliases", "energy_factors") or (isinstance(v, Mapping) and not v)
+        }
+    )
+    header = 3 + len(settings) + 1
+    aliases = list(dict(units.get("aliases", {}) or {}))
+    meters = mapping.get("meters", {}) if isinstance(mapping.get("meters"), Mapping) else {}
+    unit_spec = meters.get("fields", {}).get("raw_unit")
+    labels: dict[str, None] = {}
+    if unit_spec is not None:
+        for record in _records(raw, str(meters.get("resource", ""))):
+            for u in _spec_values(record, unit_spec):
+                if u is not None:
+                    labels[str(u)] = None
+    order = [*aliases, *sorted(k for k in labels if k not in aliases)]
+    return {label: header + 1 + i for i, label in enumerate(order)}
+
+
+def _value_map_row(
+    mapping: Mapping[str, Any], table: str, source: str, column: str, key: Any
+) -> int:
+    """Row of one value-map entry on the ``value_maps`` sheet written for this mapping."""
+    row = 4
+    for t, src, spec in _iter_specs(mapping):
+        for col, vmap in dict(spec.get("value_maps", {})).items():
+            if t == "meters" and col in ("meter_type", "meter_subtype"):
+                continue
+            for k in dict(vmap):
+                row += 1
+                if (t, src, col, str(k)) == (table, source, column, str(key)):
+                    return row
+    return 5

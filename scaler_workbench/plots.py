@@ -3,8 +3,12 @@
 Every ``plot_*`` function takes canonical frames (columns of :mod:`scaler_workbench.schema`),
 draws on a new :class:`matplotlib.figure.Figure` (or on the ``ax`` you pass) and returns the
 Figure; none calls ``plt.show()`` or touches pyplot's global figure list, so plots never pile
-up in memory and work headless (``MPLBACKEND=Agg``). In JupyterLab the returned Figure renders
-inline. matplotlib is imported inside the functions: ``import scaler_workbench`` stays light.
+up in memory and work headless (``MPLBACKEND=Agg``). A bare ``Figure`` is not drawn by Jupyter
+(it shows ``<Figure size ...>``), so the figures made here are :class:`WorkbenchFigure`
+instances: a ``Figure`` with ``_repr_png_``, which IPython calls whatever the backend, so the
+returned figure renders as a PNG in JupyterLab, in nbconvert/nbclient runs and in saved
+notebooks. matplotlib is imported inside the functions: ``import scaler_workbench`` stays
+light.
 
 The numbers behind each plot come from a plain function returning a DataFrame, so a notebook
 (or a test) can assert on them:
@@ -51,8 +55,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "COVERAGE_STATES",
+    "NOISE_EPSILON",
     "coverage_matrix",
     "find_gaps_overlaps",
+    "new_figure",
     "plot_coverage",
     "plot_quarantine_reasons",
     "plot_reconciliation",
@@ -66,12 +72,52 @@ __all__ = [
 log = get_logger(__name__)
 
 
+_FIGURE_CLASS: list[type] = []
+
+#: Resolution of the PNG a notebook shows [dots per inch].
+PNG_DPI = 96
+
+
+def _figure_class() -> type[Figure]:
+    """The :class:`matplotlib.figure.Figure` subclass Jupyter draws (built on first use)."""
+    if not _FIGURE_CLASS:
+        import io
+
+        from matplotlib.figure import Figure
+
+        class WorkbenchFigure(Figure):
+            """A Figure that IPython displays as a PNG, with or without an inline backend."""
+
+            def _repr_png_(self) -> bytes:
+                buf = io.BytesIO()
+                self.savefig(buf, format="png", dpi=PNG_DPI)
+                return buf.getvalue()
+
+        WorkbenchFigure.__module__ = __name__
+        _FIGURE_CLASS.append(WorkbenchFigure)
+    return _FIGURE_CLASS[0]
+
+
+def new_figure(*, figsize: tuple[float, float]) -> Figure:
+    """A new figure (constrained layout) that renders inline in Jupyter and nbconvert.
+
+    Parameters
+    ----------
+    figsize : tuple of float
+        Width and height [inch].
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A ``WorkbenchFigure``: a plain ``Figure`` plus ``_repr_png_``.
+    """
+    return _figure_class()(figsize=figsize, layout="constrained")
+
+
 def _new_axes(ax: Axes | None, *, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = new_figure(figsize=figsize)
     return fig, fig.add_subplot()
 
 
@@ -373,6 +419,11 @@ def reconcile_monthly(
     ]
 
 
+#: Relative differences at or below this size are float noise (sums taken in another order),
+#: drawn and counted as zero by :func:`plot_reconciliation` [1, i.e. 1e-7 %].
+NOISE_EPSILON = 1e-9
+
+
 def plot_reconciliation(
     usage: pd.DataFrame,
     reference: pd.DataFrame,
@@ -380,25 +431,42 @@ def plot_reconciliation(
     meter_id: str | None = None,
     timezone: str = "UTC",
     reference_label: str = "reference",
+    tolerance: float = 1e-6,
 ) -> Figure:
     """Monthly totals from the workbench (bars) against reference totals (markers), per unit.
 
     One row of panels per unit (kWh, m³, kg never summed together): totals on the left, the
-    relative difference [%] on the right. ``meter_id`` restricts to one meter.
+    relative difference [%] on the right, drawn against the tolerance band (shaded, ±
+    ``tolerance``). The difference axis always spans at least twice the band, so a month
+    inside the tolerance looks small; differences of at most :data:`NOISE_EPSILON` (float
+    noise) are drawn as zero.
+
+    Parameters
+    ----------
+    usage, reference : pandas.DataFrame
+        As for :func:`reconcile_monthly`.
+    meter_id : str, optional
+        Restrict to one meter.
+    timezone : str
+        Zone for usage rows without a ``timezone``.
+    reference_label : str
+        Legend label of the reference markers.
+    tolerance : float
+        Relative tolerance of the band [1] (default 1e-6, the ``[[reconcile]]`` default).
 
     Returns
     -------
     matplotlib.figure.Figure
+        A figure Jupyter displays (see :func:`new_figure`).
     """
-    from matplotlib.figure import Figure
-
     table = reconcile_monthly(usage, reference, timezone=timezone)
     if meter_id is not None:
         table = table[table["meter_id"] == str(meter_id)]
     table = table.assign(unit=table["unit"].fillna("?"))
     units = list(dict.fromkeys(table["unit"].astype(str))) or ["?"]
-    fig = Figure(figsize=(11.0, 2.8 * len(units) + 0.6), layout="constrained")
+    fig = new_figure(figsize=(11.0, 2.8 * len(units) + 0.6))
     axes = fig.subplots(len(units), 2, squeeze=False, width_ratios=(2, 1))
+    band = 100.0 * abs(float(tolerance))
     for i, unit in enumerate(units):
         part = table[table["unit"].astype(str) == unit]
         monthly = part.groupby("month", sort=True)[["consumption", "reference"]].sum()
@@ -421,13 +489,24 @@ def plot_reconciliation(
         ax.set_ylabel(f"total [{unit}]")
         ax.legend(handles=[bars, marks], frameon=False, fontsize="small")
         ref = monthly["reference"].replace(0.0, np.nan)
-        rel = 100.0 * (monthly["consumption"] - monthly["reference"]) / ref.abs()
+        rel = ((monthly["consumption"] - monthly["reference"]) / ref.abs()).to_numpy()
+        rel = np.where(np.abs(rel) <= NOISE_EPSILON, 0.0, rel)
+        pct = 100.0 * rel
+        shown = np.nan_to_num(pct, nan=0.0)
+        outside = np.abs(shown) > band
+        dax.axhspan(-band, band, color="#abd9e9", alpha=0.5, lw=0, label=f"±{band:.3g}%")
         dax.axhline(0.0, color="0.5", lw=0.8)
-        dax.bar(x, rel.fillna(0.0).to_numpy(), color="#fdae61")
+        dax.bar(x, shown, color=np.where(outside, "#d7191c", "#fdae61"))
+        limit = max(2.0 * band, float(np.max(np.abs(shown))) * 1.1 if len(shown) else 0.0)
+        dax.set_ylim(-(limit or 1.0), limit or 1.0)
         dax.set_xticks(x, labels, rotation=90)
         dax.set_ylabel("difference [%]")
-        worst = float(np.nanmax(np.abs(rel.to_numpy()))) if rel.notna().any() else 0.0
-        dax.set_title(f"worst month {worst:.3g}%", fontsize="small")
+        dax.legend(frameon=False, fontsize="small", loc="upper right")
+        worst = float(np.nanmax(np.abs(pct))) if not np.isnan(pct).all() else 0.0
+        dax.set_title(
+            f"worst month {worst:.3g}%; {int((~outside).sum())} of {len(shown)} within band",
+            fontsize="small",
+        )
     who = f"meter {meter_id}" if meter_id is not None else f"{table['meter_id'].nunique()} meters"
     fig.suptitle(f"Monthly totals vs {reference_label} ({who})")
     return fig

@@ -8,6 +8,13 @@ method, so the same steps can be run (and tested) without a browser::
     ApiExplorer(profile)                 pick a resource, fetch page 1, probe pagination, plan
     MappingHelper(samples, table=...)    field paths seen in samples -> mapping fields, meter types
     QuarantineBrowser(result)            filter quarantined records by table / rule / severity
+    SyncRunner(profile, out=...)         run a sync: stage and request progress, live log, summary
+    ProfileForm(profile)                 base URL, auth type and env var names, resources -> TOML
+
+A panel's display bundle carries, beside the live widget, a static ``text/html`` and
+``text/plain`` snapshot of what it shows. JupyterLab draws the live widget; a notebook saved
+without widget state, nbconvert's HTML and a plain-text console show the snapshot instead of
+empty space or ``VBox(children=(HTML(...``.
 
 Panels never show a secret: the credentials panel shows only *whether* a variable is set, and
 every text a panel renders passes through :func:`scaler_workbench._secrets.redact`. Errors of the
@@ -35,11 +42,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from scaler_workbench.profile import Profile
 
 __all__ = [
+    "SYNC_STAGES",
     "ApiExplorer",
     "CredentialsPanel",
     "MappingHelper",
+    "ProfileForm",
     "QuarantineBrowser",
+    "SyncRunner",
+    "auth_env_keys",
     "profile_env_vars",
+    "snapshot_html",
     "widget_text",
 ]
 
@@ -131,13 +143,82 @@ def _ok_html(text: str) -> str:
     return f"<span style='color:#1a7f37'>{html.escape(redact(text))}</span>"
 
 
+def _strip_tags(text: str) -> str:
+    import re
+
+    text = re.sub(r"(?i)<br\s*/?>|</(p|div|tr|h\d|li|pre)>", "\n", text)
+    text = re.sub(r"(?i)</t[dh]>", "  ", text)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def snapshot_html(widget: Any) -> str:
+    """A static HTML picture of a widget tree: what a saved notebook shows without widget state.
+
+    HTML widgets keep their markup, controls show ``description: value``, buttons their label,
+    progress bars a ``<progress>`` element, tabs and accordions their titles. Every text is
+    redacted.
+    """
+    w = _widgets()
+    parts: list[str] = []
+
+    def label(x: Any) -> str:
+        d = getattr(x, "description", "") or ""
+        return f"<b>{html.escape(redact(str(d)))}</b> " if d else ""
+
+    def visit(x: Any) -> None:
+        if isinstance(x, w.HTML | w.HTMLMath):
+            parts.append(f"<div>{redact(str(x.value))}</div>")
+        elif isinstance(x, w.Label):
+            parts.append(f"<div>{html.escape(redact(str(x.value)))}</div>")
+        elif isinstance(x, w.Button):
+            parts.append(
+                "<span style='border:1px solid #999;border-radius:3px;padding:0 6px;"
+                f"margin-right:4px'>{html.escape(x.description)}</span>"
+            )
+        elif isinstance(x, w.IntProgress | w.FloatProgress):
+            parts.append(
+                f"<div>{label(x)}<progress value='{x.value}' max='{x.max}'></progress> "
+                f"{x.value}/{x.max}</div>"
+            )
+        elif isinstance(x, w.Output):
+            for out in x.outputs:
+                text = out.get("text") or out.get("data", {}).get("text/plain", "")
+                parts.append(_pre(str(text)))
+        elif isinstance(x, w.Tab | w.Accordion):
+            for i, child in enumerate(x.children):
+                title = x.get_title(i) if hasattr(x, "get_title") else ""
+                parts.append(f"<h4>{html.escape(str(title or ''))}</h4>")
+                visit(child)
+        elif isinstance(x, w.Box):
+            parts.append("<div style='margin:2px 0'>")
+            for child in x.children:
+                visit(child)
+            parts.append("</div>")
+        elif hasattr(x, "value"):
+            value = x.value
+            if isinstance(value, tuple | list):
+                value = ", ".join(str(v) for v in value)
+            parts.append(f"<div>{label(x)}<code>{html.escape(redact(str(value)))}</code></div>")
+
+    visit(widget)
+    return "<div class='scaler-workbench-snapshot'>" + "".join(parts) + "</div>"
+
+
 class _Panel:
     """Base: holds ``widget`` and shows it when returned from a notebook cell."""
 
     widget: Any
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        snapshot = snapshot_html(self.widget)
+        bundle["text/html"] = snapshot
+        plain = "\n".join(line.rstrip() for line in _strip_tags(snapshot).splitlines())
+        bundle["text/plain"] = "\n".join(line for line in plain.splitlines() if line.strip())
+        return bundle
+
+    def _repr_html_(self) -> str:
+        return snapshot_html(self.widget)
 
     def text(self) -> str:
         """Everything the panel currently renders, as text (see :func:`widget_text`)."""
@@ -911,3 +992,337 @@ class ApiExplorer(_Panel):
 
         self._guard(self.plan_view, action)
         return self.last_plan
+
+
+# -- sync runner ---------------------------------------------------------------------------------
+#: The stages :func:`scaler_workbench.sync.run_sync` reports, in order.
+SYNC_STAGES = ("fetch", "transform", "validate", "commit", "export")
+
+
+class _PanelLogHandler:
+    """A logging handler (built lazily) feeding a panel: counts requests, keeps the last lines."""
+
+    @staticmethod
+    def make(runner: SyncRunner) -> Any:
+        import logging
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                try:
+                    runner._on_log(record)
+                except Exception:  # pragma: no cover - a display problem never breaks a sync
+                    self.handleError(record)
+
+        return Handler(level=logging.DEBUG)
+
+
+class SyncRunner(_Panel):
+    """Run a sync from a notebook: stage and request progress, a live log, the run summary.
+
+    Parameters
+    ----------
+    profile : Profile
+        The provider profile.
+    out : path-like
+        The sync's output folder (``run_sync(out=...)``).
+    max_log_lines : int
+        Log lines kept on screen (the newest).
+    **sync_options
+        Passed to :func:`scaler_workbench.sync.run_sync` (``since``, ``full``, ``clock``, ...).
+
+    Attributes
+    ----------
+    widget : ipywidgets.VBox
+        Run button, stage progress (5 stages), request counter, live log, summary with links to
+        the exported files.
+    result : SyncResult or None
+        The last run's result.
+    requests : int
+        HTTP requests sent by the last run (retries included).
+    log_lines : list of str
+        The last run's log lines at INFO and above (redacted).
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        out: str | os.PathLike[str],
+        max_log_lines: int = 200,
+        **sync_options: Any,
+    ) -> None:
+        w = _widgets()
+        self.profile = profile
+        self.out = out
+        self.sync_options = dict(sync_options)
+        self.max_log_lines = max_log_lines
+        self.result: Any = None
+        self.requests = 0
+        self.stages_done: list[str] = []
+        self.log_lines: list[str] = []
+        self.run_button = w.Button(description="Run sync", icon="play", button_style="primary")
+        self.run_button.on_click(lambda _b: self.run())
+        self.stage_bar = w.IntProgress(
+            value=0, min=0, max=len(SYNC_STAGES), description="stage", bar_style="info"
+        )
+        self.stage_label = w.HTML("not started")
+        self.request_label = w.HTML("0 requests")
+        self.log_view = w.HTML(_pre(""))
+        self.summary_view = w.HTML()
+        self.widget = w.VBox(
+            [
+                w.HBox([self.run_button, self.stage_bar, self.stage_label]),
+                self.request_label,
+                self.log_view,
+                self.summary_view,
+            ]
+        )
+
+    # -- callbacks (public so tests drive them) ------------------------------------------------
+    def on_stage(self, stage: str) -> None:
+        """Progress callback of ``run_sync``: one more stage started."""
+        self.stages_done.append(stage)
+        position = SYNC_STAGES.index(stage) + 1 if stage in SYNC_STAGES else len(self.stages_done)
+        self.stage_bar.value = min(position, self.stage_bar.max)
+        self.stage_label.value = f"<b>{html.escape(stage)}</b> ({position} of {len(SYNC_STAGES)})"
+
+    def _on_log(self, record: Any) -> None:
+        import logging
+
+        if record.name.endswith("connectors.client") and " -> " in str(record.msg):
+            self.requests += 1
+            self.request_label.value = f"{self.requests} requests"
+            return
+        if record.levelno < logging.INFO:
+            return
+        line = redact(f"{record.levelname:<7} {record.name.split('.')[-1]}: {record.getMessage()}")
+        self.log_lines.append(line)
+        del self.log_lines[: -self.max_log_lines]
+        self.log_view.value = _pre("\n".join(self.log_lines))
+
+    def run(self) -> Any:
+        """Run the sync (the button calls this); returns the :class:`SyncResult` or None."""
+        import logging
+
+        from scaler_workbench.sync import run_sync
+
+        self.result, self.requests, self.stages_done, self.log_lines = None, 0, [], []
+        self.stage_bar.value, self.stage_bar.bar_style = 0, "info"
+        self.summary_view.value = ""
+        root = logging.getLogger("scaler_workbench")
+        handler = _PanelLogHandler.make(self)
+        level = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+
+        def action() -> str:
+            self.result = run_sync(
+                self.profile, out=self.out, progress=self.on_stage, **self.sync_options
+            )
+            return self.summary_html()
+
+        try:
+            ok = self._guard(self.summary_view, action)
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+        self.stage_bar.bar_style = (
+            "success" if ok and self.result.status == "success" else ("warning" if ok else "danger")
+        )
+        self.request_label.value = f"{self.requests} requests"
+        return self.result
+
+    def summary_html(self) -> str:
+        """The last run's summary: status, counts, partial reasons, links to its files."""
+        if self.result is None:
+            return ""
+        r = self.result
+        summary = r.summary
+        colour = {"success": "#1a7f37", "partial": "#9a6700"}.get(r.status, "#b00020")
+        rows = [
+            f"<b>status</b> <span style='color:{colour}'>{html.escape(r.status)}</span> · "
+            f"mode {html.escape(str(r.mode))} · run {r.run_id} · {self.requests} requests",
+        ]
+        for key in ("fetched", "accepted", "quarantine", "stored"):
+            value = summary.get(key)
+            if isinstance(value, Mapping) and value:
+                counts = ", ".join(
+                    f"{k} {v}" for k, v in value.items() if isinstance(v, int | float)
+                )
+                rows.append(f"<b>{key}</b> {html.escape(counts)}")
+        for reason in summary.get("partial_reasons") or []:
+            rows.append(f"<span style='color:#9a6700'>{html.escape(redact(str(reason)))}</span>")
+        links = []
+        for name, path in sorted(r.files.items()):
+            href = _relative_href(path)
+            links.append(
+                f"<li><a href='{html.escape(href)}' target='_blank'>{html.escape(name)}</a> "
+                f"<code>{html.escape(str(path))}</code></li>"
+            )
+        if links:
+            rows.append("<b>files</b><ul style='margin:0'>" + "".join(links) + "</ul>")
+        return "<br>".join(rows)
+
+
+def _relative_href(path: Any) -> str:
+    """A link to ``path`` relative to the notebook's folder (the kernel's working directory)."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        return Path(os.path.relpath(p.resolve(), Path.cwd())).as_posix()
+    except ValueError:  # another drive on Windows
+        return p.resolve().as_uri()
+
+
+# -- profile form --------------------------------------------------------------------------------
+def auth_env_keys(auth_type: str) -> list[str]:
+    """The ``*_env`` keys an auth type reads its secrets from (``api_key`` -> ``key_env``).
+
+    Found from the auth class's constructor: every parameter typed ``Secret``.
+    """
+    import inspect
+
+    from scaler_workbench.connectors.auth import _ALIASES, AUTHS
+
+    cls = AUTHS.get(_ALIASES.get(auth_type, auth_type))
+    if cls is None:
+        return []
+    keys: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if "Secret" in str(param.annotation) and f"{param.name}_env" not in keys:
+                keys.append(f"{param.name}_env")
+    return keys
+
+
+class ProfileForm(_Panel):
+    """Edit a profile's basics in a form and save the TOML (never a secret, only names).
+
+    Parameters
+    ----------
+    profile : Profile
+        The profile to start from (its other sections are kept as they are).
+    environment : str, optional
+        The environment whose base URL is edited (default: the profile's).
+
+    Attributes
+    ----------
+    widget : ipywidgets.VBox
+        Base URL, auth type, one text box per ``*_env`` variable name the auth type needs,
+        resources (``name = path`` per line), Save button and a status line.
+    """
+
+    def __init__(self, profile: Profile, *, environment: str | None = None) -> None:
+        from scaler_workbench.connectors.auth import AUTHS
+
+        w = _widgets()
+        self.base = profile
+        self.environment = environment or profile.environment
+        env = profile.data.get("environments", {}).get(self.environment, {})
+        auth = dict(profile.data.get("auth", {}) or {})
+        self.base_url = w.Text(value=str(env.get("base_url", "")), description="base URL")
+        self.auth_type = w.Dropdown(
+            options=sorted(AUTHS), value=str(auth.get("type", "none")), description="auth"
+        )
+        self.env_boxes = w.VBox()
+        self._env_values = {k: str(v) for k, v in auth.items() if k.endswith("_env")}
+        self.resources = w.Textarea(
+            value="\n".join(
+                f"{name} = {spec.get('path', '')}" for name, spec in profile.resources.items()
+            ),
+            description="resources",
+            layout={"width": "60%", "height": "8em"},
+        )
+        self.save_button = w.Button(description="Save profile", icon="save")
+        self.save_button.on_click(lambda _b: self.save())
+        self.status_line = w.HTML()
+        self.auth_type.observe(lambda _c: self._rebuild_env(), names="value")
+        self.widget = w.VBox(
+            [
+                w.HTML(
+                    f"<b>{html.escape(profile.name)}</b> · environment "
+                    f"<code>{html.escape(self.environment)}</code> · secrets are given as the "
+                    "<i>names</i> of environment variables"
+                ),
+                self.base_url,
+                self.auth_type,
+                self.env_boxes,
+                self.resources,
+                self.save_button,
+                self.status_line,
+            ]
+        )
+        self._rebuild_env()
+
+    def _rebuild_env(self) -> None:
+        w = _widgets()
+        for box in self.env_boxes.children:
+            self._env_values[box.description] = box.value
+        boxes = []
+        for key in auth_env_keys(self.auth_type.value):
+            default = f"{self.base.name.upper().replace('-', '_')}_{key[:-4].upper()}"
+            boxes.append(w.Text(value=self._env_values.get(key, default), description=key))
+        self.env_boxes.children = tuple(boxes)
+
+    def profile(self) -> Profile:
+        """The profile the form describes (validated; raises ProfileError if it is not valid)."""
+        import copy
+
+        from scaler_workbench.exceptions import ProfileError
+        from scaler_workbench.profile import Profile as _Profile
+
+        data = copy.deepcopy(self.base.data)
+        env = data.setdefault("environments", {}).setdefault(self.environment, {})
+        env["base_url"] = self.base_url.value.strip()
+        old_auth = dict(data.get("auth", {}) or {})
+        keep = {k: v for k, v in old_auth.items() if not k.endswith("_env") and k != "type"}
+        if old_auth.get("type") != self.auth_type.value:
+            keep = {}
+        auth: dict[str, Any] = {"type": self.auth_type.value, **keep}
+        for box in self.env_boxes.children:
+            name = box.value.strip()
+            if not name:
+                raise ProfileError(
+                    f"auth.{box.description} is empty",
+                    key=f"auth.{box.description}",
+                    hint="Give the NAME of the environment variable that holds the secret.",
+                )
+            auth[box.description] = name
+        data["auth"] = auth
+        resources = dict(data.get("resources", {}) or {})
+        wanted: dict[str, Any] = {}
+        for n, line in enumerate(self.resources.value.splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, sep, path = line.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ProfileError(
+                    f"resources line {n} {line.strip()!r} is not 'name = /path'",
+                    key="resources",
+                    hint="One resource per line, e.g. meters = /sites/{site_id}/meters",
+                )
+            spec = dict(resources.get(name.strip(), {}))
+            spec["path"] = path.strip()
+            wanted[name.strip()] = spec
+        data["resources"] = wanted
+        return _Profile.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """Validate and write the TOML (``Profile.save``); returns the path, or None on error."""
+        target = path if path is not None else self.base.path
+        saved: list[Any] = []
+
+        def action() -> str:
+            if target is None:
+                raise MappingError(
+                    "the profile has no file yet", hint="Call save(path) with where to write it."
+                )
+            saved.append(self.profile().save(target))
+            return _ok_html(f"saved {saved[0]}")
+
+        self._guard(self.status_line, action)
+        return saved[0] if saved else None

@@ -1,7 +1,8 @@
 """The committed notebooks: numbered, outputs cleared, a story in markdown, no secrets, glue only.
 
-The notebooks themselves are executed by ``pytest notebooks --nbval-lax`` (see the Makefile);
-this file checks how they are stored.
+The notebooks are executed by tests/test_notebooks_run.py (which holds the asserts on what they
+show) and by ``pytest notebooks --nbval-lax`` (see the Makefile); this file checks how they are
+stored: a papermill-style ``parameters`` cell first, one ``start_session`` call, no asserts.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def test_notebook_tells_a_story_and_checks_facts(path: Path) -> None:
     markdown = [c for c in cells if c["cell_type"] == "markdown"]
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     assert len(markdown) >= len(code) // 2, "explain the why between the code cells"
-    assert sum("assert " in src for src in code) >= 2, "assertion cells make nbval meaningful"
+    # the checks live in tests/test_notebooks_run.py, which reads the executed outputs: a
+    # notebook is the analyst's workflow, not a test (issue 16)
+    assert not any(re.search(r"^\s*assert ", src, flags=re.M) for src in code), path.name
     for src in code:
         assert not _SECRETISH.search(src), f"{path.name}: literal credential in a cell"
         assert "print(os.environ" not in src and "os.environ[" not in src.replace(
@@ -62,7 +65,22 @@ def test_notebook_tells_a_story_and_checks_facts(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_starts_with_a_parameters_cell_and_a_session(path: Path) -> None:
+    cells = _load(path)["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    first = code[0]
+    assert "parameters" in first.get("metadata", {}).get("tags", []), "papermill parameters cell"
+    names = re.findall(r"^([A-Z_]+) = ", "".join(first["source"]), flags=re.M)
+    assert names == ["PROVIDER", "ENVIRONMENT", "WORKDIR", "OUT"], names
+    assert 'WORKDIR = f"../mappings/{PROVIDER}"' in "".join(first["source"])
+    sources = ["".join(c["source"]) for c in code]
+    assert sum("start_session(" in src for src in sources) == 1, "one library session helper"
+    assert not any("Sandbox(" in src or "tempfile" in src for src in sources), "no ad-hoc setup"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_writes_outside_the_repo(path: Path) -> None:
     code = "\n".join("".join(c["source"]) for c in _load(path)["cells"] if c["cell_type"] == "code")
-    # outputs go to a temporary folder or out/ (gitignored)
-    assert "tempfile" in code or "out/" in code or "OUT" in code, path.name
+    # outputs go to OUT, under out/ (gitignored) unless WORKBENCH_OUT points elsewhere
+    assert re.search(r'^OUT = "\.\./out/notebooks/\d\d"', code, flags=re.M), path.name
+    assert "out=OUT" in code, path.name  # ... handed to start_session

@@ -346,3 +346,49 @@ def test_plots_accept_an_existing_axes(monthly: pd.DataFrame) -> None:
     assert plots.plot_coverage(monthly, ax=ax1) is fig
     assert plots.plot_usage_timeline(monthly, "M2", ax=ax2) is fig
     assert ax1.get_images() and ax2.collections
+
+
+# -- display in Jupyter --------------------------------------------------------------------------
+def test_every_plot_returns_a_figure_ipython_draws_as_png(monthly: pd.DataFrame) -> None:
+    """A bare Figure shows as '<Figure size ...>' in Jupyter; ours carry a PNG in the bundle."""
+    from IPython.core.formatters import DisplayFormatter
+
+    truth = _truth([("M2", "2024-01", 10.0, "kWh")])
+    figures = [
+        plots.plot_coverage(monthly),
+        plots.plot_usage_timeline(monthly, "M1"),
+        plots.plot_reconciliation(monthly, truth),
+        plots.plot_unit_conversions(monthly),
+    ]
+    formatter = DisplayFormatter()
+    for fig in figures:
+        bundle, _ = formatter.format(fig)
+        assert bundle["image/png"].startswith(b"\x89PNG"), type(fig)
+
+
+def test_plot_reconciliation_draws_float_noise_as_zero_inside_the_band() -> None:
+    usage = _usage([("M1", "2024-01-01", "2024-02-01", 0.1 + 0.2, False)])
+    truth = _truth([("M1", "2024-01", 0.3, "kWh")])  # 0.1 + 0.2 - 0.3 = 5.6e-17
+    assert plots.reconcile_monthly(usage, truth)["difference"].iloc[0] != 0.0
+    fig = plots.plot_reconciliation(usage, truth, tolerance=1e-6)
+    dax = fig.axes[1]
+    assert [bar.get_height() for bar in dax.containers[0]] == [0.0]
+    low, high = dax.get_ylim()
+    assert (low, high) == pytest.approx((-2e-4, 2e-4))  # twice the band of 1e-4 %
+    assert "1 of 1 within band" in dax.get_title()
+
+
+def test_plot_reconciliation_marks_months_outside_the_band() -> None:
+    usage = _usage(
+        [
+            ("M1", "2024-01-01", "2024-02-01", 101.0, False),
+            ("M1", "2024-02-01", "2024-03-01", 100.00001, False),
+        ]
+    )
+    truth = _truth([("M1", "2024-01", 100.0, "kWh"), ("M1", "2024-02", 100.0, "kWh")])
+    fig = plots.plot_reconciliation(usage, truth, tolerance=1e-6)
+    dax = fig.axes[1]
+    heights = [bar.get_height() for bar in dax.containers[0]]
+    assert heights == pytest.approx([1.0, 1e-5])
+    assert dax.get_ylim()[1] == pytest.approx(1.1)
+    assert "worst month 1%; 1 of 2 within band" in dax.get_title()

@@ -311,3 +311,102 @@ def test_api_explorer_needs_resources(tmp_path: Path) -> None:
     (tmp_path / "p.toml").write_text(text)
     with pytest.raises(MappingError, match="no \\[resources\\]"):
         widgets.ApiExplorer(read_profile(tmp_path / "p.toml"))
+
+
+# -- saved-notebook fallback ---------------------------------------------------------------------
+def test_every_panel_bundle_has_a_readable_html_and_text_fallback() -> None:
+    register_secret(SECRET)
+    panel = widgets.CredentialsPanel(read_profile(PROFILE), environ={"SANDBOX_API_KEY": SECRET})
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # the live widget stays
+    assert "SANDBOX_API_KEY" in bundle["text/html"] and "✔ set" in bundle["text/html"]
+    assert "<table" in bundle["text/html"] and "Refresh" in bundle["text/html"]
+    plain = bundle["text/plain"]
+    assert "VBox(" not in plain and "children=" not in plain
+    assert "SANDBOX_API_KEY" in plain and "<" not in plain.replace("<=", "")
+    assert SECRET not in bundle["text/html"] + plain
+
+
+# -- sync runner ---------------------------------------------------------------------------------
+def test_sync_runner_shows_stages_requests_log_and_summary_links(
+    small_sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = small_sandbox()
+    monkeypatch.chdir(tmp_path)
+    runner = widgets.SyncRunner(read_profile(PROFILE), out=tmp_path / "out", formats=("csv",))
+    assert runner.stage_bar.value == 0 and "not started" in runner.text()
+    result = runner.run()
+    assert result is not None and result.status in ("success", "partial")
+    assert runner.stages_done == list(widgets.SYNC_STAGES)
+    assert runner.stage_bar.value == runner.stage_bar.max == 5
+    # requests are counted from the client's request log: as many as the client sent
+    assert runner.requests >= 3
+    assert f"{runner.requests} requests" in runner.request_label.value
+    assert any("fetched" in line or "pages" in line for line in runner.log_lines), runner.log_lines
+    summary = runner.summary_view.value
+    assert "<b>status</b> <span style='color:" in summary and f">{result.status}<" in summary
+    for name, path in result.files.items():
+        assert f"<a href='out/export/{Path(path).name}'" in summary, name
+    assert sandbox.env()["SANDBOX_API_KEY"] not in runner.text() + summary
+    fallback = runner._repr_mimebundle_()["text/plain"]
+    assert "requests" in fallback and "status" in fallback
+
+
+def test_sync_runner_shows_an_error_instead_of_raising(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SANDBOX_API_KEY", raising=False)
+    monkeypatch.setenv("SCALER_SANDBOX_URL", "http://127.0.0.1:9/api/v1")
+    runner = widgets.SyncRunner(read_profile(PROFILE), out=tmp_path)
+    assert runner.run() is None
+    assert "CredentialError" in runner.summary_view.value
+    assert "SANDBOX_API_KEY" in runner.summary_view.value
+    assert runner.stage_bar.bar_style == "danger"
+
+
+# -- profile form --------------------------------------------------------------------------------
+def test_auth_env_keys_come_from_the_auth_classes() -> None:
+    assert widgets.auth_env_keys("api_key") == ["key_env"]
+    assert widgets.auth_env_keys("basic") == ["username_env", "password_env"]
+    assert {"client_id_env", "client_secret_env"} <= set(
+        widgets.auth_env_keys("oauth2_client_credentials")
+    )
+    assert widgets.auth_env_keys("none") == []
+
+
+def test_profile_form_saves_the_toml(tmp_path: Path) -> None:
+    profile = read_profile(PROFILE)
+    form = widgets.ProfileForm(profile)
+    assert form.base_url.value == "http://127.0.0.1:0/api/v1"
+    assert [b.description for b in form.env_boxes.children] == ["key_env"]
+    assert form.env_boxes.children[0].value == "SANDBOX_API_KEY"
+    form.base_url.value = "https://api.example.com/v2"
+    form.auth_type.value = "basic"
+    names = {b.description: b for b in form.env_boxes.children}
+    assert set(names) == {"username_env", "password_env"}
+    names["password_env"].value = "EXAMPLE_PASSWORD"
+    form.resources.value += "\ntariffs = /tariffs"
+    out = form.save(tmp_path / "p.toml")
+    assert out == tmp_path / "p.toml" and "saved" in form.status_line.value
+    again = read_profile(out)
+    assert again.data["environments"]["sandbox"]["base_url"] == "https://api.example.com/v2"
+    assert again.data["auth"] == {
+        "type": "basic",
+        "username_env": "SANDBOX_USERNAME",
+        "password_env": "EXAMPLE_PASSWORD",
+    }
+    assert again.resources["tariffs"] == {"path": "/tariffs"}
+    assert again.resources["meters"] == profile.resources["meters"]  # other keys kept
+    assert again.section("mapping") == profile.section("mapping")
+
+
+def test_profile_form_refuses_a_bad_line_and_an_empty_name(tmp_path: Path) -> None:
+    import html
+
+    form = widgets.ProfileForm(read_profile(PROFILE))
+    form.resources.value = "meters /meters"
+    assert form.save(tmp_path / "p.toml") is None
+    assert "not 'name = /path'" in html.unescape(form.status_line.value)
+    assert not (tmp_path / "p.toml").exists()
+    form.resources.value = "meters = /meters"
+    form.env_boxes.children[0].value = ""
+    assert form.save(tmp_path / "p.toml") is None
+    assert "NAME of the environment variable" in form.status_line.value
