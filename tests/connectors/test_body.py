@@ -114,10 +114,12 @@ def test_a_declared_charset_is_honoured() -> None:
 
 
 def test_a_deep_page_is_that_pages_parse_error_and_the_pull_is_incomplete(serve: Any) -> None:
+    from _fakes import Reply, Request
+
     from scaler_workbench.clock import FakeClock
     from scaler_workbench.connectors import fetch_resources
-    from tests._fakes import Reply, Request
-    from tests.connectors.conftest import fake_profile
+
+    from .conftest import fake_profile
 
     def handler(req: Request) -> Reply:
         if req.path == "/parents":

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
+from _fakes import FakeServer, Reply, Request
 
 from scaler_workbench._secrets import Secret
 from scaler_workbench.clock import FakeClock
@@ -29,8 +30,8 @@ from scaler_workbench.connectors.auth import (
 )
 from scaler_workbench.connectors.client import Client
 from scaler_workbench.exceptions import AuthError, ProfileError
-from tests._fakes import FakeServer, Reply, Request
-from tests.connectors.conftest import fake_profile
+
+from .conftest import fake_profile
 
 KEY = "Or1g+K3y/=&x%42"
 PASSWORD = "Pa55+w/rd=&%"
