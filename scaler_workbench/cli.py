@@ -258,14 +258,18 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         lines.append(f"  remaining {name}: {n}" + (" sequence(s)" if isinstance(n, int) else ""))
     for reason in s.get("partial_reasons", []):
         lines.append(f"  {'stopped' if quota else 'partial'}: {reason}")
+    for w in s.get("incomplete_windows", []):
+        lines.append(
+            f"  incomplete: {w['resource']} {w['parent'] or ''} {w['window'] or ''}: {w['why']}"
+        )
+    if result.export_dir:
+        lines.append(f"  files: {result.export_dir}")
     ready = s.get("ready_to_export")
-    if ready:
+    if ready:  # the last line: ready or not, and why (the exit code says the same)
         lines.append(
             "  ready to export: "
             + ("yes" if ready["ready"] else "no (" + "; ".join(ready["reasons"]) + ")")
         )
-    if result.export_dir:
-        lines.append(f"  files: {result.export_dir}")
     payload = {
         "status": result.status,
         "exit_code": result.exit_code,
