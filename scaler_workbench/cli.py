@@ -4,9 +4,11 @@ Exit codes (for schedulers; see docs/cli.md):
 
 ====  ===========================================================================
 0     success
-1     partial: records quarantined, an incomplete pull, a refused deactivation, or provider
-      totals that do not reconcile with the exported ones
-2     usage error: bad arguments, bad profile or mapping
+1     partial, i.e. not ready to export: records quarantined, an incomplete pull (its windows
+      keep their committed data), a refused deactivation, a meter without data, a missing
+      month, or provider totals that do not reconcile; the last line says why
+2     usage error: bad arguments, bad profile or mapping, or a profile change an incremental
+      run cannot recompute
 3     authentication failed (or a credential variable is unset)
 4     the provider's quota is exhausted: completed work is committed and exported; the next
       run fetches only what remains

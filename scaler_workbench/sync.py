@@ -30,6 +30,7 @@ the process kills itself with SIGKILL when it reaches that point.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -77,10 +78,12 @@ from scaler_workbench.validation import validate_tables
 __all__ = [
     "FAULT_ENV",
     "FAULT_POINTS",
+    "FINGERPRINT_SECTIONS",
     "RESOLVED_BY_POLICY",
     "SyncResult",
     "builtin_sandbox",
     "export_from_state",
+    "profile_fingerprint",
     "reconciliation_from_state",
     "run_sync",
     "state_path",
@@ -523,7 +526,87 @@ def _sync_options(profile: Profile) -> dict[str, Any]:
         raise ProfileError(
             "[sync] lookback_days must be a whole number >= 0", key="sync.lookback_days"
         )
-    return {"max_fraction": float(frac), "lookback_days": look}
+    change = opts.get("on_profile_change", "recompute")
+    if change not in ("recompute", "refuse"):
+        raise ProfileError(
+            "[sync] on_profile_change must be 'recompute' or 'refuse'",
+            key="sync.on_profile_change",
+        )
+    return {"max_fraction": float(frac), "lookback_days": look, "on_profile_change": change}
+
+
+#: the profile sections whose change alters what the stored history would be
+FINGERPRINT_SECTIONS = ("mapping", "units", "validation")
+
+
+def profile_fingerprint(profile: Profile) -> str:
+    """A digest of the profile's ``[mapping]``, ``[units]`` and ``[validation]`` sections.
+
+    Parameters
+    ----------
+    profile : Profile
+
+    Returns
+    -------
+    str
+        ``sha256:<hex>`` of the sections as canonical JSON (sorted keys); equal for profiles
+        that map, convert and validate alike, whatever their comments or key order.
+
+    Raises
+    ------
+    Nothing
+        Values JSON cannot hold are written as text.
+    """
+    data = {name: profile.section(name) for name in FINGERPRINT_SECTIONS}
+    text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stored_fingerprint(store: StateStore) -> tuple[str | None, int | None]:
+    """(fingerprint, run id) of the last run that committed (None: none recorded)."""
+    runs = store.runs(limit=1000)
+    for row in runs.itertuples(index=False):
+        if row.status not in ("success", "partial", "quota_exhausted"):
+            continue
+        with contextlib.suppress(ValueError, TypeError):
+            fp = json.loads(row.counts or "{}").get("fingerprint")
+            return (str(fp) if fp else None), int(row.run_id)
+    return None, None
+
+
+def _profile_change(
+    profile: Profile,
+    store: StateStore,
+    *,
+    full: bool,
+    since: Any,
+    until: Any,
+    policy: str,
+) -> dict[str, Any] | None:
+    """What a change of mapping, units or validation since the last committed run means.
+
+    ``None`` when nothing changed (or nothing was recorded, or the run is a full unbounded
+    one anyway). Otherwise ``{"from_run", "before", "now", "action"}`` with action
+    ``recompute`` (the run becomes a full one: every stored meter's history and quarantine
+    of every stage are recomputed); raises :class:`ProfileError` (exit 2) when the profile
+    says ``refuse`` or the run is limited by ``--since``/``--until``.
+    """
+    now = profile_fingerprint(profile)
+    before, run_id = _stored_fingerprint(store)
+    if before is None or before == now:
+        return None
+    info = {"from_run": run_id, "before": before, "now": now, "action": "recompute"}
+    if full and since is None and until is None:
+        return info
+    if policy == "refuse" or since is not None or until is not None:
+        raise ProfileError(
+            f"the profile's {'/'.join(FINGERPRINT_SECTIONS)} changed since run {run_id}: an "
+            "incremental or date-limited run would mix history computed two ways",
+            key="sync.on_profile_change",
+            hint="Run `scaler-workbench sync --full` once (without --since/--until) to "
+            "recompute the whole history with the new profile.",
+        )
+    return info
 
 
 def _incremental_resources(profile: Profile) -> dict[str, dict[str, Any]]:
@@ -1945,7 +2028,11 @@ def _export_phase(
     store.finish_run(
         run_id,
         status=status,
-        counts={"accepted": summary["accepted"], "stored": summary["stored"]},
+        counts={
+            "accepted": summary["accepted"],
+            "stored": summary["stored"],
+            "fingerprint": summary.get("profile_fingerprint"),
+        },
         errors=summary["partial_reasons"],
     )
     log.info("sync %s run %d: %s (%s)", profile.name, run_id, status, mode)
@@ -2010,6 +2097,16 @@ def _run(
     t0 = time.perf_counter()
     run_id = 0
     try:
+        change = _profile_change(
+            profile,
+            store,
+            full=full,
+            since=since,
+            until=until,
+            policy=opts["on_profile_change"],
+        )
+        if change is not None:
+            full = True  # recompute every meter's history and quarantine with the new profile
         plan = _plan_phase(
             profile,
             store,
@@ -2039,6 +2136,9 @@ def _run(
             max_fraction=opts["max_fraction"],
         )
         summary = _run_summary(profile, plan, fetched, done, run_id=run_id, started=started)
+        summary["profile_fingerprint"] = profile_fingerprint(profile)
+        if change is not None:
+            summary["profile_changed"] = change
         if dry_run:
             if fetched.quota is not None:
                 raise fetched.quota  # nothing to resume: a dry run writes nothing
