@@ -188,3 +188,35 @@ def test_a_fault_through_the_cli_exits_1_and_names_the_window(
     assert "503" in window["why"] or "Unavailable" in window["why"]
     assert any("incomplete" in line and "intervals" in line for line in printed)
     _assert_nothing_lost(before, tmp_path, "cli 503")
+
+
+def test_inject_fault_hits_one_position_and_changes_nothing_unarmed(tiny: Sandbox) -> None:
+    import requests
+
+    from scaler_workbench.exceptions import SandboxError
+
+    headers = {"X-API-Key": tiny.env()["SANDBOX_API_KEY"]}
+    url = tiny.url + "/sites/S001/meters"
+
+    def get() -> requests.Response:
+        return requests.get(url, headers=headers, timeout=10)
+
+    plain = get().content
+    tiny.inject_fault("duplicate", at_request=1)
+    assert get().content == plain  # position 0: untouched
+    hit = json.loads(get().content)  # position 1: the first record repeated, total kept
+    assert hit["data"][-1] == hit["data"][0] and hit["total"] == len(hit["data"]) - 1
+    assert get().content == plain  # one answer only
+    assert tiny.injected == {
+        "kind": "duplicate",
+        "at_request": 1,
+        "target": "/api/v1/sites/S001/meters",
+        "hits": 1,
+        "effective": True,
+    }
+    tiny.inject_fault("503", at_request=0)
+    assert [get().status_code for _ in range(3)] == [503, 503, 503]  # past any retries
+    tiny.clear_faults()
+    assert tiny.injected is None and get().content == plain
+    with pytest.raises(SandboxError, match="unknown injected fault"):
+        tiny.inject_fault("gremlins", at_request=0)
