@@ -4,9 +4,11 @@ Exit codes (for schedulers; see docs/cli.md):
 
 ====  ===========================================================================
 0     success
-1     partial: records quarantined, an incomplete pull, a refused deactivation, or provider
-      totals that do not reconcile with the exported ones
-2     usage error: bad arguments, bad profile or mapping
+1     partial, i.e. not ready to export: records quarantined, an incomplete pull (its windows
+      keep their committed data), a refused deactivation, a meter without data, a missing
+      month, or provider totals that do not reconcile; the last line says why
+2     usage error: bad arguments, bad profile or mapping, or a profile change an incremental
+      run cannot recompute
 3     authentication failed (or a credential variable is unset)
 4     the provider's quota is exhausted: completed work is committed and exported; the next
       run fetches only what remains
@@ -299,14 +301,18 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         lines.append(f"  remaining {name}: {n}" + (" sequence(s)" if isinstance(n, int) else ""))
     for reason in s.get("partial_reasons", []):
         lines.append(f"  {'stopped' if quota else 'partial'}: {reason}")
+    for w in s.get("incomplete_windows", []):
+        lines.append(
+            f"  incomplete: {w['resource']} {w['parent'] or ''} {w['window'] or ''}: {w['why']}"
+        )
+    if result.export_dir:
+        lines.append(f"  files: {result.export_dir}")
     ready = s.get("ready_to_export")
-    if ready:
+    if ready:  # the last line: ready or not, and why (the exit code says the same)
         lines.append(
             "  ready to export: "
             + ("yes" if ready["ready"] else "no (" + "; ".join(ready["reasons"]) + ")")
         )
-    if result.export_dir:
-        lines.append(f"  files: {result.export_dir}")
     payload = {
         "status": result.status,
         "exit_code": result.exit_code,

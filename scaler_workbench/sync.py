@@ -30,6 +30,7 @@ the process kills itself with SIGKILL when it reaches that point.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -64,6 +65,7 @@ from scaler_workbench.exceptions import (
     ProviderUnavailableError,
     QuotaExhaustedError,
     SyncError,
+    TransportError,
     WorkbenchError,
 )
 from scaler_workbench.export import format_datetimes, to_scaler_files
@@ -82,10 +84,13 @@ from scaler_workbench.validation import validate_tables
 __all__ = [
     "FAULT_ENV",
     "FAULT_POINTS",
+    "FINGERPRINT_SECTIONS",
+    "RESOLVED_BY_POLICY",
     "SyncResult",
     "builtin_sandbox",
     "export_from_state",
     "lock_path",
+    "profile_fingerprint",
     "reconciliation_from_state",
     "run_sync",
     "state_path",
@@ -223,6 +228,7 @@ def _merge_reports(name: str, parts: list[Any]) -> Any:
         report.duplicates += r.duplicates
         report.duplicate_ids += r.duplicate_ids[: max(0, 100 - len(report.duplicate_ids))]
         report.failed_pages += r.failed_pages
+        report.incomplete += list(getattr(r, "incomplete", []))
         report.requests_sent += r.requests_sent
         report.windows += r.windows
         report.parents += r.parents
@@ -304,8 +310,8 @@ def _default_fetch(
                     records.extend(res.records)
                     state["remaining"].remove(params)
                     state["done"].append(params)
-                    if res.report.failed_pages:
-                        state["failed"].append(params)
+                    if res.report.failed_pages or not res.report.complete:
+                        state["failed"].append(params)  # held back, fetched again on resume
             except QuotaExhaustedError as exc:
                 report = _merge_reports(name, parts)
                 report.stopped = "quota"
@@ -377,22 +383,57 @@ def _report_dict(report: Any) -> dict[str, Any]:
     return dict(getattr(report, "__dict__", {}))
 
 
-def _is_complete(report: Any) -> tuple[bool, str]:
-    """(complete, why not) from a connector's completeness report."""
+def _is_complete(report: Any, *, ignore_stop: bool = False) -> tuple[bool, str]:
+    """(complete, why not) from a connector's completeness report.
+
+    Reads the report's own ``complete`` (a property of :class:`FetchReport`, which a plain
+    field dump misses) and each sign of an incomplete pull: failed pages, record counts that
+    differ from an announced total, duplicate records, an early stop. ``ignore_stop`` leaves
+    out a quota stop (reported on its own).
+    """
     d = _report_dict(report)
-    if not d:
+    if not d and report is None:
         return True, ""
-    if d.get("complete") is False:
-        reasons = d.get("problems") or d.get("errors") or d.get("failed_pages") or []
-        return False, "; ".join(map(str, reasons)) if reasons else "the pull was incomplete"
+    reasons: list[str] = []
+    if d.get("stopped") and not ignore_stop:
+        reasons.append(f"stopped: {d['stopped']}")
     failed = d.get("failed_pages") or d.get("failures") or []
     if failed:
         n = failed if isinstance(failed, int) else len(failed)
-        return False, f"{n} page(s) failed"
+        reasons.append(f"{n} page(s) failed")
+    mism = d.get("total_mismatches") or []
+    if mism:
+        n = mism if isinstance(mism, int) else len(mism)
+        reasons.append(f"{n} sequence(s) with fewer or more records than the provider announced")
+    if d.get("duplicates"):
+        reasons.append(f"{d['duplicates']} duplicate record(s)")
     total, count = d.get("total"), d.get("count", d.get("records"))
     if isinstance(total, int) and isinstance(count, int) and total != count:
-        return False, f"got {count} records but the provider reported {total}"
-    return True, ""
+        reasons.append(f"got {count} records but the provider reported {total}")
+    flag = getattr(report, "complete", d.get("complete"))
+    if flag is False and not reasons and not (ignore_stop and d.get("stopped")):
+        problems = d.get("problems") or d.get("errors") or []
+        reasons.append("; ".join(map(str, problems)) if problems else "the pull was incomplete")
+    return (not reasons), "; ".join(reasons)
+
+
+def _incomplete_windows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every sequence not fetched completely: ``{resource, parent, window, why}``, sorted."""
+    out = []
+    for name, res in results.items():
+        d = _report_dict(getattr(res, "report", None))
+        for item in d.get("incomplete") or []:
+            out.append(
+                {
+                    "resource": name,
+                    "parent": _pkey(item.get("parent")) or None,
+                    "window": item.get("window"),
+                    "why": str(item.get("why", "")),
+                }
+            )
+    return sorted(
+        out, key=lambda x: (x["resource"], x["parent"] or "", x["window"] or "", x["why"])
+    )
 
 
 def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
@@ -407,9 +448,12 @@ def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
         first = failed[0] if isinstance(failed[0], Mapping) else {}
         error = str(first.get("error", ""))
         found = getattr(exceptions, error.split(":", 1)[0].strip(), None)
+        # a refusal keeps its class (exit 3); anything else on every page (errors after the
+        # retries, HTML or unparseable bodies) means the provider is unavailable (exit 5)
         cls: type[ConnectorError] = (
             found
-            if isinstance(found, type) and issubclass(found, ConnectorError)
+            if isinstance(found, type)
+            and issubclass(found, AuthError | TransportError | ProviderUnavailableError)
             else ProviderUnavailableError
         )
         what = "refused us" if issubclass(cls, AuthError) else "is unavailable"
@@ -490,7 +534,87 @@ def _sync_options(profile: Profile) -> dict[str, Any]:
         raise ProfileError(
             "[sync] lookback_days must be a whole number >= 0", key="sync.lookback_days"
         )
-    return {"max_fraction": float(frac), "lookback_days": look}
+    change = opts.get("on_profile_change", "recompute")
+    if change not in ("recompute", "refuse"):
+        raise ProfileError(
+            "[sync] on_profile_change must be 'recompute' or 'refuse'",
+            key="sync.on_profile_change",
+        )
+    return {"max_fraction": float(frac), "lookback_days": look, "on_profile_change": change}
+
+
+#: the profile sections whose change alters what the stored history would be
+FINGERPRINT_SECTIONS = ("mapping", "units", "validation")
+
+
+def profile_fingerprint(profile: Profile) -> str:
+    """A digest of the profile's ``[mapping]``, ``[units]`` and ``[validation]`` sections.
+
+    Parameters
+    ----------
+    profile : Profile
+
+    Returns
+    -------
+    str
+        ``sha256:<hex>`` of the sections as canonical JSON (sorted keys); equal for profiles
+        that map, convert and validate alike, whatever their comments or key order.
+
+    Raises
+    ------
+    Nothing
+        Values JSON cannot hold are written as text.
+    """
+    data = {name: profile.section(name) for name in FINGERPRINT_SECTIONS}
+    text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stored_fingerprint(store: StateStore) -> tuple[str | None, int | None]:
+    """(fingerprint, run id) of the last run that committed (None: none recorded)."""
+    runs = store.runs(limit=1000)
+    for row in runs.itertuples(index=False):
+        if row.status not in ("success", "partial", "quota_exhausted"):
+            continue
+        with contextlib.suppress(ValueError, TypeError):
+            fp = json.loads(row.counts or "{}").get("fingerprint")
+            return (str(fp) if fp else None), int(row.run_id)
+    return None, None
+
+
+def _profile_change(
+    profile: Profile,
+    store: StateStore,
+    *,
+    full: bool,
+    since: Any,
+    until: Any,
+    policy: str,
+) -> dict[str, Any] | None:
+    """What a change of mapping, units or validation since the last committed run means.
+
+    ``None`` when nothing changed (or nothing was recorded, or the run is a full unbounded
+    one anyway). Otherwise ``{"from_run", "before", "now", "action"}`` with action
+    ``recompute`` (the run becomes a full one: every stored meter's history and quarantine
+    of every stage are recomputed); raises :class:`ProfileError` (exit 2) when the profile
+    says ``refuse`` or the run is limited by ``--since``/``--until``.
+    """
+    now = profile_fingerprint(profile)
+    before, run_id = _stored_fingerprint(store)
+    if before is None or before == now:
+        return None
+    info = {"from_run": run_id, "before": before, "now": now, "action": "recompute"}
+    if full and since is None and until is None:
+        return info
+    if policy == "refuse" or since is not None or until is not None:
+        raise ProfileError(
+            f"the profile's {'/'.join(FINGERPRINT_SECTIONS)} changed since run {run_id}: an "
+            "incremental or date-limited run would mix history computed two ways",
+            key="sync.on_profile_change",
+            hint="Run `scaler-workbench sync --full` once (without --since/--until) to "
+            "recompute the whole history with the new profile.",
+        )
+    return info
 
 
 def _incremental_resources(profile: Profile) -> dict[str, dict[str, Any]]:
@@ -685,6 +809,20 @@ def _union_quarantine(*frames: pd.DataFrame | None) -> pd.DataFrame:
     return q.drop_duplicates(list(QUARANTINE.key), keep="last").reset_index(drop=True)
 
 
+#: quarantine rows a stated policy already resolved: ``(stage, rule)``. A duplicate set aside
+#: by the usage conflict policy (a restated bill replaced by its later revision, the same
+#: interval sent twice) is reported in quarantine.csv but never makes a run partial.
+RESOLVED_BY_POLICY: frozenset[tuple[str, str]] = frozenset({("usage", "duplicate")})
+
+
+def _resolved_by_policy(q: pd.DataFrame) -> np.ndarray:
+    """Per row of a quarantine frame: resolved by a stated policy (reported, never blocking)."""
+    if q is None or q.empty:
+        return np.zeros(0, dtype=bool)
+    pairs = zip(q["stage"].astype(str), q["rule"].astype(str), strict=True)
+    return np.fromiter((p in RESOLVED_BY_POLICY for p in pairs), dtype=bool, count=len(q))
+
+
 def reconciliation_from_state(store: StateStore, profile: Profile) -> pd.DataFrame:
     """The reconciliation table: stored provider totals beside the stored (exported) usage.
 
@@ -800,10 +938,22 @@ def export_from_state(
     quarantine = store.quarantine(status="open")
     cov = coverage_matrix(tables.usage, tables=tables, timezone=profile.timezone, span="meter")
     missing = cov[cov["status"] == "missing"]
-    errors = int((quarantine["severity"] == "error").sum()) if not quarantine.empty else 0
+    resolved = _resolved_by_policy(quarantine)
+    errors = (
+        int(((quarantine["severity"] == "error").to_numpy() & ~resolved).sum())
+        if not quarantine.empty
+        else 0
+    )
     reasons = []
     if errors:
         reasons.append(f"{errors} quarantined record(s) with severity error")
+    with_data = _ids(tables.usage, "meter_id") | _ids(tables.readings, "meter_id")
+    no_data = sorted(_ids(tables.meters, "meter_id") - with_data)
+    if no_data:
+        reasons.append(
+            f"meter_without_data: {len(no_data)} meter(s) with no usage or readings at all, "
+            f"e.g. {', '.join(no_data[:3])} (a stale or mistyped id, or a meter not reached)"
+        )
     if len(missing):
         reasons.append(
             f"{len(missing)} missing meter-month(s), e.g. "
@@ -834,6 +984,8 @@ def export_from_state(
             },
         },
         "quarantine_open": len(quarantine),
+        "quarantine_resolved_by_policy": int(resolved.sum()),
+        "meters_without_data": no_data,
         "ready_to_export": {"ready": not reasons, "reasons": reasons},
     }
     if recon is not None:
@@ -1132,10 +1284,14 @@ def _coverage(
                 or _report_dict(getattr(results[name], "report", None)).get("stopped")
             ):
                 cov.all_held = True
+            elif name in results and not _is_complete(results[name].report, ignore_stop=True)[0]:
+                # a stand-in fetch that does not say which sequences were incomplete
+                cov.all_held = True
             continue
+        # a sequence with failed pages, a count that differs from the announced total or
+        # duplicate records holds what it covers, like one a quota stop left out
         missing = list(seq.get("remaining", [])) + list(seq.get("skipped", []))
-        if quota:  # a sequence with failed pages is fetched again on resume
-            missing += list(seq.get("failed", []))
+        missing += list(seq.get("failed", []))
         if seq.get("unknown") or (name in entity and missing):
             cov.all_held = True
         for params in missing:
@@ -1473,11 +1629,23 @@ def _process_phase(
         profile, results, fetched.sequences, quota=quota is not None, meter_asset=meter_asset
     )
     entity_res = _entity_resources(profile)
-    entity_ok = not cov.all_held or all(
-        n in results
-        and not seqmap.get(n, {}).get("remaining")
-        and not _report_dict(getattr(results[n], "report", None)).get("stopped")
+    # an entity list that is short, repeats a record or lost a page changes nothing in the
+    # registry (no upsert, no deactivation, no release of its quarantine rows)
+    entity_ok = all(
+        n not in results
+        or (
+            _is_complete(getattr(results[n], "report", None))[0]
+            and not seqmap.get(n, {}).get("failed")
+        )
         for n in entity_res
+    ) and (
+        not cov.all_held
+        or all(
+            n in results
+            and not seqmap.get(n, {}).get("remaining")
+            and not _report_dict(getattr(results[n], "report", None)).get("stopped")
+            for n in entity_res
+        )
     )
     if cov.partial and not quarantined.empty:
         series = quarantined["table"].isin(["usage", "readings"])
@@ -1491,9 +1659,12 @@ def _process_phase(
     completeness = {
         name: _is_complete(getattr(res, "report", None)) for name, res in results.items()
     }
-    bad = {n: why for n, (ok, why) in completeness.items() if not ok}
-    if quota is not None:
-        bad = {n: w for n, w in bad.items() if not w.startswith("stopped")}
+    bad = {
+        n: why
+        for n, res in results.items()
+        for ok, why in [_is_complete(getattr(res, "report", None), ignore_stop=quota is not None)]
+        if not ok
+    }
     entity_bad = {n: why for n, why in bad.items() if n in entity_res}
     why = "; ".join(f"{n}: {w}" for n, w in sorted(entity_bad.items()))
     if quota is not None:
@@ -1571,6 +1742,7 @@ def _run_summary(
         "window": plan.merge_window.as_dict(),
         "fetched": {n: len(r) for n, r in sorted(fetched.raw.items())},
         "incomplete": dict(sorted(done.bad.items())),
+        "incomplete_windows": _incomplete_windows(fetched.results),
         "processed": _counts(done.tables),
         "accepted": _counts(done.accepted),
         "quarantined_this_run": {t: int(n) for t, n in quarantined.groupby("table").size().items()}
@@ -1815,18 +1987,37 @@ def _commit_phase(
                 default_timezone=profile.timezone,
             )
             seq = seqmap.get(check.resource, {})
-            whole = done.completeness[check.resource][0] and not (
-                seq.get("remaining") or seq.get("skipped") or seq.get("unknown")
+            whole = (
+                done.completeness[check.resource][0]
+                and done.entity_ok
+                and not cov.partial
+                and not (
+                    seq.get("remaining")
+                    or seq.get("skipped")
+                    or seq.get("unknown")
+                    or seq.get("failed")
+                )
             )
-            store.write_provider_totals(
-                check.name,
-                totals,
-                run_id=run_id,
-                meter_ids=None
-                if whole
-                else {str(v) for p in seq.get("done", []) for v in p.values()}
-                | set(totals["meter_id"].astype(str) if not totals.empty else []),
-            )
+            if whole:
+                store.write_provider_totals(check.name, totals, run_id=run_id)
+                continue
+            # only meters whose totals came completely are replaced; the stored totals of
+            # every other meter (a failed or short sequence, not reached) stay as they were
+            failed = {_pkey(p) for p in seq.get("failed", [])}
+            if check.resource in seqmap:
+                reached = {
+                    str(v)
+                    for p in seq.get("done", [])
+                    if _pkey(p) not in failed
+                    for v in p.values()
+                }
+            elif done.completeness[check.resource][0]:
+                reached = set(totals["meter_id"].astype(str)) if not totals.empty else set()
+            else:
+                reached = set()
+            if not totals.empty:
+                totals = totals[totals["meter_id"].astype(str).isin(reached)]
+            store.write_provider_totals(check.name, totals, run_id=run_id, meter_ids=reached)
         for name, value in watermarks.items():
             store.set_watermark(name, value, run_id=run_id)
         if resume_plan is not None:
@@ -1888,7 +2079,12 @@ def _export_phase(
     """
     quarantined, bad, cov = done.quarantined, done.bad, done.cov
     partial_reasons = []
-    if not quarantined.empty and (quarantined["severity"] == "error").any():
+    if (
+        not quarantined.empty
+        and (
+            (quarantined["severity"] == "error").to_numpy() & ~_resolved_by_policy(quarantined)
+        ).any()
+    ):
         partial_reasons.append("records quarantined")
     if bad:
         partial_reasons.append(
@@ -1908,9 +2104,18 @@ def _export_phase(
         )
 
     def finish(checks: dict[str, Any]) -> None:
+        # the gate is the exit code: a run is a success only when the export is ready, and
+        # the export is ready only when this run was complete
         reasons = partial_reasons + checks.get("reconciliation", {}).get("reasons", [])
+        gate = checks["ready_to_export"]
+        gate["reasons"] = list(reasons) + [r for r in gate["reasons"] if r not in reasons]
+        gate["ready"] = not gate["reasons"]
         status = (
-            "quota_exhausted" if resume_plan is not None else "partial" if reasons else "success"
+            "quota_exhausted"
+            if resume_plan is not None
+            else "partial"
+            if gate["reasons"]
+            else "success"
         )
         summary["status"] = status
         summary["partial_reasons"] = reasons
@@ -1936,7 +2141,11 @@ def _export_phase(
     store.finish_run(
         run_id,
         status=status,
-        counts={"accepted": summary["accepted"], "stored": summary["stored"]},
+        counts={
+            "accepted": summary["accepted"],
+            "stored": summary["stored"],
+            "fingerprint": summary.get("profile_fingerprint"),
+        },
         errors=summary["partial_reasons"],
     )
     log.info("sync %s run %d: %s (%s)", profile.name, run_id, status, mode)
@@ -2001,6 +2210,16 @@ def _run(
     t0 = time.perf_counter()
     run_id = 0
     try:
+        change = _profile_change(
+            profile,
+            store,
+            full=full,
+            since=since,
+            until=until,
+            policy=opts["on_profile_change"],
+        )
+        if change is not None:
+            full = True  # recompute every meter's history and quarantine with the new profile
         plan = _plan_phase(
             profile,
             store,
@@ -2030,6 +2249,9 @@ def _run(
             max_fraction=opts["max_fraction"],
         )
         summary = _run_summary(profile, plan, fetched, done, run_id=run_id, started=started)
+        summary["profile_fingerprint"] = profile_fingerprint(profile)
+        if change is not None:
+            summary["profile_changed"] = change
         if dry_run:
             if fetched.quota is not None:
                 raise fetched.quota  # nothing to resume: a dry run writes nothing

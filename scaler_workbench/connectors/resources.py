@@ -278,6 +278,11 @@ class FetchReport:
         Per parent key (``""`` without parent): the largest cursor value in completed windows.
     stopped : str
         Why the fetch stopped early (``"quota"``), or ``""``.
+    incomplete : list of dict
+        ``{parent, window, why}`` for every sequence (parent x window) that was not fetched
+        completely: a failed page, fewer or more records than the provider announced (an empty
+        or short page included), or a duplicate record. Callers hold back what such a sequence
+        covers instead of replacing committed data with it.
     """
 
     resource: str
@@ -295,11 +300,18 @@ class FetchReport:
     watermarks: dict[str, str] = field(default_factory=dict)
     stopped: str = ""
     elapsed_s: float = 0.0
+    incomplete: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         """True when nothing failed, nothing repeated, totals agree and nothing stopped early."""
-        return not (self.failed_pages or self.duplicates or self.total_mismatches or self.stopped)
+        return not (
+            self.failed_pages
+            or self.duplicates
+            or self.total_mismatches
+            or self.stopped
+            or self.incomplete
+        )
 
     def summary(self) -> str:
         total = "" if self.reported_total is None else f" of {self.reported_total} announced"
@@ -769,6 +781,13 @@ class Connector:
                         "error": f"{type(exc).__name__}: {exc.message}",
                     }
                 )
+                report.incomplete.append(
+                    {
+                        "parent": path_params,
+                        "window": _window_text(window),
+                        "why": f"failed: {type(exc).__name__}: {exc.message}",
+                    }
+                )
                 records.extend(kept)
                 report.pages += len(pages)
                 log.warning("%s %s: %s; continuing", spec.name, pkey or "", exc.message)
@@ -789,10 +808,20 @@ class Connector:
                                 "fetched": len(kept),
                             }
                         )
+                        report.incomplete.append(
+                            {
+                                "parent": path_params,
+                                "window": _window_text(window),
+                                "why": f"{len(kept)} record(s) where the provider announced "
+                                f"{total}",
+                            }
+                        )
+            repeated = 0
             for rec in kept:
                 key = spec.key_of(rec)
                 if key is not None:
                     if key in seen_keys:
+                        repeated += 1
                         report.duplicates += 1
                         if len(report.duplicate_ids) < _MAX_KEPT:
                             report.duplicate_ids.append(key)
@@ -800,6 +829,14 @@ class Connector:
                         seen_keys.add(key)
                 if cursor_path and not frozen:
                     new_wm = _later(new_wm, find_value(rec, cursor_path), tz)
+            if repeated:
+                report.incomplete.append(
+                    {
+                        "parent": path_params,
+                        "window": _window_text(window),
+                        "why": f"{repeated} duplicate record(s)",
+                    }
+                )
             records.extend(kept)
             if cursor_path and new_wm is not None:
                 report.watermarks[pkey] = str(new_wm)

@@ -164,6 +164,15 @@ which also restarts the n-th counters; API routes only, never the OAuth endpoint
 
 Faulted requests are not counted in ``sb.served_pages``.
 
+One injected fault (:meth:`Sandbox.inject_fault`, kinds :data:`INJECTED_FAULTS`):
+``sb.inject_fault("503", at_request=n)`` arms a fault for the n-th API request served from
+now (0-based): ``503``, ``html`` (200 with an HTML page), ``invalid_json``, ``truncated`` (the
+body cut in half, the connection closed) and ``reset`` (the connection closed without an
+answer) also hit every retry of that request; ``empty_page`` (records removed, total kept),
+``short_page`` (the last record removed) and ``duplicate`` (the first record repeated) change
+that one JSON answer. ``sb.injected`` says which request it hit and whether it changed
+anything; ``clear_faults()`` disarms it. Nothing is armed by default.
+
 Runtime controls and inspection
 -------------------------------
 ``set_as_of(ts)`` serves only data available at ``ts`` (intervals that ended, readings taken,
@@ -198,6 +207,7 @@ from scaler_workbench.sandbox.generate import SandboxData, get_sandbox_data
 from scaler_workbench.sandbox.server import (
     AUTH_MODES,
     DATE_FORMATS,
+    INJECTED_FAULTS,
     NEXT_URL_STYLES,
     PAGINATORS,
     XML_META_NS,
@@ -220,6 +230,7 @@ from scaler_workbench.sandbox.server import (
 __all__ = [
     "AUTH_MODES",
     "DATE_FORMATS",
+    "INJECTED_FAULTS",
     "NEXT_URL_STYLES",
     "PAGINATORS",
     "XML_META_NS",

@@ -18,6 +18,7 @@ import math
 import re
 import secrets
 import socket
+import struct
 import threading
 import time
 import zlib
@@ -48,6 +49,7 @@ from scaler_workbench.sandbox.generate import (
 __all__ = [
     "AUTH_MODES",
     "DATE_FORMATS",
+    "INJECTED_FAULTS",
     "NEXT_URL_STYLES",
     "PAGINATORS",
     "XML_META_NS",
@@ -176,6 +178,9 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    #: ``""`` (answer normally), ``"reset"`` (close the connection without an answer) or
+    #: ``"truncate"`` (announce the whole body, send half of it, close): injected faults
+    transport: str = ""
 
 
 def json_response(
@@ -430,6 +435,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         headers = cast(Mapping[str, str], self.headers)  # email.message.Message: .get() only
         resp = self.server.sandbox._dispatch(self.command, self.path, headers, body)
+        if resp.transport == "reset":
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # RST on close: the peer sees a reset
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            return
         self.send_response(resp.status)
         for key, value in resp.headers.items():
             self.send_header(key, value)
@@ -438,7 +450,10 @@ class _Handler(BaseHTTPRequestHandler):
         # headers and body in one write (end_headers() would flush the headers alone)
         buffer: list[bytes] = getattr(self, "_headers_buffer", [])
         buffer.append(b"\r\n")
-        if self.command != "HEAD":
+        if resp.transport == "truncate":
+            self.close_connection = True
+            buffer.append(resp.body[: len(resp.body) // 2])
+        elif self.command != "HEAD":
             buffer.append(resp.body)
         self.wfile.write(b"".join(buffer))
         buffer.clear()
@@ -451,6 +466,73 @@ class _Handler(BaseHTTPRequestHandler):
 
 # --------------------------------------------------------------------------------------------
 # the sandbox
+
+
+#: fault kinds of :meth:`Sandbox.inject_fault`
+INJECTED_FAULTS = (
+    "503",
+    "html",
+    "invalid_json",
+    "empty_page",
+    "short_page",
+    "duplicate",
+    "truncated",
+    "reset",
+)
+#: kinds that also hit every retry of the request they hit first
+_STICKY_FAULTS = frozenset({"503", "html", "invalid_json", "truncated", "reset"})
+
+
+@dataclass
+class _ArmedFault:
+    kind: str
+    at: int
+    seen: int = 0
+    target: str | None = None
+    hits: int = 0
+
+
+def _faulted(kind: str, resp: Response) -> Response:
+    """``resp`` with an injected fault (``resp`` itself when the fault cannot change it)."""
+    if kind == "503":
+        return error_response(503, "service_unavailable", "injected: try again later")
+    if kind == "html":
+        html = b"<!DOCTYPE html><html><body><h1>Maintenance</h1></body></html>"
+        return Response(body=html, content_type="text/html; charset=utf-8")
+    if kind == "invalid_json":
+        return Response(body=b'{"data": [ {"id": nope} ', content_type="application/json")
+    if kind == "reset":
+        return Response(transport="reset")
+    if kind == "truncated":
+        return Response(
+            status=resp.status,
+            body=resp.body,
+            headers=dict(resp.headers),
+            content_type=resp.content_type,
+            transport="truncate",
+        )
+    if resp.status != 200 or "json" not in resp.content_type:
+        return resp
+    try:
+        body = json.loads(resp.body)
+    except ValueError:
+        return resp
+    records = body.get("data") if isinstance(body, dict) else body
+    if not isinstance(records, list) or not records:
+        return resp
+    if kind == "empty_page":
+        changed: list[Any] = []
+    elif kind == "short_page":
+        changed = records[:-1]
+    else:  # duplicate
+        changed = [*records, records[0]]
+    new_body = {**body, "data": changed} if isinstance(body, dict) else changed
+    return Response(
+        status=resp.status,
+        body=json.dumps(new_body, separators=(",", ":")).encode(),
+        headers=dict(resp.headers),
+        content_type=resp.content_type,
+    )
 
 
 def _to_epoch(value: datetime | date | str | float | None) -> float | None:
@@ -652,6 +734,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._n = 0
         self._quota_used = 0
+        self._armed: _ArmedFault | None = None
         self._as_of = _to_epoch(as_of)
         self._removed: set[str] = set()
         self._access: dict[str, _Token] = {}
@@ -803,11 +886,83 @@ class Sandbox:
         return self.faults
 
     def clear_faults(self) -> None:
-        """Remove every fault (and reset the quota)."""
+        """Remove every fault, an armed :meth:`inject_fault` included (and reset the quota)."""
         self.faults = Faults()
         with self._lock:
             self._n = 0
             self._quota_used = 0
+            self._armed = None
+
+    def inject_fault(self, kind: str, *, at_request: int) -> None:
+        """Arm one fault for the ``at_request``-th API request from now (0-based).
+
+        Parameters
+        ----------
+        kind : str
+            One of :data:`INJECTED_FAULTS`: ``"503"`` (503 ``service_unavailable``), ``"html"``
+            (200 with an HTML page), ``"invalid_json"`` (200, a JSON content type, a body that
+            is not JSON), ``"truncated"`` (200 announcing the whole body, half of it sent, the
+            connection closed), ``"reset"`` (the connection closed without an answer): these
+            hit that request and every later request of the same path and query (its retries),
+            so they last past any retry policy. ``"empty_page"`` (the page's records removed,
+            its total kept), ``"short_page"`` (its last record removed) and ``"duplicate"``
+            (its first record repeated at the end) change that one JSON answer only.
+        at_request : int
+            Position among the API requests served after this call (OAuth requests do not
+            count), from 0.
+
+        Raises
+        ------
+        SandboxError
+            An unknown kind or a negative position.
+
+        Notes
+        -----
+        :attr:`injected` says which request was hit and whether the fault changed anything
+        (a page without records cannot lose one). :meth:`clear_faults` disarms it.
+        """
+        if kind not in INJECTED_FAULTS:
+            raise SandboxError(
+                f"unknown injected fault {kind!r}", hint=f"Use one of {', '.join(INJECTED_FAULTS)}."
+            )
+        if not isinstance(at_request, int) or at_request < 0:
+            raise SandboxError("at_request must be a whole number >= 0")
+        with self._lock:
+            self._armed = _ArmedFault(kind, at_request)
+
+    @property
+    def injected(self) -> dict[str, Any] | None:
+        """The armed fault: ``kind``, ``at_request``, ``target`` (path and query it hit, or
+        None yet), ``hits`` (answers it changed) and ``effective`` (it changed an answer)."""
+        a = self._armed
+        if a is None:
+            return None
+        return {
+            "kind": a.kind,
+            "at_request": a.at,
+            "target": a.target,
+            "hits": a.hits,
+            "effective": a.hits > 0,
+        }
+
+    def _apply_injected(self, req: Request, resp: Response) -> Response:
+        with self._lock:
+            a = self._armed
+            if a is None:
+                return resp
+            n = a.seen
+            a.seen += 1
+            first = a.target is None and n == a.at
+            if first:
+                a.target = req.target
+            again = not first and a.target == req.target and a.kind in _STICKY_FAULTS
+        if not (first or again):
+            return resp
+        out = _faulted(a.kind, resp)
+        if out is not resp:
+            with self._lock:
+                a.hits += 1
+        return out
 
     def reset_quota(self) -> None:
         """Start a new "day": the quota counter returns to zero."""
@@ -916,6 +1071,8 @@ class Sandbox:
             resp = error_response(500, "internal_error", "the sandbox handler failed")
         names = {n.lower() for n in SECRET_PARAM_NAMES} | {self.api_key_name.lower()}
         masked = {k: ("***" if k.lower() in names else v) for k, v in query.items()}
+        if self._armed is not None and not split.path.startswith(self.oauth_root + "/"):
+            resp = self._apply_injected(req, resp)
         with self._lock:
             self.request_log.append(RequestRecord(method, split.path, masked, resp.status))
         return resp
