@@ -9,6 +9,7 @@ mapping into a workbook and back, losslessly::
     units = read_unit_choices("mapping.xlsx")                   # == profile.section("units")
     profile = apply_mapping_workbook(profile, "mapping.xlsx")   # a copy with both replaced
     report = check_mapping(mapping, raw, units=units)          # against the latest data
+    report = check_mapping(mapping, raw, profile=profile)      # ... after the connector's rules
 
 Workbook layout
 ---------------
@@ -254,6 +255,15 @@ def _spec_values(record: Mapping[str, Any], spec: Any) -> list[Any]:
     if any(not v or v[0] is None for v in parts):
         return []
     return [sep.join(str(v[0]) for v in parts)]
+
+
+def _prepared(profile: Profile, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``raw`` after the profile connector's ``prepare_raw`` (the provider rules)."""
+    from scaler_workbench.connectors.registry import connector_class
+
+    lists = {str(k): list(getattr(v, "records", v) or []) for k, v in raw.items()}
+    prepared, _report = connector_class(profile).prepare_raw(profile, lists)
+    return prepared
 
 
 def _records(raw: Mapping[str, Any] | None, resource: str) -> list[Mapping[str, Any]]:
@@ -1439,8 +1449,13 @@ def check_mapping(
     raw_or_samples: Mapping[str, Any],
     *,
     units: Mapping[str, Any] | None = None,
+    profile: Profile | None = None,
 ) -> pd.DataFrame:
     """Check a mapping against the latest raw records.
+
+    With ``profile``, the records are first passed through its connector's ``prepare_raw``
+    (``[provider] connector``), as :func:`~scaler_workbench.pipeline.run_pipeline` does, so
+    fields a provider module adds (or resources it builds) are found.
 
     Parameters
     ----------
@@ -1449,7 +1464,10 @@ def check_mapping(
     raw_or_samples : dict of str to list of dict
         Raw records per resource, or ``FetchResult`` objects.
     units : dict, optional
-        The ``[units]`` choices (aliases) used to decide whether a unit label is mappable.
+        The ``[units]`` choices (aliases) used to decide whether a unit label is mappable
+        (default: the profile's, when one is given).
+    profile : Profile, optional
+        The provider profile whose connector's ``prepare_raw`` runs on the records first.
 
     Returns
     -------
@@ -1467,6 +1485,10 @@ def check_mapping(
     """
     import pandas as pd
 
+    if profile is not None:
+        raw_or_samples = _prepared(profile, raw_or_samples)
+        if units is None:
+            units = dict(profile.section("units"))
     aliases = dict((units or {}).get("aliases", {}))
     rows: list[dict[str, Any]] = []
 

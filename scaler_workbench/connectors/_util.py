@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from scaler_workbench._profile_schema import did_you_mean
 from scaler_workbench.exceptions import ProfileError
 
 __all__ = ["construct"]
@@ -16,7 +17,8 @@ def construct(cls: type[Any], options: dict[str, Any], key: str) -> Any:
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise ProfileError(
-            f"{cls.__name__} does not take option(s) {unknown}",
+            f"{cls.__name__} does not take option(s) {unknown}"
+            f"{did_you_mean(unknown[0], accepted)}",
             key=f"{key}.{unknown[0]}",
             hint=f"Accepted options: {', '.join(accepted)}.",
         )

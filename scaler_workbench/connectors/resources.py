@@ -32,6 +32,7 @@ go on with the next parent/window; ``"raise"``).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -41,7 +42,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from scaler_workbench._profile_schema import did_you_mean
 from scaler_workbench._secrets import get_logger, redact_url
+from scaler_workbench._variables import placeholders
 from scaler_workbench.clock import Clock
 from scaler_workbench.connectors._body import (
     FORMATS,
@@ -118,6 +121,17 @@ RESOURCE_KEYS = (
     "keep",
 )
 _MAX_KEPT = 100
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _fill_params(value: Any, path_params: Mapping[str, Any] | None) -> Any:
+    """A query parameter with its ``{parent}`` placeholders filled (others left as written)."""
+    if not path_params or not isinstance(value, str) or "{" not in value:
+        return value
+    return _PLACEHOLDER.sub(
+        lambda m: str(path_params[m.group(1)]) if m.group(1) in path_params else m.group(0),
+        value,
+    )
 
 
 # ------------------------------------------------------------------------------ the spec
@@ -152,7 +166,8 @@ class ResourceSpec:
         unknown = [k for k in table if k not in RESOURCE_KEYS]
         if unknown:
             raise ProfileError(
-                f"resource {name!r} has unknown key(s) {unknown}",
+                f"resource {name!r} has unknown key(s) {unknown}"
+                f"{did_you_mean(unknown[0], RESOURCE_KEYS)}",
                 key=f"{key}.{unknown[0]}",
                 hint=f"Known keys: {', '.join(RESOURCE_KEYS)}.",
             )
@@ -174,11 +189,17 @@ class ResourceSpec:
                 key=f"{key}.parent_params",
                 hint='Say which parent field fills which path parameter: { site_id = "id" }.',
             )
-        missing = [p for p in parent_params if "{" + p + "}" not in table["path"]]
+        used = placeholders(table["path"]).union(
+            *(placeholders(v) for v in dict(table.get("params", {})).values())
+        )
+        missing = [p for p in parent_params if p not in used]
         if missing:
             raise ProfileError(
-                f"parent_params {missing} do not appear as {{param}} in path {table['path']!r}",
+                f"parent_params {missing} do not appear as {{param}} in path {table['path']!r}"
+                " or in a params value",
                 key=f"{key}.parent_params",
+                hint='Write the placeholder in the path or a query parameter: '
+                'params = { meters = "{meter_uid}" }.',
             )
         incremental = dict(table.get("incremental", {}))
         if incremental and not incremental.get("cursor_path"):
@@ -461,7 +482,7 @@ class Connector:
                 key=f"resources.{spec.name}.path",
                 hint="Give it through parent/parent_params, or path_params=... in iter_pages().",
             ) from None
-        params = dict(spec.params)
+        params = {k: _fill_params(v, path_params) for k, v in spec.params.items()}
         if window is not None and spec.date_range is not None:
             params.update(spec.date_range.params(window))
         elif watermark is not None and spec.incremental.get("param"):
