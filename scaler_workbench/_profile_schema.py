@@ -201,9 +201,7 @@ _SOURCE_TABLE = _keys(
     "revision",
     fields=_FIELDS,
 )
-_POLICY = _keys(
-    "duplicates", "prefer_actual", "overlaps", "overlap_tolerance_days", "report_gaps"
-)
+_POLICY = _keys("duplicates", "prefer_actual", "overlaps", "overlap_tolerance_days", "report_gaps")
 
 _HEATING_VALUE = _keys(
     "preset", "formula", "calorific_value", "kbtu_per_ft3", "kwh_per_m3", "by_subtype"
@@ -360,9 +358,13 @@ def check_profile_keys(data: Mapping[str, Any], *, provider: str = "") -> None:
     """
     for section, node in SCHEMA.items():
         value = data.get(section)
-        if section == "auth" and isinstance(value, Mapping):
-            if str(value.get("type", "")) not in AUTH_TYPES and "type" in value:
-                continue  # a registered auth type: its class checks its own options
+        if (
+            section == "auth"
+            and isinstance(value, Mapping)
+            and "type" in value
+            and str(value["type"]) not in AUTH_TYPES
+        ):
+            continue  # a registered auth type: its class checks its own options
         _walk(value, node, section, provider)
     mapping = data.get("mapping")
     if isinstance(mapping, Mapping):
@@ -442,7 +444,9 @@ def check_profile_values(data: Mapping[str, Any], *, provider: str = "") -> None
             if pattern in _STRFTIME and isinstance(value, str) and "%" in value:
                 continue
             probe = value.lower() if pattern in _CASELESS and isinstance(value, str) else value
-            pool = [a.lower() if pattern in _CASELESS and isinstance(a, str) else a for a in allowed]
+            pool = [
+                a.lower() if pattern in _CASELESS and isinstance(a, str) else a for a in allowed
+            ]
             if any(probe == a and type(probe) is type(a) for a in pool):
                 continue
             shown = ", ".join(repr(a) if isinstance(a, str) else str(a).lower() for a in allowed)

@@ -17,8 +17,7 @@ def construct(cls: type[Any], options: dict[str, Any], key: str) -> Any:
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise ProfileError(
-            f"{cls.__name__} does not take option(s) {unknown}"
-            f"{did_you_mean(unknown[0], accepted)}",
+            f"{cls.__name__} does not take option(s) {unknown}{did_you_mean(unknown[0], accepted)}",
             key=f"{key}.{unknown[0]}",
             hint=f"Accepted options: {', '.join(accepted)}.",
         )

@@ -91,10 +91,8 @@ def connector_class(profile: Any) -> type[Any]:
     elif importlib.util.find_spec(f"scaler_workbench.connectors.{target}") is not None:
         module = _import(f"scaler_workbench.connectors.{target}", name)
     else:
-        found = _entry_point(target, name)
-        if attr:
-            found = getattr(found, attr, None)
-        return _check(found, base, name)
+        point = _entry_point(target, name)
+        return _check(getattr(point, attr, None) if attr else point, base, name)
     found: Any = getattr(module, attr, None) if attr else getattr(module, "CONNECTOR", None)
     if found is None and not attr:
         subclasses = [
@@ -148,7 +146,9 @@ def _module_from_file(profile: Any, file: str, name: str) -> ModuleType:
         return cached
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has one
-        raise ProfileError(f"provider.connector {name!r} cannot be loaded", key="provider.connector")
+        raise ProfileError(
+            f"provider.connector {name!r} cannot be loaded", key="provider.connector"
+        )
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up
     try:

@@ -198,7 +198,7 @@ class ResourceSpec:
                 f"parent_params {missing} do not appear as {{param}} in path {table['path']!r}"
                 " or in a params value",
                 key=f"{key}.parent_params",
-                hint='Write the placeholder in the path or a query parameter: '
+                hint="Write the placeholder in the path or a query parameter: "
                 'params = { meters = "{meter_uid}" }.',
             )
         incremental = dict(table.get("incremental", {}))
