@@ -183,8 +183,8 @@ def _entry_point(target: str, name: str) -> Any:
         ]
         known = sorted({*shipped, *points})
         raise ProfileError(
-            f"provider.connector {name!r} is neither a shipped connector module nor an "
-            f"installed entry point{did_you_mean(target, known)}",
+            f"provider.connector {name!r} cannot be imported: it is neither a shipped "
+            f"connector module nor an installed entry point{did_you_mean(target, known)}",
             key="provider.connector",
             hint=f"Known: {', '.join(known)}; or 'connector.py:MyConnector' next to profile.toml.",
         )
