@@ -1437,7 +1437,13 @@ def _unit_ok(label: str) -> bool:
     try:
         _registry().parse_units(str(label))
     except (pint.errors.PintError, AttributeError, TypeError, ValueError, AssertionError):
-        return False
+        from scaler_workbench.exceptions import UnitError
+        from scaler_workbench.units import resolve_unit
+
+        try:  # an alias may scale a unit ("100 kBtu"), which parse_units refuses
+            resolve_unit("alias", {"alias": str(label)})
+        except UnitError:
+            return False
     return True
 
 
