@@ -134,6 +134,28 @@ def _fill_params(value: Any, path_params: Mapping[str, Any] | None) -> Any:
     )
 
 
+def _check_cursor_path(spec: ResourceSpec, cursor_path: str, records: list[dict[str, Any]]) -> None:
+    """A cursor path that no fetched record has is a typo (it would mean full pulls forever)."""
+    if any(find_value(r, cursor_path) is not None for r in records):
+        return
+    head, _, _rest = cursor_path.rpartition(".")
+    fields = sorted(
+        {
+            f"{head}.{k}" if head else str(k)
+            for r in records[:50]
+            for k in (find_value(r, head) if head else r) or {}
+            if isinstance(k, str)
+        }
+    )
+    raise ProfileError(
+        f"resources.{spec.name}.incremental.cursor_path {cursor_path!r} is in none of the "
+        f"{len(records)} records fetched{did_you_mean(cursor_path, fields)}",
+        key=f"resources.{spec.name}.incremental.cursor_path",
+        hint=f"Name the record field that orders the records; the records have: "
+        f"{', '.join(fields[:20]) or '(no fields)'}.",
+    )
+
+
 # ------------------------------------------------------------------------------ the spec
 @dataclass
 class ResourceSpec:
@@ -813,6 +835,8 @@ class Connector:
                 if cursor_path and not frozen:
                     new_wm = _later(new_wm, find_value(rec, cursor_path), tz)
             records.extend(kept)
+            if cursor_path and new_wm is None and kept:
+                _check_cursor_path(spec, cursor_path, kept)
             if cursor_path and new_wm is not None:
                 report.watermarks[pkey] = str(new_wm)
         if cursor_path and pkey not in report.watermarks and wm is not None:

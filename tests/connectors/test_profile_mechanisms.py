@@ -301,3 +301,38 @@ def test_a_connector_from_an_installed_entry_point(
     typo = read_profile(_folder_profile(folder, server.url, "acm"))
     with pytest.raises(ProfileError, match="did you mean 'acme'"):
         connector_class(typo)
+
+
+def test_an_incremental_cursor_path_no_record_has_is_refused_with_did_you_mean(
+    serve: Any,
+) -> None:
+    """``cursor_path = "interval_strat"`` would mean full pulls forever: say so instead."""
+
+    def handler(req: Request) -> Reply:
+        rows = [{"interval_start": "2024-01-01T00:00:00Z", "v": 1}]
+        return Reply(200, {"data": rows})
+
+    server = serve(handler)
+
+    def profile(cursor: str) -> Profile:
+        return Profile.from_dict(
+            {
+                "provider": {"name": "acme"},
+                "environments": {"test": {"base_url": server.url}},
+                "paginator": {"type": "none"},
+                "resources": {
+                    "reads": {
+                        "path": "/reads",
+                        "record_path": "data",
+                        "date_range": {"since": "2024-01-01", "chunk": ""},
+                        "incremental": {"cursor_path": cursor},
+                    }
+                },
+            }
+        )
+
+    with pytest.raises(ProfileError, match="did you mean 'interval_start'") as err:
+        fetch_resources(profile("interval_strat"), until="2024-02-01")
+    assert err.value.context["key"] == "resources.reads.incremental.cursor_path"
+    good = fetch_resources(profile("interval_start"), until="2024-02-01")
+    assert good["reads"].report.watermarks[""].startswith("2024-01-01")
