@@ -24,6 +24,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from scaler_workbench._rules import resolve_rules
 from scaler_workbench.exceptions import ProfileError
 
 __all__ = [
@@ -247,7 +248,7 @@ SCHEMA: Node = {
         heating_value=_HEATING_VALUE,
         energy_factors={"*": _keys("factor", "unit", "note", "confirmed")},
     ),
-    "validation": None,  # rules and thresholds: _rules.py refuses unknown ones by name
+    "validation": _keys("rules"),  # rules and their settings: _rules.resolve_rules checks them
     "sync": _keys("state", "lookback_days", "max_deactivation_fraction"),
     "reconcile": {
         "*": _keys(
@@ -366,6 +367,8 @@ def check_profile_keys(data: Mapping[str, Any], *, provider: str = "") -> None:
         ):
             continue  # a registered auth type: its class checks its own options
         _walk(value, node, section, provider)
+    if isinstance(data.get("validation"), Mapping):
+        resolve_rules(data["validation"])  # unknown rules and settings, bad severities
     mapping = data.get("mapping")
     if isinstance(mapping, Mapping):
         for table in ("usage", "readings"):

@@ -250,3 +250,13 @@ def test_construct_suggests_the_closest_option() -> None:
         make_paginator({"type": "offset", "limt": 5})
     with pytest.raises(ProfileError, match="did you mean 'cursor'"):
         make_paginator({"type": "cursr"})
+
+
+def test_validation_rules_and_settings_are_checked_at_load() -> None:
+    with pytest.raises(ProfileError, match="did you mean 'billing_period_days'") as err:
+        Profile.from_dict(_with("validation.rules.billing_period_day", {"max": 40}))
+    assert err.value.context["key"] == "validation.rules.billing_period_day"
+    with pytest.raises(ProfileError, match="did you mean 'severity'"):
+        Profile.from_dict(_with("validation.rules.billing_period_days", {"severty": "error"}))
+    with pytest.raises(ProfileError, match="did you mean 'rules'"):
+        Profile.from_dict(_with("validation.rule", {}))
