@@ -1076,6 +1076,8 @@ def source_file_profile(profile: Any, path: str | os.PathLike[str]) -> Any:
     table.update({"base_url": file.as_uri()})
     for key in ("base_url_env", "builtin_sandbox"):
         table.pop(key, None)
+    if getattr(clone, "template", None) is not None:  # the copy is its own TOML (variables filled)
+        clone.template = None
     return clone
 
 
