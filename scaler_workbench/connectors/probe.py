@@ -87,7 +87,7 @@ _TOTAL_PATHS = (
     "pagination.total",
 )
 #: Offset-style parameter names (first record) and page-size names, as APIs spell them.
-_OFFSET_NAMES = ("offset", "startIndex", "start_index", "start", "skip", "from", "first")
+_OFFSET_NAMES = ("offset", "startIndex", "start_index", "start", "skip", "first")
 _SIZE_NAMES = ("limit", "size", "count", "pageSize", "page_size", "per_page", "max", "top")
 _PAGE_NAMES = ("page", "pageNumber", "page_number", "pageIndex", "p")
 _TOTAL_PAGES_PATHS = (
@@ -366,8 +366,9 @@ def probe_pagination(
 
 
 def _named(params: Mapping[str, Any], names: Iterable[str]) -> str:
-    """The first of ``names`` that the caller's ``params`` use (``""`` when none)."""
-    return next((name for name in names if name in params), "")
+    """The first of ``names`` that the caller's ``params`` set to a whole number (``""`` when
+    none): a date such as ``start=2024-01-01`` is a filter, not a position."""
+    return next((n for n in names if n in params and _int(params[n], -1) >= 0), "")
 
 
 def _int(value: Any, default: int) -> int:

@@ -160,3 +160,20 @@ def test_probe_takes_explicit_page_names(serve: Any) -> None:
         "page_size": 3,
         "page_size_param": "pageSize",
     }, str(result)
+
+
+def test_probe_leaves_date_parameters_alone(serve: Any) -> None:
+    """``start=2024-01-01`` is a date filter, not an offset: the probe keeps it as sent."""
+    from .conftest import fake_profile
+
+    server = serve(_start_index_api)
+    client = Client(fake_profile(server.url, resources={}), clock=FakeClock())
+    result = probe_pagination(
+        client,
+        "/rows",
+        params={"start": "2024-01-01", "startIndex": 1, "size": 3},
+        record_path="result.rows",
+        primary_key="uid",
+    )
+    assert result.best is not None and result.best["offset_param"] == "startIndex"
+    assert all(r.query["start"] == "2024-01-01" for r in server.requests)
