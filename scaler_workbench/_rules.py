@@ -20,12 +20,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from scaler_workbench.exceptions import ProfileError
 
-if TYPE_CHECKING:
-    from scaler_workbench.profile import Profile
+
+class _Sectioned(Protocol):
+    """A :class:`~scaler_workbench.profile.Profile` as seen here (profile.py checks
+    ``[validation]`` through this module at load time, so it is not imported)."""
+
+    def section(self, name: str, default: Any = None) -> Any: ...
+
 
 __all__ = ["RULES", "SEVERITIES", "Rule", "resolve_rules", "rules_frame"]
 
@@ -328,7 +333,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
 )
 
 
-def resolve_rules(profile: Profile | Mapping[str, Any] | None = None) -> dict[str, Rule]:
+def resolve_rules(profile: _Sectioned | Mapping[str, Any] | None = None) -> dict[str, Rule]:
     """Return the effective rules: :data:`RULES` with a profile's overrides applied.
 
     Parameters
@@ -358,7 +363,7 @@ def resolve_rules(profile: Profile | Mapping[str, Any] | None = None) -> dict[st
         key = f"validation.rules.{name}"
         if name not in rules:
             raise ProfileError(
-                f"unknown validation rule {name!r}",
+                f"unknown validation rule {name!r}{_closest(name, RULES)}",
                 key=key,
                 hint=f"Known rules: {', '.join(sorted(RULES))}.",
             )
@@ -366,6 +371,14 @@ def resolve_rules(profile: Profile | Mapping[str, Any] | None = None) -> dict[st
             raise ProfileError(f"[{key}] must be a table", key=key)
         rules[name] = _apply_override(rules[name], override, key)
     return rules
+
+
+def _closest(word: str, choices: Any) -> str:
+    """``" (did you mean 'x'?)"`` for the closest choice (difflib), or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _apply_override(rule: Rule, override: Mapping[str, Any], key: str) -> Rule:
@@ -401,7 +414,8 @@ def _apply_override(rule: Rule, override: Mapping[str, Any], key: str) -> Rule:
         else:
             known = ", ".join(["severity", "enabled", *rule.params]) or "severity, enabled"
             raise ProfileError(
-                f"rule {rule.name!r} has no setting {k!r}",
+                f"rule {rule.name!r} has no setting {k!r}"
+                f"{_closest(k, ['severity', 'enabled', *rule.params])}",
                 key=f"{key}.{k}",
                 hint=f"Settings of {rule.name}: {known}.",
             )

@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("profile", help="provider profile TOML, e.g. mappings/sandbox/profile.toml")
         p.add_argument("--out", help="output folder (default out/<provider>)")
         p.add_argument("--env", dest="environment", help="profile environment to use")
+        p.add_argument(
+            "--var",
+            dest="variables",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="override a [variables] entry of the profile (repeatable)",
+        )
 
     parser = _ArgumentParser(
         prog="scaler-workbench",
@@ -244,7 +252,22 @@ def _default_out(profile: Any) -> Path:
 def _load(args: argparse.Namespace) -> Any:
     from scaler_workbench.profile import read_profile
 
-    return read_profile(args.profile, environment=args.environment)
+    return read_profile(
+        args.profile, environment=args.environment, variables=_variables(args.variables)
+    )
+
+
+def _variables(pairs: list[str]) -> dict[str, str]:
+    """``--var NAME=VALUE`` pairs as a dict (a pair without ``=`` is a usage error)."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ProfileError(
+                f"--var {pair!r} is not NAME=VALUE", key="--var", hint="e.g. --var account_id=100"
+            )
+        out[name.strip()] = value
+    return out
 
 
 # -- commands ------------------------------------------------------------------------------------

@@ -202,7 +202,8 @@ class UnitError(WorkbenchError, ValueError):
     """A unit is unknown or ambiguous: ``unit``, ``meter`` and ``column`` say where."""
 
     default_hint = (
-        "Map the label in the profile's [units.aliases] table (e.g. 'therms' = 'US_therm')."
+        "Map the label in the profile's [units.aliases] table (e.g. 'therms' = 'therm', "
+        "100,000 Btu = 29.3071 kWh, or 'US_therm', 29.3001 kWh: ask the provider)."
     )
 
 

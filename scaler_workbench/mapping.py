@@ -9,6 +9,7 @@ mapping into a workbook and back, losslessly::
     units = read_unit_choices("mapping.xlsx")                   # == profile.section("units")
     profile = apply_mapping_workbook(profile, "mapping.xlsx")   # a copy with both replaced
     report = check_mapping(mapping, raw, units=units)          # against the latest data
+    report = check_mapping(mapping, raw, profile=profile)      # ... after the connector's rules
 
 Workbook layout
 ---------------
@@ -297,6 +298,15 @@ def _spec_values(record: Mapping[str, Any], spec: Any) -> list[Any]:
     if any(not v or v[0] is None for v in parts):
         return []
     return [sep.join(str(v[0]) for v in parts)]
+
+
+def _prepared(profile: Profile, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``raw`` after the profile connector's ``prepare_raw`` (the provider rules)."""
+    from scaler_workbench.connectors.registry import connector_class
+
+    lists = {str(k): list(getattr(v, "records", v) or []) for k, v in raw.items()}
+    prepared, _report = connector_class(profile).prepare_raw(profile, lists)
+    return prepared
 
 
 def _records(raw: Mapping[str, Any] | None, resource: str) -> list[Mapping[str, Any]]:
@@ -1731,7 +1741,13 @@ def _unit_ok(label: str) -> bool:
     try:
         _registry().parse_units(str(label))
     except (pint.errors.PintError, AttributeError, TypeError, ValueError, AssertionError):
-        return False
+        from scaler_workbench.exceptions import UnitError
+        from scaler_workbench.units import resolve_unit
+
+        try:  # an alias may scale a unit ("100 kBtu"), which parse_units refuses
+            resolve_unit("alias", {"alias": str(label)})
+        except UnitError:
+            return False
     return True
 
 
@@ -1775,8 +1791,13 @@ def check_mapping(
     *,
     units: Mapping[str, Any] | None = None,
     resources: Iterable[str] | None = None,
+    profile: Profile | None = None,
 ) -> pd.DataFrame:
     """Check a mapping against the latest raw records (and itself), naming workbook cells.
+
+    With ``profile``, the records are first passed through its connector's ``prepare_raw``
+    (``[provider] connector``), as :func:`~scaler_workbench.pipeline.run_pipeline` does, so
+    fields a provider module adds (or resources it builds) are found.
 
     Parameters
     ----------
@@ -1789,6 +1810,9 @@ def check_mapping(
     resources : iterable of str, optional
         The profile's resource names (``profile.resources``). Without them, a resource
         missing from ``raw_or_samples`` but close to one present is reported as a typo.
+    profile : Profile, optional
+        The provider profile whose connector's ``prepare_raw`` runs on the records first (and
+        whose ``[units]`` and resource names are used when ``units`` / ``resources`` are not given).
 
     Returns
     -------
@@ -1816,6 +1840,12 @@ def check_mapping(
 
     from scaler_workbench.schema import CANONICAL_UNITS
 
+    if profile is not None:
+        raw_or_samples = _prepared(profile, raw_or_samples)
+        if units is None:
+            units = dict(profile.section("units"))
+        if resources is None:
+            resources = list(profile.resources)
     aliases = dict((units or {}).get("aliases", {}) or {})
     alias_rows = _alias_rows(mapping, units or {}, raw_or_samples)
     sheets = _sheet_names(mapping)

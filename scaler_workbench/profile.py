@@ -21,6 +21,10 @@ Sections
 ``[sync]``            sync/store: state path, look-back, deactivation guard
 ``[reconcile.X]``     sync/export: provider-reported totals to compare exported totals with
 ``[extensions.X]``    provider modules' own options (e.g. ``[extensions.ecostruxure]``)
+``[variables]``       per-customer values used as ``{name}`` (see :mod:`scaler_workbench._variables`)
+
+Every key of every section is checked when the profile is read (unknown keys and enumerated
+values, with "did you mean": :mod:`scaler_workbench._profile_schema`), before any request.
 
 Every key is listed in docs/profiles.md.
 """
@@ -35,7 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaler_workbench.exceptions import ProfileError
+from scaler_workbench._profile_schema import check_profile_keys, check_profile_values
+from scaler_workbench._variables import apply_variables, placeholders, resolve_variables
+from scaler_workbench.exceptions import CredentialError, ProfileError
 
 __all__ = [
     "AUTH_PLAIN_OPTIONS",
@@ -60,6 +66,7 @@ KNOWN_SECTIONS = (
     "sync",
     "reconcile",
     "extensions",
+    "variables",
 )
 
 #: Key names that look like literal secrets. A profile may only name environment variables
@@ -114,6 +121,10 @@ class Profile:
         The whole parsed TOML; sections are read by their owning modules via :meth:`section`.
     path : Path or None
         Where the profile was read from; relative paths inside resolve against its folder.
+    variables : dict of str to str
+        ``[variables]`` as resolved (``--var`` overrides applied); ``data`` has them filled in.
+    missing_variables : dict of str to str
+        Variables whose environment variable is unset (:meth:`require_variables` refuses them).
     """
 
     name: str
@@ -122,6 +133,12 @@ class Profile:
     environments: dict[str, Environment] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: ``[variables]`` resolved (after ``--var`` overrides) and those whose env var is unset
+    variables: dict[str, str] = field(default_factory=dict)
+    missing_variables: dict[str, str] = field(default_factory=dict)
+    #: the profile as written (placeholders kept): what :meth:`save` writes
+    template: dict[str, Any] | None = field(default=None, repr=False)
+    var_overrides: dict[str, str] = field(default_factory=dict, repr=False)
 
     # -- access ---------------------------------------------------------------------------
     def section(self, name: str, default: Any = None) -> Any:
@@ -164,6 +181,53 @@ class Profile:
         clone.environment = name
         return clone
 
+    def with_variables(self, overrides: dict[str, Any]) -> Profile:
+        """A copy of this profile with ``[variables]`` overridden (``--var NAME=VALUE``).
+
+        Parameters
+        ----------
+        overrides : dict of str to str
+            Declared variable -> value.
+
+        Returns
+        -------
+        Profile
+
+        Raises
+        ------
+        ProfileError
+            An override names no declared variable.
+        """
+        clone = Profile.from_dict(
+            copy.deepcopy(self.template if self.template is not None else self.data),
+            path=self.path,
+            variables={**self.var_overrides, **overrides},
+        )
+        clone.environment = self.environment
+        return clone
+
+    def require_variables(self) -> None:
+        """Refuse to go on while a variable the profile uses has no value.
+
+        Raises
+        ------
+        CredentialError
+            A ``name_env`` variable is unset and ``{name}`` appears in the profile.
+        """
+        if not self.missing_variables:
+            return
+        used = _used_placeholders(self.data)
+        for name, env in self.missing_variables.items():
+            if name in used:
+                raise CredentialError(
+                    f"variable {name!r}: environment variable {env!r} (named by "
+                    f"variables.{name}_env) is not set",
+                    variable=env,
+                    key=f"variables.{name}_env",
+                    provider=self.name,
+                    hint=f"Export {env}, or pass --var {name}=VALUE.",
+                )
+
     def __repr__(self) -> str:
         envs = ", ".join(self.environments)
         return (
@@ -173,8 +237,33 @@ class Profile:
 
     # -- (de)serialise --------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, path: Path | None = None) -> Profile:
-        """Validate the shape of a parsed profile and build a :class:`Profile`."""
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        path: Path | None = None,
+        variables: dict[str, Any] | None = None,
+    ) -> Profile:
+        """Validate a parsed profile (shape, every key, enumerated values) and build it.
+
+        Parameters
+        ----------
+        data : dict
+            The parsed TOML.
+        path : Path, optional
+            Where it was read from.
+        variables : dict, optional
+            ``--var`` overrides of ``[variables]``.
+
+        Returns
+        -------
+        Profile
+
+        Raises
+        ------
+        ProfileError
+            The first problem, ``key`` naming its dotted place.
+        """
         if not isinstance(data, dict):
             raise ProfileError("a profile must be a TOML table", key="")
         unknown = [k for k in data if k not in KNOWN_SECTIONS]
@@ -193,6 +282,14 @@ class Profile:
                 hint='Add:\n[provider]\nname = "my-provider"',
             )
         name = str(provider["name"])
+        for section in KNOWN_SECTIONS:
+            if section in data and not isinstance(data[section], dict):
+                raise ProfileError(f"[{section}] must be a table", key=section, provider=name)
+        check_profile_keys(data, provider=name)
+        check_profile_values(data, provider=name)
+        template = data
+        values, missing = resolve_variables(data.get("variables"), variables, provider=name)
+        data = apply_variables(template, values, provider=name)
         timezone = str(provider.get("timezone", "UTC"))
         _check_timezone(timezone, "provider.timezone")
         envs_raw = data.get("environments", {})
@@ -239,9 +336,6 @@ class Profile:
                 key="provider.environment",
                 provider=name,
             )
-        for section in KNOWN_SECTIONS:
-            if section in data and not isinstance(data[section], dict):
-                raise ProfileError(f"[{section}] must be a table", key=section, provider=name)
         for rname, res in data.get("resources", {}).items():
             if not isinstance(res, dict) or not isinstance(res.get("path"), str):
                 raise ProfileError(
@@ -255,12 +349,17 @@ class Profile:
             timezone=timezone,
             environment=default_env,
             environments=envs,
-            data=copy.deepcopy(data),
+            data=data,
             path=path,
+            variables=values,
+            missing_variables=missing,
+            template=copy.deepcopy(template) if values or missing else None,
+            var_overrides={str(k): str(v) for k, v in (variables or {}).items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = copy.deepcopy(self.data)
+        """The profile as written (variables as ``{name}``, not their values)."""
+        data = copy.deepcopy(self.template if self.template is not None else self.data)
         data.setdefault("provider", {})["name"] = self.name
         data["provider"]["timezone"] = self.timezone
         data["provider"]["environment"] = self.environment
@@ -278,7 +377,12 @@ class Profile:
         return p
 
 
-def read_profile(path: str | os.PathLike[str], *, environment: str | None = None) -> Profile:
+def read_profile(
+    path: str | os.PathLike[str],
+    *,
+    environment: str | None = None,
+    variables: dict[str, Any] | None = None,
+) -> Profile:
     """Read and validate a provider profile from a TOML file.
 
     Parameters
@@ -287,6 +391,8 @@ def read_profile(path: str | os.PathLike[str], *, environment: str | None = None
         The profile file (e.g. ``mappings/sandbox/profile.toml``).
     environment : str, optional
         Override the profile's default environment.
+    variables : dict, optional
+        Override ``[variables]`` (the CLI's ``--var NAME=VALUE``).
 
     Returns
     -------
@@ -313,7 +419,7 @@ def read_profile(path: str | os.PathLike[str], *, environment: str | None = None
         raise ProfileError(
             f"{p} is not valid TOML: {exc}", key="", hint="Fix the TOML syntax at the line shown."
         ) from exc
-    profile = Profile.from_dict(data, path=p.resolve())
+    profile = Profile.from_dict(data, path=p.resolve(), variables=variables)
     if environment:
         profile = profile.with_environment(environment)
     return profile
@@ -440,6 +546,15 @@ def _refuse_literal_secrets(node: Any, path: str) -> None:
     elif isinstance(node, list):
         for i, v in enumerate(node):
             _refuse_literal_secrets(v, f"{path}[{i}]")
+
+
+def _used_placeholders(node: Any) -> set[str]:
+    """Every ``{name}`` in the profile's strings (where a missing variable would be sent)."""
+    if isinstance(node, dict):
+        return set().union(*(_used_placeholders(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_used_placeholders(v) for v in node))
+    return placeholders(node)
 
 
 def _check_timezone(name: str, key: str) -> None:

@@ -158,6 +158,15 @@ _V2 = [
 
 #: ``MIGRATIONS[i]`` takes a database from ``user_version == i`` to ``i + 1``.
 MIGRATIONS: list[list[str]] = [_V1, _V2]
+
+#: The largest date span [d] each resource's provider accepted after "range too large" answers
+#: (issue 15): created where missing, like a column added to schema.py, without a version bump.
+_LEARNED_SPANS = """CREATE TABLE IF NOT EXISTS learned_spans (
+        resource TEXT PRIMARY KEY,
+        max_days INTEGER NOT NULL,
+        run_id INTEGER,
+        updated_at TEXT NOT NULL
+    )"""
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -237,6 +246,7 @@ class StateStore:
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+        self._con.execute(_LEARNED_SPANS)
         # Columns added to schema.py after the file was created: add them (nullable).
         for table in TABLES.values():
             have = {r[1] for r in self._con.execute(f"PRAGMA table_info({_q(table.name)})")}
@@ -422,6 +432,35 @@ class StateStore:
                 " ON CONFLICT (resource) DO UPDATE SET value = excluded.value,"
                 " run_id = excluded.run_id, updated_at = excluded.updated_at",
                 (resource, value, run_id, _now()),
+            )
+
+    # -- learned date spans ---------------------------------------------------------------
+    def learned_spans(self) -> dict[str, int]:
+        """Resource -> the largest date span [d] its provider accepted (learned earlier)."""
+        return {
+            str(r[0]): int(r[1])
+            for r in self._execute("SELECT resource, max_days FROM learned_spans")
+        }
+
+    def set_learned_span(self, resource: str, max_days: int, *, run_id: int | None) -> None:
+        """Remember a learned span [d] for ``resource`` (the next run starts from it).
+
+        Parameters
+        ----------
+        resource : str
+            The profile's resource name.
+        max_days : int
+            The span the provider accepted [d], at least 1.
+        run_id : int or None
+            The run that learned it.
+        """
+        with self.transaction():
+            self._execute(
+                "INSERT INTO learned_spans (resource, max_days, run_id, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (resource) DO UPDATE SET"
+                " max_days = excluded.max_days, run_id = excluded.run_id,"
+                " updated_at = excluded.updated_at",
+                (resource, max(1, int(max_days)), run_id, _now()),
             )
 
     # -- accepted data --------------------------------------------------------------------

@@ -247,6 +247,7 @@ def _default_fetch(
     windows: Mapping[str, tuple[Any, Any]],
     clock: Clock,
     skip: Mapping[str, Any] | None = None,
+    learned_spans: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Fetch every resource with its own date window, parents first, one parent at a time.
 
@@ -262,6 +263,7 @@ def _default_fetch(
     ``requests``.
     """
     client = Client(profile, clock=clock)
+    client.learned_spans.update(learned_spans or {})  # spans learned by earlier runs
     results: dict[str, Any] = {}
     sequences: dict[str, dict[str, Any]] = {}
     skipping = {r: set(v) for r, v in (skip or {}).items()}
@@ -500,17 +502,21 @@ class _Window:
     first: date | None
     end: date | None
 
-    def request(self, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
-        """The fetch range: one day of margin on each side (providers read dates in any zone)."""
+    def request(
+        self, tz: ZoneInfo, *, margin_days: int = 1
+    ) -> tuple[datetime | None, datetime | None]:
+        """The fetch range: ``margin_days`` of margin on each side (a provider may read
+        datetimes in another zone); 0 for date-only parameters (see :func:`_margin_days`)."""
+        margin = timedelta(days=margin_days)
         since = (
             None
             if self.first is None
-            else datetime.combine(self.first - timedelta(days=1), datetime.min.time(), tz)
+            else datetime.combine(self.first - margin, datetime.min.time(), tz)
         )
         until = (
             None
             if self.end is None
-            else datetime.combine(self.end + timedelta(days=1), datetime.min.time(), tz)
+            else datetime.combine(self.end + margin, datetime.min.time(), tz)
         )
         return since, until
 
@@ -519,6 +525,23 @@ class _Window:
             "first_month": None if self.first is None else self.first.isoformat(),
             "end": None if self.end is None else self.end.isoformat(),
         }
+
+
+def _margin_days(profile: Profile, resource: str) -> int:
+    """One day of margin where datetimes may be read in another zone, or where register
+    readings need their neighbours (``[mapping.readings]`` differences); none for other
+    resources filtered by date-only parameters (whole local days: it would only cost requests).
+    """
+    date_range = profile.resources.get(resource, {}).get("date_range")
+    if not (isinstance(date_range, Mapping) and date_range.get("format", "date") == "date"):
+        return 1
+    readings = profile.section("mapping").get("readings") or {}
+    sources = [readings] if "resource" in readings else list(readings.values())
+    for src in sources:
+        res = src.get("resource") if isinstance(src, Mapping) else None
+        if resource == res or (isinstance(res, list) and resource in res):
+            return 1
+    return 0
 
 
 def _sync_options(profile: Profile) -> dict[str, Any]:
@@ -1447,7 +1470,10 @@ def _plan_phase(
     else:
         merge_first, mode = None, "full"
     merge_window = _Window(merge_first, user_end)
-    request_windows = {name: windows[name].request(tz) for name in profile.resources}
+    request_windows = {
+        name: windows[name].request(tz, margin_days=_margin_days(profile, name))
+        for name in profile.resources
+    }
     skip: dict[str, list[str]] = {}
     if resume:
         # finish what the quota-stopped run planned: its windows, its months, minus the
@@ -1472,6 +1498,20 @@ def _plan_phase(
         request_windows=request_windows,
         skip=skip,
     )
+
+
+def _learned_spans_kw(store: StateStore) -> dict[str, Any]:
+    """``learned_spans=`` for the fetch stage when earlier runs learned a span (issue 15)."""
+    spans = store.learned_spans()
+    return {"learned_spans": spans} if spans else {}
+
+
+def _remember_spans(store: StateStore, results: Mapping[str, Any], *, run_id: int) -> None:
+    """Keep each resource's learned date span [d] for the next run (not relearned by refusals)."""
+    for name, res in results.items():
+        days = getattr(getattr(res, "report", None), "learned_max_days", None)
+        if days:
+            store.set_learned_span(name, days, run_id=run_id)
 
 
 def _fetch_phase(
@@ -1519,6 +1559,7 @@ def _fetch_phase(
             windows=plan.request_windows,
             clock=clock,
             **({"skip": plan.skip} if plan.skip else {}),
+            **_learned_spans_kw(store),
         )
     except QuotaExhaustedError as exc:
         partial = getattr(exc, "partial", None)
@@ -1530,6 +1571,8 @@ def _fetch_phase(
         got = (dict(partial), getattr(exc, "requests", []), getattr(exc, "sequences", None))
     results, requests = got[0], got[1]
     sequences = got[2] if len(got) > 2 else None
+    if not dry_run:
+        _remember_spans(store, results, run_id=run_id)
     _raise_if_down(profile, results)
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name in profile.resources}
     raw.update({name: list(res.records) for name, res in results.items()})

@@ -130,6 +130,18 @@ def _count() -> None:
     _pint_calls += 1
 
 
+#: "100 kBtu", "1e3 Wh", "0.5*m**3": a number, then the unit (an alias may scale a unit)
+_SCALED = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s*\*?\s*([A-Za-z_].*)$")
+
+
+def _one(reg: Any, expr: str) -> Any:
+    """One ``expr`` as an exact pint quantity; a leading number scales the unit."""
+    m = _SCALED.match(expr)
+    if m:
+        return Fraction(m.group(1)) * reg.Quantity(Fraction(1), m.group(2).strip())
+    return reg.Quantity(Fraction(1), expr)
+
+
 @lru_cache(maxsize=4096)
 def _exact_factor(from_unit: str, to_unit: str) -> Fraction:
     import pint
@@ -137,7 +149,7 @@ def _exact_factor(from_unit: str, to_unit: str) -> Fraction:
     _count()
     reg = get_registry()
     try:
-        q = reg.Quantity(Fraction(1), from_unit).to(to_unit)
+        q = _one(reg, from_unit).to(to_unit)
     except pint.DimensionalityError as exc:
         raise UnitError(
             f"cannot convert {from_unit!r} to {to_unit!r}: different dimensions",
@@ -182,7 +194,7 @@ def _dimension(unit: str) -> str:
     _count()
     reg = get_registry()
     try:
-        dim = reg.Quantity(Fraction(1), unit).dimensionality
+        dim = _one(reg, unit).dimensionality
     except Exception as exc:
         raise UnitError(f"unknown unit {unit!r}", unit=unit) from exc
     for name, ref in (
@@ -199,7 +211,11 @@ def _dimension(unit: str) -> str:
 # ---- labels -----------------------------------------------------------------------------------
 #: Ambiguous labels (lower case) and the unambiguous choices an alias may point at.
 AMBIGUOUS: dict[str, dict[str, str]] = {
-    "therm": {"US_therm": "US therm, 105.4804 MJ", "therm": "EC/UK therm, 105.5056 MJ"},
+    "therm": {
+        "US_therm": "US therm, 105.4804 MJ = 29.3001 kWh",
+        "therm": "100,000 Btu, 105.5056 MJ = 29.3071 kWh: Portfolio Manager and Green Button "
+        "(ESPI uom 169) mean this one",
+    },
     "gallon": {"US_gallon": "US gallon, 3.785411784 L", "UK_gallon": "UK gallon, 4.54609 L"},
     "ton": {"tonne": "metric tonne, 1000 kg", "short_ton": "US short ton, 907.18474 kg"},
     "mbtu": {"kBtu": "thousand Btu (US bills)", "MMBtu": "million Btu (pint reads MBtu so)"},
@@ -344,7 +360,6 @@ def _key(label: str) -> str:
 def _ambiguity_error(label: str, group: str, meter: str | None, column: str | None) -> UnitError:
     choices = AMBIGUOUS[group]
     options = "; ".join(f"{name!r} ({text})" for name, text in choices.items())
-    first = next(iter(choices))
     where = f" of meter {meter!r}" if meter else ""
     return UnitError(
         f"unit label {label!r}{where} is ambiguous: it could be {options}",
@@ -352,8 +367,9 @@ def _ambiguity_error(label: str, group: str, meter: str | None, column: str | No
         meter=meter,
         column=column,
         choices=tuple(choices),
-        hint=f"Choose in the profile: [units.aliases] {label!r} = {first!r} "
-        f"(or one of {list(choices)}).",
+        hint=f"Choose in the profile: [units.aliases] {label!r} = "
+        f"{' or '.join(repr(c) for c in choices)}: ask the provider which one it means "
+        "(each is described above).",
     )
 
 
@@ -735,13 +751,27 @@ _SUGGEST_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+def _alias_line(label: str, options: tuple[str, ...]) -> str:
+    """A ``[units.aliases]`` line naming the first choice, the others in a TOML comment.
+
+    For a therm the comment states both with their kWh values, so copying the line is a choice
+    made knowingly (Portfolio Manager and ESPI mean pint's ``therm``, 29.3071 kWh).
+    """
+    group = _AMBIGUOUS_LABELS.get(_key(label))
+    texts = AMBIGUOUS.get(group or "", {})
+    others = "; ".join(f"{o!r} = {texts.get(o, o)}" for o in options[1:])
+    first = f" ({texts[options[0]]})" if options[0] in texts else ""
+    return f"{label!r} = {options[0]!r}  # ask the provider{first}; or {others}"
+
+
 def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
     """Suggest a unit (or the alias choice to make) for each distinct label.
 
     Parameters
     ----------
-    labels : iterable
-        Unit labels as providers write them (None is skipped; others are read as text).
+    labels : str or iterable
+        Unit labels as providers write them (None is skipped; others are read as text); one
+        string is one label.
 
     Returns
     -------
@@ -750,6 +780,8 @@ def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
         ``alias`` is the TOML line to add under ``[units.aliases]`` when a choice or spelling
         is needed, else empty.
     """
+    if isinstance(labels, str | bytes):  # one label, not its characters
+        labels = [labels]
     rows = []
     for label in dict.fromkeys(str(x) for x in labels if x is not None):
         suggestion, ambiguous, choices, alias, dimension = "", False, "", "", ""
@@ -760,7 +792,7 @@ def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
             if opts:
                 ambiguous = True
                 choices = ", ".join(opts)
-                alias = f"{label!r} = {opts[0]!r}"
+                alias = _alias_line(label, opts)
             else:
                 for pattern, target in _SUGGEST_PATTERNS:
                     if pattern.search(label):
@@ -769,7 +801,7 @@ def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
                             ambiguous = True
                             choices = ", ".join(AMBIGUOUS[group])
                             suggestion = ""
-                            alias = f"{label!r} = {next(iter(AMBIGUOUS[group]))!r}"
+                            alias = _alias_line(label, tuple(AMBIGUOUS[group]))
                         else:
                             suggestion = LABELS.get(target.lower(), target)
                             alias = f"{label!r} = {suggestion!r}"

@@ -75,8 +75,9 @@ def test_incremental_sync_requests_only_new_months_and_equals_full(
     assert r.mode == "incremental"
     intervals = [q for q in sb.request_log if q.path.endswith("/intervals")]
     assert intervals, "no interval requests"
-    # watermark 2024-02-14T23:30 minus 2 days look-back -> recompute from February (1 day margin)
-    assert min(q.query["from"] for q in intervals) == "2024-01-31"
+    # watermark 2024-02-14T23:30 minus 2 days look-back -> recompute from February (date-only
+    # parameters: no margin day, issue 15 item 8)
+    assert min(q.query["from"] for q in intervals) == "2024-02-01"
     registers = [q for q in sb.request_log if q.path.endswith("/readings")]
     assert min(q.query["from"] for q in registers) == "2024-01-01"  # no incremental config: full
     run_sync(profile, out=tmp_path / "full", clock=clock)

@@ -225,9 +225,10 @@ def test_incremental_requests_whole_months_and_equals_full_repull(
     provider.calls.clear()
     r = sync(provider, tmp_path / "inc")
     assert r.mode == "incremental"
-    # watermark 2024-03-14, look-back 2 days -> recompute from March; one day of margin
+    # watermark 2024-03-14, look-back 2 days -> recompute from March; date-only parameters
+    # get no margin day (issue 15 item 8: it only cost requests)
     ((_, since, _),) = provider.calls
-    assert since.date() == date(2024, 2, 29)
+    assert since.date() == date(2024, 3, 1)
     assert r.summary["window"]["first_month"] == "2024-03-01"
     sync(provider, tmp_path / "full")
     assert export_bytes(tmp_path / "inc") == export_bytes(tmp_path / "full")
@@ -334,7 +335,8 @@ def test_since_until_rounds_to_whole_months(tmp_path: Path, provider: FakeProvid
     provider.calls.clear()
     r = sync(provider, tmp_path, since="2024-02-10", until="2024-03-20")
     ((_, since, until),) = provider.calls
-    assert (since.date(), until.date()) == (date(2024, 1, 31), date(2024, 4, 2))
+    # date-only parameters: whole months, no margin day (issue 15 item 8)
+    assert (since.date(), until.date()) == (date(2024, 2, 1), date(2024, 4, 1))
     assert r.mode == "range" and r.summary["window"] == {
         "first_month": "2024-02-01",
         "end": "2024-04-01",

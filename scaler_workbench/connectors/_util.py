@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from scaler_workbench._profile_schema import did_you_mean
 from scaler_workbench._secrets import secret_from_env
 from scaler_workbench.exceptions import ProfileError
 
@@ -18,7 +19,7 @@ def construct(cls: type[Any], options: dict[str, Any], key: str) -> Any:
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise ProfileError(
-            f"{cls.__name__} does not take option(s) {unknown}",
+            f"{cls.__name__} does not take option(s) {unknown}{did_you_mean(unknown[0], accepted)}",
             key=f"{key}.{unknown[0]}",
             hint=f"Accepted options: {', '.join(accepted)}.",
         )

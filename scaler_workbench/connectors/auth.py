@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from requests.auth import AuthBase
 from requests.models import PreparedRequest
 
+from scaler_workbench._profile_schema import did_you_mean
 from scaler_workbench._secrets import (
     Secret,
     get_logger,
@@ -53,7 +54,7 @@ from scaler_workbench._secrets import (
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors._transport import post_token_form
 from scaler_workbench.connectors._util import construct
-from scaler_workbench.exceptions import AuthError, ProfileError
+from scaler_workbench.exceptions import AuthError, CredentialError, ProfileError
 
 __all__ = [
     "AUTHS",
@@ -696,6 +697,22 @@ AUTHS: dict[str, type[Auth]] = {
     "oauth2_client_credentials": OAuth2ClientCredentials,
     "oauth2_password": OAuth2PasswordGrant,
 }
+#: ``*_env`` keys read as plain text (not secrets): URLs that vary per customer or tenant.
+_PLAIN_ENV = ("token_url_env", "authorize_url_env")
+
+
+def _plain_from_env(variable: str, *, key: str) -> str:
+    """A non-secret value from the environment (``token_url_env``)."""
+    value = os.environ.get(variable, "")
+    if not value:
+        raise CredentialError(
+            f"environment variable {variable!r} (named by profile key {key!r}) is not set",
+            variable=variable,
+            key=key,
+        )
+    return value
+
+
 _ALIASES = {"oauth2": "oauth2_client_credentials", "http_basic": "basic", "apikey": "api_key"}
 
 
@@ -748,6 +765,8 @@ def make_auth(
     for k, v in spec.items():
         if k == "type":
             name = str(v)
+        elif k in _PLAIN_ENV:  # a URL that varies per customer: not a secret
+            options[k[: -len("_env")]] = _plain_from_env(str(v), key=f"{key}.{k}")
         elif k.endswith("_env"):
             options[k[: -len("_env")]] = secret_from_env(str(v), key=f"{key}.{k}")
         elif k == "token_file":
@@ -758,7 +777,7 @@ def make_auth(
     cls = AUTHS.get(name)
     if cls is None:
         raise ProfileError(
-            f"unknown auth type {name!r}",
+            f"unknown auth type {name!r}{did_you_mean(name, [*AUTHS, *_ALIASES])}",
             key=f"{key}.type",
             hint=f"Known types: {', '.join(sorted(AUTHS))}.",
         )

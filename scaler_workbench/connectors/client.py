@@ -332,6 +332,9 @@ class Client:
         base_url: str | None = None,
     ) -> None:
         self.profile = profile
+        require_variables = getattr(profile, "require_variables", None)
+        if require_variables is not None:  # a {name} whose *_env is unset: before any request
+            require_variables()
         self.environment = environment or profile.environment
         env = profile.env(self.environment)
         self.base_url = (base_url or env.resolve_base_url()).rstrip("/")

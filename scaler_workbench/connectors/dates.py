@@ -159,7 +159,9 @@ class DateRange:
     since, until : str
         Default range (ISO) when the caller gives none; ``until`` defaults to the end of today.
     too_large_status : list of int
-        Statuses that may mean "range too large" (default 400, 413, 422).
+        Statuses that may mean "range too large" (default 400, 403, 413, 422: some providers
+        answer 403 "period exceeds ..."); the body must match ``too_large_match`` too, so a 403
+        for bad credentials stays an auth error.
     too_large_match : str
         Regular expression on the body that confirms it (case-insensitive); "" turns learning off.
     learn : bool
@@ -175,7 +177,7 @@ class DateRange:
     timezone: str = "UTC"
     since: str = ""
     until: str = ""
-    too_large_status: list[int] = field(default_factory=lambda: [400, 413, 422])
+    too_large_status: list[int] = field(default_factory=lambda: [400, 403, 413, 422])
     too_large_match: str = _DEFAULT_TOO_LARGE
     learn: bool = True
 

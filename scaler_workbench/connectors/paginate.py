@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
+from scaler_workbench._profile_schema import did_you_mean
 from scaler_workbench._secrets import get_logger, redact_url
 from scaler_workbench.connectors._body import find_value
 from scaler_workbench.connectors._util import construct
@@ -611,7 +612,7 @@ def make_paginator(
     cls = PAGINATORS.get(name)
     if cls is None:
         raise ProfileError(
-            f"unknown paginator type {name!r}",
+            f"unknown paginator type {name!r}{did_you_mean(name, [*PAGINATORS, *_ALIASES])}",
             key=f"{key}.type",
             hint=f"Known types: {', '.join(sorted(PAGINATORS))}.",
         )

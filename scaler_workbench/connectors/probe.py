@@ -74,7 +74,22 @@ _CURSOR_PATHS = (
     "pagination.next_cursor",
     "paging.cursors.after",
 )
-_TOTAL_PATHS = ("total", "count", "total_count", "totalCount", "meta.total", "pagination.total")
+_TOTAL_PATHS = (
+    "total",
+    "count",
+    "total_count",
+    "totalCount",
+    "totalResults",
+    "total_results",
+    "totalElements",
+    "totalItems",
+    "meta.total",
+    "pagination.total",
+)
+#: Offset-style parameter names (first record) and page-size names, as APIs spell them.
+_OFFSET_NAMES = ("offset", "startIndex", "start_index", "start", "skip", "first")
+_SIZE_NAMES = ("limit", "size", "count", "pageSize", "page_size", "per_page", "max", "top")
+_PAGE_NAMES = ("page", "pageNumber", "page_number", "pageIndex", "p")
 _TOTAL_PAGES_PATHS = (
     "total_pages",
     "totalPages",
@@ -239,6 +254,10 @@ def probe_pagination(
     params: Mapping[str, Any] | None = None,
     record_path: str | None = None,
     primary_key: str = "id",
+    offset_param: str | None = None,
+    limit_param: str | None = None,
+    page_param: str | None = None,
+    page_size_param: str | None = None,
 ) -> ProbeResult:
     """Fetch page 1 of ``path``, try each way to get page 2, and report which ones work.
 
@@ -256,6 +275,13 @@ def probe_pagination(
         Where the records are (default: detected, e.g. ``data``).
     primary_key : str
         Record field that identifies a record [dotted path].
+    offset_param, limit_param : str, optional
+        The API's names for "first record" and "page size" (``startIndex``/``size``). Default:
+        read from ``params`` when it holds a known pair (``params={"startIndex": 0, "size":
+        50}``), else ``offset``/``limit``.
+    page_param, page_size_param : str, optional
+        The API's names for the page number and its size (``pageNumber``/``pageSize``); default
+        from ``params`` as above, else ``page`` (and no size).
 
     Returns
     -------
@@ -294,12 +320,36 @@ def probe_pagination(
             if pager.has_next_page:
                 pager.update_request(request)
                 tried.append((spec, request.url, request.params))
-    offset_spec = {"type": "offset", "limit": n}
+    off_name = offset_param or _named(base, _OFFSET_NAMES) or "offset"
+    size_name = limit_param or _named(base, _SIZE_NAMES) or "limit"
+    start = _int(base.get(off_name), 0)
+    size = _int(base.get(size_name), n)
+    offset_spec: dict[str, Any] = {"type": "offset", "limit": size}
+    if off_name != "offset":
+        offset_spec["offset_param"] = off_name
+    if size_name != "limit":
+        offset_spec["limit_param"] = size_name
+    if start:
+        offset_spec["offset"] = start
     total = next((p for p in _TOTAL_PATHS if isinstance(find_value(first.body, p), int)), "")
     if total:
         offset_spec["total_path"] = total
-    tried.append((offset_spec, path, {**base, "offset": n, "limit": n}))
-    tried.append(({"type": "page_number"}, path, {**base, "page": 2}))
+    tried.append((offset_spec, path, {**base, off_name: start + n, size_name: size}))
+    page_name = page_param or _named(base, _PAGE_NAMES) or "page"
+    page_spec: dict[str, Any] = {"type": "page_number"}
+    page_q = {**base, page_name: _int(base.get(page_name), 1) + 1}
+    if page_name != "page":
+        page_spec["page_param"] = page_name
+    if _int(base.get(page_name), 1) != 1:
+        page_spec["base_page"] = _int(base.get(page_name), 1)
+    size_for_pages = page_size_param or (
+        _named(base, _SIZE_NAMES) if page_name in base and off_name not in base else None
+    )
+    if size_for_pages:
+        page_spec["page_size"] = _int(base.get(size_for_pages), n)
+        page_spec["page_size_param"] = size_for_pages
+        page_q[size_for_pages] = page_spec["page_size"]
+    tried.append((page_spec, path, page_q))
     for spec, url, q in tried:
         cand = Candidate(spec=spec, url=redact_url(client.url(url)))
         try:
@@ -313,6 +363,19 @@ def probe_pagination(
         result.candidates.append(cand)
     _validate_specs(result)
     return result
+
+
+def _named(params: Mapping[str, Any], names: Iterable[str]) -> str:
+    """The first of ``names`` that the caller's ``params`` set to a whole number (``""`` when
+    none): a date such as ``start=2024-01-01`` is a filter, not a position."""
+    return next((n for n in names if n in params and _int(params[n], -1) >= 0), "")
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
 
 
 def _validate_specs(result: ProbeResult) -> None:

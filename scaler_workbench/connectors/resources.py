@@ -32,6 +32,7 @@ go on with the next parent/window; ``"raise"``).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -41,7 +42,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from scaler_workbench._profile_schema import did_you_mean
 from scaler_workbench._secrets import get_logger, redact_url
+from scaler_workbench._variables import placeholders
 from scaler_workbench.clock import Clock
 from scaler_workbench.connectors._body import (
     FORMATS,
@@ -121,6 +124,39 @@ RESOURCE_KEYS = (
     "keep",
 )
 _MAX_KEPT = 100
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _fill_params(value: Any, path_params: Mapping[str, Any] | None) -> Any:
+    """A query parameter with its ``{parent}`` placeholders filled (others left as written)."""
+    if not path_params or not isinstance(value, str) or "{" not in value:
+        return value
+    return _PLACEHOLDER.sub(
+        lambda m: str(path_params[m.group(1)]) if m.group(1) in path_params else m.group(0),
+        value,
+    )
+
+
+def _check_cursor_path(spec: ResourceSpec, cursor_path: str, records: list[dict[str, Any]]) -> None:
+    """A cursor path that no fetched record has is a typo (it would mean full pulls forever)."""
+    if any(find_value(r, cursor_path) is not None for r in records):
+        return
+    head, _, _rest = cursor_path.rpartition(".")
+    fields = sorted(
+        {
+            f"{head}.{k}" if head else str(k)
+            for r in records[:50]
+            for k in (find_value(r, head) if head else r) or {}
+            if isinstance(k, str)
+        }
+    )
+    raise ProfileError(
+        f"resources.{spec.name}.incremental.cursor_path {cursor_path!r} is in none of the "
+        f"{len(records)} records fetched{did_you_mean(cursor_path, fields)}",
+        key=f"resources.{spec.name}.incremental.cursor_path",
+        hint=f"Name the record field that orders the records; the records have: "
+        f"{', '.join(fields[:20]) or '(no fields)'}.",
+    )
 
 
 # ------------------------------------------------------------------------------ the spec
@@ -155,7 +191,8 @@ class ResourceSpec:
         unknown = [k for k in table if k not in RESOURCE_KEYS]
         if unknown:
             raise ProfileError(
-                f"resource {name!r} has unknown key(s) {unknown}",
+                f"resource {name!r} has unknown key(s) {unknown}"
+                f"{did_you_mean(unknown[0], RESOURCE_KEYS)}",
                 key=f"{key}.{unknown[0]}",
                 hint=f"Known keys: {', '.join(RESOURCE_KEYS)}.",
             )
@@ -177,11 +214,17 @@ class ResourceSpec:
                 key=f"{key}.parent_params",
                 hint='Say which parent field fills which path parameter: { site_id = "id" }.',
             )
-        missing = [p for p in parent_params if "{" + p + "}" not in table["path"]]
+        used = placeholders(table["path"]).union(
+            *(placeholders(v) for v in dict(table.get("params", {})).values())
+        )
+        missing = [p for p in parent_params if p not in used]
         if missing:
             raise ProfileError(
-                f"parent_params {missing} do not appear as {{param}} in path {table['path']!r}",
+                f"parent_params {missing} do not appear as {{param}} in path {table['path']!r}"
+                " or in a params value",
                 key=f"{key}.parent_params",
+                hint="Write the placeholder in the path or a query parameter: "
+                'params = { meters = "{meter_uid}" }.',
             )
         incremental = dict(table.get("incremental", {}))
         if incremental and not incremental.get("cursor_path"):
@@ -482,7 +525,7 @@ class Connector:
                 key=f"resources.{spec.name}.path",
                 hint="Give it through parent/parent_params, or path_params=... in iter_pages().",
             ) from None
-        params = dict(spec.params)
+        params = {k: _fill_params(v, path_params) for k, v in spec.params.items()}
         if window is not None and spec.date_range is not None:
             params.update(spec.date_range.params(window))
         elif watermark is not None and spec.incremental.get("param"):
@@ -838,6 +881,8 @@ class Connector:
                     }
                 )
             records.extend(kept)
+            if cursor_path and new_wm is None and kept:
+                _check_cursor_path(spec, cursor_path, kept)
             if cursor_path and new_wm is not None:
                 report.watermarks[pkey] = str(new_wm)
         if cursor_path and pkey not in report.watermarks and wm is not None:
@@ -1077,6 +1122,8 @@ def source_file_profile(profile: Any, path: str | os.PathLike[str]) -> Any:
     table.update({"base_url": file.as_uri()})
     for key in ("base_url_env", "builtin_sandbox"):
         table.pop(key, None)
+    if getattr(clone, "template", None) is not None:  # the copy is its own TOML (variables filled)
+        clone.template = None
     return clone
 
 

@@ -84,3 +84,96 @@ def test_plan_counts_requests_and_time_before_sending(
     sent = sum(r.report.requests_sent for r in results.values())
     assert exact.rows[0]["requests"] == results["sites"].report.requests_sent
     assert exact.total_requests >= sent * 0.5  # children share the parents' count (upper bound)
+
+
+ROWS = [{"uid": f"R{i}"} for i in range(7)]
+
+
+def _start_index_api(req: Any) -> Any:
+    """Pages by ``startIndex``/``size`` (1-based), records under ``result.rows``; ignores
+    ``offset``/``limit``/``page`` (a probe with the usual names sees page 1 again)."""
+    from _fakes import Reply
+
+    start, size = int(req.query.get("startIndex", 1)), int(req.query.get("size", 3))
+    rows = ROWS[start - 1 : start - 1 + size]
+    return Reply(200, {"result": {"rows": rows, "totalResults": len(ROWS)}})
+
+
+def _page_number_api(req: Any) -> Any:
+    from _fakes import Reply
+
+    number, size = int(req.query.get("pageNumber", 0)), int(req.query.get("pageSize", 3))
+    return Reply(200, {"payload": {"items": ROWS[number * size : (number + 1) * size]}})
+
+
+def test_probe_takes_the_apis_parameter_names_and_a_record_path(serve: Any) -> None:
+    from .conftest import fake_profile
+
+    server = serve(_start_index_api)
+    client = Client(fake_profile(server.url, resources={}), clock=FakeClock())
+    result = probe_pagination(
+        client,
+        "/rows",
+        params={"startIndex": 1, "size": 3},
+        record_path="result.rows",
+        primary_key="uid",
+    )
+    assert result.first_page == 3 and result.record_path == "result.rows"
+    assert result.best == {
+        "type": "offset",
+        "limit": 3,
+        "offset_param": "startIndex",
+        "limit_param": "size",
+        "offset": 1,
+    }, str(result)
+    assert server.requests[-2].query == {"startIndex": "4", "size": "3"}
+    # the suggestion pages the whole list when used as the resource's paginator
+    from scaler_workbench.connectors import fetch_resources
+
+    profile = fake_profile(
+        server.url,
+        resources={"rows": {"path": "/rows", "record_path": "result.rows", "primary_key": "uid"}},
+        paginator=result.best,
+    )
+    records = fetch_resources(profile, clock=FakeClock())["rows"].records
+    assert [r["uid"] for r in records] == [r["uid"] for r in ROWS]
+
+
+def test_probe_takes_explicit_page_names(serve: Any) -> None:
+    from .conftest import fake_profile
+
+    server = serve(_page_number_api)
+    client = Client(fake_profile(server.url, resources={}), clock=FakeClock())
+    result = probe_pagination(
+        client,
+        "/items",
+        params={"pageNumber": 0, "pageSize": 3},
+        record_path="payload.items",
+        primary_key="uid",
+        page_param="pageNumber",
+        page_size_param="pageSize",
+    )
+    assert result.best == {
+        "type": "page_number",
+        "page_param": "pageNumber",
+        "base_page": 0,
+        "page_size": 3,
+        "page_size_param": "pageSize",
+    }, str(result)
+
+
+def test_probe_leaves_date_parameters_alone(serve: Any) -> None:
+    """``start=2024-01-01`` is a date filter, not an offset: the probe keeps it as sent."""
+    from .conftest import fake_profile
+
+    server = serve(_start_index_api)
+    client = Client(fake_profile(server.url, resources={}), clock=FakeClock())
+    result = probe_pagination(
+        client,
+        "/rows",
+        params={"start": "2024-01-01", "startIndex": 1, "size": 3},
+        record_path="result.rows",
+        primary_key="uid",
+    )
+    assert result.best is not None and result.best["offset_param"] == "startIndex"
+    assert all(r.query["start"] == "2024-01-01" for r in server.requests)
