@@ -696,7 +696,8 @@ AUTHS: dict[str, type[Auth]] = {
     "oauth2_client_credentials": OAuth2ClientCredentials,
     "oauth2_password": OAuth2PasswordGrant,
 }
-_ALIASES = {"oauth2": "oauth2_client_credentials", "http_basic": "basic", "apikey": "api_key"}
+#: Other spellings accepted for ``[auth] type`` (the profile form resolves them too).
+AUTH_ALIASES = {"oauth2": "oauth2_client_credentials", "http_basic": "basic", "apikey": "api_key"}
 
 
 def register_auth(name: str, cls: type[Auth]) -> None:
@@ -754,7 +755,7 @@ def make_auth(
             options[k] = profile.resolve_path(v) if profile is not None else Path(v)
         else:
             options[k] = v
-    name = _ALIASES.get(name, name)
+    name = AUTH_ALIASES.get(name, name)
     cls = AUTHS.get(name)
     if cls is None:
         raise ProfileError(
