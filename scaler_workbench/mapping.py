@@ -1776,11 +1776,11 @@ _TYPE_DIMENSIONS: dict[str, tuple[str, ...]] = {
 def _unit_dimension(label: str, aliases: Mapping[str, str]) -> tuple[str, str] | None:
     """``(pint expression, dimension)`` of a label, None when it does not resolve."""
     from scaler_workbench.exceptions import UnitError
-    from scaler_workbench.units import _dimension, resolve_unit
+    from scaler_workbench.units import dimension_of, resolve_unit
 
     try:
         expr = resolve_unit(label, aliases)
-        return expr, _dimension(expr)
+        return expr, dimension_of(expr)
     except UnitError:
         return None
 

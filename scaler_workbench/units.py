@@ -189,7 +189,7 @@ def conversion_factor(from_unit: str, to_unit: str) -> float:
 
 
 @lru_cache(maxsize=4096)
-def _dimension(unit: str) -> str:
+def dimension_of(unit: str) -> str:
     """``energy``, ``volume``, ``mass`` or ``other`` for a pint expression (cached)."""
     _count()
     reg = get_registry()
@@ -445,7 +445,7 @@ def _resolve_target(target: str, label: str, meter: str | None, column: str | No
 
 def _check_parses(expr: str, label: str, meter: str | None, column: str | None) -> None:
     try:
-        _dimension(expr)
+        dimension_of(expr)
     except UnitError as exc:
         raise UnitError(
             f"unknown unit {label!r}{f' of meter {meter!r}' if meter else ''}",
@@ -617,8 +617,8 @@ def _group_factor(
 ) -> tuple[float, str]:
     """Factor from ``expr`` to ``canonical`` and a note when a heating value was used."""
     target = LABELS.get(_key(canonical), canonical)
-    src_dim = _dimension(expr)
-    dst_dim = _dimension(target)
+    src_dim = dimension_of(expr)
+    dst_dim = dimension_of(target)
     if src_dim == "volume" and dst_dim == "energy":
         if hv is None:
             raise UnitError(
@@ -808,7 +808,7 @@ def suggest_units(labels: Iterable[object]) -> pd.DataFrame:
                         break
         if suggestion:
             try:
-                dimension = _dimension(suggestion)
+                dimension = dimension_of(suggestion)
             except UnitError:
                 dimension = ""
         rows.append(

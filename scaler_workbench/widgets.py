@@ -1183,9 +1183,9 @@ def auth_env_keys(auth_type: str) -> list[str]:
     """
     import inspect
 
-    from scaler_workbench.connectors.auth import _ALIASES, AUTHS
+    from scaler_workbench.connectors.auth import AUTH_ALIASES, AUTHS
 
-    cls = AUTHS.get(_ALIASES.get(auth_type, auth_type))
+    cls = AUTHS.get(AUTH_ALIASES.get(auth_type, auth_type))
     if cls is None:
         return []
     keys: list[str] = []

@@ -161,7 +161,7 @@ def test_one_million_mixed_rows_one_pint_call_per_distinct_unit():
     from scaler_workbench import units
 
     units._exact_factor.cache_clear()
-    units._dimension.cache_clear()
+    units.dimension_of.cache_clear()
     before = pint_calls()
     out = convert(values, pd.Series(pd.Categorical(labels[idx])), "kWh")
     calls = pint_calls() - before

@@ -713,7 +713,8 @@ def _plain_from_env(variable: str, *, key: str) -> str:
     return value
 
 
-_ALIASES = {"oauth2": "oauth2_client_credentials", "http_basic": "basic", "apikey": "api_key"}
+#: Other spellings accepted for ``[auth] type`` (the profile form resolves them too).
+AUTH_ALIASES = {"oauth2": "oauth2_client_credentials", "http_basic": "basic", "apikey": "api_key"}
 
 
 def register_auth(name: str, cls: type[Auth]) -> None:
@@ -773,11 +774,11 @@ def make_auth(
             options[k] = profile.resolve_path(v) if profile is not None else Path(v)
         else:
             options[k] = v
-    name = _ALIASES.get(name, name)
+    name = AUTH_ALIASES.get(name, name)
     cls = AUTHS.get(name)
     if cls is None:
         raise ProfileError(
-            f"unknown auth type {name!r}{did_you_mean(name, [*AUTHS, *_ALIASES])}",
+            f"unknown auth type {name!r}{did_you_mean(name, [*AUTHS, *AUTH_ALIASES])}",
             key=f"{key}.type",
             hint=f"Known types: {', '.join(sorted(AUTHS))}.",
         )

@@ -579,7 +579,9 @@ class Client:
                     json=request.json,
                 )
             )
-        if self.is_api_host(str(prepared.url)):
+        # the origin of the URL as given: requests drops an explicit ":0" (a closed sandbox's
+        # port in replay), which would make the prepared URL look like another origin
+        if self.is_api_host(url):
             prepared = self.auth(prepared)
         else:
             self._offsite(prepared, url)
