@@ -1015,6 +1015,56 @@ def _extract_fields(
 
 
 # ---- tables ----------------------------------------------------------------------------------
+class _Origins:
+    """Where row ``i`` of a source came from: its resource and position, for reasons."""
+
+    def __init__(
+        self,
+        raw: Mapping[str, list[dict[str, Any]]],
+        src: Mapping[str, Any],
+        records: Sequence[Mapping[str, Any]],
+        items: Sequence[Mapping[str, Any]] | None,
+        parents: Sequence[int],
+    ) -> None:
+        resource = src.get("resource")
+        self.names = [str(r) for r in resource] if isinstance(resource, list) else [str(resource)]
+        self.starts = list(np.cumsum([0, *(len(raw.get(n) or []) for n in self.names[:-1])]))
+        self.records, self.items, self.parents = records, items, parents
+
+    def record_of(self, i: int) -> int:
+        return self.parents[i] if self.items is not None else i
+
+    def resource(self, i: int) -> str:
+        import bisect
+
+        rec = self.record_of(i)
+        return self.names[max(0, bisect.bisect_right(self.starts, rec) - 1)]
+
+    def describe(self, i: int) -> str:
+        """``record 4 of 'meters'`` (``record 4 item 1 of ...`` when exploded), with its
+        ``_parent``."""
+        import bisect
+
+        rec = self.record_of(i)
+        j = max(0, bisect.bisect_right(self.starts, rec) - 1)
+        text = f"record {rec - int(self.starts[j])}"
+        if self.items is not None:
+            text += f" item {i - bisect.bisect_left(self.parents, rec)}"
+        text += f" of {self.names[j]!r}"
+        parent = (
+            self.records[rec].get("_parent") if isinstance(self.records[rec], Mapping) else None
+        )
+        if isinstance(parent, Mapping) and parent:
+            text += " (" + ", ".join(f"{k}={v}" for k, v in parent.items()) + ")"
+        return text
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or a is pd.NA or (isinstance(a, float) and np.isnan(a)):
+        return b is None or b is pd.NA or (isinstance(b, float) and np.isnan(b))
+    return bool(a == b) if not isinstance(a, np.ndarray) else False
+
+
 def _entity_frame(
     table: str,
     src: Mapping[str, Any],
@@ -1022,7 +1072,15 @@ def _entity_frame(
     *,
     key: str,
     required: Sequence[str],
+    derived: bool = False,
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Assets or meters of one mapping source, and the quarantine of the records set aside.
+
+    Every record is accounted for: it is a row, or it has one quarantine row (stage
+    ``transform``): ``unmappable`` (a required field missing, a value without a value map
+    entry) or ``duplicate_id`` (:func:`_duplicate_ids`). A record without an id is keyed by
+    :func:`~scaler_workbench.schema.source_key`.
+    """
     where = f"mapping.{table}"
     sep = str(src.get("key_separator", ":"))
     specs = _compile(src.get("fields", {}), sep=sep, where=where)
@@ -1033,6 +1091,7 @@ def _entity_frame(
     n = len(rows)
     if n == 0:
         return empty_frame(table), []
+    origins = _Origins(raw, src, records, items, parents)
     vals = _extract_fields(
         specs, records, items, parents, src.get("explode"), where, str(src["resource"])
     )
@@ -1083,13 +1142,102 @@ def _entity_frame(
                 table=table,
                 stage="transform",
                 rule="unmappable",
-                reasons=[f"cannot map {table} record: " + "; ".join(problems[i]) for i in idx],
-                keys=[frame[key].iloc[i] for i in idx],
+                reasons=[
+                    f"cannot map {table} {origins.describe(int(i))}: "
+                    + "; ".join(problems[i])
+                    for i in idx
+                ],
+                keys=[
+                    None if pd.isna(frame[key].iloc[i]) else str(frame[key].iloc[i]) for i in idx
+                ],
+                resource=origins.resource(int(idx[0])),
             )
         )
         frame = frame[~bad]
-    frame = frame.drop_duplicates(subset=[key], keep="first")
+    frame, dq = _duplicate_ids(table, frame, rows, origins, key=key, derived=derived)
+    q += dq
     return coerce_frame(frame, table), q
+
+
+def _duplicate_ids(
+    table: str,
+    frame: pd.DataFrame,
+    rows: Sequence[Mapping[str, Any]],
+    origins: _Origins,
+    *,
+    key: str,
+    derived: bool,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Keep the first record of every id; account for the others (rule ``duplicate_id``).
+
+    The stated rule: the record seen first (in resource order) is kept. A later record with
+    the same id is removed from the table and gets a quarantine row naming both records:
+
+    * identical (every mapped field equal): collapsed into the first, severity ``warning``
+      (nothing is lost; for assets derived from meter records, where one site per meter is
+      the design, no row at all);
+    * different: set aside, severity ``error``, the reason naming the fields that differ
+      (``warning`` for derived assets: the meters stay, the site keeps its first fields).
+
+    ``frame`` has the record positions as its index.
+    """
+    ids = frame[key]
+    dup = (ids.duplicated(keep="first") & ids.notna()).to_numpy()
+    if not dup.any():
+        return frame, []
+    first_of = (
+        pd.Series(frame.index, index=frame.index)
+        .groupby(ids.to_numpy(), sort=False)
+        .transform("first")
+    )
+    occurrence = ids.groupby(ids.to_numpy(), sort=False).cumcount() + 1  # the 2nd copy: "#2"
+    cols = [c for c in frame.columns if c != key]
+    plain = frame.astype(object)
+    found: dict[str, tuple[list[int], list[str], list[str]]] = {
+        "warning": ([], [], []),
+        "error": ([], [], []),
+    }
+    for pos in frame.index[dup]:
+        first = int(first_of.loc[pos])
+        diff = [c for c in cols if not _same(plain.at[pos, c], plain.at[first, c])]
+        ident = str(ids.loc[pos])
+        if not diff and derived:
+            continue  # many meters of one site: one asset, by design
+        head = (
+            f"{table} {origins.describe(int(pos))} has {key} {ident!r} like "
+            f"{origins.describe(first)}, which is kept (the first seen)"
+        )
+        if not diff:
+            severity = "warning"
+            why = f"{head}; identical: collapsed into it"
+        else:
+            severity = "warning" if derived else "error"
+            shown = "; ".join(
+                f"{c} {plain.at[pos, c]!r} vs {plain.at[first, c]!r}" for c in diff[:5]
+            )
+            why = (
+                f"{head}; it differs ({shown}"
+                + (f"; and {len(diff) - 5} more field(s)" if len(diff) > 5 else "")
+                + "): set aside. Ask the provider which record is current, or map a unique id"
+            )
+        found[severity][0].append(int(pos))
+        found[severity][1].append(why)
+        found[severity][2].append(f"{ident}#{int(occurrence.loc[pos])}")
+    q = [
+        quarantine_records(
+            [rows[i] for i in pos_list],
+            table=table,
+            stage="transform",
+            rule="duplicate_id",
+            severity=severity,
+            reasons=why_list,
+            keys=key_list,
+            resource=origins.resource(pos_list[0]),
+        )
+        for severity, (pos_list, why_list, key_list) in found.items()
+        if pos_list
+    ]
+    return frame[~dup], q
 
 
 def _meter_timezones(meters: pd.DataFrame, assets: pd.DataFrame, default: str) -> dict[str, str]:
@@ -1633,7 +1781,9 @@ def _entities(
                 raise MappingError(f"mapping.assets.derive_from = {derive!r} is not mapped")
             asrc["resource"] = m[derive]["resource"]
             asrc.setdefault("explode", m[derive].get("explode"))
-        assets, q = _entity_frame("assets", asrc, raw, key="asset_id", required=("asset_id",))
+        assets, q = _entity_frame(
+            "assets", asrc, raw, key="asset_id", required=("asset_id",), derived=bool(derive)
+        )
         quarantine += q
         if derive and len(assets) and assets["name"].isna().any():
             assets["name"] = assets["name"].fillna(assets["asset_id"])
