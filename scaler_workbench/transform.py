@@ -48,12 +48,15 @@ from scaler_workbench._numeric import apply_power_of_ten
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import (
     add_local_days,
+    local_naive,
     localize_naive,
     utc_index,
     utc_ns,
+    utc_text,
     zone_per_row,
 )
 from scaler_workbench.exceptions import MappingError
+from scaler_workbench.profile import missing_value_policy
 from scaler_workbench.schema import (
     QUARANTINE,
     Tables,
@@ -63,6 +66,7 @@ from scaler_workbench.schema import (
     json_default,
     quarantine_records,
     quarantine_rows,
+    source_key,
 )
 
 __all__ = [
@@ -1143,8 +1147,7 @@ def _entity_frame(
                 stage="transform",
                 rule="unmappable",
                 reasons=[
-                    f"cannot map {table} {origins.describe(int(i))}: "
-                    + "; ".join(problems[i])
+                    f"cannot map {table} {origins.describe(int(i))}: " + "; ".join(problems[i])
                     for i in idx
                 ],
                 keys=[
@@ -1263,12 +1266,19 @@ def _series_frame(
     *,
     primary_keys: Mapping[str, str] | None = None,
     row_offset: int = 0,
+    missing_values: str = "no_data",
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Usage or readings rows of one source, in provider units, timestamps UTC.
 
     ``_row`` (lineage: the record's position in the resource, plus ``row_offset`` for a chunk
     of a longer list) is only materialised when positions would not say it: rows were set
     aside, or the records are a chunk.
+
+    Set aside (quarantine rows, stage ``transform``): records that cannot be mapped
+    (``unmappable``), records with an infinite value (``non_finite``) and, under
+    ``missing_values = "error"``, records without a value (``unmappable``). Under ``"no_data"``
+    a record without a value stays a row with a null value (delivered without data) and each
+    meter and local day with such rows gets one ``no_data`` warning row counting them.
     """
     where = f"mapping.{table}.{name}"
     unknown = set(src) - _SOURCE_TABLE_OPTIONS - {"policy", "revision"}
@@ -1385,8 +1395,11 @@ def _series_frame(
         value, bad_num = fast.pop(value_col), np.zeros(n, dtype=bool)
     else:
         value, bad_num = _floats(vals.pop(value_col), n)
-    reasons[f"{value_col} is missing"] = np.isnan(value) & ~bad_num
+    null_value = np.isnan(value) & ~bad_num
+    if missing_values == "error":
+        reasons[f"{value_col} is missing"] = null_value
     reasons[f"{value_col} is not a number"] = bad_num
+    infinite: dict[str, np.ndarray] = {value_col: np.isinf(value)}
     frame[value_col] = value
     if table == "usage":
         start = utc_ns(frame["start"])
@@ -1400,6 +1413,8 @@ def _series_frame(
         elif col in vals:
             frame[col], badc = _floats(vals.pop(col), n)
             reasons[f"{col} is not a number"] = badc
+        if col in frame:
+            infinite[col] = np.isinf(np.asarray(frame[col], dtype=np.float64))
     if any(sp.power_of_ten is not None for sp in specs.values()):
         _scale_powers_of_ten(
             specs,
@@ -1442,33 +1457,115 @@ def _series_frame(
     frame["timezone"] = _zone_rows([*site_tz_of_cat, None], mcodes, sort=True)
     frame["source"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[name])
     frame["method"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=["as-reported"])
-    bad_any = np.zeros(n, dtype=bool)
+    unmappable = np.zeros(n, dtype=bool)
     for m in reasons.values():
-        bad_any |= m
+        unmappable |= m
+    # after the power of ten: a finite value times 10**p may overflow
+    infinite = {c: np.isinf(np.asarray(frame[c], dtype=np.float64)) for c in infinite}
+    not_finite = np.zeros(n, dtype=bool)
+    for m in infinite.values():
+        not_finite |= m
+    not_finite &= ~unmappable
+    bad_any = unmappable | not_finite
     if row_offset or bad_any.any():
         frame["_row"] = _row_numbers(row_offset, n)
     out = pd.DataFrame(frame, copy=False)  # the arrays are ours: no consolidating copy
     q: list[pd.DataFrame] = []
-    if bad_any.any():
-        idx = np.flatnonzero(bad_any)
+    resource = str(src["resource"]) if not isinstance(src["resource"], list) else name
+    time_col = time_cols[0]
+
+    def keys_of(idx: np.ndarray) -> list[str]:
+        """``meter|UTC time|source_key``: the same in every run that fetches the record."""
+        when = utc_text(out[time_col].iloc[idx], "s")
+        return [
+            f"{cats[mcodes[i]] if mcodes[i] >= 0 else ''}|{'' if pd.isna(w) else w}|"
+            + source_key(rows[i], resource=resource)
+            for i, w in zip(idx, when, strict=True)
+        ]
+
+    sid_of = (lambda idx: out["source_id"].iloc[idx].tolist()) if "source_id" in out else None
+    if unmappable.any():
+        idx = np.flatnonzero(unmappable)
         why = ["; ".join(r for r, m in reasons.items() if m[i]) for i in idx]
-        sid = out["source_id"].iloc[idx].tolist() if "source_id" in out else None
         q.append(
             quarantine_records(
                 [rows[i] for i in idx],
                 table=table,
                 stage="transform",
                 rule="unmappable",
-                reasons=[f"{src['resource']} record cannot be mapped: {w}" for w in why],
-                keys=[
-                    f"{cats[mcodes[i]] if mcodes[i] >= 0 else ''}|{name}#{i + row_offset}"
-                    for i in idx
+                reasons=[
+                    f"{src['resource']} record {i + row_offset} ({name}) cannot be mapped: {w}"
+                    for i, w in zip(idx, why, strict=True)
                 ],
-                source_ids=sid,
+                keys=keys_of(idx),
+                source_ids=sid_of(idx) if sid_of else None,
             )
         )
+    if not_finite.any():
+        idx = np.flatnonzero(not_finite)
+        cols_of = [", ".join(c for c, m in infinite.items() if m[i]) for i in idx]
+        q.append(
+            quarantine_records(
+                [rows[i] for i in idx],
+                table=table,
+                stage="transform",
+                rule="non_finite",
+                reasons=[
+                    f"{src['resource']} record {i + row_offset} ({name}): {c} is infinite "
+                    "(after any power of ten); set aside. Ask the provider what the value "
+                    "means (an overflow, an error code)"
+                    for i, c in zip(idx, cols_of, strict=True)
+                ],
+                keys=keys_of(idx),
+                source_ids=sid_of(idx) if sid_of else None,
+            )
+        )
+    no_data = null_value & ~bad_any
+    if missing_values != "error" and no_data.any():
+        q.append(_no_data_rows(table, name, value_col, out, mcodes, cats, no_data, time_col))
+    if bad_any.any():
         out = out[~bad_any]
     return out, q
+
+
+def _no_data_rows(
+    table: str,
+    name: str,
+    value_col: str,
+    out: pd.DataFrame,
+    mcodes: np.ndarray,
+    cats: Sequence[Any],
+    mask: np.ndarray,
+    time_col: str,
+) -> pd.DataFrame:
+    """One ``no_data`` warning row per meter and local day counting its null values."""
+    idx = np.flatnonzero(mask)
+    when = out[time_col].iloc[idx].reset_index(drop=True)
+    zones = out["timezone"].iloc[idx].astype(object).reset_index(drop=True)
+    local = local_naive(when, zones).astype("datetime64[D]")
+    codes = mcodes[idx]
+    days = local.astype(np.int64)
+    pairs, counts = np.unique(np.stack([codes, days]), axis=1, return_counts=True)
+    records, keys, reasons = [], [], []
+    for (code, day), k in zip(pairs.T, counts, strict=True):
+        meter = str(cats[int(code)])
+        date = str(np.datetime64(int(day), "D"))
+        records.append({"meter_id": meter, "date": date, "source": name, "values": int(k)})
+        keys.append(f"{meter}|{date}|{name}")
+        reasons.append(
+            f"{int(k)} {value_col} value(s) of meter {meter!r} ({name}) on {date} (local) are "
+            'null: delivered without data ([validation] missing_values = "no_data"); '
+            "counted, not an error"
+        )
+    return quarantine_records(
+        records,
+        table=table,
+        stage="transform",
+        rule="no_data",
+        severity="warning",
+        reasons=reasons,
+        keys=keys,
+    )
 
 
 _SCALABLE = ("consumption", "value", "redelivery", "production", "cost")
@@ -1735,6 +1832,7 @@ def build_tables(
                 ent.meter_tz,
                 ent.default_tz,
                 primary_keys=ent.primary_keys,
+                missing_values=ent.missing_values,
             )
             frames.append(f)
             quarantine += q
@@ -1759,6 +1857,7 @@ class _Entities:
     meter_tz: dict[str, str]
     default_tz: str
     primary_keys: dict[str, str]
+    missing_values: str = "no_data"
 
 
 def _entities(
@@ -1801,6 +1900,7 @@ def _entities(
         meter_tz=_meter_timezones(meters, assets, default_tz),
         default_tz=default_tz,
         primary_keys=primary_keys,
+        missing_values=missing_value_policy(profile),
     )
 
 
@@ -1934,6 +2034,7 @@ class MeterChunks:
                 ent.default_tz,
                 primary_keys=ent.primary_keys,
                 row_offset=a,
+                missing_values=ent.missing_values,
             )
             log.debug("transform: records %d..%d of %d (%s)", a, b, n, self._resource)
             a = b
