@@ -1176,11 +1176,14 @@ def _duplicate_ids(
     The stated rule: the record seen first (in resource order) is kept. A later record with
     the same id is removed from the table and gets a quarantine row naming both records:
 
-    * identical (every mapped field equal): collapsed into the first, severity ``warning``
-      (nothing is lost; for assets derived from meter records, where one site per meter is
-      the design, no row at all);
-    * different: set aside, severity ``error``, the reason naming the fields that differ
-      (``warning`` for derived assets: the meters stay, the site keeps its first fields).
+    * identical (every mapped field equal): collapsed into the first, severity ``warning``;
+    * different: set aside, severity ``error``, the reason naming the fields that differ.
+
+    ``derived`` tables are read from records that are not one per entity (assets with
+    ``derive_from``, or an assets/meters mapping over a usage or readings resource, as Green
+    Button's meters over its readings): many records per id are the design, so identical ones
+    collapse without a row and an id whose records differ gets one ``warning`` (the row keeps
+    the first record's fields).
 
     ``frame`` has the record positions as its index.
     """
@@ -1195,17 +1198,23 @@ def _duplicate_ids(
     )
     occurrence = ids.groupby(ids.to_numpy(), sort=False).cumcount() + 1  # the 2nd copy: "#2"
     cols = [c for c in frame.columns if c != key]
-    plain = frame.astype(object)
+    plain = frame.astype(object).where(frame.notna(), None)
+    dpos = frame.index[dup]
+    fpos = first_of.loc[dpos].to_numpy()
+    a = plain.loc[dpos, cols].to_numpy(dtype=object)
+    b = plain.loc[fpos, cols].to_numpy(dtype=object)
+    differs = ~np.asarray(a == b, dtype=bool) if cols else np.zeros((len(dpos), 0), bool)
     found: dict[str, tuple[list[int], list[str], list[str]]] = {
         "warning": ([], [], []),
         "error": ([], [], []),
     }
-    for pos in frame.index[dup]:
-        first = int(first_of.loc[pos])
-        diff = [c for c in cols if not _same(plain.at[pos, c], plain.at[first, c])]
+    reported: set[str] = set()
+    for j, pos in enumerate(dpos):
+        diff = [c for c, d in zip(cols, differs[j], strict=True) if d]
         ident = str(ids.loc[pos])
-        if not diff and derived:
-            continue  # many meters of one site: one asset, by design
+        if derived and (not diff or ident in reported):
+            continue  # records of one meter or site: one row by design; one warning per id
+        first = int(fpos[j])
         head = (
             f"{table} {origins.describe(int(pos))} has {key} {ident!r} like "
             f"{origins.describe(first)}, which is kept (the first seen)"
@@ -1214,15 +1223,25 @@ def _duplicate_ids(
             severity = "warning"
             why = f"{head}; identical: collapsed into it"
         else:
-            severity = "warning" if derived else "error"
             shown = "; ".join(
                 f"{c} {plain.at[pos, c]!r} vs {plain.at[first, c]!r}" for c in diff[:5]
             )
-            why = (
-                f"{head}; it differs ({shown}"
-                + (f"; and {len(diff) - 5} more field(s)" if len(diff) > 5 else "")
-                + "): set aside. Ask the provider which record is current, or map a unique id"
-            )
+            more = f"; and {len(diff) - 5} more field(s)" if len(diff) > 5 else ""
+            if derived:
+                severity = "warning"
+                n_diff = int(differs[(ids.loc[dpos] == ids.loc[pos]).to_numpy()].any(axis=1).sum())
+                why = (
+                    f"{head}; {n_diff} record(s) of this {key} differ ({shown}{more}): the "
+                    f"{table} row keeps the first record's fields. Ask the provider which is "
+                    "current"
+                )
+                reported.add(ident)
+            else:
+                severity = "error"
+                why = (
+                    f"{head}; it differs ({shown}{more}): set aside. Ask the provider which "
+                    "record is current, or map a unique id"
+                )
         found[severity][0].append(int(pos))
         found[severity][1].append(why)
         found[severity][2].append(f"{ident}#{int(occurrence.loc[pos])}")
@@ -1860,6 +1879,11 @@ class _Entities:
     missing_values: str = "no_data"
 
 
+def _resources_of(src: Mapping[str, Any]) -> set[str]:
+    resource = src.get("resource")
+    return {str(r) for r in resource} if isinstance(resource, list) else {str(resource)}
+
+
 def _entities(
     profile: Any, m: Mapping[str, Any], raw: Mapping[str, list[dict[str, Any]]]
 ) -> _Entities:
@@ -1867,9 +1891,23 @@ def _entities(
     quarantine: list[pd.DataFrame] = []
     meters = empty_frame("meters")
     assets = empty_frame("assets")
+    series_resources = {
+        str(r)
+        for table in ("usage", "readings")
+        for src in (m.get(table) or {}).values()
+        if isinstance(src, Mapping)
+        for r in (
+            src.get("resource") if isinstance(src.get("resource"), list) else [src.get("resource")]
+        )
+    }
     if "meters" in m:
         meters, q = _entity_frame(
-            "meters", m["meters"], raw, key="meter_id", required=("meter_id", "asset_id")
+            "meters",
+            m["meters"],
+            raw,
+            key="meter_id",
+            required=("meter_id", "asset_id"),
+            derived=bool(_resources_of(m["meters"]) & series_resources),
         )
         quarantine += q
     if "assets" in m:
@@ -1880,8 +1918,14 @@ def _entities(
                 raise MappingError(f"mapping.assets.derive_from = {derive!r} is not mapped")
             asrc["resource"] = m[derive]["resource"]
             asrc.setdefault("explode", m[derive].get("explode"))
+        from_records = series_resources | (_resources_of(m["meters"]) if "meters" in m else set())
         assets, q = _entity_frame(
-            "assets", asrc, raw, key="asset_id", required=("asset_id",), derived=bool(derive)
+            "assets",
+            asrc,
+            raw,
+            key="asset_id",
+            required=("asset_id",),
+            derived=bool(derive) or bool(_resources_of(asrc) & from_records),
         )
         quarantine += q
         if derive and len(assets) and assets["name"].isna().any():
