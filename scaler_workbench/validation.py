@@ -1493,7 +1493,8 @@ def _extreme(
     q3 = np.full(ncodes, np.nan)
     where = qs.index.to_numpy(dtype=np.int64)
     q1[where], med[where], q3[where] = (qs[p].to_numpy(dtype=np.float64) for p in (0.25, 0.5, 0.75))
-    limit = med + float(r.param("k")) * (q3 - q1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a 1e308 rate: inf limits, no warning
+        limit = med + float(r.param("k")) * (q3 - q1)
     eligible = counts >= int(r.param("min_points"))
     with np.errstate(invalid="ignore"):
         hit = eligible[c] & (v > limit[c])
