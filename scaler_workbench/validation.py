@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from scaler_workbench._quality import implausible, is_iso4217
+from scaler_workbench._quality import implausible, is_iso4217, per_hour_bounds
 from scaler_workbench._rules import RULES, Rule, resolve_rules, rules_frame
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import NS_PER_DAY, local_naive, local_ns, utc_text
@@ -1283,7 +1283,12 @@ def _check_values(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, 
         s_ns, s_ok = _as_ns(work["start"])
         e_ns, e_ok = _as_ns(work["end"])
         seconds = np.where(s_ok & e_ok, (e_ns - s_ns) / 1e9, np.nan)
-        units = work["unit"].astype(object).where(work["unit"].notna(), None).to_numpy()
+        unit_col = work["unit"]
+        units = (
+            unit_col
+            if isinstance(unit_col.dtype, pd.CategoricalDtype)
+            else unit_col.astype("category")
+        )
         bounds = dict(r.param("max_per_hour"))
         masks: dict[str, np.ndarray] = {}
         for c in ("consumption", "redelivery", "production"):
@@ -1294,7 +1299,7 @@ def _check_values(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, 
             hit |= m
         if hit.any():
             pos = np.flatnonzero(hit)
-            per_hour = np.array([bounds.get(u, np.inf) for u in units[pos]], dtype=np.float64)
+            per_hour = per_hour_bounds(units, len(work), bounds=bounds)[pos]
             hours = np.where(
                 np.isfinite(seconds[pos]) & (seconds[pos] > 0), seconds[pos] / 3600, 1.0
             )
@@ -1308,7 +1313,7 @@ def _check_values(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, 
                 "value "
                 + _fmt_num(shown)
                 + " "
-                + pd.Series(units[pos], dtype=object).astype(str)
+                + pd.Series(units.to_numpy(dtype=object)[pos], dtype=object).astype(str)
                 + " is above the plausible "
                 + _fmt_num(per_hour * hours)
                 + " for "
@@ -1324,11 +1329,11 @@ def _check_values(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, 
         has_cost = ~np.isnan(values["cost"])
         if has_cost.any():
             cur = (
-                work["currency"].astype(object).where(work["currency"].notna(), None)
+                work["currency"].astype("category")
                 if "currency" in work.columns
-                else pd.Series([None] * len(work), dtype=object)
+                else pd.Series(pd.Categorical([None] * len(work)))
             )
-            bad = has_cost & ~is_iso4217(cur.to_numpy())
+            bad = has_cost & ~is_iso4217(cur)
             found.add_mask(
                 r,
                 bad,

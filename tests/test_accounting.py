@@ -160,7 +160,16 @@ def portfolios(draw: st.DrawFn) -> tuple[dict[str, list[dict[str, Any]]], list[s
         elif trap == "usage_no_currency":
             usage[k % len(usage)]["currency"] = None
         elif trap == "usage_no_key":
-            usage.append({"start": _day(k % 5), "end": _day(k % 5 + 1), "value": 1.0})
+            usage.append(  # a null meter id (a field no record has is a mapping error)
+                {
+                    "meter": None,
+                    "start": _day(k % 5),
+                    "end": _day(k % 5 + 1),
+                    "value": 1.0,
+                    "cost": None,
+                    "currency": None,
+                }
+            )
         elif trap == "usage_dup":
             usage.append(dict(usage[k % len(usage)]))
         elif trap == "usage_unknown_meter":
@@ -176,7 +185,7 @@ def portfolios(draw: st.DrawFn) -> tuple[dict[str, list[dict[str, Any]]], list[s
         elif trap == "reading_dup":
             reads.append(dict(reads[k % len(reads)]))
         elif trap == "reading_no_key":
-            reads.append({"at": _day(1), "value": 5.0})
+            reads.append({"meter": None, "at": _day(1), "value": 5.0})
     raw = {"sites": sites, "meters": meters, "usage": usage, "reads": reads}
     return raw, traps
 
