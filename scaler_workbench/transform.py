@@ -23,7 +23,14 @@ nonexistent spring-forward times quarantined (``nonexistent = "quarantine"``, th
 shifted forward to the first valid instant (``"shift_forward"``). Numbers are epoch seconds UTC.
 
 Records that cannot be mapped (no meter id, unparseable or missing time, non-numeric value,
-end not after start) go to ``Tables.quarantine`` with stage ``transform`` and the reason.
+end not after start) go to ``Tables.quarantine`` with stage ``transform`` and the reason, as do
+``±inf`` values (``non_finite``) and the later records of a duplicate asset or meter id
+(``duplicate_id``: the first seen is kept). A null value follows the profile's missing-value
+policy (``[validation] missing_values``): ``"no_data"`` (default) keeps the row with a null
+value and counts such values in one ``no_data`` warning per meter and local day; ``"error"``
+sets each record aside. Every record set aside has a key of its own, from its content
+(:func:`~scaler_workbench.schema.source_key`), never from its position, so an incremental run
+keys it as a full run does.
 
 This is stage 1 of :mod:`scaler_workbench.pipeline` (which holds ``run_pipeline``; the old
 ``transform.run_pipeline`` is a deprecated alias for one release). It imports only the shared
