@@ -521,3 +521,38 @@ def test_source_stamp_is_the_key_when_a_connector_gives_one() -> None:
     assert source_key({"v": 1, "_parent": {"site": "S1"}}, resource="usage") == source_key(
         {"v": 1}, resource="usage"
     )
+
+
+# ---- end to end: the sandbox's duplicate meter id and null nights through a sync run ------------
+def test_sandbox_duplicate_meter_and_null_nights_through_a_sync(small_sandbox, tmp_path) -> None:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from scaler_workbench.clock import FakeClock
+    from scaler_workbench.profile import read_profile
+    from scaler_workbench.sync import run_sync
+
+    sb = small_sandbox(traps=["duplicate_meter_id", "null_night"], page_size=1000)
+    facts = sb.trap_facts()
+    dup, pv = facts["duplicate_meter_id"], facts["null_night"]
+    profile = read_profile(Path(__file__).resolve().parents[1] / "mappings/sandbox/profile.toml")
+    clock = FakeClock(datetime(2024, 4, 1, tzinfo=UTC))
+    run_sync(profile, out=tmp_path, clock=clock, formats=("csv",))
+    export = tmp_path / "export"
+    meters = pd.read_csv(export / "meters.csv")
+    assert (meters["external_id"] == dup["meter_id"]).sum() == 1
+    q = pd.read_csv(export / "quarantine.csv")
+    row = q[q["rule"] == "duplicate_id"]
+    assert row["record_key"].tolist() == [f"{dup['meter_id']}#2"]
+    assert row["severity"].item() == "error"  # the two records differ in name
+    reason = row["reason"].item()
+    assert "kept (the first seen)" in reason and "it differs (description" in reason
+    assert "record 5 of 'meters' (site_id=S001)" in reason  # both source records named
+    assert "like record 4 of 'meters' (site_id=S001)" in reason
+    # null nights: counted per meter and local day, never one error row per value
+    assert not q["reason"].str.contains("is missing").any()
+    nights = q[(q["rule"] == "no_data") & q["record_key"].str.startswith(f"{pv['meter_id']}|")]
+    days = sum(m["days_with_data"] for m in pv["months"])
+    assert 0 < len(nights) <= days + len(pv["months"])  # one row per local day with nulls
+    values = sum(json.loads(r)["values"] for r in nights["record"])
+    assert values == sum(m["null_intervals"] for m in pv["months"])
