@@ -1899,13 +1899,11 @@ def _entities(
     meters = empty_frame("meters")
     assets = empty_frame("assets")
     series_resources = {
-        str(r)
+        r
         for table in ("usage", "readings")
         for src in (m.get(table) or {}).values()
         if isinstance(src, Mapping)
-        for r in (
-            src.get("resource") if isinstance(src.get("resource"), list) else [src.get("resource")]
-        )
+        for r in _resources_of(src)
     }
     if "meters" in m:
         meters, q = _entity_frame(

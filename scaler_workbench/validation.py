@@ -935,7 +935,12 @@ def _validate(
             what = "not an ISO 8601 timestamp" if name == "invalid_datetime" else "not a number"
             found.add_columns(r, masks, what)
     value_col = _VALUE_COLUMN.get(table)
-    if ctx.missing_values == "no_data" and value_col in work.columns and len(work):
+    if (
+        ctx.missing_values == "no_data"
+        and value_col is not None
+        and value_col in work
+        and len(work)
+    ):
         nulls = work[value_col].isna().to_numpy()
         bad_value = found.invalid.get(value_col)
         found.no_data = nulls if bad_value is None else nulls & ~bad_value
