@@ -248,7 +248,9 @@ SCHEMA: Node = {
         heating_value=_HEATING_VALUE,
         energy_factors={"*": _keys("factor", "unit", "note", "confirmed")},
     ),
-    "validation": _keys("rules"),  # rules and their settings: _rules.resolve_rules checks them
+    "validation": _keys(
+        "rules", "missing_values"
+    ),  # rules and their settings: _rules.resolve_rules checks them
     "sync": _keys("state", "lookback_days", "max_deactivation_fraction"),
     "reconcile": {
         "*": _keys(

@@ -34,9 +34,17 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 import pycountry
 
-__all__ = ["NOT_CURRENCIES", "PLAUSIBLE_MAX", "implausible", "is_iso4217", "iso4217_codes"]
+__all__ = [
+    "NOT_CURRENCIES",
+    "PLAUSIBLE_MAX",
+    "implausible",
+    "is_iso4217",
+    "iso4217_codes",
+    "per_hour_bounds",
+]
 
 #: Largest plausible consumption per hour of one meter, per canonical unit [unit / h].
 PLAUSIBLE_MAX: Mapping[str, float] = {"kWh": 1.0e6, "m³": 1.0e5, "kg": 1.0e6}
@@ -63,8 +71,8 @@ def is_iso4217(codes: Iterable[object]) -> np.ndarray:
     Parameters
     ----------
     codes : iterable
-        Currency values (a pandas Series, list or array); missing values (``None``, ``NaN``,
-        ``pd.NA``) and non-strings are not valid.
+        Currency values (a pandas Series, list or array; a categorical is checked once per
+        category); missing values (``None``, ``NaN``, ``pd.NA``) and non-strings are not valid.
 
     Returns
     -------
@@ -73,10 +81,62 @@ def is_iso4217(codes: Iterable[object]) -> np.ndarray:
         ``"eur"``, ``" EUR"``, ``""`` or a missing value.
     """
     valid = iso4217_codes()
+    cat = getattr(codes, "array", codes)
+    if isinstance(cat, pd.Categorical):  # one check per category
+        ok = np.array([isinstance(c, str) and c in valid for c in cat.categories] + [False])
+        return ok[np.asarray(cat.codes)]
     values = list(codes)
     return np.fromiter(
         (isinstance(v, str) and v in valid for v in values), dtype=bool, count=len(values)
     )
+
+
+def per_hour_bounds(
+    units: Iterable[object] | str, n: int, *, bounds: Mapping[str, float] | None = None
+) -> np.ndarray:
+    """The bound per hour of each row's unit (``inf`` for a unit without one).
+
+    Parameters
+    ----------
+    units : array-like of str or str
+        One unit per row, or one for all; a pandas categorical is read by its codes (one lookup
+        per category, not per row).
+    n : int
+        Number of rows.
+    bounds : mapping, optional
+        Bound per hour per unit [unit / h]; default :data:`PLAUSIBLE_MAX`.
+
+    Returns
+    -------
+    numpy.ndarray of float
+        [unit / h] per row.
+
+    Raises
+    ------
+    ValueError
+        If ``units`` does not hold ``n`` values.
+    """
+    table = PLAUSIBLE_MAX if bounds is None else bounds
+    if isinstance(units, str):
+        return np.full(n, float(table.get(units, np.inf)))
+    cat = getattr(units, "array", units)
+    if isinstance(cat, pd.Categorical):
+        codes = np.asarray(cat.codes)
+        per_cat = np.array(
+            [float(table.get(str(c), np.inf)) for c in cat.categories] + [np.inf], dtype=np.float64
+        )
+        out = per_cat[codes]  # code -1 (missing) takes the last: inf
+    else:
+        codes, uniques = pd.factorize(np.asarray(list(units), dtype=object), use_na_sentinel=True)
+        per_u = np.array(
+            [float(table.get(u, np.inf)) if isinstance(u, str) else np.inf for u in uniques]
+            + [np.inf],
+            dtype=np.float64,
+        )
+        out = per_u[codes]
+    if out.size != n:
+        raise ValueError(f"got {n} values but {out.size} units")
+    return out
 
 
 def implausible(
@@ -110,18 +170,9 @@ def implausible(
     table = PLAUSIBLE_MAX if bounds is None else bounds
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     n = v.size
-    unit_arr = (
-        np.full(n, units, dtype=object)
-        if isinstance(units, str)
-        else np.asarray(list(units), dtype=object)
-    )
-    if unit_arr.size != n:
-        raise ValueError(f"got {n} values but {unit_arr.size} units")
     secs = np.broadcast_to(np.asarray(seconds, dtype=np.float64), (n,))
     hours = np.where(np.isfinite(secs) & (secs > 0), secs / 3600.0, 1.0)
-    per_hour = np.full(n, np.inf)
-    for unit, bound in table.items():
-        per_hour[unit_arr == unit] = float(bound)
+    per_hour = per_hour_bounds(units, n, bounds=table)
     with np.errstate(invalid="ignore", over="ignore"):
         beyond = np.abs(v) > per_hour * hours
     return np.isinf(v) | (beyond & ~np.isnan(v))

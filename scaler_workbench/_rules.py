@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
+from scaler_workbench._quality import PLAUSIBLE_MAX
 from scaler_workbench.exceptions import ProfileError
 
 
@@ -247,6 +248,36 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                 min=0.0,
             ),
             _rule(
+                "non_finite",
+                _SERIES,
+                "error",
+                "pandas",
+                "A value (consumption, redelivery, production, cost; a reading's value) is "
+                "+inf or -inf.",
+                "Ask the provider what the value means (an overflow or an error code).",
+            ),
+            _rule(
+                "implausible_value",
+                ("usage",),
+                "error",
+                "pandas",
+                "|consumption| (or redelivery, production) is above `max_per_hour` of the row's "
+                "unit times the period's length in hours (a unit without a bound is not checked).",
+                "Ask whether the value is an error code, a unit slip (Wh vs kWh) or a register "
+                "read as consumption.",
+                max_per_hour=MappingProxyType(dict(PLAUSIBLE_MAX)),
+            ),
+            _rule(
+                "invalid_currency",
+                ("usage",),
+                "warning",
+                "pandas",
+                "cost is given but currency is missing or not an active ISO 4217 code "
+                "(pycountry's list).",
+                "Map the provider's currency to its ISO 4217 code (EUR, GBP, USD) in "
+                "[mapping.usage.<source>.value_maps.currency], or a constant currency.",
+            ),
+            _rule(
                 "extreme_value",
                 ("usage",),
                 "warning",
@@ -399,7 +430,9 @@ def _apply_override(rule: Rule, override: Mapping[str, Any], key: str) -> Rule:
             changes["enabled"] = v
         elif k in params:
             default = params[k]
-            if isinstance(default, tuple):
+            if isinstance(default, Mapping):
+                params[k] = MappingProxyType({**default, **_bounds(v, f"{key}.{k}")})
+            elif isinstance(default, tuple):
                 if not isinstance(v, list | tuple) or not all(isinstance(x, str) for x in v):
                     raise ProfileError(f"{key}.{k} must be a list of strings", key=f"{key}.{k}")
                 params[k] = tuple(v)
@@ -428,6 +461,24 @@ def _apply_override(rule: Rule, override: Mapping[str, Any], key: str) -> Rule:
     return replace(rule, params=MappingProxyType(params), **changes)
 
 
+def _bounds(value: Any, key: str) -> dict[str, float]:
+    """A table of positive numbers by unit (``{kWh = 2e6, "m³" = 5e4}``)."""
+    if not isinstance(value, Mapping) or not value:
+        raise ProfileError(
+            f"{key} must be a table of unit = number",
+            key=key,
+            hint='e.g. max_per_hour = {kWh = 2e6, "m³" = 5e4} [unit per hour].',
+        )
+    out: dict[str, float] = {}
+    for unit, bound in value.items():
+        if isinstance(bound, bool) or not isinstance(bound, int | float) or not bound > 0:
+            raise ProfileError(
+                f"{key}.{unit} must be a positive number, got {bound!r}", key=f"{key}.{unit}"
+            )
+        out[str(unit)] = float(bound)
+    return out
+
+
 def rules_frame(rules: Mapping[str, Rule] | None = None) -> Any:
     """The rules as a DataFrame (name, tables, severity, engine, thresholds, description, ask)."""
     import pandas as pd
@@ -441,7 +492,9 @@ def rules_frame(rules: Mapping[str, Rule] | None = None) -> Any:
                 "severity": r.severity,
                 "enabled": r.enabled,
                 "engine": r.engine,
-                "thresholds": ", ".join(f"{k}={v!r}" for k, v in r.params.items()),
+                "thresholds": ", ".join(
+                    f"{k}={dict(v) if isinstance(v, Mapping) else v!r}" for k, v in r.params.items()
+                ),
                 "description": r.description,
                 "ask": r.ask,
             }

@@ -17,7 +17,8 @@ Sections
 ``[resources.X]``     connectors: path, params, record_path, primary_key, parent, date_range, ...
 ``[mapping.X]``       transform: per table (assets, meters, usage, readings) resource + fields
 ``[units]``           units: aliases and per-provider choices (therm flavour, heating value)
-``[validation]``      validation: severities and thresholds overrides
+``[validation]``      validation: severities and thresholds overrides; ``missing_values``
+                      (``"no_data"``, the default, or ``"error"``: what a null value is)
 ``[sync]``            sync/store: state path, look-back, deactivation guard
 ``[reconcile.X]``     sync/export: provider-reported totals to compare exported totals with
 ``[extensions.X]``    provider modules' own options (e.g. ``[extensions.ecostruxure]``)
@@ -35,6 +36,7 @@ import copy
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,9 +48,11 @@ from scaler_workbench.exceptions import CredentialError, ProfileError
 __all__ = [
     "AUTH_PLAIN_OPTIONS",
     "KNOWN_SECTIONS",
+    "MISSING_VALUES",
     "Environment",
     "Profile",
     "looks_like_credential",
+    "missing_value_policy",
     "read_profile",
     "to_profile_toml",
 ]
@@ -68,6 +72,11 @@ KNOWN_SECTIONS = (
     "extensions",
     "variables",
 )
+
+#: What a record's missing (null) value may be (``[validation] missing_values``; first = default):
+#: ``no_data`` keeps the record as delivered without data (counted per meter and local day,
+#: never an error row per value); ``error`` sets each such record aside.
+MISSING_VALUES: tuple[str, ...] = ("no_data", "error")
 
 #: Key names that look like literal secrets. A profile may only name environment variables
 #: (``*_env``) or files (``*_file``) for these.
@@ -150,6 +159,11 @@ class Profile:
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
         return dict(self.section("resources"))
+
+    @property
+    def missing_values(self) -> str:
+        """The missing-value policy, ``[validation] missing_values`` (see :data:`MISSING_VALUES`)."""
+        return missing_value_policy(self)
 
     def env(self, name: str | None = None) -> Environment:
         """Return environment ``name`` (default: the profile's default environment)."""
@@ -336,6 +350,10 @@ class Profile:
                 key="provider.environment",
                 provider=name,
             )
+        for section in KNOWN_SECTIONS:
+            if section in data and not isinstance(data[section], dict):
+                raise ProfileError(f"[{section}] must be a table", key=section, provider=name)
+        missing_value_policy(data.get("validation") or {})  # a bad value fails at load
         for rname, res in data.get("resources", {}).items():
             if not isinstance(res, dict) or not isinstance(res.get("path"), str):
                 raise ProfileError(
@@ -568,3 +586,44 @@ def _check_timezone(name: str, key: str) -> None:
             key=key,
             hint="Use a name like 'Europe/London' or 'America/New_York'.",
         ) from None
+
+
+def missing_value_policy(profile: Any = None) -> str:
+    """The profile's missing-value policy: ``[validation] missing_values``.
+
+    Parameters
+    ----------
+    profile : Profile or mapping, optional
+        A :class:`Profile`, its ``[validation]`` section as a mapping, or None (the default
+        policy).
+
+    Returns
+    -------
+    str
+        ``"no_data"`` (the default) or ``"error"``.
+
+    Raises
+    ------
+    ProfileError
+        If the value is not one of :data:`MISSING_VALUES`.
+    """
+    if profile is None:
+        section: Any = {}
+    elif isinstance(profile, Mapping):
+        section = profile
+    elif hasattr(profile, "section"):
+        section = profile.section("validation")
+    else:
+        section = {}
+    value = (
+        section.get("missing_values", MISSING_VALUES[0]) if isinstance(section, Mapping) else None
+    )
+    if value not in MISSING_VALUES:
+        raise ProfileError(
+            f"validation.missing_values must be one of {', '.join(MISSING_VALUES)}, got {value!r}",
+            key="validation.missing_values",
+            hint='"no_data": a null value is delivered without data (counted per meter and '
+            'day, never an error row per value); "error": each record with a null value is '
+            "set aside.",
+        )
+    return str(value)

@@ -21,6 +21,7 @@ analyst explain every exported number; they are optional and exported only on re
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -53,7 +54,9 @@ __all__ = [
     "quarantine_records",
     "quarantine_rows",
     "records_json",
+    "source_key",
     "stack_frames",
+    "unique_keys",
 ]
 
 Kind = Literal["string", "float", "int", "bool", "datetime", "category"]
@@ -497,6 +500,65 @@ def json_default(obj: Any) -> Any:
     return str(obj)
 
 
+def source_key(record: Mapping[str, Any], *, resource: str = "") -> str:
+    """A quarantine key for a record that has none, from where it came and what it says.
+
+    A record stamped with its origin (``_source``: ``resource``, ``window``, ``page``,
+    ``position``) is keyed by it; any other record by its resource and a fingerprint of its
+    content (SHA-1 of its JSON with sorted keys, ``_``-fields left out), which is the same in
+    every run that fetches it, whatever its position (an incremental run fetches fewer records
+    before it than a full one).
+
+    Parameters
+    ----------
+    record : dict
+        The record as fetched.
+    resource : str, optional
+        The resource it came from (used when the record carries no ``_source``).
+
+    Returns
+    -------
+    str
+        ``resource|window|page|position`` or ``resource@<12 hex digits>``.
+    """
+    origin = record.get("_source") if isinstance(record, Mapping) else None
+    if isinstance(origin, Mapping) and origin:
+        parts = [origin.get(k) for k in ("resource", "window", "page", "position")]
+        return "|".join("" if p is None else str(p) for p in parts)
+    body = (
+        {k: v for k, v in record.items() if not str(k).startswith("_")}
+        if isinstance(record, Mapping)
+        else record
+    )
+    text = json.dumps(body, default=json_default, sort_keys=True)
+    return f"{resource}@{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def unique_keys(keys: Sequence[str]) -> list[str]:
+    """``keys`` with every repeat numbered: the second ``K`` becomes ``K#2``, the third ``K#3``.
+
+    So ``(table, record_key, rule)`` stays unique when several records of one call share a key
+    (copies of one record, rows whose key columns are missing) and no row collapses into
+    another where quarantines are unioned by key.
+
+    Parameters
+    ----------
+    keys : sequence of str
+
+    Returns
+    -------
+    list of str
+        Same length and order; first occurrences unchanged.
+    """
+    if len(keys) < 2:
+        return list(keys)
+    ser = pd.Series(list(keys), dtype=object)
+    if not ser.duplicated().any():  # the usual case: one hash pass
+        return list(keys)
+    seen = ser.groupby(ser, sort=False).cumcount().to_numpy()
+    return [k if c == 0 else f"{k}#{c + 1}" for k, c in zip(keys, seen, strict=True)]
+
+
 def quarantine_records(
     records: Sequence[Mapping[str, Any]],
     *,
@@ -507,6 +569,7 @@ def quarantine_records(
     severity: str = "error",
     keys: Sequence[Any] | None = None,
     source_ids: Sequence[Any] | None = None,
+    resource: str = "",
 ) -> pd.DataFrame:
     """Quarantine rows (:data:`QUARANTINE`) for raw provider records, each kept whole as JSON.
 
@@ -523,9 +586,13 @@ def quarantine_records(
     severity : {"error", "warning"}
         ``error`` sets the record aside, ``warning`` only reports it.
     keys : sequence, optional
-        ``record_key`` per record (as text); empty when not given.
+        ``record_key`` per record (as text). A record without one (none given, ``None`` or
+        empty) is keyed by :func:`source_key`; repeated keys are numbered
+        (:func:`unique_keys`).
     source_ids : sequence, optional
         The provider's record id per record.
+    resource : str, optional
+        The resource the records came from, for :func:`source_key`.
 
     Returns
     -------
@@ -536,10 +603,16 @@ def quarantine_records(
     n = len(records)
     if isinstance(reasons, str):
         reasons = [reasons] * n
+    key_list = [
+        source_key(r, resource=resource or table)
+        if keys is None or _no_key(keys[i])
+        else str(keys[i])
+        for i, r in enumerate(records)
+    ]
     frame = pd.DataFrame(
         {
             "table": [table] * n,
-            "record_key": [str(k) for k in keys] if keys is not None else [""] * n,
+            "record_key": unique_keys(key_list),
             "source_id": [None if s is None else str(s) for s in source_ids]
             if source_ids is not None
             else [None] * n,
@@ -551,6 +624,12 @@ def quarantine_records(
         }
     )
     return coerce_frame(frame, QUARANTINE)
+
+
+def _no_key(key: Any) -> bool:
+    if key is None or key is pd.NA or (isinstance(key, float) and np.isnan(key)):
+        return True
+    return isinstance(key, str) and not key.strip()
 
 
 def quarantine_rows(
@@ -571,7 +650,8 @@ def quarantine_rows(
     table : str
         ``assets``, ``meters``, ``usage`` or ``readings``: its :attr:`Table.key` (the columns
         present) joined with ``|`` is the ``record_key``, datetimes as ``YYYY-MM-DDTHH:MM:SSZ``
-        (a missing time leaves its part empty). Another name gives an empty key.
+        (a missing time leaves its part empty); repeated keys are numbered
+        (:func:`unique_keys`). Another name gives an empty key.
     stage, rule : str
         Who set the rows aside and the machine name of why.
     reasons : str or sequence of str
@@ -604,7 +684,7 @@ def quarantine_rows(
         joined = parts[0].astype(str)
         for p in parts[1:]:
             joined = joined + "|" + p.astype(str)
-        keys = joined.tolist()
+        keys = unique_keys(joined.tolist())
     else:
         keys = [""] * n
     if isinstance(reasons, str):

@@ -23,7 +23,14 @@ nonexistent spring-forward times quarantined (``nonexistent = "quarantine"``, th
 shifted forward to the first valid instant (``"shift_forward"``). Numbers are epoch seconds UTC.
 
 Records that cannot be mapped (no meter id, unparseable or missing time, non-numeric value,
-end not after start) go to ``Tables.quarantine`` with stage ``transform`` and the reason.
+end not after start) go to ``Tables.quarantine`` with stage ``transform`` and the reason, as do
+``±inf`` values (``non_finite``) and the later records of a duplicate asset or meter id
+(``duplicate_id``: the first seen is kept). A null value follows the profile's missing-value
+policy (``[validation] missing_values``): ``"no_data"`` (default) keeps the row with a null
+value and counts such values in one ``no_data`` warning per meter and local day; ``"error"``
+sets each record aside. Every record set aside has a key of its own, from its content
+(:func:`~scaler_workbench.schema.source_key`), never from its position, so an incremental run
+keys it as a full run does.
 
 This is stage 1 of :mod:`scaler_workbench.pipeline` (which holds ``run_pipeline``; the old
 ``transform.run_pipeline`` is a deprecated alias for one release). It imports only the shared
@@ -48,12 +55,15 @@ from scaler_workbench._numeric import apply_power_of_ten
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import (
     add_local_days,
+    local_naive,
     localize_naive,
     utc_index,
     utc_ns,
+    utc_text,
     zone_per_row,
 )
 from scaler_workbench.exceptions import MappingError
+from scaler_workbench.profile import missing_value_policy
 from scaler_workbench.schema import (
     QUARANTINE,
     Tables,
@@ -63,6 +73,7 @@ from scaler_workbench.schema import (
     json_default,
     quarantine_records,
     quarantine_rows,
+    source_key,
 )
 
 __all__ = [
@@ -1015,6 +1026,56 @@ def _extract_fields(
 
 
 # ---- tables ----------------------------------------------------------------------------------
+class _Origins:
+    """Where row ``i`` of a source came from: its resource and position, for reasons."""
+
+    def __init__(
+        self,
+        raw: Mapping[str, list[dict[str, Any]]],
+        src: Mapping[str, Any],
+        records: Sequence[Mapping[str, Any]],
+        items: Sequence[Mapping[str, Any]] | None,
+        parents: Sequence[int],
+    ) -> None:
+        resource = src.get("resource")
+        self.names = [str(r) for r in resource] if isinstance(resource, list) else [str(resource)]
+        self.starts = list(np.cumsum([0, *(len(raw.get(n) or []) for n in self.names[:-1])]))
+        self.records, self.items, self.parents = records, items, parents
+
+    def record_of(self, i: int) -> int:
+        return self.parents[i] if self.items is not None else i
+
+    def resource(self, i: int) -> str:
+        import bisect
+
+        rec = self.record_of(i)
+        return self.names[max(0, bisect.bisect_right(self.starts, rec) - 1)]
+
+    def describe(self, i: int) -> str:
+        """``record 4 of 'meters'`` (``record 4 item 1 of ...`` when exploded), with its
+        ``_parent``."""
+        import bisect
+
+        rec = self.record_of(i)
+        j = max(0, bisect.bisect_right(self.starts, rec) - 1)
+        text = f"record {rec - int(self.starts[j])}"
+        if self.items is not None:
+            text += f" item {i - bisect.bisect_left(self.parents, rec)}"
+        text += f" of {self.names[j]!r}"
+        parent = (
+            self.records[rec].get("_parent") if isinstance(self.records[rec], Mapping) else None
+        )
+        if isinstance(parent, Mapping) and parent:
+            text += " (" + ", ".join(f"{k}={v}" for k, v in parent.items()) + ")"
+        return text
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or a is pd.NA or (isinstance(a, float) and np.isnan(a)):
+        return b is None or b is pd.NA or (isinstance(b, float) and np.isnan(b))
+    return bool(a == b) if not isinstance(a, np.ndarray) else False
+
+
 def _entity_frame(
     table: str,
     src: Mapping[str, Any],
@@ -1022,7 +1083,15 @@ def _entity_frame(
     *,
     key: str,
     required: Sequence[str],
+    derived: bool = False,
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Assets or meters of one mapping source, and the quarantine of the records set aside.
+
+    Every record is accounted for: it is a row, or it has one quarantine row (stage
+    ``transform``): ``unmappable`` (a required field missing, a value without a value map
+    entry) or ``duplicate_id`` (:func:`_duplicate_ids`). A record without an id is keyed by
+    :func:`~scaler_workbench.schema.source_key`.
+    """
     where = f"mapping.{table}"
     sep = str(src.get("key_separator", ":"))
     specs = _compile(src.get("fields", {}), sep=sep, where=where)
@@ -1033,6 +1102,7 @@ def _entity_frame(
     n = len(rows)
     if n == 0:
         return empty_frame(table), []
+    origins = _Origins(raw, src, records, items, parents)
     vals = _extract_fields(
         specs, records, items, parents, src.get("explode"), where, str(src["resource"])
     )
@@ -1083,13 +1153,120 @@ def _entity_frame(
                 table=table,
                 stage="transform",
                 rule="unmappable",
-                reasons=[f"cannot map {table} record: " + "; ".join(problems[i]) for i in idx],
-                keys=[frame[key].iloc[i] for i in idx],
+                reasons=[
+                    f"cannot map {table} {origins.describe(int(i))}: " + "; ".join(problems[i])
+                    for i in idx
+                ],
+                keys=[
+                    None if pd.isna(frame[key].iloc[i]) else str(frame[key].iloc[i]) for i in idx
+                ],
+                resource=origins.resource(int(idx[0])),
             )
         )
         frame = frame[~bad]
-    frame = frame.drop_duplicates(subset=[key], keep="first")
+    frame, dq = _duplicate_ids(table, frame, rows, origins, key=key, derived=derived)
+    q += dq
     return coerce_frame(frame, table), q
+
+
+def _duplicate_ids(
+    table: str,
+    frame: pd.DataFrame,
+    rows: Sequence[Mapping[str, Any]],
+    origins: _Origins,
+    *,
+    key: str,
+    derived: bool,
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Keep the first record of every id; account for the others (rule ``duplicate_id``).
+
+    The stated rule: the record seen first (in resource order) is kept. A later record with
+    the same id is removed from the table and gets a quarantine row naming both records:
+
+    * identical (every mapped field equal): collapsed into the first, severity ``warning``;
+    * different: set aside, severity ``error``, the reason naming the fields that differ.
+
+    ``derived`` tables are read from records that are not one per entity (assets with
+    ``derive_from``, or an assets/meters mapping over a usage or readings resource, as Green
+    Button's meters over its readings): many records per id are the design, so identical ones
+    collapse without a row and an id whose records differ gets one ``warning`` (the row keeps
+    the first record's fields).
+
+    ``frame`` has the record positions as its index.
+    """
+    ids = frame[key]
+    dup = (ids.duplicated(keep="first") & ids.notna()).to_numpy()
+    if not dup.any():
+        return frame, []
+    first_of = (
+        pd.Series(frame.index, index=frame.index)
+        .groupby(ids.to_numpy(), sort=False)
+        .transform("first")
+    )
+    occurrence = ids.groupby(ids.to_numpy(), sort=False).cumcount() + 1  # the 2nd copy: "#2"
+    cols = [c for c in frame.columns if c != key]
+    plain = frame.astype(object).where(frame.notna(), None)
+    dpos = frame.index[dup]
+    fpos = first_of.loc[dpos].to_numpy()
+    a = plain.loc[dpos, cols].to_numpy(dtype=object)
+    b = plain.loc[fpos, cols].to_numpy(dtype=object)
+    differs = ~np.asarray(a == b, dtype=bool) if cols else np.zeros((len(dpos), 0), bool)
+    found: dict[str, tuple[list[int], list[str], list[str]]] = {
+        "warning": ([], [], []),
+        "error": ([], [], []),
+    }
+    reported: set[str] = set()
+    for j, pos in enumerate(dpos):
+        diff = [c for c, d in zip(cols, differs[j], strict=True) if d]
+        ident = str(ids.loc[pos])
+        if derived and (not diff or ident in reported):
+            continue  # records of one meter or site: one row by design; one warning per id
+        first = int(fpos[j])
+        head = (
+            f"{table} {origins.describe(int(pos))} has {key} {ident!r} like "
+            f"{origins.describe(first)}, which is kept (the first seen)"
+        )
+        if not diff:
+            severity = "warning"
+            why = f"{head}; identical: collapsed into it"
+        else:
+            shown = "; ".join(
+                f"{c} {plain.at[pos, c]!r} vs {plain.at[first, c]!r}" for c in diff[:5]
+            )
+            more = f"; and {len(diff) - 5} more field(s)" if len(diff) > 5 else ""
+            if derived:
+                severity = "warning"
+                n_diff = int(differs[(ids.loc[dpos] == ids.loc[pos]).to_numpy()].any(axis=1).sum())
+                why = (
+                    f"{head}; {n_diff} record(s) of this {key} differ ({shown}{more}): the "
+                    f"{table} row keeps the first record's fields. Ask the provider which is "
+                    "current"
+                )
+                reported.add(ident)
+            else:
+                severity = "error"
+                why = (
+                    f"{head}; it differs ({shown}{more}): set aside. Ask the provider which "
+                    "record is current, or map a unique id"
+                )
+        found[severity][0].append(int(pos))
+        found[severity][1].append(why)
+        found[severity][2].append(f"{ident}#{int(occurrence.loc[pos])}")
+    q = [
+        quarantine_records(
+            [rows[i] for i in pos_list],
+            table=table,
+            stage="transform",
+            rule="duplicate_id",
+            severity=severity,
+            reasons=why_list,
+            keys=key_list,
+            resource=origins.resource(pos_list[0]),
+        )
+        for severity, (pos_list, why_list, key_list) in found.items()
+        if pos_list
+    ]
+    return frame[~dup], q
 
 
 def _meter_timezones(meters: pd.DataFrame, assets: pd.DataFrame, default: str) -> dict[str, str]:
@@ -1115,12 +1292,19 @@ def _series_frame(
     *,
     primary_keys: Mapping[str, str] | None = None,
     row_offset: int = 0,
+    missing_values: str = "no_data",
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Usage or readings rows of one source, in provider units, timestamps UTC.
 
     ``_row`` (lineage: the record's position in the resource, plus ``row_offset`` for a chunk
     of a longer list) is only materialised when positions would not say it: rows were set
     aside, or the records are a chunk.
+
+    Set aside (quarantine rows, stage ``transform``): records that cannot be mapped
+    (``unmappable``), records with an infinite value (``non_finite``) and, under
+    ``missing_values = "error"``, records without a value (``unmappable``). Under ``"no_data"``
+    a record without a value stays a row with a null value (delivered without data) and each
+    meter and local day with such rows gets one ``no_data`` warning row counting them.
     """
     where = f"mapping.{table}.{name}"
     unknown = set(src) - _SOURCE_TABLE_OPTIONS - {"policy", "revision"}
@@ -1237,8 +1421,11 @@ def _series_frame(
         value, bad_num = fast.pop(value_col), np.zeros(n, dtype=bool)
     else:
         value, bad_num = _floats(vals.pop(value_col), n)
-    reasons[f"{value_col} is missing"] = np.isnan(value) & ~bad_num
+    null_value = np.isnan(value) & ~bad_num
+    if missing_values == "error":
+        reasons[f"{value_col} is missing"] = null_value
     reasons[f"{value_col} is not a number"] = bad_num
+    infinite: dict[str, np.ndarray] = {value_col: np.isinf(value)}
     frame[value_col] = value
     if table == "usage":
         start = utc_ns(frame["start"])
@@ -1252,6 +1439,8 @@ def _series_frame(
         elif col in vals:
             frame[col], badc = _floats(vals.pop(col), n)
             reasons[f"{col} is not a number"] = badc
+        if col in frame:
+            infinite[col] = np.isinf(np.asarray(frame[col], dtype=np.float64))
     if any(sp.power_of_ten is not None for sp in specs.values()):
         _scale_powers_of_ten(
             specs,
@@ -1294,33 +1483,115 @@ def _series_frame(
     frame["timezone"] = _zone_rows([*site_tz_of_cat, None], mcodes, sort=True)
     frame["source"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[name])
     frame["method"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=["as-reported"])
-    bad_any = np.zeros(n, dtype=bool)
+    unmappable = np.zeros(n, dtype=bool)
     for m in reasons.values():
-        bad_any |= m
+        unmappable |= m
+    # after the power of ten: a finite value times 10**p may overflow
+    infinite = {c: np.isinf(np.asarray(frame[c], dtype=np.float64)) for c in infinite}
+    not_finite = np.zeros(n, dtype=bool)
+    for m in infinite.values():
+        not_finite |= m
+    not_finite &= ~unmappable
+    bad_any = unmappable | not_finite
     if row_offset or bad_any.any():
         frame["_row"] = _row_numbers(row_offset, n)
     out = pd.DataFrame(frame, copy=False)  # the arrays are ours: no consolidating copy
     q: list[pd.DataFrame] = []
-    if bad_any.any():
-        idx = np.flatnonzero(bad_any)
+    resource = str(src["resource"]) if not isinstance(src["resource"], list) else name
+    time_col = time_cols[0]
+
+    def keys_of(idx: np.ndarray) -> list[str]:
+        """``meter|UTC time|source_key``: the same in every run that fetches the record."""
+        when = utc_text(out[time_col].iloc[idx], "s")
+        return [
+            f"{cats[mcodes[i]] if mcodes[i] >= 0 else ''}|{'' if pd.isna(w) else w}|"
+            + source_key(rows[i], resource=resource)
+            for i, w in zip(idx, when, strict=True)
+        ]
+
+    sid_of = (lambda idx: out["source_id"].iloc[idx].tolist()) if "source_id" in out else None
+    if unmappable.any():
+        idx = np.flatnonzero(unmappable)
         why = ["; ".join(r for r, m in reasons.items() if m[i]) for i in idx]
-        sid = out["source_id"].iloc[idx].tolist() if "source_id" in out else None
         q.append(
             quarantine_records(
                 [rows[i] for i in idx],
                 table=table,
                 stage="transform",
                 rule="unmappable",
-                reasons=[f"{src['resource']} record cannot be mapped: {w}" for w in why],
-                keys=[
-                    f"{cats[mcodes[i]] if mcodes[i] >= 0 else ''}|{name}#{i + row_offset}"
-                    for i in idx
+                reasons=[
+                    f"{src['resource']} record {i + row_offset} ({name}) cannot be mapped: {w}"
+                    for i, w in zip(idx, why, strict=True)
                 ],
-                source_ids=sid,
+                keys=keys_of(idx),
+                source_ids=sid_of(idx) if sid_of else None,
             )
         )
+    if not_finite.any():
+        idx = np.flatnonzero(not_finite)
+        cols_of = [", ".join(c for c, m in infinite.items() if m[i]) for i in idx]
+        q.append(
+            quarantine_records(
+                [rows[i] for i in idx],
+                table=table,
+                stage="transform",
+                rule="non_finite",
+                reasons=[
+                    f"{src['resource']} record {i + row_offset} ({name}): {c} is infinite "
+                    "(after any power of ten); set aside. Ask the provider what the value "
+                    "means (an overflow, an error code)"
+                    for i, c in zip(idx, cols_of, strict=True)
+                ],
+                keys=keys_of(idx),
+                source_ids=sid_of(idx) if sid_of else None,
+            )
+        )
+    no_data = null_value & ~bad_any
+    if missing_values != "error" and no_data.any():
+        q.append(_no_data_rows(table, name, value_col, out, mcodes, cats, no_data, time_col))
+    if bad_any.any():
         out = out[~bad_any]
     return out, q
+
+
+def _no_data_rows(
+    table: str,
+    name: str,
+    value_col: str,
+    out: pd.DataFrame,
+    mcodes: np.ndarray,
+    cats: Sequence[Any],
+    mask: np.ndarray,
+    time_col: str,
+) -> pd.DataFrame:
+    """One ``no_data`` warning row per meter and local day counting its null values."""
+    idx = np.flatnonzero(mask)
+    when = out[time_col].iloc[idx].reset_index(drop=True)
+    zones = out["timezone"].iloc[idx].astype(object).reset_index(drop=True)
+    local = local_naive(when, zones).astype("datetime64[D]")
+    codes = mcodes[idx]
+    days = local.astype(np.int64)
+    pairs, counts = np.unique(np.stack([codes, days]), axis=1, return_counts=True)
+    records, keys, reasons = [], [], []
+    for (code, day), k in zip(pairs.T, counts, strict=True):
+        meter = str(cats[int(code)])
+        date = str(np.datetime64(int(day), "D"))
+        records.append({"meter_id": meter, "date": date, "source": name, "values": int(k)})
+        keys.append(f"{meter}|{date}|{name}")
+        reasons.append(
+            f"{int(k)} {value_col} value(s) of meter {meter!r} ({name}) on {date} (local) are "
+            'null: delivered without data ([validation] missing_values = "no_data"); '
+            "counted, not an error"
+        )
+    return quarantine_records(
+        records,
+        table=table,
+        stage="transform",
+        rule="no_data",
+        severity="warning",
+        reasons=reasons,
+        keys=keys,
+    )
 
 
 _SCALABLE = ("consumption", "value", "redelivery", "production", "cost")
@@ -1587,6 +1858,7 @@ def build_tables(
                 ent.meter_tz,
                 ent.default_tz,
                 primary_keys=ent.primary_keys,
+                missing_values=ent.missing_values,
             )
             frames.append(f)
             quarantine += q
@@ -1611,6 +1883,12 @@ class _Entities:
     meter_tz: dict[str, str]
     default_tz: str
     primary_keys: dict[str, str]
+    missing_values: str = "no_data"
+
+
+def _resources_of(src: Mapping[str, Any]) -> set[str]:
+    resource = src.get("resource")
+    return {str(r) for r in resource} if isinstance(resource, list) else {str(resource)}
 
 
 def _entities(
@@ -1620,9 +1898,21 @@ def _entities(
     quarantine: list[pd.DataFrame] = []
     meters = empty_frame("meters")
     assets = empty_frame("assets")
+    series_resources = {
+        r
+        for table in ("usage", "readings")
+        for src in (m.get(table) or {}).values()
+        if isinstance(src, Mapping)
+        for r in _resources_of(src)
+    }
     if "meters" in m:
         meters, q = _entity_frame(
-            "meters", m["meters"], raw, key="meter_id", required=("meter_id", "asset_id")
+            "meters",
+            m["meters"],
+            raw,
+            key="meter_id",
+            required=("meter_id", "asset_id"),
+            derived=bool(_resources_of(m["meters"]) & series_resources),
         )
         quarantine += q
     if "assets" in m:
@@ -1633,7 +1923,15 @@ def _entities(
                 raise MappingError(f"mapping.assets.derive_from = {derive!r} is not mapped")
             asrc["resource"] = m[derive]["resource"]
             asrc.setdefault("explode", m[derive].get("explode"))
-        assets, q = _entity_frame("assets", asrc, raw, key="asset_id", required=("asset_id",))
+        from_records = series_resources | (_resources_of(m["meters"]) if "meters" in m else set())
+        assets, q = _entity_frame(
+            "assets",
+            asrc,
+            raw,
+            key="asset_id",
+            required=("asset_id",),
+            derived=bool(derive) or bool(_resources_of(asrc) & from_records),
+        )
         quarantine += q
         if derive and len(assets) and assets["name"].isna().any():
             assets["name"] = assets["name"].fillna(assets["asset_id"])
@@ -1651,6 +1949,7 @@ def _entities(
         meter_tz=_meter_timezones(meters, assets, default_tz),
         default_tz=default_tz,
         primary_keys=primary_keys,
+        missing_values=missing_value_policy(profile),
     )
 
 
@@ -1784,6 +2083,7 @@ class MeterChunks:
                 ent.default_tz,
                 primary_keys=ent.primary_keys,
                 row_offset=a,
+                missing_values=ent.missing_values,
             )
             log.debug("transform: records %d..%d of %d (%s)", a, b, n, self._resource)
             a = b

@@ -8,7 +8,13 @@ tables). Both feed one quarantine frame with the columns of :data:`schema.QUARAN
 per (record, failed rule). Rules of severity ``error`` remove the row from the accepted tables;
 ``warning`` rows stay accepted and are listed too. Nothing is lost::
 
-    len(accepted.<table>) + n_unique_error_records(<table>) == len(input.<table>)
+    len(accepted.<table>) + n_unique_error_records(<table>) + no_data_rows(<table>)
+        == len(input.<table>)
+
+``no_data_rows``: under the profile's missing-value policy ``"no_data"`` (the default,
+``[validation] missing_values``), usage and readings rows whose value is null are delivered
+without data: they leave the accepted tables without an error row and are counted per meter and
+local day in :attr:`ValidationResult.no_data` (with the null values transform counted).
 
 The rules, their default severities and thresholds are :data:`scaler_workbench._rules.RULES`;
 a profile's ``[validation.rules.<rule>]`` tables override them (see docs/validation.md).
@@ -38,15 +44,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
+from scaler_workbench._quality import implausible, is_iso4217, per_hour_bounds
 from scaler_workbench._rules import RULES, Rule, resolve_rules, rules_frame
 from scaler_workbench._secrets import get_logger
-from scaler_workbench._time import NS_PER_DAY, local_ns, utc_text
+from scaler_workbench._time import NS_PER_DAY, local_naive, local_ns, utc_text
 from scaler_workbench.exceptions import (
     SchemaError,
     UnitError,
     ValidationSetupError,
     WorkbenchError,
 )
+from scaler_workbench.profile import missing_value_policy
 from scaler_workbench.schema import (
     CANONICAL_UNITS,
     METER_SUBTYPES,
@@ -85,6 +93,9 @@ log = get_logger(__name__)
 STAGE = "validation"
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 _SUMMARY_COLUMNS = ["table", "rule", "severity", "engine", "rows", "failed", "percent"]
+#: ``ValidationResult.no_data``: null values declared "no data", per meter and local day
+NO_DATA_COLUMNS = ["table", "meter_id", "date", "values", "rows"]
+_VALUE_COLUMN = {"usage": "consumption", "readings": "value"}
 _TABLE_ORDER = ("assets", "meters", "usage", "readings")
 
 
@@ -110,6 +121,10 @@ class ValidationContext:
     use_gx : bool
         Run the GX suites (default). ``False`` computes the same masks in pandas (for
         benchmarks and environments where GX cannot be imported).
+    missing_values : {"no_data", "error"}
+        The profile's missing-value policy (``[validation] missing_values``): ``no_data`` sets
+        usage/readings rows with a null value aside without an error row (counted), ``error``
+        reports them under ``required``.
     """
 
     rules: dict[str, Rule] = field(default_factory=lambda: dict(RULES))
@@ -124,6 +139,9 @@ class ValidationContext:
     timings: dict[str, float] = field(default_factory=dict)
     #: per table: (record position of each quarantine row, positions removed by an error)
     positions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    missing_values: str = "no_data"
+    #: per table: positions set aside as "no data" (null value, no error finding)
+    no_data: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_profile(
@@ -142,6 +160,7 @@ class ValidationContext:
             meters=meters,
             use_gx=use_gx,
             unit_checker=_unit_checker(profile),
+            missing_values=missing_value_policy(profile),
         )
 
     def rule(self, name: str, table: str) -> Rule | None:
@@ -175,6 +194,12 @@ class ValidationResult:
         The GX ``ExpectationSuiteValidationResult`` per table (for Data Docs or inspection).
     timings : dict
         Seconds spent per table and engine.
+    no_data : DataFrame
+        Null values the profile declares "no data" (``[validation] missing_values =
+        "no_data"``, the default), one row per table, meter and local day (``date``,
+        ``YYYY-MM-DD``): ``values``, the null values of records (counted by transform, before
+        any aggregation), and ``rows``, the rows this stage set aside because their value is
+        null (no error row). Empty under ``"error"``.
     """
 
     accepted: Tables
@@ -183,6 +208,14 @@ class ValidationResult:
     report_path: Path | None = None
     gx_results: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    no_data: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=NO_DATA_COLUMNS))
+
+    @property
+    def no_data_values(self) -> int:
+        """How many null values were declared "no data" (records, plus rows set aside)."""
+        if not len(self.no_data):
+            return 0
+        return int(self.no_data["values"].sum() + self.no_data["rows"].sum())
 
     @property
     def errors(self) -> pd.DataFrame:
@@ -574,6 +607,8 @@ class _Findings:
         #: position of the record of each quarantine row (set by :meth:`quarantine`)
         self.positions = np.empty(0, dtype=np.int64)
         self.unknown_unit: np.ndarray | None = None
+        #: rows whose value is null under the "no_data" policy (not a ``required`` finding)
+        self.no_data: np.ndarray | None = None
 
     def ran_rule(self, rule: Rule) -> None:
         self.ran.setdefault(rule.name, 0)
@@ -900,6 +935,16 @@ def _validate(
         if r:
             what = "not an ISO 8601 timestamp" if name == "invalid_datetime" else "not a number"
             found.add_columns(r, masks, what)
+    value_col = _VALUE_COLUMN.get(table)
+    if (
+        ctx.missing_values == "no_data"
+        and value_col is not None
+        and value_col in work
+        and len(work)
+    ):
+        nulls = work[value_col].isna().to_numpy()
+        bad_value = found.invalid.get(value_col)
+        found.no_data = nulls if bad_value is None else nulls & ~bad_value
     ctx._tick(f"{table}.prepare", time.perf_counter() - t0)
 
     # GX-native rules
@@ -936,9 +981,29 @@ def _validate(
     ctx.positions[table] = (found.positions, bad)
     keep = np.ones(len(frame), dtype=bool)
     keep[bad] = False
+    summary = found.summary()
+    if found.no_data is not None:
+        no_data = found.no_data & keep  # a row with an error finding is counted there
+        keep &= ~no_data
+        ctx.no_data[table] = np.flatnonzero(no_data)
+        row = pd.DataFrame(
+            [
+                {
+                    "table": table,
+                    "rule": "no_data",
+                    "severity": "no_data",
+                    "engine": "policy",
+                    "rows": len(frame),
+                    "failed": int(no_data.sum()),
+                    "percent": round(100.0 * no_data.sum() / len(frame), 3) if len(frame) else 0.0,
+                }
+            ],
+            columns=_SUMMARY_COLUMNS,
+        )
+        summary = pd.concat([summary, row], ignore_index=True) if len(summary) else row
     accepted = frame if keep.all() else frame.iloc[keep]
     ctx._tick(f"{table}.assemble", time.perf_counter() - t0)
-    return accepted, quarantined, found.summary()
+    return accepted, quarantined, summary
 
 
 def _add_gx_findings(
@@ -955,7 +1020,10 @@ def _add_gx_findings(
             mask = np.zeros(len(work), dtype=bool)
             mask[pos] = True
             bad_value = found.invalid.get(kw["column"])
-            required[kw["column"]] = mask if bad_value is None else mask & ~bad_value
+            mask = mask if bad_value is None else mask & ~bad_value
+            if found.no_data is not None and kw["column"] == _VALUE_COLUMN.get(table):
+                mask &= ~found.no_data  # delivered without data: counted, not an error
+            required[kw["column"]] = mask
             continue
         if rule_name == "end_not_after_start":
             found.add(
@@ -1231,9 +1299,90 @@ def _flag_sorted_duplicates(
     return dup
 
 
+def _check_values(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, table: str) -> None:
+    """``non_finite`` (±inf in any value column), ``implausible_value`` (usage: magnitude
+    beyond ``max_per_hour`` x hours of the row's unit) and ``invalid_currency`` (usage: cost
+    without an ISO 4217 currency)."""
+    cols = ("consumption", "redelivery", "production", "cost") if table == "usage" else ("value",)
+    present = [c for c in cols if c in work.columns]
+    values = {c: work[c].to_numpy(dtype="float64", na_value=np.nan) for c in present}
+    infinite = {c: np.isinf(v) for c, v in values.items()}
+    r = ctx.rule("non_finite", table)
+    if r:
+        found.add_columns(r, infinite, "infinite value")
+    r = ctx.rule("implausible_value", table)
+    if r and table == "usage":
+        s_ns, s_ok = _as_ns(work["start"])
+        e_ns, e_ok = _as_ns(work["end"])
+        seconds = np.where(s_ok & e_ok, (e_ns - s_ns) / 1e9, np.nan)
+        unit_col = work["unit"]
+        units = (
+            unit_col
+            if isinstance(unit_col.dtype, pd.CategoricalDtype)
+            else unit_col.astype("category")
+        )
+        bounds = dict(r.param("max_per_hour"))
+        masks: dict[str, np.ndarray] = {}
+        for c in ("consumption", "redelivery", "production"):
+            if c in values:
+                masks[c] = implausible(values[c], units, seconds, bounds=bounds) & ~infinite[c]
+        hit = np.zeros(len(work), dtype=bool)
+        for m in masks.values():
+            hit |= m
+        if hit.any():
+            pos = np.flatnonzero(hit)
+            per_hour = per_hour_bounds(units, len(work), bounds=bounds)[pos]
+            hours = np.where(
+                np.isfinite(seconds[pos]) & (seconds[pos] > 0), seconds[pos] / 3600, 1.0
+            )
+            col = next(iter(masks))
+            shown = np.where(masks[col][pos], values[col][pos], np.nan)
+            for c, m in masks.items():
+                shown = np.where(np.isnan(shown) & m[pos], values[c][pos], shown)
+            found.add(
+                r,
+                pos,
+                "value "
+                + _fmt_num(shown)
+                + " "
+                + pd.Series(units.to_numpy(dtype=object)[pos], dtype=object).astype(str)
+                + " is above the plausible "
+                + _fmt_num(per_hour * hours)
+                + " for "
+                + _fmt_num(hours)
+                + " h (max_per_hour "
+                + _fmt_num(per_hour)
+                + ")",
+            )
+        else:
+            found.ran_rule(r)
+    r = ctx.rule("invalid_currency", table)
+    if r and table == "usage" and "cost" in values:
+        has_cost = ~np.isnan(values["cost"])
+        if has_cost.any():
+            cur = (
+                work["currency"].astype("category")
+                if "currency" in work.columns
+                else pd.Series(pd.Categorical([None] * len(work)))
+            )
+            bad = has_cost & ~is_iso4217(cur)
+            found.add_mask(
+                r,
+                bad,
+                lambda p: (
+                    "cost has currency '"
+                    + pd.Series(cur.to_numpy()[p], dtype=object).fillna("").astype(str)
+                    + "', not an ISO 4217 code"
+                ),
+            )
+        else:
+            found.ran_rule(r)
+
+
 def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -> None:
     table = "usage"
     _series_common(work, found, ctx, table)
+    _check_values(work, found, ctx, table)
     n = len(work)
     codes, _ = _codes(work["meter_id"])
     s_ns, s_ok = _as_ns(work["start"])
@@ -1381,7 +1530,8 @@ def _extreme(
     q3 = np.full(ncodes, np.nan)
     where = qs.index.to_numpy(dtype=np.int64)
     q1[where], med[where], q3[where] = (qs[p].to_numpy(dtype=np.float64) for p in (0.25, 0.5, 0.75))
-    limit = med + float(r.param("k")) * (q3 - q1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a 1e308 rate: inf limits, no warning
+        limit = med + float(r.param("k")) * (q3 - q1)
     eligible = counts >= int(r.param("min_points"))
     with np.errstate(invalid="ignore"):
         hit = eligible[c] & (v > limit[c])
@@ -1404,7 +1554,9 @@ def _extreme(
 
 def _fmt_num(x: np.ndarray) -> pd.Series:
     """Numbers as short text (``12``, ``0.25``) for reasons."""
-    v = np.round(np.asarray(x, dtype=np.float64), 4)
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 * 1e4 overflows: keep it as is
+        v = np.where(np.abs(x) < 1e300, np.round(x, 4), x)
     return pd.Series([f"{f:g}" for f in v.tolist()], dtype=object)
 
 
@@ -1420,6 +1572,7 @@ def _fmt_ts(ns: np.ndarray) -> pd.Series:
 def _readings_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -> None:
     table = "readings"
     _series_common(work, found, ctx, table)
+    _check_values(work, found, ctx, table)
     n = len(work)
     codes, _ = _codes(work["meter_id"])
     t_ns, t_ok = _as_ns(work["timestamp"])
@@ -1595,6 +1748,7 @@ def validate_tables(
         summary=summary,
         gx_results=dict(ctx.gx_results),
         timings=dict(ctx.timings),
+        no_data=_no_data_frame(tables, ctx),
     )
     n_err = quarantined.loc[quarantined["severity"] == "error", "record_key"].size
     log.info(
@@ -1628,6 +1782,62 @@ def _validate_all(
         quarantines.append(q)
         summaries.append(s)
     return accepted, quarantines, summaries
+
+
+def _no_data_frame(tables: Tables, ctx: ValidationContext) -> pd.DataFrame:
+    """Per table, meter and local day: null values transform counted (its ``no_data`` rows)
+    and rows this stage set aside as no data."""
+    parts: list[pd.DataFrame] = []
+    q = tables.quarantine
+    if q is not None and len(q) and "rule" in q.columns:
+        rows = q[(q["rule"] == "no_data") & (q["stage"] == "transform")]
+        if len(rows):
+            recs = [json.loads(r) for r in rows["record"].astype(str)]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "table": rows["table"].astype(str).to_numpy(),
+                        "meter_id": [str(r.get("meter_id")) for r in recs],
+                        "date": [str(r.get("date")) for r in recs],
+                        "values": [int(r.get("values") or 0) for r in recs],
+                        "rows": 0,
+                    }
+                )
+            )
+    for table, pos in ctx.no_data.items():
+        if not pos.size:
+            continue
+        frame = getattr(tables, table).iloc[pos]
+        when = frame["start" if table == "usage" else "timestamp"]
+        when = pd.Series(pd.to_datetime(when, utc=True, errors="coerce")).reset_index(drop=True)
+        zones = (
+            frame["timezone"].astype(object).fillna(ctx.timezone)
+            if "timezone" in frame.columns
+            else pd.Series(ctx.timezone, index=frame.index, dtype=object)
+        ).reset_index(drop=True)
+        ok = when.notna().to_numpy()
+        dates = np.full(len(frame), "", dtype=object)
+        if ok.any():
+            local = local_naive(when[ok].reset_index(drop=True), zones[ok].reset_index(drop=True))
+            dates[ok] = np.datetime_as_string(local.astype("datetime64[D]"))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "table": table,
+                    "meter_id": frame["meter_id"].astype(str).to_numpy(),
+                    "date": dates,
+                    "values": 0,
+                    "rows": 1,
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=NO_DATA_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    out = out.groupby(["table", "meter_id", "date"], as_index=False, sort=True)[
+        ["values", "rows"]
+    ].sum()
+    return out[NO_DATA_COLUMNS].astype({"values": "int64", "rows": "int64"})
 
 
 def _prepare_check(frame: Any, name: str) -> None:

@@ -150,14 +150,24 @@ def _parent_quarantined(t: Tables) -> tuple[str, str]:
     return "meters", "G1"
 
 
+def _bad_currency(t: Tables) -> tuple[str, str]:
+    i = _row(t.usage, "G1", 2)
+    t.usage["cost"] = np.where(t.usage.index == i, 31.5, np.nan)
+    t.usage["currency"] = pd.Series([None] * len(t.usage), dtype=object, index=t.usage.index)
+    t.usage.loc[i, "currency"] = "EURO"
+    return "usage", _key(t, "usage", i)
+
+
 def _register_decrease(t: Tables) -> tuple[str, str]:
     t.readings.loc[10, "value"] = t.readings.loc[9, "value"] - 1.0
     return "readings", _key(t, "readings", 10)
 
 
 PLANTS: dict[str, tuple[Planter, set[str]]] = {
-    # rule: (planter, other rules the same defect may also trigger)
-    "required": (_set("usage", "consumption", np.nan, lambda t: _row(t.usage, "E1", 3)), set()),
+    # rule: (planter, other rules the same defect may also trigger); a null consumption is
+    # "no data" under the default missing-value policy (test_missing_values_*), so `required`
+    # is planted as a missing unit
+    "required": (_set("usage", "unit", None, lambda t: _row(t.usage, "E1", 3)), set()),
     "invalid_datetime": (_bad_datetime, set()),
     "invalid_number": (_bad_number, set()),
     "duplicate_key": (_dup_usage, set()),
@@ -187,6 +197,15 @@ PLANTS: dict[str, tuple[Planter, set[str]]] = {
         _set("usage", "consumption", -5.0, lambda t: _row(t.usage, "E1", 7)),
         set(),
     ),
+    "non_finite": (
+        _set("usage", "consumption", np.inf, lambda t: _row(t.usage, "E1", 5)),
+        {"extreme_value"},
+    ),
+    "implausible_value": (
+        _set("usage", "consumption", 1e308, lambda t: _row(t.usage, "W1", 4)),
+        {"extreme_value"},
+    ),
+    "invalid_currency": (_bad_currency, set()),
     "extreme_value": (_set("usage", "consumption", 5e4, lambda t: _row(t.usage, "W1", 8)), set()),
     "low_coverage": (_set("usage", "days_with_data", 10, lambda t: _row(t.usage, "E1", 9)), set()),
     "billing_period_days": (_bill_too_long, set()),
@@ -206,7 +225,8 @@ def _assert_nothing_lost(inp: Tables, result: v.ValidationResult) -> None:
     q = result.quarantined
     for name, frame in inp.items():
         errs = q[(q["table"] == name) & (q["severity"] == "error")]["record_key"].nunique()
-        assert len(getattr(result.accepted, name)) + errs == len(frame), name
+        no_data = int(result.no_data.loc[result.no_data["table"] == name, "rows"].sum())
+        assert len(getattr(result.accepted, name)) + errs + no_data == len(frame), name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -626,4 +646,5 @@ def test_property_accepted_plus_quarantined_equals_input(usage: pd.DataFrame) ->
     assert acc.index.isin(usage.index).all()
     errors = result.errors[result.errors["table"] == "usage"]
     assert not result.quarantined.duplicated(list(QUARANTINE.key)).any()
-    assert len(acc) + errors["record_key"].nunique() == len(usage)
+    no_data = int(result.no_data["rows"].sum())  # null consumption: "no data" by default
+    assert len(acc) + errors["record_key"].nunique() + no_data == len(usage)

@@ -428,9 +428,11 @@ def prepare_ecostruxure_raw(
     skip: dict[str, tuple[str, str, str]] = {}
     convert: dict[str, float] = {}
     keep_meters = []
+    records_of: dict[str, int] = {}  # meter records per id: each set-aside record gets a row
     for m in meters:
         value = m.get(type_field) if isinstance(type_field, str) else m.get("commodity_usage")
         mid = str(m.get("id"))
+        records_of[mid] = records_of.get(mid, 0) + 1
         if type_map and str(value) not in type_map:
             skip[mid] = (
                 "not_imported",
@@ -481,18 +483,21 @@ def prepare_ecostruxure_raw(
             out[res] = kept
     for mid, (rule, severity, reason) in skip.items():
         n = counts.get(mid, 0)
-        rows.append(
-            {
-                "table": "meters",
-                "record_key": mid,
-                "source_id": mid,
-                "stage": "transform",
-                "rule": rule,
-                "severity": severity,
-                "reason": f"{reason}; {n} timeseries value(s) set aside",
-                "record": json.dumps({"meter_id": mid, "values": n}),
-            }
-        )
+        copies = records_of.get(mid, 1)
+        for k in range(copies):  # a measurement listed twice: two records, two rows
+            rows.append(
+                {
+                    "table": "meters",
+                    "record_key": mid if k == 0 else f"{mid}#{k + 1}",
+                    "source_id": mid,
+                    "stage": "transform",
+                    "rule": rule,
+                    "severity": severity,
+                    "reason": f"{reason}; {n} timeseries value(s) set aside"
+                    + (f" (meter record {k + 1} of {copies} with this id)" if copies > 1 else ""),
+                    "record": json.dumps({"meter_id": mid, "values": n}),
+                }
+            )
     for key, n in sorted(orphans.items()):
         rows.append(
             {

@@ -121,6 +121,22 @@ def test_prepare_reports_co2_and_quarantines_unconfirmed_fuel():
     assert co2["severity"] == "warning" and "1 timeseries value" in co2["reason"]
 
 
+def test_prepare_accounts_for_a_measurement_listed_twice():
+    """Issue 13 item 6: two records of one not-imported measurement are two report rows."""
+    profile = read_profile(PROFILE)
+    meters = parse_ecostruxure_meters(load("meters.json"), site_id="S1")
+    co2 = next(m for m in meters if m["id"] == "m-003:co2")
+    raw, report = prepare_ecostruxure_raw(profile, {"meters": [*meters, dict(co2)]})
+    rows = report[report["rule"] == "not_imported"]
+    assert rows["record_key"].tolist() == ["m-003:co2", "m-003:co2#2"]
+    assert rows["reason"].str.contains("meter record 2 of 2 with this id").sum() == 1
+    # the duplicated measurement that is imported is accounted for by transform (duplicate_id)
+    ae = next(m for m in raw["meters"] if m["id"] == "m-001:ae")
+    tables = build_ecostruxure_tables(profile, {"meters": [*meters, dict(ae)], "sites": []})
+    dup = tables.quarantine[tables.quarantine["rule"] == "duplicate_id"]
+    assert dup["record_key"].tolist() == ["m-001:ae#2"] and dup["severity"].item() == "warning"
+
+
 def test_prepare_applies_a_confirmed_fuel_factor():
     profile = read_profile(PROFILE)
     data = copy.deepcopy(profile.data)
