@@ -385,6 +385,9 @@ def _calendarize_chunked(
     fk = np.full(space, np.nan)
     fset = np.zeros(space, dtype=bool)
     mixed = np.zeros(space, dtype=bool)
+    # honest spans (month periods): earliest local start and latest local end per key
+    klo = np.full(space, np.iinfo(np.int64).max, dtype=np.int64) if freq == "month" else None
+    khi = np.full(space, NAT_NS, dtype=np.int64) if freq == "month" else None
     for a in range(0, n, _ROWS):
         b = min(n, a + _ROWS)
         s, e = start[a:b], end[a:b]
@@ -427,6 +430,15 @@ def _calendarize_chunked(
             runs = (st, np.r_[st[1:], len(key)], key[st])
         if kc is not None:
             key[~kc] = nkeys
+        if klo is not None and khi is not None:
+            if runs is not None:
+                lo_w = ws if kc is None else np.where(kc, ws, np.iinfo(np.int64).max)
+                hi_w = we if kc is None else np.where(kc, we, NAT_NS)
+                np.minimum.at(klo, runs[2], np.minimum.reduceat(lo_w, runs[0]))
+                np.maximum.at(khi, runs[2], np.maximum.reduceat(hi_w, runs[0]))
+            else:
+                np.minimum.at(klo, key, ws)
+                np.maximum.at(khi, key, we)
         if runs is not None:
             st, en, ks = runs
             counts[ks] += en - st if kc is None else np.add.reduceat(kc, st, dtype=np.int64)
@@ -540,6 +552,8 @@ def _calendarize_chunked(
         estimated=estimated,
         days_with_data=days_with_data,
         factor=None if fac is None else np.where(mixed[sel], np.nan, fk[sel]),
+        data_lo=None if klo is None else klo[sel],
+        data_hi=None if khi is None else khi[sel],
     )
 
 
@@ -628,6 +642,7 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         cover_days = np.where(is_split, (pe - ps) / NS_PER_DAY, (wall_e - wall_s)[row] / NS_PER_DAY)
         sub_daily = ((wall_e - wall_s) <= NS_PER_DAY)[row] & ~is_split
         wall_day = day_s[row]
+        piece_lo, piece_hi = ps, pe
     else:
         per = p0
         is_split = None
@@ -636,6 +651,7 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         cover_days = None if sub_daily.all() else dur_ns / NS_PER_DAY
         del dur_ns
         wall_day = day_s
+        piece_lo, piece_hi = wall_s, wall_e
     del wall_s, wall_e
 
     def take(a: np.ndarray) -> np.ndarray:
@@ -737,6 +753,14 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
 
     first_all, last_all = _first_last(kc, space)
     first, last = first_all[sel], last_all[sel]
+    data_lo = data_hi = None
+    if freq == "month":  # honest spans: earliest data start and latest data end per key
+        lo_all = np.full(space, np.iinfo(np.int64).max, dtype=np.int64)
+        hi_all = np.full(space, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(lo_all, kc, piece_lo)
+        np.maximum.at(hi_all, kc, piece_hi)
+        data_lo, data_hi = lo_all[sel], hi_all[sel]
+    del piece_lo, piece_hi
     src_row_first = first if row is None else row[first]
     src_row_last = last if row is None else row[last]
     fac = _floats(usage, "factor")
@@ -766,6 +790,8 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         estimated=estimated,
         days_with_data=days_with_data,
         factor=key_factor,
+        data_lo=data_lo,
+        data_hi=data_hi,
     )
 
 
@@ -788,20 +814,42 @@ def _assemble_periods(
     estimated: Any,
     days_with_data: np.ndarray,
     factor: np.ndarray | None,
+    data_lo: np.ndarray | None = None,
+    data_hi: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The period rows of :func:`calendarize` from per-key results (``first``/``last``: the
-    usage rows that give each key its labels and lineage)."""
+    usage rows that give each key its labels and lineage).
+
+    ``data_lo``/``data_hi`` (local wall-clock ns of each key's earliest data and latest data
+    end, ``NAT_NS`` unknown; keys sorted by meter, source, zone, period) give honest spans:
+    a meter's FIRST period starts on the local day its data starts, its LAST period ends on
+    the local day after its data ends (issue 13 item 3); interior periods keep their span.
+    """
     n = len(usage)
     nk = len(key_per)
     src_row_first, src_row_last = first, last
+    wall_lo = _period_wall_start(key_per, freq)
+    wall_hi = _period_wall_start(key_per + 1, freq)
+    if data_lo is not None and data_hi is not None and nk:
+        group = key_meter.astype(np.int64) * (len(source.categories) + 1) + key_source
+        edge_lo = np.r_[True, group[1:] != group[:-1]] & (data_lo != NAT_NS)
+        edge_hi = np.r_[group[1:] != group[:-1], True] & (data_hi != NAT_NS)
+        day_lo = np.floor_divide(data_lo, NS_PER_DAY) * NS_PER_DAY
+        day_hi = -np.floor_divide(-data_hi, NS_PER_DAY) * NS_PER_DAY  # the next local midnight
+        wall_lo = np.where(edge_lo, np.maximum(wall_lo, day_lo), wall_lo)
+        wall_hi = np.where(edge_hi, np.minimum(wall_hi, day_hi), wall_hi)
+        bad = wall_hi <= wall_lo  # never an empty span
+        if bad.any():
+            wall_lo = np.where(bad, _period_wall_start(key_per, freq), wall_lo)
+            wall_hi = np.where(bad, _period_wall_start(key_per + 1, freq), wall_hi)
     pstart = np.empty(nk, dtype=np.int64)
     pend = np.empty(nk, dtype=np.int64)
     for z, zone in enumerate(tzc.categories):
         mz = key_tz == z
         if not mz.any():
             continue
-        pstart[mz] = _localise_periods(_period_wall_start(key_per[mz], freq), str(zone))
-        pend[mz] = _localise_periods(_period_wall_start(key_per[mz] + 1, freq), str(zone))
+        pstart[mz] = _localise_periods(wall_lo[mz], str(zone))
+        pend[mz] = _localise_periods(wall_hi[mz], str(zone))
 
     out: dict[str, Any] = {
         "meter_id": pd.Categorical.from_codes(key_meter, categories=meter.categories),

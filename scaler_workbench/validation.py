@@ -1561,6 +1561,8 @@ def validate_tables(
         usage=accepted["usage"],
         readings=accepted["readings"],
         quarantine=_concat_quarantine([prior, quarantined]),
+        completeness=tables.completeness,
+        holes=tables.holes,
     )
     result = ValidationResult(
         accepted=out,
