@@ -242,8 +242,16 @@ USAGE = Table(
             description="Intervals delivered without a value (no data), included in n_intervals.",
         ),
         Column("estimated_intervals", "int", description="Estimated intervals with a value."),
-        Column("data_start", "datetime", description="Start of the first interval with a value."),
-        Column("data_end", "datetime", description="End of the last interval with a value."),
+        Column(
+            "first_local",
+            "string",
+            description="Local start (YYYY-MM-DDTHH:MM) of the first interval with a value.",
+        ),
+        Column(
+            "last_local",
+            "string",
+            description="Local end (YYYY-MM-DDTHH:MM) of the last interval with a value.",
+        ),
         Column(
             "billing_days",
             "int",

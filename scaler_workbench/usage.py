@@ -41,8 +41,11 @@ import pandas as pd
 
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import NAT_NS, NS_PER_DAY, add_local_days, local_ns, utc_index
+from scaler_workbench.coverage import interval_completeness
 from scaler_workbench.exceptions import MappingError, UsageError
 from scaler_workbench.schema import (
+    COMPLETENESS,
+    HOLES,
     QUARANTINE,
     READINGS,
     USAGE,
@@ -1410,6 +1413,8 @@ def process_usage(
     q_parts: list[pd.DataFrame] = [tables.quarantine]
     out_parts: list[pd.DataFrame] = []
     report_parts: list[pd.DataFrame] = []
+    months_parts: list[pd.DataFrame] = [tables.completeness]
+    hole_parts: list[pd.DataFrame] = [tables.holes]
 
     usage = tables.usage
     if len(usage):
@@ -1447,8 +1452,18 @@ def process_usage(
                         )
                         part = part[~over]
                 report_parts.append(period_report(part, tolerance_days=tol, gaps=gaps))
+            counts = None
+            if src.get("kind", "intervals") == "intervals":
+                counts = _interval_counts(part)
+                months_parts.append(counts[0])
+                hole_parts.append(counts[1])
             if freq in _FREQS:
-                out_parts.append(_calendarize(part, freq=freq, keep=keep))
+                cal = _calendarize(part, freq=freq, keep=keep)
+                if freq == "month" and counts is not None and len(counts[0]) and len(cal):
+                    cal = _with_interval_counts(cal, counts[0])
+                elif src.get("kind", "intervals") != "intervals" and len(cal):
+                    cal = _with_billing_days(cal, part if keep is None else part[keep])
+                out_parts.append(cal)
             else:
                 out_parts.append(part if keep is None else part[keep])
 
@@ -1515,13 +1530,120 @@ def process_usage(
         q_parts.append(_report_to_quarantine(report, tol))
     q_all = [p for p in q_parts if len(p)]
     quarantine = pd.concat(q_all, ignore_index=True) if q_all else tables.quarantine
+    months = [p for p in months_parts if len(p)]
+    holes = [p for p in hole_parts if len(p)]
     return Tables(
         assets=tables.assets,
         meters=tables.meters,
         usage=out_usage,
         readings=readings,
         quarantine=quarantine,
+        completeness=(
+            coerce_frame(pd.concat(months, ignore_index=True), COMPLETENESS)
+            if len(months) > 1
+            else months[0]
+            if months
+            else empty_frame(COMPLETENESS)
+        ),
+        holes=(
+            coerce_frame(pd.concat(holes, ignore_index=True), HOLES)
+            if len(holes) > 1
+            else holes[0]
+            if holes
+            else empty_frame(HOLES)
+        ),
     )
+
+
+def _local_text(values: pd.Series) -> pd.Series:
+    """Naive local datetimes -> ``YYYY-MM-DDTHH:MM`` text (NaT -> missing)."""
+    ts = pd.to_datetime(values)
+    return ts.dt.strftime("%Y-%m-%dT%H:%M").astype("string")
+
+
+def _interval_counts(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Interval completeness of one interval source's rows BEFORE aggregation (issue 13 item 2).
+
+    The same zones as :func:`calendarize` (the rows' ``timezone``, else UTC), so the months
+    line up with the aggregated periods. Returns ``(completeness, holes)`` in the columns of
+    :data:`~scaler_workbench.schema.COMPLETENESS` and :data:`~scaler_workbench.schema.HOLES`.
+    """
+    ic = interval_completeness(part, timezone="UTC")
+    months, holes = ic.months, ic.holes
+    if len(months):
+        months = months.assign(
+            first_local=_local_text(months["first_local"]),
+            last_local=_local_text(months["last_local"]),
+        )
+        months = coerce_frame(months[[c.name for c in COMPLETENESS.columns]], COMPLETENESS)
+    else:
+        months = empty_frame(COMPLETENESS)
+    if len(holes):
+        holes = holes.assign(
+            start_local=_local_text(holes["start_local"]),
+            end_local=_local_text(holes["end_local"]),
+        )
+        holes = coerce_frame(holes[[c.name for c in HOLES.columns]], HOLES)
+    else:
+        holes = empty_frame(HOLES)
+    return months, holes
+
+
+def _period_months(cal: pd.DataFrame) -> np.ndarray:
+    """Local ``YYYY-MM`` of each calendarized row's start (its zone, else UTC)."""
+    start = _ns(cal["start"])
+    zones = _zones(cal, len(cal))
+    wall = np.empty(len(cal), dtype=np.int64)
+    codes = np.asarray(zones.codes)
+    for z, zone in enumerate(zones.categories):
+        m = codes == z
+        wall[m] = _wall(start[m], str(zone))
+    return np.datetime_as_string(wall.astype("datetime64[ns]").astype("datetime64[M]"), unit="M")
+
+
+def _with_interval_counts(cal: pd.DataFrame, months: pd.DataFrame) -> pd.DataFrame:
+    """Month rows of an interval source with their completeness counts (persisted with usage,
+    so a later export from the state gives the same ``coverage.csv``)."""
+    key = pd.MultiIndex.from_arrays(
+        [months["meter_id"].astype(str).to_numpy(), months["month"].astype(str).to_numpy()]
+    )
+    at = key.get_indexer(
+        pd.MultiIndex.from_arrays([cal["meter_id"].astype(str).to_numpy(), _period_months(cal)])
+    )
+    found = at >= 0
+    take = np.where(found, at, 0)
+
+    def col(name: str, dtype: str) -> Any:
+        values = months[name].to_numpy()[take]
+        out = pd.array(values, dtype=dtype)
+        out[~found] = pd.NA
+        return out
+
+    est = np.rint(
+        months["estimated_share"].to_numpy(dtype=np.float64)
+        * months["intervals"].to_numpy(dtype=np.float64)
+    )[take]
+    return cal.assign(
+        expected_intervals=col("expected_intervals", "Int64"),
+        null_intervals=col("null_intervals", "Int64"),
+        estimated_intervals=pd.array(np.where(found, est, np.nan), dtype="Float64").astype("Int64"),
+        first_local=col("first_local", "string"),
+        last_local=col("last_local", "string"),
+    )
+
+
+def _with_billing_days(cal: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Periods summed from bills (rows longer than a day) carry the meter's longest source
+    period [days]: the default billing lag (issue 13 item 4)."""
+    if not len(rows):
+        return cal
+    days = (_ns(rows["end"]) - _ns(rows["start"])) / NS_PER_DAY
+    longest = pd.Series(days).groupby(rows["meter_id"].astype(str).to_numpy()).max()
+    longest = longest[longest > 1.0]
+    if not len(longest):
+        return cal
+    mapped = cal["meter_id"].astype(str).map(np.ceil(np.round(longest, 6)))
+    return cal.assign(billing_days=pd.array(mapped.to_numpy(), dtype="Float64").astype("Int64"))
 
 
 def _concat_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -123,6 +123,8 @@ class ValidationContext:
     timings: dict[str, float] = field(default_factory=dict)
     #: per table: (record position of each quarantine row, positions removed by an error)
     positions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: interior holes of interval meters (``Tables.holes``, counted by the usage stage)
+    holes: pd.DataFrame | None = None
 
     @classmethod
     def from_profile(
@@ -1204,6 +1206,81 @@ def _flag_sorted_duplicates(
     return dup
 
 
+def _hole_findings(
+    work: pd.DataFrame,
+    found: _Findings,
+    ctx: ValidationContext,
+    valid: np.ndarray,
+    s_ns: np.ndarray,
+    e_ns: np.ndarray,
+) -> None:
+    """``missing_day`` / ``missing_intervals``: each interior hole the usage stage counted
+    (``ctx.holes``) is a finding on the usage period (a day or longer) that contains its
+    local date, naming the local dates and times."""
+    holes = ctx.holes
+    rules = {k: ctx.rule(k, "usage") for k in ("missing_day", "missing_intervals")}
+    for r in rules.values():
+        if r is not None:
+            found.ran_rule(r)
+    if holes is None or not len(holes) or not any(rules.values()):
+        return
+    cand = np.flatnonzero(valid & (e_ns - s_ns >= NS_PER_DAY))
+    if not cand.size:
+        return
+    zones = (
+        work["timezone"].astype(object).to_numpy()[cand]
+        if "timezone" in work.columns
+        else np.full(cand.size, None, dtype=object)
+    )
+    zones = np.where(pd.isna(zones), ctx.timezone, zones).astype(object)
+    lo = np.empty(cand.size, dtype=np.int64)
+    hi = np.empty(cand.size, dtype=np.int64)
+    for zone in pd.unique(zones):
+        m = zones == zone
+        lo[m] = local_ns(s_ns[cand][m], str(zone))
+        hi[m] = local_ns(e_ns[cand][m], str(zone))
+    rows = pd.DataFrame(
+        {
+            "pos": cand,
+            "meter_id": work["meter_id"].astype(str).to_numpy()[cand],
+            "lo": lo // NS_PER_DAY,
+            "hi": (hi - 1) // NS_PER_DAY,
+        }
+    )
+    h = holes.assign(
+        meter_id=holes["meter_id"].astype(str),
+        day=pd.to_datetime(holes["date"].astype(str), format="%Y-%m-%d")
+        .to_numpy(dtype="datetime64[D]")
+        .astype(np.int64),
+    )
+    hit = h.merge(rows, on="meter_id", how="inner")
+    hit = hit[(hit["day"] >= hit["lo"]) & (hit["day"] <= hit["hi"])]
+    for kind, name in (("day", "missing_day"), ("intervals", "missing_intervals")):
+        r = rules[name]
+        part = hit[hit["kind"].astype(str) == kind]
+        if r is None or not len(part):
+            continue
+        if kind == "day":
+            text = part["date"].astype(str) + " (" + part["missing_intervals"].astype(str) + ")"
+            lead = "no data on local day(s) "
+            tail = " [missing intervals in brackets]"
+        else:
+            text = (
+                part["date"].astype(str)
+                + " "
+                + part["start_local"].astype(str).str[11:16]
+                + "-"
+                + part["end_local"].astype(str).str[11:16].replace("00:00", "24:00")
+                + " ("
+                + part["missing_intervals"].astype(str)
+                + ")"
+            )
+            lead = "missing intervals, local "
+            tail = " [missing intervals in brackets]"
+        per = text.groupby(part["pos"].to_numpy(), sort=True).agg(", ".join)
+        found.add(r, per.index.to_numpy(dtype=np.int64), (lead + per + tail).tolist())
+
+
 def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -> None:
     table = "usage"
     _series_common(work, found, ctx, table)
@@ -1267,6 +1344,8 @@ def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -
                 + _fmt_ts(prev[hit])
                 + ")",
             )
+
+    _hole_findings(work, found, ctx, valid & ~dup, s_ns, e_ns)
 
     cons = work["consumption"].to_numpy(dtype="float64", na_value=np.nan)
     dur_days = np.where(valid & (e_ns > s_ns), (e_ns - s_ns) / NS_PER_DAY, np.nan)
@@ -1546,6 +1625,7 @@ def validate_tables(
         _prepare_check(frame, name)
     ctx = ValidationContext.from_profile(profile, use_gx=use_gx)
     t_all = time.perf_counter()
+    ctx.holes = tables.holes
     accepted, quarantines, summaries = _validate_all(tables, ctx)
     ctx.timings["total"] = time.perf_counter() - t_all
     quarantined = _concat_quarantine(quarantines)

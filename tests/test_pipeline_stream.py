@@ -118,7 +118,7 @@ def _raw(meters: int, hours: int, seed: int = 3, *, awkward: bool = True) -> dic
 
 
 def _assert_same(a: Any, b: Any) -> None:
-    for name in ("assets", "meters", "usage", "readings", "quarantine"):
+    for name in ("assets", "meters", "usage", "readings", "quarantine", "completeness", "holes"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=name)
 
 

@@ -150,6 +150,31 @@ def _parent_quarantined(t: Tables) -> tuple[str, str]:
     return "meters", "G1"
 
 
+def _hole(kind: str) -> Planter:
+    """An interior hole the usage stage counted (``Tables.holes``) in E1's third month."""
+
+    def plant(t: Tables) -> tuple[str, str]:
+        i = _row(t.usage, "E1", 2)
+        local = t.usage.loc[i, "start"].tz_convert("Europe/London")
+        day = (local + pd.Timedelta(days=9)).strftime("%Y-%m-%d")
+        start, end, n = ("00:00", "00:00", 48) if kind == "day" else ("09:00", "12:00", 6)
+        next_day = (local + pd.Timedelta(days=10)).strftime("%Y-%m-%d")
+        t.holes = pd.DataFrame(
+            {
+                "meter_id": ["E1"],
+                "month": [day[:7]],
+                "date": [day],
+                "kind": [kind],
+                "start_local": [f"{day}T{start}"],
+                "end_local": [f"{next_day if kind == 'day' else day}T{end}"],
+                "missing_intervals": [n],
+            }
+        )
+        return "usage", _key(t, "usage", i)
+
+    return plant
+
+
 def _register_decrease(t: Tables) -> tuple[str, str]:
     t.readings.loc[10, "value"] = t.readings.loc[9, "value"] - 1.0
     return "readings", _key(t, "readings", 10)
@@ -189,6 +214,8 @@ PLANTS: dict[str, tuple[Planter, set[str]]] = {
     ),
     "extreme_value": (_set("usage", "consumption", 5e4, lambda t: _row(t.usage, "W1", 8)), set()),
     "low_coverage": (_set("usage", "days_with_data", 10, lambda t: _row(t.usage, "E1", 9)), set()),
+    "missing_day": (_hole("day"), set()),
+    "missing_intervals": (_hole("intervals"), set()),
     "billing_period_days": (_bill_too_long, set()),
     "overlapping_period": (_overlap, set()),
     "gap_between_periods": (_gap, set()),
