@@ -585,7 +585,11 @@ def interval_completeness(
         if "consumption" in usage.columns
         else np.zeros(rows.size, dtype=bool)
     )
-    codes, meter_names = pd.factorize(meter.astype("string").to_numpy()[rows], sort=False)
+    if isinstance(meter.dtype, pd.CategoricalDtype):  # the usage stage's ids: factorize codes
+        codes, first_codes = pd.factorize(np.asarray(meter.cat.codes)[rows], sort=False)
+        meter_names = pd.Index(meter.cat.categories.astype(str)[first_codes])
+    else:
+        codes, meter_names = pd.factorize(meter.astype("string").to_numpy()[rows], sort=False)
     s, e = s[rows], e[rows]
     pos = rows  # each row's position in usage, kept alongside through sort and dedup
     estimated = (

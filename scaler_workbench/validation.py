@@ -1239,31 +1239,41 @@ def _hole_findings(
         m = zones == zone
         lo[m] = local_ns(s_ns[cand][m], str(zone))
         hi[m] = local_ns(e_ns[cand][m], str(zone))
-    rows = pd.DataFrame(
-        {
-            "pos": cand,
-            "meter_id": work["meter_id"].astype(str).to_numpy()[cand],
-            "lo": lo // NS_PER_DAY,
-            "hi": (hi - 1) // NS_PER_DAY,
-        }
+    # each hole's period: rows sorted by (meter, first local day); a hole belongs to the last
+    # row of its meter starting on or before its day, when that row reaches the day
+    codes_all, _ = pd.factorize(
+        np.r_[
+            work["meter_id"].astype(str).to_numpy(dtype=object)[cand],
+            holes["meter_id"].astype(str).to_numpy(dtype=object),
+        ]
     )
-    h = holes.assign(
-        meter_id=holes["meter_id"].astype(str),
-        day=pd.to_datetime(holes["date"].astype(str), format="%Y-%m-%d")
+    r_code, h_code = codes_all[: cand.size].astype(np.int64), codes_all[cand.size :]
+    r_lo, r_hi = lo // NS_PER_DAY, (hi - 1) // NS_PER_DAY
+    h_day = (
+        pd.to_datetime(holes["date"].astype(str), format="%Y-%m-%d")
         .to_numpy(dtype="datetime64[D]")
-        .astype(np.int64),
+        .astype(np.int64)
     )
-    hit = h.merge(rows, on="meter_id", how="inner")
-    hit = hit[(hit["day"] >= hit["lo"]) & (hit["day"] <= hit["hi"])]
+    span = 1 << 24  # days since 1970 fit well below 2**24
+    r_key = r_code * span + (r_lo + span // 2)
+    order = np.argsort(r_key, kind="stable")
+    at = np.searchsorted(
+        r_key[order], h_code.astype(np.int64) * span + (h_day + span // 2), "right"
+    )
+    at -= 1
+    ok = at >= 0
+    row = order[np.where(ok, at, 0)]
+    ok &= (r_code[row] == h_code) & (h_day <= r_hi[row])
+    hit = holes[ok].assign(pos=cand[row[ok]])
     for kind, name in (("day", "missing_day"), ("intervals", "missing_intervals")):
         r = rules[name]
         part = hit[hit["kind"].astype(str) == kind]
         if r is None or not len(part):
             continue
+        n_missing = part["missing_intervals"].astype(str)
         if kind == "day":
-            text = part["date"].astype(str) + " (" + part["missing_intervals"].astype(str) + ")"
+            text = part["date"].astype(str) + " (" + n_missing + ")"
             lead = "no data on local day(s) "
-            tail = " [missing intervals in brackets]"
         else:
             text = (
                 part["date"].astype(str)
@@ -1272,13 +1282,32 @@ def _hole_findings(
                 + "-"
                 + part["end_local"].astype(str).str[11:16].replace("00:00", "24:00")
                 + " ("
-                + part["missing_intervals"].astype(str)
+                + n_missing
                 + ")"
             )
             lead = "missing intervals, local "
-            tail = " [missing intervals in brackets]"
-        per = text.groupby(part["pos"].to_numpy(), sort=True).agg(", ".join)
-        found.add(r, per.index.to_numpy(dtype=np.int64), (lead + per + tail).tolist())
+        pos = part["pos"].to_numpy()
+        grouped = pd.DataFrame(
+            {"text": text.to_numpy(), "n": part["missing_intervals"].to_numpy(np.int64)}
+        ).groupby(pos, sort=True)
+        shown = grouped["text"].agg(lambda x: ", ".join(x.iloc[:_HOLES_SHOWN]))
+        count = grouped.size()
+        total = grouped["n"].sum()
+        more = np.where(
+            count > _HOLES_SHOWN,
+            " and "
+            + (count - _HOLES_SHOWN).astype(str)
+            + " more ("
+            + total.astype(str)
+            + " intervals in all)",
+            "",
+        )
+        reasons = lead + shown + more + " [missing intervals in brackets]"
+        found.add(r, shown.index.to_numpy(dtype=np.int64), reasons.tolist())
+
+
+#: holes named in one finding's reason; the rest are counted ("and K more")
+_HOLES_SHOWN = 10
 
 
 def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -> None:

@@ -653,3 +653,28 @@ def test_property_accepted_plus_quarantined_equals_input(usage: pd.DataFrame) ->
     errors = result.errors[result.errors["table"] == "usage"]
     assert not result.quarantined.duplicated(list(QUARANTINE.key)).any()
     assert len(acc) + errors["record_key"].nunique() == len(usage)
+
+
+def test_hole_findings_name_ten_holes_and_count_the_rest() -> None:
+    t = clean_tables()
+    i = _row(t.usage, "E1", 2)  # March 2024, local
+    days = [f"2024-03-{d:02d}" for d in range(2, 14)]  # 12 holes of 6 half-hours
+    t.holes = pd.DataFrame(
+        {
+            "meter_id": "E1",
+            "month": "2024-03",
+            "date": days,
+            "kind": "intervals",
+            "start_local": [f"{d}T09:00" for d in days],
+            "end_local": [f"{d}T12:00" for d in days],
+            "missing_intervals": 6,
+        }
+    )
+    q = v.validate_tables(t).quarantined
+    (reason,) = q.loc[q["rule"] == "missing_intervals", "reason"]
+    assert q.loc[q["rule"] == "missing_intervals", "record_key"].item() == _key(t, "usage", i)
+    assert reason.startswith(
+        "missing intervals, local 2024-03-02 09:00-12:00 (6), 2024-03-03 09:00-12:00 (6)"
+    )
+    assert "2024-03-11 09:00-12:00 (6) and 2 more (72 intervals in all)" in reason
+    assert "2024-03-12" not in reason
