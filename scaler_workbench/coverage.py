@@ -451,8 +451,11 @@ def _utc_of_local(naive_ns: np.ndarray, zones: np.ndarray) -> np.ndarray:
 def _local_of_utc(utc_ns: np.ndarray, zones: np.ndarray, *, one_zone: bool = False) -> np.ndarray:
     """Local wall-clock ns (naive) of UTC ns ``utc_ns`` in each row's zone (or ``zones[0]``)."""
     if one_zone:
-        idx = pd.DatetimeIndex(utc_ns.astype("datetime64[ns]")).tz_localize("UTC")
         try:
+            fast = _local_by_quarter_hours(utc_ns, str(zones[0]))
+            if fast is not None:
+                return fast
+            idx = pd.DatetimeIndex(utc_ns.astype("datetime64[ns]")).tz_localize("UTC")
             return np.asarray(idx.tz_convert(str(zones[0])).tz_localize(None).asi8)
         except (KeyError, ValueError) as exc:
             raise SchemaError(
@@ -463,6 +466,40 @@ def _local_of_utc(utc_ns: np.ndarray, zones: np.ndarray, *, one_zone: bool = Fal
             ) from exc
     series = pd.Series(pd.DatetimeIndex(utc_ns.astype("datetime64[ns]")).tz_localize("UTC"))
     return local_naive(series, pd.Series(zones, dtype=object)).astype(np.int64)
+
+
+_QUARTER_NS = 900 * _NS
+
+
+def _local_by_quarter_hours(utc_ns: np.ndarray, zone: str) -> np.ndarray | None:
+    """Local wall-clock ns of many instants in one zone from one offset per UTC quarter hour.
+
+    Exact: the offset is taken at each quarter hour's first and last instant, and a zone with a
+    transition inside a quarter hour (none today) gets None (the caller converts exactly).
+    None too for few instants or a span longer than ~100 years.
+    """
+    if utc_ns.size < 4096:
+        return None
+    b = utc_ns // _QUARTER_NS
+    b0, b1 = int(b.min()), int(b.max())
+    if b1 - b0 > 3_600_000:
+        return None
+    edges = np.arange(b0, b1 + 2, dtype=np.int64) * _QUARTER_NS
+    local = (
+        pd.DatetimeIndex(np.r_[edges, edges[1:] - 1].astype("datetime64[ns]"))
+        .tz_localize("UTC")
+        .tz_convert(zone)
+        .tz_localize(None)
+        .asi8
+    )
+    n = edges.size
+    off_first = local[: n - 1] - edges[:-1]
+    off_last = local[n:] - (edges[1:] - 1)
+    if not np.array_equal(off_first, off_last):
+        return None
+    out = off_first[b - b0]
+    out += utc_ns
+    return out
 
 
 def _local_by_meter_zone(
@@ -634,7 +671,10 @@ def interval_completeness(
 
     local_start = _local_by_meter_zone(s, codes, meter_zone)
     day = local_start // _DAY_NS
-    month = local_start.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+    d0 = int(day.min())  # month of each day from a small table (no datetime casts per row)
+    month = (
+        np.arange(d0, int(day.max()) + 1).astype("datetime64[D]").astype("datetime64[M]")
+    ).astype(np.int64)[day - d0]
     # months are non-decreasing within a meter (sorted by UTC start)
     group = codes.astype(np.int64) * 1_000_000 + (month - month.min())
     g0 = _segment_starts(group)
@@ -696,13 +736,22 @@ def interval_completeness(
     g_len_s = length_s[g_code]
 
     holes = _interior_holes(codes, s, e, zones, length_ns)
-    if len(holes):
-        per = (
-            holes.assign(day_flag=(holes["kind"] == "day").astype(np.int64))
-            .groupby(["code", "month_code"], sort=False)
-            .agg(missing_days=("day_flag", "sum"), hole_intervals=("missing_intervals", "sum"))
-            .reset_index()
-            .rename(columns={"month_code": "month"})
+    if len(holes):  # per (meter, month): holes come sorted by meter and time
+        hk = holes["code"].to_numpy(np.int64) * 1_000_000 + (
+            holes["month_code"].to_numpy(np.int64) - month.min()
+        )
+        hs = _segment_starts(hk)
+        per = pd.DataFrame(
+            {
+                "code": holes["code"].to_numpy()[hs],
+                "month": holes["month_code"].to_numpy()[hs],
+                "missing_days": np.add.reduceat(
+                    (holes["kind"].to_numpy() == "day").astype(np.int64), hs
+                ),
+                "hole_intervals": np.add.reduceat(
+                    holes["missing_intervals"].to_numpy(np.int64), hs
+                ),
+            }
         )
         out = out.merge(per, on=["code", "month"], how="left")
     else:

@@ -1557,8 +1557,10 @@ def process_usage(
 
 def _local_text(values: pd.Series) -> pd.Series:
     """Naive local datetimes -> ``YYYY-MM-DDTHH:MM`` text (NaT -> missing)."""
-    ts = pd.to_datetime(values)
-    return ts.dt.strftime("%Y-%m-%dT%H:%M").astype("string")
+    arr = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+    out = pd.array(np.datetime_as_string(arr.astype("datetime64[m]"), unit="m"), dtype="string")
+    out[np.isnat(arr)] = pd.NA
+    return pd.Series(out, index=values.index)
 
 
 def _interval_counts(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1287,10 +1287,21 @@ def _hole_findings(
             )
             lead = "missing intervals, local "
         pos = part["pos"].to_numpy()
-        grouped = pd.DataFrame(
-            {"text": text.to_numpy(), "n": part["missing_intervals"].to_numpy(np.int64)}
-        ).groupby(pos, sort=True)
-        shown = grouped["text"].agg(lambda x: ", ".join(x.iloc[:_HOLES_SHOWN]))
+        frame = pd.DataFrame(
+            {"pos": pos, "text": text.to_numpy(), "n": part["missing_intervals"].to_numpy(np.int64)}
+        )
+        grouped = frame.groupby("pos", sort=True)
+        first = frame[grouped.cumcount().to_numpy() < _HOLES_SHOWN].sort_values(
+            "pos", kind="stable"
+        )
+        # join each period's texts: object-array string sums over runs (no Python per group)
+        fp = first["pos"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, fp[1:] != fp[:-1]])
+        parts = first["text"].to_numpy(dtype=object).copy()
+        lead_sep = np.ones(len(parts), dtype=bool)
+        lead_sep[starts] = False
+        parts[lead_sep] = ", " + parts[lead_sep]
+        shown = pd.Series(np.add.reduceat(parts, starts), index=fp[starts])
         count = grouped.size()
         total = grouped["n"].sum()
         more = np.where(
