@@ -1212,14 +1212,18 @@ def month_coverage(
     out = grid.merge(agg, on=["meter_id", "month"], how="left")
     # zone of months without data: the meter's zone
     meter_zone = dict(zip(agg["meter_id"].astype(str), agg["timezone"].astype(str), strict=True))
-    if tables is not None and len(out):
-        site = site_timezones(
-            pd.DataFrame({"meter_id": out["meter_id"]}), tables, timezone
-        ).to_numpy(dtype=object)
-    else:
-        site = np.full(len(out), timezone, dtype=object)
-    zone_of = out["meter_id"].astype(str).map(meter_zone).to_numpy(dtype=object)
-    out["timezone"] = pd.array(np.where(pd.isna(zone_of), site, zone_of), dtype="string")
+    no_data = [m for m in meter_ids if m not in meter_zone]  # their site's zone, once each
+    if no_data:
+        lookup = pd.DataFrame({"meter_id": pd.Series(no_data, dtype="string")})
+        zones_nd = (
+            site_timezones(lookup, tables, timezone).astype(str).tolist()
+            if tables is not None
+            else [timezone] * len(no_data)
+        )
+        meter_zone.update(zip(no_data, zones_nd, strict=True))
+    out["timezone"] = pd.array(
+        out["meter_id"].astype(str).map(meter_zone).to_numpy(dtype=object), dtype="string"
+    )
     by_int = out["by_int"].fillna(False).to_numpy(dtype=bool)
     month_dt = pd.to_datetime(out["month"].astype(str), format="%Y-%m").to_numpy("datetime64[M]")
     m0 = month_dt.astype("datetime64[ns]").astype(np.int64)
@@ -1262,13 +1266,7 @@ def month_coverage(
     if active is not None:
         act = act.merge(active.drop_duplicates("meter_id", keep="last"), how="left")
     if horizon is not None and pd.notna(horizon) and len(act):
-        act_zone = (
-            site_timezones(act[["meter_id"]], tables, timezone).astype(str).to_numpy(object)
-            if tables is not None
-            else np.full(len(act), timezone, dtype=object)
-        )
-        own = act["meter_id"].astype(str).map(meter_zone).to_numpy(dtype=object)
-        act_zone = np.where(pd.isna(own), act_zone, own)
+        act_zone = act["meter_id"].astype(str).map(meter_zone).to_numpy(dtype=object)
         h = pd.Timestamp(horizon)
         h = h.tz_localize("UTC") if h.tzinfo is None else h.tz_convert("UTC")
         h_ns = np.full(len(act), h.value, dtype=np.int64)
