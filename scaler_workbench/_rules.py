@@ -299,6 +299,29 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                 min_fraction=0.9,
             ),
             _rule(
+                "missing_day",
+                ("usage",),
+                "warning",
+                "pandas",
+                "An interval meter has no interval on a whole local day between its first and "
+                "last interval (an interior hole, counted before aggregation; the finding "
+                "names the local dates and sits on the month's usage row).",
+                "Ask the provider for the missing day; re-run with a longer look-back.",
+            ),
+            _rule(
+                "missing_intervals",
+                ("usage",),
+                "warning",
+                "pandas",
+                "An interval meter misses intervals inside a local day (an interior hole of a "
+                "few intervals: the finding names the local date and times). `min_share` is "
+                "the share of a month's expected intervals (DST-aware, in the meter's active "
+                "period) below which coverage.csv and the ready gate call the month partial "
+                "(1.0: every missing interval).",
+                "Ask the provider for the missing intervals; re-run with a longer look-back.",
+                min_share=1.0,
+            ),
+            _rule(
                 "billing_period_days",
                 ("usage",),
                 "warning",

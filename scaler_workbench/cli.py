@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[common], help="onboard the builtin sandbox end to end")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--seed", type=int, default=None, help="sandbox seed")
+    p.add_argument(
+        "--no-traps",
+        dest="traps",
+        action="store_false",
+        help="serve the sandbox without its data traps (default: every trap planted)",
+    )
     p.add_argument("--profile", default=str(DEMO_PROFILE), help=argparse.SUPPRESS)
     return parser
 
@@ -473,22 +479,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from scaler_workbench.sync import builtin_sandbox, run_sync
 
     profile = read_profile(args.profile)
+    traps = bool(getattr(args, "traps", True))
+    if traps:
+        profile = _with_active_period(profile)
     out = Path(args.out)
     on_stage, close = _progress(args)
-    with builtin_sandbox(profile, seed=args.seed, force=True) as sandbox:
+    with builtin_sandbox(profile, seed=args.seed, force=True, traps=traps) as sandbox:
         try:
             end = getattr(getattr(sandbox, "data", None), "end", None)  # no empty months after
             result = run_sync(profile, out=out, full=True, until=end, progress=on_stage)
         finally:
             close()
         truth = sandbox.ground_truth()
+        facts = sandbox.trap_facts() if traps else {}
     assert result.export_dir is not None
     table = compare_with_truth(result.export_dir / "usage.csv", truth, rtol=DEMO_RTOL)
+    spans = check_trap_spans(result.export_dir / "usage.csv", facts)
     recon_ok = all(
         c["beyond_tolerance"] == 0
         for c in result.summary.get("reconciliation", {}).get("checks", {}).values()
     )
-    ok = bool(table["ok"].all()) and not table.empty and recon_ok
+    ok = bool(table["ok"].all()) and not table.empty and recon_ok and bool(spans["ok"].all())
     width = max([5, *(len(str(m)) for m in table["meter_id"])])
     lines = [
         f"demo: onboarded the builtin sandbox with {_shown(args.profile)}",
@@ -518,12 +529,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"provider totals ({name}): {c['within_tolerance']} of {c['compared']} reconcile "
             f"within tolerance (reconciliation.csv)"
         )
+    if len(spans):
+        lines += ["", "traps: partial months exported with the span that has data (trap_facts):"]
+        for row in spans.itertuples(index=False):
+            lines.append(
+                f"  {row.trap:<20} {row.meter_id:<{width}}  {row.month}  "
+                f"{row.start_date}..{row.end_date}  total {row.exported:.6f} "
+                f"(truth {row.truth:.6f})  {'OK' if row.ok else 'MISMATCH'}"
+            )
+    findings = findings_by_rule(result.export_dir / "quarantine.csv")
+    if len(findings):
+        lines += ["", "findings by rule (quarantine.csv):"]
+        for row in findings.itertuples(index=False):
+            lines.append(f"  {row.rule:<22} {row.severity:<8} {row.rows:>7}  e.g. {row.example}")
+    gate = result.summary.get("ready_to_export", {})
+    cov = result.summary.get("coverage", {})
+    lines += [
+        "",
+        "months: " + ", ".join(f"{k} {v}" for k, v in cov.items() if k not in ("meters",)),
+        "ready to export: "
+        + ("yes" if gate.get("ready") else "no: " + "; ".join(gate.get("reasons", []))),
+    ]
     payload = {
         "ok": ok,
         "export_dir": str(result.export_dir),
         "sync_status": result.status,
         "reconciliation": recon,
         "meters": table.to_dict(orient="records"),
+        "traps": spans.to_dict(orient="records"),
+        "findings": findings.to_dict(orient="records"),
+        "ready_to_export": gate,
     }
     _emit(args, payload, "\n".join(lines))
     return EXIT_OK if ok else EXIT_VERIFY
@@ -534,6 +569,110 @@ def _shown(path: str) -> str:
         return os.path.relpath(path)
     except ValueError:  # another drive (Windows)
         return path
+
+
+def _with_active_period(profile: Any) -> Any:
+    """The demo's profile with the trap sandbox's ``installed_on``/``removed_on`` meter fields
+    mapped to ``active_from``/``active_to`` (unless the profile maps them already)."""
+    from scaler_workbench.profile import Profile
+
+    data = profile.to_dict()
+    fields = data.get("mapping", {}).get("meters", {}).get("fields")
+    if not isinstance(fields, dict):
+        return profile
+    fields.setdefault("active_from", "installed_on")
+    fields.setdefault("active_to", "removed_on")
+    return Profile.from_dict(data, path=profile.path)
+
+
+def check_trap_spans(usage_csv: Path, facts: Mapping[str, Any]) -> Any:
+    """Each trap meter's first and last exported month against :meth:`Sandbox.trap_facts`.
+
+    A month whose data starts late or ends early is exported with the span that has data:
+    ``start_date`` = the first local day with data, ``end_date`` = the day after the last
+    (interval traps: ``first_day``/``span_end`` of the facts' months; the bill trap: its first
+    bill's ``period_start`` and ``billed_until``), and its total equals the ground truth's
+    partial-month total.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``trap, meter_id, month, start_date, end_date, want_start, want_end, exported, truth,
+        ok`` (one row per checked month; empty without facts).
+    """
+    import pandas as pd
+
+    cols = ["trap", "meter_id", "month", "start_date", "end_date"]
+    cols += ["want_start", "want_end", "exported", "truth", "ok"]
+    if not facts:
+        return pd.DataFrame(columns=cols)
+    exported = pd.read_csv(
+        usage_csv, dtype={"meter_external_id": str, "start_date": str, "end_date": str}
+    )
+    rows = []
+    for trap, f in facts.items():
+        mine = exported[exported["meter_external_id"] == f["meter_id"]].sort_values("start_date")
+        truth = {g["month"]: float(g["consumption"]) for g in f.get("ground_truth", [])}
+        if not len(mine) or not truth:
+            continue
+        want: list[tuple[str, str, str]] = []  # (month, start, end)
+        if f.get("kind") == "bill" and f.get("bills"):
+            first, until = f["bills"][0]["period_start"], f["billed_until"]
+            want.append((first[:7], first, ""))
+            last_day = (pd.Timestamp(until) - pd.Timedelta(days=1)).strftime("%Y-%m")
+            want.append((last_day, "", until))
+        else:
+            with_data = [m for m in f.get("months", []) if m.get("first_day")]
+            if not with_data:
+                continue
+            want.append((with_data[0]["month"], with_data[0]["first_day"], ""))
+            want.append((with_data[-1]["month"], "", with_data[-1]["span_end"]))
+        for month, start, end in want:
+            row = mine[mine["start_date"].str[:7] == month]
+            if len(row) != 1:
+                rows.append([trap, f["meter_id"], month, "", "", start, end, 0.0, 0.0, False])
+                continue
+            r = row.iloc[0]
+            got = float(r["consumption"])
+            t = truth.get(month, float("nan"))
+            ok = (
+                (not start or r["start_date"] == start)
+                and (not end or r["end_date"] == end)
+                and abs(got - t) <= DEMO_RTOL * max(abs(t), 1.0)
+            )
+            rows.append(
+                [trap, f["meter_id"], month, r["start_date"], r["end_date"], start, end, got, t, ok]
+            )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def findings_by_rule(quarantine_csv: Path) -> Any:
+    """Quarantine rows per rule and severity with one example reason (the demo's summary).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rule, severity, rows, example``, the most frequent first.
+    """
+    import pandas as pd
+
+    q = pd.read_csv(quarantine_csv, dtype=str, keep_default_na=False)
+    if q.empty:
+        return pd.DataFrame(columns=["rule", "severity", "rows", "example"])
+    first = q.groupby(["rule", "severity"], sort=False).first()
+    out = (
+        q.groupby(["rule", "severity"], sort=False)
+        .size()
+        .rename("rows")
+        .reset_index()
+        .assign(
+            example=lambda d: [
+                f"{first.loc[(r, s), 'record_key']}: {first.loc[(r, s), 'reason'][:90]}"
+                for r, s in zip(d["rule"], d["severity"], strict=True)
+            ]
+        )
+    )
+    return out.sort_values(["rows", "rule"], ascending=[False, True], ignore_index=True)
 
 
 def compare_with_truth(usage_csv: Path, truth: Any, *, rtol: float = DEMO_RTOL) -> Any:

@@ -9,7 +9,8 @@
 ``readings.csv``       point readings: ``reading_date`` (ISO 8601 with the site's offset)
 ``deactivated.csv``    assets and meters that vanished from the provider and were deactivated
 ``quarantine.csv``     records set aside, with the rule and the reason
-``coverage.csv``       meter x local month: ``actual``, ``estimated`` or ``missing``
+``coverage.csv``       meter x local month: status (actual, estimated, partial, missing,
+                       not_yet_billed, inactive), days and intervals with data vs expected
 ``reconciliation.csv`` exported totals beside the provider's own (``[reconcile.*]``), verdict
 ``scaler.xlsx``        the same tables, one sheet each (when ``"xlsx"`` is in ``formats``)
 ``run_summary.json``   counts, checks and timings of the run (the only file with timestamps)
@@ -48,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from scaler_workbench._secrets import get_logger, redact
-from scaler_workbench.coverage import coverage_matrix, site_timezones
+from scaler_workbench.coverage import month_coverage, site_timezones
 from scaler_workbench.exceptions import ExportError
 from scaler_workbench.reconciliation import RECONCILE_COLUMNS, reconcile
 from scaler_workbench.schema import QUARANTINE, TABLES, Table, Tables, coerce_frame
@@ -412,6 +413,15 @@ def _sweep(out_dir: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def _render_coverage(cov: pd.DataFrame) -> pd.DataFrame:
+    """``coverage.csv``: :func:`~scaler_workbench.coverage.month_coverage` with Scaler's id name."""
+    out = cov.rename(columns={"meter_id": "meter_external_id"})
+    out["meter_external_id"] = out["meter_external_id"].astype(str)
+    out["month"] = out["month"].astype(str)
+    out["status"] = out["status"].astype(str)
+    return out.reset_index(drop=True)
+
+
 def to_scaler_files(
     tables: Tables,
     out_dir: str | os.PathLike[str],
@@ -422,7 +432,7 @@ def to_scaler_files(
     summary: Mapping[str, Any] | None = None,
     formats: Iterable[str] = ("csv", "xlsx"),
     default_timezone: str = "UTC",
-    coverage: bool = True,
+    coverage: bool | pd.DataFrame = True,
     fault_hook: Any = None,
 ) -> dict[str, Path]:
     """Write Scaler-ready files for ``tables`` into ``out_dir`` (replaced as a whole).
@@ -448,8 +458,10 @@ def to_scaler_files(
         ``"csv"`` and/or ``"xlsx"``.
     default_timezone : str
         Zone for rows whose site zone is unknown (the profile's ``[provider] timezone``).
-    coverage : bool
-        Also write ``coverage.csv``.
+    coverage : bool or pandas.DataFrame
+        Also write ``coverage.csv``: per meter and local month its status and counts
+        (:func:`scaler_workbench.coverage.month_coverage`, computed here with the default
+        thresholds, or given as its result, as the sync does with the profile's).
 
     Returns
     -------
@@ -479,16 +491,13 @@ def to_scaler_files(
     sheets["quarantine"] = _render_quarantine(
         tables.quarantine if quarantine is None else quarantine
     )
-    if coverage:
-        cov = coverage_matrix(tables.usage, tables=tables, timezone=default_timezone, span="meter")
-        sheets["coverage"] = pd.DataFrame(
-            {
-                "meter_external_id": cov["meter_id"].astype(str),
-                "month": cov["month"].astype(str),
-                "status": cov["status"].astype(str),
-                "coverage": cov["coverage"],
-            }
+    if coverage is not False:
+        cov = (
+            coverage
+            if isinstance(coverage, pd.DataFrame)
+            else month_coverage(tables.usage, tables=tables, timezone=default_timezone)
         )
+        sheets["coverage"] = _render_coverage(cov)
     if reconciliation is not None:
         sheets["reconciliation"] = _render_reconciliation(reconciliation, tables, default_timezone)
     try:

@@ -99,7 +99,8 @@ _DERIVED: dict[str, frozenset[str]] = {
     "meters": frozenset({"unit"}),
     "usage": frozenset(
         {"unit", "timezone", "n_intervals", "days_with_data", "raw_value", "raw_unit", "factor"}
-        | {"method"}
+        | {"method", "expected_intervals", "null_intervals", "estimated_intervals"}
+        | {"first_local", "last_local", "billing_days"}
     ),
     "readings": frozenset(
         {"unit", "timezone", "flag", "raw_value", "raw_unit", "factor", "method"}

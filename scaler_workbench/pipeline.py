@@ -43,7 +43,15 @@ import pandas as pd
 
 from scaler_workbench._secrets import get_logger
 from scaler_workbench.connectors.registry import connector_class
-from scaler_workbench.schema import QUARANTINE, Tables, empty_frame, stack_frames
+from scaler_workbench.schema import (
+    COMPLETENESS,
+    HOLES,
+    QUARANTINE,
+    Table,
+    Tables,
+    empty_frame,
+    stack_frames,
+)
 from scaler_workbench.transform import MeterChunks, build_tables, resolve_mapping
 from scaler_workbench.units import UnitNormaliser, normalise_tables
 from scaler_workbench.usage import period_option, process_usage
@@ -189,6 +197,8 @@ def _run_streamed(
     q_transform: list[pd.DataFrame] = []
     q_units: list[pd.DataFrame] = []
     q_usage: list[pd.DataFrame] = []
+    months: list[pd.DataFrame] = []  # interval completeness: whole meters per chunk, so the
+    holes: list[pd.DataFrame] = []  # per-meter rows of the chunks concatenate
     source = iter(chunks)
     while True:
         t = clock()
@@ -209,6 +219,8 @@ def _run_streamed(
         )
         parts.append(done.usage)
         q_usage.append(done.quarantine)
+        months.append(done.completeness)
+        holes.append(done.holes)
         spent["usage"] += clock() - t
     if not chunks.grouped:
         return None
@@ -223,7 +235,18 @@ def _run_streamed(
         quarantine=pd.concat(quarantine, ignore_index=True)
         if quarantine
         else empty_frame(QUARANTINE),
+        completeness=_stack_sorted(months, COMPLETENESS, ["meter_id", "month"]),
+        holes=_stack_sorted(holes, HOLES, ["meter_id"]),
     )
     spent["usage"] += clock() - t
     log.debug("pipeline: streamed %s in %d chunk(s)", name, len(q_transform))
     return out
+
+
+def _stack_sorted(parts: list[pd.DataFrame], table: Table, by: list[str]) -> pd.DataFrame:
+    """The chunks' completeness (or hole) rows in the whole-source order: by meter (stable)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_frame(table)
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return out.sort_values(by, kind="stable", ignore_index=True)

@@ -36,6 +36,8 @@ from scaler_workbench.exceptions import SchemaError
 __all__ = [
     "ASSETS",
     "CANONICAL_UNITS",
+    "COMPLETENESS",
+    "HOLES",
     "METERS",
     "METER_SUBTYPES",
     "METER_TYPES",
@@ -197,6 +199,18 @@ METERS = Table(
         Column("metadata", "string", False, "metadata", "Extra provider attributes, JSON text."),
         Column("raw_unit", "string", description="Unit label as the provider reported it."),
         Column("source_id", "string", description="Provider record id the row came from."),
+        Column(
+            "active_from",
+            "string",
+            description="First local day (YYYY-MM-DD) the meter measures (installation, "
+            "move-in); months before it are not missing.",
+        ),
+        Column(
+            "active_to",
+            "string",
+            description="First local day (YYYY-MM-DD) the meter NO LONGER measures (removal, "
+            "move-out); months from it on are not missing.",
+        ),
     ),
     key=("meter_id",),
     description="Measurement points.",
@@ -219,6 +233,33 @@ USAGE = Table(
         Column("timezone", "string", False, "", "Site time zone used for local dates."),
         Column("n_intervals", "int", False, "", "Intervals summed into the period."),
         Column("days_with_data", "int", False, "", "Local days in the period with any data."),
+        Column(
+            "expected_intervals",
+            "int",
+            description="Interval sources aggregated to months: intervals the whole local "
+            "calendar month holds (DST-aware: 46/48/50 half-hours a day).",
+        ),
+        Column(
+            "null_intervals",
+            "int",
+            description="Intervals delivered without a value (no data), included in n_intervals.",
+        ),
+        Column("estimated_intervals", "int", description="Estimated intervals with a value."),
+        Column(
+            "first_local",
+            "string",
+            description="Local start (YYYY-MM-DDTHH:MM) of the first interval with a value.",
+        ),
+        Column(
+            "last_local",
+            "string",
+            description="Local end (YYYY-MM-DDTHH:MM) of the last interval with a value.",
+        ),
+        Column(
+            "billing_days",
+            "int",
+            description="Periods summed from bills: the longest source period [days].",
+        ),
         *_LINEAGE,
     ),
     key=("meter_id", "start", "end"),
@@ -243,6 +284,47 @@ READINGS = Table(
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (ASSETS, METERS, USAGE, READINGS)}
+
+#: Interval completeness per meter and local month, counted by the usage stage from the interval
+#: rows BEFORE aggregation (``coverage.interval_completeness``); not exported as a table, it
+#: feeds ``coverage.csv``, the findings and the ready gate. Local times are ``YYYY-MM-DDTHH:MM``.
+COMPLETENESS = Table(
+    "completeness",
+    (
+        Column("meter_id", "string", True),
+        Column("month", "string", True, description="Local calendar month YYYY-MM."),
+        Column("timezone", "string", description="The meter's site zone."),
+        Column("interval_seconds", "int", description="The meter's interval length [s]."),
+        Column("days_in_month", "int", description="Calendar days of the month."),
+        Column("days_with_data", "int", description="Local days with a value."),
+        Column("intervals", "int", description="Intervals with a value."),
+        Column("null_intervals", "int", description="Intervals delivered without a value."),
+        Column("expected_intervals", "int", description="Intervals the local month holds."),
+        Column("first_local", "string", description="Local start of the first interval."),
+        Column("last_local", "string", description="Local end of the last interval."),
+        Column("estimated_share", "float", description="Estimated / intervals [0-1]."),
+        Column("missing_days", "int", description="Interior local days without data."),
+        Column("hole_intervals", "int", description="Intervals missing in interior holes."),
+    ),
+    key=("meter_id", "month"),
+    description="Interval counts per meter and local month (usage stage).",
+)
+
+#: Interior holes of interval meters, one row per local day they touch (usage stage).
+HOLES = Table(
+    "holes",
+    (
+        Column("meter_id", "string", True),
+        Column("month", "string", True, description="Local YYYY-MM."),
+        Column("date", "string", True, description="Local YYYY-MM-DD."),
+        Column("kind", "string", True, description="day (whole local day) or intervals."),
+        Column("start_local", "string", True, description="Local start YYYY-MM-DDTHH:MM."),
+        Column("end_local", "string", True, description="Local end (exclusive)."),
+        Column("missing_intervals", "int", True, description="Intervals missing."),
+    ),
+    key=("meter_id", "start_local"),
+    description="Interior holes of interval meters (usage stage).",
+)
 
 #: Records set aside with a reason: by transform (cannot be mapped), by the usage engine's
 #: conflict policy (duplicate, superseded estimate) and by validation (a failed rule). One row
@@ -456,6 +538,8 @@ class Tables:
     """The four canonical frames plus everything set aside along the way.
 
     ``quarantine`` has the columns of :data:`QUARANTINE`; stages append to it, never drop rows.
+    ``completeness`` (:data:`COMPLETENESS`) and ``holes`` (:data:`HOLES`) are the interval counts
+    the usage stage takes before aggregation; every stage after it passes them on.
     """
 
     assets: pd.DataFrame = field(default_factory=lambda: _empty("assets"))
@@ -463,19 +547,27 @@ class Tables:
     usage: pd.DataFrame = field(default_factory=lambda: _empty("usage"))
     readings: pd.DataFrame = field(default_factory=lambda: _empty("readings"))
     quarantine: pd.DataFrame = field(default_factory=lambda: empty_frame(QUARANTINE))
+    completeness: pd.DataFrame = field(default_factory=lambda: empty_frame(COMPLETENESS))
+    holes: pd.DataFrame = field(default_factory=lambda: empty_frame(HOLES))
 
     def items(self) -> list[tuple[str, pd.DataFrame]]:
-        """``(name, frame)`` for the four canonical tables (not the quarantine).
+        """``(name, frame)`` for the four canonical tables (not the quarantine, completeness
+        or holes).
 
         Returns
         -------
         list of (str, pandas.DataFrame)
             assets, meters, usage, readings, in that order.
         """
-        return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "quarantine"]
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name in TABLES]
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{f.name}={len(getattr(self, f.name))}" for f in fields(self))
+        extra = ("completeness", "holes")  # shown when the usage stage filled them
+        counts = ", ".join(
+            f"{f.name}={len(getattr(self, f.name))}"
+            for f in fields(self)
+            if f.name not in extra or len(getattr(self, f.name))
+        )
         return f"Tables({counts})"
 
 

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from scaler_workbench import exceptions
+from scaler_workbench._rules import resolve_rules
 from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors.client import Client
@@ -55,7 +56,7 @@ from scaler_workbench.connectors.resources import (
     connector_for,
     source_file_profile,
 )
-from scaler_workbench.coverage import coverage_matrix
+from scaler_workbench.coverage import MONTH_STATUSES, month_coverage
 from scaler_workbench.exceptions import (
     AuthError,
     ConnectorError,
@@ -174,7 +175,7 @@ def state_path(profile: Profile, out: str | os.PathLike[str]) -> Path:
 
 @contextlib.contextmanager
 def builtin_sandbox(
-    profile: Profile, *, seed: int | None = None, force: bool = False
+    profile: Profile, *, seed: int | None = None, force: bool = False, traps: bool = False
 ) -> Iterator[Any]:
     """Start the simulator for the run when the profile's environment asks for it.
 
@@ -182,6 +183,7 @@ def builtin_sandbox(
     does to know its ground truth), a seeded :class:`scaler_workbench.sandbox.Sandbox` serves
     on loopback for the duration; the environment variables it names (base URL, credentials)
     are set and restored afterwards. Otherwise this does nothing and yields ``None``.
+    ``traps=True`` plants the sandbox's data traps (the demo does).
     """
     env = profile.env()
     if not force and (
@@ -194,6 +196,8 @@ def builtin_sandbox(
     from scaler_workbench.sandbox import Sandbox
 
     kwargs: dict[str, Any] = {} if seed is None else {"seed": seed}
+    if traps:
+        kwargs["traps"] = True
     with Sandbox(**kwargs) as sandbox:
         variables = dict(sandbox.env())
         if env.base_url_env and env.base_url_env not in variables:
@@ -959,8 +963,14 @@ def export_from_state(
             [("meter", m) not in gone for m in tables.meters["meter_id"].astype(str)]
         ].reset_index(drop=True)
     quarantine = store.quarantine(status="open")
-    cov = coverage_matrix(tables.usage, tables=tables, timezone=profile.timezone, span="meter")
-    missing = cov[cov["status"] == "missing"]
+    # months judged by interval/day counts, active periods and billing lag (issue 13 items
+    # 2-4); missing and partial months are not ready
+    cov = month_coverage(
+        tables.usage,
+        tables=tables,
+        timezone=profile.timezone,
+        min_share=float(resolve_rules(profile)["missing_intervals"].param("min_share")),
+    )
     resolved = _resolved_by_policy(quarantine)
     errors = (
         int(((quarantine["severity"] == "error").to_numpy() & ~resolved).sum())
@@ -977,14 +987,15 @@ def export_from_state(
             f"meter_without_data: {len(no_data)} meter(s) with no usage or readings at all, "
             f"e.g. {', '.join(no_data[:3])} (a stale or mistyped id, or a meter not reached)"
         )
-    if len(missing):
-        reasons.append(
-            f"{len(missing)} missing meter-month(s), e.g. "
-            + ", ".join(
-                f"{m} {mo}"
-                for m, mo in zip(missing["meter_id"][:3], missing["month"][:3], strict=True)
+    for state in ("missing", "partial"):
+        bad = cov[cov["status"] == state]
+        if len(bad):
+            reasons.append(
+                f"{len(bad)} {state} meter-month(s), e.g. "
+                + ", ".join(
+                    f"{m} {mo}" for m, mo in zip(bad["meter_id"][:3], bad["month"][:3], strict=True)
+                )
             )
-        )
     pending = store.resume_plan()
     if pending:
         reasons.append(
@@ -1001,10 +1012,7 @@ def export_from_state(
         "coverage": {
             "meters": int(cov["meter_id"].nunique()),
             "meter_months": len(cov),
-            **{
-                s: int((cov["status"] == s).sum())
-                for s in ("actual", "estimated", "partial", "missing")
-            },
+            **{s: int((cov["status"] == s).sum()) for s in MONTH_STATUSES},
         },
         "quarantine_open": len(quarantine),
         "quarantine_resolved_by_policy": int(resolved.sum()),
@@ -1026,6 +1034,7 @@ def export_from_state(
             summary=full_summary,
             formats=formats,
             default_timezone=profile.timezone,
+            coverage=cov,
             fault_hook=fault_hook,
         )
     return files, checks

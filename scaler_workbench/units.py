@@ -982,6 +982,8 @@ def normalise_tables(tables: Tables, profile: Any) -> Tables:
         usage=tables.usage,
         readings=tables.readings,
         quarantine=tables.quarantine,
+        completeness=tables.completeness,
+        holes=tables.holes,
     )
     q_parts = [tables.quarantine]
     for name in ("usage", "readings"):

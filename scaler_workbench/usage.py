@@ -41,8 +41,11 @@ import pandas as pd
 
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import NAT_NS, NS_PER_DAY, add_local_days, local_ns, utc_index
+from scaler_workbench.coverage import interval_completeness
 from scaler_workbench.exceptions import MappingError, UsageError
 from scaler_workbench.schema import (
+    COMPLETENESS,
+    HOLES,
     QUARANTINE,
     READINGS,
     USAGE,
@@ -385,6 +388,9 @@ def _calendarize_chunked(
     fk = np.full(space, np.nan)
     fset = np.zeros(space, dtype=bool)
     mixed = np.zeros(space, dtype=bool)
+    # honest spans (month periods): earliest local start and latest local end per key
+    klo = np.full(space, np.iinfo(np.int64).max, dtype=np.int64) if freq == "month" else None
+    khi = np.full(space, NAT_NS, dtype=np.int64) if freq == "month" else None
     for a in range(0, n, _ROWS):
         b = min(n, a + _ROWS)
         s, e = start[a:b], end[a:b]
@@ -427,6 +433,15 @@ def _calendarize_chunked(
             runs = (st, np.r_[st[1:], len(key)], key[st])
         if kc is not None:
             key[~kc] = nkeys
+        if klo is not None and khi is not None:
+            if runs is not None:
+                lo_w = ws if kc is None else np.where(kc, ws, np.iinfo(np.int64).max)
+                hi_w = we if kc is None else np.where(kc, we, NAT_NS)
+                np.minimum.at(klo, runs[2], np.minimum.reduceat(lo_w, runs[0]))
+                np.maximum.at(khi, runs[2], np.maximum.reduceat(hi_w, runs[0]))
+            else:
+                np.minimum.at(klo, key, ws)
+                np.maximum.at(khi, key, we)
         if runs is not None:
             st, en, ks = runs
             counts[ks] += en - st if kc is None else np.add.reduceat(kc, st, dtype=np.int64)
@@ -540,6 +555,8 @@ def _calendarize_chunked(
         estimated=estimated,
         days_with_data=days_with_data,
         factor=None if fac is None else np.where(mixed[sel], np.nan, fk[sel]),
+        data_lo=None if klo is None else klo[sel],
+        data_hi=None if khi is None else khi[sel],
     )
 
 
@@ -628,6 +645,7 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         cover_days = np.where(is_split, (pe - ps) / NS_PER_DAY, (wall_e - wall_s)[row] / NS_PER_DAY)
         sub_daily = ((wall_e - wall_s) <= NS_PER_DAY)[row] & ~is_split
         wall_day = day_s[row]
+        piece_lo, piece_hi = ps, pe
     else:
         per = p0
         is_split = None
@@ -636,6 +654,7 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         cover_days = None if sub_daily.all() else dur_ns / NS_PER_DAY
         del dur_ns
         wall_day = day_s
+        piece_lo, piece_hi = wall_s, wall_e
     del wall_s, wall_e
 
     def take(a: np.ndarray) -> np.ndarray:
@@ -737,6 +756,14 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
 
     first_all, last_all = _first_last(kc, space)
     first, last = first_all[sel], last_all[sel]
+    data_lo = data_hi = None
+    if freq == "month":  # honest spans: earliest data start and latest data end per key
+        lo_all = np.full(space, np.iinfo(np.int64).max, dtype=np.int64)
+        hi_all = np.full(space, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(lo_all, kc, piece_lo)
+        np.maximum.at(hi_all, kc, piece_hi)
+        data_lo, data_hi = lo_all[sel], hi_all[sel]
+    del piece_lo, piece_hi
     src_row_first = first if row is None else row[first]
     src_row_last = last if row is None else row[last]
     fac = _floats(usage, "factor")
@@ -766,6 +793,8 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         estimated=estimated,
         days_with_data=days_with_data,
         factor=key_factor,
+        data_lo=data_lo,
+        data_hi=data_hi,
     )
 
 
@@ -788,20 +817,42 @@ def _assemble_periods(
     estimated: Any,
     days_with_data: np.ndarray,
     factor: np.ndarray | None,
+    data_lo: np.ndarray | None = None,
+    data_hi: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The period rows of :func:`calendarize` from per-key results (``first``/``last``: the
-    usage rows that give each key its labels and lineage)."""
+    usage rows that give each key its labels and lineage).
+
+    ``data_lo``/``data_hi`` (local wall-clock ns of each key's earliest data and latest data
+    end, ``NAT_NS`` unknown; keys sorted by meter, source, zone, period) give honest spans:
+    a meter's FIRST period starts on the local day its data starts, its LAST period ends on
+    the local day after its data ends (issue 13 item 3); interior periods keep their span.
+    """
     n = len(usage)
     nk = len(key_per)
     src_row_first, src_row_last = first, last
+    wall_lo = _period_wall_start(key_per, freq)
+    wall_hi = _period_wall_start(key_per + 1, freq)
+    if data_lo is not None and data_hi is not None and nk:
+        group = key_meter.astype(np.int64) * (len(source.categories) + 1) + key_source
+        edge_lo = np.r_[True, group[1:] != group[:-1]] & (data_lo != NAT_NS)
+        edge_hi = np.r_[group[1:] != group[:-1], True] & (data_hi != NAT_NS)
+        day_lo = np.floor_divide(data_lo, NS_PER_DAY) * NS_PER_DAY
+        day_hi = -np.floor_divide(-data_hi, NS_PER_DAY) * NS_PER_DAY  # the next local midnight
+        wall_lo = np.where(edge_lo, np.maximum(wall_lo, day_lo), wall_lo)
+        wall_hi = np.where(edge_hi, np.minimum(wall_hi, day_hi), wall_hi)
+        bad = wall_hi <= wall_lo  # never an empty span
+        if bad.any():
+            wall_lo = np.where(bad, _period_wall_start(key_per, freq), wall_lo)
+            wall_hi = np.where(bad, _period_wall_start(key_per + 1, freq), wall_hi)
     pstart = np.empty(nk, dtype=np.int64)
     pend = np.empty(nk, dtype=np.int64)
     for z, zone in enumerate(tzc.categories):
         mz = key_tz == z
         if not mz.any():
             continue
-        pstart[mz] = _localise_periods(_period_wall_start(key_per[mz], freq), str(zone))
-        pend[mz] = _localise_periods(_period_wall_start(key_per[mz] + 1, freq), str(zone))
+        pstart[mz] = _localise_periods(wall_lo[mz], str(zone))
+        pend[mz] = _localise_periods(wall_hi[mz], str(zone))
 
     out: dict[str, Any] = {
         "meter_id": pd.Categorical.from_codes(key_meter, categories=meter.categories),
@@ -1362,6 +1413,8 @@ def process_usage(
     q_parts: list[pd.DataFrame] = [tables.quarantine]
     out_parts: list[pd.DataFrame] = []
     report_parts: list[pd.DataFrame] = []
+    months_parts: list[pd.DataFrame] = [tables.completeness]
+    hole_parts: list[pd.DataFrame] = [tables.holes]
 
     usage = tables.usage
     if len(usage):
@@ -1399,8 +1452,18 @@ def process_usage(
                         )
                         part = part[~over]
                 report_parts.append(period_report(part, tolerance_days=tol, gaps=gaps))
+            counts = None
+            if src.get("kind", "intervals") == "intervals":
+                counts = _interval_counts(part)
+                months_parts.append(counts[0])
+                hole_parts.append(counts[1])
             if freq in _FREQS:
-                out_parts.append(_calendarize(part, freq=freq, keep=keep))
+                cal = _calendarize(part, freq=freq, keep=keep)
+                if freq == "month" and counts is not None and len(counts[0]) and len(cal):
+                    cal = _with_interval_counts(cal, counts[0])
+                elif src.get("kind", "intervals") != "intervals" and len(cal):
+                    cal = _with_billing_days(cal, part if keep is None else part[keep])
+                out_parts.append(cal)
             else:
                 out_parts.append(part if keep is None else part[keep])
 
@@ -1467,13 +1530,122 @@ def process_usage(
         q_parts.append(_report_to_quarantine(report, tol))
     q_all = [p for p in q_parts if len(p)]
     quarantine = pd.concat(q_all, ignore_index=True) if q_all else tables.quarantine
+    months = [p for p in months_parts if len(p)]
+    holes = [p for p in hole_parts if len(p)]
     return Tables(
         assets=tables.assets,
         meters=tables.meters,
         usage=out_usage,
         readings=readings,
         quarantine=quarantine,
+        completeness=(
+            coerce_frame(pd.concat(months, ignore_index=True), COMPLETENESS)
+            if len(months) > 1
+            else months[0]
+            if months
+            else empty_frame(COMPLETENESS)
+        ),
+        holes=(
+            coerce_frame(pd.concat(holes, ignore_index=True), HOLES)
+            if len(holes) > 1
+            else holes[0]
+            if holes
+            else empty_frame(HOLES)
+        ),
     )
+
+
+def _local_text(values: pd.Series) -> pd.Series:
+    """Naive local datetimes -> ``YYYY-MM-DDTHH:MM`` text (NaT -> missing)."""
+    arr = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+    out = pd.array(np.datetime_as_string(arr.astype("datetime64[m]"), unit="m"), dtype="string")
+    out[np.isnat(arr)] = pd.NA
+    return pd.Series(out, index=values.index)
+
+
+def _interval_counts(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Interval completeness of one interval source's rows BEFORE aggregation (issue 13 item 2).
+
+    The same zones as :func:`calendarize` (the rows' ``timezone``, else UTC), so the months
+    line up with the aggregated periods. Returns ``(completeness, holes)`` in the columns of
+    :data:`~scaler_workbench.schema.COMPLETENESS` and :data:`~scaler_workbench.schema.HOLES`.
+    """
+    ic = interval_completeness(part, timezone="UTC")
+    months, holes = ic.months, ic.holes
+    if len(months):
+        months = months.assign(
+            first_local=_local_text(months["first_local"]),
+            last_local=_local_text(months["last_local"]),
+        )
+        months = coerce_frame(months[[c.name for c in COMPLETENESS.columns]], COMPLETENESS)
+    else:
+        months = empty_frame(COMPLETENESS)
+    if len(holes):
+        holes = holes.assign(
+            start_local=_local_text(holes["start_local"]),
+            end_local=_local_text(holes["end_local"]),
+        )
+        holes = coerce_frame(holes[[c.name for c in HOLES.columns]], HOLES)
+    else:
+        holes = empty_frame(HOLES)
+    return months, holes
+
+
+def _period_months(cal: pd.DataFrame) -> np.ndarray:
+    """Local ``YYYY-MM`` of each calendarized row's start (its zone, else UTC)."""
+    start = _ns(cal["start"])
+    zones = _zones(cal, len(cal))
+    wall = np.empty(len(cal), dtype=np.int64)
+    codes = np.asarray(zones.codes)
+    for z, zone in enumerate(zones.categories):
+        m = codes == z
+        wall[m] = _wall(start[m], str(zone))
+    return np.datetime_as_string(wall.astype("datetime64[ns]").astype("datetime64[M]"), unit="M")
+
+
+def _with_interval_counts(cal: pd.DataFrame, months: pd.DataFrame) -> pd.DataFrame:
+    """Month rows of an interval source with their completeness counts (persisted with usage,
+    so a later export from the state gives the same ``coverage.csv``)."""
+    key = pd.MultiIndex.from_arrays(
+        [months["meter_id"].astype(str).to_numpy(), months["month"].astype(str).to_numpy()]
+    )
+    at = key.get_indexer(
+        pd.MultiIndex.from_arrays([cal["meter_id"].astype(str).to_numpy(), _period_months(cal)])
+    )
+    found = at >= 0
+    take = np.where(found, at, 0)
+
+    def col(name: str, dtype: str) -> Any:
+        values = months[name].to_numpy()[take]
+        out = pd.array(values, dtype=dtype)
+        out[~found] = pd.NA
+        return out
+
+    est = np.rint(
+        months["estimated_share"].to_numpy(dtype=np.float64)
+        * months["intervals"].to_numpy(dtype=np.float64)
+    )[take]
+    return cal.assign(
+        expected_intervals=col("expected_intervals", "Int64"),
+        null_intervals=col("null_intervals", "Int64"),
+        estimated_intervals=pd.array(np.where(found, est, np.nan), dtype="Float64").astype("Int64"),
+        first_local=col("first_local", "string"),
+        last_local=col("last_local", "string"),
+    )
+
+
+def _with_billing_days(cal: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Periods summed from bills (rows longer than a day) carry the meter's longest source
+    period [days]: the default billing lag (issue 13 item 4)."""
+    if not len(rows):
+        return cal
+    days = (_ns(rows["end"]) - _ns(rows["start"])) / NS_PER_DAY
+    longest = pd.Series(days).groupby(rows["meter_id"].astype(str).to_numpy()).max()
+    longest = longest[longest > 1.0]
+    if not len(longest):
+        return cal
+    mapped = cal["meter_id"].astype(str).map(np.ceil(np.round(longest, 6)))
+    return cal.assign(billing_days=pd.array(mapped.to_numpy(), dtype="Float64").astype("Int64"))
 
 
 def _concat_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:

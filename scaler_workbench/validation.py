@@ -142,6 +142,8 @@ class ValidationContext:
     missing_values: str = "no_data"
     #: per table: positions set aside as "no data" (null value, no error finding)
     no_data: dict[str, np.ndarray] = field(default_factory=dict)
+    #: interior holes of interval meters (``Tables.holes``, counted by the usage stage)
+    holes: pd.DataFrame | None = None
 
     @classmethod
     def from_profile(
@@ -1379,6 +1381,121 @@ def _check_values(work: pd.DataFrame, found: _Findings, ctx: ValidationContext, 
             found.ran_rule(r)
 
 
+def _hole_findings(
+    work: pd.DataFrame,
+    found: _Findings,
+    ctx: ValidationContext,
+    valid: np.ndarray,
+    s_ns: np.ndarray,
+    e_ns: np.ndarray,
+) -> None:
+    """``missing_day`` / ``missing_intervals``: each interior hole the usage stage counted
+    (``ctx.holes``) is a finding on the usage period (a day or longer) that contains its
+    local date, naming the local dates and times."""
+    holes = ctx.holes
+    rules = {k: ctx.rule(k, "usage") for k in ("missing_day", "missing_intervals")}
+    for r in rules.values():
+        if r is not None:
+            found.ran_rule(r)
+    if holes is None or not len(holes) or not any(rules.values()):
+        return
+    cand = np.flatnonzero(valid & (e_ns - s_ns >= NS_PER_DAY))
+    if not cand.size:
+        return
+    zones = (
+        work["timezone"].astype(object).to_numpy()[cand]
+        if "timezone" in work.columns
+        else np.full(cand.size, None, dtype=object)
+    )
+    zones = np.where(pd.isna(zones), ctx.timezone, zones).astype(object)
+    lo = np.empty(cand.size, dtype=np.int64)
+    hi = np.empty(cand.size, dtype=np.int64)
+    for zone in pd.unique(zones):
+        m = zones == zone
+        lo[m] = local_ns(s_ns[cand][m], str(zone))
+        hi[m] = local_ns(e_ns[cand][m], str(zone))
+    # each hole's period: rows sorted by (meter, first local day); a hole belongs to the last
+    # row of its meter starting on or before its day, when that row reaches the day
+    codes_all, _ = pd.factorize(
+        np.r_[
+            work["meter_id"].astype(str).to_numpy(dtype=object)[cand],
+            holes["meter_id"].astype(str).to_numpy(dtype=object),
+        ]
+    )
+    r_code, h_code = codes_all[: cand.size].astype(np.int64), codes_all[cand.size :]
+    r_lo, r_hi = lo // NS_PER_DAY, (hi - 1) // NS_PER_DAY
+    h_day = (
+        pd.to_datetime(holes["date"].astype(str), format="%Y-%m-%d")
+        .to_numpy(dtype="datetime64[D]")
+        .astype(np.int64)
+    )
+    span = 1 << 24  # days since 1970 fit well below 2**24
+    r_key = r_code * span + (r_lo + span // 2)
+    order = np.argsort(r_key, kind="stable")
+    at = np.searchsorted(
+        r_key[order], h_code.astype(np.int64) * span + (h_day + span // 2), "right"
+    )
+    at -= 1
+    ok = at >= 0
+    row = order[np.where(ok, at, 0)]
+    ok &= (r_code[row] == h_code) & (h_day <= r_hi[row])
+    hit = holes[ok].assign(pos=cand[row[ok]])
+    for kind, name in (("day", "missing_day"), ("intervals", "missing_intervals")):
+        r = rules[name]
+        part = hit[hit["kind"].astype(str) == kind]
+        if r is None or not len(part):
+            continue
+        n_missing = part["missing_intervals"].astype(str)
+        if kind == "day":
+            text = part["date"].astype(str) + " (" + n_missing + ")"
+            lead = "no data on local day(s) "
+        else:
+            text = (
+                part["date"].astype(str)
+                + " "
+                + part["start_local"].astype(str).str[11:16]
+                + "-"
+                + part["end_local"].astype(str).str[11:16].replace("00:00", "24:00")
+                + " ("
+                + n_missing
+                + ")"
+            )
+            lead = "missing intervals, local "
+        pos = part["pos"].to_numpy()
+        frame = pd.DataFrame(
+            {"pos": pos, "text": text.to_numpy(), "n": part["missing_intervals"].to_numpy(np.int64)}
+        )
+        grouped = frame.groupby("pos", sort=True)
+        first = frame[grouped.cumcount().to_numpy() < _HOLES_SHOWN].sort_values(
+            "pos", kind="stable"
+        )
+        # join each period's texts: object-array string sums over runs (no Python per group)
+        fp = first["pos"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, fp[1:] != fp[:-1]])
+        parts = first["text"].to_numpy(dtype=object).copy()
+        lead_sep = np.ones(len(parts), dtype=bool)
+        lead_sep[starts] = False
+        parts[lead_sep] = ", " + parts[lead_sep]
+        shown = pd.Series(np.add.reduceat(parts, starts), index=fp[starts])
+        count = grouped.size()
+        total = grouped["n"].sum()
+        more = np.where(
+            count > _HOLES_SHOWN,
+            " and "
+            + (count - _HOLES_SHOWN).astype(str)
+            + " more ("
+            + total.astype(str)
+            + " intervals in all)",
+            "",
+        )
+        reasons = lead + shown + more + " [missing intervals in brackets]"
+        found.add(r, shown.index.to_numpy(dtype=np.int64), reasons.tolist())
+
+
+#: holes named in one finding's reason; the rest are counted ("and K more")
+_HOLES_SHOWN = 10
+
+
 def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -> None:
     table = "usage"
     _series_common(work, found, ctx, table)
@@ -1443,6 +1560,8 @@ def _usage_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -
                 + _fmt_ts(prev[hit])
                 + ")",
             )
+
+    _hole_findings(work, found, ctx, valid & ~dup, s_ns, e_ns)
 
     cons = work["consumption"].to_numpy(dtype="float64", na_value=np.nan)
     dur_days = np.where(valid & (e_ns > s_ns), (e_ns - s_ns) / NS_PER_DAY, np.nan)
@@ -1726,6 +1845,7 @@ def validate_tables(
         _prepare_check(frame, name)
     ctx = ValidationContext.from_profile(profile, use_gx=use_gx)
     t_all = time.perf_counter()
+    ctx.holes = tables.holes
     accepted, quarantines, summaries = _validate_all(tables, ctx)
     ctx.timings["total"] = time.perf_counter() - t_all
     quarantined = _concat_quarantine(quarantines)
@@ -1741,6 +1861,8 @@ def validate_tables(
         usage=accepted["usage"],
         readings=accepted["readings"],
         quarantine=_concat_quarantine([prior, quarantined]),
+        completeness=tables.completeness,
+        holes=tables.holes,
     )
     result = ValidationResult(
         accepted=out,

@@ -60,7 +60,10 @@ log = get_logger(__name__)
 _ALL = "(all)"
 _NONE = ""
 #: Columns that later stages fill (lineage, counts), never offered in the mapping helper.
-_DERIVED = frozenset({"raw_value", "factor", "method", "n_intervals", "days_with_data"})
+_DERIVED = frozenset(
+    {"raw_value", "factor", "method", "n_intervals", "days_with_data", "expected_intervals"}
+    | {"null_intervals", "estimated_intervals", "first_local", "last_local", "billing_days"}
+)
 #: Provider field names worth trying for a Scaler column when nothing is named like it.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "raw_unit": ("unit", "uom", "units"),

@@ -382,3 +382,19 @@ def test_counts_add_up_for_random_drops(minutes: int, tz: str, seed: int, share:
     )
     whole = result.holes[result.holes["kind"] == "day"]
     assert (whole["end_local"] - whole["start_local"] == pd.Timedelta(days=1)).all()
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/London", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC"]
+)
+def test_quarter_hour_offsets_equal_the_exact_conversion(zone: str) -> None:
+    from scaler_workbench.coverage import _local_by_quarter_hours
+
+    utc = pd.date_range("2023-12-31T00:07:13", "2025-01-02", freq="17min", tz="UTC")
+    utc = utc.as_unit("ns")
+    ns = utc.asi8.copy()
+    got = _local_by_quarter_hours(ns, zone)
+    assert got is not None
+    want = utc.tz_convert(zone).tz_localize(None).as_unit("ns").asi8
+    np.testing.assert_array_equal(got, want)
+    assert _local_by_quarter_hours(ns[:10], zone) is None  # few instants: converted exactly

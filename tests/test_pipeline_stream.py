@@ -118,7 +118,7 @@ def _raw(meters: int, hours: int, seed: int = 3, *, awkward: bool = True) -> dic
 
 
 def _assert_same(a: Any, b: Any) -> None:
-    for name in ("assets", "meters", "usage", "readings", "quarantine"):
+    for name in ("assets", "meters", "usage", "readings", "quarantine", "completeness", "holes"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=name)
 
 
@@ -147,6 +147,13 @@ def test_streamed_equals_stage_by_stage(raw: dict[str, Any], whole: Any, chunk: 
     assert "consumption value(s)" in no_data["reason"].iloc[0]
     assert (whole.quarantine["table"] == "meters").sum() == 1  # the meter of unknown type
     assert (whole.quarantine["rule"] == "duplicate").sum() > 0
+    # interval completeness is counted chunk by chunk (whole meters) and concatenates: the
+    # gaps are holes, every meter-month has its DST-aware count, carried on the month rows
+    assert len(whole.holes) and set(whole.holes["kind"]) == {"intervals"}
+    assert (
+        len(whole.completeness) == whole.usage.groupby(["meter_id", "start"], observed=True).ngroups
+    )
+    assert whole.usage["expected_intervals"].notna().all()
 
 
 def test_source_ids_count_records_across_chunks(raw: dict[str, Any], whole: Any) -> None:

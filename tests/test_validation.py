@@ -158,6 +158,31 @@ def _bad_currency(t: Tables) -> tuple[str, str]:
     return "usage", _key(t, "usage", i)
 
 
+def _hole(kind: str) -> Planter:
+    """An interior hole the usage stage counted (``Tables.holes``) in E1's third month."""
+
+    def plant(t: Tables) -> tuple[str, str]:
+        i = _row(t.usage, "E1", 2)
+        local = t.usage.loc[i, "start"].tz_convert("Europe/London")
+        day = (local + pd.Timedelta(days=9)).strftime("%Y-%m-%d")
+        start, end, n = ("00:00", "00:00", 48) if kind == "day" else ("09:00", "12:00", 6)
+        next_day = (local + pd.Timedelta(days=10)).strftime("%Y-%m-%d")
+        t.holes = pd.DataFrame(
+            {
+                "meter_id": ["E1"],
+                "month": [day[:7]],
+                "date": [day],
+                "kind": [kind],
+                "start_local": [f"{day}T{start}"],
+                "end_local": [f"{next_day if kind == 'day' else day}T{end}"],
+                "missing_intervals": [n],
+            }
+        )
+        return "usage", _key(t, "usage", i)
+
+    return plant
+
+
 def _register_decrease(t: Tables) -> tuple[str, str]:
     t.readings.loc[10, "value"] = t.readings.loc[9, "value"] - 1.0
     return "readings", _key(t, "readings", 10)
@@ -208,6 +233,8 @@ PLANTS: dict[str, tuple[Planter, set[str]]] = {
     "invalid_currency": (_bad_currency, set()),
     "extreme_value": (_set("usage", "consumption", 5e4, lambda t: _row(t.usage, "W1", 8)), set()),
     "low_coverage": (_set("usage", "days_with_data", 10, lambda t: _row(t.usage, "E1", 9)), set()),
+    "missing_day": (_hole("day"), set()),
+    "missing_intervals": (_hole("intervals"), set()),
     "billing_period_days": (_bill_too_long, set()),
     "overlapping_period": (_overlap, set()),
     "gap_between_periods": (_gap, set()),
@@ -648,3 +675,28 @@ def test_property_accepted_plus_quarantined_equals_input(usage: pd.DataFrame) ->
     assert not result.quarantined.duplicated(list(QUARANTINE.key)).any()
     no_data = int(result.no_data["rows"].sum())  # null consumption: "no data" by default
     assert len(acc) + errors["record_key"].nunique() + no_data == len(usage)
+
+
+def test_hole_findings_name_ten_holes_and_count_the_rest() -> None:
+    t = clean_tables()
+    i = _row(t.usage, "E1", 2)  # March 2024, local
+    days = [f"2024-03-{d:02d}" for d in range(2, 14)]  # 12 holes of 6 half-hours
+    t.holes = pd.DataFrame(
+        {
+            "meter_id": "E1",
+            "month": "2024-03",
+            "date": days,
+            "kind": "intervals",
+            "start_local": [f"{d}T09:00" for d in days],
+            "end_local": [f"{d}T12:00" for d in days],
+            "missing_intervals": 6,
+        }
+    )
+    q = v.validate_tables(t).quarantined
+    (reason,) = q.loc[q["rule"] == "missing_intervals", "reason"]
+    assert q.loc[q["rule"] == "missing_intervals", "record_key"].item() == _key(t, "usage", i)
+    assert reason.startswith(
+        "missing intervals, local 2024-03-02 09:00-12:00 (6), 2024-03-03 09:00-12:00 (6)"
+    )
+    assert "2024-03-11 09:00-12:00 (6) and 2 more (72 intervals in all)" in reason
+    assert "2024-03-12" not in reason
