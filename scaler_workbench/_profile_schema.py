@@ -154,6 +154,8 @@ _RESOURCE = _keys(
     "params",
     "json",
     "headers",
+    "params_env",
+    "headers_env",
     "record_path",
     "primary_key",
     "format",
@@ -229,6 +231,7 @@ SCHEMA: Node = {
         "offsite",
         "user_agent",
         "headers",
+        "headers_env",
         "verify",
         budget=_keys(
             "requests_per_second", "requests_per_minute", "requests_per_day", "max_concurrency"
