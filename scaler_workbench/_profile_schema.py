@@ -254,7 +254,7 @@ SCHEMA: Node = {
     "validation": _keys(
         "rules", "missing_values"
     ),  # rules and their settings: _rules.resolve_rules checks them
-    "sync": _keys("state", "lookback_days", "max_deactivation_fraction"),
+    "sync": _keys("state", "lookback_days", "max_deactivation_fraction", "on_profile_change"),
     "reconcile": {
         "*": _keys(
             "resource",

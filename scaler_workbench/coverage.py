@@ -1265,6 +1265,21 @@ def month_coverage(
     act = pd.DataFrame({"meter_id": pd.Series(sorted(meter_ids), dtype="string")})
     if active is not None:
         act = act.merge(active.drop_duplicates("meter_id", keep="last"), how="left")
+    # a meter's history starts at its first data unless the mapping says when it became active
+    # (active_from): the provider has nothing before it, so that part of the first month is not
+    # expected; data that stops before the horizon (the meter went quiet) still counts as missing
+    if len(agg) and len(act):
+        first_day = (
+            pd.to_datetime(agg["lo"]).groupby(agg["meter_id"].astype(str)).min().dt.normalize()
+        )
+        from_data = act["meter_id"].astype(str).map(first_day)
+        given = (
+            pd.to_datetime(act["active_from"], errors="coerce")
+            if "active_from" in act.columns
+            else pd.Series(pd.NaT, index=act.index)
+        )
+        start = given.where(given.notna(), from_data)
+        act["active_from"] = start.dt.strftime("%Y-%m-%d").where(start.notna(), None)
     if horizon is not None and pd.notna(horizon) and len(act):
         act_zone = act["meter_id"].astype(str).map(meter_zone).to_numpy(dtype=object)
         h = pd.Timestamp(horizon)

@@ -41,7 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaler_workbench._profile_schema import check_profile_keys, check_profile_values
+from scaler_workbench._profile_schema import (
+    SCHEMA,
+    check_profile_keys,
+    check_profile_values,
+    did_you_mean,
+)
 from scaler_workbench._variables import apply_variables, placeholders, resolve_variables
 from scaler_workbench.exceptions import CredentialError, ProfileError
 
@@ -257,6 +262,7 @@ class Profile:
         *,
         path: Path | None = None,
         variables: dict[str, Any] | None = None,
+        check_values: bool = True,
     ) -> Profile:
         """Validate a parsed profile (shape, every key, enumerated values) and build it.
 
@@ -268,6 +274,10 @@ class Profile:
             Where it was read from.
         variables : dict, optional
             ``--var`` overrides of ``[variables]``.
+        check_values : bool
+            Check enumerated values (``kind``, ``aggregate``, ...) too (default). Off only to
+            write the mapping workbook of a draft mapping, whose typos ``check_mapping``
+            reports by sheet and cell; unknown keys are refused either way.
 
         Returns
         -------
@@ -300,7 +310,8 @@ class Profile:
             if section in data and not isinstance(data[section], dict):
                 raise ProfileError(f"[{section}] must be a table", key=section, provider=name)
         check_profile_keys(data, provider=name)
-        check_profile_values(data, provider=name)
+        if check_values:  # off only for a draft mapping's workbook: check_mapping names the cells
+            check_profile_values(data, provider=name)
         template = data
         values, missing = resolve_variables(data.get("variables"), variables, provider=name)
         data = apply_variables(template, values, provider=name)
@@ -526,10 +537,15 @@ def _refuse_literal_auth_options(auth: Any) -> None:
             continue
         raise ProfileError(
             f"profile key 'auth.{name}' may hold a literal secret: [auth] takes secrets only "
-            "from environment variables",
+            f"from environment variables{did_you_mean(name, SCHEMA['auth'])}",
             key=f"auth.{name}",
             hint=f'Put the value in an environment variable and write {name}_env = "VAR_NAME" '
-            f"(plain [auth] options: {', '.join(sorted(AUTH_PLAIN_OPTIONS))}).",
+            f"(plain [auth] options: {', '.join(sorted(AUTH_PLAIN_OPTIONS))})."
+            + (
+                ""
+                if name in SCHEMA["auth"]
+                else f" Known keys of [auth]: {', '.join(sorted(SCHEMA['auth']))}."
+            ),
         )
     _refuse_credential_names(auth.get("token_params"), "auth.token_params", "token_params_env")
 

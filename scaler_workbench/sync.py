@@ -268,6 +268,7 @@ def _default_fetch(
     """
     client = Client(profile, clock=clock)
     client.learned_spans.update(learned_spans or {})  # spans learned by earlier runs
+    entity = _entity_resources(profile)
     results: dict[str, Any] = {}
     sequences: dict[str, dict[str, Any]] = {}
     skipping = {r: set(v) for r, v in (skip or {}).items()}
@@ -317,6 +318,11 @@ def _default_fetch(
                     state["remaining"].remove(params)
                     state["done"].append(params)
                     if res.report.failed_pages or not res.report.complete:
+                        if name in entity and _only_duplicates(res.report):
+                            # every record arrived, some twice: transform keeps one and
+                            # quarantines the others (duplicate_id); the list still counts as
+                            # incomplete for deactivation (_is_complete), but holds no data
+                            continue
                         state["failed"].append(params)  # held back, fetched again on resume
             except QuotaExhaustedError as exc:
                 report = _merge_reports(name, parts)
@@ -421,6 +427,17 @@ def _is_complete(report: Any, *, ignore_stop: bool = False) -> tuple[bool, str]:
         problems = d.get("problems") or d.get("errors") or []
         reasons.append("; ".join(map(str, problems)) if problems else "the pull was incomplete")
     return (not reasons), "; ".join(reasons)
+
+
+def _only_duplicates(report: Any) -> bool:
+    """A report whose only flaw is records that came twice (none missing, none failed)."""
+    return bool(
+        report.duplicates
+        and not report.failed_pages
+        and not report.total_mismatches
+        and not report.stopped
+        and all("duplicate record" in str(i.get("why", "")) for i in report.incomplete)
+    )
 
 
 def _incomplete_windows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -970,6 +987,8 @@ def export_from_state(
         tables=tables,
         timezone=profile.timezone,
         min_share=float(resolve_rules(profile)["missing_intervals"].param("min_share")),
+        # nulls the profile declares "no data" were delivered: they do not make a month partial
+        count_nulls=profile.missing_values == "no_data",
     )
     resolved = _resolved_by_policy(quarantine)
     errors = (
