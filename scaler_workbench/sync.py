@@ -406,17 +406,28 @@ def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
             continue
         first = failed[0] if isinstance(failed[0], Mapping) else {}
         error = str(first.get("error", ""))
-        found = getattr(exceptions, error.split(":", 1)[0].strip(), None)
+        kind, _, cause = error.partition(":")
+        found = getattr(exceptions, kind.strip(), None)
         cls: type[ConnectorError] = (
             found
             if isinstance(found, type) and issubclass(found, ConnectorError)
             else ProviderUnavailableError
         )
-        what = "refused us" if issubclass(cls, AuthError) else "is unavailable"
+        what = (
+            "refused us"
+            if issubclass(cls, AuthError)
+            else "does not know this path"
+            if issubclass(cls, exceptions.ResourceNotFoundError)
+            else "rejected the request"
+            if issubclass(cls, exceptions.RequestRejectedError)
+            else "is unavailable"
+        )
+        # the cause first (a long provider body can then be cut without losing it)
         raise cls(
-            f"the provider {what}: every page of {name!r} failed ({error})",
+            f"{(cause or error).strip()} (every page of {name!r} failed: the provider {what})",
             provider=profile.name,
             url=first.get("url"),
+            status=first.get("status"),
         )
 
 
