@@ -691,6 +691,10 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: the base URL of a scaffolded profile until the analyst sets the provider's
+_PLACEHOLDER_URL = "https://api.example.com"
+
+
 def _env_token(name: str) -> str:
     return re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
 
@@ -749,8 +753,10 @@ def scaffold_provider(
     The profile is the ``like`` profile's (``mappings/<like>/profile.toml``) with the new
     provider name, every credential and URL variable (``*_env`` keys) renamed after the
     provider (``SANDBOX_API_KEY`` -> ``ACME_API_KEY``; a name without the template's gets the
-    provider as prefix), no built-in sandbox (a loopback base URL becomes
-    ``https://api.example.com``), and its ``[mapping]`` cut to tables, resources and settings:
+    provider as prefix), every base URL (and literal auth URL host) set to
+    ``https://api.example.com`` with no ``allowed_hosts`` and no built-in sandbox (the
+    template's hosts are another provider's), and its ``[mapping]`` cut to tables, resources
+    and settings:
     the fields are the analyst's to fill in ``mapping.xlsx``
     (:func:`~scaler_workbench.mapping.to_mapping_workbook` of that profile).
 
@@ -810,9 +816,16 @@ def scaffold_provider(
         "name": provider,
         "description": f"{provider}: scaffolded from the {like} profile",
     }
+    # the template's hosts are another provider's: credentials must never go there by mistake
     for env in dict(data.get("environments") or {}).values():
-        if env.pop("builtin_sandbox", None) or "127.0.0.1" in str(env.get("base_url", "")):
-            env["base_url"] = "https://api.example.com"
+        env.pop("builtin_sandbox", None)
+        env.pop("allowed_hosts", None)
+        env["base_url"] = _PLACEHOLDER_URL
+    auth = data.get("auth")
+    if isinstance(auth, dict):
+        for key, value in list(auth.items()):
+            if key.endswith("_url") and isinstance(value, str) and "://" in value:
+                auth[key] = _PLACEHOLDER_URL + "/" + value.split("://", 1)[1].partition("/")[2]
     if data.get("mapping"):
         data["mapping"] = _mapping_skeleton(dict(data["mapping"]))
     header = (
