@@ -125,7 +125,8 @@ class CredentialError(ProfileError, KeyError):
     """An environment variable that the profile names is not set. ``variable`` names it."""
 
     default_hint = (
-        "Export the variable in your shell or .env before running; never put it in the profile."
+        "Export the variable in the shell (or the scheduler's environment) that runs the "
+        "workbench; never put it in the profile."
     )
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
