@@ -285,7 +285,7 @@ class _Progress:
                 dynamic_ncols=True,
             )
             self._stream = _HANDLER.stream
-            _HANDLER.stream = _AboveBar()  # log lines above the bar, never glued to it
+            _HANDLER.stream = _AboveBar()  # type: ignore[assignment]  # log lines above the bar
 
     def stage(self, stage: str) -> None:
         with self._lock:
