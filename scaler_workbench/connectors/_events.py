@@ -11,14 +11,15 @@ bodies or credentials.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from scaler_workbench._secrets import get_logger
+
 __all__ = ["FetchEvent", "emit", "observe_fetch"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
