@@ -355,3 +355,27 @@ def test_not_ready_reasons_come_from_status_gate_and_partial_reasons() -> None:
         "1 record quarantined",
     ]
     assert cli.not_ready_reasons(result("dry-run")) == ["a dry run writes no files"]
+
+
+def test_token_endpoint_retries_are_logged_like_requests(
+    serve: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    from datetime import UTC, datetime
+
+    from _fakes import Reply
+
+    from scaler_workbench.clock import FakeClock
+    from scaler_workbench.connectors._transport import RetryPolicy, post_token_form
+
+    answers = iter([Reply(503, {"error": "busy"}), Reply(200, {"access_token": "t"})])
+    server = serve(lambda request: next(answers))
+    policy = RetryPolicy(max_attempts=3, backoff_base=2.0, jitter=0.0)
+    clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+    with caplog.at_level(logging.INFO, logger="scaler_workbench.connectors._transport"):
+        body = post_token_form(
+            f"{server.url}/token", {"grant_type": "x"}, retry=policy, clock=clock
+        )
+    assert body == {"access_token": "t"}
+    (line,) = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert line == f"POST {server.url}/token -> 503; attempt 1 of 3 failed, retrying in 2.0s"
