@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "QuotaExhaustedError": "exceptions",
     "RangeTooLargeError": "exceptions",
     "RequestRejectedError": "exceptions",
+    "ResourceNotFoundError": "exceptions",
     "ResponseParseError": "exceptions",
     "SandboxError": "exceptions",
     "SchemaError": "exceptions",

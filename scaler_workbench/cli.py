@@ -1,4 +1,4 @@
-"""The ``scaler-workbench`` command: sync, status, quarantine, export, sandbox, demo.
+"""The ``scaler-workbench`` command: sync, status, quarantine, export, init, check, sandbox, demo.
 
 Exit codes (for schedulers; see docs/cli.md):
 
@@ -7,8 +7,9 @@ Exit codes (for schedulers; see docs/cli.md):
 1     partial, i.e. not ready to export: records quarantined, an incomplete pull (its windows
       keep their committed data), a refused deactivation, a meter without data, a missing
       month, or provider totals that do not reconcile; the last line says why
-2     usage error: bad arguments, bad profile or mapping, or a profile change an incremental
-      run cannot recompute
+2     usage error: bad arguments, bad profile or mapping, a profile change an incremental
+      run cannot recompute, or a resource path the provider does not know (404 on every page
+      of a top-level resource)
 3     authentication failed (or a credential variable is unset)
 4     the provider's quota is exhausted: completed work is committed and exported; the next
       run fetches only what remains
@@ -19,7 +20,9 @@ Exit codes (for schedulers; see docs/cli.md):
 130   interrupted (Ctrl-C)
 ====  ===========================================================================
 
-Errors print the workbench's message and hint, never a traceback (unless ``--debug``).
+Errors print one line, the cause first, and the hint, never a traceback (unless ``--debug``).
+``--json``, ``--debug`` and ``-q`` go before or after the command. A sync's last line says
+whether its files are ready for Scaler ("ready: yes") or not and why ("not ready: ...").
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ import logging
 import os
 import re
 import sys
+import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,7 @@ from scaler_workbench.exceptions import (
     ProfileError,
     ProviderUnavailableError,
     QuotaExhaustedError,
+    ResourceNotFoundError,
     SyncLockedError,
     TransportError,
     WorkbenchError,
@@ -60,6 +67,8 @@ __all__ = [
     "EXIT_VERIFY",
     "exit_code_for",
     "main",
+    "not_ready_reasons",
+    "scaffold_provider",
 ]
 
 EXIT_OK = 0
@@ -76,6 +85,8 @@ EXIT_INTERRUPTED = 130
 log = get_logger("scaler_workbench.cli")
 
 DEMO_PROFILE = Path(__file__).resolve().parent.parent / "mappings" / "sandbox" / "profile.toml"
+#: the shipped profiles ``init --like`` starts from (``mappings/<name>/profile.toml``)
+SHIPPED_MAPPINGS = DEMO_PROFILE.parent.parent
 DEMO_RTOL = 1e-9
 
 
@@ -87,7 +98,7 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_LOCKED
     if isinstance(exc, AuthError | CredentialError):
         return EXIT_AUTH
-    if isinstance(exc, ProfileError | MappingError):
+    if isinstance(exc, ProfileError | MappingError | ResourceNotFoundError):
         return EXIT_USAGE
     if isinstance(exc, QuotaExhaustedError):
         return EXIT_QUOTA
@@ -102,13 +113,21 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+_GLOBAL_OPTIONS = (
+    (("--json",), "print a JSON result on stdout"),
+    (("--debug",), "show tracebacks and debug logs"),
+    (("-q", "--quiet"), "only warnings and errors"),
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     from scaler_workbench import __version__
 
+    # --json/--debug/-q before the command (defaults False) or after it: the subcommands'
+    # copies default to SUPPRESS, so they only set what was given and never undo the top level
     common = _ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print a JSON result on stdout")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    for flags, text in _GLOBAL_OPTIONS:
+        common.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=text)
 
     def profile_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("profile", help="provider profile TOML, e.g. mappings/sandbox/profile.toml")
@@ -126,10 +145,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="scaler-workbench",
         description="Onboard energy-data providers to Scaler: sync, inspect and export.",
-        epilog="Exit codes: 0 ok, 1 partial, 2 usage/profile, 3 auth, 4 quota (resumable), "
-        "5 provider down, 6 failed, 7 verification failed, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 partial, 2 usage/profile (or a 404 path), 3 auth, "
+        "4 quota (resumable), 5 provider down, 6 failed, 7 verification failed, "
+        "8 another sync running, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    for flags, text in _GLOBAL_OPTIONS:
+        parser.add_argument(*flags, action="store_true", help=text)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
     p = sub.add_parser("sync", parents=[common], help="fetch, validate, store and export")
@@ -161,8 +183,30 @@ def _parser() -> argparse.ArgumentParser:
     profile_args(p)
     p.add_argument("--formats", default="csv,xlsx", help="export formats (default csv,xlsx)")
 
-    p = sub.add_parser("sandbox", help="serve the provider simulator (python -m ...sandbox)")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the sandbox server")
+    p = sub.add_parser(
+        "init",
+        parents=[common],
+        help="scaffold mappings/PROVIDER/: a profile and an empty workbook",
+    )
+    p.add_argument("provider", help="provider name (letters, digits, _ and -), e.g. acme")
+    p.add_argument(
+        "--like",
+        default="sandbox",
+        help="the shipped profile to start from (default sandbox): "
+        + ", ".join(_shipped_profiles()),
+    )
+    p.add_argument("--dir", default="mappings", help="parent folder (default mappings)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing scaffold")
+
+    p = sub.add_parser(
+        "check", parents=[common], help="validate a profile and its mapping workbook offline"
+    )
+    p.add_argument("profile", help="provider profile TOML, e.g. mappings/acme/profile.toml")
+    p.add_argument("--workbook", help="mapping workbook (default: mapping.xlsx beside the profile)")
+    p.add_argument("--env", dest="environment", help="profile environment to use")
+
+    # never parsed here: main() hands everything after "sandbox" to the simulator's own parser
+    sub.add_parser("sandbox", help="serve the provider simulator (scaler-workbench sandbox --help)")
 
     p = sub.add_parser("demo", parents=[common], help="onboard the builtin sandbox end to end")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
@@ -175,6 +219,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", default=str(DEMO_PROFILE), help=argparse.SUPPRESS)
     return parser
+
+
+def _shipped_profiles() -> list[str]:
+    return sorted(p.parent.name for p in SHIPPED_MAPPINGS.glob("*/profile.toml"))
 
 
 # -- output helpers ------------------------------------------------------------------------------
@@ -223,32 +271,144 @@ def _setup_logging(args: argparse.Namespace) -> None:
     logging.getLogger("scaler_workbench").setLevel(level)
 
 
-def _progress(args: argparse.Namespace) -> tuple[Callable[[str], None], Callable[[], None]]:
-    """A tqdm bar over the sync stages on a terminal; plain log lines otherwise."""
-    stages = ["fetch", "transform", "validate", "commit", "export"]
-    if sys.stderr.isatty() and not args.json and not args.quiet:
+class _Progress:
+    """What a sync shows while it runs.
+
+    On a terminal: one tqdm bar counting requests against the plan's estimate
+    (:func:`~scaler_workbench.connectors.probe.plan_requests`), with the resource being fetched,
+    pages, records and retries (and the wait of a retry in progress), then the later stages.
+    Elsewhere (a scheduler's log): one INFO line per stage and one when the fetch ends; each
+    retry is logged by the client. Fed by :func:`connectors._events.observe_fetch`.
+    """
+
+    def __init__(self, args: argparse.Namespace, estimate: tuple[int, bool] | None = None) -> None:
+        self.estimate = estimate
+        self.requests = self.pages = self.records = self.retries = 0
+        self.resource = ""
+        self.stage_name = ""
+        self.waiting = ""
+        self._lock = threading.Lock()
+        self.bar: Any = None
+        if sys.stderr.isatty() and not args.json and not args.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=estimate[0] if estimate else None,
+                desc="sync",
+                unit="req",
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            self._stream = _HANDLER.stream
+            _HANDLER.stream = _AboveBar()  # type: ignore[assignment]  # log lines above the bar
+
+    def stage(self, stage: str) -> None:
+        with self._lock:
+            if self.stage_name == "fetch" and stage != "fetch":
+                log.info("fetch: %s", self.counts())
+            self.stage_name = stage
+            if self.bar is None:
+                log.info("stage: %s", stage)
+                return
+            self.bar.set_description(f"sync: {stage}", refresh=False)
+            self._postfix()
+
+    def event(self, ev: Any) -> None:
+        with self._lock:
+            if ev.kind == "resource":
+                self.resource = ev.resource
+            elif ev.kind == "page":
+                self.pages += 1
+                self.records += ev.records
+            elif ev.kind == "retry":
+                self.retries += 1
+                what = f"{ev.status}" if ev.status else "no answer"
+                self.waiting = f"{what}: retry {ev.attempt}/{ev.max_attempts - 1} in {ev.wait:.0f}s"
+            elif ev.kind == "request":
+                self.requests += 1
+                self.waiting = ""
+                if self.bar is not None:
+                    if self.bar.total is not None and self.bar.n >= self.bar.total:
+                        self.bar.total = None  # past the estimate: count without a percentage
+                    self.bar.update(1)
+            if self.bar is not None:
+                self._postfix()
+
+    def _postfix(self) -> None:
+        parts = [self.resource] if self.stage_name == "fetch" and self.resource else []
+        parts += [f"pages {self.pages}", f"records {self.records:,}", f"retries {self.retries}"]
+        if self.waiting:
+            parts.append(self.waiting)
+        self.bar.set_postfix_str(" · ".join(parts))
+
+    def counts(self) -> str:
+        planned = ""
+        if self.estimate:
+            planned = f" (planned {'' if self.estimate[1] else '~'}{self.estimate[0]})"
+        return (
+            f"{self.requests} requests{planned}, {self.pages} pages, {self.records:,} records, "
+            f"{self.retries} retries"
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            _HANDLER.stream = self._stream
+            self.bar = None
+
+
+class _AboveBar:
+    """A stream for the log handler that writes through ``tqdm.write`` (above the bar)."""
+
+    def write(self, text: str) -> None:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(stages), desc="sync", unit="stage", file=sys.stderr, leave=False)
+        if text.strip():
+            tqdm.write(text.rstrip("\n"), file=sys.stderr)
 
-        def on_stage(stage: str) -> None:
-            if stage in stages and stages.index(stage) > 0:
-                bar.update(1)
-            bar.set_description(f"sync: {stage}")
+    def flush(self) -> None:
+        sys.stderr.flush()
 
-        return on_stage, bar.close
 
-    def log_stage(stage: str) -> None:
-        log.info("stage: %s", stage)
+def _estimate(profile: Any, args: argparse.Namespace, out: Path) -> tuple[int, bool] | None:
+    """The plan's request count for this sync (``plan_requests``), with the last run's record
+    counts (``run_summary.json`` ``fetched``) when there are any; None when it cannot plan."""
+    from scaler_workbench.connectors.probe import plan_requests
 
-    return log_stage, lambda: None
+    counts: dict[str, int] = {}
+    try:
+        last = json.loads((out / "export" / "run_summary.json").read_text(encoding="utf-8"))
+        counts = {str(k): int(v) for k, v in dict(last.get("fetched") or {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    try:
+        plan = plan_requests(profile, since=args.since, until=args.until, counts=counts)
+    except Exception as exc:  # an estimate only: never stop a sync for it
+        log.debug("no request plan: %s", exc)
+        return None
+    return plan.total_requests, plan.exact
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    if getattr(args, "json", False):  # json.dumps escapes control characters itself
-        print(redact(json.dumps(payload, indent=2, sort_keys=True, default=str)))
-    elif text:
-        print(terminal_text(text))
+    try:
+        if getattr(args, "json", False):  # json.dumps escapes control characters itself
+            print(redact(json.dumps(payload, indent=2, sort_keys=True, default=str)))
+        elif text:
+            print(terminal_text(text))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head` read what it wanted: not an error of the command
+        _stdout_closed()
+
+
+def _stdout_closed() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture it)
+        pass
 
 
 def _default_out(profile: Any) -> Path:
@@ -258,6 +418,16 @@ def _default_out(profile: Any) -> Path:
 def _load(args: argparse.Namespace) -> Any:
     from scaler_workbench.profile import read_profile
 
+    path = Path(args.profile)
+    if path.is_dir():
+        inner = path / "profile.toml"
+        raise ProfileError(
+            f"{args.profile} is a folder, not a profile TOML",
+            key="profile",
+            hint=f"Give the profile file inside it: {inner}"
+            if inner.is_file()
+            else "Give a profile TOML file, e.g. mappings/sandbox/profile.toml.",
+        )
     return read_profile(
         args.profile, environment=args.environment, variables=_variables(args.variables)
     )
@@ -276,36 +446,85 @@ def _variables(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _writable(out: Path, option: str = "--out") -> None:
+    """Fail early, with a usage error, when ``out`` cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise ProfileError(
+            f"{option} {out}: cannot write there ({exc.strerror or type(exc).__name__})",
+            key=option,
+            hint="Give a folder you can write to (it is created when missing).",
+        ) from None
+
+
+def _parse_day(text: str | None, option: str) -> date | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ProfileError(
+            f"{option} {text!r} is not a date",
+            key=option,
+            hint="Use YYYY-MM-DD or an ISO 8601 date-time.",
+        ) from None
+    return value.date()
+
+
+def _check_range(args: argparse.Namespace) -> None:
+    """``--since`` after ``--until`` is a usage error; a ``--since`` in the future a warning."""
+    since = _parse_day(args.since, "--since")
+    until = _parse_day(args.until, "--until")
+    if since and until and since >= until:
+        raise ProfileError(
+            f"--since {args.since} is not before --until {args.until}: the range is empty",
+            key="--since",
+            hint="Give --since before --until (--until is exclusive).",
+        )
+    if since and since > datetime.now(UTC).date():
+        log.warning("--since %s is in the future: there is nothing to fetch yet", args.since)
+
+
 # -- commands ------------------------------------------------------------------------------------
 def _cmd_sync(args: argparse.Namespace) -> int:
+    from scaler_workbench.connectors._events import observe_fetch
     from scaler_workbench.sync import run_sync
 
+    _check_range(args)
+    formats = _formats(args.formats)
     profile = _load(args)
     out = Path(args.out) if args.out else _default_out(profile)
-    on_stage, close = _progress(args)
+    if not args.dry_run:
+        _writable(out)
+    progress = _Progress(args, None if args.from_file else _estimate(profile, args, out))
     quota: QuotaExhaustedError | None = None
     try:
-        result = run_sync(
-            profile,
-            out=out,
-            since=args.since,
-            until=args.until,
-            full=args.full,
-            dry_run=args.dry_run,
-            formats=_formats(args.formats),
-            progress=on_stage,
-            sandbox_seed=args.seed,
-            from_file=args.from_file,
-        )
+        with observe_fetch(progress.event):
+            result = run_sync(
+                profile,
+                out=out,
+                since=args.since,
+                until=args.until,
+                full=args.full,
+                dry_run=args.dry_run,
+                formats=formats,
+                progress=progress.stage,
+                sandbox_seed=args.seed,
+                from_file=args.from_file,
+            )
     except QuotaExhaustedError as exc:
         if getattr(exc, "result", None) is None:
             raise
         quota, result = exc, exc.result  # type: ignore[attr-defined]
     finally:
-        close()
+        progress.close()
     s = result.summary
     lines = [
         f"{profile.name}: {result.status} ({result.mode} sync, run {result.run_id})",
+        f"  fetched: {progress.counts()}",
         "  accepted: " + ", ".join(f"{k} {v}" for k, v in s.get("accepted", {}).items()),
     ]
     if s.get("quarantined_this_run"):
@@ -336,12 +555,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         )
     if result.export_dir:
         lines.append(f"  files: {result.export_dir}")
-    ready = s.get("ready_to_export")
-    if ready:  # the last line: ready or not, and why (the exit code says the same)
-        lines.append(
-            "  ready to export: "
-            + ("yes" if ready["ready"] else "no (" + "; ".join(ready["reasons"]) + ")")
-        )
+    reasons = not_ready_reasons(result)
+    lines.append("ready: yes" if not reasons else "not ready: " + "; ".join(reasons))
     payload = {
         "status": result.status,
         "exit_code": result.exit_code,
@@ -350,13 +565,42 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         "export_dir": str(result.export_dir) if result.export_dir else None,
         "state": str(result.state_path),
         "files": {k: str(v) for k, v in result.files.items()},
+        "ready": not reasons,
+        "not_ready_reasons": reasons,
         "summary": s,
     }
     if quota is not None:
-        print(f"error: {quota}", file=sys.stderr)
+        print(terminal_text(f"error: {quota}"), file=sys.stderr)
         payload.update(error=type(quota).__name__, message=quota.message, hint=quota.hint)
     _emit(args, payload, "\n".join(lines))
     return result.exit_code
+
+
+def not_ready_reasons(result: Any) -> list[str]:
+    """Why a sync's files are not ready for Scaler; empty when they are.
+
+    One place to extend: today the run's status, its ``ready_to_export`` gate and its
+    ``partial_reasons`` (from ``result.summary``), without repeats.
+
+    Parameters
+    ----------
+    result : SyncResult
+
+    Returns
+    -------
+    list of str
+    """
+    s = result.summary or {}
+    reasons: list[str] = []
+    if result.status == "dry-run":
+        reasons.append("a dry run writes no files")
+    elif result.status != "success":
+        reasons.append(f"the run is {result.status}")
+    gate = s.get("ready_to_export") or {}
+    if gate and not gate.get("ready", True):
+        reasons.extend(str(r) for r in gate.get("reasons", []))
+    reasons.extend(str(r) for r in s.get("partial_reasons", []))
+    return list(dict.fromkeys(reasons))
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -460,21 +704,237 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_sandbox(args: argparse.Namespace) -> int:
-    import runpy
+def _run_sandbox(argv: list[str]) -> int:
+    """``scaler-workbench sandbox ARGS``: the simulator's own command line, ARGS untouched."""
+    from scaler_workbench.sandbox.__main__ import main as sandbox_main
 
-    saved = sys.argv
-    sys.argv = ["python -m scaler_workbench.sandbox", *args.args]
-    try:
-        runpy.run_module("scaler_workbench.sandbox", run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_FAILED
-    finally:
-        sys.argv = saved
+    return sandbox_main(argv, prog="scaler-workbench sandbox")
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    made = scaffold_provider(args.provider, like=args.like, folder=args.dir, force=args.force)
+    lines = [
+        f"created {made['profile']} (from the {args.like} profile)",
+        f"created {made['workbook']} (empty: fill in the fields and choices, then check it)",
+    ]
+    if made["env"]:
+        lines.append("credentials and URLs come from: " + ", ".join(made["env"]))
+    lines.append(f"next: edit the profile, then `scaler-workbench check {made['profile']}`")
+    _emit(
+        args, {k: v if isinstance(v, list) else str(v) for k, v in made.items()}, "\n".join(lines)
+    )
     return EXIT_OK
 
 
+#: the base URL of a scaffolded profile until the analyst sets the provider's
+_PLACEHOLDER_URL = "https://api.example.com"
+
+
+def _env_token(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
+
+
+def _rename_env_vars(node: Any, old: str, new: str, renamed: dict[str, str]) -> Any:
+    """``node`` with every variable name under a ``*_env`` key derived from ``new``."""
+
+    def rename(var: str) -> str:
+        o, n = _env_token(old), _env_token(new)
+        name = var.replace(o, n) if o and o in var else f"{n}_{var}"
+        renamed[var] = name
+        return name
+
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if str(key).endswith("_env") and isinstance(value, str) and value:
+                out[key] = rename(value)
+            elif str(key).endswith("_env") and isinstance(value, dict):
+                out[key] = {k: rename(v) if isinstance(v, str) else v for k, v in value.items()}
+            else:
+                out[key] = _rename_env_vars(value, old, new, renamed)
+        return out
+    if isinstance(node, list):
+        return [_rename_env_vars(v, old, new, renamed) for v in node]
+    return node
+
+
+def _mapping_skeleton(mapping: dict[str, Any]) -> dict[str, Any]:
+    """The template's tables, resources and settings, with no field and no value map."""
+
+    def table(spec: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in spec.items() if k not in ("fields", "value_maps")}
+        return {**kept, "fields": {}}
+
+    out: dict[str, Any] = {}
+    for name, spec in mapping.items():
+        if not isinstance(spec, dict):
+            continue
+        if "resource" in spec or "derive_from" in spec or "fields" in spec:
+            out[name] = table(spec)
+        else:  # usage / readings: one table per source
+            out[name] = {src: table(t) for src, t in spec.items() if isinstance(t, dict)}
+    return out
+
+
+def scaffold_provider(
+    provider: str,
+    *,
+    like: str = "sandbox",
+    folder: str | os.PathLike[str] = "mappings",
+    force: bool = False,
+) -> dict[str, Any]:
+    """Scaffold ``<folder>/<provider>/``: a profile from a shipped one and an empty workbook.
+
+    The profile is the ``like`` profile's (``mappings/<like>/profile.toml``) with the new
+    provider name, every credential and URL variable (``*_env`` keys) renamed after the
+    provider (``SANDBOX_API_KEY`` -> ``ACME_API_KEY``; a name without the template's gets the
+    provider as prefix), every base URL (and literal auth URL host) set to
+    ``https://api.example.com`` with no ``allowed_hosts`` and no built-in sandbox (the
+    template's hosts are another provider's), and its ``[mapping]`` cut to tables, resources
+    and settings:
+    the fields are the analyst's to fill in ``mapping.xlsx``
+    (:func:`~scaler_workbench.mapping.to_mapping_workbook` of that profile).
+
+    Parameters
+    ----------
+    provider : str
+        Provider name: letters, digits, ``_`` and ``-``, starting with a letter.
+    like : str
+        A shipped profile (a folder of ``mappings/`` with a ``profile.toml``).
+    folder : path-like
+        Parent of the provider folder.
+    force : bool
+        Overwrite an existing ``profile.toml`` / ``mapping.xlsx``.
+
+    Returns
+    -------
+    dict
+        ``profile`` and ``workbook`` (paths) and ``env`` (the variable names the profile reads).
+
+    Raises
+    ------
+    ProfileError
+        A bad provider name, an unknown ``like``, an existing scaffold without ``force``, or a
+        folder that cannot be written.
+    """
+    from scaler_workbench.mapping import to_mapping_workbook
+    from scaler_workbench.profile import read_profile, to_profile_toml
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", provider):
+        raise ProfileError(
+            f"provider name {provider!r} is not usable as a folder and variable prefix",
+            key="provider",
+            hint="Use letters, digits, _ and -, starting with a letter (e.g. acme_energy).",
+        )
+    shipped = _shipped_profiles()
+    if like not in shipped:
+        raise ProfileError(
+            f"no shipped profile {like!r}",
+            key="--like",
+            hint=f"Pick one of: {', '.join(shipped)}.",
+        )
+    target = Path(folder) / provider
+    profile_path, workbook_path = target / "profile.toml", target / "mapping.xlsx"
+    existing = [str(p) for p in (profile_path, workbook_path) if p.exists()]
+    if existing and not force:
+        raise ProfileError(
+            f"{', '.join(existing)} already exist(s)",
+            key="provider",
+            hint="Pick another provider name, or pass --force to overwrite.",
+        )
+    _writable(target, "--dir")
+    data = read_profile(SHIPPED_MAPPINGS / like / "profile.toml").to_dict()
+    renamed: dict[str, str] = {}
+    data = _rename_env_vars(data, like, provider, renamed)
+    data["provider"] = {
+        **data.get("provider", {}),
+        "name": provider,
+        "description": f"{provider}: scaffolded from the {like} profile",
+    }
+    # the template's hosts are another provider's: credentials must never go there by mistake
+    for env in dict(data.get("environments") or {}).values():
+        env.pop("builtin_sandbox", None)
+        env.pop("allowed_hosts", None)
+        env["base_url"] = _PLACEHOLDER_URL
+    auth = data.get("auth")
+    if isinstance(auth, dict):
+        for key, value in list(auth.items()):
+            if key.endswith("_url") and isinstance(value, str) and "://" in value:
+                auth[key] = _PLACEHOLDER_URL + "/" + value.split("://", 1)[1].partition("/")[2]
+    if data.get("mapping"):
+        data["mapping"] = _mapping_skeleton(dict(data["mapping"]))
+    header = (
+        f"# Provider profile for {provider}, scaffolded by `scaler-workbench init` from the "
+        f"{like} profile.\n# Set the base URL, the auth, the resources and their paging "
+        "(docs/profiles.md); the *_env keys\n# name the environment variables holding "
+        "credentials (never the secrets themselves).\n# Fill mapping.xlsx, then run "
+        f"`scaler-workbench check {profile_path}`.\n\n"
+    )
+    profile_path.write_text(header + to_profile_toml(data), encoding="utf-8")
+    profile = read_profile(profile_path)  # what it wrote must load
+    to_mapping_workbook(profile, workbook_path)
+    return {
+        "profile": profile_path,
+        "workbook": workbook_path,
+        "env": sorted(set(renamed.values())),
+    }
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from scaler_workbench.mapping import check_mapping, read_mapping_workbook
+
+    profile = _load(args)
+    units = profile.section("units") or {}
+    resources = list(profile.resources)
+
+    def structure(mapping: Any, where: str) -> list[dict[str, Any]]:
+        found = check_mapping(mapping, {}, units=units, resources=resources)
+        found = found[found["check"] != "missing_resource"]  # offline: there are no records
+        return [{"where": where, **row} for row in found.to_dict(orient="records")]
+
+    findings = structure(profile.section("mapping") or {}, str(args.profile))
+    workbook = Path(args.workbook) if args.workbook else Path(args.profile).parent / "mapping.xlsx"
+    if args.workbook or workbook.exists():
+        try:
+            mapping = read_mapping_workbook(workbook)
+        except MappingError as exc:
+            findings.append(
+                {
+                    "where": str(workbook),
+                    "check": "workbook",
+                    "severity": "error",
+                    "sheet": getattr(exc, "sheet", None),
+                    "cell": getattr(exc, "cell", None),
+                    "message": exc.message,
+                    "hint": exc.hint,
+                }
+            )
+        else:
+            findings.extend(structure(mapping, str(workbook)))
+    errors = sum(f["severity"] == "error" for f in findings)
+    warnings = len(findings) - errors
+    checked = str(args.profile) + (f" and {workbook}" if workbook.exists() else "")
+    lines = [f"{f['severity']}: {f['where']}: {f['message']}" for f in findings]
+    lines.append(
+        f"check: {checked}: "
+        + (f"{errors} error(s), {warnings} warning(s)" if findings else "no problems found")
+    )
+    payload = {
+        "ok": errors == 0,
+        "errors": errors,
+        "warnings": warnings,
+        "findings": pd.DataFrame(findings).astype(object).where(pd.notna, None).to_dict("records")
+        if findings
+        else [],
+    }
+    _emit(args, payload, "\n".join(lines))
+    return EXIT_USAGE if errors else EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from scaler_workbench.connectors._events import observe_fetch
     from scaler_workbench.profile import read_profile
     from scaler_workbench.sync import builtin_sandbox, run_sync
 
@@ -483,13 +943,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if traps:
         profile = _with_active_period(profile)
     out = Path(args.out)
-    on_stage, close = _progress(args)
+    _writable(out)
+    progress = _Progress(args)
     with builtin_sandbox(profile, seed=args.seed, force=True, traps=traps) as sandbox:
         try:
             end = getattr(getattr(sandbox, "data", None), "end", None)  # no empty months after
-            result = run_sync(profile, out=out, full=True, until=end, progress=on_stage)
+            with observe_fetch(progress.event):
+                result = run_sync(profile, out=out, full=True, until=end, progress=progress.stage)
         finally:
-            close()
+            progress.close()
         truth = sandbox.ground_truth()
         facts = sandbox.trap_facts() if traps else {}
     assert result.export_dir is not None
@@ -718,17 +1180,20 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "quarantine": _cmd_quarantine,
     "export": _cmd_export,
-    "sandbox": _cmd_sandbox,
+    "init": _cmd_init,
+    "check": _cmd_check,
     "demo": _cmd_demo,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``scaler-workbench``; returns the exit code (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command == "sandbox":  # its options are the simulator's: pass them through untouched
+        return _run_sandbox(argv[argv.index("sandbox") + 1 :])
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "sandbox":
-        return _cmd_sandbox(args)
     root = logging.getLogger()
     saved_level = root.level
     _setup_logging(args)
@@ -739,6 +1204,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         root.setLevel(saved_level)
 
 
+def _error(args: argparse.Namespace, code: int, kind: str, message: str, hint: str) -> int:
+    """One error line (the cause first) and its hint on stderr; JSON on stdout with --json."""
+    try:
+        print(
+            terminal_text(f"error: {message}" + (f"\n  -> {hint}" if hint else "")), file=sys.stderr
+        )
+        if args.command == "sync":
+            print(f"not ready: the sync did not finish (exit {code})", file=sys.stderr)
+    except (BrokenPipeError, ValueError):  # stderr gone too: the exit code still tells
+        pass
+    if args.json:
+        payload = {
+            "status": "error",
+            "exit_code": code,
+            "error": kind,
+            "message": message,
+            "hint": hint,
+        }
+        _emit(args, payload, "")
+    return code
+
+
 def _run_command(args: argparse.Namespace) -> int:
     try:
         return _COMMANDS[args.command](args)
@@ -746,36 +1233,35 @@ def _run_command(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except WorkbenchError as exc:
-        code = exit_code_for(exc)
         if args.debug:
             import traceback
 
             traceback.print_exc()
-        print(terminal_text(f"error: {exc}"), file=sys.stderr)
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "status": "error",
-                        "exit_code": code,
-                        "error": type(exc).__name__,
-                        "message": exc.message,
-                        "hint": exc.hint,
-                    },
-                    indent=2,
-                    sort_keys=True,
-                )
-            )
-        return code
+        return _error(args, exit_code_for(exc), type(exc).__name__, exc.message, exc.hint)
+    except BrokenPipeError:  # the reader of our output went away (`| head`)
+        _stdout_closed()
+        return EXIT_OK
+    except OSError as exc:  # a file or folder we were given: say which and why
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        return _error(
+            args,
+            EXIT_FAILED,
+            type(exc).__name__,
+            f"{exc.strerror or exc}{where}",
+            "Check the path and its permissions.",
+        )
     except Exception as exc:  # a bug: say so briefly, full traceback with --debug
         if args.debug:
             raise
-        print(
-            f"error: unexpected {type(exc).__name__}: {terminal_text(str(exc))}\n"
-            "  -> re-run with --debug for the traceback and report it",
-            file=sys.stderr,
+        return _error(
+            args,
+            EXIT_FAILED,
+            type(exc).__name__,
+            f"unexpected {type(exc).__name__}: {exc!s}",
+            "re-run with --debug for the traceback and report it",
         )
-        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,8 @@ Catch as broadly or as narrowly as you need::
     │   ├── HTTPStatusError                  a bad status after retries: ``status``, redacted ``url``
     │   │   ├── AuthError (PermissionError)  401/403, or a token endpoint said no
     │   │   ├── RequestRejectedError (ValueError)   other 4xx: our request is wrong
-    │   │   │   └── RangeTooLargeError       the provider refused the date span
+    │   │   │   ├── RangeTooLargeError       the provider refused the date span
+    │   │   │   └── ResourceNotFoundError    404: a wrong resource path or base URL
     │   │   └── ProviderUnavailableError     5xx (or 429) still failing after every attempt
     │   ├── QuotaExhaustedError              the provider's daily quota is spent: resume later
     │   ├── PaginationError (RuntimeError)   a loop (same cursor/URL twice) or a bad paginator setup
@@ -51,6 +52,7 @@ __all__ = [
     "QuotaExhaustedError",
     "RangeTooLargeError",
     "RequestRejectedError",
+    "ResourceNotFoundError",
     "ResponseParseError",
     "SandboxError",
     "SchemaError",
@@ -123,7 +125,8 @@ class CredentialError(ProfileError, KeyError):
     """An environment variable that the profile names is not set. ``variable`` names it."""
 
     default_hint = (
-        "Export the variable in your shell or .env before running; never put it in the profile."
+        "Export the variable in the shell (or the scheduler's environment) that runs the "
+        "workbench; never put it in the profile."
     )
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
@@ -162,6 +165,15 @@ class RangeTooLargeError(RequestRejectedError):
     """The provider refused the requested date span. Lower ``date_range.max_days`` or let it learn."""
 
     default_hint = "Set a smaller date_range.chunk or max_days for this resource in the profile."
+
+
+class ResourceNotFoundError(RequestRejectedError):
+    """The provider answered 404 Not Found: the resource path (or the base URL) is wrong."""
+
+    default_hint = (
+        "Check the resource's path in the profile and the environment's base URL against the "
+        "provider's API documentation."
+    )
 
 
 class ProviderUnavailableError(HTTPStatusError):

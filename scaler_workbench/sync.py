@@ -470,7 +470,8 @@ def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
             continue
         first = failed[0] if isinstance(failed[0], Mapping) else {}
         error = str(first.get("error", ""))
-        found = getattr(exceptions, error.split(":", 1)[0].strip(), None)
+        kind, _, cause = error.partition(":")
+        found = getattr(exceptions, kind.strip(), None)
         # a refusal keeps its class (exit 3); anything else on every page (errors after the
         # retries, HTML or unparseable bodies) means the provider is unavailable (exit 5)
         cls: type[ConnectorError] = (
@@ -479,11 +480,21 @@ def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
             and issubclass(found, AuthError | TransportError | ProviderUnavailableError)
             else ProviderUnavailableError
         )
-        what = "refused us" if issubclass(cls, AuthError) else "is unavailable"
+        what = (
+            "refused us"
+            if issubclass(cls, AuthError)
+            else "does not know this path"
+            if issubclass(cls, exceptions.ResourceNotFoundError)
+            else "rejected the request"
+            if issubclass(cls, exceptions.RequestRejectedError)
+            else "is unavailable"
+        )
+        # the cause first (a long provider body can then be cut without losing it)
         raise cls(
-            f"the provider {what}: every page of {name!r} failed ({error})",
+            f"{(cause or error).strip()} (every page of {name!r} failed: the provider {what})",
             provider=profile.name,
             url=first.get("url"),
+            status=first.get("status"),
         )
 
 

@@ -337,8 +337,8 @@ class CredentialsPanel(_Panel):
             names = ", ".join(missing["name"])
             head += (
                 f"<br><span style='color:#b00020'>not set: {html.escape(names)}</span>"
-                " (export them in your shell or load them from a .env file; never put them"
-                " in the profile or the notebook)"
+                " (export them in the shell before starting JupyterLab;"
+                " never put them in the profile or the notebook)"
             )
         self.summary.value = head
         labels = []

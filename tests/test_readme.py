@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
+
+from scaler_workbench.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,20 +24,24 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "make demo" in head and "make test" in head
 
 
-def test_readme_example_runs_against_the_sandbox(
-    make_sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_readme_example_runs_as_written_on_a_fresh_clone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sandbox = make_sandbox(sites=2, meters_per_site=3, end="2024-03-01")
-    for name, value in sandbox.env().items():
-        monkeypatch.setenv(name, value)
+    """No variable set beforehand (a fresh shell): the example starts the sandbox itself."""
+    for name in ("SCALER_SANDBOX_URL", "SANDBOX_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(ROOT)
     (block,) = _python_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     out = tmp_path / "acme"
-    code = block.replace('"out/acme"', repr(str(out)))
+    assert block.count('"out/acme"') == 1
+    code = block.replace('"out/acme"', repr(str(out)))  # the only change: where files go
 
     namespace: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # our own README
+    with mock.patch.dict(os.environ):  # the example sets the sandbox's variables: undo after
+        exec(compile(code, "README.md", "exec"), namespace)  # our own README
 
+    sandbox = namespace["sandbox"]
+    assert isinstance(sandbox, Sandbox) and not sandbox.running  # stopped by its with block
     usage = pd.read_csv(out / "usage.csv")
     truth = sandbox.ground_truth()
     assert len(usage) == len(truth) > 0

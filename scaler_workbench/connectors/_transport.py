@@ -23,7 +23,7 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
-from scaler_workbench._secrets import SECRET_PARAM_NAMES, redact, redact_url
+from scaler_workbench._secrets import SECRET_PARAM_NAMES, get_logger, redact, redact_url
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.exceptions import (
     AuthError,
@@ -40,6 +40,8 @@ __all__ = [
     "snippet",
     "translate_errors",
 ]
+
+_log = get_logger(__name__)
 
 #: seconds to wait for a connection and for each read, unless ``[client] timeout`` says otherwise
 DEFAULT_TIMEOUT = 30.0
@@ -97,6 +99,31 @@ _TRANSPORT_HINTS: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
+# urllib3's wrappers prefix the cause with the connection: "<...HTTPConnection object at 0x7f..>: "
+# (urllib3 1.x) or "HTTPConnection(host='h', port=1): " (2.x); the URL is in our message already
+_OBJECT_REPR = re.compile(
+    r"<[\w.]+ object at 0x[0-9a-fA-F]+>: |^HTTPS?Connection(?:Pool)?\([^)]*\): "
+)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error, without the wrappers' text.
+
+    ``requests`` wraps urllib3's ``MaxRetryError`` wrapping e.g. ``NewConnectionError``: its
+    text repeats host, port and URL before the cause ("Connection refused"), and a truncated
+    message would cut the cause off.
+    """
+    inner = exc
+    for _ in range(6):
+        reason = getattr(inner, "reason", None)
+        first = inner.args[0] if inner.args else None
+        nxt = reason if isinstance(reason, BaseException) else first
+        if not isinstance(nxt, BaseException) or nxt is inner:
+            break
+        inner = nxt
+    return _OBJECT_REPR.sub("", str(inner)) or str(exc)
+
+
 @contextlib.contextmanager
 def translate_errors(url: str = "") -> Iterator[None]:
     """Map every ``requests``/``urllib3`` exception to :class:`TransportError` (the boundary)."""
@@ -106,7 +133,7 @@ def translate_errors(url: str = "") -> Iterator[None]:
         hint = next((h for cls, h in _TRANSPORT_HINTS if isinstance(exc, cls)), "")
         raise TransportError(
             f"{type(exc).__name__} talking to {redact_url(url) or 'the provider'}: "
-            f"{snippet(str(exc), 200)}",
+            f"{snippet(_root_cause(exc), 200)}",
             url=url or None,
             hint=hint or TransportError.default_hint,
         ) from exc
@@ -222,11 +249,18 @@ def post_token_form(
                     allow_redirects=False,
                 )
             if resp.status_code in retry.retry_statuses and attempt < retry.max_attempts:
-                clock.sleep(
-                    retry.wait(
-                        attempt, retry_after(resp.headers.get("Retry-After"), clock.now()), rng
-                    )
+                wait = retry.wait(
+                    attempt, retry_after(resp.headers.get("Retry-After"), clock.now()), rng
                 )
+                _log.info(
+                    "POST %s -> %d; attempt %d of %d failed, retrying in %.1fs",
+                    redact_url(url),
+                    resp.status_code,
+                    attempt,
+                    retry.max_attempts,
+                    wait,
+                )
+                clock.sleep(wait)
                 continue
             break
     finally:

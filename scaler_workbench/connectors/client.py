@@ -50,6 +50,8 @@ from scaler_workbench._secrets import (
 )
 from scaler_workbench.clock import Clock, SystemClock
 from scaler_workbench.connectors._body import decode_body
+from scaler_workbench.connectors._events import FetchEvent
+from scaler_workbench.connectors._events import emit as _emit_event
 from scaler_workbench.connectors._origin import allowed_origins, origin_of, strip_credentials
 from scaler_workbench.connectors._transport import (
     DEFAULT_TIMEOUT,
@@ -72,6 +74,7 @@ from scaler_workbench.exceptions import (
     QuotaExhaustedError,
     RangeTooLargeError,
     RequestRejectedError,
+    ResourceNotFoundError,
     TransportError,
 )
 
@@ -462,7 +465,7 @@ class Client:
                 if attempt >= self.retry.max_attempts:
                     raise
                 wait = self.retry.wait(attempt, None, self._rng)
-                log.info("%s; retry %d in %.1fs", exc.message, attempt, wait)
+                self._log_retry(request.method, url, exc.message, attempt, wait, None)
                 self.clock.sleep(wait)
                 continue
             status = response.status_code
@@ -487,13 +490,8 @@ class Client:
                     wait = self.retry.wait(
                         attempt, _retry_after(header, self.clock.now()), self._rng
                     )
-                    log.info(
-                        "%s %s -> %d; retry %d in %.1fs",
-                        request.method,
-                        redact_url(response.url),
-                        status,
-                        attempt,
-                        wait,
+                    self._log_retry(
+                        request.method, response.url, str(status), attempt, wait, status
                     )
                     self.clock.sleep(wait)
                     continue
@@ -506,6 +504,29 @@ class Client:
             url=redact_url(response.url),
         )
         return Reply(body, response)
+
+    def _log_retry(
+        self, method: str, url: str, what: str, attempt: int, wait: float, status: int | None
+    ) -> None:
+        """One INFO line per retry: what failed, the attempt of how many, and the wait [s]."""
+        log.info(
+            "%s %s -> %s; attempt %d of %d failed, retrying in %.1fs",
+            method,
+            redact_url(url),
+            what,
+            attempt,
+            self.retry.max_attempts,
+            wait,
+        )
+        _emit_event(
+            FetchEvent(
+                "retry",
+                status=status,
+                attempt=attempt,
+                max_attempts=self.retry.max_attempts,
+                wait=wait,
+            )
+        )
 
     def _send_once(self, request: PageRequest, url: str, attempt: int) -> requests.Response:
         self.budget.acquire()
@@ -552,6 +573,7 @@ class Client:
                 request.method, self._log_url(sent), status, attempt, elapsed, error
             )
             self.request_log.append(entry)
+            _emit_event(FetchEvent("request", status=status, attempt=attempt))
             log.debug(
                 "%s %s -> %s (%.0f ms, attempt %d)",
                 entry.method,
@@ -637,6 +659,8 @@ class Client:
             )
         if status >= 500:
             raise ProviderUnavailableError(f"{what} (not retried): {body}", **ctx)
+        if status == 404:
+            raise ResourceNotFoundError(f"{what}: not found: {body}", **ctx)
         if status >= 400:
             raise RequestRejectedError(f"{what}: {body}", **ctx)
         raise HTTPStatusError(f"{what}: unexpected status (too many redirects?)", **ctx)

@@ -53,6 +53,8 @@ from scaler_workbench.connectors._body import (
     select_records,
     walk_json,
 )
+from scaler_workbench.connectors._events import FetchEvent
+from scaler_workbench.connectors._events import emit as _emit_event
 from scaler_workbench.connectors._util import secrets_from_env_table
 from scaler_workbench.connectors.client import Client, Reply
 from scaler_workbench.connectors.dates import (
@@ -679,6 +681,7 @@ class Connector:
         learner = SpanLearner(max_days=self.client.learned_spans.get(spec.name))
         seen_keys: set[str] = set()
         bar = _progress_bar(spec.name, len(sequences), progress)
+        _emit_event(FetchEvent("resource", resource=spec.name, sequences=len(sequences)))
         try:
             for path_params in sequences:
                 pkey = _parent_key(path_params)
@@ -792,6 +795,7 @@ class Connector:
                             for k, v in spec.add_fields.items():
                                 rec.setdefault(k, v)
                     kept.extend(page)
+                    _emit_event(FetchEvent("page", resource=spec.name, records=len(page)))
                     if on_page is not None:
                         on_page(page)
             except RangeTooLargeError as exc:
@@ -822,6 +826,7 @@ class Connector:
                         "window": _window_text(window),
                         "url": getattr(exc, "url", None),
                         "error": f"{type(exc).__name__}: {exc.message}",
+                        "status": getattr(exc, "status", None),
                     }
                 )
                 report.incomplete.append(
@@ -833,7 +838,17 @@ class Connector:
                 )
                 records.extend(kept)
                 report.pages += len(pages)
-                log.warning("%s %s: %s; continuing", spec.name, pkey or "", exc.message)
+                # short: the whole message (with the provider's body) is in failed_pages, and in
+                # the one error line when the whole resource failed
+                status = getattr(exc, "status", None)
+                log.warning(
+                    "%s%s: a page failed (%s%s, %s); continuing",
+                    spec.name,
+                    f" {pkey}" if pkey else "",
+                    type(exc).__name__,
+                    f" {status}" if status else "",
+                    redact_url(getattr(exc, "url", None) or "") or "-",
+                )
                 frozen = True  # the watermark must not pass a window that failed
                 continue
             report.windows += window is not None

@@ -20,10 +20,10 @@ from scaler_workbench.sandbox.server import AUTH_MODES, DATE_FORMATS, NEXT_URL_S
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m scaler_workbench.sandbox") -> argparse.ArgumentParser:
     """The command-line options (each maps to a ``Sandbox`` keyword)."""
     p = argparse.ArgumentParser(
-        prog="python -m scaler_workbench.sandbox",
+        prog=prog,
         description="Serve the scaler-workbench sandbox provider on 127.0.0.1.",
     )
     p.add_argument("--seed", type=int, default=0)
@@ -66,11 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sandbox until its lifetime ends; returns the exit code."""
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the sandbox until its lifetime ends; returns the exit code.
+
+    ``prog`` names the command in usage and errors (``scaler-workbench sandbox`` passes its own).
+    """
     from scaler_workbench.sandbox.server import Sandbox
 
-    a = build_parser().parse_args(argv)
+    a = (build_parser(prog) if prog else build_parser()).parse_args(argv)
     try:
         sb = Sandbox(
             seed=a.seed,
