@@ -67,6 +67,7 @@ from scaler_workbench.exceptions import (
     WorkbenchError,
 )
 from scaler_workbench.export import format_datetimes, to_scaler_files
+from scaler_workbench.units import readings_in_meter_units
 from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile
 from scaler_workbench.reconciliation import (
@@ -789,6 +790,8 @@ def export_from_state(
         usage=store.read_table("usage"),
         readings=store.read_table("readings"),
     )
+    # registers are exported in their meter's own unit (an m³ gas register stays in m³)
+    tables.readings = readings_in_meter_units(tables.readings, tables.meters, profile)
     gone = {(k, i) for k, i in zip(inactive["kind"], inactive["entity_id"], strict=True)}
     if gone:
         tables.assets = tables.assets[
