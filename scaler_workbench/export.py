@@ -57,11 +57,11 @@ from scaler_workbench.schema import QUARANTINE, TABLES, Table, Tables, coerce_fr
 __all__ = [
     "CONTROL_CHARACTERS",
     "EXPORT_FILES",
-    "format_datetimes",
     "currency_decimals",
+    "format_datetimes",
     "neutralise_formula",
-    "round_number",
     "reconcile",  # re-exported from reconciliation (its home since issue 12)
+    "round_number",
     "to_scaler_files",
 ]
 
@@ -695,7 +695,9 @@ def to_scaler_files(
             _write_xlsx(upload, tmp / "scaler.xlsx", kinds, money)
             written.append("scaler.xlsx")
         if summary is not None:
-            text = json.dumps(_rounded_json(summary), indent=2, sort_keys=True, default=str, allow_nan=False)
+            text = json.dumps(
+                _rounded_json(summary), indent=2, sort_keys=True, default=str, allow_nan=False
+            )
             (tmp / "run_summary.json").write_text(redact(text) + "\n", encoding="utf-8")
             written.append("run_summary.json")
         _swap_into_place(tmp, out)

@@ -67,7 +67,6 @@ from scaler_workbench.exceptions import (
     WorkbenchError,
 )
 from scaler_workbench.export import format_datetimes, to_scaler_files
-from scaler_workbench.units import readings_in_meter_units
 from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile
 from scaler_workbench.reconciliation import (
@@ -78,6 +77,7 @@ from scaler_workbench.reconciliation import (
 )
 from scaler_workbench.schema import QUARANTINE, Tables, coerce_frame, empty_frame
 from scaler_workbench.store import StateStore
+from scaler_workbench.units import readings_in_meter_units
 from scaler_workbench.validation import validate_tables
 
 __all__ = [
