@@ -12,7 +12,9 @@
 ``coverage.csv``       meter x local month: ``actual``, ``estimated`` or ``missing``
 ``reconciliation.csv`` exported totals beside the provider's own (``[reconcile.*]``), verdict
 ``scaler.xlsx``        the same tables, one sheet each (when ``"xlsx"`` is in ``formats``)
-``run_summary.json``   counts, checks and timings of the run (the only file with timestamps)
+``run_summary.json``   counts, checks and timings of the run (with ``report.html`` the only
+                       files with timestamps)
+``report.html``        the run's HTML report (:mod:`scaler_workbench.report`; ``report=True``)
 =====================  ===========================================================================
 
 Formats follow Scaler's requirements: a period that starts and ends on local midnights of its
@@ -79,6 +81,7 @@ EXPORT_FILES = (
     "reconciliation.csv",
     "scaler.xlsx",
     "run_summary.json",
+    "report.html",
 )
 
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -604,6 +607,7 @@ def to_scaler_files(
     formats: Iterable[str] = ("csv", "xlsx"),
     default_timezone: str = "UTC",
     coverage: bool = True,
+    report: bool = False,
     fault_hook: Any = None,
 ) -> dict[str, Path]:
     """Write Scaler-ready files for ``tables`` into ``out_dir`` (replaced as a whole).
@@ -631,6 +635,9 @@ def to_scaler_files(
         Zone for rows whose site zone is unknown (the profile's ``[provider] timezone``).
     coverage : bool
         Also write ``coverage.csv``.
+    report : bool
+        Also write ``report.html``, the run's HTML report (:mod:`scaler_workbench.report`:
+        summary, findings by rule, coverage heatmap, reconciliation, quarantine).
 
     Returns
     -------
@@ -700,6 +707,18 @@ def to_scaler_files(
             )
             (tmp / "run_summary.json").write_text(redact(text) + "\n", encoding="utf-8")
             written.append("run_summary.json")
+        if report:
+            from scaler_workbench.report import REPORT_FILE, write_report
+
+            write_report(
+                tmp / REPORT_FILE,
+                tables=tables,
+                quarantine=sheets["quarantine"],
+                reconciliation=sheets.get("reconciliation"),
+                summary=None if summary is None else _rounded_json(summary),
+                timezone=default_timezone,
+            )
+            written.append(REPORT_FILE)
         _swap_into_place(tmp, out)
     except (OSError, ValueError) as exc:
         raise ExportError(

@@ -854,6 +854,7 @@ def export_from_state(
             summary=full_summary,
             formats=formats,
             default_timezone=profile.timezone,
+            report=True,
             fault_hook=fault_hook,
         )
     return files, checks

@@ -7,6 +7,7 @@ registers are exported in their meter's own unit.
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import re
@@ -20,8 +21,10 @@ import pandas as pd
 import pytest
 
 from scaler_workbench._numeric import SIGNIFICANT_DIGITS, round_significant
+from scaler_workbench._secrets import register_secret
 from scaler_workbench.export import currency_decimals, round_number, to_scaler_files
 from scaler_workbench.profile import read_profile
+from scaler_workbench.report import REPORT_SECTIONS
 from scaler_workbench.sandbox import Sandbox
 from scaler_workbench.schema import Tables, coerce_frame
 from scaler_workbench.sync import run_sync
@@ -224,8 +227,9 @@ def test_xlsx_is_styled_frozen_filtered_and_typed(tmp_path: Path) -> None:
         assert c.data_type == "s"
 
 
-@pytest.fixture
-def sandbox_export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def sandbox_sync(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+    """One sync of the small sandbox for the module: (SyncResult, the sandbox's API key)."""
     sb = Sandbox(sites=2, meters_per_site=3, start="2024-01-01", end="2024-04-01", lifetime=300.0)
     sb.start()
     mp = pytest.MonkeyPatch()
@@ -233,14 +237,18 @@ def sandbox_export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for k, v in sb.env().items():
             mp.setenv(k, v)
         out = tmp_path_factory.mktemp("sync")
-        result = run_sync(
-            read_profile(ROOT / "mappings/sandbox/profile.toml"), out=out, until="2024-04-01"
-        )
+        profile = read_profile(ROOT / "mappings/sandbox/profile.toml")
+        result = run_sync(profile, out=out, until="2024-04-01")
         assert result.status == "success"
-        yield out / "export"
+        yield result, sb.env()["SANDBOX_API_KEY"]
     finally:
         mp.undo()
         sb.stop()
+
+
+@pytest.fixture
+def sandbox_export(sandbox_sync: tuple[Any, str]) -> Path:
+    return Path(sandbox_sync[0].export_dir)
 
 
 def test_every_number_of_a_sandbox_export_is_rounded(sandbox_export: Path) -> None:
@@ -265,3 +273,68 @@ def test_a_gas_register_is_exported_in_cubic_metres(sandbox_export: Path) -> Non
     assert set(usage[usage["meter_external_id"].isin(gas)]["unit"]) == {"kWh"}
     # a register of ~1e6 m³, not its ~1.1e7 kWh heating-value product
     assert regs["reading_value"].max() < 5e6
+
+
+# -- the per-run HTML report ---------------------------------------------------------------------
+_IMG = re.compile(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+def test_a_sync_writes_a_self_contained_html_report(sandbox_sync: tuple[Any, str]) -> None:
+    result, key = sandbox_sync
+    assert result.files["report.html"] == Path(result.export_dir) / "report.html"
+    html = result.files["report.html"].read_text(encoding="utf-8")
+    for section in REPORT_SECTIONS:
+        assert f'<section id="{section}">' in html, section
+    # one inline PNG per plot: coverage heatmap, reconciliation, quarantine
+    images = _IMG.findall(html)
+    assert len(images) == html.count("<img") == 3
+    for data in images:
+        assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "http://" not in html and "https://" not in html  # no CDN, nothing fetched
+    assert "<script" not in html
+    body = {s: html.split(f'<section id="{s}">')[1].split("</section>")[0] for s in REPORT_SECTIONS}
+    assert "success" in body["summary"] and f"<td>{result.run_id}</td>" in body["summary"]
+    assert "low_coverage" in body["findings"] and "register_drop" in body["findings"]
+    assert "M0006|2024-01-01T00:00:00Z" in body["findings"]  # an example record key
+    assert "meter_months: <strong>18</strong>" in body["coverage"]
+    assert "<td>monthly</td>" in body["reconciliation"]
+    assert "<strong>3</strong> open record(s)" in body["quarantine"]
+    assert key not in html
+
+
+def test_the_report_escapes_provider_text_and_hides_secrets(tmp_path: Path) -> None:
+    secret = "tok-report-0123456789"
+    register_secret(secret)
+    q = pd.DataFrame(
+        [
+            {
+                "table": "usage",
+                "record_key": "M1|<b>x</b>",
+                "stage": "validation",
+                "rule": "bad_value",
+                "severity": "error",
+                "reason": f"<script>alert(1)</script> via {secret}",
+                "record": "{}",
+            }
+        ]
+    )
+    files = to_scaler_files(
+        _noisy_tables(),
+        tmp_path / "out",
+        quarantine=q,
+        summary={"status": "partial", "partial_reasons": ["1 quarantined record"]},
+        report=True,
+    )
+    html = files["report.html"].read_text(encoding="utf-8")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert secret not in html
+    assert "status-partial" in html and "1 quarantined record" in html
+    # no reconciliation checks: the section says so and has no plot
+    recon = html.split('<section id="reconciliation">')[1].split("</section>")[0]
+    assert "No reconciliation checks" in recon and "<img" not in recon
+    assert len(_IMG.findall(html)) == 2  # coverage and quarantine
+
+
+def test_the_report_is_only_written_when_asked(tmp_path: Path) -> None:
+    files = to_scaler_files(_noisy_tables(), tmp_path / "out", formats=("csv",))
+    assert "report.html" not in files and not (tmp_path / "out" / "report.html").exists()
