@@ -21,6 +21,7 @@ Sections
 ``[sync]``            sync/store: state path, look-back, deactivation guard
 ``[reconcile.X]``     sync/export: provider-reported totals to compare exported totals with
 ``[extensions.X]``    provider modules' own options (e.g. ``[extensions.ecostruxure]``)
+``[notify]``          notify: webhook for partial/failed runs (``url_env``, ``on``, ``timeout``)
 
 Every key is listed in docs/profiles.md.
 """
@@ -60,6 +61,7 @@ KNOWN_SECTIONS = (
     "sync",
     "reconcile",
     "extensions",
+    "notify",
 )
 
 #: Key names that look like literal secrets. A profile may only name environment variables
@@ -413,6 +415,14 @@ def _refuse_literal_auth_options(auth: Any) -> None:
 def _refuse_literal_secrets(node: Any, path: str) -> None:
     if path == "" and isinstance(node, dict):
         _refuse_literal_auth_options(node.get("auth"))
+        notify = node.get("notify")
+        for k in ("url", "webhook", "webhook_url"):
+            if isinstance(notify, dict) and k in notify:
+                raise ProfileError(
+                    f"profile key 'notify.{k}' holds the webhook URL, a secret",
+                    key=f"notify.{k}",
+                    hint='Put the URL in an environment variable and write url_env = "VAR_NAME".',
+                )
         client = node.get("client")
         if isinstance(client, dict):
             _refuse_credential_names(client.get("headers"), "client.headers", "headers_env")

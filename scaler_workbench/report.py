@@ -160,7 +160,8 @@ def render_report(
     ]
     names = sorted({t for k in count_names for t in summary[k]})
     counts = [(t, [summary[k].get(t, "") for k in count_names]) for t in names]
-    cov = summary.get("coverage") if isinstance(summary.get("coverage"), Mapping) else {}
+    cov_block = summary.get("coverage")
+    cov: Mapping[str, Any] = cov_block if isinstance(cov_block, Mapping) else {}
     images = {
         "coverage": _png(plot_coverage(tables.usage, meters=tables.meters, timezone=timezone))
     }
@@ -193,8 +194,13 @@ def render_report(
             )
     if len(quarantine):
         images["quarantine"] = _png(plot_quarantine_reasons(quarantine))
-    severity = (
-        quarantine["severity"].astype(str).value_counts().sort_index() if len(quarantine) else []
+    by_severity: list[tuple[str, int]] = (
+        [
+            (str(k), int(v))
+            for k, v in quarantine["severity"].astype(str).value_counts().sort_index().items()
+        ]
+        if len(quarantine)
+        else []
     )
     reasons = list(
         dict.fromkeys(
@@ -227,7 +233,7 @@ def render_report(
         images=images,
         reconciliation=recon_rows,
         quarantine_total=len(quarantine),
-        quarantine_by_severity=list(severity.items()) if len(quarantine) else [],
+        quarantine_by_severity=by_severity,
         quarantine_rows=quarantine.head(_QUARANTINE_ROWS)
         .astype(object)
         .fillna("")

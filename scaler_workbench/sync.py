@@ -67,6 +67,7 @@ from scaler_workbench.exceptions import (
     WorkbenchError,
 )
 from scaler_workbench.export import format_datetimes, to_scaler_files
+from scaler_workbench.notify import notify_on_failure, notify_run, read_notify
 from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile
 from scaler_workbench.reconciliation import (
@@ -1020,7 +1021,9 @@ def run_sync(
     """
     if from_file is not None:
         profile = source_file_profile(profile, from_file)
+    notify = read_notify(profile)  # a bad [notify] is a profile error before anything runs
     with (
+        notify_on_failure(profile, notify),
         sync_lock(state_path(profile, out), provider=profile.name),
         builtin_sandbox(profile, seed=sandbox_seed),
     ):
@@ -1038,6 +1041,8 @@ def run_sync(
             validate=validate or _default_validate,
             progress=progress or (lambda stage: None),
         )
+    if not dry_run:
+        notify_run(profile, status=result.status, result=result, config=notify)
     if result.status == "quota_exhausted":
         cause = result.error
         left = result.summary.get("remaining", {})
