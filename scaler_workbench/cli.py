@@ -307,6 +307,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         )
     if result.export_dir:
         lines.append(f"  files: {result.export_dir}")
+    if "report.html" in result.files:
+        lines.append(f"  report: {result.files['report.html']}")
     payload = {
         "status": result.status,
         "exit_code": result.exit_code,

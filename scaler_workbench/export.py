@@ -19,11 +19,15 @@
 
 Formats follow Scaler's requirements: a period that starts and ends on local midnights of its
 site is written as ``YYYY-MM-DD`` local dates (end exclusive); any other datetime as ISO 8601 with
-the site's UTC offset (``2024-03-15T08:00:00+00:00``). Floats are written with the shortest text
-that reads back to the same double (``repr`` precision), booleans as ``true``/``false``, empty
+the site's UTC offset (``2024-03-15T08:00:00+00:00``). Numbers are rounded by
+:func:`round_number` (12 significant digits; money first to its currency's minor unit, see
+:func:`currency_decimals`) and written with the shortest text that reads back to that value, so
+no float noise (``1351.8000000000002``) reaches a file; booleans as ``true``/``false``, empty
 cells for missing values. Rows are sorted by each table's key and columns follow
 :mod:`scaler_workbench.schema`, so the same data always gives byte-identical files (the XLSX is
-written with fixed zip and document timestamps).
+written with fixed zip and document timestamps). In ``scaler.xlsx`` cells are typed (numbers
+with a number format, date and datetime cells in the site's local time, booleans) under a
+styled, frozen, filtered header (:func:`_write_xlsx`).
 
 Provider text is data, never a formula. In CSV a text cell starting with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return gets a leading apostrophe (OWASP's rule for CSV injection;

@@ -338,3 +338,17 @@ def test_the_report_escapes_provider_text_and_hides_secrets(tmp_path: Path) -> N
 def test_the_report_is_only_written_when_asked(tmp_path: Path) -> None:
     files = to_scaler_files(_noisy_tables(), tmp_path / "out", formats=("csv",))
     assert "report.html" not in files and not (tmp_path / "out" / "report.html").exists()
+
+
+def test_the_cli_names_the_report_in_its_last_lines(
+    small_sandbox: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scaler_workbench import cli
+
+    small_sandbox()
+    out = tmp_path / "out"
+    profile = str(ROOT / "mappings/sandbox/profile.toml")
+    assert cli.main(["sync", profile, "--out", str(out), "--until", "2024-04-01"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-3:]
+    assert f"  report: {out / 'export' / 'report.html'}" in last, last
+    assert (out / "export" / "report.html").is_file()
