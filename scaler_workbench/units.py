@@ -1015,6 +1015,7 @@ def readings_in_meter_units(
     meter_ids = out["meter_id"].astype(str)
     labels = out["raw_unit"].astype(object).where(out["raw_unit"].notna(), None)
     keys = pd.DataFrame({"m": meter_ids, "u": labels.astype(str)})
+    cache: dict[tuple[str, str, str | None], tuple[str, float] | None] = {}
     for (meter_id, _), idx in keys.groupby(["m", "u"], sort=False).indices.items():
         label = labels.iloc[idx[0]]
         if label is None or meter_id not in info.index:
@@ -1026,13 +1027,20 @@ def readings_in_meter_units(
         sub = row["meter_subtype"] if "meter_subtype" in info.columns else None
         sub = sub if isinstance(sub, str) else None
         heat = norm._hv_by_subtype.get(sub, norm._hv) if sub else norm._hv
-        try:
-            expr = resolve_unit(label, norm._aliases, meter=str(meter_id))
-            factor, _ = _group_factor(
-                expr, CANONICAL_UNITS[mtype], heat, label=str(label), meter=str(meter_id)
-            )
-        except UnitError:
-            continue  # such rows were quarantined by the units stage; keep them as they are
+        ck = (str(label), mtype, sub)
+        if ck not in cache:
+            try:
+                expr = resolve_unit(label, norm._aliases, meter=str(meter_id))
+                factor, _ = _group_factor(
+                    expr, CANONICAL_UNITS[mtype], heat, label=str(label), meter=str(meter_id)
+                )
+                cache[ck] = (expr, factor)
+            except UnitError:
+                cache[ck] = None  # such rows were quarantined by the units stage: kept as is
+        found = cache[ck]
+        if found is None:
+            continue
+        expr, factor = found
         value[idx] = value[idx] / factor
         unit[idx] = _EXPORT_SYMBOLS.get(expr, expr)
     out["value"] = value

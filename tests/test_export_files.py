@@ -352,3 +352,39 @@ def test_the_cli_names_the_report_in_its_last_lines(
     last = capsys.readouterr().out.strip().splitlines()[-3:]
     assert f"  report: {out / 'export' / 'report.html'}" in last, last
     assert (out / "export" / "report.html").is_file()
+
+
+def test_readings_round_trip_to_their_meter_unit() -> None:
+    from scaler_workbench.units import normalise_tables, readings_in_meter_units
+
+    profile = read_profile(ROOT / "mappings/sandbox/profile.toml")  # uk heating value
+    t = Tables()
+    t.meters = coerce_frame(
+        pd.DataFrame(
+            {
+                "meter_id": ["G", "E", "W"],
+                "asset_id": "S1",
+                "meter_type": ["Energy", "Energy", "Water"],
+                "meter_subtype": ["Natural Gas", None, None],
+                "raw_unit": ["m3", "Wh", "L"],
+            }
+        ),
+        "meters",
+    )
+    t.readings = coerce_frame(
+        pd.DataFrame(
+            {
+                "meter_id": ["G", "G", "E", "W"],
+                "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02"] * 2, utc=True),
+                "value": [987510.9, 987943.8, 5_000_000.0, 1500.0],
+            }
+        ),
+        "readings",
+    )
+    canonical = normalise_tables(t, profile)
+    assert canonical.readings["unit"].tolist() == ["kWh", "kWh", "kWh", "m³"]
+    assert canonical.readings["value"].iloc[0] > 1e7  # the m³ register as kWh
+    own = readings_in_meter_units(canonical.readings, canonical.meters, profile)
+    assert own["unit"].tolist() == ["m³", "m³", "Wh", "L"]
+    assert own["value"].tolist() == pytest.approx([987510.9, 987943.8, 5e6, 1500.0], rel=1e-12)
+    assert canonical.readings["unit"].tolist()[0] == "kWh"  # the input is not changed
