@@ -462,7 +462,8 @@ def _write_xlsx(
             cell.font, cell.fill, cell.alignment = header_font, header_fill, header_align
             header.append(cell)
         ws.append(header)
-        cols: list[Any] = []
+        # per column: the values, and per cell a number format (None: a plain or text cell)
+        cols: list[tuple[np.ndarray, np.ndarray | None]] = []
         for col in frame.columns:
             text = frame[col].to_numpy(dtype=object)
             kind = sheet_kinds.get(col)
@@ -481,39 +482,37 @@ def _write_xlsx(
                     if places is not None
                     else np.full(n, _XLSX_FORMATS[kind], dtype=object)
                 )
-                cols.append(_formatted(ws, vals, fmts))
+                cols.append((vals, fmts))
             elif kind == "bool":
-                cols.append(
-                    np.array(
-                        [None if v == "" else v == "true" for v in text],
-                        dtype=object,
-                    )
-                )
+                vals = np.array([None if v == "" else v == "true" for v in text], dtype=object)
+                cols.append((vals, None))
             elif kind == "datetime":
                 vals, is_date = _xlsx_datetimes(text)
                 fmts = np.where(is_date, _XLSX_FORMATS["date"], _XLSX_FORMATS["datetime"])
-                cols.append(_formatted(ws, vals, fmts.astype(object)))
+                cols.append((vals, fmts.astype(object)))
             else:
-                cols.append(_xlsx_text(ws, text))
-        for row in zip(*cols, strict=True):
-            ws.append(list(row))
+                cols.append((_xlsx_text(ws, text), None))
+        # a write-only sheet writes each row as it is appended, so one styled cell per
+        # (column, format) is reused row after row instead of a new cell object per value
+        shared: list[dict[str, Any]] = [{} for _ in cols]
+        for i in range(n):
+            row: list[Any] = []
+            for j, (vals, fmts) in enumerate(cols):
+                v = vals[i]
+                if fmts is None or v is None:
+                    row.append(v)
+                    continue
+                fmt = fmts[i]
+                cell = shared[j].get(fmt)
+                if cell is None:
+                    cell = shared[j][fmt] = WriteOnlyCell(ws)
+                    cell.number_format = fmt
+                cell.value = v
+                row.append(cell)
+            ws.append(row)
     buffer = io.BytesIO()
     wb.save(buffer)
     _deterministic_zip(buffer.getvalue(), path)
-
-
-def _formatted(ws: Any, values: np.ndarray, formats: np.ndarray) -> np.ndarray:
-    """Write-only cells holding ``values`` with a number format each (None stays empty)."""
-    from openpyxl.cell import WriteOnlyCell
-
-    out = np.full(len(values), None, dtype=object)
-    for i, v in enumerate(values):
-        if v is None:
-            continue
-        cell = WriteOnlyCell(ws, value=v)
-        cell.number_format = formats[i]
-        out[i] = cell
-    return out
 
 
 def _deterministic_zip(data: bytes, path: Path) -> None:
