@@ -497,12 +497,12 @@ def _write_xlsx(
         shared: list[dict[str, Any]] = [{} for _ in cols]
         for i in range(n):
             row: list[Any] = []
-            for j, (vals, fmts) in enumerate(cols):
-                v = vals[i]
-                if fmts is None or v is None:
+            for j, (values, formats) in enumerate(cols):
+                v = values[i]
+                if formats is None or v is None:
                     row.append(v)
                     continue
-                fmt = fmts[i]
+                fmt = formats[i]
                 cell = shared[j].get(fmt)
                 if cell is None:
                     cell = shared[j][fmt] = WriteOnlyCell(ws)
