@@ -255,6 +255,7 @@ SCHEMA: Node = {
         "rules", "missing_values"
     ),  # rules and their settings: _rules.resolve_rules checks them
     "sync": _keys("state", "lookback_days", "max_deactivation_fraction", "on_profile_change"),
+    "notify": _keys("url_env", "on", "timeout"),
     "reconcile": {
         "*": _keys(
             "resource",

@@ -555,6 +555,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         )
     if result.export_dir:
         lines.append(f"  files: {result.export_dir}")
+    if "report.html" in result.files:
+        lines.append(f"  report: {result.files['report.html']}")
     reasons = not_ready_reasons(result)
     lines.append("ready: yes" if not reasons else "not ready: " + "; ".join(reasons))
     payload = {

@@ -13,16 +13,22 @@
                        not_yet_billed, inactive), days and intervals with data vs expected
 ``reconciliation.csv`` exported totals beside the provider's own (``[reconcile.*]``), verdict
 ``scaler.xlsx``        the same tables, one sheet each (when ``"xlsx"`` is in ``formats``)
-``run_summary.json``   counts, checks and timings of the run (the only file with timestamps)
+``run_summary.json``   counts, checks and timings of the run (with ``report.html`` the only
+                       files with timestamps)
+``report.html``        the run's HTML report (:mod:`scaler_workbench.report`; ``report=True``)
 =====================  ===========================================================================
 
 Formats follow Scaler's requirements: a period that starts and ends on local midnights of its
 site is written as ``YYYY-MM-DD`` local dates (end exclusive); any other datetime as ISO 8601 with
-the site's UTC offset (``2024-03-15T08:00:00+00:00``). Floats are written with the shortest text
-that reads back to the same double (``repr`` precision), booleans as ``true``/``false``, empty
+the site's UTC offset (``2024-03-15T08:00:00+00:00``). Numbers are rounded by
+:func:`round_number` (12 significant digits; money first to its currency's minor unit, see
+:func:`currency_decimals`) and written with the shortest text that reads back to that value, so
+no float noise (``1351.8000000000002``) reaches a file; booleans as ``true``/``false``, empty
 cells for missing values. Rows are sorted by each table's key and columns follow
 :mod:`scaler_workbench.schema`, so the same data always gives byte-identical files (the XLSX is
-written with fixed zip and document timestamps).
+written with fixed zip and document timestamps). In ``scaler.xlsx`` cells are typed (numbers
+with a number format, date and datetime cells in the site's local time, booleans) under a
+styled, frozen, filtered header (:func:`_write_xlsx`).
 
 Provider text is data, never a formula. In CSV a text cell starting with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return gets a leading apostrophe (OWASP's rule for CSV injection;
@@ -48,6 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaler_workbench._numeric import SIGNIFICANT_DIGITS, round_decimals, round_significant
 from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.coverage import month_coverage, site_timezones
 from scaler_workbench.exceptions import ExportError
@@ -57,9 +64,11 @@ from scaler_workbench.schema import QUARANTINE, TABLES, Table, Tables, coerce_fr
 __all__ = [
     "CONTROL_CHARACTERS",
     "EXPORT_FILES",
+    "currency_decimals",
     "format_datetimes",
     "neutralise_formula",
     "reconcile",  # re-exported from reconciliation (its home since issue 12)
+    "round_number",
     "to_scaler_files",
 ]
 
@@ -77,6 +86,7 @@ EXPORT_FILES = (
     "reconciliation.csv",
     "scaler.xlsx",
     "run_summary.json",
+    "report.html",
 )
 
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -148,11 +158,64 @@ def _is_local_midnight(ts: pd.Series, tz: pd.Series) -> pd.Series:
     return result
 
 
-def _float_text(s: pd.Series) -> np.ndarray:
-    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+def _float_text(s: pd.Series, decimals: np.ndarray | None = None) -> np.ndarray:
+    """Numbers as text, rounded by :func:`round_number` (``decimals``: money places per row)."""
+    values = round_number(pd.to_numeric(s, errors="coerce").to_numpy(dtype=float), decimals)
     text = values.astype(str).astype(object)
     text[np.isnan(values)] = ""
     return text
+
+
+def round_number(values: Any, decimals: Any = None) -> np.ndarray:
+    """Numbers as every export file holds them: no binary float noise.
+
+    Quantities keep :data:`SIGNIFICANT_DIGITS` (12) significant digits; money is first rounded
+    to its currency's minor unit (``decimals`` per value, see :func:`currency_decimals`).
+
+    Parameters
+    ----------
+    values : array-like of float
+        Values [any unit].
+    decimals : array-like of float, optional
+        Decimal places per value; NaN for a value that is not money or whose currency is unknown.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        The rounded values; their shortest ``repr`` has at most 12 significant digits.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if decimals is not None:
+        d = np.asarray(decimals, dtype=np.float64)
+        money = ~np.isnan(d)
+        if money.any():
+            v = v.copy()
+            v[money] = round_decimals(v[money], d[money].astype(np.int64))
+    return round_significant(v, SIGNIFICANT_DIGITS)
+
+
+def currency_decimals(codes: pd.Series) -> np.ndarray:
+    """Decimal places of each ISO 4217 currency's minor unit (``USD`` 2, ``JPY`` 0, ``BHD`` 3).
+
+    Parameters
+    ----------
+    codes : pandas.Series of str
+        Currency codes, one per row (missing allowed).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Decimal places per row; NaN where the code is missing or not a known currency (the
+        value then keeps 12 significant digits, never a guessed minor unit).
+    """
+    from babel.numbers import get_currency_precision, is_currency
+
+    text = codes.astype(object).where(codes.notna(), None).to_numpy()
+    out = np.full(len(text), np.nan)
+    for code in pd.unique(text):
+        if isinstance(code, str) and is_currency(code.strip().upper()):
+            out[text == code] = get_currency_precision(code.strip().upper())
+    return out
 
 
 def _bool_text(s: pd.Series) -> np.ndarray:
@@ -193,7 +256,9 @@ def _render(
             assert tz is not None
             out[c.export_name] = format_datetimes(s, tz, as_date=as_date).to_numpy()
         elif c.kind == "float":
-            out[c.export_name] = _float_text(s)
+            money = c.name == "cost" and "currency" in frame.columns
+            decimals = currency_decimals(frame["currency"]) if money else None
+            out[c.export_name] = _float_text(s, decimals)
         elif c.kind == "bool":
             out[c.export_name] = _bool_text(s)
         else:
@@ -310,31 +375,142 @@ def _xlsx_text(ws: Any, values: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Excel number formats of the workbook's cells, by kind (money: by its minor unit).
+_XLSX_FORMATS = {
+    "float": "#,##0.00##########",
+    "int": "0",
+    "date": "yyyy-mm-dd",
+    "datetime": "yyyy-mm-dd hh:mm:ss",
+}
+#: Column width bounds [characters] and how many rows are measured for them.
+_XLSX_WIDTH = (8, 60)
+_XLSX_WIDTH_ROWS = 1000
+
+
+def _money_format(decimals: float) -> str:
+    d = 2 if np.isnan(decimals) else int(decimals)
+    return "#,##0" + ("." + "0" * d if d > 0 else "")
+
+
+def _xlsx_datetimes(text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Export date texts as Excel values: local dates, or local wall times (offset dropped).
+
+    Returns the values (``date``/naive ``datetime``/None) and, per cell, whether it is a date.
+    """
+    s = pd.Series(text, dtype=object).fillna("")
+    is_date = (s.str.len() == 10).to_numpy(dtype=bool)
+    wall = pd.to_datetime(s.str.slice(0, 19).where(s != "", None), format="ISO8601")
+    values = np.full(len(s), None, dtype=object)
+    ok = wall.notna().to_numpy(dtype=bool)
+    stamps = wall.dt.to_pydatetime() if len(s) else np.array([], dtype=object)
+    for i in np.flatnonzero(ok):
+        values[i] = stamps[i].date() if is_date[i] else stamps[i]
+    return values, is_date
+
+
+def _column_letter(i: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return str(get_column_letter(i))
+
+
 def _write_xlsx(
-    sheets: Mapping[str, pd.DataFrame], path: Path, numeric: Mapping[str, set[str]]
+    sheets: Mapping[str, pd.DataFrame],
+    path: Path,
+    kinds: Mapping[str, Mapping[str, str]],
+    money: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> None:
-    """One workbook, one sheet per table; deterministic bytes (fixed zip and doc timestamps)."""
+    """One workbook, one sheet per table; deterministic bytes (fixed zip and doc timestamps).
+
+    Each sheet has a bold header row on a fill, frozen, with an autofilter over the data; column
+    widths follow the header and the first rows' text. Cells are typed by ``kinds`` (sheet ->
+    column -> ``float``, ``int``, ``bool`` or ``datetime``): numbers are numbers with a number
+    format (money: ``money`` gives its decimal places per row), dates are date cells, local
+    times are datetime cells (the site's wall time; the CSV keeps the offset), booleans are
+    booleans; everything else is a string cell (never a formula).
+    """
     try:
         from openpyxl import Workbook
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.styles import Alignment, Font, PatternFill
     except ImportError as exc:  # pragma: no cover - a hard dependency
         raise ExportError(
             "openpyxl is needed for XLSX export", hint="pip install openpyxl"
         ) from exc
+    header_font = Font(bold=True, color="FFFFFF")
+    header_fill = PatternFill("solid", fgColor="1F4E78")
+    header_align = Alignment(vertical="center")
+    money = money or {}
     wb = Workbook(write_only=True)
     for name, frame in sheets.items():
         ws = wb.create_sheet(title=name[:31])
-        ws.append(list(frame.columns))
-        cols: list[Any] = []
+        sheet_kinds = kinds.get(name, {})
+        n = len(frame)
+        # widths, freeze and filter are set before the first row is written
+        for j, col in enumerate(frame.columns, start=1):
+            sample = frame[col].iloc[:_XLSX_WIDTH_ROWS].astype(str)
+            longest = max([len(str(col)) + 2, *(sample.str.len().tolist() or [0])])
+            if sheet_kinds.get(col) == "datetime":
+                longest = max(longest, 20)
+            width = min(max(longest + 1, _XLSX_WIDTH[0]), _XLSX_WIDTH[1])
+            ws.column_dimensions[_column_letter(j)].width = width
+        ws.freeze_panes = "A2"
+        if len(frame.columns):
+            ws.auto_filter.ref = f"A1:{_column_letter(len(frame.columns))}{n + 1}"
+        header = []
+        for col in frame.columns:
+            cell = WriteOnlyCell(ws, value=str(col))
+            cell.font, cell.fill, cell.alignment = header_font, header_fill, header_align
+            header.append(cell)
+        ws.append(header)
+        # per column: the values, and per cell a number format (None: a plain or text cell)
+        cols: list[tuple[np.ndarray, np.ndarray | None]] = []
         for col in frame.columns:
             text = frame[col].to_numpy(dtype=object)
-            if col in numeric.get(name, set()):
-                # numbers stay numbers in Excel: the shortest repr reads back to the same double
-                vals = np.array([float(v) if v != "" else None for v in text], dtype=object)
-                cols.append(vals)
+            kind = sheet_kinds.get(col)
+            if kind in ("float", "int"):
+                # the text is already rounded (round_number): its float is the exported number
+                vals = np.array(
+                    [
+                        None if v == "" else (int(float(v)) if kind == "int" else float(v))
+                        for v in text
+                    ],
+                    dtype=object,
+                )
+                places = money.get(name, {}).get(col)
+                fmts = (
+                    np.array([_money_format(d) for d in places], dtype=object)
+                    if places is not None
+                    else np.full(n, _XLSX_FORMATS[kind], dtype=object)
+                )
+                cols.append((vals, fmts))
+            elif kind == "bool":
+                vals = np.array([None if v == "" else v == "true" for v in text], dtype=object)
+                cols.append((vals, None))
+            elif kind == "datetime":
+                vals, is_date = _xlsx_datetimes(text)
+                fmts = np.where(is_date, _XLSX_FORMATS["date"], _XLSX_FORMATS["datetime"])
+                cols.append((vals, fmts.astype(object)))
             else:
-                cols.append(_xlsx_text(ws, text))
-        for row in zip(*cols, strict=True):
-            ws.append(list(row))
+                cols.append((_xlsx_text(ws, text), None))
+        # a write-only sheet writes each row as it is appended, so one styled cell per
+        # (column, format) is reused row after row instead of a new cell object per value
+        shared: list[dict[str, Any]] = [{} for _ in cols]
+        for i in range(n):
+            row: list[Any] = []
+            for j, (values, formats) in enumerate(cols):
+                v = values[i]
+                if formats is None or v is None:
+                    row.append(v)
+                    continue
+                fmt = formats[i]
+                cell = shared[j].get(fmt)
+                if cell is None:
+                    cell = shared[j][fmt] = WriteOnlyCell(ws)
+                    cell.number_format = fmt
+                cell.value = v
+                row.append(cell)
+            ws.append(row)
     buffer = io.BytesIO()
     wb.save(buffer)
     _deterministic_zip(buffer.getvalue(), path)
@@ -397,6 +573,17 @@ def _render_reconciliation(
     return pd.DataFrame(out)[cols]
 
 
+def _rounded_json(value: Any) -> Any:
+    """``value`` (a run summary) with every float rounded like the files' numbers."""
+    if isinstance(value, float):
+        return float(round_number([value])[0]) if np.isfinite(value) else value
+    if isinstance(value, Mapping):
+        return {k: _rounded_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded_json(v) for v in value]
+    return value
+
+
 # -- the files ---------------------------------------------------------------------------------
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by ``tmp``: two renames; a crash between leaves ``tmp``/``old`` that the
@@ -419,6 +606,9 @@ def _render_coverage(cov: pd.DataFrame) -> pd.DataFrame:
     out["meter_external_id"] = out["meter_external_id"].astype(str)
     out["month"] = out["month"].astype(str)
     out["status"] = out["status"].astype(str)
+    for col in out.columns:  # shares rounded like every exported number (no float noise)
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = _float_text(out[col])
     return out.reset_index(drop=True)
 
 
@@ -433,6 +623,7 @@ def to_scaler_files(
     formats: Iterable[str] = ("csv", "xlsx"),
     default_timezone: str = "UTC",
     coverage: bool | pd.DataFrame = True,
+    report: bool = False,
     fault_hook: Any = None,
 ) -> dict[str, Path]:
     """Write Scaler-ready files for ``tables`` into ``out_dir`` (replaced as a whole).
@@ -462,6 +653,9 @@ def to_scaler_files(
         Also write ``coverage.csv``: per meter and local month its status and counts
         (:func:`scaler_workbench.coverage.month_coverage`, computed here with the default
         thresholds, or given as its result, as the sync does with the profile's).
+    report : bool
+        Also write ``report.html``, the run's HTML report (:mod:`scaler_workbench.report`:
+        summary, findings by rule, coverage heatmap, reconciliation, quarantine).
 
     Returns
     -------
@@ -481,12 +675,13 @@ def to_scaler_files(
             f"unknown export format(s) {sorted(unknown)}", hint="Use csv and/or xlsx."
         )
     sheets: dict[str, pd.DataFrame] = {}
-    numeric: dict[str, set[str]] = {}
+    kinds: dict[str, dict[str, str]] = {}
+    money: dict[str, dict[str, np.ndarray]] = {}
     for name, table in TABLES.items():
         sheets[name] = _render(getattr(tables, name), table, tables, default_timezone)
-        numeric[name] = {
-            c.export_name for c in table.columns if c.export_name and c.kind in ("float", "int")
-        }
+        kinds[name] = {c.export_name: c.kind for c in table.columns if c.export_name}
+        if "currency" in sheets[name].columns and "cost" in sheets[name].columns:
+            money[name] = {"cost": currency_decimals(sheets[name]["currency"])}
     sheets["deactivated"] = _render_deactivated(deactivated)
     sheets["quarantine"] = _render_quarantine(
         tables.quarantine if quarantine is None else quarantine
@@ -519,12 +714,26 @@ def to_scaler_files(
                 for k, v in sheets.items()
                 if k not in ("quarantine", "coverage", "reconciliation")
             }
-            _write_xlsx(upload, tmp / "scaler.xlsx", numeric)
+            _write_xlsx(upload, tmp / "scaler.xlsx", kinds, money)
             written.append("scaler.xlsx")
         if summary is not None:
-            text = json.dumps(summary, indent=2, sort_keys=True, default=str, allow_nan=False)
+            text = json.dumps(
+                _rounded_json(summary), indent=2, sort_keys=True, default=str, allow_nan=False
+            )
             (tmp / "run_summary.json").write_text(redact(text) + "\n", encoding="utf-8")
             written.append("run_summary.json")
+        if report:
+            from scaler_workbench.report import REPORT_FILE, write_report
+
+            write_report(
+                tmp / REPORT_FILE,
+                tables=tables,
+                quarantine=sheets["quarantine"],
+                reconciliation=sheets.get("reconciliation"),
+                summary=None if summary is None else _rounded_json(summary),
+                timezone=default_timezone,
+            )
+            written.append(REPORT_FILE)
         _swap_into_place(tmp, out)
     except (OSError, ValueError) as exc:
         raise ExportError(

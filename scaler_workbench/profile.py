@@ -23,6 +23,7 @@ Sections
 ``[reconcile.X]``     sync/export: provider-reported totals to compare exported totals with
 ``[extensions.X]``    provider modules' own options (e.g. ``[extensions.ecostruxure]``)
 ``[variables]``       per-customer values used as ``{name}`` (see :mod:`scaler_workbench._variables`)
+``[notify]``          notify: webhook for partial/failed runs (``url_env``, ``on``, ``timeout``)
 
 Every key of every section is checked when the profile is read (unknown keys and enumerated
 values, with "did you mean": :mod:`scaler_workbench._profile_schema`), before any request.
@@ -76,6 +77,7 @@ KNOWN_SECTIONS = (
     "reconcile",
     "extensions",
     "variables",
+    "notify",
 )
 
 #: What a record's missing (null) value may be (``[validation] missing_values``; first = default):
@@ -553,6 +555,14 @@ def _refuse_literal_auth_options(auth: Any) -> None:
 def _refuse_literal_secrets(node: Any, path: str) -> None:
     if path == "" and isinstance(node, dict):
         _refuse_literal_auth_options(node.get("auth"))
+        notify = node.get("notify")
+        for k in ("url", "webhook", "webhook_url"):
+            if isinstance(notify, dict) and k in notify:
+                raise ProfileError(
+                    f"profile key 'notify.{k}' holds the webhook URL, a secret",
+                    key=f"notify.{k}",
+                    hint='Put the URL in an environment variable and write url_env = "VAR_NAME".',
+                )
         client = node.get("client")
         if isinstance(client, dict):
             _refuse_credential_names(client.get("headers"), "client.headers", "headers_env")

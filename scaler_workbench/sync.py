@@ -70,6 +70,7 @@ from scaler_workbench.exceptions import (
     WorkbenchError,
 )
 from scaler_workbench.export import format_datetimes, to_scaler_files
+from scaler_workbench.notify import notify_on_failure, notify_run, read_notify
 from scaler_workbench.pipeline import run_pipeline
 from scaler_workbench.profile import Profile
 from scaler_workbench.reconciliation import (
@@ -80,6 +81,7 @@ from scaler_workbench.reconciliation import (
 )
 from scaler_workbench.schema import QUARANTINE, Tables, coerce_frame, empty_frame
 from scaler_workbench.store import StateStore
+from scaler_workbench.units import readings_in_meter_units
 from scaler_workbench.validation import validate_tables
 
 __all__ = [
@@ -982,6 +984,8 @@ def export_from_state(
         usage=store.read_table("usage"),
         readings=store.read_table("readings"),
     )
+    # registers are exported in their meter's own unit (an m³ gas register stays in m³)
+    tables.readings = readings_in_meter_units(tables.readings, tables.meters, profile)
     gone = {(k, i) for k, i in zip(inactive["kind"], inactive["entity_id"], strict=True)}
     if gone:
         tables.assets = tables.assets[
@@ -1065,6 +1069,7 @@ def export_from_state(
             formats=formats,
             default_timezone=profile.timezone,
             coverage=cov,
+            report=True,
             fault_hook=fault_hook,
         )
     return files, checks
@@ -1230,7 +1235,9 @@ def run_sync(
     """
     if from_file is not None:
         profile = source_file_profile(profile, from_file)
+    notify = read_notify(profile)  # a bad [notify] is a profile error before anything runs
     with (
+        notify_on_failure(profile, notify),
         sync_lock(state_path(profile, out), provider=profile.name),
         builtin_sandbox(profile, seed=sandbox_seed),
     ):
@@ -1248,6 +1255,8 @@ def run_sync(
             validate=validate or _default_validate,
             progress=progress or (lambda stage: None),
         )
+    if not dry_run:
+        notify_run(profile, status=result.status, result=result, config=notify)
     if result.status == "quota_exhausted":
         cause = result.error
         left = result.summary.get("remaining", {})

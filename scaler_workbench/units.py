@@ -70,6 +70,7 @@ __all__ = [
     "heating_value",
     "normalise_tables",
     "pint_calls",
+    "readings_in_meter_units",
     "resolve_unit",
     "suggest_units",
 ]
@@ -999,6 +1000,85 @@ def normalise_tables(tables: Tables, profile: Any) -> Tables:
         if any(len(p) for p in q_parts)
         else tables.quarantine
     )
+    return out
+
+
+#: How a resolved unit expression is written in the export when it differs from its symbol.
+_EXPORT_SYMBOLS = {"m3": "m³"}
+
+
+def readings_in_meter_units(
+    readings: pd.DataFrame, meters: pd.DataFrame, profile: Any
+) -> pd.DataFrame:
+    """Register readings back in each meter's own unit, for the export.
+
+    The units stage converts readings into the meter type's canonical unit, so the register
+    differences become consumption ([kWh], [m³], [kg]); but a register is read in its own unit:
+    a gas meter counting [m³] must be exported in [m³], not as a heating-value product in [kWh].
+    Each (meter, unit label) group's value is divided by the factor the units stage applied
+    (same aliases, same heating value) and ``unit`` becomes the resolved unit (``m³``, ``kWh``,
+    ``US_therm``, ...). Rows whose label cannot be resolved keep the canonical unit.
+
+    Parameters
+    ----------
+    readings : pandas.DataFrame
+        Canonical readings (``meter_id``, ``value`` [canonical unit], ``unit``, ``raw_unit``).
+    meters : pandas.DataFrame
+        The meters table (``meter_id``, ``meter_type``, optional ``meter_subtype``,
+        ``raw_unit``).
+    profile : Profile or None
+        ``[units.aliases]`` and ``[units.heating_value]``, as for :func:`normalise_tables`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of ``readings`` with ``value`` [meter unit] and ``unit`` (the meter's unit).
+
+    Raises
+    ------
+    ProfileError
+        If ``[units.heating_value]`` is malformed.
+    """
+    if not len(readings) or "raw_unit" not in readings.columns or not len(meters):
+        return readings
+    norm = UnitNormaliser(profile, meters)
+    info = norm.meters.drop_duplicates("meter_id").set_index("meter_id")
+    out = readings.copy()
+    value = out["value"].to_numpy(dtype=np.float64, na_value=np.nan).copy()
+    unit = out["unit"].astype(object).to_numpy().copy()
+    meter_ids = out["meter_id"].astype(str)
+    labels = out["raw_unit"].astype(object).where(out["raw_unit"].notna(), None)
+    keys = pd.DataFrame({"m": meter_ids, "u": labels.astype(str)})
+    cache: dict[tuple[str, str, str | None], tuple[str, float] | None] = {}
+    for (meter_id, _), idx in keys.groupby(["m", "u"], sort=False).indices.items():
+        label = labels.iloc[idx[0]]
+        if label is None or meter_id not in info.index:
+            continue
+        row = info.loc[meter_id]
+        mtype = row["meter_type"]
+        if not isinstance(mtype, str) or mtype not in CANONICAL_UNITS:
+            continue
+        sub = row["meter_subtype"] if "meter_subtype" in info.columns else None
+        sub = sub if isinstance(sub, str) else None
+        heat = norm._hv_by_subtype.get(sub, norm._hv) if sub else norm._hv
+        ck = (str(label), mtype, sub)
+        if ck not in cache:
+            try:
+                expr = resolve_unit(label, norm._aliases, meter=str(meter_id))
+                factor, _ = _group_factor(
+                    expr, CANONICAL_UNITS[mtype], heat, label=str(label), meter=str(meter_id)
+                )
+                cache[ck] = (expr, factor)
+            except UnitError:
+                cache[ck] = None  # such rows were quarantined by the units stage: kept as is
+        found = cache[ck]
+        if found is None:
+            continue
+        expr, factor = found
+        value[idx] = value[idx] / factor
+        unit[idx] = _EXPORT_SYMBOLS.get(expr, expr)
+    out["value"] = value
+    out["unit"] = pd.Series(unit, index=out.index, dtype="string")
     return out
 
 

@@ -31,6 +31,7 @@ class Request:
     headers: dict[str, str]
     base: str  # scheme://host:port of the fake, for absolute links
     form: dict[str, str] = field(default_factory=dict)  # a POST's urlencoded body
+    body: bytes = b""  # a POST's raw body (a JSON payload, say)
 
 
 @dataclass
@@ -61,10 +62,15 @@ class FakeServer:
         class H(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                form = self.rfile.read(length).decode("utf-8", "replace")
-                self.do_GET(method="POST", form=dict(parse_qsl(form, keep_blank_values=True)))
+                raw = self.rfile.read(length)
+                form = raw.decode("utf-8", "replace")
+                self.do_GET(
+                    method="POST", form=dict(parse_qsl(form, keep_blank_values=True)), body=raw
+                )
 
-            def do_GET(self, method: str = "GET", form: dict[str, str] | None = None) -> None:
+            def do_GET(
+                self, method: str = "GET", form: dict[str, str] | None = None, body: bytes = b""
+            ) -> None:
                 parts = urlsplit(self.path)
                 req = Request(
                     method,
@@ -73,6 +79,7 @@ class FakeServer:
                     dict(self.headers.items()),
                     outer.url,
                     form or {},
+                    body,
                 )
                 outer.requests.append(req)
                 try:

@@ -1,10 +1,11 @@
-"""Scaler files: field names, local dates, ISO offsets, exact floats, determinism, atomicity."""
+"""Scaler files: field names, local dates, ISO offsets, rounded floats, determinism, atomicity."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -92,8 +93,9 @@ def test_usage_csv_names_dates_offsets_and_exact_floats(tmp_path: Path) -> None:
         ["M1", "2024-04-05T09:00:00+01:00", "2024-04-05T10:00:00+01:00"],
         ["M2", "2024-02-01", "2024-03-01"],
     ]
-    assert [float(v) for v in usage["consumption"]] == [1 / 3, 0.1, 1e16, 2.0]
-    assert usage["consumption"].tolist()[0] == repr(1 / 3)
+    # rounded to the documented 12 significant digits (docs/cli.md), no float noise
+    assert [float(v) for v in usage["consumption"]] == [0.333333333333, 0.1, 1e16, 2.0]
+    assert usage["consumption"].tolist()[0] == "0.333333333333"
     assert usage["estimated"].tolist() == ["false", "true", "", "false"]
     readings = pd.read_csv(files["readings.csv"], dtype=str)
     assert readings["reading_date"].tolist() == ["2024-07-01T00:00:00+01:00"]
@@ -132,7 +134,8 @@ def test_xlsx_has_one_sheet_per_table_with_numbers(tmp_path: Path) -> None:
     ]
     rows = list(wb["usage"].iter_rows(values_only=True))
     assert rows[0][:4] == ("meter_external_id", "start_date", "end_date", "consumption")
-    assert rows[1][3] == 1 / 3 and rows[1][1] == "2024-01-01"
+    # numbers rounded to 12 significant digits; a local-date period is a date cell
+    assert rows[1][3] == 0.333333333333 and rows[1][1] == datetime(2024, 1, 1)
 
 
 def test_replaces_the_folder_and_refuses_unknown_formats(tmp_path: Path) -> None:

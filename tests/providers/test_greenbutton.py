@@ -809,6 +809,11 @@ def _shipped(*, zone: bool = True) -> Profile:
     return Profile.from_dict(data, path=prof.path)
 
 
+def _cents(value: Any) -> float:
+    """A monthly cost as exported: the exact total rounded half-even to the cent."""
+    return float(round(Fraction(value), 2))
+
+
 def _exported_months(export: Any) -> tuple[dict[tuple[str, str], float], ...]:
     usage = pd.read_csv(export / "usage.csv", dtype=str, keep_default_na=False)
     kwh: dict[tuple[str, str], float] = defaultdict(float)
@@ -839,7 +844,8 @@ def test_greenbutton_fixture_monthly_totals_through_a_file_sync(name: str, tmp_p
         assert kwh[key] == pytest.approx(float(value), rel=1e-9), key
     assert set(cost) == set(want["cost"])
     for key, value in want["cost"].items():
-        assert cost[key] == pytest.approx(float(value), rel=1e-9), key
+        # exported money is rounded to the currency's minor unit (USD: cents), docs/cli.md
+        assert cost[key] == pytest.approx(_cents(value), abs=1e-9), key
     assets = pd.read_csv(export / "assets.csv", dtype=str)
     assert set(assets["timezone"]) == {zone}
     # what the walk leaves out is quarantined, one row per reading, never summed
@@ -1104,7 +1110,7 @@ def test_greenbutton_batch_fixture_syncs_over_loopback(
     assert set(kwh) == set(want["kwh"]) == set(cost) == {("1", "2024-02"), ("1", "2024-03")}
     for k, v in want["kwh"].items():
         assert kwh[k] == pytest.approx(float(v), rel=1e-9)
-        assert cost[k] == pytest.approx(float(want["cost"][k]), rel=1e-9)
+        assert cost[k] == pytest.approx(_cents(want["cost"][k]), abs=1e-9)
     usage = pd.read_csv(out / "export" / "usage.csv", dtype=str)
     assert set(usage["currency"]) == {"USD"}
 
