@@ -415,7 +415,7 @@ def _default_out(profile: Any) -> Path:
     return Path("out") / profile.name
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, *, check_values: bool = True) -> Any:
     from scaler_workbench.profile import read_profile
 
     path = Path(args.profile)
@@ -429,7 +429,10 @@ def _load(args: argparse.Namespace) -> Any:
             else "Give a profile TOML file, e.g. mappings/sandbox/profile.toml.",
         )
     return read_profile(
-        args.profile, environment=args.environment, variables=_variables(args.variables)
+        args.profile,
+        environment=args.environment,
+        variables=_variables(getattr(args, "variables", None) or []),
+        check_values=check_values,
     )
 
 
@@ -887,7 +890,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     from scaler_workbench.mapping import check_mapping, read_mapping_workbook
 
-    profile = _load(args)
+    # enumerated values are reported below by sheet and cell, not refused at load
+    profile = _load(args, check_values=False)
     units = profile.section("units") or {}
     resources = list(profile.resources)
 

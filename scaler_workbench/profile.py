@@ -413,6 +413,7 @@ def read_profile(
     *,
     environment: str | None = None,
     variables: dict[str, Any] | None = None,
+    check_values: bool = True,
 ) -> Profile:
     """Read and validate a provider profile from a TOML file.
 
@@ -424,6 +425,9 @@ def read_profile(
         Override the profile's default environment.
     variables : dict, optional
         Override ``[variables]`` (the CLI's ``--var NAME=VALUE``).
+    check_values : bool
+        Check enumerated values at load (default); ``scaler-workbench check`` turns it off to
+        report them by workbook cell instead (:meth:`Profile.from_dict`).
 
     Returns
     -------
@@ -450,7 +454,9 @@ def read_profile(
         raise ProfileError(
             f"{p} is not valid TOML: {exc}", key="", hint="Fix the TOML syntax at the line shown."
         ) from exc
-    profile = Profile.from_dict(data, path=p.resolve(), variables=variables)
+    profile = Profile.from_dict(
+        data, path=p.resolve(), variables=variables, check_values=check_values
+    )
     if environment:
         profile = profile.with_environment(environment)
     return profile

@@ -474,12 +474,19 @@ def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
         error = str(first.get("error", ""))
         kind, _, cause = error.partition(":")
         found = getattr(exceptions, kind.strip(), None)
-        # a refusal keeps its class (exit 3); anything else on every page (errors after the
-        # retries, HTML or unparseable bodies) means the provider is unavailable (exit 5)
+        # a refusal keeps its class (exit 3), a path the provider does not know too (404: exit
+        # 2); anything else on every page (errors after the retries, HTML or unparseable
+        # bodies) means the provider is unavailable (exit 5)
         cls: type[ConnectorError] = (
             found
             if isinstance(found, type)
-            and issubclass(found, AuthError | TransportError | ProviderUnavailableError)
+            and issubclass(
+                found,
+                AuthError
+                | TransportError
+                | ProviderUnavailableError
+                | exceptions.ResourceNotFoundError,
+            )
             else ProviderUnavailableError
         )
         what = (
