@@ -617,20 +617,25 @@ def interval_completeness(
     valid = meter.notna().to_numpy() & start_utc.notna().to_numpy() & end_utc.notna().to_numpy()
     valid &= e > s
     rows = np.flatnonzero(valid)
+    every = rows.size == len(usage)  # the usual case: no row to drop, no copy to take
+
+    def kept(a: np.ndarray) -> np.ndarray:
+        return a if every else a[rows]
+
     null = (
-        pd.to_numeric(usage["consumption"], errors="coerce").isna().to_numpy()[rows]
+        kept(pd.to_numeric(usage["consumption"], errors="coerce").isna().to_numpy())
         if "consumption" in usage.columns
         else np.zeros(rows.size, dtype=bool)
     )
     if isinstance(meter.dtype, pd.CategoricalDtype):  # the usage stage's ids: factorize codes
-        codes, first_codes = pd.factorize(np.asarray(meter.cat.codes)[rows], sort=False)
+        codes, first_codes = pd.factorize(kept(np.asarray(meter.cat.codes)), sort=False)
         meter_names = pd.Index(meter.cat.categories.astype(str)[first_codes])
     else:
-        codes, meter_names = pd.factorize(meter.astype("string").to_numpy()[rows], sort=False)
-    s, e = s[rows], e[rows]
+        codes, meter_names = pd.factorize(kept(meter.astype("string").to_numpy()), sort=False)
+    s, e = kept(s), kept(e)
     pos = rows  # each row's position in usage, kept alongside through sort and dedup
     estimated = (
-        usage["estimated"].astype("boolean").fillna(False).to_numpy(dtype=bool)[rows]
+        kept(usage["estimated"].astype("boolean").fillna(False).to_numpy(dtype=bool))
         if "estimated" in usage.columns
         else np.zeros(rows.size, dtype=bool)
     )
@@ -666,7 +671,6 @@ def interval_completeness(
         codes, s, e, estimated, null = (a[take] for a in (codes, s, e, estimated, null))
     if codes.size == 0:
         return IntervalCompleteness(_empty_months(), _empty_holes())
-    zones = meter_zone[codes]
     length_ns = length_s[codes] * _NS
 
     local_start = _local_by_meter_zone(s, codes, meter_zone)
@@ -698,7 +702,7 @@ def interval_completeness(
     first_local = np.full(g0.size, np.datetime64("NaT"), dtype="datetime64[ns]")
     last_local = first_local.copy()
     first_local[some] = local_start[first_row[some]].astype("datetime64[ns]")
-    last_local[some] = _local_of_utc(e[last_row[some]], zones[last_row[some]]).astype(
+    last_local[some] = _local_of_utc(e[last_row[some]], meter_zone[codes[last_row[some]]]).astype(
         "datetime64[ns]"
     )
     found = pd.DataFrame(
@@ -735,7 +739,7 @@ def interval_completeness(
     utc_len = _utc_of_local(m_end, g_zone) - _utc_of_local(m_start, g_zone)
     g_len_s = length_s[g_code]
 
-    holes = _interior_holes(codes, s, e, zones, length_ns)
+    holes = _interior_holes(codes, s, e, meter_zone, length_ns)
     if len(holes):  # per (meter, month): holes come sorted by meter and time
         hk = holes["code"].to_numpy(np.int64) * 1_000_000 + (
             holes["month_code"].to_numpy(np.int64) - month.min()
@@ -804,16 +808,21 @@ def interval_completeness(
 
 
 def _interior_holes(
-    codes: np.ndarray, s: np.ndarray, e: np.ndarray, zones: np.ndarray, length_ns: np.ndarray
+    codes: np.ndarray,
+    s: np.ndarray,
+    e: np.ndarray,
+    meter_zone: np.ndarray,
+    length_ns: np.ndarray,
 ) -> pd.DataFrame:
-    """Gaps between consecutive intervals of a meter, split by local day (rows sorted)."""
-    same = codes[1:] == codes[:-1]
-    gap = same & (s[1:] - e[:-1] >= length_ns[1:])
-    at = np.flatnonzero(gap)
+    """Gaps between consecutive intervals of a meter, split by local day (rows sorted; the
+    zone of each meter code in ``meter_zone``)."""
+    at = np.flatnonzero(s[1:] > e[:-1])  # candidates: few rows start after their predecessor
+    at = at[(codes[at + 1] == codes[at]) & (s[at + 1] - e[at] >= length_ns[at + 1])]
     if at.size == 0:
         return pd.DataFrame()
     g_lo, g_hi = e[at], s[at + 1]
-    g_zone, g_code, g_len = zones[at + 1], codes[at + 1], length_ns[at + 1]
+    g_code, g_len = codes[at + 1], length_ns[at + 1]
+    g_zone = meter_zone[g_code]
     d_lo = _local_of_utc(g_lo, g_zone) // _DAY_NS
     d_hi = _local_of_utc(g_hi - 1, g_zone) // _DAY_NS
     n_days = d_hi - d_lo + 1

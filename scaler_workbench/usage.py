@@ -448,16 +448,16 @@ def _calendarize_chunked(
         else:
             counts += np.bincount(key, minlength=space)
         for c, v in values.items():
+            # one sequential sum per key in row order, carried across chunks (``np.add.at``
+            # adds row after row into the running sums): the same float as the general path's
+            # ``np.bincount``, whatever the chunking (issue 13 item 9)
             vc = v[a:b]
             nan = np.isnan(vc)
             if nan.any():
-                sums[c] += np.bincount(key, weights=np.where(nan, 0.0, vc), minlength=space)
+                np.add.at(sums[c], key, np.where(nan, 0.0, vc))
                 nans[c] += np.bincount(key[nan], minlength=space)
-            elif runs is not None:
-                w = vc if kc is None else np.where(kc, vc, 0.0)
-                sums[c][runs[2]] += np.add.reduceat(w, runs[0])
             else:
-                sums[c] += np.bincount(key, weights=vc, minlength=space)
+                np.add.at(sums[c], key, vc)
         if est_col is not None:
             ep = est_col.iloc[a:b].to_numpy(dtype=np.float64, na_value=np.nan)
             known += np.bincount(key, weights=~np.isnan(ep), minlength=space)
