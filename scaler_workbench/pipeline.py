@@ -226,6 +226,13 @@ def _run_streamed(
         return None
     t = clock()
     q_units.append(normaliser.meters_quarantine())
+    # build_tables gives a source's "no data" counts after its other rows: chunk by chunk they
+    # would interleave, so they are moved behind the chunks' other rows (a stable partition)
+    q_transform = [q for q in q_transform if len(q)]
+    if q_transform:
+        joined = pd.concat(q_transform, ignore_index=True)
+        later = (joined["rule"] == "no_data").to_numpy()
+        q_transform = [joined[~later], joined[later]]
     quarantine = [q for q in (entities.quarantine, *q_transform, *q_units, *q_usage) if len(q)]
     usage = stack_frames([p for p in parts if len(p)])
     out = Tables(
