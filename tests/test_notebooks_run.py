@@ -147,7 +147,7 @@ def test_03_normalise_usage() -> None:
 def test_04_validate() -> None:
     f = _facts("04_validate")
     assert f["report_exists"] and f["accepted_or_held"]
-    assert f["strict_rules"] == ["low_coverage"]
+    assert f["strict_rules"] == ["missing_intervals"]
     assert f["released"] == f["held"] > 0
 
 
