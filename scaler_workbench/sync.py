@@ -433,12 +433,13 @@ def _is_complete(report: Any, *, ignore_stop: bool = False) -> tuple[bool, str]:
 
 def _only_duplicates(report: Any) -> bool:
     """A report whose only flaw is records that came twice (none missing, none failed)."""
+    d = _report_dict(report)
     return bool(
-        report.duplicates
-        and not report.failed_pages
-        and not report.total_mismatches
-        and not report.stopped
-        and all("duplicate record" in str(i.get("why", "")) for i in report.incomplete)
+        d.get("duplicates")
+        and not (d.get("failed_pages") or d.get("failures"))
+        and not d.get("total_mismatches")
+        and not d.get("stopped")
+        and all("duplicate record" in str(i.get("why", "")) for i in d.get("incomplete") or [])
     )
 
 
@@ -1727,12 +1728,17 @@ def _process_phase(
         profile, results, fetched.sequences, quota=quota is not None, meter_asset=meter_asset
     )
     entity_res = _entity_resources(profile)
-    # an entity list that is short, repeats a record or lost a page changes nothing in the
-    # registry (no upsert, no deactivation, no release of its quarantine rows)
+    # an entity list that is short or lost a page changes nothing in the registry (no upsert,
+    # no deactivation, no release of its quarantine rows); one that only repeats a record holds
+    # no data (transform kept one, quarantined the others as duplicate_id) but still refuses
+    # deactivation (entity_bad below)
     entity_ok = all(
         n not in results
         or (
-            _is_complete(getattr(results[n], "report", None))[0]
+            (
+                _is_complete(getattr(results[n], "report", None))[0]
+                or _only_duplicates(getattr(results[n], "report", None))
+            )
             and not seqmap.get(n, {}).get("failed")
         )
         for n in entity_res

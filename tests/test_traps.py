@@ -8,15 +8,14 @@ trap mode: the meters' ``installed_on`` / ``removed_on`` mapped to ``active_from
 :meth:`Sandbox.trap_facts`, which ``tests/test_sandbox_traps.py`` checks against what the
 sandbox serves.
 
-Exit codes: on this branch the run's exit code is 1 for every trap run because the sandbox's
-``null_night`` values are quarantined as ``unmappable`` errors (issue 13 item 7's missing-value
-policy is another branch) and the ready gate (coverage statuses below) is not yet the exit code
-(item 5, the sync branch). The gate's inputs are asserted per trap: after both branches land,
-the expected final exit codes are noted in each test.
+Exit codes: the gate is the exit code (item 5); this trapped run is not ready (exit 1) for the
+stale meter (``meter_without_data``, missing months), the missing day's partial month and the
+duplicate meter id's ``duplicate_id`` error. Each test notes what its trap alone would do.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,10 +150,11 @@ def test_mid_month_start_exports_from_the_installation_day(run: Run) -> None:
     assert earlier.empty
     stored = run.meters.set_index("meter_id")
     assert stored.loc[f["meter_id"], "active_from"] == f["installed_on"]
-    # the same month without the active period is partial: 10 of 29 days
+    # without the active period the history starts at the first data (lead decision 1): the
+    # part of the first month before it is not expected, so the month is just as 'actual'
     usage = run.stored[run.stored["meter_id"] == f["meter_id"]]
     bare = month_coverage(usage, timezone="Europe/London")
-    assert bare.loc[bare["month"] == month, "status"].item() == "partial"
+    assert bare.loc[bare["month"] == month, "status"].item() == "actual"
     assert run.findings("mid_month_start", "missing_day").empty  # an edge is not a hole
     # final (gate = exit code, nulls as no data): exit 0 for this trap alone with active_from
 
@@ -212,31 +212,41 @@ def test_three_hour_hole_names_its_local_times(run: Run) -> None:
     row = run.cov("hole_3h", month)
     _assert_counts(row, _month(f, month))
     assert row["intervals"] == row["expected_intervals"] - 6
-    assert row["status"] == "partial" and row["days_with_data"] == row["days_in_month"]
+    # the shipped sandbox profile accepts a month with >= 97 % of its intervals (lead decision
+    # 2): the hole stays a finding, the month is 'actual'; under the default min_share = 1.0
+    # the same month is partial
+    assert row["status"] == "actual" and row["days_with_data"] == row["days_in_month"]
+    usage = run.stored[run.stored["meter_id"] == f["meter_id"]]
+    strict = month_coverage(usage, timezone="Europe/London", min_share=1.0)
+    assert strict.loc[strict["month"] == month, "status"].item() == "partial"
     rows = run.rows("hole_3h")
     mine = rows[rows["start_date"].str[:7] == month].iloc[0]
     assert (mine["start_date"], mine["end_date"]) == (_month_start(month), _next_month(month))
-    # final: exit 1 (partial under the default min_share = 1.0; a profile may relax it)
+    # final: exit 1 under the default min_share = 1.0; not partial under the sandbox profile
 
 
 def test_null_night_values_are_no_data(run: Run) -> None:
     f = run.facts["null_night"]
     m = f["months"][0]
     row = run.cov("null_night", m["month"])
-    # on this branch transform quarantines each null as `unmappable` (error), so the nights
-    # arrive as holes; after item 7 (missing_values = "no_data") they arrive as nulls and
-    # null_intervals == m["null_intervals"], with no error rows
+    # missing_values = "no_data" (the default, item 7): the nights arrive as nulls, counted as
+    # delivered (count_nulls, lead decision 4): the month is 'actual', with no error rows
     assert row["intervals"] == m["intervals"] - m["null_intervals"]
+    assert row["null_intervals"] == m["null_intervals"]
     assert row["first_local"] == m["first_local"] and row["last_local"] == m["last_local"]
-    assert row["status"] == "partial"
-    unmappable = run.findings("null_night", "unmappable")
-    assert len(unmappable) == sum(x["null_intervals"] for x in f["months"])
+    assert row["status"] == "actual" and row["coverage"] == 1.0
+    assert run.findings("null_night", "unmappable").empty
+    no_data = run.findings("null_night", "no_data")
+    assert set(no_data["severity"]) == {"warning"}
+    assert no_data["record_key"].is_unique  # one row per meter and local day
+    values = no_data["record"].map(lambda r: json.loads(r)["values"])
+    assert values.sum() == sum(x["null_intervals"] for x in f["months"])
     truth = {g["month"]: g["consumption"] for g in f["ground_truth"]}
     rows = run.rows("null_night")
     assert dict(zip(rows["start_date"].str[:7], rows["consumption"], strict=True)) == (
         pytest.approx(truth, rel=1e-12)
     )
-    # final: exit 0 with missing_values = "no_data" and count_nulls; 1 on this branch
+    # this trap alone does not block the gate
 
 
 def test_duplicate_meter_id_is_exported_once(run: Run) -> None:
@@ -247,7 +257,14 @@ def test_duplicate_meter_id_is_exported_once(run: Run) -> None:
         row = run.cov("duplicate_meter_id", m["month"])
         _assert_counts(row, m)
         assert row["status"] == "actual"
-    # the duplicate_id finding naming both records is item 6 (another branch); final exit 1
+    # the second record is quarantined (duplicate_id, an error naming both records): exit 1;
+    # the list still holds its data (lead decision 3), deactivation is refused
+    q = run.quarantine
+    dup = q[(q["table"] == "meters") & (q["rule"] == "duplicate_id")].reset_index(drop=True)
+    assert dup["record_key"].tolist() == [f"{f['meter_id']}#2"]
+    assert dup.loc[0, "severity"] == "error" and "record 8" in dup.loc[0, "reason"]
+    assert "record 9" in dup.loc[0, "reason"]
+    assert run.result.summary["deactivation"]["meter"]["deactivated"] == []
 
 
 def test_stale_meter_has_every_month_missing(run: Run) -> None:
@@ -280,7 +297,7 @@ def test_bimonthly_bill_not_yet_billed_and_honest_spans(run: Run) -> None:
         "2024-03-15",
     )
     assert c["status"].to_dict() == {
-        "2024-01": "partial",  # data from the 15th, no active_from: honest, not full
+        "2024-01": "actual",  # history starts at the first bill (the 15th): its honest span
         "2024-02": "actual",
         "2024-03": "not_yet_billed",  # billed to the 14th; the next bill is not due
     }
