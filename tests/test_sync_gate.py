@@ -46,7 +46,7 @@ def test_a_meter_without_data_makes_the_run_not_ready_and_exit_1(
     code = cli.main([*args, "--until", "2024-04-01"])
     assert code == 1
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("  ready to export: no (") and "meter_without_data" in last
+    assert last.startswith("not ready: ") and "meter_without_data" in last
     assert stale in last
     summary = json.loads((tmp_path / "export" / "run_summary.json").read_text())
     assert summary["status"] == "partial" and summary["meters_without_data"] == [stale]
@@ -66,7 +66,7 @@ def test_a_ready_run_exits_0_and_says_so_last(
     small_sandbox()
     args = ["sync", str(SANDBOX_PROFILE), "--out", str(tmp_path), "--until", "2024-04-01"]
     assert cli.main([*args, "--formats", "csv"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "  ready to export: yes"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "ready: yes"
 
 
 def test_a_restated_bill_resolved_by_policy_is_reported_but_does_not_block(
