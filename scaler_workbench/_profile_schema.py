@@ -202,6 +202,8 @@ _SOURCE_TABLE = _keys(
     "derive_from",
     "policy",
     "revision",
+    "role",  # issue 15 item 1: consumption | redelivery | production
+    "split_sign",  # issue 15 item 15: signed net value -> consumption / redelivery
     fields=_FIELDS,
 )
 _POLICY = _keys("duplicates", "prefer_actual", "overlaps", "overlap_tolerance_days", "report_gaps")
@@ -303,6 +305,8 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "mapping.policy.overlaps": ("flag", "quarantine", "later_wins"),
     "mapping.usage.*.policy.duplicates": ("latest", "first", "error"),
     "mapping.usage.*.policy.overlaps": ("flag", "quarantine", "later_wins"),
+    "mapping.usage.*.role": ("consumption", "redelivery", "production"),
+    "mapping.usage.*.split_sign": (True, False),
 }
 _CASELESS = frozenset(
     {

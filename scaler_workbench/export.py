@@ -233,6 +233,37 @@ def _string_text(s: pd.Series) -> np.ndarray:
     return text
 
 
+def _metadata_with_direction(meters: pd.DataFrame) -> list[Any]:
+    """Meters' ``metadata`` JSON text with ``"direction"`` added where the meter has one.
+
+    Scaler's meter format has no direction field; its metadata ("any extra attributes, stored
+    as-is") carries it. A metadata object gains the key (unless it has one); empty metadata
+    becomes ``{"direction": ...}``; text that is not a JSON object is kept under ``"metadata"``.
+    """
+    meta = meters["metadata"] if "metadata" in meters.columns else [None] * len(meters)
+    out: list[Any] = []
+    for m, d in zip(meta, meters["direction"], strict=True):
+        if d is None or pd.isna(d) or str(d) == "":
+            out.append(m)
+            continue
+        obj: dict[str, Any]
+        if m is None or (not isinstance(m, str) and pd.isna(m)) or str(m) == "":
+            obj = {}
+        else:
+            try:
+                parsed = json.loads(str(m))
+            except ValueError:
+                parsed = None
+            obj = (
+                dict(parsed)
+                if isinstance(parsed, dict)
+                else {"metadata": parsed if parsed is not None else str(m)}
+            )
+        obj.setdefault("direction", str(d))
+        out.append(json.dumps(obj, sort_keys=True))  # as transform writes metadata
+    return out
+
+
 def _render(
     frame: pd.DataFrame, table: Table, tables: Tables, default_timezone: str
 ) -> pd.DataFrame:
@@ -244,6 +275,8 @@ def _render(
         if table.name in ("usage", "readings")
         else None
     )
+    if table.name == "meters" and "direction" in frame.columns and frame["direction"].notna().any():
+        frame = frame.assign(metadata=_metadata_with_direction(frame))
     as_date = None
     if table.name == "usage" and tz is not None:
         as_date = _is_local_midnight(frame["start"], tz) & _is_local_midnight(frame["end"], tz)

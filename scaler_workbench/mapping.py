@@ -119,6 +119,9 @@ _SETTING_HELP: dict[str, str] = {
     "duration": "Length of each interval when records have no end, e.g. 1h or 30min.",
     "explode": "Path of a list inside each record: one row per list item.",
     "tz": "Time zone of naive timestamps (default: the site's).",
+    "role": "consumption | redelivery | production: which value of the meter the source gives.",
+    "split_sign": "TRUE: a signed net value's positive part is consumption, its negative part "
+    "redelivery (per interval).",
 }
 
 #: Column descriptions worded for the analyst where the schema's refer to code.
@@ -137,6 +140,7 @@ SETTING_CHOICES: dict[str, tuple[str, ...]] = {
     "to_consumption": ("none", "day", "month"),
     "end_inclusive": ("TRUE", "FALSE", "auto"),
     "nonexistent": ("quarantine", "shift_forward"),
+    "role": ("consumption", "redelivery", "production"),
 }
 _SETTING_SYNONYMS: dict[str, tuple[str, ...]] = {
     key: ("false", "", "reading", "period", "as-is")

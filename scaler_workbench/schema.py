@@ -211,6 +211,13 @@ METERS = Table(
             description="First local day (YYYY-MM-DD) the meter NO LONGER measures (removal, "
             "move-out); months from it on are not missing.",
         ),
+        Column(
+            "direction",
+            "string",
+            description="Which way the energy flows: import (drawn from the grid), export "
+            "(fed into it) or production (generated on site); Scaler's meter format has no "
+            "such field, so the export puts it in the meter's metadata JSON.",
+        ),
     ),
     key=("meter_id",),
     description="Measurement points.",

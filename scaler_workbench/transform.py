@@ -41,6 +41,7 @@ chunk by chunk (whole meters each), the chunked source of the streamed pipeline.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -90,6 +91,8 @@ __all__ = [
 log = get_logger(__name__)
 
 _EMPTY: dict[str, Any] = {}
+#: Where a usage source's value goes (``role``, docs/mapping.md "Value roles").
+VALUE_ROLES = ("consumption", "redelivery", "production")
 _OFFSET_RE = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$")
 _SOURCE_TABLE_OPTIONS = {
     "resource",
@@ -107,6 +110,8 @@ _SOURCE_TABLE_OPTIONS = {
     "key_separator",
     "unit",
     "derive_from",
+    "role",
+    "split_sign",
 }
 
 
@@ -1316,6 +1321,7 @@ def _series_frame(
         )
     sep = str(src.get("key_separator", ":"))
     fields = dict(src.get("fields", {}) or {})
+    role, split_sign = _value_role(src, fields, where) if table == "usage" else ("", False)
     pk = (primary_keys or {}).get(str(src.get("resource")))
     if "source_id" not in fields and pk and not src.get("explode"):
         records0 = raw.get(str(src.get("resource"))) or []
@@ -1551,7 +1557,79 @@ def _series_frame(
         q.append(_no_data_rows(table, name, value_col, out, mcodes, cats, no_data, time_col))
     if bad_any.any():
         out = out[~bad_any]
+    if role:
+        out = _route_value(out, role, split_sign=split_sign)
     return out, q
+
+
+def _value_role(src: Mapping[str, Any], fields: dict[str, Any], where: str) -> tuple[str, bool]:
+    """``(role, split_sign)`` of a usage source; ``fields`` gets its value under ``consumption``.
+
+    A source with ``role = "redelivery"`` may map its value as ``redelivery`` (or as
+    ``consumption``); it is read as the source's value and moved by :func:`_route_value`.
+    """
+    role = src.get("role", "consumption")
+    if role not in VALUE_ROLES:
+        close = difflib.get_close_matches(str(role), VALUE_ROLES, n=1)
+        raise MappingError(
+            f"{where}.role is {role!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f", not one of {list(VALUE_ROLES)}",
+            hint="role says which value of the meter the source's value is: consumption "
+            "(default), redelivery (exported to the grid) or production (generated on site).",
+        )
+    split = src.get("split_sign", False)
+    if not isinstance(split, bool):
+        raise MappingError(
+            f"{where}.split_sign is {split!r}, not true or false",
+            hint="split_sign = true sends a signed net value's positive part to consumption "
+            "and its negative part to redelivery.",
+        )
+    if split and (role != "consumption" or "redelivery" in fields):
+        raise MappingError(
+            f"{where}: split_sign writes consumption and redelivery itself; it cannot be "
+            + (
+                f"combined with role = {role!r}"
+                if role != "consumption"
+                else "given a mapped redelivery"
+            ),
+            hint="Remove role (or the redelivery field) from the source, or split_sign.",
+        )
+    if role != "consumption" and role in fields:
+        if "consumption" in fields:
+            raise MappingError(
+                f"{where}.fields maps both consumption and {role} for role = {role!r}",
+                column=role,
+                sheet="usage",
+                hint=f"Map the source's value once, as {role} (or as consumption).",
+            )
+        fields["consumption"] = fields.pop(role)
+    return str(role), split
+
+
+def _route_value(out: pd.DataFrame, role: str, *, split_sign: bool) -> pd.DataFrame:
+    """Move a usage source's value (mapped as ``consumption``) to the column its role names.
+
+    ``role`` redelivery / production: the value goes to that column and ``consumption`` becomes
+    0 (null where the value is null: delivered without data). ``split_sign``: per interval, the
+    positive part stays ``consumption`` and the negative part becomes ``redelivery`` as a
+    positive number (the other one 0). ``raw_value`` keeps the value as reported (signed).
+    """
+    if role == "consumption" and not split_sign:
+        return out
+    v = out["consumption"].to_numpy(dtype=np.float64, na_value=np.nan)
+    null = np.isnan(v)
+    zero = np.where(null, np.nan, 0.0)
+    cols: dict[str, Any] = {}
+    if "raw_value" not in out.columns:
+        cols["raw_value"] = v
+    if split_sign:
+        cols["consumption"] = np.where(v > 0, v, zero)
+        cols["redelivery"] = np.where(v < 0, -v, zero)
+    else:
+        cols[role] = v
+        cols["consumption"] = zero
+    return out.assign(**cols)
 
 
 def _no_data_rows(

@@ -1212,6 +1212,10 @@ def _normalise_frame(
         if c == cols[0]:
             if "raw_value" not in frame.columns or frame["raw_value"].isna().all():
                 new["raw_value"] = vals
+            else:  # rows of sources that set no raw_value (a role, a power of ten) take theirs
+                raw = frame["raw_value"].to_numpy(dtype=np.float64, na_value=np.nan)
+                if np.isnan(raw).any():
+                    new["raw_value"] = np.where(np.isnan(raw), vals, raw)
             if "factor" in frame.columns:  # an earlier factor (powers of ten): per row
                 f = _gather_chunked(factors, gcodes)
                 prev = frame["factor"].to_numpy(dtype=np.float64, na_value=np.nan)
