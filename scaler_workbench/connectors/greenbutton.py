@@ -59,7 +59,9 @@ such records come once per resource.
 Before the mapping, :meth:`GreenButtonConnector.prepare_raw` (:func:`prepare_greenbutton_raw`,
 called by ``run_pipeline``) routes readings by their ReadingType: interval deltas of delivered
 energy stay consumption; reverse flow (``flowDirection`` 19) becomes ``redelivery`` of the
-delivered reading of the same interval; cumulative ReadingTypes (``accumulationBehaviour`` 1,
+delivered reading of the same interval (``[extensions.greenbutton] reverse_flow = "fold"``, the
+default) or a meter of its own under ``raw["exports"]`` (``reverse_flow = "meter"``: id
+``<usage point>:export``, ``direction = "export"``); cumulative ReadingTypes (``accumulationBehaviour`` 1,
 2, 3, 9) go to ``raw["registers"]`` for ``[mapping.readings.*]``; anything else is quarantined
 with a reason, never summed. Before that it sets aside readings without a ReadingType
 (``greenbutton_no_reading_type``: unit and multiplier unknown), readings under a self href sent
@@ -833,7 +835,12 @@ def _entry_record(e: AtomEntry) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # provider rules before the mapping (run_pipeline calls GreenButtonConnector.prepare_raw)
 # ---------------------------------------------------------------------------------------------
-_EXTENSION_KEYS = ("registers",)
+_EXTENSION_KEYS = ("registers", "reverse_flow", "exports")
+#: ``[extensions.greenbutton] reverse_flow``: ``fold`` (default) pairs reverse flow into the
+#: delivered reading's ``redelivery``; ``meter`` keeps it as a meter of its own.
+REVERSE_FLOW_MODES = ("fold", "meter")
+#: Suffix of the export meter's id in ``reverse_flow = "meter"``: ``<usage point>:export``.
+EXPORT_SUFFIX = ":export"
 
 
 def _code(value: Any) -> int:
@@ -884,7 +891,11 @@ def prepare_greenbutton_raw(
       grid) on interval deltas: never consumption; its value becomes ``redelivery`` of the
       forward reading of the same usage point, start and duration, in that reading's
       ``powerOfTenMultiplier`` (so the mapping scales both alike). One without a forward
-      reading of the same interval and unit is quarantined (``greenbutton_reverse_unpaired``);
+      reading of the same interval and unit is quarantined (``greenbutton_reverse_unpaired``).
+      With ``[extensions.greenbutton] reverse_flow = "meter"`` reverse deltas are not paired:
+      they move to ``raw[exports]`` (``exports``, default ``"exports"``) as a meter of their
+      own, every routed record carrying ``meter_id`` (the usage point, ``<usage point>:export``
+      for reverse flow) and ``direction`` (``import`` / ``export``) for the mapping;
     * any other ``accumulationBehaviour`` (6 indicating, 12 instantaneous, ...) or
       ``flowDirection`` (4 net, 20 total, ...), and registers of reverse flow: quarantined
       (``greenbutton_accumulation`` / ``greenbutton_flow_direction``), never summed.
@@ -908,7 +919,8 @@ def prepare_greenbutton_raw(
     Raises
     ------
     ProfileError
-        ``[extensions.greenbutton]`` has an unknown key or a ``registers`` that is not a name.
+        ``[extensions.greenbutton]`` has an unknown key, a ``registers`` or ``exports`` that is
+        not a name, or a ``reverse_flow`` other than ``"fold"`` / ``"meter"``.
     """
     import pandas as pd
 
@@ -930,17 +942,25 @@ def prepare_greenbutton_raw(
             key="extensions.greenbutton.registers",
             hint='The raw key [mapping.readings.<source>] reads, e.g. registers = "registers".',
         )
+    mode, exp_key = _reverse_flow_options(opts)
     out: dict[str, list[dict[str, Any]]] = {
         k: list(getattr(v, "records", v)) for k, v in raw.items()
     }
     set_aside: list[tuple[dict[str, Any], str, str, str, str]] = []  # rec, table, rule, sev, why
     registers: list[dict[str, Any]] = []
+    exports: list[dict[str, Any]] = []
     zone = _profile_zone(profile)
     for name in _reading_resources(profile, out):
         screened = _screen_readings(name, out[name], zone, set_aside)
-        kept, regs = _route_readings(name, screened, set_aside)
-        out[name] = kept
+        kept, regs, rev = _route_readings(name, screened, set_aside, fold=mode == "fold")
+        out[name] = _with_direction(kept, "import") if mode == "meter" else kept
         registers.extend(regs)
+        exports.extend(rev)
+    if mode == "meter":
+        registers = _with_direction(registers, "import")
+        exports = _with_direction(exports, "export")
+        if exports or exp_key not in out:
+            out[exp_key] = [*out.get(exp_key, []), *exports]
     if registers or reg_key not in out:
         out[reg_key] = [*out.get(reg_key, []), *registers]
     if not set_aside:
@@ -965,6 +985,41 @@ def prepare_greenbutton_raw(
         )
     log.info("Green Button: %d reading(s) set aside by ReadingType rules", len(set_aside))
     return out, pd.concat(frames, ignore_index=True)
+
+
+def _reverse_flow_options(opts: Mapping[str, Any]) -> tuple[str, str]:
+    """``(reverse_flow mode, raw key of the export readings)`` from ``[extensions.greenbutton]``."""
+    from scaler_workbench._profile_schema import did_you_mean
+    from scaler_workbench.exceptions import ProfileError
+
+    mode = opts.get("reverse_flow", "fold")
+    if mode not in REVERSE_FLOW_MODES:
+        raise ProfileError(
+            f"extensions.greenbutton.reverse_flow = {mode!r} is not one of "
+            f"{', '.join(map(repr, REVERSE_FLOW_MODES))}{did_you_mean(str(mode), REVERSE_FLOW_MODES)}",
+            key="extensions.greenbutton.reverse_flow",
+            hint='"fold" (default): reverse flow becomes redelivery of the delivered meter; '
+            '"meter": a meter of its own (<usage point>:export, direction export) under '
+            "raw[exports] for a [mapping.usage.<source>] with role = 'redelivery'.",
+        )
+    key = opts.get("exports", "exports")
+    if not isinstance(key, str) or not key.strip():
+        raise ProfileError(
+            "extensions.greenbutton.exports must be a name",
+            key="extensions.greenbutton.exports",
+            hint='The raw key the export meter\'s source reads, e.g. exports = "exports".',
+        )
+    return str(mode), key
+
+
+def _with_direction(records: list[dict[str, Any]], direction: str) -> list[dict[str, Any]]:
+    """Copies of ``records`` with ``meter_id`` (the usage point; ``<usage point>:export`` for
+    exported energy) and ``direction`` (``import`` / ``export``), for ``reverse_flow = "meter"``."""
+    suffix = EXPORT_SUFFIX if direction == "export" else ""
+    return [
+        {**r, "meter_id": f"{r.get('usage_point_id')}{suffix}", "direction": direction}
+        for r in records
+    ]
 
 
 def _profile_zone(profile: Any) -> str | None:
@@ -1080,8 +1135,12 @@ def _route_readings(
     resource: str,
     records: list[dict[str, Any]],
     set_aside: list[tuple[dict[str, Any], str, str, str, str]],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(interval records to keep, register records) of one resource; the rest to set_aside."""
+    *,
+    fold: bool = True,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(interval records to keep, register records, reverse-flow records) of one resource; the
+    rest to set_aside. ``fold``: reverse flow is paired into the forward records' ``redelivery``
+    (none returned on its own); else every reverse interval delta is returned as it is."""
     # one pass over the records to read two codes (the connector already paid the XML cost)
     acc = [_code(r.get("accumulationBehaviour")) for r in records]
     flow = [_code(r.get("flowDirection")) for r in records]
@@ -1141,7 +1200,8 @@ def _route_readings(
                 )
             )
     kept_out: list[dict[str, Any]] = [records[i] for i in kept]
-    if reverse:
+    reverse_out = [] if fold else [records[i] for i in reverse]
+    if reverse and fold:
         by_key: dict[tuple[Any, Any, Any], int] = {}
         for j, i in enumerate(kept):
             r = records[i]
@@ -1200,7 +1260,7 @@ def _route_readings(
             )
         else:
             register_out.append(rec)
-    return kept_out, register_out
+    return kept_out, register_out, reverse_out
 
 
 def _scaled(value: int | float, power: int | float) -> float:

@@ -468,6 +468,102 @@ def test_greenbutton_quality_reverse_flow_and_registers(quirks_fake: Any, tmp_pa
     assert regs["value"].max() == pytest.approx(10559.0)
 
 
+def _reverse_flow_as_meter(profile: Profile) -> Profile:
+    """The shipped profile switched to ``reverse_flow = "meter"``: an export meter per usage
+    point with reverse flow, fed by a ``role = "redelivery"`` source over ``raw["exports"]``."""
+    data = json.loads(json.dumps(profile.data))
+    data["extensions"]["greenbutton"]["reverse_flow"] = "meter"
+    meters = data["mapping"]["meters"]
+    meters["resource"] = ["readings", "registers", "exports"]
+    meters["fields"]["meter_id"] = "meter_id"
+    meters["fields"]["direction"] = "direction"
+    usage = data["mapping"]["usage"]
+    usage["intervals"]["fields"]["meter_id"] = "meter_id"
+    del usage["intervals"]["fields"]["redelivery"]
+    usage["exports"] = {
+        "resource": "exports",
+        "kind": "intervals",
+        "aggregate": "month",
+        "role": "redelivery",
+        "fields": {
+            "meter_id": "meter_id",
+            "start": {"path": "start", "format": "epoch_s"},
+            "end": {"path": "end", "format": "epoch_s"},
+            "redelivery": {"path": "value", "power_of_ten": "powerOfTenMultiplier"},
+            "unit": "unit",
+            "estimated": "estimated",
+        },
+    }
+    data["mapping"]["readings"]["registers"]["fields"]["meter_id"] = "meter_id"
+    return Profile.from_dict(data, path=profile.path)
+
+
+def test_greenbutton_reverse_flow_folded_or_kept_as_its_own_meter(
+    quirks_fake: Any, tmp_path: Any
+) -> None:
+    """One feed, the switch both ways: ``fold`` (default) puts reverse flow into the delivered
+    meter's redelivery (an unpaired reverse interval quarantined); ``meter`` keeps every reverse
+    interval as meter ``<usage point>:export`` with direction export, none quarantined."""
+    folded_profile = _profile(quirks_fake, tmp_path)
+    assert "reverse_flow" not in folded_profile.data["extensions"]["greenbutton"]  # the default
+    records = fetch_resources(
+        folded_profile, resources=["readings"], since="2024-03-01", until="2024-05-01"
+    )["readings"].records
+    reverse = [r for r in records if str(r["flowDirection"]) == "19"]
+    assert len(reverse) >= 3
+    want: dict[tuple[str, str], Fraction] = defaultdict(Fraction)  # every reverse interval
+    for r in reverse:
+        kwh = Fraction(r["value"]) * Fraction(10) ** int(r["powerOfTenMultiplier"]) / 1000
+        want[(f"{r['usage_point_id']}:export", _month(r["start"]))] += kwh
+
+    folded = run_pipeline(folded_profile, {"readings": records})
+    fq = folded.quarantine
+    assert (fq["rule"] == "greenbutton_reverse_unpaired").sum() == 1
+    assert set(folded.meters["meter_id"].astype(str)) == {"1", "2"}
+    fold_usage = validate_tables(folded, folded_profile).accepted.usage
+    assert _monthly(fold_usage, "redelivery")[("1", "2024-03")] == pytest.approx(1.9)
+
+    profile = _reverse_flow_as_meter(folded_profile)
+    tables = run_pipeline(profile, {"readings": records})
+    q = tables.quarantine
+    assert "greenbutton_reverse_unpaired" not in set(q["rule"])
+    # the other findings are the same as when folding
+    assert sorted(q["rule"]) == sorted(fq.loc[fq["rule"] != "greenbutton_reverse_unpaired", "rule"])
+    meters = tables.meters.set_index("meter_id")
+    assert set(meters.index) == {"1", "2", "1:export"}
+    assert meters.loc["1:export", "direction"] == "export"
+    assert meters.loc["1", "direction"] == "import" and meters.loc["2", "direction"] == "import"
+    usage = validate_tables(tables, profile).accepted.usage
+    exported = usage[usage["meter_id"].astype(str) == "1:export"]
+    got = _monthly(exported, "redelivery")
+    assert set(got) == set(want) and len(want) == 2
+    for key, value in want.items():
+        assert got[key] == pytest.approx(float(value), rel=1e-9), key
+    assert (exported["consumption"] == 0).all()
+    # the delivered meter keeps its consumption and has no redelivery any more
+    delivered = usage[usage["meter_id"].astype(str) == "1"]
+    fold_delivered = fold_usage[fold_usage["meter_id"].astype(str) == "1"]
+    assert _monthly(delivered, "consumption") == pytest.approx(
+        _monthly(fold_delivered, "consumption")
+    )
+    assert delivered["redelivery"].isna().all()
+    # every reading accounted for: intervals summed into usage rows, register readings kept,
+    # readings set aside (one quarantine row each)
+    intervals = tables.usage[tables.usage["source"].astype(str) != "registers"]
+    assert int(intervals["n_intervals"].sum()) + len(tables.readings) + len(q) == len(records)
+
+
+def test_greenbutton_reverse_flow_switch_is_checked() -> None:
+    from scaler_workbench.connectors.greenbutton import prepare_greenbutton_raw
+
+    prof = read_profile(MAPPINGS / "greenbutton" / "profile.toml")
+    data = json.loads(json.dumps(prof.data))
+    data["extensions"]["greenbutton"]["reverse_flow"] = "meters"
+    with pytest.raises(ProfileError, match=r"did you mean 'meter'") as err:
+        prepare_greenbutton_raw(Profile.from_dict(data, path=prof.path), {"readings": []})
+    assert err.value.key == "extensions.greenbutton.reverse_flow"
+
+
 def test_greenbutton_usage_summaries_reconcile(quirks_fake: Any, tmp_path: Any) -> None:
     from scaler_workbench.reconciliation import (
         parse_provider_totals,
