@@ -244,7 +244,8 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                 "error",
                 "gx",
                 "consumption is below `min` (0): negative consumption.",
-                "Ask whether negative values are exports/corrections; map them to redelivery.",
+                "Ask whether negative values are exports/corrections; map them to redelivery "
+                "(a signed net series: split_sign = true on the usage source).",
                 min=0.0,
             ),
             _rule(

@@ -90,6 +90,10 @@ def _required(table: str, spec: Mapping[str, Any]) -> tuple[str, ...]:
     cols = MAPPING_REQUIRED[table]
     if table == "usage" and spec.get("duration"):
         cols = tuple(c for c in cols if c != "end")
+    role = spec.get("role")
+    fields = dict(spec.get("fields", {}) or {})
+    if table == "usage" and role in ("redelivery", "production") and role in fields:
+        cols = tuple(str(role) if c == "consumption" else c for c in cols)  # value by role name
     return cols
 
 
@@ -1371,7 +1375,7 @@ def _read_table_sheet(ws: Any) -> tuple[str, str, dict[str, Any]]:
             if name in names and schema.column(name).kind in ("float", "int"):
                 _refuse_decimal_comma(const, ws, row, 5)
             fields[name] = {"const": const.strip() if isinstance(const, str) else const}
-    for name in _required(table, spec):
+    for name in _required(table, {**spec, "fields": fields}):
         if name not in fields:
             row = _row_of(ws, header, name)
             raise _err(

@@ -250,3 +250,22 @@ def test_a_role_syncs_the_sandbox_over_loopback(
             assert pd.isna(row["production"])
         checked += 1
     assert checked >= 6
+
+
+def test_role_and_split_sign_round_trip_through_the_mapping_workbook(tmp_path: Path) -> None:
+    from scaler_workbench.mapping import check_mapping, read_mapping_workbook, to_mapping_workbook
+
+    profile = _profile(
+        {
+            "exports": _source("exports", role="redelivery", value_field="redelivery"),
+            "net": _source("net", split_sign=True),
+        }
+    )
+    out = to_mapping_workbook(profile, tmp_path / "m.xlsx")
+    assert read_mapping_workbook(out) == profile.section("mapping")
+    bad = json.loads(json.dumps(profile.section("mapping")))
+    bad["usage"]["exports"]["role"] = "export"
+    raw = {"meters": _meters(), "exports": _hourly("EXP", [1.0]), "net": _hourly("IMP", [1.0])}
+    found = check_mapping(bad, raw)
+    hit = found[(found["check"] == "unknown_setting") & (found["source"] == "exports")]
+    assert len(hit) == 1 and "role = 'export'" in hit["message"].iloc[0]
