@@ -107,6 +107,8 @@ _SOURCE_TABLE_OPTIONS = {
     "key_separator",
     "unit",
     "derive_from",
+    "where",  # record filters: applied by pipeline.run_pipeline before the mapping (issue 15)
+    "skip",
 }
 
 
