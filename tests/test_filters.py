@@ -288,7 +288,9 @@ def test_resource_and_mapping_filters_through_a_sync_are_counted_in_run_summary(
     assert summary["accepted"]["usage"] == (DAYS - 3) + (DAYS - 2)
     assert summary["fetched"]["days"] == 3 * DAYS  # fetched, then counted as filtered
     assert summary["fetched"]["meters"] == 3
-    assert "quarantined_this_run" not in summary or not summary["quarantined_this_run"]
+    quarantine = (tmp_path / "export" / "quarantine.csv").read_text(encoding="utf-8")
+    assert ",error," not in quarantine  # skipped records are neither data nor errors
+    assert "C|2024-01-07" in quarantine and "gap_between_periods" in quarantine  # C's hole shows
 
 
 def test_mapping_where_on_an_entity_section(serve: Any, tmp_path: Path) -> None:
