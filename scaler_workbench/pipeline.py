@@ -250,8 +250,8 @@ def filter_records(
                 name = r if readers.get(r, 0) <= 1 else f"{r}[{key.removeprefix('mapping.')}]"
                 out[name] = kept
                 names.append(name)
-                mine = counts.setdefault(key, {})
                 for rule, n in dropped.items():
+                    mine = counts.setdefault(key, {})
                     mine[rule] = mine.get(rule, 0) + n
             if names:
                 res = sec.get("resource")
