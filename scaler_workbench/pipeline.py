@@ -282,11 +282,16 @@ def _drop_meters(
     return frame[~out].reset_index(drop=True)
 
 
-def _exclude(tables: Tables, excluded: frozenset[str], counts: dict[str, dict[str, int]]) -> Tables:
-    """The mapped tables without the meters of ``[mapping] exclude_meters`` (counted)."""
+def _exclude(
+    tables: Tables,
+    excluded: frozenset[str],
+    counts: dict[str, dict[str, int]],
+    names: tuple[str, ...] = ("meters", "usage", "readings"),
+) -> Tables:
+    """The mapped ``names`` tables without the meters of ``[mapping] exclude_meters`` (counted)."""
     if not excluded:
         return tables
-    for table in ("meters", "usage", "readings"):
+    for table in names:
         setattr(tables, table, _drop_meters(getattr(tables, table), excluded, counts, table))
     q = tables.quarantine
     if len(q):  # their "no data" counts go with them (the rows are counted as filtered)
@@ -361,7 +366,7 @@ def _run_streamed(
         spent["canonical"] += clock() - t
         if chunk is None:
             break
-        chunk = _exclude(chunk, excluded, dropped)
+        chunk = _exclude(chunk, excluded, dropped, ("usage",))  # a chunk's usage rows only
         q_transform.append(chunk.quarantine)
         if not len(chunk.usage):
             continue
