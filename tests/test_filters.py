@@ -291,6 +291,9 @@ def test_resource_and_mapping_filters_through_a_sync_are_counted_in_run_summary(
     quarantine = (tmp_path / "export" / "quarantine.csv").read_text(encoding="utf-8")
     assert ",error," not in quarantine  # skipped records are neither data nor errors
     assert "C|2024-01-07" in quarantine and "gap_between_periods" in quarantine  # C's hole shows
+    report = (tmp_path / "export" / "report.html").read_text(encoding="utf-8")
+    assert "mapping.usage.days: skip.value: 3, skip.flag: 2" in report
+    assert "resources.meters: where.status: 1" in report
 
 
 def test_mapping_where_on_an_entity_section(serve: Any, tmp_path: Path) -> None:
