@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "ConnectorError": "exceptions",
     "CredentialError": "exceptions",
     "ExportError": "exceptions",
+    "FilterError": "exceptions",
     "HTTPStatusError": "exceptions",
     "MappingError": "exceptions",
     "PaginationError": "exceptions",

@@ -24,6 +24,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from scaler_workbench._filters import compile_filters, compile_parent_filter, exclude_list
 from scaler_workbench._rules import resolve_rules
 from scaler_workbench.exceptions import ProfileError
 
@@ -32,6 +33,7 @@ __all__ = [
     "ENUMS",
     "PAGINATOR_TYPES",
     "SCHEMA",
+    "check_filters",
     "check_profile_keys",
     "check_profile_values",
     "did_you_mean",
@@ -168,6 +170,8 @@ _RESOURCE = _keys(
     "add_fields",
     "inherit_parent",
     "keep",
+    "where",  # record filters (scaler_workbench._filters)
+    "skip",
     paginator=_PAGINATOR,
     date_range=_DATE_RANGE,
     incremental=_keys("cursor_path", "lookback_days", "param", "format"),
@@ -183,6 +187,8 @@ _ENTITY_TABLE = _keys(
     "explode",
     "key_separator",
     "value_maps",
+    "where",
+    "skip",
     fields=_FIELDS,
 )
 _SOURCE_TABLE = _keys(
@@ -204,6 +210,8 @@ _SOURCE_TABLE = _keys(
     "revision",
     "role",  # issue 15 item 1: consumption | redelivery | production
     "split_sign",  # issue 15 item 15: signed net value -> consumption / redelivery
+    "where",
+    "skip",
     fields=_FIELDS,
 )
 _POLICY = _keys("duplicates", "prefer_actual", "overlaps", "overlap_tolerance_days", "report_gaps")
@@ -247,6 +255,7 @@ SCHEMA: Node = {
         usage=None,  # checked by _check_sources
         readings=None,
         policy=_POLICY,
+        exclude_meters=None,
     ),
     "units": _keys(
         "aliases",
@@ -387,6 +396,50 @@ def check_profile_keys(data: Mapping[str, Any], *, provider: str = "") -> None:
             for name, src in _source_tables(sources).items():
                 where = f"mapping.{table}" if lone else f"mapping.{table}.{name}"
                 _walk(src, _SOURCE_TABLE, where, provider)
+    check_filters(data, provider=provider)
+
+
+def check_filters(data: Mapping[str, Any], *, provider: str = "") -> None:
+    """Compile every record filter of the profile, so a bad one fails before any request.
+
+    ``[resources.X] where / skip / parent_filter``, the mapping sections' ``where`` / ``skip``
+    and ``[mapping] exclude_meters`` (see :mod:`scaler_workbench._filters`).
+
+    Parameters
+    ----------
+    data : mapping
+        The parsed profile TOML.
+    provider : str
+        The provider name, for the error.
+
+    Raises
+    ------
+    FilterError
+        ``key`` names the condition; an unknown operator gets a "did you mean".
+    """
+    who = provider or None
+    resources = data.get("resources")
+    if isinstance(resources, Mapping):
+        for name, res in resources.items():
+            if isinstance(res, Mapping):
+                compile_filters(res, key=f"resources.{name}", provider=who)
+                compile_parent_filter(
+                    res.get("parent_filter"), key=f"resources.{name}.parent_filter", provider=who
+                )
+    mapping = data.get("mapping")
+    if not isinstance(mapping, Mapping):
+        return
+    exclude_list(mapping.get("exclude_meters"), key="mapping.exclude_meters", provider=who)
+    for table in ("assets", "meters"):
+        if isinstance(mapping.get(table), Mapping):
+            compile_filters(mapping[table], key=f"mapping.{table}", provider=who)
+    for table in ("usage", "readings"):
+        sources = mapping.get(table)
+        lone = isinstance(sources, Mapping) and ("resource" in sources or "fields" in sources)
+        for name, src in _source_tables(sources).items():
+            if isinstance(src, Mapping):
+                key = f"mapping.{table}" if lone else f"mapping.{table}.{name}"
+                compile_filters(src, key=key, provider=who)
 
 
 def _walk(value: Any, node: Any, where: str, provider: str) -> None:

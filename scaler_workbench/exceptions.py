@@ -4,7 +4,8 @@ Catch as broadly or as narrowly as you need::
 
     WorkbenchError
     ├── ProfileError (ValueError)            a profile TOML is malformed: ``key`` path and the fix
-    │   └── CredentialError (KeyError)       an environment variable named by the profile is unset
+    │   ├── CredentialError (KeyError)       an environment variable named by the profile is unset
+    │   └── FilterError                      a ``where`` / ``skip`` / ``parent_filter`` condition is malformed
     ├── ConnectorError                       anything between us and the provider
     │   ├── TransportError (ConnectionError) DNS, refused connection, timeout: provider unreachable
     │   ├── HTTPStatusError                  a bad status after retries: ``status``, redacted ``url``
@@ -44,6 +45,7 @@ __all__ = [
     "ConnectorError",
     "CredentialError",
     "ExportError",
+    "FilterError",
     "HTTPStatusError",
     "MappingError",
     "PaginationError",
@@ -131,6 +133,14 @@ class CredentialError(ProfileError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return WorkbenchError.__str__(self)
+
+
+class FilterError(ProfileError):
+    """A record filter (``where``, ``skip``, ``parent_filter``, ``exclude_meters``) is malformed:
+    an unknown operator, a list operator without a list, a bad regular expression. ``key`` names
+    the condition."""
+
+    default_hint = "See docs/mapping.md, 'Record filters', for the operators and their values."
 
 
 class ConnectorError(WorkbenchError):

@@ -21,6 +21,16 @@ naming the stage. **Quarantine rows are appended in stage order**: the provider 
 ``units`` (usage, readings, then the meters whose rows were set aside), then ``usage``.
 Validation and export come after the pipeline and append theirs after these.
 
+Record filters
+--------------
+A mapping section's ``where`` / ``skip`` (:mod:`scaler_workbench._filters`) drops records of its
+resource before the mapping reads them, and ``[mapping] exclude_meters`` drops the meters it
+lists (and their usage and readings rows) after it; neither is silent: :func:`run_pipeline`
+counts them per section and rule in its ``filtered`` argument and logs one warning per rule, and
+the sync writes the counts to ``run_summary.json`` (``filtered``). So for each table
+``accepted + quarantined + no data + filtered = input``. A resource read by several sections
+is filtered for the section that asks only (a copy named ``<resource>[<section>]``).
+
 Streaming
 ---------
 A long interval source aggregated to days or months (the mapping's only series source, its
@@ -41,6 +51,7 @@ from typing import Any
 
 import pandas as pd
 
+from scaler_workbench._filters import FILTER_KEYS, compile_filters, exclude_list
 from scaler_workbench._secrets import get_logger
 from scaler_workbench.connectors.registry import connector_class
 from scaler_workbench.schema import (
@@ -56,7 +67,7 @@ from scaler_workbench.transform import MeterChunks, build_tables, resolve_mappin
 from scaler_workbench.units import UnitNormaliser, normalise_tables
 from scaler_workbench.usage import period_option, process_usage
 
-__all__ = ["STREAM_RECORDS", "run_pipeline"]
+__all__ = ["STREAM_RECORDS", "filter_records", "run_pipeline"]
 
 log = get_logger(__name__)
 
@@ -71,6 +82,7 @@ def run_pipeline(
     mapping: Mapping[str, Any] | None = None,
     timings: dict[str, float] | None = None,
     chunk_records: int = STREAM_RECORDS,
+    filtered: dict[str, dict[str, int]] | None = None,
 ) -> Tables:
     """Raw records to final Tables: provider rules, ``build_tables``, ``normalise_tables``,
     ``process_usage``.
@@ -98,6 +110,10 @@ def run_pipeline(
         and ``"usage"`` (the benchmark's stage table; provider rules count as ``"canonical"``).
     chunk_records : int, optional
         Records per streamed chunk [records]; a meter is never split between chunks.
+    filtered : dict, optional
+        When given, records the mapping's filters dropped are added per section and rule:
+        ``{"mapping.usage.hh": {"skip.value": 30}, "mapping.meters": {"exclude_meters": 1}}``
+        [records; rows for ``exclude_meters`` on usage and readings].
 
     Returns
     -------
@@ -121,14 +137,17 @@ def run_pipeline(
     if profile.section("provider").get("connector"):
         raw, report = connector_class(profile).prepare_raw(profile, raw)
     m = resolve_mapping(profile, mapping)
+    counts: dict[str, dict[str, int]] = {}
+    raw, m, excluded = filter_records(profile, raw, m, counts)
+    mapping = m
     spent["canonical"] += clock() - t
     plan = _stream_plan(m, raw, chunk_records)
     tables = None
     if plan is not None:
-        tables = _run_streamed(profile, raw, plan, chunk_records, spent, mapping)
+        tables = _run_streamed(profile, raw, plan, chunk_records, spent, mapping, excluded, counts)
     if tables is None:
         t = clock()
-        tables = build_tables(profile, raw, mapping=mapping)
+        tables = _exclude(build_tables(profile, raw, mapping=mapping), excluded, counts)
         spent["canonical"] += clock() - t
         t = clock()
         tables = normalise_tables(tables, profile)
@@ -142,6 +161,144 @@ def run_pipeline(
     if timings is not None:
         for k, v in spent.items():
             timings[k] = timings.get(k, 0.0) + v
+    for section, rules in counts.items():
+        for rule, n in rules.items():
+            log.warning("%s: %d record(s) filtered out by %s", section, n, rule)
+    if filtered is not None:
+        for section, rules in counts.items():
+            mine = filtered.setdefault(section, {})
+            for rule, n in rules.items():
+                mine[rule] = mine.get(rule, 0) + n
+    return tables
+
+
+def _sections(m: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(dotted key, section table)`` of every mapping section (entities, then sources)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for table in ("assets", "meters"):
+        if isinstance(m.get(table), Mapping):
+            out.append((f"mapping.{table}", dict(m[table])))
+    for table in ("usage", "readings"):
+        for name, src in (m.get(table) or {}).items():
+            if isinstance(src, Mapping):
+                out.append((f"mapping.{table}.{name}", dict(src)))
+    return out
+
+
+def _resource_names(section: Mapping[str, Any]) -> list[str]:
+    res = section.get("resource")
+    if isinstance(res, list):
+        return [str(r) for r in res]
+    return [str(res)] if isinstance(res, str) and res else []
+
+
+def filter_records(
+    profile: Any,
+    raw: Mapping[str, list[dict[str, Any]]],
+    mapping: Mapping[str, Any],
+    counts: dict[str, dict[str, int]],
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], frozenset[str]]:
+    """Apply the mapping sections' ``where`` / ``skip`` to the raw records.
+
+    Parameters
+    ----------
+    profile : Profile
+        For the provider name in errors.
+    raw : mapping of str to list of dict
+        Records per resource (not modified).
+    mapping : dict
+        The resolved mapping (:func:`~scaler_workbench.transform.resolve_mapping`).
+    counts : dict
+        Filled with the records dropped per section and rule [records].
+
+    Returns
+    -------
+    raw : dict
+        The records each section reads (a resource read by several sections, one of which
+        filters, is copied under ``<resource>[<section>]`` for that section).
+    mapping : dict
+        The mapping without the filter keys (sections re-pointed at their copies).
+    excluded : frozenset of str
+        ``[mapping] exclude_meters``.
+
+    Raises
+    ------
+    FilterError
+        A malformed filter (normally refused when the profile was read).
+    """
+    provider = getattr(profile, "name", None)
+    m = {k: v for k, v in mapping.items() if k != "exclude_meters"}
+    excluded = exclude_list(
+        mapping.get("exclude_meters"), key="mapping.exclude_meters", provider=provider
+    )
+    sections = _sections(m)
+    if not any(k in sec for _, sec in sections for k in FILTER_KEYS):
+        return dict(raw), m, excluded
+    readers: dict[str, int] = {}
+    for _, sec in sections:
+        for r in _resource_names(sec):
+            readers[r] = readers.get(r, 0) + 1
+    out = dict(raw)
+    for key, sec in sections:
+        flt = compile_filters(sec, key=key, provider=provider)
+        for k in FILTER_KEYS:
+            sec.pop(k, None)
+        if flt:
+            names = []
+            for r in _resource_names(sec):
+                kept, dropped = flt.split(raw.get(r) or [])
+                name = r if readers.get(r, 0) <= 1 else f"{r}[{key.removeprefix('mapping.')}]"
+                out[name] = kept
+                names.append(name)
+                for rule, n in dropped.items():
+                    mine = counts.setdefault(key, {})
+                    mine[rule] = mine.get(rule, 0) + n
+            if names:
+                res = sec.get("resource")
+                sec["resource"] = names if isinstance(res, list) else names[0]
+        _put_section(m, key, sec)
+    return out, m, excluded
+
+
+def _put_section(m: dict[str, Any], key: str, sec: dict[str, Any]) -> None:
+    parts = key.split(".", 2)
+    if len(parts) == 2:
+        m[parts[1]] = sec
+    else:
+        m[parts[1]] = {**m[parts[1]], parts[2]: sec}
+
+
+def _drop_meters(
+    frame: pd.DataFrame, excluded: frozenset[str], counts: dict[str, dict[str, int]], table: str
+) -> pd.DataFrame:
+    """``frame`` without the rows of excluded meters, counted under ``mapping.<table>``."""
+    if not excluded or not len(frame) or "meter_id" not in frame.columns:
+        return frame
+    out = frame["meter_id"].astype("string").isin(excluded).fillna(False).to_numpy(dtype=bool)
+    if not out.any():
+        return frame
+    mine = counts.setdefault(f"mapping.{table}", {})
+    mine["exclude_meters"] = mine.get("exclude_meters", 0) + int(out.sum())
+    return frame[~out].reset_index(drop=True)
+
+
+def _exclude(
+    tables: Tables,
+    excluded: frozenset[str],
+    counts: dict[str, dict[str, int]],
+    names: tuple[str, ...] = ("meters", "usage", "readings"),
+) -> Tables:
+    """The mapped ``names`` tables without the meters of ``[mapping] exclude_meters`` (counted)."""
+    if not excluded:
+        return tables
+    for table in names:
+        setattr(tables, table, _drop_meters(getattr(tables, table), excluded, counts, table))
+    q = tables.quarantine
+    if len(q):  # their "no data" counts go with them (the rows are counted as filtered)
+        meter = q["record_key"].astype(str).str.split("|").str[0]
+        gone = ((q["rule"] == "no_data") & meter.isin(excluded)).to_numpy(dtype=bool)
+        if gone.any():
+            tables.quarantine = q[~gone].reset_index(drop=True)
     return tables
 
 
@@ -180,6 +337,8 @@ def _run_streamed(
     chunk_records: int,
     spent: dict[str, float],
     mapping: Mapping[str, Any] | None,
+    excluded: frozenset[str] = frozenset(),
+    counts: dict[str, dict[str, int]] | None = None,
 ) -> Tables | None:
     """The three stages over chunks of whole meters; None when the records are not grouped
     by meter (a meter met again in a later chunk): the caller takes the whole-frame path."""
@@ -187,7 +346,8 @@ def _run_streamed(
     clock = time.perf_counter
     t = clock()
     chunks = MeterChunks(profile, raw, name, mapping=mapping, chunk_records=chunk_records)
-    entities = chunks.entities
+    dropped: dict[str, dict[str, int]] = {}
+    entities = _exclude(chunks.entities, excluded, dropped)
     spent["canonical"] += clock() - t
     t = clock()
     normaliser = UnitNormaliser(profile, entities.meters)
@@ -206,6 +366,7 @@ def _run_streamed(
         spent["canonical"] += clock() - t
         if chunk is None:
             break
+        chunk = _exclude(chunk, excluded, dropped, ("usage",))  # a chunk's usage rows only
         q_transform.append(chunk.quarantine)
         if not len(chunk.usage):
             continue
@@ -224,6 +385,11 @@ def _run_streamed(
         spent["usage"] += clock() - t
     if not chunks.grouped:
         return None
+    if counts is not None:
+        for section, rules in dropped.items():
+            mine = counts.setdefault(section, {})
+            for rule, n in rules.items():
+                mine[rule] = mine.get(rule, 0) + n
     t = clock()
     q_units.append(normaliser.meters_quarantine())
     # build_tables gives a source's "no data" counts after its other rows: chunk by chunk they

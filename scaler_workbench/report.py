@@ -5,7 +5,8 @@ Written by :func:`scaler_workbench.export.to_scaler_files` (``report=True``, as 
 ``scaler_workbench/templates/report.html.j2``. Sections, each an HTML ``<section id=...>``:
 
 =================  =============================================================================
-``summary``        status, ready-to-export and its reasons, provider, run id, times, counts
+``summary``        status, ready-to-export and its reasons, provider, run id, times, counts,
+                   records filtered out (``where`` / ``skip`` / ``exclude_meters``) per rule
 ``findings``       quarantine and warning rows grouped by rule, with a few examples each
 ``coverage``       the meter × local-month heatmap (:func:`~scaler_workbench.plots.plot_coverage`)
 ``reconciliation`` per ``[reconcile.*]`` check: compared, beyond tolerance, largest difference,
@@ -54,6 +55,7 @@ _FACTS = (
     "duration_s",
     "window",
     "quarantine_open",
+    "filtered",  # records the profile's where / skip / exclude_meters dropped, per rule
 )
 
 

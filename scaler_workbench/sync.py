@@ -244,6 +244,8 @@ def _merge_reports(name: str, parts: list[Any]) -> Any:
             )
         report.watermarks.update(r.watermarks)
         report.elapsed_s += r.elapsed_s
+        for rule, n in (getattr(r, "filtered", None) or {}).items():
+            report.filtered[rule] = report.filtered.get(rule, 0) + n
     return report
 
 
@@ -373,8 +375,13 @@ def _client_log(client: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _default_pipeline(profile: Profile, raw: Mapping[str, list[dict[str, Any]]]) -> Tables:
-    return run_pipeline(profile, raw)
+def _default_pipeline(
+    profile: Profile,
+    raw: Mapping[str, list[dict[str, Any]]],
+    *,
+    filtered: dict[str, dict[str, int]] | None = None,
+) -> Tables:
+    return run_pipeline(profile, raw, filtered=filtered)
 
 
 def _default_validate(tables: Tables, profile: Profile) -> Any:
@@ -1451,6 +1458,7 @@ class _Processed:
     bad: dict[str, str]
     current: dict[str, set[str]]
     deactivation: dict[str, dict[str, Any]]
+    filtered: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _plan_phase(
@@ -1678,7 +1686,11 @@ def _process_phase(
     results, raw, seqmap = fetched.results, fetched.raw, fetched.seqmap
     quota = fetched.quota
     progress("transform")
-    tables = pipeline(profile, raw)
+    filtered: dict[str, dict[str, int]] = {}
+    if pipeline is _default_pipeline:  # a custom stage reports its own filters, if any
+        tables = _default_pipeline(profile, raw, filtered=filtered)
+    else:
+        tables = pipeline(profile, raw)
     progress("validate")
     vres = validate(tables, profile)
     accepted: Tables = vres.accepted
@@ -1805,6 +1817,7 @@ def _process_phase(
         bad=bad,
         current=current,
         deactivation=deactivation,
+        filtered=filtered,
     )
 
 
@@ -1853,6 +1866,7 @@ def _run_summary(
         if not quarantined.empty
         else {},
         "deactivation": done.deactivation,
+        "filtered": _filtered(fetched, done),
     }
     if plan.resume:
         summary["resumed"] = {
@@ -1860,6 +1874,20 @@ def _run_summary(
             "skipped_sequences": {k: len(v) for k, v in sorted(plan.skip.items())},
         }
     return summary
+
+
+def _filtered(fetched: _Fetched, done: _Processed) -> dict[str, dict[str, int]]:
+    """Records the filters dropped: per ``resources.<name>`` (its ``where`` / ``skip``) and per
+    mapping section (``mapping.usage.<source>``, ``mapping.meters``: ``where`` / ``skip``,
+    ``exclude_meters``), then per rule [records]."""
+    out: dict[str, dict[str, int]] = {}
+    for name, res in sorted(fetched.results.items()):
+        counts = _report_dict(getattr(res, "report", None)).get("filtered") or {}
+        if counts:
+            out[f"resources.{name}"] = {str(k): int(v) for k, v in counts.items()}
+    for section, counts in sorted(done.filtered.items()):
+        out[section] = {str(k): int(v) for k, v in counts.items()}
+    return out
 
 
 def _next_state(

@@ -112,6 +112,8 @@ _SOURCE_TABLE_OPTIONS = {
     "derive_from",
     "role",
     "split_sign",
+    "where",  # record filters: applied by pipeline.run_pipeline before the mapping (issue 15)
+    "skip",
 }
 
 

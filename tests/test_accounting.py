@@ -556,3 +556,54 @@ def test_sandbox_duplicate_meter_and_null_nights_through_a_sync(small_sandbox, t
     assert 0 < len(nights) <= days + len(pv["months"])  # one row per local day with nulls
     values = sum(json.loads(r)["values"] for r in nights["record"])
     assert values == sum(m["null_intervals"] for m in pv["months"])
+
+
+# ---- record filters (issue 15 item 2): filtered records are counted, never silent ----------------
+def _filtered_profile(exclude: tuple[str, ...] = ("M1",)) -> Profile:
+    data = _profile().to_dict()
+    data["mapping"]["usage"]["daily"]["skip"] = {"value": {"missing": True}, "cost": {">": 13}}
+    data["mapping"]["readings"]["registers"]["where"] = {"value": {"<": 120}}
+    data["mapping"]["exclude_meters"] = list(exclude)
+    return Profile.from_dict(data)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(portfolio=portfolios())
+def test_property_accepted_quarantined_no_data_and_filtered_add_up_to_the_input(
+    portfolio,
+) -> None:
+    raw, traps = portfolio
+    profile = _filtered_profile()
+    filtered: dict[str, dict[str, int]] = {}
+    tables = run_pipeline(profile, raw, filtered=filtered)
+    result = validate_tables(tables, profile, use_gx=False)
+    acc = accounting(raw, result)
+    per_table = {t: 0 for t in TABLE_RESOURCES}
+    for section, rules in filtered.items():
+        per_table[section.split(".")[1]] += sum(rules.values())
+    acc["filtered"] = pd.Series(per_table)
+    total = acc["accepted"] + acc["quarantined"] + acc["no_data"] + acc["filtered"]
+    assert (total == acc["input"]).all(), (traps, filtered, acc.to_string())
+    assert "M1" not in set(result.accepted.meters["meter_id"].astype(str))
+    assert not (result.accepted.usage["meter_id"].astype(str) == "M1").any()
+    # the skipped usage records are gone before the mapping: none is "no data" or an error
+    assert not (result.accepted.usage["cost"] > 13).any()
+    assert (result.accepted.readings["value"] < 120).all()
+
+
+def test_skipped_nulls_are_filtered_not_no_data() -> None:
+    """``skip = { value = { missing = true } }``: a null record leaves before the mapping and is
+    counted as filtered; without the filter it is a row counted as no data."""
+    raw = _usage_raw([1.0, None, 3.0, None])
+    filtered: dict[str, dict[str, int]] = {}
+    profile = _filtered_profile(exclude=())
+    result = validate_tables(run_pipeline(profile, raw, filtered=filtered), profile, use_gx=False)
+    assert filtered == {"mapping.usage.daily": {"skip.value": 2}}
+    assert result.accepted.usage["consumption"].tolist() == [1.0, 3.0]
+    assert result.no_data.empty and result.errors.empty
+    plain = _run(raw)
+    assert int(plain.no_data["rows"].sum()) == 2  # the same nulls, counted as no data

@@ -244,3 +244,21 @@ def test_window_reads_like_the_list_slice(n, a, b, start, stop, step, i) -> None
     else:
         with pytest.raises(IndexError):
             window[i]
+
+
+def test_filters_give_the_same_tables_and_counts_streamed(raw: dict[str, Any]) -> None:
+    """``skip`` and ``exclude_meters`` (issue 15 item 2) drop the same records either way."""
+    data = _profile(skip={"value": {">": 4.5}}).to_dict()
+    data["mapping"]["exclude_meters"] = ["M001", "M005"]
+    profile = Profile.from_dict(data)
+    counts: dict[str, dict[str, int]] = {}
+    expected = run_pipeline(profile, raw, chunk_records=WHOLE, filtered=counts)
+    for chunk in (97, 1441):
+        got: dict[str, dict[str, int]] = {}
+        _assert_same(run_pipeline(profile, raw, chunk_records=chunk, filtered=got), expected)
+        assert got == counts
+    skipped = sum(1 for r in raw["intervals"] if (r["value"] or 0) > 4.5)
+    assert counts["mapping.usage.intervals"] == {"skip.value": skipped}
+    assert counts["mapping.meters"] == {"exclude_meters": 2}
+    assert counts["mapping.usage"]["exclude_meters"] > 0
+    assert not expected.usage["meter_id"].astype(str).isin(["M001", "M005"]).any()

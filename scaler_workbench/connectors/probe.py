@@ -463,7 +463,7 @@ def plan_requests(
     sequences_of: dict[str, int] = {}
     for name in connector.plan_order(resources):
         spec = connector.resource(name)
-        if spec.parent_filter:
+        if spec.parent_filter or (spec.parent and connector.resource(spec.parent).filter):
             exact = False  # the filter keeps an unknown share of the parents: an upper bound
         if spec.parent:
             parents = counts.get(spec.parent)

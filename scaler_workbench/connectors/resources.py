@@ -8,7 +8,8 @@ A resource is one list endpoint::
     primary_key = "id"                     # or a list; used for the duplicate check
     parent = "sites"
     parent_params = { site_id = "id" }     # path param <- parent record field
-    parent_filter = { kind = "interval" }  # optional: only some parents (value or list)
+    parent_filter = { kind = "interval" }  # optional: only some parents (see below)
+    where = { status = { "!=" = "archived" } }  # optional: only some records (see below)
 
 A ``parent_params`` path with ``[*]`` (``serial = "meters[*].serial_number"``) gives one
 sequence per element: a parent record holding a list of children fans out.
@@ -23,6 +24,13 @@ grandchild can map ``_parent.property_id``), ``keep`` (fields of the ancestors a
 (``cursor_path``, ``lookback_days``, and ``param``/``format`` for APIs filtered by an "updated
 since" parameter instead of a date range), ``on_error`` (``"skip"``: record a failed page and
 go on with the next parent/window; ``"raise"``).
+
+``where`` / ``skip`` (record filters) and ``parent_filter`` use the conditions of
+:mod:`scaler_workbench._filters` (``==``, ``!=``, ``>``, ``<``, ``>=``, ``<=``, ``in``, ``not in``,
+``matches``, ``missing``; dotted keys read nested fields). A record ``where`` refuses or ``skip``
+matches is dropped after the fetch's own checks (totals, duplicates, watermarks see every
+record) and counted per rule in :attr:`FetchReport.filtered`; a child resource is fetched only
+for the parent records kept.
 
 :class:`Connector` runs the loop in overridable steps, so a provider module
 (``connectors/<provider>.py``) subclasses it and changes only what differs: ``build_request``,
@@ -42,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from scaler_workbench._filters import Filter, compile_filter, compile_parent_filter
 from scaler_workbench._profile_schema import did_you_mean
 from scaler_workbench._secrets import get_logger, redact_url
 from scaler_workbench._variables import placeholders
@@ -124,6 +133,8 @@ RESOURCE_KEYS = (
     "add_fields",
     "inherit_parent",
     "keep",
+    "where",
+    "skip",
 )
 _MAX_KEPT = 100
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -179,13 +190,14 @@ class ResourceSpec:
     namespaces: dict[str, str] = field(default_factory=dict)
     parent: str = ""
     parent_params: dict[str, str] = field(default_factory=dict)
-    parent_filter: dict[str, Any] = field(default_factory=dict)
+    parent_filter: Filter = field(default_factory=Filter)
     date_range: DateRange | None = None
     incremental: dict[str, Any] = field(default_factory=dict)
     on_error: str = "skip"
     add_fields: dict[str, Any] = field(default_factory=dict)
     inherit_parent: bool = False
     keep: dict[str, str] = field(default_factory=dict)
+    filter: Filter = field(default_factory=Filter)
 
     @classmethod
     def from_profile(cls, name: str, table: Mapping[str, Any], *, profile: Any) -> ResourceSpec:
@@ -278,7 +290,9 @@ class ResourceSpec:
             namespaces=dict(table.get("namespaces", {})),
             parent=parent,
             parent_params=parent_params,
-            parent_filter=dict(table.get("parent_filter", {})),
+            parent_filter=compile_parent_filter(
+                table.get("parent_filter"), key=f"{key}.parent_filter", get=find_value
+            ),
             date_range=make_date_range(
                 table.get("date_range"), timezone=tz, key=f"{key}.date_range"
             ),
@@ -287,6 +301,7 @@ class ResourceSpec:
             add_fields=dict(add_fields),
             inherit_parent=bool(table.get("inherit_parent", False)),
             keep={str(k): str(v) for k, v in keep.items()},
+            filter=compile_filter(table.get("where"), table.get("skip"), key=key, get=find_value),
         )
 
     def key_of(self, record: Mapping[str, Any]) -> str | None:
@@ -323,6 +338,8 @@ class FetchReport:
         Per parent key (``""`` without parent): the largest cursor value in completed windows.
     stopped : str
         Why the fetch stopped early (``"quota"``), or ``""``.
+    filtered : dict of str to int
+        Records dropped by the resource's ``where`` / ``skip``, per rule (``where.status``).
     incomplete : list of dict
         ``{parent, window, why}`` for every sequence (parent x window) that was not fetched
         completely: a failed page, fewer or more records than the provider announced (an empty
@@ -346,6 +363,7 @@ class FetchReport:
     stopped: str = ""
     elapsed_s: float = 0.0
     incomplete: list[dict[str, Any]] = field(default_factory=list)
+    filtered: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -369,6 +387,9 @@ class FetchReport:
             flags.append(f"{len(self.total_mismatches)} total mismatches")
         if self.stopped:
             flags.append(f"stopped: {self.stopped}")
+        if self.filtered:
+            flags_f = ", ".join(f"{n} by {r}" for r, n in self.filtered.items())
+            total += f" ({sum(self.filtered.values())} filtered out: {flags_f})"
         state = "complete" if self.complete else "INCOMPLETE (" + ", ".join(flags) + ")"
         return (
             f"{self.resource}: {self.records} records{total} in {self.pages} pages, "
@@ -633,7 +654,7 @@ class Connector:
         if spec.inherit_parent:
             self._ancestors[spec.name] = ancestors
         for rec in parent_records:
-            if not _matches(rec, spec.parent_filter):
+            if not spec.parent_filter.keeps(rec):
                 continue
             for values in _param_sets(rec, spec.parent_params):
                 if any(v in (None, "") for v in values.values()):
@@ -709,6 +730,16 @@ class Connector:
         finally:
             if bar is not None:
                 bar.close()
+            if spec.filter:
+                records[:], report.filtered = spec.filter.split(records)
+                for rule, n in report.filtered.items():
+                    log.warning(
+                        "%s: %d record(s) filtered out by %s (resources.%s)",
+                        spec.name,
+                        n,
+                        rule,
+                        spec.name,
+                    )
             report.records = len(records)
             report.requests_sent = self.client.requests_sent - sent0
             report.learned_max_days = learner.max_days
@@ -1068,15 +1099,6 @@ def select_with_ancestors(
 
     walk(body, 0, [body])
     return out
-
-
-def _matches(record: Mapping[str, Any], flt: Mapping[str, Any]) -> bool:
-    for path, want in flt.items():
-        have = find_value(record, path)
-        allowed = want if isinstance(want, list) else [want]
-        if str(have) not in {str(a) for a in allowed} and have not in allowed:
-            return False
-    return True
 
 
 def _progress_bar(name: str, total: int, enabled: bool) -> Any:
