@@ -81,6 +81,7 @@ from scaler_workbench.schema import (
 __all__ = [
     "MeterChunks",
     "build_tables",
+    "field_values",
     "localize_naive",
     "parse_iso_fast",
     "parse_timestamps",
@@ -1160,6 +1161,46 @@ def _extract_fields(
             )
         out[col] = vals
     return out
+
+
+def field_values(
+    spec: Any,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    column: str = "field",
+    where: str = "fields",
+    sep: str = ":",
+    resource: str = "records",
+) -> list[Any]:
+    """The value of one field spec for every record (a path, a compound key, ``join``,
+    ``first`` or ``const``, composed as in a mapping's fields; docs/mapping.md).
+
+    Parameters
+    ----------
+    spec : str, list or dict
+        The field spec.
+    records : sequence of dict
+        The records (no ``explode``).
+    column, where, resource : str
+        Names for errors (``where.fields.column``, the records' resource).
+    sep : str
+        Separator of compound keys without their own ``sep``.
+
+    Returns
+    -------
+    list
+        One value per record (None where a key part has no value).
+
+    Raises
+    ------
+    MappingError
+        The spec is malformed, or a path part no record has (naming the part).
+    """
+    compiled = _Spec(column, spec, sep=sep, where=where)
+    vals = _extract_fields({column: compiled}, list(records), None, [], None, where, resource)[
+        column
+    ]
+    return vals if isinstance(vals, list) else [vals] * len(records)
 
 
 # ---- tables ----------------------------------------------------------------------------------
