@@ -680,7 +680,6 @@ class _Spec:
         self.paths: list[str] = []  # every path the spec reads (for single-path fast paths)
         self.format: str | None = None
         self.sep = sep
-        self.first = False  # {first = [...]}: the first non-null of several parts
         self.power_of_ten: int | str | None = None  # value x 10**p (p: int, or a path)
         self.spec = spec
         args = {"sep": sep, "where": where, "column": column}
@@ -729,16 +728,12 @@ class _Spec:
             )
         if self.root.kind == "const":
             self.const, self.has_const = self.root.const, True
-        self.first = self.root.kind == "first"
         self.paths = [leaf.path for leaf in self.root.leaves() if leaf.kind == "path"]
 
     @property
     def simple(self) -> bool:
         """True for a single path (the fast columnar paths apply)."""
         return self.root.kind == "path"
-
-    def values(self, records: Sequence[Mapping[str, Any]]) -> list[Any] | Any:
-        return _FieldRows(records, None, [], None).values(self.root)[0]
 
 
 def _missing(v: Any) -> bool:
