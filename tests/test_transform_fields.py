@@ -275,3 +275,30 @@ def test_check_mapping_reads_every_part_of_a_compound_spec() -> None:
     missing = found[found["check"] == "missing_field"]
     assert list(missing["subject"]) == ["nope"]
     assert "meters.raw_unit reads 'nope'" in missing["message"].iloc[0]
+
+
+def test_compound_specs_round_trip_through_the_mapping_workbook(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from scaler_workbench.mapping import read_mapping_workbook, to_mapping_workbook
+
+    fields = _meter_fields(
+        [{"first": ["mpan", "mprn"]}, "meters.serial"],
+        description={"join": [{"const": "point"}, "mpan"], "sep": "/"},
+    )
+    mapping = {
+        "assets": {"resource": "points", "fields": {"asset_id": "mpan", "name": "mpan"}},
+        "meters": {**_meters(fields), "explode": "meters"},
+    }
+    path = Path(str(tmp_path)) / "m.xlsx"
+    to_mapping_workbook({"provider": {"name": "t"}, "mapping": mapping}, path)
+    back = read_mapping_workbook(path)["meters"]["fields"]
+    assert back["meter_id"] == fields["meter_id"]
+    assert back["description"] == fields["description"]
+    tables = build_tables(
+        PROFILE, {"points": POINTS}, mapping={"meters": {**mapping["meters"], "fields": back}}
+    )
+    assert list(tables.meters["meter_id"].astype(str)) == ["M1:A", "M1:B", "G1:A"]
+    description = tables.meters["description"]
+    assert list(description.isna()) == [False, False, True]  # no mpan: the join has no value
+    assert list(description[:2].astype(str)) == ["point/M1", "point/M1"]
