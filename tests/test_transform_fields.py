@@ -302,3 +302,23 @@ def test_compound_specs_round_trip_through_the_mapping_workbook(tmp_path: object
     description = tables.meters["description"]
     assert list(description.isna()) == [False, False, True]  # no mpan: the join has no value
     assert list(description[:2].astype(str)) == ["point/M1", "point/M1"]
+
+
+def test_meter_chunks_read_a_compound_usage_key_with_a_const_part() -> None:
+    """The streamed path cuts chunks at meter boundaries read through the same composed spec."""
+    from scaler_workbench.transform import MeterChunks
+
+    meters = _meters(_meter_fields({"join": [{"const": "E"}, "mpan"]}))
+    usage = _usage_mapping("value")["usage"]
+    usage["r"]["fields"]["meter_id"] = {"join": [{"const": "E"}, "_parent.mpan"]}
+    readings = [
+        dict(r, _parent={"mpan": m})
+        for m in ("M1", "M2")
+        for r in _readings([1.0, 2.0, 3.0], [0] * 3)
+    ]
+    raw = {"points": [{"mpan": "M1"}, {"mpan": "M2"}], "readings": readings}
+    chunks = MeterChunks(
+        PROFILE, raw, "r", mapping={"meters": meters, "usage": usage}, chunk_records=2
+    )
+    seen = [set(c.usage["meter_id"].astype(str)) for c in chunks]
+    assert seen == [{"E:M1"}, {"E:M2"}] and chunks.grouped  # whole meters, none set aside
