@@ -142,6 +142,20 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                 "Add the provider's commodity to [mapping.meters.value_maps.meter_type].",
             ),
             _rule(
+                "possible_duplicate_meter",
+                ("meters",),
+                "warning",
+                "pandas",
+                "Two meters with different meter_id share a value of one of `fields` (a service "
+                "id, a meter number or serial, when mapped as a meters column) and the same "
+                "meter_type, meter_subtype and direction: both are kept, so their usage may be "
+                "counted twice. The later meter is flagged, the reason naming both ids.",
+                "Ask the provider whether both are the same meter (an archived or re-registered "
+                "copy); keep one out (a where filter, exclude_meters) or key meters by a field "
+                "that tells them apart.",
+                fields=("service_id", "meter_number", "serial_number", "serial"),
+            ),
+            _rule(
                 "unknown_meter_subtype",
                 ("meters",),
                 "warning",

@@ -269,20 +269,35 @@ def field_paths(records: Iterable[Mapping[str, Any]], *, examples: int = 3) -> l
 
 
 def _spec_paths(spec: Any) -> list[str]:
-    """The record paths a field spec reads (a path, a compound list, or a table)."""
+    """The record paths a field spec reads (a path, a compound list, or a table), every part of
+    a compound spec included (a ``const`` part reads none)."""
     if isinstance(spec, str):
         return [spec]
     if isinstance(spec, list | tuple):
-        return [str(p) for p in spec]
+        return [p for part in spec for p in _spec_paths(part)]
     if isinstance(spec, Mapping):
         if "const" in spec:
             return []
         for key in ("join", "first"):
             if isinstance(spec.get(key), list | tuple):
-                return [str(p) for p in spec[key]]
+                return _spec_paths(list(spec[key]))
         if "path" in spec:
             return [str(spec["path"])]
     return []
+
+
+def _unsatisfied(spec: Any, found: Mapping[str, bool]) -> list[str]:
+    """The paths of ``spec`` that no record has and that matter: every path of a join, the
+    paths of a ``first`` only when none of its parts is satisfied."""
+    if isinstance(spec, Mapping) and isinstance(spec.get("first"), list | tuple):
+        parts = [_unsatisfied(p, found) for p in spec["first"]]
+        return [] if any(not p for p in parts) else [x for p in parts for x in p]
+    if isinstance(spec, list | tuple) or (
+        isinstance(spec, Mapping) and "const" not in spec and "join" in spec
+    ):
+        items = spec if isinstance(spec, list | tuple) else spec["join"]
+        return [x for p in items for x in _unsatisfied(p, found)]
+    return [p for p in _spec_paths(spec) if not found.get(p, False)]
 
 
 def _spec_values(record: Mapping[str, Any], spec: Any) -> list[Any]:
@@ -291,22 +306,35 @@ def _spec_values(record: Mapping[str, Any], spec: Any) -> list[Any]:
         return [spec["const"]]
     if isinstance(spec, int | float | bool):
         return [spec]
-    paths = _spec_paths(spec)
-    if len(paths) == 1:
-        return _resolve(record, _split_path(paths[0]))
-    if not paths:
-        return []
-    if isinstance(spec, Mapping) and "first" in spec:  # the first path that has a value
-        for p in paths:
-            found = _resolve(record, _split_path(p))
+    if isinstance(spec, str):
+        return _resolve(record, _split_path(spec))
+    if isinstance(spec, Mapping) and "path" in spec and not {"join", "first"} & set(spec):
+        return _resolve(record, _split_path(str(spec["path"])))
+    if isinstance(spec, Mapping) and isinstance(spec.get("first"), list | tuple):
+        for part in spec["first"]:  # the first part that has a value
+            found = _spec_values(record, part)
             if found and found[0] is not None:
                 return found
         return []
+    items = spec if isinstance(spec, list | tuple) else (spec or {}).get("join")
+    if not isinstance(items, list | tuple) or not items:
+        return []
     sep = str(spec.get("sep", ":")) if isinstance(spec, Mapping) else ":"
-    parts = [_resolve(record, _split_path(p)) for p in paths]
+    parts = [_spec_values(record, p) for p in items]
     if any(not v or v[0] is None for v in parts):
         return []
     return [sep.join(str(v[0]) for v in parts)]
+
+
+def _explode_candidates(path: str, explode: Any) -> list[str]:
+    """Where ``path`` may be found in a record of a source with ``explode``: the record itself,
+    or (a path starting with the explode path) each item of the exploded list."""
+    if not explode:
+        return [path]
+    out = [path, f"{explode}[].{path}"]
+    if path.startswith(f"{explode}."):
+        out.append(f"{explode}[].{path[len(str(explode)) + 1 :]}")
+    return out
 
 
 def _prepared(profile: Profile, raw: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -1953,19 +1981,17 @@ def check_mapping(
         explode = spec.get("explode")
         fields = dict(spec.get("fields", {}))
         for column, fspec in fields.items():
-            paths = _spec_paths(fspec)
-            first_of = isinstance(fspec, Mapping) and "first" in fspec
+            paths = list(dict.fromkeys(_spec_paths(fspec)))
             found = {
                 path: any(
                     _resolve(r, _split_path(c))
                     for r in records
-                    for c in ([path, f"{explode}[].{path}"] if explode else [path])
+                    for c in _explode_candidates(path, explode)
                 )
                 for path in paths
             }
-            for path in paths:
-                if found[path] or (first_of and any(found.values())):
-                    continue  # "first of": one path with values is enough
+            for path in dict.fromkeys(_unsatisfied(fspec, found)):
+                # a "first" of several parts: one part with values is enough
                 add(
                     table,
                     source,

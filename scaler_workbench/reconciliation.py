@@ -45,8 +45,9 @@ import numpy as np
 import pandas as pd
 
 from scaler_workbench._secrets import get_logger
-from scaler_workbench.exceptions import ProfileError, UnitError
+from scaler_workbench.exceptions import MappingError, ProfileError, UnitError
 from scaler_workbench.schema import CANONICAL_UNITS
+from scaler_workbench.transform import field_values
 
 __all__ = [
     "PROVIDER_TOTALS_COLUMNS",
@@ -111,8 +112,10 @@ class ReconcileCheck:
     Attributes
     ----------
     name, resource : str
-    fields : dict of str to str
-        Field paths: ``meter_id``, ``total`` and ``month`` or ``start`` (+ ``end``), ``unit``.
+    fields : dict of str to field spec
+        Field paths: ``meter_id``, ``total`` and ``month`` or ``start`` (+ ``end``), ``unit``;
+        each may be a compound spec as in a mapping (``["_parent.mpan", "serial"]``,
+        ``{join = [...]}``, ``{first = [...]}``, ``{const = ...}``).
     tolerance : float
         Relative tolerance (default 1e-6).
     abs_tolerance : float
@@ -125,7 +128,7 @@ class ReconcileCheck:
 
     name: str
     resource: str
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
     tolerance: float = 1e-6
     abs_tolerance: float = 0.0
     unit: str | None = None
@@ -203,11 +206,15 @@ def read_reconcile_checks(profile: Any) -> list[ReconcileCheck]:
                 hint=f"Known fields: {', '.join(_FIELD_KEYS)}.",
             )
         for required in ("meter_id", "total"):
-            if not isinstance(fields.get(required), str) or not fields[required]:
+            if fields.get(required) is None or fields[required] == "":
                 raise ProfileError(
-                    f"{key}.fields.{required} is required (a field path)",
+                    f"{key}.fields.{required} is required (a field path or compound spec)",
                     key=f"{key}.fields.{required}",
+                    hint='e.g. meter_id = "_parent.meter_id" or ["_parent.mpan", "serial"]',
                 )
+        for name_, spec in fields.items():
+            if not isinstance(spec, str):
+                _values(spec, [], check=str(name), field_=str(name_), resource=resource)
         if ("month" in fields) == ("start" in fields):
             raise ProfileError(
                 f"{key}.fields needs exactly one of month or start",
@@ -234,7 +241,7 @@ def read_reconcile_checks(profile: Any) -> list[ReconcileCheck]:
             ReconcileCheck(
                 name=str(name),
                 resource=resource,
-                fields={k: str(v) for k, v in fields.items()},
+                fields={str(k): v for k, v in fields.items()},
                 tolerance=_number(table.get("tolerance", 1e-6), f"{key}.tolerance"),
                 abs_tolerance=_number(table.get("abs_tolerance", 0.0), f"{key}.abs_tolerance"),
                 unit=unit,
@@ -245,6 +252,24 @@ def read_reconcile_checks(profile: Any) -> list[ReconcileCheck]:
 
 
 # -- provider totals -------------------------------------------------------------------------
+def _values(spec: Any, rows: list[Any], *, check: str, field_: str, resource: str) -> list[Any]:
+    """One reconcile field for every record: a dotted path as always (absent: None), or a
+    compound spec composed as in a mapping (:func:`scaler_workbench.transform.field_values`)."""
+    if isinstance(spec, str):
+        return [_find(r, spec) for r in rows]
+    key = f"reconcile.{check}.fields.{field_}"
+    try:
+        return field_values(
+            spec, rows, column=field_, where=f"reconcile.{check}", resource=resource
+        )
+    except MappingError as exc:
+        raise ProfileError(
+            f"{key}: {exc.message}",
+            key=key,
+            hint=exc.hint or "Fix the field spec (docs/mapping.md, Field specs).",
+        ) from exc
+
+
 def _find(record: Any, path: str) -> Any:
     value = record
     for part in path.split("."):
@@ -343,13 +368,19 @@ def parse_provider_totals(
 
     f = check.fields
     rows = list(records)
+
+    def col(name: str) -> list[Any]:
+        if name not in f:
+            return [None] * len(rows)
+        return _values(f[name], rows, check=check.name, field_=name, resource=check.resource)
+
     frame = pd.DataFrame(
         {  # one field lookup per summary record (a few per meter, never interval data)
-            "meter_id": [_find(r, f["meter_id"]) for r in rows],
-            "total": [_find(r, f["total"]) for r in rows],
-            "unit": [_find(r, f["unit"]) if "unit" in f else None for r in rows],
-            "first": [_find(r, f.get("month") or f["start"]) for r in rows],
-            "last": [_find(r, f["end"]) if "end" in f else None for r in rows],
+            "meter_id": col("meter_id"),
+            "total": col("total"),
+            "unit": col("unit"),
+            "first": col("month" if "month" in f else "start"),
+            "last": col("end"),
         },
         dtype=object,
     )

@@ -13,7 +13,9 @@ A field spec is a dotted path (``"address.city"``, ``"_parent.site_id"``, ``"mea
 a list of paths joined into a compound key (``["site", "serial"]``), or a table
 ``{path = ..., format = "epoch_s" | "epoch_ms" | "iso", const = ..., join = [...], sep = ":"}``,
 ``{first = [...]}`` (the first path with a value) and ``power_of_ten`` (an integer or a path:
-the number times 10**p, Green Button's multiplier).
+the number times 10**p, Green Button's multiplier). Compound specs compose: each part of a
+list, ``join`` or ``first`` is a path, a const, a ``first`` or a ``join``, resolved by its own
+kind; with ``explode`` a path under the explode path reads the item, any other its record.
 
 Values stay in the provider's units here (lineage: ``raw_value``, ``raw_unit``); units.py
 converts. Timestamps become tz-aware UTC: strings with offsets ("Z", "+01:00") are parsed
@@ -80,6 +82,7 @@ from scaler_workbench.schema import (
 __all__ = [
     "MeterChunks",
     "build_tables",
+    "field_values",
     "localize_naive",
     "parse_iso_fast",
     "parse_timestamps",
@@ -577,30 +580,120 @@ def _fast_iso(records: Sequence[Any], path: str) -> tuple[np.ndarray, np.ndarray
 
 
 _SPEC_OPTIONS = frozenset({"path", "const", "join", "first", "sep", "format", "power_of_ten"})
+_PART_OPTIONS = frozenset({"path", "const", "join", "first", "sep"})
+_PART_HINT = (
+    'A part is a dotted path ("serial"), {const = ...}, {first = [...]}, {join = [...]} '
+    'or {path = ...}; e.g. meter_id = ["_parent.mpan", "meters.serial"].'
+)
+
+
+class _Part:
+    """One part of a field spec, resolved by its own kind.
+
+    ``kind`` is ``path`` (read per row from the exploded item when it starts with the
+    ``explode`` path, else from the record), ``const`` (the same value every row), ``first``
+    (row-wise the first part with a value) or ``join`` (the parts' values joined with ``sep``;
+    a row where a part has no value gets none). ``label`` names it in errors, e.g.
+    ``meter_id[1]`` or ``meter_id.first[0]``.
+    """
+
+    __slots__ = ("const", "kind", "label", "parts", "path", "sep")
+
+    def __init__(self, kind: str, label: str, *, path: str = "", const: Any = None) -> None:
+        self.kind, self.label, self.path, self.const = kind, label, path, const
+        self.parts: list[_Part] = []
+        self.sep = ":"
+
+    def describe(self) -> str:
+        if self.kind == "path":
+            return f"{self.label} (path {self.path!r})"
+        if self.kind == "const":
+            return f"{self.label} (const {self.const!r})"
+        return f"{self.label} ({self.kind} of {len(self.parts)} parts)"
+
+    def leaves(self) -> list[_Part]:
+        if self.kind in ("path", "const"):
+            return [self]
+        return [leaf for p in self.parts for leaf in p.leaves()]
+
+
+def _compile_part(spec: Any, label: str, *, sep: str, where: str, column: str) -> _Part:
+    """A nested part of a compound spec (an element of a list, ``join`` or ``first``)."""
+
+    def fail(problem: str) -> MappingError:
+        return MappingError(
+            f"{where}.fields.{label}: {problem}", column=column, sheet=where, hint=_PART_HINT
+        )
+
+    if isinstance(spec, str):
+        if not spec.strip():
+            raise fail("an empty path")
+        return _Part("path", label, path=spec)
+    if isinstance(spec, int | float | bool):
+        return _Part("const", label, const=spec)
+    if isinstance(spec, list | tuple):
+        return _compound("join", spec, label, sep=sep, where=where, column=column)
+    if isinstance(spec, Mapping):
+        unknown = set(spec) - _PART_OPTIONS
+        if unknown:
+            raise fail(
+                f"unknown option(s) {sorted(unknown)} inside a compound spec "
+                "(format and power_of_ten apply to the whole field)"
+            )
+        kinds = [k for k in ("path", "const", "join", "first") if k in spec]
+        if len(kinds) != 1:
+            raise fail(f"give exactly one of path, const, join or first (got {kinds or 'none'})")
+        kind = kinds[0]
+        if kind == "const":
+            return _Part("const", label, const=spec["const"])
+        if kind == "path":
+            return _compile_part(str(spec["path"]), label, sep=sep, where=where, column=column)
+        return _compound(
+            kind,
+            spec[kind],
+            f"{label}.{kind}",
+            sep=str(spec.get("sep", sep)),
+            where=where,
+            column=column,
+        )
+    raise fail(f"cannot read {spec!r}")
+
+
+def _compound(kind: str, items: Any, label: str, *, sep: str, where: str, column: str) -> _Part:
+    if not isinstance(items, list | tuple) or not items:
+        raise MappingError(
+            f"{where}.fields.{label} must be a non-empty list of parts",
+            column=column,
+            sheet=where,
+            hint='e.g. { first = ["mpan", "mprn"] } or ["_parent.site", "serial"]',
+        )
+    part = _Part(kind, label)
+    part.sep = sep
+    part.parts = [
+        _compile_part(p, f"{label}[{i}]", sep=sep, where=where, column=column)
+        for i, p in enumerate(items)
+    ]
+    return part
 
 
 class _Spec:
-    """A compiled field spec."""
+    """A compiled field spec: options for the whole field around a tree of parts."""
 
     def __init__(self, column: str, spec: Any, *, sep: str, where: str) -> None:
         self.column = column
         self.where = where
         self.const: Any = None
         self.has_const = False
-        self.paths: list[str] = []
+        self.paths: list[str] = []  # every path the spec reads (for single-path fast paths)
         self.format: str | None = None
         self.sep = sep
-        self.first = False  # {first = [...]}: the first non-null of several paths
         self.power_of_ten: int | str | None = None  # value x 10**p (p: int, or a path)
+        self.spec = spec
+        args = {"sep": sep, "where": where, "column": column}
         if isinstance(spec, str):
-            self.paths = [spec]
+            self.root = _Part("path", column, path=spec)
         elif isinstance(spec, list | tuple):
-            if not spec or not all(isinstance(p, str) for p in spec):
-                raise MappingError(
-                    f"{where}.{column}: a compound key must be a non-empty list of paths",
-                    column=column,
-                )
-            self.paths = list(spec)
+            self.root = _compound("join", spec, column, **args)
         elif isinstance(spec, Mapping):
             unknown = set(spec) - _SPEC_OPTIONS
             if unknown:
@@ -617,56 +710,108 @@ class _Spec:
                     hint='e.g. power_of_ten = "powerOfTenMultiplier" or power_of_ten = -3',
                 )
             self.power_of_ten = p10
+            self.sep = str(spec.get("sep", sep))
+            args["sep"] = self.sep
             if "const" in spec:
-                self.const, self.has_const = spec["const"], True
+                self.root = _Part("const", column, const=spec["const"])
             elif "first" in spec:
-                first = spec["first"]
-                if not isinstance(first, list | tuple) or not first:
-                    raise MappingError(
-                        f"{where}.{column}.first must be a non-empty list of paths",
-                        column=column,
-                        hint='e.g. { first = ["mpan", "mprn"] }',
-                    )
-                self.paths, self.first = [str(p) for p in first], True
+                self.root = _compound("first", spec["first"], f"{column}.first", **args)
             elif "join" in spec:
-                self.paths = [str(p) for p in spec["join"]]
+                self.root = _compound("join", spec["join"], f"{column}.join", **args)
             elif "path" in spec:
-                self.paths = [str(spec["path"])]
+                self.root = _Part("path", column, path=str(spec["path"]))
             else:
                 raise MappingError(
                     f"{where}.{column}: give path, const, join or first", column=column
                 )
-            self.sep = str(spec.get("sep", sep))
             self.format = spec.get("format")
         elif isinstance(spec, int | float | bool):
-            self.const, self.has_const = spec, True
+            self.root = _Part("const", column, const=spec)
         else:
             raise MappingError(
                 f"{where}.{column}: cannot read field spec {spec!r}",
                 column=column,
                 hint='Write a dotted path ("address.city"), a list, or {const = ...}.',
             )
+        if self.root.kind == "const":
+            self.const, self.has_const = self.root.const, True
+        self.paths = [leaf.path for leaf in self.root.leaves() if leaf.kind == "path"]
 
-    def values(self, records: Sequence[Mapping[str, Any]]) -> list[Any] | Any:
-        if self.has_const:
-            return self.const
-        if len(self.paths) == 1:
-            return _extract(records, self.paths[0])
-        cols = [_extract(records, p) for p in self.paths]
-        if self.first:
-            return _first_non_null(cols)
-        sep = self.sep
+    @property
+    def simple(self) -> bool:
+        """True for a single path (the fast columnar paths apply)."""
+        return self.root.kind == "path"
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
+
+
+class _FieldRows:
+    """The rows a source's field specs read: records, or exploded items with their records.
+
+    Each path part is read where it points: a path starting with the ``explode`` path from the
+    item (the ``explode`` path itself is the item), any other path (``_parent.x`` included)
+    from the item's record.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        items: Sequence[Mapping[str, Any]] | None,
+        parents: Sequence[int],
+        explode: str | None,
+    ) -> None:
+        self.records, self.items, self.parents = records, items, parents
+        self.explode = str(explode) if explode and items is not None else None
+        self._parent_rows: list[Mapping[str, Any]] | None = None
+        self.n = len(items) if items is not None else len(records)
+
+    def pool(self, path: str) -> tuple[Sequence[Mapping[str, Any]], str | None, str]:
+        """(rows, path in them or None for the rows themselves, what the rows are)."""
+        if self.explode is None or self.items is None:
+            return self.records, path, ""
+        if path == self.explode:
+            return self.items, None, f"{self.explode!r} item of any "
+        if path.startswith(self.explode + "."):
+            return self.items, path[len(self.explode) + 1 :], f"{self.explode!r} item of any "
+        if self._parent_rows is None:
+            self._parent_rows = [self.records[i] for i in self.parents]
+        return self._parent_rows, path, ""
+
+    def values(self, part: _Part) -> tuple[list[Any] | Any, list[tuple[_Part, str, list[str]]]]:
+        """(values per row, or one constant; the path parts no row has, with what was read)."""
+        if part.kind == "const":
+            return part.const, []
+        if part.kind == "path":
+            rows, rel, what = self.pool(part.path)
+            if rel is None:
+                return list(rows), []
+            vals = _extract(rows, rel)
+            absent = (
+                bool(rows)
+                and all(v is None for v in vals[:: max(1, len(vals) // 2000)])
+                and not any(vals)
+                and not _path_exists(rows, rel)
+            )
+            if absent:
+                keys = sorted(rows[0].keys()) if isinstance(rows[0], Mapping) else []
+                return vals, [(part, what, keys[:20])]
+            return vals, []
+        got = [self.values(p) for p in part.parts]
+        cols = [v if isinstance(v, list) else [v] * self.n for v, _ in got]
+        if part.kind == "first":
+            satisfied = any(not miss for _, miss in got)
+            missing = [] if satisfied else [m for _, miss in got for m in miss]
+            if not cols or not self.n:
+                return [], missing
+            return _first_non_null(cols), missing
+        missing = [m for _, miss in got for m in miss]
+        sep = part.sep
         return [
-            None if any(v is None for v in vals) else sep.join(str(v) for v in vals)
+            None if any(_missing(v) for v in vals) else sep.join(str(v) for v in vals)
             for vals in zip(*cols, strict=True)
-        ]
-
-    def rebased(self, paths: list[str]) -> _Spec:
-        """The same spec reading ``paths`` instead (paths relative to an exploded item)."""
-        sub = _Spec(self.column, paths[0], sep=self.sep, where=self.where)
-        sub.paths, sub.first, sub.format = list(paths), self.first, self.format
-        sub.power_of_ten = self.power_of_ten
-        return sub
+        ], missing
 
 
 def _first_non_null(cols: Sequence[Sequence[Any]]) -> list[Any]:
@@ -988,48 +1133,76 @@ def _extract_fields(
     where: str,
     resource: str,
 ) -> dict[str, Any]:
-    """column -> list of values (or a constant). Raises MappingError for absent fields."""
+    """column -> list of values (or a constant), each part of a spec resolved by its kind.
+
+    Raises
+    ------
+    MappingError
+        A path part that no row has (within a ``first``: only when none of its parts has
+        values), naming the field, the part and where it was read.
+    """
     out: dict[str, Any] = {}
-    parent_rows: list[Mapping[str, Any]] | None = None
-    prefix = f"{explode}." if explode else ""
+    rows = _FieldRows(records, items, parents, explode)
     for col, spec in specs.items():
-        if spec.has_const:
-            out[col] = spec.const
-            continue
-        if items is not None:
-            item_paths = [p[len(prefix) :] if p.startswith(prefix) else None for p in spec.paths]
-            if all(p is not None for p in item_paths):
-                sub = spec.rebased(cast("list[str]", item_paths))
-                vals, pool = sub.values(items), items
-            elif explode in spec.paths:
-                vals, pool = list(items), items
-            else:
-                if parent_rows is None:
-                    parent_rows = [records[i] for i in parents]
-                vals, pool = spec.values(parent_rows), parent_rows
-                item_paths = list(spec.paths)
-        else:
-            vals, pool = spec.values(records), records
-            item_paths = list(spec.paths)
-        if (
-            (
-                pool
-                and isinstance(vals, list)
-                and all(v is None for v in vals[:: max(1, len(vals) // 2000)])
+        vals, missing = rows.values(spec.root)
+        if missing:
+            part, what, keys = missing[0]
+            which = "" if part is spec.root else f" part {part.describe()}:"
+            inside = (
+                f" With explode = {explode!r}, paths starting with '{explode}.' read each item, "
+                "any other path reads the item's record."
+                if explode
+                else ""
             )
-            and not any(vals)
-            and not any(_path_exists(pool, p) for p in item_paths if p is not None)
-        ):
-            keys = sorted(pool[0].keys()) if isinstance(pool[0], Mapping) else []
             raise MappingError(
-                f"{where}.fields.{col} = {spec.paths[0]!r}: no {resource!r} record has that "
-                f"field (record keys: {keys[:20]})",
+                f"{where}.fields.{col} = {spec.spec!r}:{which} no {what}{resource!r} record "
+                f"has {part.path!r} (keys: {keys})",
                 column=col,
                 sheet=where,
-                hint="Fix the field path in the mapping (dotted, e.g. 'address.city').",
+                hint="Fix the field path in the mapping (dotted, e.g. 'address.city')." + inside,
             )
         out[col] = vals
     return out
+
+
+def field_values(
+    spec: Any,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    column: str = "field",
+    where: str = "fields",
+    sep: str = ":",
+    resource: str = "records",
+) -> list[Any]:
+    """The value of one field spec for every record (a path, a compound key, ``join``,
+    ``first`` or ``const``, composed as in a mapping's fields; docs/mapping.md).
+
+    Parameters
+    ----------
+    spec : str, list or dict
+        The field spec.
+    records : sequence of dict
+        The records (no ``explode``).
+    column, where, resource : str
+        Names for errors (``where.fields.column``, the records' resource).
+    sep : str
+        Separator of compound keys without their own ``sep``.
+
+    Returns
+    -------
+    list
+        One value per record (None where a key part has no value).
+
+    Raises
+    ------
+    MappingError
+        The spec is malformed, or a path part no record has (naming the part).
+    """
+    compiled = _Spec(column, spec, sep=sep, where=where)
+    vals = _extract_fields({column: compiled}, list(records), None, [], None, where, resource)[
+        column
+    ]
+    return vals if isinstance(vals, list) else [vals] * len(records)
 
 
 # ---- tables ----------------------------------------------------------------------------------
@@ -1778,7 +1951,7 @@ def _fast_series_columns(
     n = len(records)
     cols: dict[str, _FastColumn] = {}
     for col, spec in specs.items():
-        if spec.has_const or len(spec.paths) != 1 or col in vmaps:
+        if not spec.simple or col in vmaps:
             continue
         path = spec.paths[0]
         get = _getter(path)

@@ -971,6 +971,8 @@ def _validate(
     if len(work):
         rules_fn(work, found, ctx)
         _check_control_characters(frame, found, ctx, table)
+        if table == "meters":
+            _check_possible_duplicate_meters(frame, found, ctx)
     else:
         for r in ctx.rules.values():
             if r.enabled and table in r.tables and r.engine == "pandas":
@@ -1197,6 +1199,56 @@ def _check_control_characters(
         if mask.any():
             masks[col] = mask
     found.add_columns(r, masks, "control characters")
+
+
+def _check_possible_duplicate_meters(
+    frame: pd.DataFrame, found: _Findings, ctx: ValidationContext
+) -> None:
+    """``possible_duplicate_meter``: distinct meter ids sharing a service id / meter number.
+
+    Reads the rule's ``fields`` among the meters frame's columns (extra mapped columns such as
+    ``service_id`` or ``serial``; a field that is not a column is skipped). Meters are compared
+    within the same ``meter_type``, ``meter_subtype`` and ``direction`` (where those columns
+    exist); every meter after the first of a group is flagged, naming the first.
+    """
+    r = ctx.rule("possible_duplicate_meter", "meters")
+    if not r:
+        return
+    f = frame.reset_index(drop=True)
+    if "meter_id" not in f.columns:
+        return
+    ids = f["meter_id"].astype("string")
+    groups = {
+        c: f[c].astype("string").fillna("")
+        for c in ("meter_type", "meter_subtype", "direction")
+        if c in f.columns
+    }
+    details: dict[int, list[str]] = {}
+    for name in r.param("fields"):
+        if name not in f.columns or name == "meter_id":
+            continue
+        values = f[name].astype("string").str.strip()
+        d = pd.DataFrame({"value": values, "id": ids, **groups})
+        d = d[(values.notna() & (values != "") & ids.notna()).to_numpy(dtype=bool)]
+        key = ["value", *groups]
+        d = d.drop_duplicates(subset=[*key, "id"])  # a repeated meter id is duplicate_key's
+        d = d[d.duplicated(subset=key, keep=False).to_numpy()]
+        for _, g in d.groupby(key, sort=False, dropna=False):
+            first = str(g["id"].iloc[0])
+            value = str(g["value"].iloc[0])
+            for pos, mid in zip(g.index[1:], g["id"].iloc[1:], strict=True):
+                details.setdefault(int(pos), []).append(
+                    f"meter {str(mid)!r} has the same {name} {value!r} as meter {first!r}"
+                )
+    found.ran_rule(r)
+    if not details:
+        return
+    positions = np.array(sorted(details), dtype=np.int64)
+    texts = [
+        "; ".join(details[int(p)]) + ": both are kept as separate meters (possible double counting)"
+        for p in positions
+    ]
+    found.add(r, positions, pd.Series(texts, dtype=object))
 
 
 def _assets_rules(work: pd.DataFrame, found: _Findings, ctx: ValidationContext) -> None:

@@ -150,3 +150,175 @@ def test_power_of_ten_on_a_text_column_is_a_mapping_error() -> None:
     raw = {"points": [{"mpan": "E1"}], "readings": _readings([1], [0])}
     with pytest.raises(MappingError, match="numbers only"):
         build_tables(PROFILE, raw, mapping=mapping)
+
+
+# ---- composition: each part of a compound spec is resolved by its own kind (issue 15 item 4) --
+def _meter_fields(meter_id: object, **more: object) -> dict:
+    return {
+        "meter_id": meter_id,
+        "asset_id": {"const": "S1"},
+        "meter_type": {"const": "Energy"},
+        "raw_unit": {"const": "kWh"},
+        **more,
+    }
+
+
+POINTS = [
+    {"mpan": "M1", "meters": [{"serial": "A"}, {"serial": "B"}]},
+    {"mpan": None, "mprn": "G1", "meters": [{"serial": "A"}]},
+]
+
+
+def test_compound_key_mixes_an_exploded_item_path_and_a_parent_path() -> None:
+    mapping = {"meters": {**_meters(_meter_fields(["mpan", "meters.serial"])), "explode": "meters"}}
+    tables = build_tables(PROFILE, {"points": POINTS[:1]}, mapping=mapping)
+    # the parent's mpan and each item's serial: one meter per (MPAN, serial)
+    assert list(tables.meters["meter_id"].astype(str)) == ["M1:A", "M1:B"]
+    assert tables.quarantine.empty
+
+
+def test_first_inside_a_compound_key_with_an_exploded_path() -> None:
+    meter_id = [{"first": ["mpan", "mprn"]}, "meters.serial"]
+    mapping = {"meters": {**_meters(_meter_fields(meter_id)), "explode": "meters"}}
+    tables = build_tables(PROFILE, {"points": POINTS}, mapping=mapping)
+    assert list(tables.meters["meter_id"].astype(str)) == ["M1:A", "M1:B", "G1:A"]
+
+
+def test_const_inside_join_is_a_constant_not_a_path() -> None:
+    meter_id = {"join": [{"const": "octo"}, "_parent.mpan", "serial"], "sep": "/"}
+    records = [{"_parent": {"mpan": "M1"}, "serial": "A"}, {"_parent": {"mpan": "M2"}, "serial": 7}]
+    tables = build_tables(
+        PROFILE, {"points": records}, mapping={"meters": _meters(_meter_fields(meter_id))}
+    )
+    assert list(tables.meters["meter_id"].astype(str)) == ["octo/M1/A", "octo/M2/7"]
+    assert tables.quarantine.empty
+
+
+def test_const_inside_a_usage_key_matches_the_meters_key() -> None:
+    """The issue's case: a const inside join read as a path quarantined every record."""
+    meters = _meters(_meter_fields({"join": [{"const": "E"}, "mpan"]}))
+    usage = _usage_mapping("value")["usage"]
+    usage["r"]["fields"]["meter_id"] = {"join": [{"const": "E"}, "_parent.mpan"]}
+    readings = [dict(r, _parent={"mpan": "M1"}) for r in _readings([1.0, 2.0], [0, 0])]
+    tables = build_tables(
+        PROFILE,
+        {"points": [{"mpan": "M1"}], "readings": readings},
+        mapping={"meters": meters, "usage": usage},
+    )
+    assert tables.quarantine.empty, tables.quarantine["reason"].tolist()
+    assert set(tables.usage["meter_id"].astype(str)) == {"E:M1"}
+    assert tables.usage["consumption"].sum() == 3.0
+
+
+def test_nested_join_and_first_of_consts_and_paths() -> None:
+    meter_id = {"first": [["mpan", {"const": "e"}], {"join": ["mprn", {"const": "g"}], "sep": "-"}]}
+    records = [{"mpan": "M1"}, {"mprn": "G1"}, {"other": 1}]
+    tables = build_tables(
+        PROFILE, {"points": records}, mapping={"meters": _meters(_meter_fields(meter_id))}
+    )
+    assert list(tables.meters["meter_id"].astype(str)) == ["M1:e", "G1-g"]
+    assert len(tables.quarantine) == 1  # neither part has a value: no id, never guessed
+    assert "meter_id: missing" in tables.quarantine["reason"].iloc[0]
+
+
+def test_a_part_no_record_has_is_an_error_naming_the_part() -> None:
+    mapping = {
+        "meters": {**_meters(_meter_fields(["mpan", "meters.seriall"])), "explode": "meters"}
+    }
+    with pytest.raises(MappingError) as info:
+        build_tables(PROFILE, {"points": POINTS}, mapping=mapping)
+    err = info.value
+    assert "mapping.meters.fields.meter_id" in str(err)
+    assert "part meter_id[1] (path 'meters.seriall')" in str(err)
+    assert "'meters' item of any 'points' record" in str(err)
+    assert "explode" in (err.hint or "") and "item" in (err.hint or "")
+
+
+def test_a_part_under_first_fails_only_when_no_alternative_has_values() -> None:
+    fine = _meter_fields([{"first": ["nope", "mpan"]}, {"const": "x"}])
+    tables = build_tables(PROFILE, {"points": [{"mpan": "M1"}]}, mapping={"meters": _meters(fine)})
+    assert list(tables.meters["meter_id"].astype(str)) == ["M1:x"]
+    bad = _meter_fields([{"first": ["nope", "neither"]}, "mpan"])
+    with pytest.raises(MappingError, match=r"part meter_id\[0\]\.first\[0\] \(path 'nope'\)"):
+        build_tables(PROFILE, {"points": [{"mpan": "M1"}]}, mapping={"meters": _meters(bad)})
+
+
+@pytest.mark.parametrize(
+    ("meter_id", "names"),
+    [
+        (["mpan", {"path": "serial", "format": "iso"}], r"meter_id\[1\].*format"),
+        ({"join": ["mpan", {"const": 1, "path": "x"}]}, r"meter_id\.join\[1\].*exactly one"),
+        (["mpan", {"first": []}], r"meter_id\[1\]\.first must be a non-empty list"),
+        (["mpan", None], r"meter_id\[1\]: cannot read None"),
+    ],
+)
+def test_a_malformed_part_is_named(meter_id: object, names: str) -> None:
+    with pytest.raises(MappingError, match=names) as info:
+        build_tables(
+            PROFILE,
+            {"points": [{"mpan": "M1"}]},
+            mapping={"meters": _meters(_meter_fields(meter_id))},
+        )
+    assert info.value.hint
+
+
+def test_check_mapping_reads_every_part_of_a_compound_spec() -> None:
+    from scaler_workbench.mapping import check_mapping
+
+    fields = _meter_fields(
+        ["mpan", "meters.serial"],  # parent path + exploded item path: both found
+        raw_unit={"join": [{"const": "k"}, "mpan", "nope"]},  # const is no path; 'nope' is
+        meter_subtype={"first": ["gone", "mpan"]},  # one part with values is enough
+    )
+    mapping = {"meters": {**_meters(fields), "explode": "meters"}}
+    found = check_mapping(mapping, {"points": POINTS})
+    missing = found[found["check"] == "missing_field"]
+    assert list(missing["subject"]) == ["nope"]
+    assert "meters.raw_unit reads 'nope'" in missing["message"].iloc[0]
+
+
+def test_compound_specs_round_trip_through_the_mapping_workbook(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from scaler_workbench.mapping import read_mapping_workbook, to_mapping_workbook
+
+    fields = _meter_fields(
+        [{"first": ["mpan", "mprn"]}, "meters.serial"],
+        description={"join": [{"const": "point"}, "mpan"], "sep": "/"},
+    )
+    mapping = {
+        "assets": {"resource": "points", "fields": {"asset_id": "mpan", "name": "mpan"}},
+        "meters": {**_meters(fields), "explode": "meters"},
+    }
+    path = Path(str(tmp_path)) / "m.xlsx"
+    to_mapping_workbook({"provider": {"name": "t"}, "mapping": mapping}, path)
+    back = read_mapping_workbook(path)["meters"]["fields"]
+    assert back["meter_id"] == fields["meter_id"]
+    assert back["description"] == fields["description"]
+    tables = build_tables(
+        PROFILE, {"points": POINTS}, mapping={"meters": {**mapping["meters"], "fields": back}}
+    )
+    assert list(tables.meters["meter_id"].astype(str)) == ["M1:A", "M1:B", "G1:A"]
+    description = tables.meters["description"]
+    assert list(description.isna()) == [False, False, True]  # no mpan: the join has no value
+    assert list(description[:2].astype(str)) == ["point/M1", "point/M1"]
+
+
+def test_meter_chunks_read_a_compound_usage_key_with_a_const_part() -> None:
+    """The streamed path cuts chunks at meter boundaries read through the same composed spec."""
+    from scaler_workbench.transform import MeterChunks
+
+    meters = _meters(_meter_fields({"join": [{"const": "E"}, "mpan"]}))
+    usage = _usage_mapping("value")["usage"]
+    usage["r"]["fields"]["meter_id"] = {"join": [{"const": "E"}, "_parent.mpan"]}
+    readings = [
+        dict(r, _parent={"mpan": m})
+        for m in ("M1", "M2")
+        for r in _readings([1.0, 2.0, 3.0], [0] * 3)
+    ]
+    raw = {"points": [{"mpan": "M1"}, {"mpan": "M2"}], "readings": readings}
+    chunks = MeterChunks(
+        PROFILE, raw, "r", mapping={"meters": meters, "usage": usage}, chunk_records=2
+    )
+    seen = [set(c.usage["meter_id"].astype(str)) for c in chunks]
+    assert seen == [{"E:M1"}, {"E:M2"}] and chunks.grouped  # whole meters, none set aside

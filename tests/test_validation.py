@@ -188,6 +188,13 @@ def _register_decrease(t: Tables) -> tuple[str, str]:
     return "readings", _key(t, "readings", 10)
 
 
+def _possible_duplicate_meter(t: Tables) -> tuple[str, str]:
+    """G1 made a second electricity meter with E1's serial (an extra mapped meters column)."""
+    t.meters["serial"] = pd.Series(["A-1", None, " A-1 ", None], dtype=object)
+    t.meters.loc[2, "meter_subtype"] = t.meters.loc[0, "meter_subtype"]
+    return "meters", "G1"
+
+
 PLANTS: dict[str, tuple[Planter, set[str]]] = {
     # rule: (planter, other rules the same defect may also trigger); a null consumption is
     # "no data" under the default missing-value policy (test_missing_values_*), so `required`
@@ -198,6 +205,7 @@ PLANTS: dict[str, tuple[Planter, set[str]]] = {
     "duplicate_key": (_dup_usage, set()),
     "unknown_meter_type": (_set("meters", "meter_type", "Gas", lambda t: 3), set()),
     "unknown_meter_subtype": (_set("meters", "meter_subtype", "Solar", lambda t: 0), set()),
+    "possible_duplicate_meter": (_possible_duplicate_meter, set()),
     "unknown_unit": (_set("usage", "unit", "bananas", lambda t: _row(t.usage, "E1", 1)), set()),
     "non_canonical_unit": (_set("meters", "unit", "MWh", lambda t: 3), set()),
     "unit_mismatch": (

@@ -13,7 +13,8 @@ selected with the ElementTree XPath subset plus a namespace map: ``ns:Reading``,
 ``.//e:Meter[@kind='interval']``; a trailing ``/@attr`` reads an attribute and a trailing
 ``/text()`` the text. XML records become dicts: attributes as ``@name``, child elements by their
 local name (repeated children become lists), element text as the value (or ``#text`` when the
-element also has attributes or children).
+element also has attributes or children). :func:`select_xml_with_ancestors` gives each record
+fields of the elements it was found under (a resource's ``keep``), as the JSON selection does.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ __all__ = [
     "find_value",
     "json_steps",
     "select_records",
+    "select_xml_with_ancestors",
     "walk_json",
+    "xml_steps",
 ]
 
 XML_FORMAT = "xml"
@@ -383,6 +386,128 @@ def select_records(
         elif v is not None:
             records.append({"value": v})
     return records
+
+
+def xml_steps(path: str) -> list[str]:
+    """The location steps of an XPath (subset): ``a:x/a:y[@k='v']`` -> ``["a:x", "a:y[@k='v']"]``.
+
+    A ``/`` inside a predicate or a quoted string does not split; ``//x`` (any depth) is one
+    step ``.//x``; a leading ``./`` is dropped.
+    """
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, ""
+    for ch in path.strip():
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "/" and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    steps: list[str] = []
+    descend = False
+    for i, part in enumerate(parts):
+        if part == "":
+            if i > 0:
+                descend = True  # "a//b": b at any depth under a
+            continue
+        if part == "." and not steps and not descend:
+            continue
+        steps.append(f".//{part}" if descend else part)
+        descend = False
+    return steps
+
+
+def _xml_value(node: Any) -> Any:
+    if isinstance(node, Element):
+        return element_to_dict(node)
+    return node
+
+
+def select_xml_with_ancestors(
+    root: Element,
+    record_path: str,
+    keep: Mapping[str, str],
+    *,
+    namespaces: Mapping[str, str] | None = None,
+    url: str = "",
+) -> list[dict[str, Any]]:
+    """XML records at ``record_path`` that also carry values of the elements they are under.
+
+    ``keep`` maps a new field name to a path whose first steps are the first steps of
+    ``record_path`` (up to the ancestor wanted) and whose rest is read inside that ancestor, as
+    for JSON: with ``record_path = "e:UsagePoint/e:MeterReading/e:IntervalReading"``,
+    ``keep = { usage_point = "e:UsagePoint/e:title" }`` gives each reading the title of the
+    UsagePoint it was listed under (``.../@id`` an attribute, ``.../text()`` the text); a path
+    sharing no step reads from the document element. Prefixes come from ``namespaces``. The
+    first value found is kept (an element as :func:`element_to_dict` gives it; None when
+    absent); a kept field never overwrites one the record has.
+
+    Parameters
+    ----------
+    root : xml.etree.ElementTree.Element
+        The decoded body (its document element).
+    record_path : str
+        The records' path (ElementTree XPath subset, relative to the document element).
+    keep : mapping of str to str
+        New field name -> ancestor path.
+    namespaces : mapping of str to str, optional
+        Prefix -> namespace URI.
+    url : str
+        The (redacted) URL, for errors.
+
+    Returns
+    -------
+    list of dict
+        One dict per record element, in document order.
+
+    Raises
+    ------
+    ResponseParseError
+        A path is malformed or uses an undeclared prefix.
+    """
+    ns = dict(namespaces or {})
+    steps = xml_steps(record_path)
+    plans: list[tuple[str, int, str]] = []
+    for name, path in keep.items():
+        kst = xml_steps(path)
+        depth = 0
+        while depth < min(len(steps), len(kst)) and kst[depth] == steps[depth]:
+            depth += 1
+        rest = "/".join(kst[depth:])
+        plans.append((name, depth, f"./{rest}" if rest.startswith(("@", "text()")) else rest))
+    out: list[dict[str, Any]] = []
+
+    def find(node: Element, path: str) -> list[Any]:
+        try:
+            return _walk_xml(node, path, ns)
+        except ResponseParseError as exc:
+            raise ResponseParseError(str(exc), url=url, hint=exc.hint) from exc
+
+    def walk(node: Element, depth: int, trail: list[Element]) -> None:
+        if depth == len(steps):
+            rec = _xml_value(node)
+            rec = rec if isinstance(rec, dict) else {"value": rec}
+            for name, at, rest in plans:
+                if name not in rec:
+                    found = find(trail[at], rest) if rest else [trail[at]]
+                    rec[name] = _xml_value(found[0]) if found else None
+            out.append(rec)
+            return
+        for child in find(node, steps[depth]):
+            if isinstance(child, Element):
+                walk(child, depth + 1, [*trail, child])
+
+    walk(root, 0, [root])
+    return out
 
 
 def find_value(body: Any, path: str, *, namespaces: Mapping[str, str] | None = None) -> Any:

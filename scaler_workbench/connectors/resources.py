@@ -20,7 +20,7 @@ profile's ``[paginator]``; ``"none"`` for a single request), ``format`` (auto/js
 e.g. ``{ commodity = "gas" }`` when the endpoint itself says what its records are),
 ``inherit_parent`` (true: ``_parent`` also carries the parent's own ``_parent``, so a
 grandchild can map ``_parent.property_id``), ``keep`` (fields of the ancestors along a JSON
-``record_path``: ``keep = { property_id = "properties[*].id" }``), ``date_range`` (see :mod:`.dates`), ``incremental``
+or XML ``record_path``: ``keep = { property_id = "properties[*].id" }``), ``date_range`` (see :mod:`.dates`), ``incremental``
 (``cursor_path``, ``lookback_days``, and ``param``/``format`` for APIs filtered by an "updated
 since" parameter instead of a date range), ``on_error`` (``"skip"``: record a failed page and
 go on with the next parent/window; ``"raise"``).
@@ -49,6 +49,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+from xml.etree.ElementTree import Element
 
 from scaler_workbench._filters import Filter, compile_filter, compile_parent_filter
 from scaler_workbench._profile_schema import did_you_mean
@@ -60,6 +61,7 @@ from scaler_workbench.connectors._body import (
     find_value,
     json_steps,
     select_records,
+    select_xml_with_ancestors,
     walk_json,
 )
 from scaler_workbench.connectors._events import FetchEvent
@@ -581,7 +583,11 @@ class Connector:
     def records(self, spec: ResourceSpec, response: PageResponse) -> list[dict[str, Any]]:
         if spec.keep:
             return select_with_ancestors(
-                response.body, spec.record_path, spec.keep, url=redact_url(response.url)
+                response.body,
+                spec.record_path,
+                spec.keep,
+                url=redact_url(response.url),
+                namespaces=spec.namespaces,
             )
         return select_records(
             response.body,
@@ -1021,29 +1027,38 @@ def _param_sets(record: Mapping[str, Any], params: Mapping[str, str]) -> list[di
 
 
 def select_with_ancestors(
-    body: Any, record_path: str, keep: Mapping[str, str], *, url: str = ""
+    body: Any,
+    record_path: str,
+    keep: Mapping[str, str],
+    *,
+    url: str = "",
+    namespaces: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Records at a JSON ``record_path`` that also carry fields of their ancestors.
+    """Records at a ``record_path`` that also carry fields of their ancestors.
 
     ``keep`` maps a new field name to a path that starts with a prefix of ``record_path`` (up
     to one of its steps) and goes on inside the ancestor reached there:
     ``record_path = "properties[*].electricity_meter_points[*]"`` with
     ``keep = { property_id = "properties[*].id" }`` gives each meter point the ``id`` of the
     property it was listed under; ``{ account = "number" }`` reads the body's top level. A kept
-    field never overwrites one the record already has.
+    field never overwrites one the record already has. An XML body is read the same way, by
+    XPath steps with ``namespaces`` (``keep = { usage_point = "e:UsagePoint/e:title" }``, see
+    :func:`~scaler_workbench.connectors._body.select_xml_with_ancestors`).
 
     Raises
     ------
     ResponseParseError
-        The body is XML (``keep`` reads JSON only), or a path is malformed.
+        The body is neither JSON nor XML, or a path is malformed.
     """
     if body is None:
         return []
+    if isinstance(body, Element):
+        return select_xml_with_ancestors(body, record_path, keep, namespaces=namespaces, url=url)
     if not isinstance(body, Mapping | list):
         raise ResponseParseError(
-            "keep reads ancestors of JSON records only",
+            f"keep reads ancestors of JSON or XML records, not of a {type(body).__name__} body",
             url=url,
-            hint="For XML, fetch the parent as its own resource and use inherit_parent.",
+            hint="Set format = 'json' or 'xml' on the resource.",
         )
     try:
         steps = json_steps(record_path)
