@@ -8,7 +8,9 @@
    ``revision`` field, then the later record) and every other is set aside into
    ``Tables.quarantine`` (stage ``usage``, rule ``duplicate``, severity ``error``). Overlapping
    periods are flagged (severity ``warning``; ``overlaps = "quarantine"`` sets aside the later
-   row when the overlap exceeds ``overlap_tolerance_days``, default 1).
+   row when the overlap exceeds ``overlap_tolerance_days``, default 1; ``overlaps =
+   "later_wins"`` ends a bill where the next one starts when they share up to that many days:
+   the shared-boundary convention). A bill source's own ``policy`` table overrides these.
 2. **Registers** (``readings`` sources with ``to_consumption``): differenced per meter in time
    order; a drop is a ``rollover`` (wrap at 10**digits, digits from the meter's
    ``register_digits`` or inferred from the largest reading), a ``reset`` (back near zero) or an
@@ -1395,20 +1397,7 @@ def process_usage(
             key="mapping.policy",
             hint=f"Known keys: {sorted(POLICY_DEFAULTS)}.",
         )
-    if policy["overlaps"] not in ("flag", "quarantine"):
-        raise MappingError(
-            f"[mapping.policy] overlaps = {policy['overlaps']!r} is not one of flag, quarantine",
-            key="mapping.policy.overlaps",
-            hint="Use overlaps = 'flag' (report only) or 'quarantine' (set the later row aside).",
-        )
-    try:
-        tol = float(policy["overlap_tolerance_days"])
-    except (TypeError, ValueError) as exc:
-        raise MappingError(
-            "[mapping.policy] overlap_tolerance_days must be a number of days",
-            key="mapping.policy.overlap_tolerance_days",
-            hint="e.g. overlap_tolerance_days = 1",
-        ) from exc
+    tol = _overlap_options(policy, "mapping.policy")
     gaps = bool(policy["report_gaps"])
     q_parts: list[pd.DataFrame] = [tables.quarantine]
     out_parts: list[pd.DataFrame] = []
@@ -1436,8 +1425,11 @@ def process_usage(
             if src.get("kind", "intervals") != "intervals" or freq is None:
                 part = part if keep is None else part[keep]
                 keep = None
-                if policy["overlaps"] == "quarantine":
-                    over = _overlap_losers(part, tol)
+                spol, stol = _source_policy(policy, src, str(name), tol)
+                if spol["overlaps"] == "later_wins":
+                    part = _later_wins(part, stol)
+                elif spol["overlaps"] == "quarantine":
+                    over = _overlap_losers(part, stol)
                     if over.any():
                         q_parts.append(
                             quarantine_rows(
@@ -1446,12 +1438,14 @@ def process_usage(
                                 stage="usage",
                                 rule="overlap",
                                 reasons=f"period overlaps an earlier period of the same meter by "
-                                f"more than {tol:g} day(s): set aside by policy (overlaps = "
+                                f"more than {stol:g} day(s): set aside by policy (overlaps = "
                                 "'quarantine'; the earlier period is kept)",
                             )
                         )
                         part = part[~over]
-                report_parts.append(period_report(part, tolerance_days=tol, gaps=gaps))
+                report_parts.append(
+                    period_report(part, tolerance_days=stol, gaps=bool(spol["report_gaps"]))
+                )
             counts = None
             if src.get("kind", "intervals") == "intervals":
                 counts = _interval_counts(part)
@@ -1553,6 +1547,85 @@ def process_usage(
             else empty_frame(HOLES)
         ),
     )
+
+
+_OVERLAPS = ("flag", "quarantine", "later_wins")
+
+
+def _overlap_options(policy: Mapping[str, Any], where: str) -> float:
+    """Check ``overlaps`` of a merged policy; return ``overlap_tolerance_days`` [d]."""
+    if policy["overlaps"] not in _OVERLAPS:
+        raise MappingError(
+            f"[{where}] overlaps = {policy['overlaps']!r} is not one of {', '.join(_OVERLAPS)}",
+            key=f"{where}.overlaps",
+            hint="Use overlaps = 'flag' (report only), 'quarantine' (set the later row aside) "
+            "or 'later_wins' (a shared boundary day belongs to the later bill).",
+        )
+    try:
+        return float(policy["overlap_tolerance_days"])
+    except (TypeError, ValueError) as exc:
+        raise MappingError(
+            f"[{where}] overlap_tolerance_days must be a number of days",
+            key=f"{where}.overlap_tolerance_days",
+            hint="e.g. overlap_tolerance_days = 1",
+        ) from exc
+
+
+def _source_policy(
+    policy: Mapping[str, Any], src: Mapping[str, Any], name: str, tol: float
+) -> tuple[dict[str, Any], float]:
+    """The period policy of one bill source: ``[mapping.policy]`` with the source's own
+    ``policy`` table on top (``overlaps``, ``overlap_tolerance_days``, ``report_gaps``)."""
+    own = src.get("policy") or {}
+    if not own:
+        return dict(policy), tol
+    where = f"mapping.usage.{name}.policy"
+    unknown = set(own) - set(POLICY_DEFAULTS)
+    if unknown:
+        raise MappingError(
+            f"unknown [{where}] key(s) {sorted(unknown)}",
+            key=where,
+            hint=f"Known keys: {sorted(POLICY_DEFAULTS)}.",
+        )
+    merged = {**policy, **dict(own)}
+    return merged, _overlap_options(merged, where)
+
+
+def _later_wins(part: pd.DataFrame, tolerance_days: float) -> pd.DataFrame:
+    """``overlaps = "later_wins"``: the shared-boundary convention of bills.
+
+    In time order per meter, a period whose end reaches past the next period's start by at
+    most ``tolerance_days`` [d] (an inclusive end date equal to the next bill's start date) ends
+    where the next begins: the shared day belongs to the later bill, the earlier bill's amount
+    is spread over its remaining days. Longer overlaps are left as they are (reported as with
+    ``"flag"``). Returns ``part`` itself when nothing changes, else a copy with new ``end``.
+    """
+    n = len(part)
+    if n < 2:
+        return part
+    mc = np.asarray(_cat(part["meter_id"]).codes, dtype=np.int64)
+    s = _ns(part["start"])
+    e = _ns(part["end"])
+    order = np.lexsort((e, s, mc))
+    so, eo, mo = s[order], e[order], mc[order]
+    nxt_s = np.r_[so[1:], 0]
+    same = np.r_[mo[1:] == mo[:-1], False]
+    over = eo - nxt_s
+    clip = (
+        same
+        & (nxt_s > so)
+        & (over > 0)
+        & (over <= tolerance_days * NS_PER_DAY + 1)
+        & (mc[order] >= 0)
+    )
+    if not clip.any():
+        return part
+    new_e = e.copy()
+    new_e[order[clip]] = nxt_s[clip]
+    log.info("usage: %d shared boundary day(s) given to the later bill", int(clip.sum()))
+    out = part.copy()
+    out["end"] = utc_index(new_e)
+    return out
 
 
 def _local_text(values: pd.Series) -> pd.Series:
@@ -1695,7 +1768,8 @@ def _report_to_quarantine(report: pd.DataFrame, tolerance_days: float = 1.0) -> 
     reasons = [
         f"{issue} of {days:g} day(s) between periods of meter {m}"
         + (
-            " (an inclusive-end bill pair sharing its boundary day?)"
+            " (an inclusive-end bill pair sharing its boundary day? if the day belongs to the "
+            "later bill, set [mapping.policy] overlaps = 'later_wins')"
             if issue == "overlap" and days <= tolerance_days + 1e-9
             else ""
         )
