@@ -145,6 +145,7 @@ _DATE_RANGE = _keys(
     "too_large_status",
     "too_large_match",
     "learn",
+    "lookback_days",
     too_large=_keys("status", "match"),
 )
 
