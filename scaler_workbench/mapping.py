@@ -119,6 +119,7 @@ _SETTING_HELP: dict[str, str] = {
     "duration": "Length of each interval when records have no end, e.g. 1h or 30min.",
     "explode": "Path of a list inside each record: one row per list item.",
     "tz": "Time zone of naive timestamps (default: the site's).",
+    "provides": '["cost"]: this source only gives the cost of the other source\'s periods.',
 }
 
 #: Column descriptions worded for the analyst where the schema's refer to code.

@@ -107,6 +107,7 @@ _SOURCE_TABLE_OPTIONS = {
     "key_separator",
     "unit",
     "derive_from",
+    "provides",
 }
 
 

@@ -25,6 +25,10 @@
    ``days_with_data``. Missing intervals stay missing (never zero). Periods come out as UTC
    instants of local midnights with the ``timezone`` column set.
 
+4. **Cost from another source** (``provides = ["cost"]`` on a source): its calendarized
+   periods give only cost, attached to the rows of the meter's other source(s) for the same
+   local period; an unmatched cost period is set aside (rule ``merge_unmatched``).
+
 Lineage of an aggregated row: ``raw_value`` = sum of the raw values, ``factor`` = the unit factor
 (NaN if rows with different factors were summed), ``raw_unit`` = the label of the first row,
 ``source_id`` = ``first..last`` provider ids (or ``<source>[i..j]`` record positions when no id
@@ -1401,6 +1405,7 @@ def process_usage(
     gaps = bool(policy["report_gaps"])
     q_parts: list[pd.DataFrame] = [tables.quarantine]
     out_parts: list[pd.DataFrame] = []
+    cost_parts: list[tuple[str, pd.DataFrame, str]] = []  # sources with provides = ["cost"]
     report_parts: list[pd.DataFrame] = []
     months_parts: list[pd.DataFrame] = [tables.completeness]
     hole_parts: list[pd.DataFrame] = [tables.holes]
@@ -1422,6 +1427,7 @@ def process_usage(
             keep = keep_all if keep_all is None or mask is None else keep_all[mask]
             src = (m.get("usage") or {}).get(str(name), {})
             freq = period_option(src, "aggregate", "prorate")
+            cost_only = _provides_cost(src, str(name), freq)
             if src.get("kind", "intervals") != "intervals" or freq is None:
                 part = part if keep is None else part[keep]
                 keep = None
@@ -1457,6 +1463,9 @@ def process_usage(
                     cal = _with_interval_counts(cal, counts[0])
                 elif src.get("kind", "intervals") != "intervals" and len(cal):
                     cal = _with_billing_days(cal, part if keep is None else part[keep])
+                if cost_only:
+                    cost_parts.append((str(name), cal, str(freq)))
+                    continue
                 out_parts.append(cal)
             else:
                 out_parts.append(part if keep is None else part[keep])
@@ -1513,7 +1522,12 @@ def process_usage(
             else:
                 out_parts.append(cons)
         readings = concat_frames(new_readings)
-    out_usage = _finish_usage(_concat_frames(out_parts))
+    merged = _concat_frames(out_parts)
+    for name, cal, cfreq in cost_parts:
+        merged, q = _attach_cost(merged, cal, name, cfreq)
+        if len(q):
+            q_parts.append(q)
+    out_usage = _finish_usage(merged)
     if len(readings):
         keep = [c for c in readings.columns if not str(c).startswith("_") and c != "revision"]
         readings = coerce_frame(readings[keep].reset_index(drop=True), READINGS)
@@ -1626,6 +1640,112 @@ def _later_wins(part: pd.DataFrame, tolerance_days: float) -> pd.DataFrame:
     out = part.copy()
     out["end"] = utc_index(new_e)
     return out
+
+
+def _provides_cost(src: Mapping[str, Any], name: str, freq: str | None) -> bool:
+    """Is this source a cost-only source (``provides = ["cost"]``)? Checks the option."""
+    provides = src.get("provides")
+    if provides is None:
+        return False
+    where = f"mapping.usage.{name}.provides"
+    if not isinstance(provides, list | tuple) or not provides or any(p != "cost" for p in provides):
+        raise MappingError(
+            f"[{where}] = {provides!r}: the only value a source can provide is 'cost'",
+            key=where,
+            hint='Write provides = ["cost"]: this source gives the cost of the periods of '
+            "the meter's other source(s) (its consumption is not used).",
+        )
+    if freq not in _FREQS:
+        raise MappingError(
+            f"[{where}] needs prorate = 'month' or 'day' (the cost is attached by period)",
+            key=where,
+            hint="Set prorate (bills) or aggregate (intervals) to the period of the source "
+            "that gives the consumption, e.g. prorate = 'month'.",
+        )
+    return True
+
+
+def _local_periods(cal: pd.DataFrame, freq: str) -> np.ndarray:
+    """Local period (days or months since 1970) of each calendarized row's start."""
+    start = _ns(cal["start"])
+    zones = _zones(cal, len(cal))
+    out = np.empty(len(cal), dtype=np.int64)
+    codes = np.asarray(zones.codes)
+    for z, zone in enumerate(zones.categories):
+        m = codes == z
+        out[m] = _period_index(_wall(start[m], str(zone)), freq)
+    return out
+
+
+def _attach_cost(
+    usage: pd.DataFrame, cost: pd.DataFrame, name: str, freq: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Put the period costs of the cost-only source ``name`` on the rows of the other sources.
+
+    A row of ``usage`` (other sources, calendarized) with the same meter and local period
+    (``freq``: the local day or month of its start) as a row of ``cost`` gets its ``cost`` (and ``currency`` when given);
+    its own cost, if any, is replaced. When several sources have a row for the period, the
+    first one (source order) gets it. A cost period without such a row is set aside (rule
+    ``merge_unmatched``, severity ``error``): the cost is not exported, and says why.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        ``usage`` with the costs, and the quarantine rows of unmatched cost periods.
+    """
+    if not len(cost):
+        return usage, pd.DataFrame()
+
+    def keys(frame: pd.DataFrame) -> pd.MultiIndex:
+        return pd.MultiIndex.from_arrays(
+            [frame["meter_id"].astype(str).to_numpy(), _local_periods(frame, freq)]
+        )
+
+    if len(usage):
+        target = keys(usage)
+        first = ~target.duplicated(keep="first")
+        rows = np.flatnonzero(first)
+        at = target[first].get_indexer(keys(cost))
+    else:
+        rows = np.zeros(0, dtype=np.int64)
+        at = np.full(len(cost), -1, dtype=np.int64)
+    hit = at >= 0
+    q = pd.DataFrame()
+    if (~hit).any():
+        q = quarantine_rows(
+            cost[~hit],
+            table="usage",
+            stage="usage",
+            rule="merge_unmatched",
+            reasons=f"cost of this period from source '{name}' (provides = ['cost']) has no "
+            "usage row of another source for the same meter and period: the cost is not "
+            "exported (is the consumption source missing data for this period?)",
+        )
+    if not hit.any():
+        return usage, q
+    pos = rows[at[hit]]
+    values = cost["cost"].to_numpy(dtype=np.float64, na_value=np.nan)[hit]
+    col = (
+        usage["cost"].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        if "cost" in usage.columns
+        else np.full(len(usage), np.nan)
+    )
+    col[pos] = values
+    extra: dict[str, Any] = {"cost": col}
+    if "currency" in cost.columns:
+        cur = (
+            usage["currency"].astype(object).to_numpy(copy=True)
+            if "currency" in usage.columns
+            else np.full(len(usage), None, dtype=object)
+        )
+        cur[pos] = cost["currency"].astype(object).to_numpy()[hit]
+        extra["currency"] = cur
+    if "method" in usage.columns:
+        method = usage["method"].astype(object).to_numpy(copy=True)
+        method[pos] = [f"{m}; cost from {name} by period" for m in method[pos]]
+        extra["method"] = method
+    log.info("usage: cost of %d period(s) from source %s attached", int(hit.sum()), name)
+    return usage.assign(**extra), q
 
 
 def _local_text(values: pd.Series) -> pd.Series:

@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from fractions import Fraction
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from scaler_workbench.exceptions import MappingError
@@ -218,3 +219,130 @@ def test_end_inclusive_auto_single_bill_meter_follows_the_source() -> None:
     }
     ends = t.usage[t.usage["meter_id"].astype(str) == "I2"]["end"]
     assert ends.max().tz_convert(NY).strftime("%Y-%m-%d") == "2024-02-01"
+
+
+# ---- two sources for one meter: consumption from intervals, cost from bills (item 15) --------
+def _merge_mapping(provides: Any = ("cost",), prorate: str = "month") -> dict[str, Any]:
+    m = _mapping(False)
+    bills = m["usage"]["bills"]
+    bills["prorate"] = prorate
+    if provides is not None:
+        bills["provides"] = list(provides)
+    m["usage"] = {
+        "intervals": {
+            "resource": "intervals",
+            "kind": "intervals",
+            "aggregate": "month",
+            "fields": {"meter_id": "m", "start": "s", "end": "e", "consumption": "v"},
+        },
+        "bills": bills,
+    }
+    return m
+
+
+def _merge_records() -> dict[str, list[dict[str, Any]]]:
+    # E1: hourly intervals of 0.5 kWh, local January 1 .. April 1 (exclusive), with offsets
+    starts = pd.date_range("2024-01-01", "2024-04-01", freq="h", tz=NY, inclusive="left")
+    hours = [
+        {"m": "E1", "s": a.isoformat(), "e": (a + pd.Timedelta("1h")).isoformat(), "v": 0.5}
+        for a in starts
+    ]
+    raw = _records(
+        {
+            "E1": [
+                ("2024-01-10", "2024-02-10", 999.0),  # usage 999 (not used), cost 99.9
+                ("2024-02-10", "2024-03-10", 888.0),
+                ("2024-03-10", "2024-04-10", 777.0),  # April has no interval row
+            ]
+        }
+    )
+    raw["intervals"] = hours
+    return raw
+
+
+def test_cost_from_bills_is_attached_to_the_interval_months_with_exact_totals() -> None:
+    t = run_pipeline(PROFILE, _merge_records(), mapping=_merge_mapping())
+    usage = t.usage
+    months = [r.start.tz_convert(NY).strftime("%Y-%m") for r in usage.itertuples()]
+    assert sorted(months) == ["2024-01", "2024-02", "2024-03"]  # one row per month, no dups
+    assert set(usage["source"].astype(str)) == {"intervals"}
+    cons = _monthly(t)
+    assert cons == {
+        ("E1", "2024-01"): pytest.approx(31 * 24 * 0.5),
+        ("E1", "2024-02"): pytest.approx(29 * 24 * 0.5),
+        # March 10 is the spring-forward day in New York: 23 hours in local time
+        ("E1", "2024-03"): pytest.approx((31 * 24 - 1) * 0.5),
+    }
+    want = _expected(
+        {
+            "E1": [
+                (_days("2024-01-10", "2024-02-09"), 99.9),
+                (_days("2024-02-10", "2024-03-09"), 88.8),
+                (_days("2024-03-10", "2024-04-09"), 77.7),
+            ]
+        }
+    )
+    cost = _monthly(t, "cost")
+    for key in [("E1", "2024-01"), ("E1", "2024-02"), ("E1", "2024-03")]:
+        assert cost[key] == pytest.approx(want[key], rel=1e-12), key
+    assert all("cost from bills" in str(m) for m in usage["method"])
+    # April's share of the last bill has no interval month: set aside, said so, not exported
+    q = t.quarantine[t.quarantine["rule"] == "merge_unmatched"]
+    assert len(q) == 1 and "not exported" in q["reason"].iloc[0]
+    assert "2024-04" in q["record_key"].iloc[0]
+    assert set(t.quarantine["rule"]) == {"merge_unmatched"}
+
+
+def test_without_provides_the_second_source_makes_its_own_rows() -> None:
+    t = run_pipeline(PROFILE, _merge_records(), mapping=_merge_mapping(provides=None))
+    assert set(t.usage["source"].astype(str)) == {"intervals", "bills"}  # the old behaviour
+    assert len(t.usage) > 3
+
+
+@pytest.mark.parametrize(
+    ("provides", "prorate", "says"),
+    [
+        (["usage"], "month", "only value"),
+        ("cost", "month", "only value"),
+        (["cost"], "none", "prorate"),
+    ],
+)
+def test_bad_provides_is_a_mapping_error(provides: Any, prorate: str, says: str) -> None:
+    m = _merge_mapping(prorate=prorate)
+    m["usage"]["bills"]["provides"] = provides
+    with pytest.raises(MappingError) as info:
+        run_pipeline(PROFILE, _merge_records(), mapping=m)
+    assert says in str(info.value) and info.value.hint
+
+
+def test_provides_is_a_known_profile_key_and_typos_are_refused() -> None:
+    from scaler_workbench.exceptions import ProfileError
+
+    data = {
+        "provider": {"name": "t", "timezone": NY},
+        "environments": {"x": {"base_url": "http://127.0.0.1"}},
+        "resources": {"bills": {"path": "/b"}, "intervals": {"path": "/i"}},
+        "mapping": _merge_mapping(),
+    }
+    Profile.from_dict(data)  # accepted
+    data["mapping"]["usage"]["bills"]["provide"] = data["mapping"]["usage"]["bills"].pop("provides")
+    with pytest.raises(ProfileError) as info:
+        Profile.from_dict(data)
+    assert "provides" in str(info.value) + str(info.value.hint)
+
+
+@pytest.mark.parametrize("bad", ["cost", ["costs"], []])
+def test_provides_value_is_checked_when_the_profile_is_read(bad: Any) -> None:
+    from scaler_workbench.exceptions import ProfileError
+
+    data = {
+        "provider": {"name": "t", "timezone": NY},
+        "environments": {"x": {"base_url": "http://127.0.0.1"}},
+        "resources": {"bills": {"path": "/b"}, "intervals": {"path": "/i"}},
+        "mapping": _merge_mapping(),
+    }
+    data["mapping"]["usage"]["bills"]["provides"] = bad
+    with pytest.raises(ProfileError) as info:
+        Profile.from_dict(data)
+    assert "mapping.usage.bills.provides" in str(info.value)
+    assert "'cost'" in str(info.value)
