@@ -1605,6 +1605,9 @@ def _source_policy(
     return merged, _overlap_options(merged, where)
 
 
+_DST_SLACK_NS = 3600 * 10**9
+
+
 def _later_wins(part: pd.DataFrame, tolerance_days: float) -> pd.DataFrame:
     """``overlaps = "later_wins"``: the shared-boundary convention of bills.
 
@@ -1629,7 +1632,7 @@ def _later_wins(part: pd.DataFrame, tolerance_days: float) -> pd.DataFrame:
         same
         & (nxt_s > so)
         & (over > 0)
-        & (over <= tolerance_days * NS_PER_DAY + 1)
+        & (over <= tolerance_days * NS_PER_DAY + _DST_SLACK_NS)  # a 25-hour local day
         & (mc[order] >= 0)
     )
     if not clip.any():

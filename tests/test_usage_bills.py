@@ -95,6 +95,10 @@ SHARED = {
         ("2024-01-20", "2024-02-18", 100.0),
         ("2024-02-18", "2024-03-20", 120.0),
     ],
+    "E3": [  # the shared day November 3 is 25 hours long (DST ends in New York)
+        ("2024-10-04", "2024-11-03", 150.0),
+        ("2024-11-03", "2024-12-02", 160.0),
+    ],
 }
 SHARED_TRUTH = {
     "E1": [
@@ -105,6 +109,10 @@ SHARED_TRUTH = {
     "E2": [
         (_days("2024-01-20", "2024-02-17"), 100.0),
         (_days("2024-02-18", "2024-03-20"), 120.0),
+    ],
+    "E3": [
+        (_days("2024-10-04", "2024-11-02"), 150.0),
+        (_days("2024-11-03", "2024-12-02"), 160.0),
     ],
 }
 
@@ -134,7 +142,7 @@ def test_without_later_wins_the_shared_day_is_counted_twice_and_flagged() -> Non
     want = _expected(SHARED_TRUTH)
     # E1 January: the first bill spread over 32 days (its shared day included)
     assert got[("E1", "2024-01")] != pytest.approx(want[("E1", "2024-01")], rel=1e-9)
-    assert (t.quarantine["rule"] == "period_overlap").sum() == 3
+    assert (t.quarantine["rule"] == "period_overlap").sum() == 4
 
 
 def test_later_wins_leaves_a_long_overlap_reported() -> None:
