@@ -147,6 +147,7 @@ _DATE_RANGE = _keys(
     "too_large_status",
     "too_large_match",
     "learn",
+    "lookback_days",
     too_large=_keys("status", "match"),
 )
 
@@ -212,6 +213,7 @@ _SOURCE_TABLE = _keys(
     "split_sign",  # issue 15 item 15: signed net value -> consumption / redelivery
     "where",
     "skip",
+    "provides",
     fields=_FIELDS,
 )
 _POLICY = _keys("duplicates", "prefer_actual", "overlaps", "overlap_tolerance_days", "report_gaps")
@@ -316,7 +318,10 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "mapping.usage.*.policy.overlaps": ("flag", "quarantine", "later_wins"),
     "mapping.usage.*.role": ("consumption", "redelivery", "production"),
     "mapping.usage.*.split_sign": (True, False),
+    "mapping.usage.*.provides": ("cost",),
 }
+#: Enumerated values that are a non-empty LIST of allowed values.
+_LISTS = frozenset({"mapping.usage.*.provides"})
 _CASELESS = frozenset(
     {
         "resources.*.method",
@@ -509,6 +514,9 @@ def check_profile_values(data: Mapping[str, Any], *, provider: str = "") -> None
                 continue  # a table where a value is read (a paginator table, ...)
             if pattern in _STRFTIME and isinstance(value, str) and "%" in value:
                 continue
+            if pattern in _LISTS:
+                _check_list(key, value, allowed, provider)
+                continue
             probe = value.lower() if pattern in _CASELESS and isinstance(value, str) else value
             pool = [
                 a.lower() if pattern in _CASELESS and isinstance(a, str) else a for a in allowed
@@ -536,6 +544,21 @@ def check_profile_values(data: Mapping[str, Any], *, provider: str = "") -> None
                 if isinstance(pag, str):
                     pag = {"type": pag}
                 _check_type(f"resources.{name}.paginator", pag, PAGINATOR_TYPES, provider)
+
+
+def _check_list(key: str, value: Any, allowed: tuple[Any, ...], provider: str) -> None:
+    """A list-valued enumeration (``provides = ["cost"]``): a non-empty list of allowed values."""
+    shown = ", ".join(repr(a) for a in allowed)
+    bad = [v for v in value if v not in allowed] if isinstance(value, list) and value else [value]
+    if not bad:
+        return
+    words = [a for a in allowed if isinstance(a, str)]
+    raise ProfileError(
+        f"{key} = {value!r} must be a list of {shown}{did_you_mean(str(bad[0]), words)}",
+        key=key,
+        provider=provider or None,
+        hint=f"e.g. {key.rsplit('.', 1)[-1]} = [{shown}] (docs/mapping.md).",
+    )
 
 
 def _check_type(key: str, table: Any, kinds: tuple[str, ...], provider: str) -> None:

@@ -126,6 +126,7 @@ _SETTING_HELP: dict[str, str] = {
     "role": "consumption | redelivery | production: which value of the meter the source gives.",
     "split_sign": "TRUE: a signed net value's positive part is consumption, its negative part "
     "redelivery (per interval).",
+    "provides": '["cost"]: this source only gives the cost of the other source\'s periods.',
 }
 
 #: Column descriptions worded for the analyst where the schema's refer to code.

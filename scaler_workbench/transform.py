@@ -117,6 +117,7 @@ _SOURCE_TABLE_OPTIONS = {
     "split_sign",
     "where",  # record filters: applied by pipeline.run_pipeline before the mapping (issue 15)
     "skip",
+    "provides",
 }
 
 
@@ -1473,8 +1474,12 @@ def _series_frame(
     primary_keys: Mapping[str, str] | None = None,
     row_offset: int = 0,
     missing_values: str = "no_data",
+    overlaps: str = "flag",
 ) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """Usage or readings rows of one source, in provider units, timestamps UTC.
+
+    ``overlaps`` is the source's period policy (``later_wins``: shared boundaries of bills are
+    read as inclusive ends under ``end_inclusive = "auto"``).
 
     ``_row`` (lineage: the record's position in the resource, plus ``row_offset`` for a chunk
     of a longer list) is only materialised when positions would not say it: rows were set
@@ -1597,7 +1602,9 @@ def _series_frame(
         if "end" not in frame:
             frame["end"] = _plus_duration(frame["start"], pd.Timedelta(str(src["duration"])))
         elif end_inclusive == "auto":
-            frame["end"] = _auto_inclusive_end(frame, tz_arg, mcodes)
+            frame["end"] = _auto_inclusive_end(
+                frame, tz_arg, mcodes, shared_inclusive=overlaps == "later_wins"
+            )
     if value_col in fast:
         value, bad_num = fast.pop(value_col), np.zeros(n, dtype=bool)
     else:
@@ -2017,18 +2024,47 @@ def _finish_fast_times(
     return utc_index(ns), bad
 
 
-def _auto_inclusive_end(frame: dict[str, Any], tz: Any, mcodes: np.ndarray) -> pd.DatetimeIndex:
-    """``end_inclusive = "auto"``: shared boundaries (end == next start) mean exclusive ends."""
+def _auto_inclusive_end(
+    frame: dict[str, Any], tz: Any, mcodes: np.ndarray, *, shared_inclusive: bool = False
+) -> pd.DatetimeIndex:
+    """``end_inclusive = "auto"``: each meter's consecutive bills say how its ends read.
+
+    Per meter, a pair whose next start is the end plus one local day votes *inclusive*; a pair
+    whose next start equals the end (a shared boundary) votes *exclusive*, or *inclusive* when
+    ``shared_inclusive`` (``overlaps = "later_wins"``: the shared-boundary convention names
+    the last billed day; the later bill takes the shared day). The majority (ties: exclusive)
+    applies to every bill of the meter, its last bill included. A meter without such a pair
+    (one bill, only gaps) follows the votes of the whole source, and inclusive when there are
+    none (an end date is more often the last billed day).
+    """
     start = utc_ns(frame["start"])
     end = utc_ns(frame["end"])
-    order = np.lexsort((start, mcodes))
-    s, e, m = start[order], end[order], mcodes[order]
-    same = m[1:] == m[:-1]
-    pairs = same.sum()
-    shared = (e[:-1] == s[1:]) & same
-    if pairs and shared.sum() * 2 >= pairs:
+    n = len(end)
+    if not n:
         return frame["end"]
-    return add_local_days(frame["end"], tz, 1, mcodes)
+    plus = utc_ns(add_local_days(frame["end"], tz, 1, mcodes))
+    codes = np.asarray(mcodes, dtype=np.int64)
+    order = np.lexsort((start, codes))
+    s, e, p, m = start[order], end[order], plus[order], codes[order]
+    same = (m[1:] == m[:-1]) & (m[1:] >= 0)
+    shared = same & (e[:-1] == s[1:])
+    incl = same & (p[:-1] == s[1:]) & ~shared
+    if shared_inclusive:
+        incl, shared = incl | shared, np.zeros_like(shared)
+    ncat = int(codes.max()) + 2
+    key = m[:-1] + 1  # missing meter (-1) -> slot 0
+    votes_in = np.bincount(key[incl], minlength=ncat)
+    votes_ex = np.bincount(key[shared], minlength=ncat)
+    tot_in, tot_ex = int(votes_in.sum()), int(votes_ex.sum())
+    source_inclusive = tot_in > tot_ex or tot_in + tot_ex == 0
+    has = (votes_in + votes_ex) > 0
+    meter_inclusive = np.where(has, votes_in > votes_ex, source_inclusive)
+    add = meter_inclusive[codes + 1]
+    if add.all():
+        return utc_index(plus)
+    if not add.any():
+        return frame["end"]
+    return utc_index(np.where(add, plus, end))
 
 
 def _row_numbers(start: int, n: int) -> np.ndarray:
@@ -2112,6 +2148,9 @@ def build_tables(
                 ent.default_tz,
                 primary_keys=ent.primary_keys,
                 missing_values=ent.missing_values,
+                overlaps=str(
+                    {**(m.get("policy") or {}), **(src.get("policy") or {})}.get("overlaps", "")
+                ),
             )
             frames.append(f)
             quarantine += q

@@ -8,7 +8,9 @@
    ``revision`` field, then the later record) and every other is set aside into
    ``Tables.quarantine`` (stage ``usage``, rule ``duplicate``, severity ``error``). Overlapping
    periods are flagged (severity ``warning``; ``overlaps = "quarantine"`` sets aside the later
-   row when the overlap exceeds ``overlap_tolerance_days``, default 1).
+   row when the overlap exceeds ``overlap_tolerance_days``, default 1; ``overlaps =
+   "later_wins"`` ends a bill where the next one starts when they share up to that many days:
+   the shared-boundary convention). A bill source's own ``policy`` table overrides these.
 2. **Registers** (``readings`` sources with ``to_consumption``): differenced per meter in time
    order; a drop is a ``rollover`` (wrap at 10**digits, digits from the meter's
    ``register_digits`` or inferred from the largest reading), a ``reset`` (back near zero) or an
@@ -22,6 +24,10 @@
    the total is preserved), then summed per (meter, source, period) with ``n_intervals`` and
    ``days_with_data``. Missing intervals stay missing (never zero). Periods come out as UTC
    instants of local midnights with the ``timezone`` column set.
+
+4. **Cost from another source** (``provides = ["cost"]`` on a source): its calendarized
+   periods give only cost, attached to the rows of the meter's other source(s) for the same
+   local period; an unmatched cost period is set aside (rule ``merge_unmatched``).
 
 Lineage of an aggregated row: ``raw_value`` = sum of the raw values, ``factor`` = the unit factor
 (NaN if rows with different factors were summed), ``raw_unit`` = the label of the first row,
@@ -1395,23 +1401,11 @@ def process_usage(
             key="mapping.policy",
             hint=f"Known keys: {sorted(POLICY_DEFAULTS)}.",
         )
-    if policy["overlaps"] not in ("flag", "quarantine"):
-        raise MappingError(
-            f"[mapping.policy] overlaps = {policy['overlaps']!r} is not one of flag, quarantine",
-            key="mapping.policy.overlaps",
-            hint="Use overlaps = 'flag' (report only) or 'quarantine' (set the later row aside).",
-        )
-    try:
-        tol = float(policy["overlap_tolerance_days"])
-    except (TypeError, ValueError) as exc:
-        raise MappingError(
-            "[mapping.policy] overlap_tolerance_days must be a number of days",
-            key="mapping.policy.overlap_tolerance_days",
-            hint="e.g. overlap_tolerance_days = 1",
-        ) from exc
+    tol = _overlap_options(policy, "mapping.policy")
     gaps = bool(policy["report_gaps"])
     q_parts: list[pd.DataFrame] = [tables.quarantine]
     out_parts: list[pd.DataFrame] = []
+    cost_parts: list[tuple[str, pd.DataFrame, str]] = []  # sources with provides = ["cost"]
     report_parts: list[pd.DataFrame] = []
     months_parts: list[pd.DataFrame] = [tables.completeness]
     hole_parts: list[pd.DataFrame] = [tables.holes]
@@ -1433,11 +1427,15 @@ def process_usage(
             keep = keep_all if keep_all is None or mask is None else keep_all[mask]
             src = (m.get("usage") or {}).get(str(name), {})
             freq = period_option(src, "aggregate", "prorate")
+            cost_only = _provides_cost(src, str(name), freq)
             if src.get("kind", "intervals") != "intervals" or freq is None:
                 part = part if keep is None else part[keep]
                 keep = None
-                if policy["overlaps"] == "quarantine":
-                    over = _overlap_losers(part, tol)
+                spol, stol = _source_policy(policy, src, str(name), tol)
+                if spol["overlaps"] == "later_wins":
+                    part = _later_wins(part, stol)
+                elif spol["overlaps"] == "quarantine":
+                    over = _overlap_losers(part, stol)
                     if over.any():
                         q_parts.append(
                             quarantine_rows(
@@ -1446,12 +1444,14 @@ def process_usage(
                                 stage="usage",
                                 rule="overlap",
                                 reasons=f"period overlaps an earlier period of the same meter by "
-                                f"more than {tol:g} day(s): set aside by policy (overlaps = "
+                                f"more than {stol:g} day(s): set aside by policy (overlaps = "
                                 "'quarantine'; the earlier period is kept)",
                             )
                         )
                         part = part[~over]
-                report_parts.append(period_report(part, tolerance_days=tol, gaps=gaps))
+                report_parts.append(
+                    period_report(part, tolerance_days=stol, gaps=bool(spol["report_gaps"]))
+                )
             counts = None
             if src.get("kind", "intervals") == "intervals":
                 counts = _interval_counts(part)
@@ -1463,6 +1463,9 @@ def process_usage(
                     cal = _with_interval_counts(cal, counts[0])
                 elif src.get("kind", "intervals") != "intervals" and len(cal):
                     cal = _with_billing_days(cal, part if keep is None else part[keep])
+                if cost_only:
+                    cost_parts.append((str(name), cal, str(freq)))
+                    continue
                 out_parts.append(cal)
             else:
                 out_parts.append(part if keep is None else part[keep])
@@ -1519,7 +1522,12 @@ def process_usage(
             else:
                 out_parts.append(cons)
         readings = concat_frames(new_readings)
-    out_usage = _finish_usage(_concat_frames(out_parts))
+    merged = _concat_frames(out_parts)
+    for name, cal, cfreq in cost_parts:
+        merged, q = _attach_cost(merged, cal, name, cfreq)
+        if len(q):
+            q_parts.append(q)
+    out_usage = _finish_usage(merged)
     if len(readings):
         keep = [c for c in readings.columns if not str(c).startswith("_") and c != "revision"]
         readings = coerce_frame(readings[keep].reset_index(drop=True), READINGS)
@@ -1553,6 +1561,194 @@ def process_usage(
             else empty_frame(HOLES)
         ),
     )
+
+
+_OVERLAPS = ("flag", "quarantine", "later_wins")
+
+
+def _overlap_options(policy: Mapping[str, Any], where: str) -> float:
+    """Check ``overlaps`` of a merged policy; return ``overlap_tolerance_days`` [d]."""
+    if policy["overlaps"] not in _OVERLAPS:
+        raise MappingError(
+            f"[{where}] overlaps = {policy['overlaps']!r} is not one of {', '.join(_OVERLAPS)}",
+            key=f"{where}.overlaps",
+            hint="Use overlaps = 'flag' (report only), 'quarantine' (set the later row aside) "
+            "or 'later_wins' (a shared boundary day belongs to the later bill).",
+        )
+    try:
+        return float(policy["overlap_tolerance_days"])
+    except (TypeError, ValueError) as exc:
+        raise MappingError(
+            f"[{where}] overlap_tolerance_days must be a number of days",
+            key=f"{where}.overlap_tolerance_days",
+            hint="e.g. overlap_tolerance_days = 1",
+        ) from exc
+
+
+def _source_policy(
+    policy: Mapping[str, Any], src: Mapping[str, Any], name: str, tol: float
+) -> tuple[dict[str, Any], float]:
+    """The period policy of one bill source: ``[mapping.policy]`` with the source's own
+    ``policy`` table on top (``overlaps``, ``overlap_tolerance_days``, ``report_gaps``)."""
+    own = src.get("policy") or {}
+    if not own:
+        return dict(policy), tol
+    where = f"mapping.usage.{name}.policy"
+    unknown = set(own) - set(POLICY_DEFAULTS)
+    if unknown:
+        raise MappingError(
+            f"unknown [{where}] key(s) {sorted(unknown)}",
+            key=where,
+            hint=f"Known keys: {sorted(POLICY_DEFAULTS)}.",
+        )
+    merged = {**policy, **dict(own)}
+    return merged, _overlap_options(merged, where)
+
+
+_DST_SLACK_NS = 3600 * 10**9
+
+
+def _later_wins(part: pd.DataFrame, tolerance_days: float) -> pd.DataFrame:
+    """``overlaps = "later_wins"``: the shared-boundary convention of bills.
+
+    In time order per meter, a period whose end reaches past the next period's start by at
+    most ``tolerance_days`` [d] (an inclusive end date equal to the next bill's start date) ends
+    where the next begins: the shared day belongs to the later bill, the earlier bill's amount
+    is spread over its remaining days. Longer overlaps are left as they are (reported as with
+    ``"flag"``). Returns ``part`` itself when nothing changes, else a copy with new ``end``.
+    """
+    n = len(part)
+    if n < 2:
+        return part
+    mc = np.asarray(_cat(part["meter_id"]).codes, dtype=np.int64)
+    s = _ns(part["start"])
+    e = _ns(part["end"])
+    order = np.lexsort((e, s, mc))
+    so, eo, mo = s[order], e[order], mc[order]
+    nxt_s = np.r_[so[1:], 0]
+    same = np.r_[mo[1:] == mo[:-1], False]
+    over = eo - nxt_s
+    clip = (
+        same
+        & (nxt_s > so)
+        & (over > 0)
+        & (over <= tolerance_days * NS_PER_DAY + _DST_SLACK_NS)  # a 25-hour local day
+        & (mc[order] >= 0)
+    )
+    if not clip.any():
+        return part
+    new_e = e.copy()
+    new_e[order[clip]] = nxt_s[clip]
+    log.info("usage: %d shared boundary day(s) given to the later bill", int(clip.sum()))
+    out = part.copy()
+    out["end"] = utc_index(new_e)
+    return out
+
+
+def _provides_cost(src: Mapping[str, Any], name: str, freq: str | None) -> bool:
+    """Is this source a cost-only source (``provides = ["cost"]``)? Checks the option."""
+    provides = src.get("provides")
+    if provides is None:
+        return False
+    where = f"mapping.usage.{name}.provides"
+    if not isinstance(provides, list | tuple) or not provides or any(p != "cost" for p in provides):
+        raise MappingError(
+            f"[{where}] = {provides!r}: the only value a source can provide is 'cost'",
+            key=where,
+            hint='Write provides = ["cost"]: this source gives the cost of the periods of '
+            "the meter's other source(s) (its consumption is not used).",
+        )
+    if freq not in _FREQS:
+        raise MappingError(
+            f"[{where}] needs prorate = 'month' or 'day' (the cost is attached by period)",
+            key=where,
+            hint="Set prorate (bills) or aggregate (intervals) to the period of the source "
+            "that gives the consumption, e.g. prorate = 'month'.",
+        )
+    return True
+
+
+def _local_periods(cal: pd.DataFrame, freq: str) -> np.ndarray:
+    """Local period (days or months since 1970) of each calendarized row's start."""
+    start = _ns(cal["start"])
+    zones = _zones(cal, len(cal))
+    out = np.empty(len(cal), dtype=np.int64)
+    codes = np.asarray(zones.codes)
+    for z, zone in enumerate(zones.categories):
+        m = codes == z
+        out[m] = _period_index(_wall(start[m], str(zone)), freq)
+    return out
+
+
+def _attach_cost(
+    usage: pd.DataFrame, cost: pd.DataFrame, name: str, freq: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Put the period costs of the cost-only source ``name`` on the rows of the other sources.
+
+    A row of ``usage`` (other sources, calendarized) with the same meter and local period
+    (``freq``: the local day or month of its start) as a row of ``cost`` gets its ``cost`` (and ``currency`` when given);
+    its own cost, if any, is replaced. When several sources have a row for the period, the
+    first one (source order) gets it. A cost period without such a row is set aside (rule
+    ``merge_unmatched``, severity ``error``): the cost is not exported, and says why.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame
+        ``usage`` with the costs, and the quarantine rows of unmatched cost periods.
+    """
+    if not len(cost):
+        return usage, pd.DataFrame()
+
+    def keys(frame: pd.DataFrame) -> pd.MultiIndex:
+        return pd.MultiIndex.from_arrays(
+            [frame["meter_id"].astype(str).to_numpy(), _local_periods(frame, freq)]
+        )
+
+    if len(usage):
+        target = keys(usage)
+        first = ~target.duplicated(keep="first")
+        rows = np.flatnonzero(first)
+        at = target[first].get_indexer(keys(cost))
+    else:
+        rows = np.zeros(0, dtype=np.int64)
+        at = np.full(len(cost), -1, dtype=np.int64)
+    hit = at >= 0
+    q = pd.DataFrame()
+    if (~hit).any():
+        q = quarantine_rows(
+            cost[~hit],
+            table="usage",
+            stage="usage",
+            rule="merge_unmatched",
+            reasons=f"cost of this period from source '{name}' (provides = ['cost']) has no "
+            "usage row of another source for the same meter and period: the cost is not "
+            "exported (is the consumption source missing data for this period?)",
+        )
+    if not hit.any():
+        return usage, q
+    pos = rows[at[hit]]
+    values = cost["cost"].to_numpy(dtype=np.float64, na_value=np.nan)[hit]
+    col = (
+        usage["cost"].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        if "cost" in usage.columns
+        else np.full(len(usage), np.nan)
+    )
+    col[pos] = values
+    extra: dict[str, Any] = {"cost": col}
+    if "currency" in cost.columns:
+        cur = (
+            usage["currency"].astype(object).to_numpy(copy=True)
+            if "currency" in usage.columns
+            else np.full(len(usage), None, dtype=object)
+        )
+        cur[pos] = cost["currency"].astype(object).to_numpy()[hit]
+        extra["currency"] = cur
+    if "method" in usage.columns:
+        method = usage["method"].astype(object).to_numpy(copy=True)
+        method[pos] = [f"{m}; cost from {name} by period" for m in method[pos]]
+        extra["method"] = method
+    log.info("usage: cost of %d period(s) from source %s attached", int(hit.sum()), name)
+    return usage.assign(**extra), q
 
 
 def _local_text(values: pd.Series) -> pd.Series:
@@ -1695,7 +1891,8 @@ def _report_to_quarantine(report: pd.DataFrame, tolerance_days: float = 1.0) -> 
     reasons = [
         f"{issue} of {days:g} day(s) between periods of meter {m}"
         + (
-            " (an inclusive-end bill pair sharing its boundary day?)"
+            " (an inclusive-end bill pair sharing its boundary day? if the day belongs to the "
+            "later bill, set [mapping.policy] overlaps = 'later_wins')"
             if issue == "overlap" and days <= tolerance_days + 1e-9
             else ""
         )

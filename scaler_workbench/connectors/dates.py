@@ -166,6 +166,11 @@ class DateRange:
         Regular expression on the body that confirms it (case-insensitive); "" turns learning off.
     learn : bool
         Halve and remember the span after a "range too large" answer (default true).
+    lookback_days : int
+        The API filters records by their START date (bills): ask this many local days [d]
+        before the range's start too, so a record that began earlier but reaches into the range
+        (a bill straddling ``--since`` or an incremental window's start) is fetched. Use the
+        longest billing period (62 covers two-month bills). Default 0.
     """
 
     start_param: str = "from"
@@ -180,6 +185,7 @@ class DateRange:
     too_large_status: list[int] = field(default_factory=lambda: [400, 403, 413, 422])
     too_large_match: str = _DEFAULT_TOO_LARGE
     learn: bool = True
+    lookback_days: int = 0
 
     def __post_init__(self) -> None:
         key = "date_range"
@@ -201,6 +207,16 @@ class DateRange:
             raise ProfileError("date_range.chunk must be at least 1 day", key=f"{key}.chunk")
         if self.max_days is not None and self.max_days < 1:
             raise ProfileError("date_range.max_days must be at least 1", key=f"{key}.max_days")
+        if (
+            isinstance(self.lookback_days, bool)
+            or not isinstance(self.lookback_days, int)
+            or self.lookback_days < 0
+        ):
+            raise ProfileError(
+                "date_range.lookback_days must be a whole number of days >= 0",
+                key=f"{key}.lookback_days",
+                hint="e.g. lookback_days = 62 for bills filtered by their start date",
+            )
         if not self.start_param:
             raise ProfileError("date_range.start_param must be set", key=f"{key}.start_param")
         self.zone = _zone(self.timezone, f"{key}.timezone")
@@ -246,8 +262,11 @@ class DateRange:
     def windows(
         self, since: Any, until: Any, *, now: datetime, max_days: int | None = None
     ) -> list[Window]:
-        """Every window to fetch, honouring ``chunk``, ``max_days`` and a learned span."""
+        """Every window to fetch, honouring ``chunk``, ``max_days``, a learned span and
+        ``lookback_days`` (the first window starts that many local days earlier)."""
         start, end = self.resolve(since, until, now=now)
+        if self.lookback_days:
+            start = _add_days(start, -self.lookback_days)
         limits = [d for d in (self.max_days, max_days) if d]
         return split_range(start, end, chunk=self.chunk, max_days=min(limits) if limits else None)
 
