@@ -4,7 +4,8 @@ Catch as broadly or as narrowly as you need::
 
     WorkbenchError
     ├── ProfileError (ValueError)            a profile TOML is malformed: ``key`` path and the fix
-    │   └── CredentialError (KeyError)       an environment variable named by the profile is unset
+    │   ├── CredentialError (KeyError)       an environment variable named by the profile is unset
+    │   └── TimezoneMismatchError            a provider-stated site zone disagrees with the profile
     ├── ConnectorError                       anything between us and the provider
     │   ├── TransportError (ConnectionError) DNS, refused connection, timeout: provider unreachable
     │   ├── HTTPStatusError                  a bad status after retries: ``status``, redacted ``url``
@@ -59,6 +60,7 @@ __all__ = [
     "StateError",
     "SyncError",
     "SyncLockedError",
+    "TimezoneMismatchError",
     "TransportError",
     "UnitError",
     "UsageError",
@@ -131,6 +133,20 @@ class CredentialError(ProfileError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return WorkbenchError.__str__(self)
+
+
+class TimezoneMismatchError(ProfileError):
+    """The provider states a zone for an asset that disagrees with the zone the profile gives it.
+
+    Raised before any local-time aggregation (months would be cut in the wrong zone).
+    ``asset`` (one of them, when several), ``zone`` (what the profile gives), ``stated`` (what
+    the provider says) and ``assets`` (every asset that disagrees) say where.
+    """
+
+    default_hint = (
+        "Set the asset's zone from the provider's field ([mapping.assets.fields] timezone = "
+        "'<the field>'), or correct [provider] timezone / the constant zone of the sites."
+    )
 
 
 class ConnectorError(WorkbenchError):

@@ -1007,6 +1007,10 @@ def test_greenbutton_local_time_parameters_decoded() -> None:
     assert cet is not None and cet.posix() == "<+01>-1<+02>,M3.5.0/2,M10.5.0/3"
     found = cet.zone([2024])
     assert found is not None and cet.agrees_with("Europe/Berlin", [2024])
+    assert found == "Europe/Paris"  # issue 15: the name people use there, not Africa/Ceuta
+    # a UK clock: UTC+0, last Sundays of March 01:00 / October 02:00
+    uk = LocalTime(0, 3600, DstRule.decode("3E0E1000"), DstRule.decode("AE0E2000"))
+    assert uk.zone([2024]) == "Europe/London" and not uk.agrees_with("Europe/Paris", [2024])
     assert ZoneInfo(found).utcoffset(datetime(2024, 7, 1)) == ZoneInfo("Europe/Berlin").utcoffset(
         datetime(2024, 7, 1)
     )
@@ -1017,16 +1021,25 @@ def pacific_fields(tz: int) -> dict[str, Any]:
 
 
 def test_greenbutton_local_time_disagreeing_with_the_profile_zone_is_an_error() -> None:
-    """Item 5: the Eastern gas feed under the shipped (Pacific) profile: every reading is an
-    error finding before aggregation, naming both clocks and the fix; nothing is cut into the
-    wrong months."""
+    """Item 5, issue 15 item 10: the Eastern gas feed under the shipped (Pacific) profile is a
+    TimezoneMismatchError (a profile error, exit 2) before aggregation, naming the asset, its
+    usage point, both clocks and the fix; nothing is cut into the wrong months."""
+    from scaler_workbench.cli import EXIT_USAGE, exit_code_for
+    from scaler_workbench.exceptions import TimezoneMismatchError
+
     recs = read_greenbutton(GB / "gas_daily_therms.xml")
     assert {(r["tzOffset"], r["dstStartRule"]) for r in recs} == {(-18000, "360E2000")}
-    tables = run_pipeline(_shipped(), {"readings": recs})
-    q = tables.quarantine
-    assert set(q["rule"]) == {"greenbutton_timezone"} and len(q) == len(recs) == 91
-    assert set(q["severity"]) == {"error"} and tables.usage.empty
-    reason = q["reason"].iloc[0]
+    assert len(recs) == 91
+    with pytest.raises(TimezoneMismatchError) as info:
+        run_pipeline(_shipped(), {"readings": recs})
+    exc = info.value
+    assert exit_code_for(exc) == EXIT_USAGE
+    customers = sorted({str(r["customer_id"]) for r in recs})
+    points = sorted({str(r["usage_point_id"]) for r in recs})
+    assert exc.assets == customers and exc.asset == customers[0]
+    assert (exc.zone, exc.stated) == ("America/Los_Angeles", "America/New_York")
+    reason = str(exc)
+    assert f"asset {customers[0]!r}" in reason and all(p in reason for p in points)
     assert "America/Los_Angeles" in reason and "America/New_York" in reason
     assert "<-05>5<-04>,M3.2.0/2,M11.1.0/2" in reason and "[provider] timezone" in reason
     # a constant zone of the sites is the profile's zone too, and wins over [provider]
