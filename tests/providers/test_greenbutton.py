@@ -1209,3 +1209,25 @@ def test_source_file_profile_is_a_copy_reading_the_file(monkeypatch: pytest.Monk
     assert copy.to_dict()["environments"]["production"]["base_url"] == path.resolve().as_uri()
     assert Profile.from_dict(copy.to_dict()).base_url() == path.resolve().as_uri()
     assert shipped.base_url() == "https://elsewhere.example/espi"
+
+
+def test_greenbutton_cli_zone_mismatch_exits_2_and_commits_nothing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 item 10: the Eastern feed under the shipped (Pacific) profile, through the CLI:
+    exit 2 (a profile error), the error line names the asset and both zones, no export."""
+    from scaler_workbench import cli
+
+    for var in ("GREENBUTTON_BASE_URL", "GREENBUTTON_CLIENT_ID", "GREENBUTTON_CLIENT_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "out"
+    feed = GB / "gas_daily_therms.xml"
+    shipped = str(MAPPINGS / "greenbutton" / "profile.toml")
+    args = ["sync", shipped, "--out", str(out), "--from-file", str(feed), "--formats", "csv"]
+    assert cli.main([*args, "--json"]) == cli.EXIT_USAGE
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["error"] == "TimezoneMismatchError" and payload["exit_code"] == 2
+    customer = str(read_greenbutton(feed)[0]["customer_id"])
+    assert f"asset {customer!r}" in payload["message"]
+    assert "America/New_York" in payload["message"] and "America/Los_Angeles" in payload["message"]
+    assert not (out / "export").exists()
