@@ -140,3 +140,18 @@ def test_stated_zone_against_a_constant_site_zone_and_an_unknown_name() -> None:
         stated_timezone={"Romance Standard Time": "Europe/Paris"},
     )
     assert _march(run_pipeline(fixed, raw), "PAR-m") == 22.0
+
+
+def test_stated_zones_are_checked_on_the_streamed_path_too() -> None:
+    """A long interval source is streamed in chunks of whole meters: each chunk is checked
+    before it is aggregated, with the same error and the same result as the whole path."""
+    raw = _raw(("NYC", "America/New_York"), ("PAR", "Europe/Paris"), ("BER", "Europe/Berlin"))
+    bad = _profile("Europe/Paris", {"stated_timezone": "timeZone"})
+    with pytest.raises(TimezoneMismatchError) as info:
+        run_pipeline(bad, raw, chunk_records=10)
+    assert info.value.assets == ["NYC"] and info.value.zone == "Europe/Paris"
+    good = _profile("UTC", {"timezone": "timeZone", "stated_timezone": "timeZone"})
+    streamed = run_pipeline(good, raw, chunk_records=10)
+    whole = run_pipeline(good, raw)
+    pd.testing.assert_frame_equal(streamed.usage, whole.usage)
+    assert _march(streamed, "BER-m") == 22.0
