@@ -227,7 +227,14 @@ _HEATING_VALUE = _keys(
 SCHEMA: Node = {
     "provider": _keys("name", "description", "timezone", "environment", "connector"),
     "environments": {
-        "*": _keys("base_url", "base_url_env", "builtin_sandbox", "allowed_hosts"),
+        "*": _keys(
+            "base_url",
+            "base_url_env",
+            "builtin_sandbox",
+            "allowed_hosts",
+            "authorize_url",  # issue 15 item 14: an environment's own consent page
+            "token_url",  # and token endpoint, replacing [auth]'s there
+        ),
     },
     "variables": None,  # names chosen by the profile (see scaler_workbench._variables)
     "auth": _AUTH,

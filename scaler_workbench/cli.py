@@ -861,6 +861,10 @@ def scaffold_provider(
         env.pop("builtin_sandbox", None)
         env.pop("allowed_hosts", None)
         env["base_url"] = _PLACEHOLDER_URL
+        for key in ("authorize_url", "token_url"):  # an environment's own auth URLs too
+            value = env.get(key)
+            if isinstance(value, str) and "://" in value:
+                env[key] = _PLACEHOLDER_URL + "/" + value.split("://", 1)[1].partition("/")[2]
     auth = data.get("auth")
     if isinstance(auth, dict):
         for key, value in list(auth.items()):

@@ -6,6 +6,7 @@ Catch as broadly or as narrowly as you need::
     ├── ProfileError (ValueError)            a profile TOML is malformed: ``key`` path and the fix
     │   ├── CredentialError (KeyError)       an environment variable named by the profile is unset
     │   └── FilterError                      a ``where`` / ``skip`` / ``parent_filter`` condition is malformed
+    │   └── TimezoneMismatchError            a provider-stated site zone disagrees with the profile
     ├── ConnectorError                       anything between us and the provider
     │   ├── TransportError (ConnectionError) DNS, refused connection, timeout: provider unreachable
     │   ├── HTTPStatusError                  a bad status after retries: ``status``, redacted ``url``
@@ -61,6 +62,7 @@ __all__ = [
     "StateError",
     "SyncError",
     "SyncLockedError",
+    "TimezoneMismatchError",
     "TransportError",
     "UnitError",
     "UsageError",
@@ -141,6 +143,18 @@ class FilterError(ProfileError):
     the condition."""
 
     default_hint = "See docs/mapping.md, 'Record filters', for the operators and their values."
+class TimezoneMismatchError(ProfileError):
+    """The provider states a zone for an asset that disagrees with the zone the profile gives it.
+
+    Raised before any local-time aggregation (months would be cut in the wrong zone).
+    ``asset`` (one of them, when several), ``zone`` (what the profile gives), ``stated`` (what
+    the provider says) and ``assets`` (every asset that disagrees) say where.
+    """
+
+    default_hint = (
+        "Set the asset's zone from the provider's field ([mapping.assets.fields] timezone = "
+        "'<the field>'), or correct [provider] timezone / the constant zone of the sites."
+    )
 
 
 class ConnectorError(WorkbenchError):

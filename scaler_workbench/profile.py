@@ -10,7 +10,8 @@ Sections
 --------
 ``[provider]``        name, description, timezone (default site zone), environment (default)
 ``[environments.X]``  base_url (http(s); file:// for a connector that reads files), base_url_env
-                      (override from env), builtin_sandbox, allowed_hosts
+                      (override from env), builtin_sandbox, allowed_hosts, authorize_url and
+                      token_url (replace ``[auth]``'s in that environment)
 ``[auth]``            connectors.auth (``*_env`` keys name environment variables)
 ``[client]``          connectors.client: timeout, retries, budget, quota detection
 ``[paginator]``       connectors.paginate: the default paginator of every resource
@@ -103,6 +104,10 @@ _SECRET_KEYS = frozenset(
 )
 
 
+#: ``[environments.X]`` keys that replace the same ``[auth]`` key in that environment.
+ENVIRONMENT_AUTH_URLS = ("authorize_url", "token_url")
+
+
 @dataclass(frozen=True)
 class Environment:
     """Where one environment (sandbox, staging, production) of the provider lives."""
@@ -112,6 +117,9 @@ class Environment:
     base_url_env: str = ""
     builtin_sandbox: bool = False
     allowed_hosts: tuple[str, ...] = ()
+    #: ``[auth]`` URLs this environment uses instead (``authorize_url``, ``token_url``): a
+    #: provider's sandbox often has its own consent page or token endpoint.
+    auth_urls: tuple[tuple[str, str], ...] = ()
 
     def resolve_base_url(self) -> str:
         """The base URL, taking ``base_url_env`` from the environment when it is set."""
@@ -349,12 +357,24 @@ class Profile:
                 raise ProfileError(
                     f"{key}.allowed_hosts must be a list", key=f"{key}.allowed_hosts"
                 )
+            auth_urls = []
+            for url_key in ENVIRONMENT_AUTH_URLS:
+                if url_key in env:
+                    url = env[url_key]
+                    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                        raise ProfileError(
+                            f"{key}.{url_key} must be an http(s) URL, got {url!r}",
+                            key=f"{key}.{url_key}",
+                            provider=name,
+                        )
+                    auth_urls.append((url_key, url))
             envs[env_name] = Environment(
                 name=env_name,
                 base_url=base_url,
                 base_url_env=str(env.get("base_url_env", "")),
                 builtin_sandbox=bool(env.get("builtin_sandbox", False)),
                 allowed_hosts=tuple(str(h) for h in allowed),
+                auth_urls=tuple(auth_urls),
             )
         default_env = str(provider.get("environment", next(iter(envs))))
         if default_env not in envs:

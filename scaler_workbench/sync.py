@@ -1873,6 +1873,7 @@ def _run_summary(
             "from_run": plan.resume["stopped_run"],
             "skipped_sequences": {k: len(v) for k, v in sorted(plan.skip.items())},
         }
+    summary["not_imported"] = _not_imported(quarantined)
     return summary
 
 
@@ -1888,6 +1889,33 @@ def _filtered(fetched: _Fetched, done: _Processed) -> dict[str, dict[str, int]]:
     for section, counts in sorted(done.filtered.items()):
         out[section] = {str(k): int(v) for k, v in counts.items()}
     return out
+def _not_imported(quarantined: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Series a provider module reported as not imported (rule ``not_imported``), by category.
+
+    Returns ``{category: {"series": n, "values": n, "ids": [...]}}``: the category and the
+    value count come from each row's record (``{meter_id, values, category}``, e.g. the
+    EcoStruxure connector's ``comfort`` and ``waste_diverted``); ``other`` when it names none.
+    """
+    if quarantined.empty or "rule" not in quarantined:
+        return {}
+    rows = quarantined[quarantined["rule"] == "not_imported"]
+    out: dict[str, dict[str, Any]] = {}
+    for key, record in zip(rows["record_key"], rows["record"], strict=True):
+        try:
+            rec = json.loads(record) if isinstance(record, str) else {}
+        except json.JSONDecodeError:
+            rec = {}
+        rec = rec if isinstance(rec, dict) else {}
+        entry = out.setdefault(
+            str(rec.get("category") or "other"), {"series": 0, "values": 0, "ids": []}
+        )
+        entry["series"] += 1
+        values = rec.get("values")
+        entry["values"] += int(values) if isinstance(values, int | float) else 0
+        entry["ids"].append(str(key))
+    for entry in out.values():
+        entry["ids"].sort()
+    return dict(sorted(out.items()))
 
 
 def _next_state(

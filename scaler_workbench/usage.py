@@ -47,6 +47,7 @@ import pandas as pd
 
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import NAT_NS, NS_PER_DAY, add_local_days, local_ns, utc_index
+from scaler_workbench._zones import check_stated_zones
 from scaler_workbench.coverage import interval_completeness
 from scaler_workbench.exceptions import MappingError, UsageError
 from scaler_workbench.schema import (
@@ -1391,7 +1392,11 @@ def process_usage(
         If ``[mapping.policy]`` or a source's period option is malformed.
     UsageError
         If times are not tz-aware UTC, or ``duplicates = "error"`` meets a duplicate.
+    TimezoneMismatchError
+        If an asset's provider-stated zone (``stated_timezone``) keeps another clock than the
+        zone its rows are cut in (checked before anything is aggregated, ``_zones``).
     """
+    check_stated_zones(tables, default_tz=getattr(profile, "timezone", "UTC") or "UTC")
     m = resolve_mapping(profile, mapping)
     policy = {**POLICY_DEFAULTS, **dict(m.get("policy") or {})}
     unknown = set(policy) - set(POLICY_DEFAULTS)

@@ -86,7 +86,7 @@ PROBES: dict[str, dict[str, str]] = {
         "rotated": "token_file.read_bytes() != stored_before",
         "window_in_range": "bool(window['updatedAt'].between('2024-01-10T00:00:00Z', "
         "'2024-01-10T02:00:00Z').all())",
-        "zone_temp_unjoined": "bool(window.loc[window['key'] == 'ts-site-paris-zone-temp', "
+        "orphan_unjoined": "bool(window.loc[window['key'] == 'ts-site-paris-unclaimed', "
         "'meter_id'].isna().all())",
         "complete": "all(r.report.complete for r in raw.values())",
         "gas_confirmed": "(factors['Fuel / Natural Gas']['confirmed'], "

@@ -313,7 +313,13 @@ def test_dropdowns_for_every_enumerated_column(tmp_path):
     assert _formula_at(usage, f"B{_row(usage, 'aggregate')}") == "=aggregate"
     assert _formula_at(usage, f"B{_row(usage, 'prorate')}") == "=prorate"
     assert _formula_at(usage, f"B{_row(usage, 'end_inclusive')}") == '"TRUE,FALSE"'
-    assert _list_values(wb, "resources") == ["sites", "meters", "timeseries", "performance_scores"]
+    assert _list_values(wb, "resources") == [
+        "sites",
+        "meters",
+        "timeseries",
+        "projects",
+        "performance_scores",
+    ]
     assert _list_values(wb, "kind") == ["intervals", "consumption", "readings"]
     assert _list_values(wb, "aggregate") == ["none", "day", "month"]
     # field paths: the usage sheet offers the timeseries samples' paths

@@ -167,13 +167,17 @@ def test_06_ecostruxure() -> None:
     f = _facts("06_ecostruxure")
     assert f["environments"] == ["ecostruxure", "sandbox"]
     assert f["token_mode"] == "0o600" and f["token_requests"] == 1 and f["rotated"]
-    assert f["window_in_range"] and f["zone_temp_unjoined"] and f["complete"]
+    assert f["window_in_range"] and f["orphan_unjoined"] and f["complete"]
     assert f["gas_confirmed"] == [True, 10.55, False]
     rules = f["rules"]
     assert rules["site-paris-iaq:co2"] == ["not_imported", "warning"]
     assert rules["site-boston-iaq:co2"] == ["not_imported", "warning"]
     assert rules["site-boston-diesel:vol"] == ["energy_factor_unconfirmed", "error"]
-    assert rules["ts-site-paris-zone-temp"] == ["timeseries_without_meter", "warning"]
+    assert rules["ts-site-paris-unclaimed"] == ["timeseries_without_meter", "warning"]
+    # issue 15 item 14: comfort series and waste diverted are reported, not orphans
+    assert rules["site-paris-comfort:zone-temp"] == ["not_imported", "warning"]
+    assert rules["site-boston-comfort:humidity"] == ["not_imported", "warning"]
+    assert rules["site-paris-recycling:mass"] == ["not_imported", "warning"]
     assert f["gas"] == ["Natural Gas", "kWh"]  # m³ converted to kWh
     assert f["worst"] < 1e-9
     assert f["not_imported"] == ["site-boston-diesel:vol"] and f["not_imported_zero"]

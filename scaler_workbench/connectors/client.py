@@ -365,9 +365,7 @@ class Client:
             self.auth: Auth = NoAuth()
         else:
             self.auth = (
-                auth
-                if auth is not None
-                else make_auth(profile.section("auth") or None, profile=profile)
+                auth if auth is not None else make_auth(_auth_table(profile, env), profile=profile)
             )
         self.session = session or requests.Session()
         self.session.headers.update(
@@ -669,3 +667,14 @@ class Client:
     def iter_pages(self, resource: str | Mapping[str, Any], **kw: Any) -> Iterator[Any]:
         """Yield the pages of one resource (a profile name or a table), see :meth:`Connector.iter_pages`."""
         yield from connector_for(self.profile, client=self).iter_pages(resource, **kw)
+
+
+def _auth_table(profile: Any, env: Any) -> dict[str, Any] | None:
+    """``[auth]`` with the environment's own ``authorize_url`` / ``token_url`` in place."""
+    table = dict(profile.section("auth") or {})
+    if not table:
+        return None
+    for key, url in getattr(env, "auth_urls", ()):
+        table[key] = url
+        table.pop(f"{key}_env", None)  # the environment's URL wins over the default's variable
+    return table

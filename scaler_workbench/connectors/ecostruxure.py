@@ -53,16 +53,21 @@ if TYPE_CHECKING:
     from scaler_workbench.schema import Tables
 
 __all__ = [
+    "COMFORT_UNITS",
     "CONNECTOR",
+    "NOT_IMPORTED_WHY",
     "SCORE_CATEGORIES",
     "SCORE_TYPES",
     "EcoStruxureConnector",
     "EcoStruxureOptions",
     "build_ecostruxure_tables",
+    "canonical_score_value",
     "get_ecostruxure_meters",
+    "get_ecostruxure_projects",
     "get_ecostruxure_sites",
     "get_ecostruxure_timeseries",
     "get_performance_scores",
+    "not_imported_category",
     "parse_ecostruxure_meters",
     "parse_ecostruxure_sites",
     "parse_ecostruxure_timeseries",
@@ -82,6 +87,74 @@ SCORE_CATEGORIES: dict[str, tuple[str, ...]] = {
     "v1": ("energy", "water", "waste", "transportation", "humanExperience", "reEntry"),
     "page": ("Electricity", "Fuel", "Water", "Waste", "Human Experience"),
 }
+
+
+def _fold(text: Any) -> str:
+    """``"Local Average"``, ``"localAverage"``, ``"local_average"`` -> ``"localaverage"``."""
+    return "".join(ch for ch in str(text).casefold() if ch.isalnum())
+
+
+def canonical_score_value(value: Any, allowed: Sequence[str]) -> Any:
+    """A score ``type`` or ``category`` in any of the API's spellings -> the configured one.
+
+    The product page writes "Daily", "Local Average", "Human Experience"; SDK 1.0.0 writes
+    ``daily``, ``localAverage``, ``humanExperience``. A value is matched to ``allowed`` ignoring
+    case, spaces, ``_`` and ``-``, which also carries a category to the other vocabulary where
+    the two name the same one ("Water" -> ``water``, ``humanExperience`` -> "Human
+    Experience"). The page's Electricity and Fuel are two halves of v1's ``energy``: never
+    translated (two scores of one date would collide); the validator names the vocabulary to
+    configure instead.
+
+    Parameters
+    ----------
+    value : str
+        What the caller wrote.
+    allowed : sequence of str
+        The configured vocabulary (``score_types`` or ``score_categories``).
+
+    Returns
+    -------
+    str or the input
+        The allowed spelling, or ``value`` unchanged when nothing matches (the validator then
+        names it).
+    """
+    if not isinstance(value, str):
+        return value
+    folded = {_fold(a): a for a in allowed}
+    return folded.get(_fold(value), value)
+
+
+#: Units of room comfort series (zone temperature, humidity, CO2): never Scaler usage.
+COMFORT_UNITS = frozenset({"°c", "degc", "°f", "degf", "%", "%rh", "rh", "ppm"})
+
+#: Why a measurement is not imported, by ``commodity / usage`` (the page's catalogue): the
+#: category reported in the run summary and the reason in the quarantine row.
+NOT_IMPORTED_WHY: dict[str, tuple[str, str]] = {
+    "Waste / Waste Diverted": (
+        "waste_diverted",
+        "waste diverted (recycled, composted) is part of the waste generated, and Scaler's "
+        "waste subtypes (Hazardous, Non-hazardous) have none for it: imported as another Waste "
+        "meter it would be counted twice",
+    ),
+}
+
+
+def not_imported_category(commodity: Any, commodity_usage: Any, unit: Any) -> tuple[str, str]:
+    """``(category, why)`` of a measurement that has no Scaler meter type.
+
+    ``comfort`` for room comfort data (a ``Human Experience`` commodity, or a unit of
+    :data:`COMFORT_UNITS`: zone temperature, humidity, CO2), the entry of
+    :data:`NOT_IMPORTED_WHY` for its ``commodity / usage``, else ``no_meter_type``.
+    """
+    if str(commodity_usage) in NOT_IMPORTED_WHY:
+        return NOT_IMPORTED_WHY[str(commodity_usage)]
+    text = f"{commodity or ''} {commodity_usage or ''}".casefold()
+    if "human experience" in text or str(unit or "").strip().casefold() in COMFORT_UNITS:
+        return (
+            "comfort",
+            "room comfort data (zone temperature, humidity, CO2) has no Scaler meter type",
+        )
+    return ("no_meter_type", "its commodity has no Scaler meter type")
 
 
 @dataclass(frozen=True)
@@ -409,7 +482,9 @@ def prepare_ecostruxure_raw(
         unit ``kWh``, the original kept in ``raw_volume`` / ``energy_factor``).
     report : pandas.DataFrame
         Quarantine rows (``schema.QUARANTINE``): ``not_imported`` (warning) per measurement
-        without a Scaler meter type, ``energy_factor_unconfirmed`` (error) per fuel measurement
+        without a Scaler meter type (its record ``{meter_id, values, category}``: ``comfort``,
+        ``waste_diverted`` or ``no_meter_type``, :func:`not_imported_category`; the run summary
+        counts them under ``not_imported``), ``energy_factor_unconfirmed`` (error) per fuel measurement
         without a confirmed factor, ``timeseries_without_meter`` (warning) per orphan key; the
         reason gives the number of values set aside.
     """
@@ -428,17 +503,20 @@ def prepare_ecostruxure_raw(
     skip: dict[str, tuple[str, str, str]] = {}
     convert: dict[str, float] = {}
     keep_meters = []
+    categories: dict[str, str] = {}  # not-imported measurement -> category
     records_of: dict[str, int] = {}  # meter records per id: each set-aside record gets a row
     for m in meters:
         value = m.get(type_field) if isinstance(type_field, str) else m.get("commodity_usage")
         mid = str(m.get("id"))
         records_of[mid] = records_of.get(mid, 0) + 1
         if type_map and str(value) not in type_map:
+            category, why = not_imported_category(m.get("commodity"), value, m.get("unit"))
+            categories[mid] = category
             skip[mid] = (
                 "not_imported",
                 "warning",
-                f"measurement {mid!r} ({value}, unit {m.get('unit')!r}) has no Scaler "
-                "meter type: NOT imported",
+                f"measurement {mid!r} ({value}, unit {m.get('unit')!r}) NOT imported "
+                f"({category}): {why}",
             )
             continue
         if m.get("commodity") == "Fuel" and (str(value) in factors or _is_volume(m.get("unit"))):
@@ -495,7 +573,11 @@ def prepare_ecostruxure_raw(
                     "severity": severity,
                     "reason": f"{reason}; {n} timeseries value(s) set aside"
                     + (f" (meter record {k + 1} of {copies} with this id)" if copies > 1 else ""),
-                    "record": json.dumps({"meter_id": mid, "values": n}),
+                    "record": json.dumps(
+                        {"meter_id": mid, "values": n, "category": categories.get(mid)}
+                        if mid in categories
+                        else {"meter_id": mid, "values": n}
+                    ),
                 }
             )
     for key, n in sorted(orphans.items()):
@@ -612,6 +694,42 @@ def get_ecostruxure_meters(client: Client, site_id: str) -> list[dict[str, Any]]
     return parse_ecostruxure_meters(body, site_id=site_id, options=opts)
 
 
+def get_ecostruxure_projects(client: Client, site_id: str) -> list[dict[str, Any]]:
+    """The projects of one site, from ``[resources.projects] path``.
+
+    The public page names "the list of projects associated for each site" but not its path,
+    so the path is the profile's (default ``/sites/{site_id}/projects``): confirm it with
+    Schneider.
+
+    Parameters
+    ----------
+    client : Client
+        Connected to EcoStruxure.
+    site_id : str
+        The site's id.
+
+    Returns
+    -------
+    list of dict
+        The projects as sent, each with ``_parent = {"site_id": site_id}``.
+
+    Raises
+    ------
+    ResponseParseError
+        The answer is not a JSON array.
+    RequestRejectedError
+        The provider's problem details (a 404 when the configured path is not the provider's).
+    """
+    spec = dict(client.profile.resources.get("projects", {}) or {})
+    path = str(spec.get("path", "/sites/{site_id}/projects")).format(site_id=site_id)
+    body = _send(client, "GET", path)
+    return [
+        {**dict(p), "_parent": {"site_id": site_id}}
+        for p in _need_list(body, "projects")
+        if isinstance(p, Mapping)
+    ]
+
+
 def get_ecostruxure_timeseries(
     client: Client,
     site_id: str,
@@ -663,12 +781,14 @@ def validate_performance_scores(
     types: Sequence[str] = SCORE_TYPES,
 ) -> list[dict[str, Any]]:
     """Check scores before sending: ``date`` (YYYY-MM-DD), ``score`` (finite number),
-    ``type`` and ``category`` in the configured vocabularies.
+    ``type`` and ``category`` in the configured vocabularies, in any of the API's spellings
+    (``"Local Average"``, ``"Human Experience"``: :func:`canonical_score_value`).
 
     Returns
     -------
     list of dict
-        ``{date, score, type, category}`` ready to POST (dates as text).
+        ``{date, score, type, category}`` ready to POST (dates as text; type and category in
+        the configured spelling).
 
     Raises
     ------
@@ -702,9 +822,10 @@ def validate_performance_scores(
             or not math.isfinite(score)
         ):
             problems.append(f"[{i}].score: {score!r} is not a finite number")
-        if s.get("type") not in types:
+        kind = canonical_score_value(s.get("type"), types)
+        if kind not in types:
             problems.append(f"[{i}].type: {s.get('type')!r} is not one of {', '.join(types)}")
-        cat = s.get("category")
+        cat = canonical_score_value(s.get("category"), cats)
         if cat not in cats:
             hint = ""
             if cat in other:
@@ -713,7 +834,7 @@ def validate_performance_scores(
                     f"extensions.ecostruxure.score_categories = {other[cat]!r})"
                 )
             problems.append(f"[{i}].category: {cat!r} is not one of {', '.join(cats)}{hint}")
-        out.append({"date": d, "score": score, "type": s.get("type"), "category": cat})
+        out.append({"date": d, "score": score, "type": kind, "category": cat})
     if problems:
         raise RequestRejectedError(
             f"{len(problems)} problem(s) in the performance scores: " + "; ".join(problems[:20]),
@@ -761,9 +882,9 @@ def get_performance_scores(
     opts = EcoStruxureOptions.from_profile(client.profile)
     params: dict[str, Any] = {}
     if types:
-        params["type"] = list(types)
+        params["type"] = [canonical_score_value(t, opts.score_types) for t in types]
     if categories:
-        params["category"] = list(categories)
+        params["category"] = [canonical_score_value(c, opts.score_categories) for c in categories]
     body = _send(client, "GET", opts.scores_path.format(site_id=site_id), params=params)
     return [dict(s) for s in _need_list(body, "performance-scores")]
 

@@ -66,8 +66,9 @@ default) or a meter of its own under ``raw["exports"]`` (``reverse_flow = "meter
 with a reason, never summed. Before that it sets aside readings without a ReadingType
 (``greenbutton_no_reading_type``: unit and multiplier unknown), readings under a self href sent
 twice with different content (``greenbutton_duplicate_href``, the reason naming both entries:
-nothing is chosen silently), and readings whose LocalTimeParameters disagree with the profile's
-zone (``greenbutton_timezone``); it sets ``timezone`` from the LocalTimeParameters (decoded by
+nothing is chosen silently); LocalTimeParameters that keep another clock than the profile's
+zone are an error (:class:`~scaler_workbench.exceptions.TimezoneMismatchError`, before anything
+is aggregated, naming each asset); it sets ``timezone`` from the LocalTimeParameters (decoded by
 :class:`LocalTime`: the first IANA zone that keeps that clock in the readings' years) when the
 profile leaves the zone out.
 
@@ -121,6 +122,7 @@ __all__ = [
     "LOCAL_TIME_FIELDS",
     "OWNER_SEGMENTS",
     "PREFERRED_ZONES",
+    "WORLD_ZONES",
     "AtomEntry",
     "DstRule",
     "GreenButtonConnector",
@@ -921,6 +923,11 @@ def prepare_greenbutton_raw(
     ProfileError
         ``[extensions.greenbutton]`` has an unknown key, a ``registers`` or ``exports`` that is
         not a name, or a ``reverse_flow`` other than ``"fold"`` / ``"meter"``.
+    TimezoneMismatchError
+        The feed's LocalTimeParameters keep another clock than the zone the profile names
+        (a constant ``[mapping.assets.fields] timezone``, else ``[provider] timezone``) in the
+        years of the readings: each asset (``customer_id``), its usage points and both clocks
+        are named.
     """
     import pandas as pd
 
@@ -1043,9 +1050,10 @@ def _screen_readings(
     """Readings that can be routed, with their ``timezone``; the rest to ``set_aside``.
 
     Set aside: readings under a self href sent twice with other content
-    (``greenbutton_duplicate_href``), readings without a ReadingType
-    (``greenbutton_no_reading_type``), and readings whose LocalTimeParameters disagree with
-    the profile's zone (``greenbutton_timezone``).
+    (``greenbutton_duplicate_href``) and readings without a ReadingType
+    (``greenbutton_no_reading_type``). LocalTimeParameters that keep another clock than the
+    profile's zone (compared by offsets over the readings' years) raise
+    :class:`~scaler_workbench.exceptions.TimezoneMismatchError` naming each asset.
     """
     kept: list[dict[str, Any]] = []
     for rec in records:
@@ -1089,7 +1097,7 @@ def _screen_readings(
             kept[i] = {**rec, "timezone": zone}  # no LocalTimeParameters: the profile's zone
     if not groups:
         return kept
-    drop: set[int] = set()
+    mismatches: list[tuple[LocalTime, str | None, list[int], list[dict[str, Any]]]] = []
     for key, idx in groups.items():
         clock = LocalTime.from_record(dict(zip(LOCAL_TIME_FIELDS, key, strict=True)))
         if clock is None:
@@ -1103,19 +1111,7 @@ def _screen_readings(
         else:
             found = clock.zone(years)
             if zone is not None:
-                points = sorted({str(kept[i].get("usage_point_id")) for i in idx})
-                suggestion = f"the feed's clock is {found}'s" if found else "no IANA zone keeps it"
-                reason = (
-                    f"{resource}: LocalTimeParameters of usage point(s) {', '.join(points)} "
-                    f"({clock.describe()}; POSIX {clock.posix()}) disagree with the profile's "
-                    f"zone {zone} in {', '.join(map(str, sorted(years)))} ({suggestion}): "
-                    "months would be cut in the wrong zone. Set [provider] timezone (and "
-                    "[mapping.assets.fields] timezone) to the customer's zone, or remove them "
-                    "to take the feed's"
-                )
-                for i in idx:
-                    set_aside.append((kept[i], "usage", "greenbutton_timezone", "error", reason))
-                drop.update(idx)
+                mismatches.append((clock, found, sorted(years), [kept[i] for i in idx]))
                 continue
             if found is None:
                 log.warning(
@@ -1128,7 +1124,51 @@ def _screen_readings(
         for i in idx:
             if kept[i].get("timezone") != found:
                 kept[i] = {**kept[i], "timezone": found}
-    return [rec for i, rec in enumerate(kept) if i not in drop] if drop else kept
+    if mismatches and zone is not None:
+        _raise_zone_mismatch(resource, zone, mismatches)
+    return kept
+
+
+def _raise_zone_mismatch(
+    resource: str,
+    zone: str,
+    mismatches: list[tuple[LocalTime, str | None, list[int], list[dict[str, Any]]]],
+) -> None:
+    """The feed's LocalTimeParameters keep another clock than the profile's zone: an error
+    naming each asset (``customer_id``), its usage points, both clocks and the fix."""
+    from scaler_workbench.exceptions import TimezoneMismatchError
+
+    parts: list[str] = []
+    assets: set[str] = set()
+    firsts: list[tuple[str, str]] = []
+    for clock, found, years, recs in mismatches:
+        by_asset: dict[str, set[str]] = {}
+        for r in recs:
+            by_asset.setdefault(str(r.get("customer_id")), set()).add(str(r.get("usage_point_id")))
+        said = found or f"no IANA zone (POSIX {clock.posix()})"
+        for asset, points in sorted(by_asset.items()):
+            assets.add(asset)
+            firsts.append((asset, found or clock.posix()))
+            parts.append(
+                f"asset {asset!r} (usage point(s) {', '.join(sorted(points))}): the feed's "
+                f"LocalTimeParameters ({clock.describe()}; POSIX {clock.posix()}) are {said}'s "
+                f"clock, not {zone}'s, in {', '.join(map(str, years))}"
+            )
+    raise TimezoneMismatchError(
+        f"{resource}: {'; '.join(parts)}: months would be cut in the wrong zone, nothing was "
+        "aggregated",
+        hint=(
+            "Set [provider] timezone (and a constant [mapping.assets.fields] timezone) to the "
+            "customer's zone, or remove them to take the feed's zone (the shipped profile maps "
+            'timezone = "timezone", the zone the connector reads from LocalTimeParameters).'
+        ),
+        asset=firsts[0][0],
+        zone=zone,
+        stated=firsts[0][1],
+        assets=sorted(assets),
+        resource=resource,
+        key="provider.timezone",
+    )
 
 
 def _route_readings(
@@ -1362,6 +1402,35 @@ PREFERRED_ZONES = (
     "America/Edmonton",
     "America/Vancouver",
 )
+#: Tried after :data:`PREFERRED_ZONES`, in this order: the zone most people on each clock
+#: outside North America would name (a Central European feed is ``Europe/Paris``'s clock, not
+#: the alphabetically first ``Africa/Ceuta``); then every IANA ``Area/City`` zone
+#: alphabetically. Only the name differs: every candidate is accepted by its offsets alone.
+WORLD_ZONES = (
+    "Europe/London",
+    "Europe/Dublin",
+    "Europe/Lisbon",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Athens",
+    "Europe/Helsinki",
+    "Europe/Istanbul",
+    "Europe/Moscow",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Shanghai",
+    "Asia/Singapore",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Australia/Brisbane",
+    "Australia/Adelaide",
+    "Australia/Perth",
+    "Pacific/Auckland",
+    "America/Mexico_City",
+    "America/Sao_Paulo",
+    "America/Santiago",
+    "Africa/Johannesburg",
+)
 _WEEKDAYS = ("", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _ORDINALS = ("", "", "1st", "2nd", "3rd", "4th", "5th", "last")
 
@@ -1557,11 +1626,12 @@ class LocalTime:
         return True
 
     def zone(self, years: Iterable[int]) -> str | None:
-        """The first IANA zone (:data:`PREFERRED_ZONES` first) that agrees in ``years``."""
+        """The first IANA zone (:data:`PREFERRED_ZONES`, then :data:`WORLD_ZONES`, then the
+        rest alphabetically) that agrees in ``years``."""
         import zoneinfo
 
         ys = sorted(set(years))
-        for name in PREFERRED_ZONES:
+        for name in (*PREFERRED_ZONES, *WORLD_ZONES):
             if self.agrees_with(name, ys):
                 return name
         for name in sorted(zoneinfo.available_timezones()):

@@ -11,6 +11,10 @@ path (under ``/ecostruxure/scoring/v1``)               answer
                                                        ``updatedAt[gte]`` / ``updatedAt[lt]``
 ``GET|POST /sites/{site-id}/performance-scores``       stored scores (POST: 201, the stored list)
 ``POST /sites/{site-id}/scoring-providers``            site registration ``{leedId, leedName}``
+``GET /sites/{site-id}/projects``                      ``[Project{id, name, type, ...}]``: the
+                                                       site's projects (registrations too); the
+                                                       public page does not pin this path, so
+                                                       the route is ``projects_route``
 =====================================================  =========================================
 
 OAuth2 authorization code with refresh under ``/ecostruxure/v1/oauth``: ``GET authorize`` (and
@@ -22,8 +26,10 @@ injected clock. Scopes are enforced per endpoint. Errors are RFC 7807 problem de
 
 The data is seeded and vectorised: three sites in Europe/Paris, America/New_York and
 Asia/Singapore; hourly values for electricity (a meter with two measurements), solar, natural
-gas and diesel (m³), potable and reclaimed water (m³), waste (kg) and a CO2 sensor (ppm); one
-orphan timeseries key without a meter. :meth:`EcoStruxureSandbox.ground_truth` sums the generated
+gas and diesel (m³), potable and reclaimed water (m³), waste generated and waste diverted (kg,
+two meters), a CO2 sensor (ppm) and a zone comfort sensor (zone temperature in °C, relative
+humidity in %RH); one orphan timeseries key without a meter. The comfort, CO2 and diverted
+waste series are not Scaler usage (:data:`NOT_IMPORTED`). :meth:`EcoStruxureSandbox.ground_truth` sums the generated
 arrays (never HTTP) into monthly totals per Scaler meter in each site's local months.
 
 Run standalone (``with EcoStruxureSandbox() as sb: ...``) or mount :meth:`EcoStruxureProvider.handle`
@@ -58,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_PREFIX",
+    "NOT_IMPORTED",
     "OAUTH_PREFIX",
     "SCORE_CATEGORIES",
     "EcoStruxureProvider",
@@ -84,6 +91,10 @@ SCORE_CATEGORIES = {
     "v1": ("energy", "water", "waste", "transportation", "humanExperience", "reEntry"),
     "page": ("Electricity", "Fuel", "Water", "Waste", "Human Experience"),
 }
+
+#: ``commodity / usage`` prefixes whose series the workbench reports as not imported (comfort
+#: data has no Scaler meter type; diverted waste is part of the waste generated).
+NOT_IMPORTED = ("Human Experience", "Waste / Waste Diverted")
 
 _SITES: tuple[dict[str, Any], ...] = (
     {
@@ -187,7 +198,28 @@ _METERS: tuple[
         (("co2", "CO2 concentration", "ppm", 600.0),),
         (0, 1),
     ),
+    # drawn from a second random stream (_LATER): the series above keep their values
+    (
+        "recycling",
+        "Recycling compactor",
+        "Waste",
+        "Waste Diverted",
+        (("mass", "Mass", "kg", 1.5),),
+        (0, 2),
+    ),
+    (
+        "comfort",
+        "Zone comfort sensor",
+        "Human Experience/Comfort",
+        "Zone conditions",
+        (
+            ("zone-temp", "Zone temperature", "°C", 21.0),
+            ("humidity", "Relative humidity", "%RH", 45.0),
+        ),
+        (0, 1),
+    ),
 )
+_LATER = frozenset({"recycling", "comfort"})
 
 
 def _iso(ts: pd.DatetimeIndex | pd.Series) -> np.ndarray:
@@ -233,6 +265,9 @@ class EcoStruxureProvider:
         Spell the problem-details list ``invalidParams`` or ``invalid-params``.
     client_id : str
         The registered client id; the secret is random per instance (:attr:`client_secret`).
+    projects_route : str
+        The last segment of the projects-per-site path (``/sites/{id}/<projects_route>``): the
+        public page names the feature but not its path, so tests move it.
     """
 
     def __init__(
@@ -244,6 +279,7 @@ class EcoStruxureProvider:
         clock: Clock | None = None,
         problem_style: str = "camel",
         client_id: str = "ecostruxure-sandbox-client",
+        projects_route: str = "projects",
     ) -> None:
         self.seed = seed
         self.start = pd.Timestamp(start).tz_convert("UTC")
@@ -251,6 +287,7 @@ class EcoStruxureProvider:
         self.clock: Clock = clock or SystemClock()
         self.problem_style = problem_style
         self.client_id = client_id
+        self.projects_route = projects_route
         self.client_secret = secrets.token_urlsafe(24)
         register_secret(self.client_secret)
         self.as_of = self.end + pd.Timedelta(days=1)
@@ -295,6 +332,7 @@ class EcoStruxureProvider:
 
     def _generate(self) -> None:
         rng = np.random.default_rng(self.seed)
+        later = np.random.default_rng(self.seed + 1)
         dates = pd.date_range(self.start, self.end, freq="h", inclusive="left")
         hours = dates.hour.to_numpy()
         daily = 0.6 + 0.4 * np.sin((hours - 6) / 24 * 2 * np.pi).clip(0)  # day-time peak
@@ -318,12 +356,15 @@ class EcoStruxureProvider:
                         {"id": mid, "name": mname, "unit": unit, "timeseries": {"key": key}}
                     )
                     shape = solar if suffix == "pv" else daily
-                    noise = rng.gamma(8.0, 1 / 8.0, size=len(dates))
+                    gen = later if suffix in _LATER else rng
+                    noise = gen.gamma(8.0, 1 / 8.0, size=len(dates))
                     if unit == "ppm":
                         values = np.round(400 + mean * shape * noise, 1)
+                    elif unit in ("°C", "%RH"):
+                        values = np.round(mean + 2 * (shape - 0.8) + (noise - 1), 2)
                     else:
                         values = np.round(mean * shape * noise, 3)
-                    lag = rng.integers(1, 5, size=len(dates)).astype("timedelta64[h]")
+                    lag = gen.integers(1, 5, size=len(dates)).astype("timedelta64[h]")
                     updated = dates + pd.to_timedelta(lag) + pd.Timedelta(hours=1)
                     self.series.append(
                         _Series(
@@ -338,10 +379,10 @@ class EcoStruxureProvider:
                         )
                     )
                 self.meters[s["id"]].append(meter)
-        # a timeseries that no meter's measurement points at (zone temperature of a BMS)
+        # a timeseries that no meter's measurement points at (a BMS point nobody mapped)
         self.series.append(
             _Series(
-                "ts-site-paris-zone-temp",
+                "ts-site-paris-unclaimed",
                 0,
                 "",
                 "degC",
@@ -372,12 +413,13 @@ class EcoStruxureProvider:
         -------
         pandas.DataFrame
             ``meter_id, month (local YYYY-MM), consumption, unit``; values updated before
-            :attr:`as_of` only; Human Experience (ppm) and the orphan series are excluded.
+            :attr:`as_of` only; the series of :data:`NOT_IMPORTED` (comfort, CO2, diverted
+            waste) and the orphan series are excluded.
         """
         factors = dict(energy_factors or {})
         frames = []
         for s in self.series:
-            if not s.meter_id or s.unit == "ppm":
+            if not s.meter_id or s.commodity_usage.startswith(NOT_IMPORTED):
                 continue
             visible = np.asarray(s.updated < self.as_of)
             tz = _SITES[s.site]["tz"]
@@ -574,9 +616,16 @@ class EcoStruxureProvider:
             ("GET", "performance-scores"): "read:energy-score",
             ("POST", "performance-scores"): "write:energy-score",
             ("POST", "scoring-providers"): "write:energy-score",
+            ("GET", self.projects_route): "read:site",
         }.get((method, what))
         if scope is None:
-            known = what in ("meters", "timeseries", "performance-scores", "scoring-providers")
+            known = what in (
+                "meters",
+                "timeseries",
+                "performance-scores",
+                "scoring-providers",
+                self.projects_route,
+            )
             return self._problem(
                 405 if known else 404,
                 "Method Not Allowed" if known else "Not Found",
@@ -591,6 +640,8 @@ class EcoStruxureProvider:
             return self._problem(404, "Not Found", f"site {site_id!r} does not exist", instance)
         if what == "meters":
             return self._json(200, self.meters[site_id])
+        if what == self.projects_route:
+            return self._json(200, self._projects(index))
         if what == "timeseries":
             return self._timeseries(index, query, instance)
         if what == "performance-scores" and method == "GET":
@@ -644,6 +695,32 @@ class EcoStruxureProvider:
                 }
             )
         return self._json(200, out)
+
+    def _projects(self, index: int) -> list[dict[str, Any]]:
+        """The site's projects: a benchmarking project, plus one per scoring registration."""
+        site = _SITES[index]
+        out: list[dict[str, Any]] = [
+            {
+                "id": f"prj-{site['id']}-benchmark",
+                "name": f"{site['name']} energy benchmark",
+                "type": "Benchmark",
+                "status": "active",
+                "siteId": site["id"],
+            }
+        ]
+        reg = self.registrations.get(site["id"])
+        if reg:
+            out.append(
+                {
+                    "id": f"leed-{reg['leedId']}",
+                    "name": reg["leedName"],
+                    "type": "LEED",
+                    "status": "registered",
+                    "siteId": site["id"],
+                    "leedId": reg["leedId"],
+                }
+            )
+        return out
 
     def _get_scores(self, site_id: str, query: Mapping[str, list[str]]) -> Response:
         types, cats = set(query.get("type", [])), set(query.get("category", []))
@@ -760,6 +837,9 @@ class EcoStruxureSandbox:
         The API base, ``http://127.0.0.1:<port>/ecostruxure/scoring/v1``.
     authorize_url, token_url : str
         The OAuth2 endpoints.
+    sandbox_authorize_url : str
+        The consent page of the provider's sandbox (``.../oauth/sandbox-authorize``): the
+        ``sandbox`` environment's authorize URL (:func:`profile_for`).
     provider : EcoStruxureProvider
         State, ground truth, request log, stored scores.
 
@@ -815,6 +895,10 @@ class EcoStruxureSandbox:
         return self.root + OAUTH_PREFIX + "/authorize"
 
     @property
+    def sandbox_authorize_url(self) -> str:
+        return self.root + OAUTH_PREFIX + "/sandbox-authorize"
+
+    @property
     def token_url(self) -> str:
         return self.root + OAUTH_PREFIX + "/token"
 
@@ -845,6 +929,10 @@ def profile_for(
 ) -> Profile:
     """The EcoStruxure profile pointed at a running simulator (base URL and OAuth2 URLs).
 
+    The ``sandbox`` environment's ``authorize_url`` becomes the simulator's
+    ``sandbox-authorize`` page (as the provider's sandbox has its own), its ``token_url`` the
+    simulator's token endpoint.
+
     Parameters
     ----------
     sandbox : EcoStruxureSandbox
@@ -867,6 +955,8 @@ def profile_for(
     env["base_url"] = sandbox.url
     env.pop("base_url_env", None)
     env["builtin_sandbox"] = False
+    env["authorize_url"] = sandbox.sandbox_authorize_url
+    env["token_url"] = sandbox.token_url
     data["provider"]["environment"] = "sandbox"
     auth = data.setdefault("auth", {})
     auth["authorize_url"] = sandbox.authorize_url

@@ -16,7 +16,9 @@ from scaler_workbench.connectors.client import Client
 from scaler_workbench.connectors.ecostruxure import (
     EcoStruxureOptions,
     build_ecostruxure_tables,
+    canonical_score_value,
     get_ecostruxure_meters,
+    get_ecostruxure_projects,
     get_ecostruxure_sites,
     get_ecostruxure_timeseries,
     get_performance_scores,
@@ -247,7 +249,7 @@ def test_full_flow_monthly_totals_match_ground_truth(sandbox, connected):
     reasons = dict(zip(q["record_key"], q["rule"], strict=False))
     assert reasons["site-boston-diesel:vol"] == "energy_factor_unconfirmed"
     assert reasons["site-paris-iaq:co2"] == "not_imported"
-    assert reasons["ts-site-paris-zone-temp"] == "timeseries_without_meter"
+    assert reasons["ts-site-paris-unclaimed"] == "timeseries_without_meter"
     assert "site-paris-iaq:co2" not in set(tables.meters["meter_id"].astype(str))
     assets = tables.assets.set_index("asset_id")
     assert assets.loc["site-paris", "timezone"] == "Europe/Paris"
@@ -363,3 +365,153 @@ def test_mounted_in_the_shared_sandbox_as_a_flavour():
         )
         assert r.status_code == 302 and "state=s1" in r.headers["Location"]
         assert sb.env()["ECOSTRUXURE_CLIENT_ID"] == provider.client_id
+
+
+# ---------------------------------------------------------------- issue 15 item 14
+def test_validate_scores_accepts_the_page_spelling_of_types_and_categories():
+    """The product page writes "Daily", "Local Average", "Human Experience": accepted and sent
+    in the configured spelling; Electricity is never folded into v1's energy."""
+    page = [
+        {"date": "2024-03-01", "score": 80, "type": "Local Average", "category": "Water"},
+        {"date": "2024-03-02", "score": 70, "type": "Daily", "category": "Human Experience"},
+    ]
+    assert [(s["type"], s["category"]) for s in validate_performance_scores(page)] == [
+        ("localAverage", "water"),
+        ("daily", "humanExperience"),
+    ]
+    v1 = [{"date": "2024-03-01", "score": 1, "type": "local_average", "category": "waste"}]
+    assert validate_performance_scores(v1, categories="page")[0]["category"] == "Waste"
+    assert validate_performance_scores(v1, categories="page")[0]["type"] == "localAverage"
+    assert canonical_score_value("MONTHLY", ("daily", "monthly")) == "monthly"
+    with pytest.raises(RequestRejectedError, match="'page' vocabulary"):
+        validate_performance_scores(
+            [{"date": "2024-03-01", "score": 1, "type": "Monthly", "category": "Electricity"}]
+        )
+
+
+def test_scores_in_the_page_spelling_round_trip_through_the_sandbox(sandbox, connected):
+    """Posted as the page writes them, stored canonical (the sandbox refuses "Local Average"),
+    read back with the page's spelling in the filters."""
+    _, client, _ = connected
+    scores = [{"date": "2024-02-01", "score": 55, "type": "Local Average", "category": "Waste"}]
+    stored = post_performance_scores(client, "site-singapore", scores)
+    assert [(s["type"], s["category"]) for s in stored] == [("localAverage", "waste")]
+    back = get_performance_scores(
+        client, "site-singapore", types=["Local Average"], categories=["Waste"]
+    )
+    assert [(s["date"], s["score"]) for s in back] == [("2024-02-01", 55)]
+    sent = [r for r in sandbox.provider.requests if r["path"].endswith("performance-scores")]
+    assert sent[-1]["query"] == {"type": ["localAverage"], "category": ["waste"]}
+
+
+def test_projects_per_site_resource_reads_the_configured_path(sandbox, connected):
+    """[resources.projects] (the page names the feature, not the path): fetched per site like
+    any child resource; get_ecostruxure_projects reads the same path; a registration shows up
+    as a project; another path is the provider's 404, named."""
+    profile, client, _ = connected
+    assert profile.resources["projects"]["path"] == "/sites/{site_id}/projects"
+    raw = fetch_resources(profile, client=client, resources=["projects"])
+    projects = raw["projects"].records
+    assert raw["projects"].report.complete
+    assert sorted(p["_parent"]["site_id"] for p in projects) == sorted(
+        ["site-paris", "site-boston", "site-singapore"]
+        + [s for s in ("site-paris",) if s in sandbox.provider.registrations]
+    )
+    register_site(client, "site-boston", 4242, "Boston Lab LEED")
+    boston = get_ecostruxure_projects(client, "site-boston")
+    assert [(p["type"], p.get("leedId")) for p in boston] == [("Benchmark", None), ("LEED", 4242)]
+    assert all(p["_parent"] == {"site_id": "site-boston"} for p in boston)
+    data = copy.deepcopy(profile.data)
+    data["resources"]["projects"]["path"] = "/sites/{site_id}/site-projects"
+    moved = Client(Profile.from_dict(data, path=profile.path), clock=sandbox.clock)
+    moved.auth = client.auth
+    with pytest.raises(RequestRejectedError) as info:
+        get_ecostruxure_projects(moved, "site-boston")
+    assert info.value.status == 404 and "site-projects" in str(info.value)
+
+
+def test_sandbox_environment_authorizes_at_sandbox_authorize(sandbox, connected, monkeypatch):
+    """The sandbox environment's authorize URL is the sandbox-authorize page (the simulator's,
+    as profile_for points it; Schneider's in partner_sandbox), not a comment."""
+    _, client, _ = connected
+    assert client.auth.authorize_url == sandbox.sandbox_authorize_url
+    assert client.auth.authorization_url().startswith(sandbox.sandbox_authorize_url + "?")
+    consents = [r["path"] for r in sandbox.provider.requests if "authorize" in r["path"]]
+    assert consents and set(consents) == {"/ecostruxure/v1/oauth/sandbox-authorize"}
+    monkeypatch.setenv("ECOSTRUXURE_CLIENT_ID", "id")
+    monkeypatch.setenv("ECOSTRUXURE_CLIENT_SECRET", "secret")
+    monkeypatch.delenv("ECOSTRUXURE_BASE_URL", raising=False)
+    shipped = read_profile(PROFILE)
+    partner = Client(shipped, environment="partner_sandbox")
+    uat = Client(shipped)
+    try:
+        assert partner.auth.authorize_url == (
+            "https://api.exchange.se.com/ecostruxure/v1/oauth/sandbox-authorize"
+        )
+        assert partner.auth.token_url == "https://api.exchange.se.com/ecostruxure/v1/oauth/token"
+        assert uat.auth.authorize_url.endswith("/ecostruxure/v1/oauth/authorize")
+        assert "se-exchange-uat-uat.apigee.net" in uat.auth.token_url
+    finally:
+        partner.close()
+        uat.close()
+
+
+def _series_lengths(sandbox) -> dict[str, int]:
+    as_of = sandbox.provider.as_of
+    return {
+        s.meter_id: int((s.updated < as_of).sum()) for s in sandbox.provider.series if s.meter_id
+    }
+
+
+def test_comfort_series_and_waste_diverted_are_reported_not_imported_with_counts(
+    sandbox, connected, tmp_path
+):
+    """Zone temperature, humidity and CO2 are comfort data, waste diverted is part of waste
+    generated: each measurement is one not_imported row (with its category and value count),
+    never an orphan warning; waste generated is imported alone; the sync's run_summary.json
+    counts them per category."""
+    from scaler_workbench.pipeline import run_pipeline
+    from scaler_workbench.sync import run_sync
+
+    profile, client, _ = connected
+    raw = fetch_resources(profile, client=client, resources=["timeseries"])
+    tables = run_pipeline(profile, raw)
+    q = tables.quarantine
+    rows = q[q["rule"] == "not_imported"].set_index("record_key")
+    records = {k: json.loads(v) for k, v in rows["record"].items()}
+    lengths = _series_lengths(sandbox)
+    comfort = {
+        f"site-{s}-{m}"
+        for s in ("paris", "boston")
+        for m in ("comfort:zone-temp", "comfort:humidity", "iaq:co2")
+    }
+    diverted = {"site-paris-recycling:mass", "site-singapore-recycling:mass"}
+    assert set(records) == comfort | diverted
+    for key, rec in records.items():
+        assert rec["category"] == ("comfort" if key in comfort else "waste_diverted")
+        assert rec["values"] == lengths[key] > 0
+        assert f"{rec['values']} timeseries value(s) set aside" in rows.loc[key, "reason"]
+    assert "counted twice" in rows.loc["site-paris-recycling:mass", "reason"]
+    orphans = set(q.loc[q["rule"] == "timeseries_without_meter", "record_key"])
+    assert orphans == {"ts-site-paris-unclaimed"}
+    meters = tables.meters.set_index("meter_id")
+    assert meters.loc["site-paris-waste:mass", "meter_subtype"] == "Non-hazardous"
+    assert not set(meters.index.astype(str)) & (comfort | diverted)
+    waste = tables.usage[tables.usage["meter_id"].astype(str).str.contains("waste|recycling")]
+    assert set(waste["meter_id"].astype(str)) == {
+        "site-paris-waste:mass",
+        "site-singapore-waste:mass",
+    }
+
+    result = run_sync(profile, out=tmp_path / "out", clock=sandbox.clock)
+    summary = json.loads((tmp_path / "out" / "export" / "run_summary.json").read_text())
+    assert summary["not_imported"] == result.summary["not_imported"]
+    got = summary["not_imported"]
+    assert set(got) == {"comfort", "waste_diverted"}
+    assert got["comfort"]["series"] == 6 and got["comfort"]["ids"] == sorted(comfort)
+    assert got["comfort"]["values"] == sum(lengths[k] for k in comfort)
+    assert got["waste_diverted"] == {
+        "series": 2,
+        "values": sum(lengths[k] for k in diverted),
+        "ids": sorted(diverted),
+    }

@@ -1103,6 +1103,10 @@ def test_greenbutton_local_time_parameters_decoded() -> None:
     assert cet is not None and cet.posix() == "<+01>-1<+02>,M3.5.0/2,M10.5.0/3"
     found = cet.zone([2024])
     assert found is not None and cet.agrees_with("Europe/Berlin", [2024])
+    assert found == "Europe/Paris"  # issue 15: the name people use there, not Africa/Ceuta
+    # a UK clock: UTC+0, last Sundays of March 01:00 / October 02:00
+    uk = LocalTime(0, 3600, DstRule.decode("3E0E1000"), DstRule.decode("AE0E2000"))
+    assert uk.zone([2024]) == "Europe/London" and not uk.agrees_with("Europe/Paris", [2024])
     assert ZoneInfo(found).utcoffset(datetime(2024, 7, 1)) == ZoneInfo("Europe/Berlin").utcoffset(
         datetime(2024, 7, 1)
     )
@@ -1113,16 +1117,25 @@ def pacific_fields(tz: int) -> dict[str, Any]:
 
 
 def test_greenbutton_local_time_disagreeing_with_the_profile_zone_is_an_error() -> None:
-    """Item 5: the Eastern gas feed under the shipped (Pacific) profile: every reading is an
-    error finding before aggregation, naming both clocks and the fix; nothing is cut into the
-    wrong months."""
+    """Item 5, issue 15 item 10: the Eastern gas feed under the shipped (Pacific) profile is a
+    TimezoneMismatchError (a profile error, exit 2) before aggregation, naming the asset, its
+    usage point, both clocks and the fix; nothing is cut into the wrong months."""
+    from scaler_workbench.cli import EXIT_USAGE, exit_code_for
+    from scaler_workbench.exceptions import TimezoneMismatchError
+
     recs = read_greenbutton(GB / "gas_daily_therms.xml")
     assert {(r["tzOffset"], r["dstStartRule"]) for r in recs} == {(-18000, "360E2000")}
-    tables = run_pipeline(_shipped(), {"readings": recs})
-    q = tables.quarantine
-    assert set(q["rule"]) == {"greenbutton_timezone"} and len(q) == len(recs) == 91
-    assert set(q["severity"]) == {"error"} and tables.usage.empty
-    reason = q["reason"].iloc[0]
+    assert len(recs) == 91
+    with pytest.raises(TimezoneMismatchError) as info:
+        run_pipeline(_shipped(), {"readings": recs})
+    exc = info.value
+    assert exit_code_for(exc) == EXIT_USAGE
+    customers = sorted({str(r["customer_id"]) for r in recs})
+    points = sorted({str(r["usage_point_id"]) for r in recs})
+    assert exc.assets == customers and exc.asset == customers[0]
+    assert (exc.zone, exc.stated) == ("America/Los_Angeles", "America/New_York")
+    reason = str(exc)
+    assert f"asset {customers[0]!r}" in reason and all(p in reason for p in points)
     assert "America/Los_Angeles" in reason and "America/New_York" in reason
     assert "<-05>5<-04>,M3.2.0/2,M11.1.0/2" in reason and "[provider] timezone" in reason
     # a constant zone of the sites is the profile's zone too, and wins over [provider]
@@ -1292,3 +1305,25 @@ def test_source_file_profile_is_a_copy_reading_the_file(monkeypatch: pytest.Monk
     assert copy.to_dict()["environments"]["production"]["base_url"] == path.resolve().as_uri()
     assert Profile.from_dict(copy.to_dict()).base_url() == path.resolve().as_uri()
     assert shipped.base_url() == "https://elsewhere.example/espi"
+
+
+def test_greenbutton_cli_zone_mismatch_exits_2_and_commits_nothing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15 item 10: the Eastern feed under the shipped (Pacific) profile, through the CLI:
+    exit 2 (a profile error), the error line names the asset and both zones, no export."""
+    from scaler_workbench import cli
+
+    for var in ("GREENBUTTON_BASE_URL", "GREENBUTTON_CLIENT_ID", "GREENBUTTON_CLIENT_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "out"
+    feed = GB / "gas_daily_therms.xml"
+    shipped = str(MAPPINGS / "greenbutton" / "profile.toml")
+    args = ["sync", shipped, "--out", str(out), "--from-file", str(feed), "--formats", "csv"]
+    assert cli.main([*args, "--json"]) == cli.EXIT_USAGE
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["error"] == "TimezoneMismatchError" and payload["exit_code"] == 2
+    customer = str(read_greenbutton(feed)[0]["customer_id"])
+    assert f"asset {customer!r}" in payload["message"]
+    assert "America/New_York" in payload["message"] and "America/Los_Angeles" in payload["message"]
+    assert not (out / "export").exists()
