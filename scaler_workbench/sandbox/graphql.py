@@ -35,6 +35,7 @@ selects them. Its quirks, on purpose:
   ``sb.flavour.lift_ban()`` ends it; ``sb.flavour.budget = n`` changes the budget.
 
 The sandbox's own faults (``every_nth_429`` with ``Retry-After``, ``every_nth_503``) apply too.
+``sb.flavour.requests`` lists the ``variables`` of every query answered.
 ``sb.flavour.ground_truth()`` sums the generated hours (never HTTP): ``meter_id`` (home id),
 ``month`` (the home's local ``YYYY-MM``), ``consumption`` [kWh], ``unit``.
 
@@ -112,6 +113,8 @@ class GraphQLFlavour(Flavour):
         self._recent: deque[float] = deque()
         self._banned_until = 0.0
         self.bans = 0
+        #: the ``variables`` of every query answered (no secrets: the token is a header)
+        self.requests: list[dict[str, Any]] = []
         rng = np.random.default_rng(seed)
         self.homes: list[dict[str, Any]] = []
         self.series: dict[str, dict[str, Any]] = {}
@@ -211,6 +214,7 @@ class GraphQLFlavour(Flavour):
         variables = doc.get("variables") or {}
         if not isinstance(variables, dict):
             return _gql(errors=[_error("variables must be an object", "BAD_USER_INPUT")])
+        self.requests.append(dict(variables))
         if "viewer" not in query:
             return _gql(errors=[_error("Cannot query field on type Query", "GRAPHQL_VALIDATION")])
         query = re.sub(r"#[^\n]*", "", query)  # comments say nothing
