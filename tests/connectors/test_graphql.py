@@ -379,3 +379,10 @@ def test_graphql_ban_exits_4_and_the_next_run_resumes(
         assert store.runs()["status"].tolist() == ["success", "quota_exhausted"]
     # the resumed run did not fetch the first home's hours again: 1 homes list + 15 pages
     assert len(sb.request_log) == 1 + 15
+
+
+def test_the_default_ban_pattern_is_printed_in_the_docs() -> None:
+    from scaler_workbench.connectors._transport import _DEFAULT_BAN
+
+    doc = (ROOT / "docs" / "connectors.md").read_text("utf-8")
+    assert _DEFAULT_BAN in doc
