@@ -45,6 +45,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+from xml.sax.saxutils import escape as xml_escape
 
 from scaler_workbench._profile_schema import did_you_mean
 from scaler_workbench._secrets import get_logger, redact_url
@@ -649,7 +650,10 @@ class Connector:
             request.headers.setdefault("Content-Type", "application/json")
         elif spec.body is not None:
             request.json = None
-            request.data = render_text(spec.body, ctx)
+            ctype = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+            # an XML body (a SOAP envelope) gets its substituted values escaped (&, <, >)
+            escape = xml_escape if "xml" in str(ctype).lower() else None
+            request.data = render_text(spec.body, ctx, escape=escape)
         elif spec.json is not None:
             request.json = render_json(spec.json, ctx)
 

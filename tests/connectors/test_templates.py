@@ -233,3 +233,29 @@ def test_a_body_placeholder_that_names_no_parent_param_is_a_profile_error(serve:
         fetch_resources(profile, clock=FakeClock())
     assert "{parent.site_id}" in str(info.value) and "did you mean 'site'" in str(info.value)
     assert info.value.key == "resources.x.json"
+
+
+def test_an_xml_body_gets_its_substituted_values_escaped(serve: Any) -> None:
+    def handler(req: Request) -> Reply:
+        if req.path == "/sites":
+            return Reply(200, {"data": [{"name": "A&B <main>"}]})
+        return Reply(200, {"data": [{"body": req.body.decode()}]})
+
+    server = serve(handler)
+    profile = fake_profile(
+        server.url,
+        resources={
+            "sites": {"path": "/sites", "record_path": "data"},
+            "x": {
+                "path": "/soap",
+                "method": "POST",
+                "headers": {"Content-Type": "text/xml; charset=utf-8"},
+                "body": "<Envelope><Site>{parent.site}</Site></Envelope>",
+                "record_path": "data",
+                "parent": "sites",
+                "parent_params": {"site": "name"},
+            },
+        },
+    )
+    out = fetch_resources(profile, clock=FakeClock())
+    assert out["x"].records[0]["body"] == "<Envelope><Site>A&amp;B &lt;main&gt;</Site></Envelope>"
