@@ -75,6 +75,7 @@ PAGINATOR_TYPES = (
     "page",
     "page_number",
     "single_page",
+    "relay",  # GraphQL Relay connections (issue 18)
 )
 
 # Options of the builtin auth classes; each may also come from the environment (``name_env``).
@@ -132,6 +133,11 @@ _PAGINATOR = _keys(
     "stop_on_short_page",
     "total_pages_path",
     "total_path",
+    "cursor_in",  # cursor: "body" = only the body's {cursor} (issue 18)
+    "page_info_path",  # relay (issue 18)
+    "direction",  # relay: forward | backward (issue 18)
+    "cursor_variable",  # relay (issue 18)
+    "size_variable",  # relay (issue 18)
 )
 
 _DATE_RANGE = _keys(
@@ -173,7 +179,9 @@ _RESOURCE = _keys(
     "keep",
     "where",  # record filters (scaler_workbench._filters)
     "skip",
+    "body",  # a text body template (issue 18)
     paginator=_PAGINATOR,
+    graphql=_keys("query", "variables"),  # GraphQL resources (issue 18)
     date_range=_DATE_RANGE,
     incremental=_keys("cursor_path", "lookback_days", "param", "format"),
 )
@@ -247,6 +255,7 @@ SCHEMA: Node = {
         "jitter",
         "retry_statuses",
         "quota_match",
+        "ban_match",  # a 429 ban answer without Retry-After stops like a quota (issue 18)
         "offsite",
         "user_agent",
         "headers",

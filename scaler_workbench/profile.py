@@ -388,7 +388,9 @@ class Profile:
                 raise ProfileError(f"[{section}] must be a table", key=section, provider=name)
         missing_value_policy(data.get("validation") or {})  # a bad value fails at load
         for rname, res in data.get("resources", {}).items():
-            if not isinstance(res, dict) or not isinstance(res.get("path"), str):
+            if not isinstance(res, dict) or not (
+                isinstance(res.get("path"), str) or "graphql" in res  # GraphQL: the base URL
+            ):
                 raise ProfileError(
                     f"resource {rname!r} needs a path",
                     key=f"resources.{rname}.path",

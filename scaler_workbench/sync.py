@@ -54,6 +54,7 @@ from scaler_workbench.connectors.resources import (
     FetchReport,
     FetchResult,
     connector_for,
+    entity_resources,
     source_file_profile,
 )
 from scaler_workbench.coverage import MONTH_STATUSES, month_coverage
@@ -727,17 +728,8 @@ def _min_iso(values: Any) -> str | None:
 
 # -- entity chain and deactivation ---------------------------------------------------------------
 def _entity_resources(profile: Profile) -> set[str]:
-    resources = profile.resources
-    mapping = profile.section("mapping")
-    names: set[str] = set()
-    for table in ("assets", "meters"):
-        res = (
-            mapping.get(table, {}).get("resource") if isinstance(mapping.get(table), dict) else None
-        )
-        while isinstance(res, str) and res in resources and res not in names:
-            names.add(res)
-            res = resources[res].get("parent")
-    return names
+    # one definition with the fetch order (entities first): a list of resources counts too
+    return entity_resources(profile)
 
 
 def _ids(frame: pd.DataFrame, column: str) -> set[str]:

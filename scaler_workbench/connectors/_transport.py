@@ -162,6 +162,14 @@ def retry_after(value: str | None, now: datetime) -> float | None:
 
 
 # ----------------------------------------------------------------------------- policies
+#: A 429 body that announces a ban (a lock-out that retries would renew), not a short rate
+#: limit: explicit ban or block wording, or a wait counted in minutes or hours.
+_DEFAULT_BAN = (
+    r"\bbann?(?:ed)?\b|\bblocked\b|\bblacklist|\blocked out\b"
+    r"|(?:try again|retry|wait)\s+(?:in|after)\s+\d+\s*(?:min|minutes?|h|hours?)\b"
+)
+
+
 @dataclass
 class RetryPolicy:
     """One retry policy for every request (``[client]`` keys of the same names).
@@ -183,6 +191,12 @@ class RetryPolicy:
         Regular expression: a 429 *without* Retry-After whose body matches means the daily (or
         monthly) quota is spent: :class:`QuotaExhaustedError` at once ("" never). The default
         matches daily/monthly quota wording only, never a per-second/minute rate limit.
+    ban_match : str
+        Regular expression: a 429 *without* Retry-After whose body matches is a ban that each
+        retry would prolong: it stops like a spent quota (exit 4, the next run resumes). The
+        default matches explicit ban/block wording and waits in minutes or hours; a provider
+        whose ban answer is a bare "too many requests" sets ``ban_match = "too many requests"``
+        ("" never).
     """
 
     max_attempts: int = 5
@@ -192,6 +206,7 @@ class RetryPolicy:
     jitter: float = 0.25
     retry_statuses: list[int] = field(default_factory=lambda: [429, 500, 502, 503, 504])
     quota_match: str = _DEFAULT_QUOTA
+    ban_match: str = _DEFAULT_BAN
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -199,6 +214,12 @@ class RetryPolicy:
         if self.backoff_cap < 0 or self.backoff_base < 0:
             raise ProfileError("client backoff values must be >= 0", key="client.backoff_cap")
         self._quota = re.compile(self.quota_match, re.I) if self.quota_match else None
+        try:
+            self._ban = re.compile(self.ban_match, re.I) if self.ban_match else None
+        except re.error as exc:
+            raise ProfileError(
+                f"bad client.ban_match regex: {exc}", key="client.ban_match"
+            ) from exc
 
     def wait(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before attempt ``attempt + 1`` [s]."""
@@ -208,7 +229,12 @@ class RetryPolicy:
         return min(self.backoff_cap, base * (1 + self.jitter * rng.random()))
 
     def is_quota(self, status: int, retry_after: str | None, body: str) -> bool:
-        return bool(status == 429 and not retry_after and self._quota and self._quota.search(body))
+        """A 429 without Retry-After whose body says the quota is spent or a ban is on."""
+        if status != 429 or retry_after:
+            return False
+        return bool(
+            (self._quota and self._quota.search(body)) or (self._ban and self._ban.search(body))
+        )
 
 
 def post_token_form(

@@ -12,8 +12,9 @@ the client-side budget and the allowed hosts. Every request goes through :meth:`
    (``offsite = "refuse"``);
 3. follow redirects by hand, with the same host check on every hop;
 4. retry 429/5xx and transport errors with capped exponential backoff and jitter, honouring
-   ``Retry-After`` (seconds or HTTP date); a 429 saying the daily quota is spent stops at once
-   with :class:`QuotaExhaustedError`; a 401 ``invalid_token`` renews the token once;
+   ``Retry-After`` (seconds or HTTP date); a 429 without ``Retry-After`` saying the daily quota
+   is spent, or matching the ban pattern (``[client] ban_match``), stops at once with
+   :class:`QuotaExhaustedError` (exit 4, the next run resumes); a 401 ``invalid_token`` renews the token once;
 5. translate every ``requests``/``urllib3`` exception into :class:`TransportError`, and bad
    statuses into :class:`AuthError`, :class:`RequestRejectedError`,
    :class:`RangeTooLargeError` or :class:`ProviderUnavailableError` with a redacted URL and a
@@ -478,6 +479,7 @@ class Client:
             if status in self.retry.retry_statuses:
                 header = response.headers.get("Retry-After")
                 if self.retry.is_quota(status, header, response.text):
+                    # a spent quota, or a ban that every retry would renew: stop, resume later
                     raise QuotaExhaustedError(
                         f"the provider's quota is spent ({status}): {_snippet(response.text, 200)}",
                         provider=self.provider,
@@ -596,7 +598,8 @@ class Client:
                     url,
                     params={k: v for k, v in request.params.items() if v is not None},
                     headers=request.headers,
-                    json=request.json,
+                    json=request.json if request.data is None else None,
+                    data=request.data.encode("utf-8") if request.data is not None else None,
                 )
             )
         # the origin of the URL as given: requests drops an explicit ":0" (a closed sandbox's

@@ -284,16 +284,22 @@ class DateRange:
             return math.floor(d.timestamp() * 1000)
         return d.strftime(self.format)
 
-    def params(self, window: Window) -> dict[str, Any]:
-        """Query parameters for one window (the end adjusted when the API's end is inclusive)."""
+    def bounds(self, window: Window) -> tuple[str | int, str | int]:
+        """A window's start and end in ``format`` (the end adjusted when the API's end is
+        inclusive): the values of ``{window.start}`` / ``{window.end}`` in body templates."""
         start, end = window
         if self.end_inclusive:
             end = _add_days(end, -1) if self.format == "date" else end - timedelta(seconds=1)
             if self.format == "epoch_ms":
                 end = window[1] - timedelta(milliseconds=1)
-        out: dict[str, Any] = {self.start_param: self._fmt(start)}
+        return self._fmt(start), self._fmt(end)
+
+    def params(self, window: Window) -> dict[str, Any]:
+        """Query parameters for one window (the end adjusted when the API's end is inclusive)."""
+        start, end = self.bounds(window)
+        out: dict[str, Any] = {self.start_param: start}
         if self.end_param:
-            out[self.end_param] = self._fmt(end)
+            out[self.end_param] = end
         return out
 
     def is_too_large(self, status: int, body: str) -> bool:

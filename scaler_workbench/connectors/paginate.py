@@ -18,6 +18,8 @@ type            class                               next page from
 ``cursor``      :class:`CursorPaginator`            a token in the body sent back as a parameter
 ``next_url``    :class:`NextUrlPaginator`           a URL in the body (JSON path or XML XPath)
 ``link_header`` :class:`LinkHeaderPaginator`        the RFC 5988 ``Link: <...>; rel="next"`` header
+``relay``       :class:`RelayPaginator`             GraphQL ``pageInfo``: ``endCursor`` as ``after``
+                                                    (or ``startCursor`` as ``before``)
 ``none``        :class:`SinglePagePaginator`        nothing: one request
 ==============  ==================================  =============================================
 
@@ -53,6 +55,7 @@ __all__ = [
     "PageRequest",
     "PageResponse",
     "Paginator",
+    "RelayPaginator",
     "SinglePagePaginator",
     "make_paginator",
     "parse_link_header",
@@ -75,6 +78,8 @@ class PageRequest:
     headers: dict[str, str] = field(default_factory=dict)
     json: Any = None
     base_url: str = ""
+    #: a text body (``body = "..."`` templates: form, XML); sent instead of ``json`` when set
+    data: str | None = None
 
 
 @dataclass
@@ -402,6 +407,8 @@ class CursorPaginator(Paginator):
         Path of the next token in the body (JSON dotted path or XML XPath).
     cursor_param : str
         Query parameter that carries the token on the next request (default ``cursor``).
+    cursor_in : {"query", "body"}
+        ``body``: the token goes only into the request body's ``{cursor}`` placeholder.
     has_more_path : str, optional
         Path of a boolean "more pages" flag; when false, paging stops even if a token came.
     stop_after_empty_page : bool
@@ -415,6 +422,7 @@ class CursorPaginator(Paginator):
         cursor_path: str = "next_cursor",
         *,
         cursor_param: str = "cursor",
+        cursor_in: str = "query",
         has_more_path: str = "",
         stop_after_empty_page: bool = False,
         total_path: str = "",
@@ -422,6 +430,9 @@ class CursorPaginator(Paginator):
     ) -> None:
         if not cursor_path or not cursor_param:
             raise _fail("cursor paging needs cursor_path and cursor_param", "cursor_path")
+        if cursor_in not in ("query", "body"):
+            raise _fail(f"cursor_in must be 'query' or 'body', got {cursor_in!r}", "cursor_in")
+        self.cursor_in = cursor_in
         self.cursor_path, self.cursor_param = cursor_path, cursor_param
         self.has_more_path = has_more_path
         self.stop_after_empty_page = stop_after_empty_page
@@ -446,7 +457,104 @@ class CursorPaginator(Paginator):
         self.cursor = str(token)
 
     def update_request(self, request: PageRequest) -> None:
-        request.params[self.cursor_param] = self.cursor
+        if self.cursor_in == "query":  # "body": only a body template's {cursor} carries it
+            request.params[self.cursor_param] = self.cursor
+
+
+class RelayPaginator(Paginator):
+    """A GraphQL Relay connection: ``pageInfo`` says if there is more and where to go on.
+
+    Forward (``first``/``after``): while ``pageInfo.hasNextPage``, the next request carries
+    ``endCursor`` as the ``after`` variable. Backward (``last``/``before``): while
+    ``hasPreviousPage``, ``startCursor`` as ``before``. The cursor is written into the
+    GraphQL ``variables`` of the request body (``json.variables``), and is the ``{cursor}`` of
+    body templates.
+
+    Parameters
+    ----------
+    page_info_path : str
+        Path of the ``pageInfo`` object in the body (e.g.
+        ``data.viewer.home.consumption.pageInfo``).
+    direction : {"forward", "backward"}
+    cursor_variable : str, optional
+        Variable that carries the cursor (default ``after`` forward, ``before`` backward).
+    page_size : int, optional
+        Sent as ``size_variable`` on every request (leave unset when ``variables`` has it).
+    size_variable : str, optional
+        Default ``first`` forward, ``last`` backward.
+    """
+
+    type = "relay"
+
+    def __init__(
+        self,
+        page_info_path: str = "pageInfo",
+        *,
+        direction: str = "forward",
+        cursor_variable: str = "",
+        page_size: int | None = None,
+        size_variable: str = "",
+        total_path: str = "",
+        max_pages: int | None = None,
+    ) -> None:
+        if direction not in ("forward", "backward"):
+            raise _fail(
+                f"relay direction must be 'forward' or 'backward', got {direction!r}", "direction"
+            )
+        if not page_info_path:
+            raise _fail("relay paging needs page_info_path", "page_info_path")
+        if page_size is not None and page_size < 1:
+            raise _fail(f"page_size must be >= 1, got {page_size}", "page_size")
+        forward = direction == "forward"
+        self.page_info_path, self.direction = page_info_path, direction
+        self.cursor_variable = cursor_variable or ("after" if forward else "before")
+        self.size_variable = size_variable or ("first" if forward else "last")
+        self.page_size = page_size
+        super().__init__(total_path=total_path, max_pages=max_pages)
+
+    def reset(self) -> None:
+        super().reset()
+        self.cursor: str | None = None
+
+    @staticmethod
+    def _variables(request: PageRequest) -> dict[str, Any] | None:
+        body = request.json
+        if isinstance(body, dict):
+            if not isinstance(body.get("variables"), dict):
+                body["variables"] = {}
+            return body["variables"]
+        return None
+
+    def init_request(self, request: PageRequest) -> None:
+        variables = self._variables(request)
+        if variables is not None and self.page_size is not None:
+            variables[self.size_variable] = self.page_size
+
+    def update_state(self, response: PageResponse, records: list[dict[str, Any]]) -> None:
+        super().update_state(response, records)
+        info = find_value(response.body, self.page_info_path)
+        if not isinstance(info, Mapping):
+            raise PaginationError(
+                f"{self}: no pageInfo at {self.page_info_path!r} in the response",
+                url=response.url,
+                hint="Select pageInfo in the query and give its path as page_info_path.",
+            )
+        forward = self.direction == "forward"
+        more = info.get("hasNextPage" if forward else "hasPreviousPage")
+        token = info.get("endCursor" if forward else "startCursor")
+        if more is not True or token in (None, ""):
+            self._has_next_page = False
+            self.cursor = None
+            return
+        self._guard(f"cursor:{token}", response.url)
+        self.cursor = str(token)
+
+    def update_request(self, request: PageRequest) -> None:
+        variables = self._variables(request)
+        if variables is not None:
+            variables[self.cursor_variable] = self.cursor
+            if self.page_size is not None:
+                variables[self.size_variable] = self.page_size
 
 
 class _UrlPaginator(Paginator):
@@ -556,6 +664,7 @@ PAGINATORS: dict[str, type[Paginator]] = {
     "none": SinglePagePaginator,
     "offset": OffsetPaginator,
     "page_number": PageNumberPaginator,
+    "relay": RelayPaginator,
 }
 _ALIASES = {
     "single_page": "none",

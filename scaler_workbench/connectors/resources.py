@@ -14,7 +14,10 @@ A resource is one list endpoint::
 A ``parent_params`` path with ``[*]`` (``serial = "meters[*].serial_number"``) gives one
 sequence per element: a parent record holding a list of children fans out.
 
-Other keys: ``method``, ``params``, ``json``, ``headers``, ``paginator`` (overrides the
+Other keys: ``method``, ``params``, ``json`` and ``body`` (request body templates with
+``{parent.x}``, ``{variables.x}``, ``{window.start}``/``{window.end}`` and ``{cursor}``, see
+:mod:`._templates`), ``graphql`` (``query`` and ``variables``, see :mod:`._graphql`),
+``headers``, ``paginator`` (overrides the
 profile's ``[paginator]``; ``"none"`` for a single request), ``format`` (auto/json/xml),
 ``namespaces`` (XML prefix -> URI), ``add_fields`` (constant fields stamped on every record,
 e.g. ``{ commodity = "gas" }`` when the endpoint itself says what its records are),
@@ -39,6 +42,7 @@ for the parent records kept.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import time
@@ -50,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape as xml_escape
 
 from scaler_workbench._filters import Filter, compile_filter, compile_parent_filter
 from scaler_workbench._profile_schema import did_you_mean
@@ -66,6 +71,17 @@ from scaler_workbench.connectors._body import (
 )
 from scaler_workbench.connectors._events import FetchEvent
 from scaler_workbench.connectors._events import emit as _emit_event
+from scaler_workbench.connectors._graphql import (
+    GraphQLRateLimited,
+    check_graphql_table,
+    raise_for_graphql_errors,
+)
+from scaler_workbench.connectors._templates import (
+    TemplateContext,
+    check_template,
+    render_json,
+    render_text,
+)
 from scaler_workbench.connectors._util import secrets_from_env_table
 from scaler_workbench.connectors.client import Client, Reply
 from scaler_workbench.connectors.dates import (
@@ -88,6 +104,7 @@ from scaler_workbench.exceptions import (
     ConnectorError,
     PaginationError,
     ProfileError,
+    ProviderUnavailableError,
     QuotaExhaustedError,
     RangeTooLargeError,
     ResponseParseError,
@@ -102,6 +119,7 @@ __all__ = [
     "ResourceSpec",
     "connector_class",
     "connector_for",
+    "entity_resources",
     "fetch_resources",
     "select_with_ancestors",
     "source_file_profile",
@@ -117,6 +135,8 @@ RESOURCE_KEYS = (
     "method",
     "params",
     "json",
+    "body",
+    "graphql",
     "headers",
     "params_env",
     "headers_env",
@@ -200,6 +220,14 @@ class ResourceSpec:
     inherit_parent: bool = False
     keep: dict[str, str] = field(default_factory=dict)
     filter: Filter = field(default_factory=Filter)
+    #: a text body template (``body = "..."``), rendered like ``json`` (see :mod:`._templates`)
+    body: str | None = None
+    #: ``{"query": document, "variables": template}`` for a GraphQL resource, else None
+    graphql: dict[str, Any] | None = None
+    #: False when the window goes only into the body (``{window.start}``, no ``start_param``)
+    window_in_query: bool = True
+    #: the body template uses ``{cursor}`` (re-rendered for every page)
+    body_uses_cursor: bool = False
 
     @classmethod
     def from_profile(cls, name: str, table: Mapping[str, Any], *, profile: Any) -> ResourceSpec:
@@ -212,8 +240,25 @@ class ResourceSpec:
                 key=f"{key}.{unknown[0]}",
                 hint=f"Known keys: {', '.join(RESOURCE_KEYS)}.",
             )
+        graphql = check_graphql_table(table, profile=profile, key=key)
+        if graphql is not None:
+            table = {"path": "", "method": "POST", **table}
         if not isinstance(table.get("path"), str):
             raise ProfileError(f"resource {name!r} needs a path", key=f"{key}.path")
+        if sum(k in table for k in ("json", "body", "graphql")) > 1:
+            raise ProfileError(
+                f"resource {name!r}: json, body and graphql are three kinds of request body; "
+                "give one",
+                key=f"{key}.body",
+                hint="json = {...} sends JSON, body = '...' sends text, graphql = {...} a query.",
+            )
+        body = table.get("body")
+        if body is not None and not isinstance(body, str):
+            raise ProfileError(
+                f"{key}.body must be text (a template), got {type(body).__name__}",
+                key=f"{key}.body",
+                hint='e.g. body = "home={parent.home}&from={window.start}"',
+            )
         pk = table.get("primary_key", [])
         pk = [pk] if isinstance(pk, str) else list(pk)
         fmt = str(table.get("format", "auto"))
@@ -233,14 +278,31 @@ class ResourceSpec:
         used = placeholders(table["path"]).union(
             *(placeholders(v) for v in dict(table.get("params", {})).values())
         )
+        declared = getattr(profile, "variables", None)
+        if declared is not None:
+            declared = {**declared, **getattr(profile, "missing_variables", {})}
+        template_used: set[tuple[str, str]] = set()
+        for tkey, template in (
+            ("json", table.get("json")),
+            ("body", body),
+            ("graphql.variables", (graphql or {}).get("variables")),
+        ):
+            template_used |= check_template(
+                template,
+                key=f"{key}.{tkey}",
+                parent_params=parent_params,
+                variables=declared,
+                has_window=table.get("date_range") not in (None, False),
+            )
+        used = used | {n for space, n in template_used if space == "parent"}
         missing = [p for p in parent_params if p not in used]
         if missing:
             raise ProfileError(
                 f"parent_params {missing} do not appear as {{param}} in path {table['path']!r}"
-                " or in a params value",
+                " or in a params value, nor as {parent.<name>} in the request body",
                 key=f"{key}.parent_params",
                 hint="Write the placeholder in the path or a query parameter: "
-                'params = { meters = "{meter_uid}" }.',
+                'params = { meters = "{meter_uid}" }, or in the body: "{parent.meter_uid}".',
             )
         incremental = dict(table.get("incremental", {}))
         if incremental and not incremental.get("cursor_path"):
@@ -304,6 +366,13 @@ class ResourceSpec:
             inherit_parent=bool(table.get("inherit_parent", False)),
             keep={str(k): str(v) for k, v in keep.items()},
             filter=compile_filter(table.get("where"), table.get("skip"), key=key, get=find_value),
+            body=body,
+            graphql=graphql,
+            window_in_query=not (
+                any(space == "window" for space, _n in template_used)
+                and "start_param" not in dict(table.get("date_range") or {})
+            ),
+            body_uses_cursor=("cursor", "") in template_used,
         )
 
     def key_of(self, record: Mapping[str, Any]) -> str | None:
@@ -500,6 +569,7 @@ class Connector:
         self._specs: dict[str, ResourceSpec] = {}
         #: per resource: path parameters -> the parent's own ``_parent`` (``inherit_parent``)
         self._ancestors: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+        self._rng = __import__("random").Random()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.profile.name!r}, client={self.client!r})"
@@ -551,7 +621,7 @@ class Connector:
                 hint="Give it through parent/parent_params, or path_params=... in iter_pages().",
             ) from None
         params = {k: _fill_params(v, path_params) for k, v in spec.params.items()}
-        if window is not None and spec.date_range is not None:
+        if window is not None and spec.date_range is not None and spec.window_in_query:
             params.update(spec.date_range.params(window))
         elif watermark is not None and spec.incremental.get("param"):
             fmt = DateRange(
@@ -562,7 +632,7 @@ class Connector:
                 chunk=None,
             )
             params.update(fmt.params((watermark, watermark)))
-        return PageRequest(
+        request = PageRequest(
             url=self.client.url(path),
             params=params,
             method=spec.method,
@@ -570,6 +640,80 @@ class Connector:
             json=spec.json,
             base_url=self.client.base_url,
         )
+        self.render_body(spec, request, self.template_context(spec, path_params, window))
+        return request
+
+    def template_context(
+        self,
+        spec: ResourceSpec,
+        path_params: Mapping[str, Any] | None,
+        window: Window | None,
+        cursor: Any = None,
+    ) -> TemplateContext:
+        """The values of one request's body placeholders (see :mod:`._templates`)."""
+        bounds = (
+            dict(zip(("start", "end"), spec.date_range.bounds(window), strict=True))
+            if window is not None and spec.date_range is not None
+            else None
+        )
+        return TemplateContext(
+            parent=dict(path_params or {}),
+            variables=_typed_variables(self.profile),
+            window=bounds,
+            cursor=cursor,
+        )
+
+    def render_body(self, spec: ResourceSpec, request: PageRequest, ctx: TemplateContext) -> None:
+        """Fill ``request``'s body from the resource's ``json``, ``body`` or ``graphql``."""
+        if spec.graphql is not None:
+            request.json = {
+                "query": spec.graphql["query"],
+                "variables": render_json(spec.graphql.get("variables") or {}, ctx),
+            }
+            request.headers.setdefault("Content-Type", "application/json")
+        elif spec.body is not None:
+            request.json = None
+            ctype = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+            # an XML body (a SOAP envelope) gets its substituted values escaped (&, <, >)
+            escape = xml_escape if "xml" in str(ctype).lower() else None
+            request.data = render_text(spec.body, ctx, escape=escape)
+        elif spec.json is not None:
+            request.json = render_json(spec.json, ctx)
+
+    def send_page(self, spec: ResourceSpec, request: PageRequest) -> Reply:
+        """Send one page's request; a GraphQL resource's ``errors`` become errors.
+
+        A GraphQL rate-limit error is retried with the client's backoff (on its clock) up to
+        ``max_attempts``; one whose message matches the quota or ban pattern stops at once
+        (:class:`QuotaExhaustedError`).
+        """
+        attempt = 0
+        while True:
+            reply = self.client.send(request, fmt=spec.format, date_range=spec.date_range)
+            if spec.graphql is None:
+                return reply
+            url = reply.response.url
+            try:
+                raise_for_graphql_errors(reply.body, url=url, provider=self.profile.name)
+            except GraphQLRateLimited as exc:
+                attempt += 1
+                if self.client.retry.is_quota(429, None, exc.message):
+                    raise QuotaExhaustedError(
+                        f"the provider's quota is spent (GraphQL error): {exc.message}",
+                        provider=self.profile.name,
+                        url=url,
+                    ) from None
+                if attempt >= self.client.retry.max_attempts:
+                    raise ProviderUnavailableError(
+                        f"{exc.message} after {attempt} attempts",
+                        provider=self.profile.name,
+                        url=url,
+                    ) from None
+                wait = self.client.retry.wait(attempt, None, self._rng)
+                log.info("%s: GraphQL rate limit; retrying in %.1fs", spec.name, wait)
+                self.client.clock.sleep(wait)
+                continue
+            return reply
 
     def parse_response(self, spec: ResourceSpec, reply: Reply) -> PageResponse:
         return PageResponse(
@@ -617,7 +761,7 @@ class Connector:
         pager.init_request(request)
         number = 0
         while True:
-            reply = self.client.send(request, fmt=spec.format, date_range=spec.date_range)
+            reply = self.send_page(spec, request)
             response = self.parse_response(spec, reply)
             records = self.records(spec, response)
             pager.update_state(response, records)
@@ -640,9 +784,15 @@ class Connector:
                 params=dict(request.params),
                 method=request.method,
                 headers=dict(request.headers),
-                json=request.json,
+                json=copy.deepcopy(request.json),
                 base_url=request.base_url,
+                data=request.data,
             )
+            if spec.body_uses_cursor:
+                cursor = getattr(pager, "cursor", None)
+                self.render_body(
+                    spec, request, self.template_context(spec, path_params, window, cursor)
+                )
             pager.update_request(request)
 
     # -- a whole resource ------------------------------------------------------------------
@@ -976,8 +1126,15 @@ class Connector:
         return results
 
     def plan_order(self, resources: Iterable[str] | None = None) -> list[str]:
-        """Resource names with every parent before its children (parents added as needed)."""
+        """Resource names with every parent before its children (parents added as needed).
+
+        Entity resources (those feeding ``[mapping.assets]`` / ``[mapping.meters]``, and their
+        parents) come first whatever the profile's order, so a quota stop during usage keeps
+        the assets and meters (:func:`entity_resources`).
+        """
         wanted = list(resources) if resources is not None else list(self.profile.resources)
+        entities = entity_resources(self.profile)
+        wanted.sort(key=lambda n: n not in entities)  # stable: profile order within each group
         order: list[str] = []
         visiting: set[str] = set()
 
@@ -999,6 +1156,40 @@ class Connector:
         for name in wanted:
             visit(name)
         return order
+
+
+def entity_resources(profile: Any) -> set[str]:
+    """Resources feeding assets and meters (``[mapping.assets/meters] resource``, a name or a
+    list), with every parent up their chains: fetched before usage resources."""
+    resources = getattr(profile, "resources", {}) or {}
+    mapping = profile.section("mapping") if hasattr(profile, "section") else {}
+    names: set[str] = set()
+    for table in ("assets", "meters"):
+        sub = mapping.get(table) if isinstance(mapping, Mapping) else None
+        res = sub.get("resource") if isinstance(sub, Mapping) else None
+        for name in [res] if isinstance(res, str) else list(res or []):
+            while isinstance(name, str) and name in resources and name not in names:
+                names.add(name)
+                parent = (
+                    resources[name].get("parent") if isinstance(resources[name], Mapping) else ""
+                )
+                name = parent
+    return names
+
+
+def _typed_variables(profile: Any) -> dict[str, Any]:
+    """``[variables]`` as resolved, a value declared as a number kept a number."""
+    values = dict(getattr(profile, "variables", {}) or {})
+    declared = (profile.section("variables") or {}) if hasattr(profile, "section") else {}
+    for name, raw in declared.items() if isinstance(declared, Mapping) else []:
+        if (
+            name in values
+            and isinstance(raw, int | float)
+            and not isinstance(raw, bool)
+            and values[name] == str(raw)
+        ):
+            values[name] = raw
+    return values
 
 
 def _window_text(window: Window | None) -> str | None:

@@ -198,7 +198,10 @@ a :class:`Response` (``json_response``, ``error_response``, or raise :class:`HTT
 ``sb.time_window(req, tz, data_start=, data_end=)`` the date filters. Route patterns take
 ``{name}`` (one segment) and ``{name:path}`` (the rest of the path); ``Route("*", "/{rest:path}",
 handler, auth=False)`` mounts a provider that does its own routing and auth behind one handler.
-The default flavour (:class:`DefaultFlavour`) uses exactly this mechanism.
+The default flavour (:class:`DefaultFlavour`) uses exactly this mechanism; so do
+``flavour="ecostruxure"`` and ``flavour="graphql"`` (:mod:`scaler_workbench.sandbox.graphql`: a
+GraphQL energy API with Relay paging, errors in HTTP 200, a request budget then a ban, and its
+own ground truth).
 """
 
 from __future__ import annotations
