@@ -143,6 +143,8 @@ class FilterError(ProfileError):
     the condition."""
 
     default_hint = "See docs/mapping.md, 'Record filters', for the operators and their values."
+
+
 class TimezoneMismatchError(ProfileError):
     """The provider states a zone for an asset that disagrees with the zone the profile gives it.
 

@@ -1881,6 +1881,8 @@ def _filtered(fetched: _Fetched, done: _Processed) -> dict[str, dict[str, int]]:
     for section, counts in sorted(done.filtered.items()):
         out[section] = {str(k): int(v) for k, v in counts.items()}
     return out
+
+
 def _not_imported(quarantined: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Series a provider module reported as not imported (rule ``not_imported``), by category.
 
