@@ -63,7 +63,12 @@ from scaler_workbench.schema import (
     empty_frame,
     stack_frames,
 )
-from scaler_workbench.transform import MeterChunks, build_tables, resolve_mapping
+from scaler_workbench.transform import (
+    MeterChunks,
+    build_tables,
+    order_series_quarantine,
+    resolve_mapping,
+)
 from scaler_workbench.units import UnitNormaliser, normalise_tables
 from scaler_workbench.usage import period_option, process_usage
 
@@ -392,13 +397,11 @@ def _run_streamed(
                 mine[rule] = mine.get(rule, 0) + n
     t = clock()
     q_units.append(normaliser.meters_quarantine())
-    # build_tables gives a source's "no data" counts after its other rows: chunk by chunk they
-    # would interleave, so they are moved behind the chunks' other rows (a stable partition)
+    # build_tables orders a source's rows by rule (then record position): chunk by chunk the
+    # rules would interleave, so the chunks' rows are ordered the same way (a stable sort)
     q_transform = [q for q in q_transform if len(q)]
     if q_transform:
-        joined = pd.concat(q_transform, ignore_index=True)
-        later = (joined["rule"] == "no_data").to_numpy()
-        q_transform = [joined[~later], joined[later]]
+        q_transform = [order_series_quarantine(pd.concat(q_transform, ignore_index=True))]
     quarantine = [q for q in (entities.quarantine, *q_transform, *q_units, *q_usage) if len(q)]
     usage = stack_frames([p for p in parts if len(p)])
     out = Tables(

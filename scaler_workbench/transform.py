@@ -84,6 +84,7 @@ __all__ = [
     "build_tables",
     "field_values",
     "localize_naive",
+    "order_series_quarantine",
     "parse_iso_fast",
     "parse_timestamps",
     "quarantine_records",
@@ -1489,7 +1490,8 @@ def _series_frame(
     (``unmappable``), records with an infinite value (``non_finite``) and, under
     ``missing_values = "error"``, records without a value (``unmappable``). Under ``"no_data"``
     a record without a value stays a row with a null value (delivered without data) and each
-    meter and local day with such rows gets one ``no_data`` warning row counting them.
+    meter and local day with such rows gets one ``no_data`` warning row counting them. The
+    quarantine comes as one frame ordered by :func:`order_series_quarantine`.
     """
     where = f"mapping.{table}.{name}"
     unknown = set(src) - _SOURCE_TABLE_OPTIONS - {"policy", "revision"}
@@ -1741,7 +1743,37 @@ def _series_frame(
         out = out[~bad_any]
     if role:
         out = _route_value(out, role, split_sign=split_sign)
-    return out, q
+    return out, [order_series_quarantine(pd.concat(q, ignore_index=True))] if q else []
+
+
+#: The order of a series source's transform quarantine rules (then any other rule, by name);
+#: within a rule the rows keep their order (record position; ``no_data``: meter, local day).
+SERIES_RULE_ORDER = ("unmappable", "non_finite", "no_data")
+
+
+def order_series_quarantine(rows: pd.DataFrame) -> pd.DataFrame:
+    """A series source's transform quarantine rows in :data:`SERIES_RULE_ORDER` (stable).
+
+    :func:`build_tables` maps a source whole and the streamed pipeline maps it in chunks of
+    whole meters; ordering the concatenated rows by rule (a stable sort) gives both the same
+    frame, row for row.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        Quarantine rows (``schema.QUARANTINE``) of one source, its records in order.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows, ordered by rule, with a fresh index.
+    """
+    rule = rows["rule"].astype(str)
+    rank = rule.map({r: i for i, r in enumerate(SERIES_RULE_ORDER)}).fillna(len(SERIES_RULE_ORDER))
+    order = np.lexsort((np.arange(len(rows)), rule.to_numpy(dtype=str), rank.to_numpy()))
+    if (order == np.arange(len(rows))).all():
+        return rows.reset_index(drop=True)
+    return rows.iloc[order].reset_index(drop=True)
 
 
 def _value_role(src: Mapping[str, Any], fields: dict[str, Any], where: str) -> tuple[str, bool]:

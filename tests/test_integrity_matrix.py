@@ -12,7 +12,10 @@ fault (:meth:`Sandbox.inject_fault`) at one request position. For every kind x p
 * a clean third run exports exactly what a clean full pull exports.
 
 The runs are in-process with a FakeClock (retries never sleep) and the pandas validation
-engine (the same rules as the GX suites, faster); one case goes through the CLI.
+engine (the same rules as the GX suites, faster); the clean first run and the clean full pull
+run once and each case starts from a copy of the first run's folder. ``report.html`` (outside
+the byte comparison) is rendered without its plots, which took over half of every run's CPU
+time; one case goes through the CLI with the full report.
 """
 
 from __future__ import annotations
@@ -89,6 +92,18 @@ def tiny(small_sandbox: Callable[..., Sandbox]) -> Sandbox:
     return small_sandbox(**TINY)
 
 
+@pytest.fixture
+def plotless_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``report.html`` is rendered (summary, findings, reconciliation, quarantine rows) but
+    without its plots: it is not compared here (tests/test_export_files.py checks it) and
+    building and rasterising the three matplotlib figures took over half of each run's CPU."""
+    from scaler_workbench import plots, report
+
+    for name in ("plot_coverage", "plot_reconciliation", "plot_quarantine_reasons"):
+        monkeypatch.setattr(plots, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(report, "_png", lambda fig: "")
+
+
 def _profile() -> Profile:
     """The sandbox profile with pages of 1000 records (a month of half-hours is still two
     pages: a short page inside a sequence is played) from the tiny sandbox's first day."""
@@ -99,6 +114,7 @@ def _profile() -> Profile:
     return Profile.from_dict(data)
 
 
+@pytest.mark.usefixtures("plotless_report")
 def test_every_fault_kind_at_every_position_loses_nothing(tiny: Sandbox, tmp_path: Path) -> None:
     profile = _profile()
     t0, cpu0 = time.perf_counter(), time.process_time()

@@ -8,6 +8,7 @@ stage-by-stage path when the records are not grouped by meter.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import Any
 
@@ -73,7 +74,8 @@ def _iso(ts: pd.Timestamp) -> str:
 
 def _raw(meters: int, hours: int, seed: int = 3, *, awkward: bool = True) -> dict[str, Any]:
     """Half-hourly records across the March clock change, grouped by meter, with duplicates,
-    gaps and (``awkward``) unmappable records, an unknown meter and a meter of no known type."""
+    gaps and (``awkward``) unmappable records, null, NaN and ±inf values, an unknown meter and
+    a meter of no known type."""
     rng = random.Random(seed)
     units = ["kWh", "Wh", "m3"]
     sites = [
@@ -111,6 +113,16 @@ def _raw(meters: int, hours: int, seed: int = 3, *, awkward: bool = True) -> dic
             7, {"interval_start": "not a time", "value": 1.0, "_parent": records[6]["_parent"]}
         )
         records.insert(len(records) // 2, {**records[len(records) // 2], "value": None})
+        # infinite values (non_finite, set aside), a NaN (no data) and a late unmappable
+        # record spread over the meters: chunks interleave their rules (unmappable,
+        # non_finite, no_data) unless both paths order them the same way
+        late = (math.inf, -math.inf, math.nan, math.inf, "not a time", None, -math.inf)
+        for j, value in enumerate(late):
+            at = (j + 1) * len(records) // (len(late) + 1)
+            if value == "not a time":
+                records[at] = {**records[at], "interval_start": value}
+            else:
+                records[at] = {**records[at], "value": value}
         records.append(
             {"interval_start": "2024-04-01T00:00:00Z", "value": 2.0, "_parent": {"meter_id": "X"}}
         )
@@ -146,6 +158,9 @@ def test_streamed_equals_stage_by_stage(raw: dict[str, Any], whole: Any, chunk: 
     assert len(no_data) and (no_data["severity"] == "warning").all()
     assert "consumption value(s)" in no_data["reason"].iloc[0]
     assert (whole.quarantine["table"] == "meters").sum() == 1  # the meter of unknown type
+    rules = whole.quarantine["rule"]
+    assert (rules == "non_finite").sum() == 4 and (rules == "unmappable").sum() >= 2
+    assert "is infinite" in " ".join(whole.quarantine["reason"][rules == "non_finite"])
     assert (whole.quarantine["rule"] == "duplicate").sum() > 0
     # interval completeness is counted chunk by chunk (whole meters) and concatenates: the
     # gaps are holes, every meter-month has its DST-aware count, carried on the month rows
