@@ -717,11 +717,62 @@ def interval_completeness(
             "last_local": last_local,
         }
     )
+    at = np.flatnonzero(s[1:] > e[:-1])  # candidates: few rows start after their predecessor
+    at = at[(codes[at + 1] == codes[at]) & (s[at + 1] - e[at] >= length_ns[at + 1])]
+    return completeness_frames(
+        found,
+        np.asarray(meter_names, dtype=object),
+        meter_zone,
+        length_s,
+        e[at],
+        s[at + 1],
+        codes[at + 1],
+    )
 
+
+def completeness_frames(
+    found: pd.DataFrame,
+    meter_names: np.ndarray,
+    meter_zone: np.ndarray,
+    length_s: np.ndarray,
+    gap_lo: np.ndarray,
+    gap_hi: np.ndarray,
+    gap_code: np.ndarray,
+) -> IntervalCompleteness:
+    """The frames of :func:`interval_completeness` from its per meter-month counts and gaps.
+
+    Shared by :func:`interval_completeness` and the usage stage's chunked calendarization,
+    which counts the same things while it aggregates (one pass over the rows).
+
+    Parameters
+    ----------
+    found : pandas.DataFrame
+        One row per meter code and local month with at least one row (sorted by ``code``,
+        then ``month``): ``code``, ``month`` (months since 1970), ``intervals``,
+        ``null_intervals``, ``days_with_data``, ``estimated_n`` [count], ``first_local``,
+        ``last_local`` (naive local datetime64[ns], NaT without a value).
+    meter_names : numpy.ndarray
+        Meter id of each code.
+    meter_zone : numpy.ndarray
+        IANA zone of each code.
+    length_s : numpy.ndarray
+        Interval length of each code [s].
+    gap_lo, gap_hi : numpy.ndarray
+        UTC ns where each interior hole starts and ends (in row order: by meter, then time).
+    gap_code : numpy.ndarray
+        Meter code of each hole.
+
+    Returns
+    -------
+    IntervalCompleteness
+        As :func:`interval_completeness`.
+    """
     # every month from each meter's first to last month with data
-    m_lo = np.minimum.reduceat(month, meter_first_rows := _segment_starts(codes))
-    m_hi = np.maximum.reduceat(month, meter_first_rows)
-    meter_codes = codes[meter_first_rows]
+    meter_first_rows = _segment_starts(found["code"].to_numpy())
+    f_month = found["month"].to_numpy(dtype=np.int64)
+    m_lo = np.minimum.reduceat(f_month, meter_first_rows)
+    m_hi = np.maximum.reduceat(f_month, meter_first_rows)
+    meter_codes = found["code"].to_numpy()[meter_first_rows]
     span = m_hi - m_lo + 1
     grid = pd.DataFrame(
         {
@@ -739,11 +790,10 @@ def interval_completeness(
     utc_len = _utc_of_local(m_end, g_zone) - _utc_of_local(m_start, g_zone)
     g_len_s = length_s[g_code]
 
-    holes = _interior_holes(codes, s, e, meter_zone, length_ns)
+    holes = _holes_of_gaps(gap_lo, gap_hi, gap_code, length_s[gap_code] * _NS, meter_zone)
     if len(holes):  # per (meter, month): holes come sorted by meter and time
-        hk = holes["code"].to_numpy(np.int64) * 1_000_000 + (
-            holes["month_code"].to_numpy(np.int64) - month.min()
-        )
+        h_month = holes["month_code"].to_numpy(np.int64)
+        hk = holes["code"].to_numpy(np.int64) * 1_000_000 + (h_month - h_month.min())
         hs = _segment_starts(hk)
         per = pd.DataFrame(
             {
@@ -807,26 +857,22 @@ def interval_completeness(
     return IntervalCompleteness(months, hole_frame)
 
 
-def _interior_holes(
-    codes: np.ndarray,
-    s: np.ndarray,
-    e: np.ndarray,
+def _holes_of_gaps(
+    g_lo: np.ndarray,
+    g_hi: np.ndarray,
+    g_code: np.ndarray,
+    g_len: np.ndarray,
     meter_zone: np.ndarray,
-    length_ns: np.ndarray,
 ) -> pd.DataFrame:
-    """Gaps between consecutive intervals of a meter, split by local day (rows sorted; the
-    zone of each meter code in ``meter_zone``)."""
-    at = np.flatnonzero(s[1:] > e[:-1])  # candidates: few rows start after their predecessor
-    at = at[(codes[at + 1] == codes[at]) & (s[at + 1] - e[at] >= length_ns[at + 1])]
-    if at.size == 0:
+    """Interior holes (UTC ns ``g_lo`` to ``g_hi`` of meter code ``g_code``, interval length
+    ``g_len`` [ns]) split by local day (the zone of each meter code in ``meter_zone``)."""
+    if g_lo.size == 0:
         return pd.DataFrame()
-    g_lo, g_hi = e[at], s[at + 1]
-    g_code, g_len = codes[at + 1], length_ns[at + 1]
     g_zone = meter_zone[g_code]
     d_lo = _local_of_utc(g_lo, g_zone) // _DAY_NS
     d_hi = _local_of_utc(g_hi - 1, g_zone) // _DAY_NS
     n_days = d_hi - d_lo + 1
-    rep = np.repeat(np.arange(at.size), n_days)
+    rep = np.repeat(np.arange(g_lo.size), n_days)
     day = d_lo[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(n_days) - n_days, n_days))
     zone = g_zone[rep]
     midnight = _utc_of_local(day * _DAY_NS, zone)
