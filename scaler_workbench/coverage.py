@@ -40,6 +40,7 @@ __all__ = [
     "MONTH_STATUSES",
     "IntervalCompleteness",
     "classify_months",
+    "completeness_frames",
     "coverage_matrix",
     "interval_completeness",
     "month_coverage",
