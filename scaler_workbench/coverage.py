@@ -782,9 +782,26 @@ def completeness_frames(
             + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span)),
         }
     )
-    out = grid.merge(found, on=["code", "month"], how="left")
-    g_code = out["code"].to_numpy()
-    g_month = out["month"].to_numpy()
+    # each found row's place in the grid: its meter's offset plus its month's (no merge)
+    seg_off = np.cumsum(span) - span
+    code_seg = np.full(int(meter_codes.max()) + 1, -1, dtype=np.int64)
+    code_seg[meter_codes] = np.arange(meter_codes.size)
+    n_grid = int(span.sum())
+
+    def grid_at(code: np.ndarray, month: np.ndarray) -> np.ndarray:
+        seg = code_seg[code]
+        return seg_off[seg] + (month - m_lo[seg])
+
+    at = grid_at(found["code"].to_numpy(), f_month)
+    out: dict[str, np.ndarray] = {}
+    for col in ("intervals", "null_intervals", "days_with_data", "estimated_n"):
+        out[col] = np.zeros(n_grid, dtype=np.int64)
+        out[col][at] = found[col].to_numpy(dtype=np.int64)
+    for col in ("first_local", "last_local"):
+        out[col] = np.full(n_grid, np.datetime64("NaT"), dtype="datetime64[ns]")
+        out[col][at] = found[col].to_numpy(dtype="datetime64[ns]")
+    g_code = grid["code"].to_numpy()
+    g_month = grid["month"].to_numpy()
     g_zone = meter_zone[g_code]
     m_start = g_month.astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
     m_end = (g_month + 1).astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
@@ -796,45 +813,49 @@ def completeness_frames(
         h_month = holes["month_code"].to_numpy(np.int64)
         hk = holes["code"].to_numpy(np.int64) * 1_000_000 + (h_month - h_month.min())
         hs = _segment_starts(hk)
-        per = pd.DataFrame(
-            {
-                "code": holes["code"].to_numpy()[hs],
-                "month": holes["month_code"].to_numpy()[hs],
-                "missing_days": np.add.reduceat(
-                    (holes["kind"].to_numpy() == "day").astype(np.int64), hs
-                ),
-                "hole_intervals": np.add.reduceat(
-                    holes["missing_intervals"].to_numpy(np.int64), hs
-                ),
-            }
+        h_at = grid_at(holes["code"].to_numpy()[hs], h_month[hs])
+        out["missing_days"] = np.zeros(n_grid, dtype=np.int64)
+        out["missing_days"][h_at] = np.add.reduceat(
+            (holes["kind"].to_numpy() == "day").astype(np.int64), hs
         )
-        out = out.merge(per, on=["code", "month"], how="left")
+        out["hole_intervals"] = np.zeros(n_grid, dtype=np.int64)
+        out["hole_intervals"][h_at] = np.add.reduceat(
+            holes["missing_intervals"].to_numpy(np.int64), hs
+        )
     else:
-        out["missing_days"] = 0
-        out["hole_intervals"] = 0
-    intervals = out["intervals"].fillna(0).to_numpy(dtype=np.int64)
-    est_n = out["estimated_n"].fillna(0).to_numpy(dtype=np.float64)
+        out["missing_days"] = np.zeros(n_grid, dtype=np.int64)
+        out["hole_intervals"] = np.zeros(n_grid, dtype=np.int64)
+    intervals = out["intervals"]
+    est_n = out["estimated_n"].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(intervals > 0, est_n / np.maximum(intervals, 1), 0.0)
+    # sorted by meter id, then month: the grid permuted by the ids' ranks (ids are unique)
+    names = np.asarray(meter_names, dtype=object)
+    rank = np.empty(names.size, dtype=np.int64)
+    rank[np.argsort(names.astype(str), kind="stable")] = np.arange(names.size)
+    order = np.lexsort((g_month, rank[g_code]))
+    g_code, g_month, g_zone, g_len_s = g_code[order], g_month[order], g_zone[order], g_len_s[order]
+    m_start, m_end, utc_len, share = m_start[order], m_end[order], utc_len[order], share[order]
+    intervals = intervals[order]
+    out = {k: v[order] for k, v in out.items()}
     months = pd.DataFrame(
         {
-            "meter_id": pd.array(np.asarray(meter_names, dtype=object)[g_code], dtype="string"),
+            "meter_id": pd.array(names[g_code], dtype="string"),
             "month": pd.array(month_labels(g_month), dtype="string"),
             "timezone": pd.array(g_zone, dtype="string"),
             "interval_seconds": g_len_s.astype(np.int64),
             "days_in_month": ((m_end - m_start) // _DAY_NS).astype(np.int64),
-            "days_with_data": out["days_with_data"].fillna(0).to_numpy(dtype=np.int64),
+            "days_with_data": out["days_with_data"],
             "intervals": intervals,
-            "null_intervals": out["null_intervals"].fillna(0).to_numpy(dtype=np.int64),
+            "null_intervals": out["null_intervals"],
             "expected_intervals": (utc_len // (g_len_s * _NS)).astype(np.int64),
-            "first_local": out["first_local"].to_numpy(dtype="datetime64[ns]"),
-            "last_local": out["last_local"].to_numpy(dtype="datetime64[ns]"),
+            "first_local": out["first_local"],
+            "last_local": out["last_local"],
             "estimated_share": share,
-            "missing_days": out["missing_days"].fillna(0).to_numpy(dtype=np.int64),
-            "hole_intervals": out["hole_intervals"].fillna(0).to_numpy(dtype=np.int64),
+            "missing_days": out["missing_days"],
+            "hole_intervals": out["hole_intervals"],
         }
     )
-    months = months.sort_values(["meter_id", "month"], ignore_index=True)
     if len(holes):
         hole_frame = pd.DataFrame(
             {
