@@ -40,6 +40,7 @@ __all__ = [
     "MONTH_STATUSES",
     "IntervalCompleteness",
     "classify_months",
+    "completeness_frames",
     "coverage_matrix",
     "interval_completeness",
     "month_coverage",
@@ -717,11 +718,62 @@ def interval_completeness(
             "last_local": last_local,
         }
     )
+    at = np.flatnonzero(s[1:] > e[:-1])  # candidates: few rows start after their predecessor
+    at = at[(codes[at + 1] == codes[at]) & (s[at + 1] - e[at] >= length_ns[at + 1])]
+    return completeness_frames(
+        found,
+        np.asarray(meter_names, dtype=object),
+        meter_zone,
+        length_s,
+        e[at],
+        s[at + 1],
+        codes[at + 1],
+    )
 
+
+def completeness_frames(
+    found: pd.DataFrame,
+    meter_names: np.ndarray,
+    meter_zone: np.ndarray,
+    length_s: np.ndarray,
+    gap_lo: np.ndarray,
+    gap_hi: np.ndarray,
+    gap_code: np.ndarray,
+) -> IntervalCompleteness:
+    """The frames of :func:`interval_completeness` from its per meter-month counts and gaps.
+
+    Shared by :func:`interval_completeness` and the usage stage's chunked calendarization,
+    which counts the same things while it aggregates (one pass over the rows).
+
+    Parameters
+    ----------
+    found : pandas.DataFrame
+        One row per meter code and local month with at least one row (sorted by ``code``,
+        then ``month``): ``code``, ``month`` (months since 1970), ``intervals``,
+        ``null_intervals``, ``days_with_data``, ``estimated_n`` [count], ``first_local``,
+        ``last_local`` (naive local datetime64[ns], NaT without a value).
+    meter_names : numpy.ndarray
+        Meter id of each code.
+    meter_zone : numpy.ndarray
+        IANA zone of each code.
+    length_s : numpy.ndarray
+        Interval length of each code [s].
+    gap_lo, gap_hi : numpy.ndarray
+        UTC ns where each interior hole starts and ends (in row order: by meter, then time).
+    gap_code : numpy.ndarray
+        Meter code of each hole.
+
+    Returns
+    -------
+    IntervalCompleteness
+        As :func:`interval_completeness`.
+    """
     # every month from each meter's first to last month with data
-    m_lo = np.minimum.reduceat(month, meter_first_rows := _segment_starts(codes))
-    m_hi = np.maximum.reduceat(month, meter_first_rows)
-    meter_codes = codes[meter_first_rows]
+    meter_first_rows = _segment_starts(found["code"].to_numpy())
+    f_month = found["month"].to_numpy(dtype=np.int64)
+    m_lo = np.minimum.reduceat(f_month, meter_first_rows)
+    m_hi = np.maximum.reduceat(f_month, meter_first_rows)
+    meter_codes = found["code"].to_numpy()[meter_first_rows]
     span = m_hi - m_lo + 1
     grid = pd.DataFrame(
         {
@@ -730,60 +782,80 @@ def interval_completeness(
             + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span)),
         }
     )
-    out = grid.merge(found, on=["code", "month"], how="left")
-    g_code = out["code"].to_numpy()
-    g_month = out["month"].to_numpy()
+    # each found row's place in the grid: its meter's offset plus its month's (no merge)
+    seg_off = np.cumsum(span) - span
+    code_seg = np.full(int(meter_codes.max()) + 1, -1, dtype=np.int64)
+    code_seg[meter_codes] = np.arange(meter_codes.size)
+    n_grid = int(span.sum())
+
+    def grid_at(code: np.ndarray, month: np.ndarray) -> np.ndarray:
+        seg = code_seg[code]
+        return seg_off[seg] + (month - m_lo[seg])
+
+    at = grid_at(found["code"].to_numpy(), f_month)
+    out: dict[str, np.ndarray] = {}
+    for col in ("intervals", "null_intervals", "days_with_data", "estimated_n"):
+        out[col] = np.zeros(n_grid, dtype=np.int64)
+        out[col][at] = found[col].to_numpy(dtype=np.int64)
+    for col in ("first_local", "last_local"):
+        out[col] = np.full(n_grid, np.datetime64("NaT"), dtype="datetime64[ns]")
+        out[col][at] = found[col].to_numpy(dtype="datetime64[ns]")
+    g_code = grid["code"].to_numpy()
+    g_month = grid["month"].to_numpy()
     g_zone = meter_zone[g_code]
     m_start = g_month.astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
     m_end = (g_month + 1).astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
     utc_len = _utc_of_local(m_end, g_zone) - _utc_of_local(m_start, g_zone)
     g_len_s = length_s[g_code]
 
-    holes = _interior_holes(codes, s, e, meter_zone, length_ns)
+    holes = _holes_of_gaps(gap_lo, gap_hi, gap_code, length_s[gap_code] * _NS, meter_zone)
     if len(holes):  # per (meter, month): holes come sorted by meter and time
-        hk = holes["code"].to_numpy(np.int64) * 1_000_000 + (
-            holes["month_code"].to_numpy(np.int64) - month.min()
-        )
+        h_month = holes["month_code"].to_numpy(np.int64)
+        hk = holes["code"].to_numpy(np.int64) * 1_000_000 + (h_month - h_month.min())
         hs = _segment_starts(hk)
-        per = pd.DataFrame(
-            {
-                "code": holes["code"].to_numpy()[hs],
-                "month": holes["month_code"].to_numpy()[hs],
-                "missing_days": np.add.reduceat(
-                    (holes["kind"].to_numpy() == "day").astype(np.int64), hs
-                ),
-                "hole_intervals": np.add.reduceat(
-                    holes["missing_intervals"].to_numpy(np.int64), hs
-                ),
-            }
+        h_at = grid_at(holes["code"].to_numpy()[hs], h_month[hs])
+        out["missing_days"] = np.zeros(n_grid, dtype=np.int64)
+        out["missing_days"][h_at] = np.add.reduceat(
+            (holes["kind"].to_numpy() == "day").astype(np.int64), hs
         )
-        out = out.merge(per, on=["code", "month"], how="left")
+        out["hole_intervals"] = np.zeros(n_grid, dtype=np.int64)
+        out["hole_intervals"][h_at] = np.add.reduceat(
+            holes["missing_intervals"].to_numpy(np.int64), hs
+        )
     else:
-        out["missing_days"] = 0
-        out["hole_intervals"] = 0
-    intervals = out["intervals"].fillna(0).to_numpy(dtype=np.int64)
-    est_n = out["estimated_n"].fillna(0).to_numpy(dtype=np.float64)
+        out["missing_days"] = np.zeros(n_grid, dtype=np.int64)
+        out["hole_intervals"] = np.zeros(n_grid, dtype=np.int64)
+    intervals = out["intervals"]
+    est_n = out["estimated_n"].astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(intervals > 0, est_n / np.maximum(intervals, 1), 0.0)
+    # sorted by meter id, then month: the grid permuted by the ids' ranks (ids are unique)
+    names = np.asarray(meter_names, dtype=object)
+    rank = np.empty(names.size, dtype=np.int64)
+    rank[np.argsort(names.astype(str), kind="stable")] = np.arange(names.size)
+    order = np.lexsort((g_month, rank[g_code]))
+    g_code, g_month, g_zone, g_len_s = g_code[order], g_month[order], g_zone[order], g_len_s[order]
+    m_start, m_end, utc_len, share = m_start[order], m_end[order], utc_len[order], share[order]
+    intervals = intervals[order]
+    out = {k: v[order] for k, v in out.items()}
     months = pd.DataFrame(
         {
-            "meter_id": pd.array(np.asarray(meter_names, dtype=object)[g_code], dtype="string"),
+            "meter_id": pd.array(names[g_code], dtype="string"),
             "month": pd.array(month_labels(g_month), dtype="string"),
             "timezone": pd.array(g_zone, dtype="string"),
             "interval_seconds": g_len_s.astype(np.int64),
             "days_in_month": ((m_end - m_start) // _DAY_NS).astype(np.int64),
-            "days_with_data": out["days_with_data"].fillna(0).to_numpy(dtype=np.int64),
+            "days_with_data": out["days_with_data"],
             "intervals": intervals,
-            "null_intervals": out["null_intervals"].fillna(0).to_numpy(dtype=np.int64),
+            "null_intervals": out["null_intervals"],
             "expected_intervals": (utc_len // (g_len_s * _NS)).astype(np.int64),
-            "first_local": out["first_local"].to_numpy(dtype="datetime64[ns]"),
-            "last_local": out["last_local"].to_numpy(dtype="datetime64[ns]"),
+            "first_local": out["first_local"],
+            "last_local": out["last_local"],
             "estimated_share": share,
-            "missing_days": out["missing_days"].fillna(0).to_numpy(dtype=np.int64),
-            "hole_intervals": out["hole_intervals"].fillna(0).to_numpy(dtype=np.int64),
+            "missing_days": out["missing_days"],
+            "hole_intervals": out["hole_intervals"],
         }
     )
-    months = months.sort_values(["meter_id", "month"], ignore_index=True)
     if len(holes):
         hole_frame = pd.DataFrame(
             {
@@ -807,26 +879,22 @@ def interval_completeness(
     return IntervalCompleteness(months, hole_frame)
 
 
-def _interior_holes(
-    codes: np.ndarray,
-    s: np.ndarray,
-    e: np.ndarray,
+def _holes_of_gaps(
+    g_lo: np.ndarray,
+    g_hi: np.ndarray,
+    g_code: np.ndarray,
+    g_len: np.ndarray,
     meter_zone: np.ndarray,
-    length_ns: np.ndarray,
 ) -> pd.DataFrame:
-    """Gaps between consecutive intervals of a meter, split by local day (rows sorted; the
-    zone of each meter code in ``meter_zone``)."""
-    at = np.flatnonzero(s[1:] > e[:-1])  # candidates: few rows start after their predecessor
-    at = at[(codes[at + 1] == codes[at]) & (s[at + 1] - e[at] >= length_ns[at + 1])]
-    if at.size == 0:
+    """Interior holes (UTC ns ``g_lo`` to ``g_hi`` of meter code ``g_code``, interval length
+    ``g_len`` [ns]) split by local day (the zone of each meter code in ``meter_zone``)."""
+    if g_lo.size == 0:
         return pd.DataFrame()
-    g_lo, g_hi = e[at], s[at + 1]
-    g_code, g_len = codes[at + 1], length_ns[at + 1]
     g_zone = meter_zone[g_code]
     d_lo = _local_of_utc(g_lo, g_zone) // _DAY_NS
     d_hi = _local_of_utc(g_hi - 1, g_zone) // _DAY_NS
     n_days = d_hi - d_lo + 1
-    rep = np.repeat(np.arange(at.size), n_days)
+    rep = np.repeat(np.arange(g_lo.size), n_days)
     day = d_lo[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(n_days) - n_days, n_days))
     zone = g_zone[rep]
     midnight = _utc_of_local(day * _DAY_NS, zone)

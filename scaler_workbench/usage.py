@@ -48,7 +48,7 @@ import pandas as pd
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import NAT_NS, NS_PER_DAY, add_local_days, local_ns, utc_index
 from scaler_workbench._zones import check_stated_zones
-from scaler_workbench.coverage import interval_completeness
+from scaler_workbench.coverage import completeness_frames, interval_completeness
 from scaler_workbench.exceptions import MappingError, UsageError
 from scaler_workbench.schema import (
     COMPLETENESS,
@@ -332,6 +332,194 @@ _ROWS = 1 << 16  # rows per chunk: chunk temporaries (512 KiB) are reused, not r
 _CHUNKED_MIN = 1 << 16  # smaller frames take the general path
 
 
+def _after(prev: Any, arr: np.ndarray) -> np.ndarray:
+    """``arr`` shifted by one row, ``prev`` first: each row's predecessor."""
+    out = np.empty_like(arr)
+    out[0] = prev
+    out[1:] = arr[:-1]
+    return out
+
+
+class _IntervalCounter:
+    """The counts of :func:`~scaler_workbench.coverage.interval_completeness`, taken chunk by
+    chunk inside :func:`_calendarize_chunked` from the wall times it already has.
+
+    Only the common case is counted here: one zone, monthly periods, every row valid
+    (``end > start``), rows ordered by meter (each meter one run) and start, one row length
+    per meter, and repeated starts without a null value on either side. Anything else turns
+    the counter off (:meth:`result` gives None) and the caller runs the reference
+    implementation; ``tests/test_usage_counts.py`` checks both give the same frames.
+    """
+
+    def __init__(
+        self,
+        usage: pd.DataFrame,
+        *,
+        nmeter: int,
+        zone: str,
+        dmin: int,
+        dspan: int,
+        pmin: int,
+        nper: int,
+        month_of: np.ndarray,
+    ) -> None:
+        self.ok = True
+        self.zone = zone
+        self.nmeter, self.dmin, self.dspan, self.pmin, self.nper = nmeter, dmin, dspan, pmin, nper
+        self.month_of = month_of
+        nk = nmeter * nper
+        self.n_val = np.zeros(nk, dtype=np.int64)
+        self.n_null = np.zeros(nk, dtype=np.int64)
+        self.n_est = np.zeros(nk, dtype=np.int64)
+        self.first_l = np.full(nk, NAT_NS, dtype=np.int64)
+        self.last_l = np.full(nk, NAT_NS, dtype=np.int64)
+        self.day_marks = np.zeros(nmeter * dspan, dtype=bool)
+        self.seen = np.zeros(nmeter, dtype=bool)
+        self.length = np.zeros(nmeter, dtype=np.int64)
+        self.gaps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # the previous chunk's last row: meter code, start, end, null, meter-month key
+        self.prev = (-1, NAT_NS, NAT_NS, False, -1)
+        self.value = _chunk_reader(usage, "consumption")
+        est = usage["estimated"] if "estimated" in usage.columns else None
+        self.est: np.ndarray | None = None
+        if est is not None:
+            if est.dtype == bool:
+                self.est = est.to_numpy()
+            elif isinstance(est.dtype, pd.BooleanDtype):
+                self.est = est.to_numpy(dtype=bool, na_value=False)
+            else:
+                self.ok = False
+
+    def feed(
+        self,
+        a: int,
+        b: int,
+        mc: np.ndarray,
+        s: np.ndarray,
+        e: np.ndarray,
+        ws: np.ndarray,
+        we: np.ndarray,
+        day: np.ndarray,
+        p0: np.ndarray,
+    ) -> None:
+        """Count rows ``a:b`` (meter codes, UTC and wall-clock start/end ns, local day, period)."""
+        if not self.ok:
+            return
+        dur = e - s
+        if not bool((dur > 0).all()):
+            self.ok = False
+            return
+        pm, ps, pe, pnull, pkey = self.prev
+        null = np.isnan(self.value(a, b)) if self.value is not None else np.zeros(b - a, bool)
+        mc = mc.astype(np.int64)
+        key = mc * self.nper
+        key += p0
+        key -= self.pmin
+        prev_m = _after(pm, mc)
+        prev_s = _after(ps, s)
+        same = mc == prev_m
+        new_meter = np.flatnonzero(~same)
+        if new_meter.size:  # each meter one run, never met before
+            nm = mc[new_meter]
+            if self.seen[nm].any() or np.unique(nm).size != nm.size:
+                self.ok = False
+                return
+            self.seen[nm] = True
+            self.length[nm] = dur[new_meter]
+        prev_key = _after(pkey, key)
+        if bool((same & ((s < prev_s) | (key < prev_key))).any()):
+            self.ok = False  # not ordered by start within a meter (or months step back)
+            return
+        if not bool((dur == self.length[mc]).all()):
+            self.ok = False  # mixed row lengths: the reference takes the most frequent one
+            return
+        dup = same & (s == prev_s)
+        any_dup = bool(dup.any())
+        if any_dup:
+            prev_null = _after(pnull, null)
+            if bool((null[dup] | prev_null[dup]).any()):
+                self.ok = False  # a value wins over a null: the reference sorts those
+                return
+        prev_e = _after(pe, e)
+        gap = same & (s > prev_e)
+        if gap.any():
+            self.gaps.append((prev_e[gap], s[gap], mc[gap]))
+        valued = ~null
+        if any_dup:
+            valued &= ~dup
+        nk = self.n_val.size
+        if valued.all():
+            kv = key
+            self.n_val += np.bincount(key, minlength=nk)
+        else:
+            kv = key[valued]
+            self.n_val += np.bincount(kv, minlength=nk)
+            nulls = null if not any_dup else null & ~dup
+            if nulls.any():
+                self.n_null += np.bincount(key[nulls], minlength=nk)
+        if self.est is not None:
+            est = self.est[a:b] & valued
+            if est.any():
+                self.n_est += np.bincount(key[est], minlength=nk)
+        spot = mc * self.dspan
+        spot += day
+        spot -= self.dmin
+        self.day_marks[spot if kv is key else spot[valued]] = True
+        if kv.size:  # first and last row with a value of each meter-month (keys ordered)
+            vi = np.flatnonzero(valued) if kv is not key else None
+            st = np.flatnonzero(kv[1:] != kv[:-1]) + 1
+            first = np.concatenate(([0], st))
+            last = np.concatenate((st - 1, [kv.size - 1]))
+            if vi is not None:
+                first, last = vi[first], vi[last]
+            fk = key[first]
+            unset = self.first_l[fk] == NAT_NS
+            self.first_l[fk[unset]] = ws[first[unset]]
+            self.last_l[key[last]] = we[last]
+        self.prev = (int(mc[-1]), int(s[-1]), int(e[-1]), bool(null[-1]), int(key[-1]))
+
+    def result(self, meter: pd.Categorical) -> Any:
+        """The :class:`~scaler_workbench.coverage.IntervalCompleteness`, or None (counter off)."""
+        if not self.ok:
+            return None
+        length_s = self.length // 1_000_000_000
+        hour = 3600
+        is_interval = (length_s > 0) & (length_s <= hour) & (hour % np.maximum(length_s, 1) == 0)
+        rows = self.n_val + self.n_null
+        sel = np.flatnonzero(rows > 0)
+        code = sel // self.nper
+        sel = sel[is_interval[code]]
+        code = sel // self.nper
+        if not sel.size:
+            return None  # the reference gives the empty frames
+        bounds = np.flatnonzero(np.r_[True, self.month_of[1:] != self.month_of[:-1]])
+        per_days = np.zeros((self.nmeter, self.nper), dtype=np.int64)
+        per_days[:, self.month_of[bounds] - self.pmin] = np.add.reduceat(
+            self.day_marks.reshape(self.nmeter, self.dspan), bounds, axis=1, dtype=np.int64
+        )
+        found = pd.DataFrame(
+            {
+                "code": code,
+                "month": sel % self.nper + self.pmin,
+                "intervals": self.n_val[sel],
+                "null_intervals": self.n_null[sel],
+                "days_with_data": per_days.ravel()[sel],
+                "estimated_n": self.n_est[sel],
+                "first_local": self.first_l[sel].astype("datetime64[ns]"),
+                "last_local": self.last_l[sel].astype("datetime64[ns]"),
+            }
+        )
+        if self.gaps:
+            g_lo, g_hi, g_code = (np.concatenate(x) for x in zip(*self.gaps, strict=True))
+            long = is_interval[g_code] & (g_hi - g_lo >= length_s[g_code] * 1_000_000_000)
+            g_lo, g_hi, g_code = g_lo[long], g_hi[long], g_code[long]
+        else:
+            g_lo = g_hi = g_code = np.zeros(0, dtype=np.int64)
+        names = np.asarray([str(c) for c in meter.categories], dtype=object)
+        zones = np.full(self.nmeter, self.zone, dtype=object)
+        return completeness_frames(found, names, zones, length_s, g_lo, g_hi, g_code)
+
+
 def _calendarize_chunked(
     usage: pd.DataFrame,
     *,
@@ -342,6 +530,7 @@ def _calendarize_chunked(
     tzc: pd.Categorical,
     start: np.ndarray,
     end: np.ndarray,
+    count_into: list[Any] | None = None,
 ) -> pd.DataFrame | None:
     """:func:`calendarize` for rows that stay inside one local period (intervals), in chunks.
 
@@ -349,6 +538,10 @@ def _calendarize_chunked(
     and factor checks accumulate into arrays over the (small) key space. Returns None (the
     caller takes the general path) when a row crosses a period boundary, a time is missing, a
     zone has transitions off the 15-minute grid, or the key space is large.
+
+    ``count_into`` (a list) asks for the interval completeness of the same rows in the same pass
+    (monthly periods, one zone): its :class:`_IntervalCounter` result is appended, None when
+    the rows are not the common case it counts (the caller then runs the reference).
     """
     n = len(start)
     if n < _CHUNKED_MIN or not n:
@@ -398,6 +591,18 @@ def _calendarize_chunked(
     # honest spans (month periods): earliest local start and latest local end per key
     klo = np.full(space, np.iinfo(np.int64).max, dtype=np.int64) if freq == "month" else None
     khi = np.full(space, NAT_NS, dtype=np.int64) if freq == "month" else None
+    counter = None
+    if count_into is not None and month_of is not None and nz == 1:
+        counter = _IntervalCounter(
+            usage,
+            nmeter=nmeter,
+            zone=zones[0],
+            dmin=dmin,
+            dspan=dspan,
+            pmin=pmin,
+            nper=nper,
+            month_of=month_of,
+        )
     for a in range(0, n, _ROWS):
         b = min(n, a + _ROWS)
         s, e = start[a:b], end[a:b]
@@ -416,6 +621,8 @@ def _calendarize_chunked(
         if (per_of_day[day_last - dmin] > p0).any():
             return None  # a row crosses a local period boundary: split it the general way
         del day_last
+        if counter is not None:
+            counter.feed(a, b, mcodes[a:b], s, e, ws, we, day, p0)
         base = mcodes[a:b].astype(np.int64)
         if nsrc > 1:
             base *= nsrc
@@ -544,6 +751,8 @@ def _calendarize_chunked(
     rest = sel // nper
     z_k = rest % nz
     rest //= nz
+    if count_into is not None:
+        count_into.append(None if counter is None else counter.result(meter))
     return _assemble_periods(
         usage,
         freq=freq,
@@ -567,8 +776,17 @@ def _calendarize_chunked(
     )
 
 
-def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> pd.DataFrame:
-    """:func:`calendarize` over the rows where ``keep`` is True (all when None), no copy."""
+def _calendarize(
+    usage: pd.DataFrame,
+    *,
+    freq: str,
+    keep: np.ndarray | None,
+    count_into: list[Any] | None = None,
+) -> pd.DataFrame:
+    """:func:`calendarize` over the rows where ``keep`` is True (all when None), no copy.
+
+    ``count_into``: see :func:`_calendarize_chunked` (nothing is appended when it is not taken).
+    """
     if freq not in _FREQS:
         raise UsageError(
             f"unknown period {freq!r}", hint=f"Use one of {_FREQS} (or 'none' in the mapping)."
@@ -597,6 +815,7 @@ def _calendarize(usage: pd.DataFrame, *, freq: str, keep: np.ndarray | None) -> 
         tzc=tzc,
         start=start,
         end=end,
+        count_into=count_into,
     )
     if fast is not None:
         return fast
@@ -1458,12 +1677,26 @@ def process_usage(
                     period_report(part, tolerance_days=stol, gaps=bool(spol["report_gaps"]))
                 )
             counts = None
-            if src.get("kind", "intervals") == "intervals":
+            is_intervals = src.get("kind", "intervals") == "intervals"
+            if freq in _FREQS:
+                # the interval counts come from the calendarization's own pass when it can
+                # (one zone, monthly, ordered rows), else from the reference below
+                folded: list[Any] | None = [] if is_intervals else None
+                try:
+                    cal = _calendarize(part, freq=freq, keep=keep, count_into=folded)
+                except Exception:
+                    if is_intervals:
+                        _interval_counts(part)  # its error (if any) comes first, as before
+                    raise
+                if is_intervals:
+                    counts = _interval_counts(part, folded[0] if folded else None)
+                    months_parts.append(counts[0])
+                    hole_parts.append(counts[1])
+            elif is_intervals:
                 counts = _interval_counts(part)
                 months_parts.append(counts[0])
                 hole_parts.append(counts[1])
             if freq in _FREQS:
-                cal = _calendarize(part, freq=freq, keep=keep)
                 if freq == "month" and counts is not None and len(counts[0]) and len(cal):
                     cal = _with_interval_counts(cal, counts[0])
                 elif src.get("kind", "intervals") != "intervals" and len(cal):
@@ -1764,14 +1997,16 @@ def _local_text(values: pd.Series) -> pd.Series:
     return pd.Series(out, index=values.index)
 
 
-def _interval_counts(part: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _interval_counts(part: pd.DataFrame, folded: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Interval completeness of one interval source's rows BEFORE aggregation (issue 13 item 2).
 
     The same zones as :func:`calendarize` (the rows' ``timezone``, else UTC), so the months
     line up with the aggregated periods. Returns ``(completeness, holes)`` in the columns of
     :data:`~scaler_workbench.schema.COMPLETENESS` and :data:`~scaler_workbench.schema.HOLES`.
+    ``folded``: the same counts taken by the chunked calendarization (None: count here with
+    the reference, :func:`~scaler_workbench.coverage.interval_completeness`).
     """
-    ic = interval_completeness(part, timezone="UTC")
+    ic = folded if folded is not None else interval_completeness(part, timezone="UTC")
     months, holes = ic.months, ic.holes
     if len(months):
         months = months.assign(
