@@ -216,7 +216,6 @@ _SOURCE_TABLE = _keys(
     "unit",
     "derive_from",
     "policy",
-    "revision",
     "role",  # issue 15 item 1: consumption | redelivery | production
     "split_sign",  # issue 15 item 15: signed net value -> consumption / redelivery
     "where",
@@ -475,11 +474,14 @@ def _walk(value: Any, node: Any, where: str, provider: str) -> None:
             _walk(child, node["*"], f"{where}.{key}", provider)
         else:
             known = sorted(node)
+            hint = f"Known keys of [{where}]: {', '.join(known)} (docs/profiles.md)."
+            if "fields" in node:  # e.g. `revision = "version"` written beside `fields`
+                hint += f" A record field the mapping reads goes under [{where}.fields]."
             raise ProfileError(
                 f"unknown key {key!r} in [{where}]{did_you_mean(key, known)}",
                 key=f"{where}.{key}",
                 provider=provider or None,
-                hint=f"Known keys of [{where}]: {', '.join(known)} (docs/profiles.md).",
+                hint=hint,
             )
 
 

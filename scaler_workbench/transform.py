@@ -1494,7 +1494,7 @@ def _series_frame(
     quarantine comes as one frame ordered by :func:`order_series_quarantine`.
     """
     where = f"mapping.{table}.{name}"
-    unknown = set(src) - _SOURCE_TABLE_OPTIONS - {"policy", "revision"}
+    unknown = set(src) - _SOURCE_TABLE_OPTIONS - {"policy"}
     if unknown:
         raise MappingError(
             f"{where}: unknown option(s) {sorted(unknown)}",

@@ -211,7 +211,7 @@ def test_resource_keys_agree_with_connectors_resources() -> None:
 def test_source_options_agree_with_transform() -> None:
     from scaler_workbench.transform import _SOURCE_TABLE_OPTIONS
 
-    assert _names(schema._SOURCE_TABLE) == set(_SOURCE_TABLE_OPTIONS) | {"policy", "revision"}
+    assert _names(schema._SOURCE_TABLE) == set(_SOURCE_TABLE_OPTIONS) | {"policy"}
 
 
 def test_field_spec_options_agree_with_transform() -> None:
@@ -260,3 +260,17 @@ def test_validation_rules_and_settings_are_checked_at_load() -> None:
         Profile.from_dict(_with("validation.rules.billing_period_days", {"severty": "error"}))
     with pytest.raises(ProfileError, match="did you mean 'rules'"):
         Profile.from_dict(_with("validation.rule", {}))
+
+
+def test_revision_beside_fields_is_refused_and_pointed_to_fields() -> None:
+    """``revision`` is a record field (``[mapping.usage.X.fields] revision = ...``); written
+    beside ``fields`` it used to load and be ignored (a restated bill then lost to chance)."""
+    from scaler_workbench.exceptions import ProfileError
+
+    data = {
+        "mapping": {"usage": {"bills": {"resource": "bills", "revision": "version", "fields": {}}}}
+    }
+    with pytest.raises(ProfileError) as err:
+        schema.check_profile_keys(data, provider="p")
+    assert err.value.key == "mapping.usage.bills.revision"
+    assert "[mapping.usage.bills.fields]" in str(err.value.hint)
