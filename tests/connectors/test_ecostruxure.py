@@ -438,8 +438,8 @@ def test_sandbox_environment_authorizes_at_sandbox_authorize(sandbox, connected,
     assert client.auth.authorization_url().startswith(sandbox.sandbox_authorize_url + "?")
     consents = [r["path"] for r in sandbox.provider.requests if "authorize" in r["path"]]
     assert consents and set(consents) == {"/ecostruxure/v1/oauth/sandbox-authorize"}
-    monkeypatch.setenv("ECOSTRUXURE_CLIENT_ID", "id")
-    monkeypatch.setenv("ECOSTRUXURE_CLIENT_SECRET", "secret")
+    monkeypatch.setenv("ECOSTRUXURE_CLIENT_ID", "partner-client-id-3")
+    monkeypatch.setenv("ECOSTRUXURE_CLIENT_SECRET", "partner-client-s3cr3t-value")
     monkeypatch.delenv("ECOSTRUXURE_BASE_URL", raising=False)
     shipped = read_profile(PROFILE)
     partner = Client(shipped, environment="partner_sandbox")
