@@ -13,6 +13,7 @@ shared-boundary bills (an end date that is the next bill's start date: the later
 from __future__ import annotations
 
 import base64
+import json
 from collections import defaultdict
 from datetime import date, timedelta
 from fractions import Fraction
@@ -312,3 +313,39 @@ def test_portfolio_manager_bill_straddling_the_start_is_fetched_by_look_back(
     assert feb["consumption"].sum() == pytest.approx(float(want), rel=1e-9)
     # Feb 1..3 of the straddling bill (30 days) + Feb 4..29 of the next (31 days)
     assert want == Fraction("31250.5") * 3 / 30 + Fraction("29875.25") * 26 / 31
+
+
+def test_portfolio_manager_cli_sync_with_the_shipped_profile(
+    serve: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The shipped profile synced by the CLI (no Python outside the package): the account is
+    discovered, shared-boundary bills resolve without findings, and the exported monthly
+    totals are the fixture's."""
+    import pandas as pd
+
+    from scaler_workbench import cli
+
+    server = serve(pm)
+    monkeypatch.setenv("PORTFOLIO_MANAGER_BASE_URL", server.url + "/ws")
+    monkeypatch.setenv("PORTFOLIO_MANAGER_USERNAME", USER)
+    monkeypatch.setenv("PORTFOLIO_MANAGER_PASSWORD", PASSWORD)
+    out = tmp_path / "out"
+    args = ["sync", str(MAPPINGS / "portfolio_manager" / "profile.toml"), "--out", str(out)]
+    args += ["--since", "2024-01-01", "--until", "2024-06-01", "--formats", "csv", "--json"]
+    code = cli.main(args)
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert PASSWORD not in captured.out + captured.err
+    assert payload["summary"]["fetched"]["account"] == 1
+    assert code == cli.EXIT_OK, payload["summary"]["ready_to_export"]
+    usage = pd.read_csv(out / "export" / "usage.csv", dtype=str)
+    got: dict[tuple[str, str], float] = defaultdict(float)
+    for r in usage.itertuples():
+        got[(r.meter_external_id, r.start_date[:7])] += float(r.consumption)
+    want = expected_monthly()
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(float(value), rel=1e-6), key  # exported rounded
