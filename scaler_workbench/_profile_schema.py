@@ -322,7 +322,6 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "paginator.relative_to": ("request", "api_root"),
     "resources.*.paginator.relative_to": ("request", "api_root"),
     "resources.*.format": ("auto", "json", "xml", "csv"),
-    "resources.*.soap.version": ("1.1", "1.2"),
     "resources.*.on_error": ("skip", "raise"),
     "resources.*.method": ("GET", "POST"),
     "resources.*.incremental.format": (
