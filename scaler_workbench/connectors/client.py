@@ -15,6 +15,7 @@ the client-side budget and the allowed hosts. Every request goes through :meth:`
    ``Retry-After`` (seconds or HTTP date); a 429 without ``Retry-After`` saying the daily quota
    is spent, or matching the ban pattern (``[client] ban_match``), stops at once with
    :class:`QuotaExhaustedError` (exit 4, the next run resumes); a 401 ``invalid_token`` renews the token once;
+   a resource's ``check`` (a SOAP resource's faults, :mod:`._soap`) reads every answer first;
 5. translate every ``requests``/``urllib3`` exception into :class:`TransportError`, and bad
    statuses into :class:`AuthError`, :class:`RequestRejectedError`,
    :class:`RangeTooLargeError` or :class:`ProviderUnavailableError` with a redacted URL and a
