@@ -22,7 +22,8 @@ The sandbox's faults (``every_nth_429`` with ``Retry-After``, ``every_nth_503``,
 ``meter_id``, ``month`` (the site's local ``YYYY-MM``), ``consumption`` [kWh], ``unit``.
 
 Options (``flavour_options``): ``sites`` (2), ``meters_per_site`` (2), ``start``
-("2024-01-01"), ``end`` ("2024-03-01", exclusive), ``seed`` (0), ``null_share`` (0.03).
+("2024-01-01"), ``end`` ("2024-03-01", exclusive), ``seed`` (0), ``null_share`` (0.03), ``cut_site`` (a site whose
+readings zip is served cut in half, a truncated export; ``sb.flavour.cut_site = None`` heals it).
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ class CsvExportFlavour(Flavour):
         end: str = "2024-03-01",
         seed: int = 0,
         null_share: float = 0.03,
+        cut_site: str | None = None,
     ) -> None:
         super().__init__(sandbox)
+        #: a site whose readings zip is served cut in half (a truncated download); mutable
+        self.cut_site = cut_site
         rng = np.random.default_rng(seed)
         self.sites: list[dict[str, Any]] = []
         self.meters: list[dict[str, Any]] = []
@@ -178,7 +182,10 @@ class CsvExportFlavour(Flavour):
                     f"readings_{meter['id']}.csv", date_time=(2024, 3, 2, 0, 0, 0)
                 )
                 archive.writestr(info, "\n".join(lines) + "\n", zipfile.ZIP_DEFLATED)
-        return Response(body=buffer.getvalue(), content_type="application/zip")
+        body = buffer.getvalue()
+        if site == self.cut_site:
+            body = body[: len(body) // 2]  # announced and sent whole, yet not a whole zip
+        return Response(body=body, content_type="application/zip")
 
 
 register_flavour("csvexport", CsvExportFlavour)

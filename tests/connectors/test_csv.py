@@ -11,6 +11,7 @@ truncated or irregular CSV and bad zips are failed pages (the window incomplete)
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,33 @@ def test_csv_profile_sync_equals_ground_truth_under_429_and_503(
     assert "Müller Logistik" in set(assets["name"]) and "Hauptstraße 3" in set(assets["address"])
     meters = pd.read_csv(tmp_path / "export" / "meters.csv", dtype=str)
     assert len(meters) == 4 and set(meters["description"]) == {"00007", "00017"}
+
+
+def test_a_truncated_zip_holds_its_sites_meters_and_the_next_run_completes(
+    csv_sandbox: Any, tmp_path: Path
+) -> None:
+    sb = csv_sandbox()
+    flavour: Any = sb.flavour
+    flavour.cut_site = "S002"
+    clock = FakeClock(datetime(2024, 3, 2, tzinfo=UTC))
+    first = run_sync(read_profile(PROFILE), out=tmp_path, clock=clock, formats=("csv",))
+    assert first.status != "success"
+    summary = json.loads((tmp_path / "export" / "run_summary.json").read_text("utf-8"))
+    assert summary["incomplete_windows"]  # the cut export's windows were not complete
+    usage = pd.read_csv(tmp_path / "export" / "usage.csv")
+    assert not usage["meter_external_id"].astype(str).str.startswith("S002").any()
+    assert usage["meter_external_id"].astype(str).str.startswith("S001").any()
+    flavour.cut_site = None
+    second = run_sync(read_profile(PROFILE), out=tmp_path, clock=clock, formats=("csv",))
+    assert second.status == "success"
+    gt = flavour.ground_truth()
+    truth = {(str(r.meter_id), str(r.month)): float(r.consumption) for r in gt.itertuples()}
+    usage = pd.read_csv(tmp_path / "export" / "usage.csv")
+    got = {
+        (str(r.meter_external_id), str(r.start_date)[:7]): float(r.consumption)
+        for r in usage.itertuples()
+    }
+    assert got == pytest.approx(truth, rel=1e-9)
 
 
 def test_csv_bad_token_exits_3(
