@@ -347,3 +347,27 @@ def test_an_unknown_soap_key_is_refused_when_the_profile_is_read() -> None:
 
 def test_ns_constant_matches_the_profile() -> None:
     assert read_profile(PROFILE).resources["readings"]["namespaces"] == NS
+
+
+def test_a_body_envelope_with_a_soap_table_gets_faults_mapped_and_its_own_headers(
+    serve: Any,
+) -> None:
+    server = serve(
+        lambda req: Reply(
+            500, _fault("1.1", "soap:Client.Authentication", "expired"), content_type="text/xml"
+        )
+    )
+    resource = {
+        "body": _envelope("1.1", "<Get>{variables.site}</Get>"),
+        "headers": {"Content-Type": "text/xml; charset=iso-8859-1", "SOAPAction": "urn:own"},
+        "soap": {"action": "urn:x/Get"},
+        "record_path": "s:Body/r",
+        "namespaces": {"s": SOAP_11},
+    }
+    profile = fake_profile(server.url, resources={"x": resource}, variables={"site": "A"})
+    with pytest.raises(AuthError, match=r"Client\.Authentication"):
+        fetch_resources(profile, clock=FakeClock())
+    [req] = server.requests
+    assert req.headers["Content-Type"] == "text/xml; charset=iso-8859-1"  # the profile's win
+    assert req.headers["SOAPAction"] == "urn:own"
+    assert b"<Get>A</Get>" in req.body
