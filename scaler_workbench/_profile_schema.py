@@ -182,6 +182,18 @@ _RESOURCE = _keys(
     "body",  # a text body template (issue 18)
     paginator=_PAGINATOR,
     graphql=_keys("query", "variables"),  # GraphQL resources (issue 18)
+    soap=_keys("envelope", "action", "version", "auth_fault", "busy_fault"),  # SOAP (issue 18)
+    csv=_keys(  # CSV exports (issue 18)
+        "delimiter",
+        "decimal",
+        "thousands",
+        "numeric",
+        "encoding",
+        "header",
+        "columns",
+        "files",
+        "quotechar",
+    ),
     date_range=_DATE_RANGE,
     incremental=_keys("cursor_path", "lookback_days", "param", "format"),
 )
@@ -308,7 +320,7 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "client.offsite": ("strip", "refuse"),
     "paginator.relative_to": ("request", "api_root"),
     "resources.*.paginator.relative_to": ("request", "api_root"),
-    "resources.*.format": ("auto", "json", "xml"),
+    "resources.*.format": ("auto", "json", "xml", "csv"),
     "resources.*.on_error": ("skip", "raise"),
     "resources.*.method": ("GET", "POST"),
     "resources.*.incremental.format": (

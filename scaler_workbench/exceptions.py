@@ -18,6 +18,7 @@ Catch as broadly or as narrowly as you need::
     │   ├── QuotaExhaustedError              the provider's daily quota is spent: resume later
     │   ├── PaginationError (RuntimeError)   a loop (same cursor/URL twice) or a bad paginator setup
     │   └── ResponseParseError (ValueError)  a body that is not the JSON/XML the profile expects
+    │       └── CsvFormatError               a CSV (or zipped CSV) answer that is not whole, regular CSV
     ├── MappingError (ValueError)            mapping workbook/table problems: ``sheet``, ``row``, ``column``
     ├── SchemaError (ValueError)             a frame lacks required columns or has wrong dtypes
     ├── UnitError (ValueError)               unknown/ambiguous unit: ``unit``, ``meter``, ``column``
@@ -45,6 +46,7 @@ __all__ = [
     "AuthError",
     "ConnectorError",
     "CredentialError",
+    "CsvFormatError",
     "ExportError",
     "FilterError",
     "HTTPStatusError",
@@ -224,6 +226,12 @@ class ResponseParseError(ConnectorError, ValueError):
     """A response body could not be decoded or the record path does not exist in it."""
 
     default_hint = "Inspect the raw response (client.last_response) and fix format/record_path."
+
+
+class CsvFormatError(ResponseParseError):
+    """A CSV export (or a zip of them) is truncated, irregular, mis-encoded or not a zip."""
+
+    default_hint = "Check the resource's csv options (delimiter, encoding, header) and the export."
 
 
 class MappingError(WorkbenchError, ValueError):

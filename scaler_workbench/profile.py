@@ -389,7 +389,9 @@ class Profile:
         missing_value_policy(data.get("validation") or {})  # a bad value fails at load
         for rname, res in data.get("resources", {}).items():
             if not isinstance(res, dict) or not (
-                isinstance(res.get("path"), str) or "graphql" in res  # GraphQL: the base URL
+                isinstance(res.get("path"), str)
+                or "graphql" in res  # GraphQL: the base URL
+                or "soap" in res  # SOAP: the base URL
             ):
                 raise ProfileError(
                     f"resource {rname!r} needs a path",

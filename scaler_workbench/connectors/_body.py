@@ -23,15 +23,18 @@ import functools
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
 
 from scaler_workbench.exceptions import ResponseParseError
 
 __all__ = [
+    "CSV_FORMAT",
     "FORMATS",
     "MAX_NESTING",
     "XML_FORMAT",
+    "RawBody",
     "decode_body",
     "element_to_dict",
     "find_value",
@@ -43,8 +46,21 @@ __all__ = [
 ]
 
 XML_FORMAT = "xml"
+CSV_FORMAT = "csv"
 #: Body formats a resource may declare (``format = "..."``); ``auto`` follows Content-Type.
-FORMATS = ("auto", "json", "xml")
+FORMATS = ("auto", "json", "xml", "csv")
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """An answer kept as bytes for its resource's own reader (a CSV export, :mod:`._csv`)."""
+
+    content: bytes
+    content_type: str = ""
+
+    def __repr__(self) -> str:
+        return f"RawBody({len(self.content)} bytes, {self.content_type!r})"
+
 
 _INDEX = re.compile(r"^(?P<name>[^\[\]]*)(?P<idx>(\[(\*|-?\d+)\])*)$")
 
@@ -128,8 +144,8 @@ def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", ur
         The raw body.
     content_type : str
         The response's Content-Type header (used when ``fmt`` is ``"auto"``).
-    fmt : {"auto", "json", "xml"}
-        The expected format.
+    fmt : {"auto", "json", "xml", "csv"}
+        The expected format (``csv``: the bytes, as :class:`RawBody`, for the CSV reader).
     url : str
         The (redacted) URL, for error messages.
 
@@ -143,6 +159,8 @@ def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", ur
         raise ResponseParseError(
             f"unknown body format {fmt!r}", url=url, hint=f"Use one of {', '.join(FORMATS)}."
         )
+    if fmt == CSV_FORMAT:
+        return RawBody(content, content_type) if content else None
     if fmt == "auto":
         ct = content_type.lower()
         stripped = content.lstrip()[:1]

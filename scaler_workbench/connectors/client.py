@@ -15,6 +15,7 @@ the client-side budget and the allowed hosts. Every request goes through :meth:`
    ``Retry-After`` (seconds or HTTP date); a 429 without ``Retry-After`` saying the daily quota
    is spent, or matching the ban pattern (``[client] ban_match``), stops at once with
    :class:`QuotaExhaustedError` (exit 4, the next run resumes); a 401 ``invalid_token`` renews the token once;
+   a resource's ``check`` (a SOAP resource's faults, :mod:`._soap`) reads every answer first;
 5. translate every ``requests``/``urllib3`` exception into :class:`TransportError`, and bad
    statuses into :class:`AuthError`, :class:`RequestRejectedError`,
    :class:`RangeTooLargeError` or :class:`ProviderUnavailableError` with a redacted URL and a
@@ -34,7 +35,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -443,15 +444,27 @@ class Client:
         )
         return self.send(request, fmt=fmt)
 
-    def send(self, request: PageRequest, *, fmt: str = "auto", date_range: Any = None) -> Reply:
+    def send(
+        self,
+        request: PageRequest,
+        *,
+        fmt: str = "auto",
+        date_range: Any = None,
+        check: Callable[[requests.Response], ConnectorError | None] | None = None,
+    ) -> Reply:
         """Send a request with budget, auth, retries and error translation; decode the body.
 
         Parameters
         ----------
         request : PageRequest
-        fmt : {"auto", "json", "xml"}
+        fmt : {"auto", "json", "xml", "csv"}
         date_range : DateRange, optional
             Lets a "range too large" answer raise :class:`RangeTooLargeError`.
+        check : callable, optional
+            Reads every answer (any status) before the status rules: an error it returns is
+            raised, except a :class:`ProviderUnavailableError`, which is retried with the
+            backoff (``Retry-After`` honoured) and raised after the last attempt (a SOAP
+            resource's faults, :mod:`._soap`).
         """
         url = self.url(request.url)
         refreshed = False
@@ -476,6 +489,23 @@ class Client:
                 ):
                     attempt -= 1
                     continue
+            problem = check(response) if check is not None else None
+            if problem is not None:
+                if not isinstance(problem, ProviderUnavailableError):
+                    raise problem
+                if attempt >= self.retry.max_attempts:
+                    raise type(problem)(
+                        f"{problem.message} after {attempt} attempts",
+                        hint=problem.hint,
+                        **problem.context,
+                    )
+                header = response.headers.get("Retry-After")
+                wait = self.retry.wait(attempt, _retry_after(header, self.clock.now()), self._rng)
+                self._log_retry(
+                    request.method, response.url, problem.message, attempt, wait, status
+                )
+                self.clock.sleep(wait)
+                continue
             if status in self.retry.retry_statuses:
                 header = response.headers.get("Retry-After")
                 if self.retry.is_quota(status, header, response.text):

@@ -63,12 +63,14 @@ from scaler_workbench._variables import placeholders
 from scaler_workbench.clock import Clock
 from scaler_workbench.connectors._body import (
     FORMATS,
+    RawBody,
     find_value,
     json_steps,
     select_records,
     select_xml_with_ancestors,
     walk_json,
 )
+from scaler_workbench.connectors._csv import check_csv_table, read_csv_records
 from scaler_workbench.connectors._events import FetchEvent
 from scaler_workbench.connectors._events import emit as _emit_event
 from scaler_workbench.connectors._graphql import (
@@ -76,6 +78,7 @@ from scaler_workbench.connectors._graphql import (
     check_graphql_table,
     raise_for_graphql_errors,
 )
+from scaler_workbench.connectors._soap import check_soap_table, fault_error, fault_of_response
 from scaler_workbench.connectors._templates import (
     TemplateContext,
     check_template,
@@ -137,6 +140,8 @@ RESOURCE_KEYS = (
     "json",
     "body",
     "graphql",
+    "soap",
+    "csv",
     "headers",
     "params_env",
     "headers_env",
@@ -228,6 +233,10 @@ class ResourceSpec:
     window_in_query: bool = True
     #: the body template uses ``{cursor}`` (re-rendered for every page)
     body_uses_cursor: bool = False
+    #: the checked ``soap`` table (:mod:`._soap`): faults in answers become errors; else None
+    soap: dict[str, Any] | None = None
+    #: the checked CSV options (:mod:`._csv`) of a CSV export resource, else None
+    csv: dict[str, Any] | None = None
 
     @classmethod
     def from_profile(cls, name: str, table: Mapping[str, Any], *, profile: Any) -> ResourceSpec:
@@ -243,6 +252,29 @@ class ResourceSpec:
         graphql = check_graphql_table(table, profile=profile, key=key)
         if graphql is not None:
             table = {"path": "", "method": "POST", **table}
+        soap = check_soap_table(table, profile=profile, key=key)
+        if soap is not None:
+            if graphql is not None or "json" in table:
+                raise ProfileError(
+                    f"resource {name!r}: a SOAP resource sends its envelope, not json or graphql",
+                    key=f"{key}.soap",
+                )
+            table = {"path": "", "method": "POST", "format": "xml", **table}
+            if soap["envelope"] is not None:
+                table["body"] = soap["envelope"]
+            headers = dict(table.get("headers", {}))
+            given = {k.lower() for k in headers}
+            if "content-type" not in given:
+                ctype = soap["content_type"]
+                if soap["action"] and soap["version"] == "1.2":
+                    ctype += f'; action="{soap["action"]}"'
+                headers["Content-Type"] = ctype
+            if soap["action"] and soap["version"] == "1.1" and "soapaction" not in given:
+                headers["SOAPAction"] = f'"{soap["action"]}"'
+            table["headers"] = headers
+        csv_opts = check_csv_table(table, key=key)
+        if csv_opts is not None:
+            table = {**table, "format": "csv"}
         if not isinstance(table.get("path"), str):
             raise ProfileError(f"resource {name!r} needs a path", key=f"{key}.path")
         if sum(k in table for k in ("json", "body", "graphql")) > 1:
@@ -373,6 +405,8 @@ class ResourceSpec:
                 and "start_param" not in dict(table.get("date_range") or {})
             ),
             body_uses_cursor=("cursor", "") in template_used,
+            soap=soap,
+            csv=csv_opts,
         )
 
     def key_of(self, record: Mapping[str, Any]) -> str | None:
@@ -688,8 +722,11 @@ class Connector:
         (:class:`QuotaExhaustedError`).
         """
         attempt = 0
+        check = self._soap_check(spec) if spec.soap is not None else None
         while True:
-            reply = self.client.send(request, fmt=spec.format, date_range=spec.date_range)
+            reply = self.client.send(
+                request, fmt=spec.format, date_range=spec.date_range, check=check
+            )
             if spec.graphql is None:
                 return reply
             url = reply.response.url
@@ -715,6 +752,29 @@ class Connector:
                 continue
             return reply
 
+    def _soap_check(self, spec: ResourceSpec) -> Callable[[Any], ConnectorError | None]:
+        """A check of every answer of a SOAP resource: its fault as the matching error."""
+        soap = spec.soap or {}
+
+        def check(response: Any) -> ConnectorError | None:
+            fault = fault_of_response(
+                response.content,
+                response.headers.get("Content-Type", ""),
+                redact_url(response.url),
+            )
+            if fault is None:
+                return None
+            return fault_error(
+                fault,
+                soap,
+                retry=self.client.retry,
+                provider=self.profile.name,
+                url=response.url,
+                status=response.status_code,
+            )
+
+        return check
+
     def parse_response(self, spec: ResourceSpec, reply: Reply) -> PageResponse:
         return PageResponse(
             url=reply.response.url,
@@ -725,6 +785,20 @@ class Connector:
         )
 
     def records(self, spec: ResourceSpec, response: PageResponse) -> list[dict[str, Any]]:
+        if spec.csv is not None:
+            body = response.body
+            if body is not None and not isinstance(body, RawBody):
+                raise ResponseParseError(
+                    f"resource {spec.name!r} reads CSV but got a decoded "
+                    f"{type(body).__name__} body",
+                    url=redact_url(response.url),
+                )
+            return read_csv_records(
+                body.content if body is not None else None,
+                spec.csv,
+                content_type=body.content_type if body is not None else "",
+                url=redact_url(response.url),
+            )
         if spec.keep:
             return select_with_ancestors(
                 response.body,

@@ -201,7 +201,10 @@ handler, auth=False)`` mounts a provider that does its own routing and auth behi
 The default flavour (:class:`DefaultFlavour`) uses exactly this mechanism; so do
 ``flavour="ecostruxure"`` and ``flavour="graphql"`` (:mod:`scaler_workbench.sandbox.graphql`: a
 GraphQL energy API with Relay paging, errors in HTTP 200, a request budget then a ban, and its
-own ground truth).
+own ground truth), ``flavour="soap"`` (:mod:`scaler_workbench.sandbox.soap`: a SOAP 1.1/1.2
+metering service with faults) and ``flavour="csvexport"``
+(:mod:`scaler_workbench.sandbox.csvexport`: CSV exports, one zipped), each with its own ground
+truth.
 """
 
 from __future__ import annotations
