@@ -1491,12 +1491,23 @@ def _hole_findings(
     ok = at >= 0
     row = order[np.where(ok, at, 0)]
     ok &= (r_code[row] == h_code) & (h_day <= r_hi[row])
-    hit = holes[ok].assign(pos=cand[row[ok]])
+    hole_at = np.flatnonzero(ok)  # the holes that fall in a period, in their order
+    hole_pos = cand[row[ok]]
+    kinds = holes["kind"].astype(str).to_numpy(dtype=object)[hole_at]
+    n_all = holes["missing_intervals"].to_numpy(dtype=np.int64)[hole_at]
     for kind, name in (("day", "missing_day"), ("intervals", "missing_intervals")):
         r = rules[name]
-        part = hit[hit["kind"].astype(str) == kind]
-        if r is None or not len(part):
+        sel = np.flatnonzero(kinds == kind)
+        if r is None or not sel.size:
             continue
+        # each period's holes in hole order (a stable sort by period): the first
+        # _HOLES_SHOWN are named, the rest only counted, so only those get a text
+        order = sel[np.argsort(hole_pos[sel], kind="stable")]
+        sp = hole_pos[order]
+        starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
+        rank = np.arange(sp.size) - np.repeat(starts, np.diff(np.r_[starts, sp.size]))
+        keep = rank < _HOLES_SHOWN
+        part = holes.iloc[hole_at[order[keep]]]
         n_missing = part["missing_intervals"].astype(str)
         if kind == "day":
             text = part["date"].astype(str) + " (" + n_missing + ")"
@@ -1513,24 +1524,16 @@ def _hole_findings(
                 + ")"
             )
             lead = "missing intervals, local "
-        pos = part["pos"].to_numpy()
-        frame = pd.DataFrame(
-            {"pos": pos, "text": text.to_numpy(), "n": part["missing_intervals"].to_numpy(np.int64)}
-        )
-        grouped = frame.groupby("pos", sort=True)
-        first = frame[grouped.cumcount().to_numpy() < _HOLES_SHOWN].sort_values(
-            "pos", kind="stable"
-        )
         # join each period's texts: object-array string sums over runs (no Python per group)
-        fp = first["pos"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, fp[1:] != fp[:-1]])
-        parts = first["text"].to_numpy(dtype=object).copy()
+        fp = sp[keep]
+        first = np.flatnonzero(np.r_[True, fp[1:] != fp[:-1]])
+        parts = text.to_numpy(dtype=object).copy()
         lead_sep = np.ones(len(parts), dtype=bool)
-        lead_sep[starts] = False
+        lead_sep[first] = False
         parts[lead_sep] = ", " + parts[lead_sep]
-        shown = pd.Series(np.add.reduceat(parts, starts), index=fp[starts])
-        count = grouped.size()
-        total = grouped["n"].sum()
+        shown = pd.Series(np.add.reduceat(parts, first), index=fp[first])
+        count = pd.Series(np.diff(np.r_[starts, sp.size]), index=shown.index)
+        total = pd.Series(np.add.reduceat(n_all[order], starts), index=shown.index)
         more = np.where(
             count > _HOLES_SHOWN,
             " and "
