@@ -1508,26 +1508,11 @@ def _hole_findings(
         rank = np.arange(sp.size) - np.repeat(starts, np.diff(np.r_[starts, sp.size]))
         keep = rank < _HOLES_SHOWN
         part = holes.iloc[hole_at[order[keep]]]
-        n_missing = part["missing_intervals"].astype(str)
-        if kind == "day":
-            text = part["date"].astype(str) + " (" + n_missing + ")"
-            lead = "no data on local day(s) "
-        else:
-            text = (
-                part["date"].astype(str)
-                + " "
-                + part["start_local"].astype(str).str[11:16]
-                + "-"
-                + part["end_local"].astype(str).str[11:16].replace("00:00", "24:00")
-                + " ("
-                + n_missing
-                + ")"
-            )
-            lead = "missing intervals, local "
+        text, lead = _hole_texts(part, kind)
         # join each period's texts: object-array string sums over runs (no Python per group)
         fp = sp[keep]
         first = np.flatnonzero(np.r_[True, fp[1:] != fp[:-1]])
-        parts = text.to_numpy(dtype=object).copy()
+        parts = text
         lead_sep = np.ones(len(parts), dtype=bool)
         lead_sep[first] = False
         parts[lead_sep] = ", " + parts[lead_sep]
@@ -1545,6 +1530,47 @@ def _hole_findings(
         )
         reasons = lead + shown + more + " [missing intervals in brackets]"
         found.add(r, shown.index.to_numpy(dtype=np.int64), reasons.tolist())
+
+
+def _hole_texts(part: pd.DataFrame, kind: str) -> tuple[np.ndarray, str]:
+    """Each hole's text in a finding (object array) and the finding's lead words.
+
+    Built on object arrays (a Python string operation per cell, far cheaper than pandas'
+    string-dtype arithmetic); a column with a missing cell takes the pandas expressions,
+    which give missing texts the way they always did.
+    """
+    cols = ["date", "missing_intervals"] + (["start_local", "end_local"] if kind != "day" else [])
+    if kind == "day":
+        lead = "no data on local day(s) "
+    else:
+        lead = "missing intervals, local "
+    if bool(part[cols].isna().to_numpy().any()):
+        n_missing = part["missing_intervals"].astype(str)
+        if kind == "day":
+            series = part["date"].astype(str) + " (" + n_missing + ")"
+        else:
+            series = (
+                part["date"].astype(str)
+                + " "
+                + part["start_local"].astype(str).str[11:16]
+                + "-"
+                + part["end_local"].astype(str).str[11:16].replace("00:00", "24:00")
+                + " ("
+                + n_missing
+                + ")"
+            )
+        return series.to_numpy(dtype=object).copy(), lead
+
+    def text_of(col: str) -> np.ndarray:
+        return part[col].astype(str).to_numpy(dtype=object)
+
+    date, n_missing = text_of("date"), text_of("missing_intervals")
+    if kind == "day":
+        return date + " (" + n_missing + ")", lead
+    hm0 = np.array([v[11:16] for v in text_of("start_local")], dtype=object)
+    hm1 = np.array([v[11:16] for v in text_of("end_local")], dtype=object)
+    hm1[hm1 == "00:00"] = "24:00"
+    return date + " " + hm0 + "-" + hm1 + " (" + n_missing + ")", lead
 
 
 #: holes named in one finding's reason; the rest are counted ("and K more")
