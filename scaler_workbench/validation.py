@@ -1491,46 +1491,34 @@ def _hole_findings(
     ok = at >= 0
     row = order[np.where(ok, at, 0)]
     ok &= (r_code[row] == h_code) & (h_day <= r_hi[row])
-    hit = holes[ok].assign(pos=cand[row[ok]])
+    hole_at = np.flatnonzero(ok)  # the holes that fall in a period, in their order
+    hole_pos = cand[row[ok]]
+    kinds = holes["kind"].astype(str).to_numpy(dtype=object)[hole_at]
+    n_all = holes["missing_intervals"].to_numpy(dtype=np.int64)[hole_at]
     for kind, name in (("day", "missing_day"), ("intervals", "missing_intervals")):
         r = rules[name]
-        part = hit[hit["kind"].astype(str) == kind]
-        if r is None or not len(part):
+        sel = np.flatnonzero(kinds == kind)
+        if r is None or not sel.size:
             continue
-        n_missing = part["missing_intervals"].astype(str)
-        if kind == "day":
-            text = part["date"].astype(str) + " (" + n_missing + ")"
-            lead = "no data on local day(s) "
-        else:
-            text = (
-                part["date"].astype(str)
-                + " "
-                + part["start_local"].astype(str).str[11:16]
-                + "-"
-                + part["end_local"].astype(str).str[11:16].replace("00:00", "24:00")
-                + " ("
-                + n_missing
-                + ")"
-            )
-            lead = "missing intervals, local "
-        pos = part["pos"].to_numpy()
-        frame = pd.DataFrame(
-            {"pos": pos, "text": text.to_numpy(), "n": part["missing_intervals"].to_numpy(np.int64)}
-        )
-        grouped = frame.groupby("pos", sort=True)
-        first = frame[grouped.cumcount().to_numpy() < _HOLES_SHOWN].sort_values(
-            "pos", kind="stable"
-        )
+        # each period's holes in hole order (a stable sort by period): the first
+        # _HOLES_SHOWN are named, the rest only counted, so only those get a text
+        order = sel[np.argsort(hole_pos[sel], kind="stable")]
+        sp = hole_pos[order]
+        starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
+        rank = np.arange(sp.size) - np.repeat(starts, np.diff(np.r_[starts, sp.size]))
+        keep = rank < _HOLES_SHOWN
+        part = holes.iloc[hole_at[order[keep]]]
+        text, lead = _hole_texts(part, kind)
         # join each period's texts: object-array string sums over runs (no Python per group)
-        fp = first["pos"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, fp[1:] != fp[:-1]])
-        parts = first["text"].to_numpy(dtype=object).copy()
+        fp = sp[keep]
+        first = np.flatnonzero(np.r_[True, fp[1:] != fp[:-1]])
+        parts = text
         lead_sep = np.ones(len(parts), dtype=bool)
-        lead_sep[starts] = False
+        lead_sep[first] = False
         parts[lead_sep] = ", " + parts[lead_sep]
-        shown = pd.Series(np.add.reduceat(parts, starts), index=fp[starts])
-        count = grouped.size()
-        total = grouped["n"].sum()
+        shown = pd.Series(np.add.reduceat(parts, first), index=fp[first])
+        count = pd.Series(np.diff(np.r_[starts, sp.size]), index=shown.index)
+        total = pd.Series(np.add.reduceat(n_all[order], starts), index=shown.index)
         more = np.where(
             count > _HOLES_SHOWN,
             " and "
@@ -1542,6 +1530,47 @@ def _hole_findings(
         )
         reasons = lead + shown + more + " [missing intervals in brackets]"
         found.add(r, shown.index.to_numpy(dtype=np.int64), reasons.tolist())
+
+
+def _hole_texts(part: pd.DataFrame, kind: str) -> tuple[np.ndarray, str]:
+    """Each hole's text in a finding (object array) and the finding's lead words.
+
+    Built on object arrays (a Python string operation per cell, far cheaper than pandas'
+    string-dtype arithmetic); a column with a missing cell takes the pandas expressions,
+    which give missing texts the way they always did.
+    """
+    cols = ["date", "missing_intervals"] + (["start_local", "end_local"] if kind != "day" else [])
+    if kind == "day":
+        lead = "no data on local day(s) "
+    else:
+        lead = "missing intervals, local "
+    if bool(part[cols].isna().to_numpy().any()):
+        n_missing = part["missing_intervals"].astype(str)
+        if kind == "day":
+            series = part["date"].astype(str) + " (" + n_missing + ")"
+        else:
+            series = (
+                part["date"].astype(str)
+                + " "
+                + part["start_local"].astype(str).str[11:16]
+                + "-"
+                + part["end_local"].astype(str).str[11:16].replace("00:00", "24:00")
+                + " ("
+                + n_missing
+                + ")"
+            )
+        return series.to_numpy(dtype=object).copy(), lead
+
+    def text_of(col: str) -> np.ndarray:
+        return part[col].astype(str).to_numpy(dtype=object)
+
+    date, n_missing = text_of("date"), text_of("missing_intervals")
+    if kind == "day":
+        return date + " (" + n_missing + ")", lead
+    hm0 = np.array([v[11:16] for v in text_of("start_local")], dtype=object)
+    hm1 = np.array([v[11:16] for v in text_of("end_local")], dtype=object)
+    hm1[hm1 == "00:00"] = "24:00"
+    return date + " " + hm0 + "-" + hm1 + " (" + n_missing + ")", lead
 
 
 #: holes named in one finding's reason; the rest are counted ("and K more")
