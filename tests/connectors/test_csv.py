@@ -29,6 +29,7 @@ from scaler_workbench.exceptions import CsvFormatError, ProfileError, ResponsePa
 from scaler_workbench.profile import Profile, read_profile
 from scaler_workbench.sandbox import Sandbox
 from scaler_workbench.sandbox.csvexport import german_number
+from scaler_workbench.store import StateStore
 from scaler_workbench.sync import run_sync
 
 from .conftest import fake_profile
@@ -335,3 +336,28 @@ def test_the_flavours_number_format_is_the_profiles_notation() -> None:
     opts = _opts(delimiter=";", decimal=",", thousands=".", numeric=["v"])
     for value in (0.5, 12.0, 999.9, 1234.5, 3499.9, 1234567.1):
         assert float(number_text(german_number(value), opts) or "nan") == value
+
+
+def test_csv_daily_quota_exits_4_and_the_next_run_resumes(
+    csv_sandbox: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A quota answer (429 without Retry-After) stops the CSV-export sync with exit 4, never
+    retried; the next run (a new day) completes to ground truth."""
+    sb = csv_sandbox(quota_after=3)
+    args = ["sync", str(PROFILE), "--out", str(tmp_path), "--formats", "csv"]
+    assert cli.main(args) == cli.EXIT_QUOTA
+    assert [r.status for r in sb.request_log].count(429) == 1  # stopped, not retried
+    assert "quota" in capsys.readouterr().err
+    sb.clear_faults()
+    sb.clear_log()
+    assert cli.main(args) == cli.EXIT_OK
+    gt = sb.flavour.ground_truth()  # type: ignore[attr-defined]
+    truth = {(str(r.meter_id), str(r.month)): float(r.consumption) for r in gt.itertuples()}
+    usage = pd.read_csv(tmp_path / "export" / "usage.csv")
+    got = {
+        (str(r.meter_external_id), str(r.start_date)[:7]): float(r.consumption)
+        for r in usage.itertuples()
+    }
+    assert got == pytest.approx(truth, rel=1e-9)
+    with StateStore(tmp_path / "state" / "csv_portal.sqlite") as store:
+        assert store.runs()["status"].tolist() == ["success", "quota_exhausted"]

@@ -31,6 +31,7 @@ from scaler_workbench.exceptions import (
 )
 from scaler_workbench.profile import Profile, read_profile
 from scaler_workbench.sandbox import Sandbox
+from scaler_workbench.store import StateStore
 from scaler_workbench.sync import run_sync
 
 from .conftest import fake_profile
@@ -371,3 +372,21 @@ def test_a_body_envelope_with_a_soap_table_gets_faults_mapped_and_its_own_header
     assert req.headers["Content-Type"] == "text/xml; charset=iso-8859-1"  # the profile's win
     assert req.headers["SOAPAction"] == "urn:own"
     assert b"<Get>A</Get>" in req.body
+
+
+def test_soap_daily_quota_exits_4_and_the_next_run_resumes(
+    soap_sandbox: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A quota answer (429 without Retry-After) stops the SOAP sync with exit 4, never retried;
+    what was fetched is kept and the next run (a new day) completes to ground truth."""
+    sb = soap_sandbox(quota_after=3)
+    args = ["sync", str(PROFILE), "--out", str(tmp_path), "--formats", "csv"]
+    assert cli.main(args) == cli.EXIT_QUOTA
+    assert [r.status for r in sb.request_log].count(429) == 1  # stopped, not retried
+    assert "quota" in capsys.readouterr().err
+    sb.clear_faults()
+    sb.clear_log()
+    assert cli.main(args) == cli.EXIT_OK
+    assert _usage_months(tmp_path) == pytest.approx(_truth(sb), rel=1e-9)
+    with StateStore(tmp_path / "state" / "soap_metering.sqlite") as store:
+        assert store.runs()["status"].tolist() == ["success", "quota_exhausted"]
