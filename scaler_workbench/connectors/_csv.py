@@ -42,6 +42,7 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
+from scaler_workbench.connectors._util import refuse_unknown_keys
 from scaler_workbench.exceptions import CsvFormatError, ProfileError
 
 __all__ = ["CSV_KEYS", "check_csv_table", "number_text", "read_csv_records"]
@@ -99,15 +100,7 @@ def check_csv_table(table: Mapping[str, Any], *, key: str) -> dict[str, Any] | N
             key=f"{key}.format",
             hint='Drop format, or set format = "csv".',
         )
-    unknown = [k for k in spec if k not in CSV_KEYS]
-    if unknown:
-        from scaler_workbench._profile_schema import did_you_mean
-
-        raise ProfileError(
-            f"{where} has unknown key(s) {unknown}{did_you_mean(str(unknown[0]), CSV_KEYS)}",
-            key=f"{where}.{unknown[0]}",
-            hint=f"Known keys: {', '.join(CSV_KEYS)}.",
-        )
+    refuse_unknown_keys(spec, CSV_KEYS, where)
     opts: dict[str, Any] = {
         "delimiter": spec.get("delimiter", ","),
         "decimal": spec.get("decimal", "."),

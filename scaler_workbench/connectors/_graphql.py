@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from scaler_workbench.connectors._util import refuse_unknown_keys, text_or_file
 from scaler_workbench.exceptions import (
     AuthError,
     ProfileError,
@@ -92,13 +93,7 @@ def check_graphql_table(
     where = f"{key}.graphql"
     if not isinstance(spec, Mapping):
         raise ProfileError(f"{where} must be a table with query (and variables)", key=where)
-    unknown = [k for k in spec if k not in GRAPHQL_KEYS]
-    if unknown:
-        raise ProfileError(
-            f"{where} has unknown key(s) {unknown}",
-            key=f"{where}.{unknown[0]}",
-            hint=f"Known keys: {', '.join(GRAPHQL_KEYS)}.",
-        )
+    refuse_unknown_keys(spec, GRAPHQL_KEYS, where)
     query = spec.get("query")
     if not isinstance(query, str) or not query.strip():
         raise ProfileError(
@@ -106,18 +101,9 @@ def check_graphql_table(
             key=f"{where}.query",
             hint='e.g. query = "consumption.graphql" (next to profile.toml)',
         )
-    text = query.strip()
-    if text.endswith((".graphql", ".gql")) and "{" not in text:
-        resolve = getattr(profile, "resolve_path", None)
-        path = resolve(text) if resolve is not None else None
-        if path is None or not path.is_file():
-            raise ProfileError(
-                f"{where}.query: the file {text!r} does not exist"
-                + (f" ({path})" if path is not None else ""),
-                key=f"{where}.query",
-                hint="Put the .graphql file next to profile.toml, or write the query inline.",
-            )
-        query = path.read_text(encoding="utf-8")
+    query = text_or_file(
+        query, profile=profile, suffixes=(".graphql", ".gql"), inline="{", key=f"{where}.query"
+    )
     variables = spec.get("variables", {})
     if not isinstance(variables, Mapping):
         raise ProfileError(

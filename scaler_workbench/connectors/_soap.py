@@ -41,6 +41,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 
 from scaler_workbench.connectors._body import decode_body
+from scaler_workbench.connectors._util import refuse_unknown_keys, text_or_file
 from scaler_workbench.exceptions import (
     AuthError,
     ConnectorError,
@@ -138,13 +139,7 @@ def check_soap_table(table: Mapping[str, Any], *, profile: Any, key: str) -> dic
     where = f"{key}.soap"
     if not isinstance(spec, Mapping):
         raise ProfileError(f"{where} must be a table (envelope, action, version)", key=where)
-    unknown = [k for k in spec if k not in SOAP_KEYS]
-    if unknown:
-        raise ProfileError(
-            f"{where} has unknown key(s) {unknown}",
-            key=f"{where}.{unknown[0]}",
-            hint=f"Known keys: {', '.join(SOAP_KEYS)}.",
-        )
+    refuse_unknown_keys(spec, SOAP_KEYS, where)
     version = str(spec.get("version", "1.1"))
     if version not in _CONTENT_TYPES:
         raise ProfileError(
@@ -165,18 +160,9 @@ def check_soap_table(table: Mapping[str, Any], *, profile: Any, key: str) -> dic
     if envelope is not None:
         if not isinstance(envelope, str) or not envelope.strip():
             raise ProfileError(f"{where}.envelope must be text", key=f"{where}.envelope")
-        text = envelope.strip()
-        if text.endswith(".xml") and "<" not in text:
-            resolve = getattr(profile, "resolve_path", None)
-            path = resolve(text) if resolve is not None else None
-            if path is None or not path.is_file():
-                raise ProfileError(
-                    f"{where}.envelope: the file {text!r} does not exist"
-                    + (f" ({path})" if path is not None else ""),
-                    key=f"{where}.envelope",
-                    hint="Put the envelope file next to profile.toml, or write it inline.",
-                )
-            envelope = path.read_text(encoding="utf-8")
+        envelope = text_or_file(
+            envelope, profile=profile, suffixes=(".xml",), inline="<", key=f"{where}.envelope"
+        )
     patterns = {}
     for name, default in (("auth_fault", DEFAULT_AUTH_FAULT), ("busy_fault", DEFAULT_BUSY_FAULT)):
         text = str(spec.get(name, default))

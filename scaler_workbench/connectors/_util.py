@@ -78,3 +78,41 @@ def secrets_from_env_table(names: Any, key: str) -> dict[str, str]:
         secret = secret_from_env(str(variable), key=f"{key}.{name}")
         out[str(name)] = secret.get() if secret is not None else ""
     return out
+
+
+def refuse_unknown_keys(spec: Mapping[str, Any], known: Any, where: str) -> None:
+    """Raise ``ProfileError`` for the keys of ``spec`` that are not in ``known``.
+
+    One check for the option tables a resource may carry (``csv``, ``graphql``, ``soap``):
+    the message names every unknown key and the closest known one, the hint lists them all.
+    """
+    unknown = [k for k in spec if k not in known]
+    if unknown:
+        raise ProfileError(
+            f"{where} has unknown key(s) {unknown}{did_you_mean(str(unknown[0]), known)}",
+            key=f"{where}.{unknown[0]}",
+            hint=f"Known keys: {', '.join(known)}.",
+        )
+
+
+def text_or_file(
+    text: str, *, profile: Any, suffixes: tuple[str, ...], inline: str, key: str
+) -> str:
+    """``text`` itself, or the contents of the file it names next to the profile.
+
+    ``text`` names a file when it ends with one of ``suffixes`` and holds no ``inline`` marker
+    (``{`` for a GraphQL document, ``<`` for an XML envelope); the profile's ``resolve_path``
+    finds it. A named file that does not exist is a ``ProfileError`` keyed ``key``.
+    """
+    name = text.strip()
+    if not name.endswith(suffixes) or inline in name:
+        return text
+    resolve = getattr(profile, "resolve_path", None)
+    path = resolve(name) if resolve is not None else None
+    if path is None or not path.is_file():
+        raise ProfileError(
+            f"{key}: the file {name!r} does not exist" + (f" ({path})" if path is not None else ""),
+            key=key,
+            hint="Put the file next to profile.toml, or write its text inline.",
+        )
+    return str(path.read_text(encoding="utf-8"))
