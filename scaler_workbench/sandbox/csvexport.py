@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from scaler_workbench.sandbox._daily import daily_frame, local_days, monthly_ground_truth
 from scaler_workbench.sandbox.server import (
     Flavour,
     HTTPProblem,
@@ -94,9 +95,7 @@ class CsvExportFlavour(Flavour):
                 "timezone": tz,
             }
             self.sites.append(site)
-            days = pd.date_range(
-                pd.Timestamp(start, tz=tz), pd.Timestamp(end, tz=tz), freq="D", inclusive="left"
-            )
+            days = local_days(start, end, tz)
             for m in range(meters_per_site):
                 meter_id = f"{site['id']}-M{m + 1:02d}"
                 self.meters.append(
@@ -104,28 +103,12 @@ class CsvExportFlavour(Flavour):
                 )
                 value = np.round(700 + 2800 * rng.random(len(days)), 1)
                 missing = rng.random(len(days)) < null_share
-                self.series[meter_id] = pd.DataFrame(
-                    {
-                        "start": days,
-                        "end": [d + pd.offsets.Day(1) for d in days],
-                        "value": [
-                            None if x else float(v) for v, x in zip(value, missing, strict=True)
-                        ],
-                    }
-                )
+                self.series[meter_id] = daily_frame(days, value, missing)
 
     # -- ground truth -----------------------------------------------------------------------
     def ground_truth(self) -> pd.DataFrame:
         """Monthly kWh per meter (local months; days without data count as nothing)."""
-        rows = []
-        for meter in self.meters:
-            frame = self.series[meter["id"]].dropna(subset=["value"])
-            months = frame["start"].map(lambda t: t.strftime("%Y-%m"))
-            for month, total in frame.groupby(months)["value"].sum().items():
-                rows.append(
-                    {"meter_id": meter["id"], "month": month, "consumption": total, "unit": "kWh"}
-                )
-        return pd.DataFrame(rows)
+        return monthly_ground_truth(self.series, (m["id"] for m in self.meters))
 
     # -- serving ----------------------------------------------------------------------------
     def routes(self) -> Any:

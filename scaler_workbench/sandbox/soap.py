@@ -44,6 +44,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from scaler_workbench.sandbox._daily import daily_frame, local_days, monthly_ground_truth
 from scaler_workbench.sandbox.server import Flavour, Request, Response, Route, register_flavour
 
 __all__ = ["NS", "SoapFlavour"]
@@ -106,31 +107,15 @@ class SoapFlavour(Flavour):
                     "timezone": tz,
                 }
             )
-            days = pd.date_range(
-                pd.Timestamp(start, tz=tz), pd.Timestamp(end, tz=tz), freq="D", inclusive="left"
-            )
+            days = local_days(start, end, tz)
             value = np.round(40 + 25 * rng.random(len(days)) + 5 * i, 3)
             missing = rng.random(len(days)) < null_share
-            self.series[meter_id] = pd.DataFrame(
-                {
-                    "start": days,
-                    "end": [d + pd.offsets.Day(1) for d in days],
-                    "value": [None if m else float(v) for v, m in zip(value, missing, strict=True)],
-                }
-            )
+            self.series[meter_id] = daily_frame(days, value, missing)
 
     # -- ground truth -----------------------------------------------------------------------
     def ground_truth(self) -> pd.DataFrame:
         """Monthly kWh per meter (local months; days without data count as nothing)."""
-        rows = []
-        for meter in self.meters:
-            frame = self.series[meter["id"]].dropna(subset=["value"])
-            months = frame["start"].map(lambda t: t.strftime("%Y-%m"))
-            for month, total in frame.groupby(months)["value"].sum().items():
-                rows.append(
-                    {"meter_id": meter["id"], "month": month, "consumption": total, "unit": "kWh"}
-                )
-        return pd.DataFrame(rows)
+        return monthly_ground_truth(self.series, (m["id"] for m in self.meters))
 
     # -- serving ----------------------------------------------------------------------------
     def routes(self) -> Any:
