@@ -200,6 +200,23 @@ def expected_ids(sb: Sandbox) -> dict[str, set[str]]:
     return out
 
 
+def usage_months(out: Path) -> dict[tuple[str, str], float]:
+    """Exported monthly consumption, ``{(meter id, "YYYY-MM"): kWh}``, from ``out/export``."""
+    import pandas as pd
+
+    usage = pd.read_csv(out / "export" / "usage.csv")
+    return {
+        (str(r.meter_external_id), str(r.start_date)[:7]): float(r.consumption)
+        for r in usage.itertuples()
+    }
+
+
+def flavour_truth(sb: Sandbox) -> dict[tuple[str, str], float]:
+    """A sandbox flavour's ``ground_truth()`` as ``{(meter id, "YYYY-MM"): kWh}``."""
+    gt = sb.flavour.ground_truth()  # type: ignore[attr-defined]
+    return {(str(r.meter_id), str(r.month)): float(r.consumption) for r in gt.itertuples()}
+
+
 @pytest.fixture
 def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[Sandbox], None]:
     """Export a sandbox's credentials into the environment (undone after the test)."""

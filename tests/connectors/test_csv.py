@@ -32,7 +32,7 @@ from scaler_workbench.sandbox.csvexport import german_number
 from scaler_workbench.store import StateStore
 from scaler_workbench.sync import run_sync
 
-from .conftest import fake_profile
+from .conftest import fake_profile, flavour_truth, usage_months
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "tests" / "data" / "csvexport" / "profile.toml"
@@ -72,14 +72,9 @@ def test_csv_profile_sync_equals_ground_truth_under_429_and_503(
     clock = FakeClock(datetime(2024, 3, 2, tzinfo=UTC))
     result = run_sync(read_profile(PROFILE), out=tmp_path, clock=clock, formats=("csv",))
     assert result.status == "success"
-    gt = sb.flavour.ground_truth()  # type: ignore[attr-defined]
-    truth = {(str(r.meter_id), str(r.month)): float(r.consumption) for r in gt.itertuples()}
+    truth = flavour_truth(sb)
     assert len(truth) == 8  # four meters x two months
-    usage = pd.read_csv(tmp_path / "export" / "usage.csv")
-    got = {
-        (str(r.meter_external_id), str(r.start_date)[:7]): float(r.consumption)
-        for r in usage.itertuples()
-    }
+    got = usage_months(tmp_path)
     assert got == pytest.approx(truth, rel=1e-9)
     # daily values of 700-3500 kWh: the thousands separator was in the files and was read
     series = sb.flavour.series  # type: ignore[attr-defined]
@@ -111,14 +106,7 @@ def test_a_truncated_zip_holds_its_sites_meters_and_the_next_run_completes(
     flavour.cut_site = None
     second = run_sync(read_profile(PROFILE), out=tmp_path, clock=clock, formats=("csv",))
     assert second.status == "success"
-    gt = flavour.ground_truth()
-    truth = {(str(r.meter_id), str(r.month)): float(r.consumption) for r in gt.itertuples()}
-    usage = pd.read_csv(tmp_path / "export" / "usage.csv")
-    got = {
-        (str(r.meter_external_id), str(r.start_date)[:7]): float(r.consumption)
-        for r in usage.itertuples()
-    }
-    assert got == pytest.approx(truth, rel=1e-9)
+    assert usage_months(tmp_path) == pytest.approx(flavour_truth(sb), rel=1e-9)
 
 
 def test_csv_bad_token_exits_3(
@@ -351,13 +339,8 @@ def test_csv_daily_quota_exits_4_and_the_next_run_resumes(
     sb.clear_faults()
     sb.clear_log()
     assert cli.main(args) == cli.EXIT_OK
-    gt = sb.flavour.ground_truth()  # type: ignore[attr-defined]
-    truth = {(str(r.meter_id), str(r.month)): float(r.consumption) for r in gt.itertuples()}
-    usage = pd.read_csv(tmp_path / "export" / "usage.csv")
-    got = {
-        (str(r.meter_external_id), str(r.start_date)[:7]): float(r.consumption)
-        for r in usage.itertuples()
-    }
+    truth = flavour_truth(sb)
+    got = usage_months(tmp_path)
     assert got == pytest.approx(truth, rel=1e-9)
     with StateStore(tmp_path / "state" / "csv_portal.sqlite") as store:
         assert store.runs()["status"].tolist() == ["success", "quota_exhausted"]

@@ -40,7 +40,7 @@ from scaler_workbench.sandbox import Sandbox
 from scaler_workbench.store import StateStore
 from scaler_workbench.sync import run_sync
 
-from .conftest import fake_profile
+from .conftest import fake_profile, flavour_truth, usage_months
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "tests" / "data" / "graphql" / "profile.toml"
@@ -59,19 +59,6 @@ def graphql_sandbox(make_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         return sb
 
     return start
-
-
-def _usage_months(out: Path) -> dict[tuple[str, str], float]:
-    usage = pd.read_csv(out / "export" / "usage.csv")
-    return {
-        (str(r.meter_external_id), str(r.start_date)[:7]): float(r.consumption)
-        for r in usage.itertuples()
-    }
-
-
-def _truth(sb: Sandbox) -> dict[tuple[str, str], float]:
-    gt = sb.flavour.ground_truth()  # type: ignore[attr-defined]
-    return {(str(r.meter_id), str(r.month)): float(r.consumption) for r in gt.itertuples()}
 
 
 # -- the Relay paginator, alone ---------------------------------------------------------------
@@ -327,8 +314,8 @@ def test_graphql_profile_sync_equals_ground_truth_under_429_and_503(
     clock = FakeClock(datetime(2024, 3, 2, tzinfo=UTC))
     result = run_sync(read_profile(PROFILE), out=tmp_path, clock=clock, formats=("csv",))
     assert result.status == "success"
-    assert _usage_months(tmp_path) == pytest.approx(_truth(sb), rel=1e-9)
-    assert len(_truth(sb)) == 4  # two homes x two months
+    assert usage_months(tmp_path) == pytest.approx(flavour_truth(sb), rel=1e-9)
+    assert len(flavour_truth(sb)) == 4  # two homes x two months
     statuses = [r.status for r in sb.request_log]
     assert 429 in statuses and 503 in statuses  # the faults happened and were retried
     assert 2.0 in clock.sleeps  # Retry-After honoured
@@ -374,7 +361,7 @@ def test_graphql_ban_exits_4_and_the_next_run_resumes(
     flavour.budget = 100
     sb.clear_log()
     assert cli.main(args) == cli.EXIT_OK
-    assert _usage_months(tmp_path) == pytest.approx(_truth(sb), rel=1e-9)
+    assert usage_months(tmp_path) == pytest.approx(flavour_truth(sb), rel=1e-9)
     with StateStore(tmp_path / "state" / "graphql_energy.sqlite") as store:
         assert store.runs()["status"].tolist() == ["success", "quota_exhausted"]
     # the resumed run did not fetch the first home's hours again: 1 homes list + 15 pages

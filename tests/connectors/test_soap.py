@@ -34,7 +34,7 @@ from scaler_workbench.sandbox import Sandbox
 from scaler_workbench.store import StateStore
 from scaler_workbench.sync import run_sync
 
-from .conftest import fake_profile
+from .conftest import fake_profile, flavour_truth, usage_months
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "tests" / "data" / "soap" / "profile.toml"
@@ -55,19 +55,6 @@ def soap_sandbox(make_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return start
 
 
-def _usage_months(out: Path) -> dict[tuple[str, str], float]:
-    usage = pd.read_csv(out / "export" / "usage.csv")
-    return {
-        (str(r.meter_external_id), str(r.start_date)[:7]): float(r.consumption)
-        for r in usage.itertuples()
-    }
-
-
-def _truth(sb: Sandbox) -> dict[tuple[str, str], float]:
-    gt = sb.flavour.ground_truth()  # type: ignore[attr-defined]
-    return {(str(r.meter_id), str(r.month)): float(r.consumption) for r in gt.itertuples()}
-
-
 # -- the SOAP flavour onboarded by its profile alone ------------------------------------------
 def test_soap_profile_sync_equals_ground_truth_under_429_503_and_busy_faults(
     soap_sandbox: Any, tmp_path: Path
@@ -76,9 +63,9 @@ def test_soap_profile_sync_equals_ground_truth_under_429_503_and_busy_faults(
     clock = FakeClock(datetime(2024, 3, 2, tzinfo=UTC))
     result = run_sync(read_profile(PROFILE), out=tmp_path, clock=clock, formats=("csv",))
     assert result.status == "success"
-    truth = _truth(sb)
+    truth = flavour_truth(sb)
     assert len(truth) == 6  # three meters x two months
-    assert _usage_months(tmp_path) == pytest.approx(truth, rel=1e-9)
+    assert usage_months(tmp_path) == pytest.approx(truth, rel=1e-9)
     statuses = [r.status for r in sb.request_log]
     assert 429 in statuses and 503 in statuses and 500 in statuses  # all retried
     assert 2.0 in clock.sleeps  # Retry-After honoured
@@ -131,7 +118,7 @@ def test_soap_12_request_carries_its_content_type_and_reads_12_answers(soap_sand
     out = fetch_resources(profile, since="2024-01-01", until="2024-03-01", clock=FakeClock())
     assert out["readings"].report.complete, out["readings"].report.summary()
     assert len(out["meters"].records) == 3 and len(out["readings"].records) == 3 * 60
-    for (meter, month), v in _truth(sb).items():
+    for (meter, month), v in flavour_truth(sb).items():
         got = sum(
             float(r["Value"])
             for r in out["readings"].records
@@ -387,6 +374,6 @@ def test_soap_daily_quota_exits_4_and_the_next_run_resumes(
     sb.clear_faults()
     sb.clear_log()
     assert cli.main(args) == cli.EXIT_OK
-    assert _usage_months(tmp_path) == pytest.approx(_truth(sb), rel=1e-9)
+    assert usage_months(tmp_path) == pytest.approx(flavour_truth(sb), rel=1e-9)
     with StateStore(tmp_path / "state" / "soap_metering.sqlite") as store:
         assert store.runs()["status"].tolist() == ["success", "quota_exhausted"]
