@@ -42,6 +42,24 @@ __all__ = [
 Node = dict[str, Any]
 
 
+#: The keys of a resource's ``graphql``, ``soap`` and ``csv`` tables: one list each, read by
+#: the strict schema below and by the connector modules that use them (``connectors._graphql``,
+#: ``._soap``, ``._csv``).
+GRAPHQL_KEYS = ("query", "variables")
+SOAP_KEYS = ("envelope", "action", "version", "auth_fault", "busy_fault")
+CSV_KEYS = (
+    "delimiter",
+    "decimal",
+    "thousands",
+    "numeric",
+    "encoding",
+    "header",
+    "columns",
+    "files",
+    "quotechar",
+)
+
+
 def _keys(*names: str, **children: Any) -> Node:
     """A node whose ``names`` take any value and whose ``children`` are nodes."""
     node: Node = dict.fromkeys(names)
@@ -181,19 +199,9 @@ _RESOURCE = _keys(
     "skip",
     "body",  # a text body template (issue 18)
     paginator=_PAGINATOR,
-    graphql=_keys("query", "variables"),  # GraphQL resources (issue 18)
-    soap=_keys("envelope", "action", "version", "auth_fault", "busy_fault"),  # SOAP (issue 18)
-    csv=_keys(  # CSV exports (issue 18)
-        "delimiter",
-        "decimal",
-        "thousands",
-        "numeric",
-        "encoding",
-        "header",
-        "columns",
-        "files",
-        "quotechar",
-    ),
+    graphql=_keys(*GRAPHQL_KEYS),  # GraphQL resources (issue 18)
+    soap=_keys(*SOAP_KEYS),  # SOAP (issue 18)
+    csv=_keys(*CSV_KEYS),  # CSV exports (issue 18)
     date_range=_DATE_RANGE,
     incremental=_keys("cursor_path", "lookback_days", "param", "format"),
 )

@@ -42,22 +42,12 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
+from scaler_workbench._profile_schema import CSV_KEYS
 from scaler_workbench.connectors._util import refuse_unknown_keys
 from scaler_workbench.exceptions import CsvFormatError, ProfileError
 
 __all__ = ["CSV_KEYS", "check_csv_table", "number_text", "read_csv_records"]
 
-CSV_KEYS = (
-    "delimiter",
-    "decimal",
-    "thousands",
-    "numeric",
-    "encoding",
-    "header",
-    "columns",
-    "files",
-    "quotechar",
-)
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP = b"PK\x05\x06"
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)

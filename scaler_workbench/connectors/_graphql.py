@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from scaler_workbench._profile_schema import GRAPHQL_KEYS
 from scaler_workbench.connectors._util import refuse_unknown_keys, text_or_file
 from scaler_workbench.exceptions import (
     AuthError,
@@ -43,7 +44,6 @@ __all__ = [
     "raise_for_graphql_errors",
 ]
 
-GRAPHQL_KEYS = ("query", "variables")
 
 _AUTH_CODES = re.compile(
     r"unauthenticated|unauthori[sz]ed|forbidden|invalid[_ ]?token|token[_ ]?expired"

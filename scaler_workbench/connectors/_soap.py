@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from scaler_workbench._profile_schema import SOAP_KEYS
 from scaler_workbench.connectors._body import decode_body
 from scaler_workbench.connectors._util import refuse_unknown_keys, text_or_file
 from scaler_workbench.exceptions import (
@@ -66,7 +67,6 @@ __all__ = [
     "find_fault",
 ]
 
-SOAP_KEYS = ("envelope", "action", "version", "auth_fault", "busy_fault")
 SOAP_11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP_12 = "http://www.w3.org/2003/05/soap-envelope"
 _CONTENT_TYPES = {"1.1": "text/xml; charset=utf-8", "1.2": "application/soap+xml; charset=utf-8"}
