@@ -198,6 +198,7 @@ _RESOURCE = _keys(
     "where",  # record filters (scaler_workbench._filters)
     "skip",
     "body",  # a text body template (issue 18)
+    "encoding",  # the answers' text encoding when not declared right (connectors._body)
     paginator=_PAGINATOR,
     graphql=_keys(*GRAPHQL_KEYS),  # GraphQL resources (issue 18)
     soap=_keys(*SOAP_KEYS),  # SOAP (issue 18)

@@ -5,8 +5,26 @@ leading ``$.``: ``data``, ``result.items[*]``, ``$.pages[*].records``. An empty 
 body itself.
 
 A body nested deeper than :data:`MAX_NESTING` levels (JSON arrays/objects, XML elements) is a
-:class:`ResponseParseError` for that page, never a ``RecursionError``; a ``charset`` declared in
-the Content-Type (``application/json; charset=iso-8859-1``) is honoured.
+:class:`ResponseParseError` for that page, never a ``RecursionError``.
+
+Text encodings (:func:`decode_text`), first match wins:
+
+1. the resource's ``encoding`` (``[resources.X] encoding = "cp1252"``), checked: a body that is
+   not valid in it, or that starts with a UTF byte order mark, or that reads as UTF-8 with
+   non-ASCII characters while the key names a legacy encoding (a wrong guess that would give
+   mojibake such as ``ZÃ¼rich``) is an error naming the key;
+2. a byte order mark (UTF-8, UTF-16, UTF-32), whatever the headers say;
+3. the XML declaration's ``encoding`` (XML only), then the Content-Type's ``charset``: the first
+   the body is valid in; a legacy charset (``iso-8859-1``, ``windows-1252``, ...) declared for a
+   body that is valid UTF-8 with non-ASCII characters reads it as UTF-8 (servers that default
+   to ISO-8859-1 while sending UTF-8);
+4. UTF-8.
+
+A body not valid in the encoding chosen is a :class:`ResponseParseError` for that page (the run
+is partial), never text with replaced characters. XML reaches the parser as bytes: the body as
+sent when it is UTF-8 or its declaration is honoured, else transcoded to UTF-8 with its
+declaration rewritten. With ``format = "auto"`` a Content-Type naming neither JSON nor XML
+(``text/plain``) is read by the body's first character (``<``: XML).
 
 XML bodies are parsed with :mod:`defusedxml` (no DTDs, no external entities, no entity bombs) and
 selected with the ElementTree XPath subset plus a namespace map: ``ns:Reading``,
@@ -19,6 +37,7 @@ fields of the elements it was found under (a resource's ``keep``), as the JSON s
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import re
@@ -27,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from scaler_workbench._secrets import get_logger
 from scaler_workbench.exceptions import ResponseParseError
 
 __all__ = [
@@ -35,7 +55,9 @@ __all__ = [
     "MAX_NESTING",
     "XML_FORMAT",
     "RawBody",
+    "check_encoding",
     "decode_body",
+    "decode_text",
     "element_to_dict",
     "find_value",
     "json_steps",
@@ -61,6 +83,8 @@ class RawBody:
     def __repr__(self) -> str:
         return f"RawBody({len(self.content)} bytes, {self.content_type!r})"
 
+
+log = get_logger(__name__)
 
 _INDEX = re.compile(r"^(?P<name>[^\[\]]*)(?P<idx>(\[(\*|-?\d+)\])*)$")
 
@@ -119,23 +143,225 @@ def _declared_charset(content_type: str) -> str:
     return m.group(1).lower() if m else ""
 
 
-def _transcode(content: bytes, charset: str, url: str) -> bytes:
-    """``content`` in ``charset`` as UTF-8 bytes (unchanged for UTF-8)."""
-    if charset in ("", "utf-8", "utf8"):
-        return content
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_XML_DECL_ENCODING = re.compile(
+    rb"""\A\s*<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._:-]+)["']"""
+)
+_XML_DECL_TEXT = re.compile(r"""\A(\s*<\?xml[^>]*?\bencoding\s*=\s*)(["'])[^"']*\2""")
+
+
+def _bom_codec(content: bytes) -> str:
+    """The codec a byte order mark at the start of ``content`` names ("" without one)."""
+    for bom, name in _BOMS:
+        if content.startswith(bom):
+            return name
+    return ""
+
+
+def _codec_name(name: str) -> str:
+    """Python's canonical name of an encoding (``windows-1252`` -> ``cp1252``); "" if unknown."""
     try:
-        return content.decode(charset).encode("utf-8")
+        return codecs.lookup(name).name
     except LookupError:
-        raise ResponseParseError(
-            f"response declares an unknown charset {charset!r}", url=url
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ResponseParseError(
-            f"response is not valid {charset}: {exc}; starts with {_snippet(content)!r}", url=url
-        ) from exc
+        return ""
 
 
-def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", url: str = "") -> Any:
+def _is_utf(codec: str) -> bool:
+    return codec.startswith("utf")
+
+
+def _utf8_with_non_ascii(content: bytes) -> bool:
+    """Whether ``content`` is valid UTF-8 holding at least one multi-byte character."""
+    if content.isascii():
+        return False
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_encoding(name: Any, *, key: str) -> str:
+    """A profile's ``encoding`` value, checked: a name Python knows.
+
+    Parameters
+    ----------
+    name : Any
+        The value as written (``"cp1252"``, ``"windows-1252"``, ``"utf-8"``).
+    key : str
+        The profile key, for the error (``resources.readings.encoding``).
+
+    Returns
+    -------
+    str
+        The name as written ("" when empty or None).
+
+    Raises
+    ------
+    ProfileError
+        Not text, or not an encoding Python knows.
+    """
+    from scaler_workbench.exceptions import ProfileError
+
+    if name in (None, ""):
+        return ""
+    if not isinstance(name, str) or not _codec_name(name):
+        raise ProfileError(
+            f"{key} {name!r} is not an encoding Python knows",
+            key=key,
+            hint='e.g. "utf-8", "utf-8-sig", "cp1252", "latin-1"',
+        )
+    return name
+
+
+def _at(exc: UnicodeDecodeError, content: bytes) -> str:
+    return f"byte {exc.start}: {content[exc.start : exc.start + 4]!r}"
+
+
+def decode_text(
+    content: bytes,
+    *,
+    content_type: str = "",
+    encoding: str = "",
+    declared: str = "",
+    url: str = "",
+    what: str = "the response",
+    key: str = "the resource's `encoding`",
+    error: type[ResponseParseError] = ResponseParseError,
+) -> tuple[str, str]:
+    """Decode a body to text by the rules of the module docstring.
+
+    Parameters
+    ----------
+    content : bytes
+        The raw body.
+    content_type : str
+        The Content-Type header (its ``charset``).
+    encoding : str
+        The profile's encoding for this body ("" when none): wins, and is checked.
+    declared : str
+        An encoding the body itself declares (an XML declaration), before the header's.
+    url : str
+        The (redacted) URL, named in errors.
+    what : str
+        What is decoded, for errors ("the response", "the CSV answer", a zip member's name).
+    key : str
+        The profile key that sets the encoding, named in error hints.
+    error : type
+        The :class:`ResponseParseError` subclass raised.
+
+    Returns
+    -------
+    tuple of (str, str)
+        The text (without its byte order mark) and the codec used (Python's name).
+
+    Raises
+    ------
+    ResponseParseError
+        (or ``error``) The body is not valid in the encoding chosen, the encoding is unknown,
+        or the profile's legacy encoding is a wrong guess (a BOM, or valid non-ASCII UTF-8).
+    """
+    where = f"{what} of {url}" if url else what
+    bom = _bom_codec(content)
+    if encoding:
+        codec = _codec_name(encoding)
+        if not codec:
+            raise error(f"{key} {encoding!r} is not an encoding Python knows", url=url)
+        if codec == "utf-8":
+            codec = "utf-8-sig"  # a UTF-8 byte order mark is not part of the text
+        wrong = ""
+        if bom and not (_is_utf(codec) and (bom == codec or codec in ("utf-16", "utf-32"))):
+            wrong = f"it starts with a {bom.replace('-sig', '').upper()} byte order mark"
+        elif not _is_utf(codec) and _utf8_with_non_ascii(content):
+            wrong = "it reads as UTF-8 (non-ASCII characters in valid UTF-8)"
+        if wrong:
+            raise error(
+                f"{where} is declared {encoding!r} by {key}, but {wrong}: refused rather than "
+                "read with garbled characters",
+                url=url,
+                hint=f'Set {key} to the encoding the provider sends (e.g. "utf-8") or remove it.',
+            )
+        try:
+            return content.decode(codec), codec
+        except UnicodeDecodeError as exc:
+            raise error(
+                f"{where} is not valid {encoding} as {key} says ({_at(exc, content)})",
+                url=url,
+                hint=f"Set {key} to the encoding the provider sends; this page counts as failed.",
+            ) from None
+    if bom:
+        try:
+            return content.decode(bom), bom
+        except UnicodeDecodeError as exc:
+            raise error(
+                f"{where} starts with a {bom.replace('-sig', '').upper()} byte order mark but is "
+                f"not valid {bom.replace('-sig', '').upper()} ({_at(exc, content)})",
+                url=url,
+                hint="Ask the provider; this page counts as failed.",
+            ) from None
+    header = _declared_charset(content_type)
+    candidates = [c for c in dict.fromkeys((declared.lower(), header)) if c]
+    unknown = [c for c in candidates if not _codec_name(c)]
+    known = [c for c in candidates if _codec_name(c)]
+    if unknown and not known:
+        raise error(
+            f"{where} declares an unknown charset {unknown[0]!r}",
+            url=url,
+            hint=f'Set {key} to the encoding the provider sends (e.g. "utf-8", "cp1252").',
+        )
+    if any(not _is_utf(_codec_name(c)) for c in known) and _utf8_with_non_ascii(content):
+        log.info("%s declares %s but is UTF-8: read as UTF-8", where, "/".join(known))
+        return content.decode("utf-8"), "utf-8"
+    first: tuple[str, UnicodeDecodeError] | None = None
+    for charset in known or ["utf-8"]:
+        codec = _codec_name(charset)
+        try:
+            return content.decode(codec), codec
+        except UnicodeDecodeError as exc:
+            first = first or (charset, exc)
+    assert first is not None
+    charset, exc = first
+    said = f"{charset} as it declares" if known else "UTF-8 (no charset declared)"
+    raise error(
+        f"{where} is not valid {said} ({_at(exc, content)})",
+        url=url,
+        hint=f'Set {key} to the encoding the provider sends (e.g. "cp1252"); this page counts '
+        "as failed.",
+    ) from None
+
+
+def _sniff_format(content: bytes, content_type: str) -> str:
+    """``json`` or ``xml`` for ``format = "auto"``: the Content-Type, else the first character."""
+    ct = content_type.lower()
+    if "json" in ct:
+        return "json"
+    if "xml" in ct:
+        return "xml"
+    if "html" in ct:
+        return "json"  # an HTML page is not data: the JSON reader reports it
+    bom = _bom_codec(content)
+    head = content[
+        len(codecs.BOM_UTF8) if bom == "utf-8-sig" else 4 if bom == "utf-32" else 2 if bom else 0 :
+    ]
+    # UTF-16/32 without a byte order mark: the NUL bytes of the ASCII characters are skipped
+    first = head.lstrip(b" \t\r\n\x00")[:1]
+    return "xml" if first == b"<" else "json"
+
+
+def decode_body(
+    content: bytes,
+    *,
+    content_type: str = "",
+    fmt: str = "auto",
+    url: str = "",
+    encoding: str = "",
+) -> Any:
     """Decode a response body to JSON values or an XML root :class:`Element`.
 
     Parameters
@@ -143,17 +369,20 @@ def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", ur
     content : bytes
         The raw body.
     content_type : str
-        The response's Content-Type header (used when ``fmt`` is ``"auto"``).
+        The response's Content-Type header (used when ``fmt`` is ``"auto"``, and its charset).
     fmt : {"auto", "json", "xml", "csv"}
         The expected format (``csv``: the bytes, as :class:`RawBody`, for the CSV reader).
     url : str
         The (redacted) URL, for error messages.
+    encoding : str
+        The resource's ``encoding`` ("" when none), see :func:`decode_text`.
 
     Raises
     ------
     ResponseParseError
         Not valid JSON/XML, XML that declares entities/DTDs (refused for safety), nesting
-        deeper than :data:`MAX_NESTING` levels, or a body not in its declared charset.
+        deeper than :data:`MAX_NESTING` levels, or a body not in its encoding (see
+        :func:`decode_text`).
     """
     if fmt not in FORMATS:
         raise ResponseParseError(
@@ -162,30 +391,46 @@ def decode_body(content: bytes, *, content_type: str = "", fmt: str = "auto", ur
     if fmt == CSV_FORMAT:
         return RawBody(content, content_type) if content else None
     if fmt == "auto":
-        ct = content_type.lower()
-        stripped = content.lstrip()[:1]
-        fmt = "xml" if ("xml" in ct or (not ct and stripped == b"<")) else "json"
+        fmt = _sniff_format(content, content_type)
     if not content.strip():
         return None
-    charset = _declared_charset(content_type)
     if fmt == "xml":
-        if charset and not re.match(rb"\s*<\?xml[^>]*encoding=", content):
-            content = _transcode(content, charset, url)  # the XML declaration wins if present
-        root = _parse_xml(content, url)
+        root = _parse_xml(_xml_bytes(content, content_type, encoding, url), url)
         if _xml_too_deep(root):
             raise _too_deep(url)
         return root
-    content = _transcode(content, charset, url)
-    if _json_too_deep(content):
+    text, codec = decode_text(
+        content,
+        content_type=content_type,
+        encoding=encoding,
+        url=url,
+    )
+    utf8 = content[len(codecs.BOM_UTF8) :] if codec == "utf-8-sig" else content
+    if codec not in ("utf-8", "utf-8-sig"):
+        utf8 = text.encode("utf-8", "surrogatepass")
+    if _json_too_deep(utf8):
         raise _too_deep(url)
     try:
-        return json.loads(content)
+        return json.loads(text)
     except RecursionError:
         raise _too_deep(url) from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise ResponseParseError(
-            f"response is not valid JSON: {exc}; starts with {_snippet(content)!r}", url=url
+            f"response is not valid JSON: {exc}; starts with {_snippet(utf8)!r}", url=url
         ) from exc
+
+
+def _xml_bytes(content: bytes, content_type: str, encoding: str, url: str) -> bytes:
+    """The bytes for the XML parser: as sent when they are UTF-8 or their declaration is right,
+    else the text in UTF-8 with the declaration saying so."""
+    m = _XML_DECL_ENCODING.match(content)
+    declared = m.group(1).decode("ascii") if m else ""
+    text, codec = decode_text(
+        content, content_type=content_type, encoding=encoding, declared=declared, url=url
+    )
+    if not encoding and codec == _codec_name(declared or "utf-8"):
+        return content  # the parser reads it as it is (the declaration is honoured)
+    return _XML_DECL_TEXT.sub(r"\1\2UTF-8\2", text, count=1).encode("utf-8")
 
 
 def _parse_xml(content: bytes, url: str) -> Element:

@@ -9,7 +9,8 @@ A resource with a ``csv`` table (or ``format = "csv"``) reads its answer as CSV;
     decimal = ","            # "1.234,5" -> "1234.5" in the numeric columns
     thousands = "."
     numeric = ["Verbrauch"]  # the columns read as numbers (required with decimal/thousands)
-    encoding = "cp1252"      # default: the Content-Type's charset, else UTF-8 (a BOM is dropped)
+    encoding = "cp1252"      # default: the resource's encoding, a BOM, the Content-Type's
+                             # charset, else UTF-8 (see connectors._body.decode_text)
     header = 2               # the header's row index (rows above it are skipped); false: none
     columns = ["a", "b"]     # the names, when header = false
     files = "*.csv"          # zip members to read
@@ -43,6 +44,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from scaler_workbench._profile_schema import CSV_KEYS
+from scaler_workbench.connectors._body import decode_text
 from scaler_workbench.connectors._util import refuse_unknown_keys
 from scaler_workbench.exceptions import CsvFormatError, ProfileError
 
@@ -50,7 +52,6 @@ __all__ = ["CSV_KEYS", "check_csv_table", "number_text", "read_csv_records"]
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP = b"PK\x05\x06"
-_CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 
 
 def check_csv_table(table: Mapping[str, Any], *, key: str) -> dict[str, Any] | None:
@@ -98,6 +99,7 @@ def check_csv_table(table: Mapping[str, Any], *, key: str) -> dict[str, Any] | N
         "quotechar": spec.get("quotechar", '"'),
         "encoding": spec.get("encoding", ""),
         "files": spec.get("files", "*.csv"),
+        "encoding_key": f"{where}.encoding",
     }
     for name in ("delimiter", "decimal", "quotechar"):
         if not isinstance(opts[name], str) or len(opts[name]) != 1:
@@ -207,21 +209,20 @@ def number_text(cell: str, opts: Mapping[str, Any]) -> str | None:
     return cell
 
 
-def _decode(content: bytes, encoding: str, where: str, url: str) -> str:
-    enc = encoding or "utf-8"
-    if enc.replace("_", "-").lower() in ("utf-8", "utf8"):
-        enc = "utf-8-sig"  # a UTF-8 byte order mark is not part of the first column's name
-    try:
-        return content.decode(enc)
-    except UnicodeDecodeError as exc:
-        raise CsvFormatError(
-            f"{where} is not valid {encoding or 'UTF-8'} (byte {exc.start}: "
-            f"{content[exc.start : exc.start + 4]!r})",
-            url=url,
-            hint="Set the resource's csv.encoding to the export's encoding (e.g. cp1252).",
-        ) from None
-    except LookupError:
-        raise CsvFormatError(f"{where}: unknown encoding {enc!r}", url=url) from None
+def _decode(
+    content: bytes, opts: Mapping[str, Any], where: str, url: str, content_type: str = ""
+) -> str:
+    """A CSV file's text by the rules of :func:`._body.decode_text` (a BOM dropped)."""
+    text, _codec = decode_text(
+        content,
+        content_type=content_type,
+        encoding=str(opts.get("encoding") or ""),
+        url=url,
+        what=where,
+        key=str(opts.get("encoding_key") or "csv.encoding"),
+        error=CsvFormatError,
+    )
+    return text
 
 
 def _rows(text: str, opts: Mapping[str, Any], where: str, url: str) -> list[dict[str, Any]]:
@@ -343,7 +344,6 @@ def read_csv_records(
     """
     if not content:
         return []
-    encoding = str(opts.get("encoding") or "")
     if content.startswith((_ZIP_MAGIC, _EMPTY_ZIP)):
         try:
             archive = zipfile.ZipFile(io.BytesIO(content))
@@ -362,7 +362,7 @@ def read_csv_records(
             out: list[dict[str, Any]] = []
             for name in names:
                 data = archive.read(name)
-                out.extend(_rows(_decode(data, encoding, name, url), opts, name, url))
+                out.extend(_rows(_decode(data, opts, name, url), opts, name, url))
             return out
         except CsvFormatError:
             raise
@@ -372,7 +372,5 @@ def read_csv_records(
                 url=url,
                 hint="The export is incomplete; this page counts as failed.",
             ) from None
-    if not encoding:
-        m = _CHARSET.search(content_type or "")
-        encoding = m.group(1) if m else ""
-    return _rows(_decode(content, encoding, "the CSV answer", url), opts, "the CSV answer", url)
+    text = _decode(content, opts, "the CSV answer", url, content_type)
+    return _rows(text, opts, "the CSV answer", url)

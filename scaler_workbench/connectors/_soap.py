@@ -232,12 +232,19 @@ def find_fault(root: Any) -> SoapFault | None:
     )
 
 
-def fault_of_response(content: bytes, content_type: str, url: str = "") -> SoapFault | None:
-    """The SOAP fault in a raw answer, or None (not XML, not an envelope, no fault)."""
-    if b"Fault" not in content:
-        return None
+def fault_of_response(
+    content: bytes, content_type: str, url: str = "", *, encoding: str = ""
+) -> SoapFault | None:
+    """The SOAP fault in a raw answer, or None (not XML, not an envelope, no fault).
+
+    ``encoding`` is the resource's (see :func:`._body.decode_text`).
+    """
+    if b"Fault" not in content and b"F\x00a\x00u\x00l\x00t" not in content:
+        return None  # (the second test: a UTF-16 envelope)
     try:
-        root = decode_body(content, content_type=content_type, fmt="xml", url=url)
+        root = decode_body(
+            content, content_type=content_type, fmt="xml", url=url, encoding=encoding
+        )
     except ResponseParseError:
         return None  # not a readable envelope: the ordinary status and body checks report it
     return find_fault(root)

@@ -451,6 +451,7 @@ class Client:
         fmt: str = "auto",
         date_range: Any = None,
         check: Callable[[requests.Response], ConnectorError | None] | None = None,
+        encoding: str = "",
     ) -> Reply:
         """Send a request with budget, auth, retries and error translation; decode the body.
 
@@ -465,6 +466,8 @@ class Client:
             raised, except a :class:`ProviderUnavailableError`, which is retried with the
             backoff (``Retry-After`` honoured) and raised after the last attempt (a SOAP
             resource's faults, :mod:`._soap`).
+        encoding : str, optional
+            The resource's ``encoding`` for the body's text (see :func:`._body.decode_text`).
         """
         url = self.url(request.url)
         refreshed = False
@@ -532,6 +535,7 @@ class Client:
             content_type=response.headers.get("Content-Type", ""),
             fmt=fmt,
             url=redact_url(response.url),
+            encoding=encoding,
         )
         return Reply(body, response)
 

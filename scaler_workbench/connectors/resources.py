@@ -64,6 +64,7 @@ from scaler_workbench.clock import Clock
 from scaler_workbench.connectors._body import (
     FORMATS,
     RawBody,
+    check_encoding,
     find_value,
     json_steps,
     select_records,
@@ -162,6 +163,7 @@ RESOURCE_KEYS = (
     "keep",
     "where",
     "skip",
+    "encoding",
 )
 _MAX_KEPT = 100
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -237,6 +239,9 @@ class ResourceSpec:
     soap: dict[str, Any] | None = None
     #: the checked CSV options (:mod:`._csv`) of a CSV export resource, else None
     csv: dict[str, Any] | None = None
+    #: the answers' text encoding when the provider does not declare it right (``encoding``,
+    #: see :func:`._body.decode_text`); "" follows the body's BOM, declaration and charset
+    encoding: str = ""
 
     @classmethod
     def from_profile(cls, name: str, table: Mapping[str, Any], *, profile: Any) -> ResourceSpec:
@@ -272,9 +277,12 @@ class ResourceSpec:
             if soap["action"] and soap["version"] == "1.1" and "soapaction" not in given:
                 headers["SOAPAction"] = f'"{soap["action"]}"'
             table["headers"] = headers
+        encoding = check_encoding(table.get("encoding"), key=f"{key}.encoding")
         csv_opts = check_csv_table(table, key=key)
         if csv_opts is not None:
             table = {**table, "format": "csv"}
+            if not csv_opts["encoding"] and encoding:  # csv.encoding wins
+                csv_opts.update(encoding=encoding, encoding_key=f"{key}.encoding")
         if not isinstance(table.get("path"), str):
             raise ProfileError(f"resource {name!r} needs a path", key=f"{key}.path")
         if sum(k in table for k in ("json", "body", "graphql")) > 1:
@@ -407,6 +415,7 @@ class ResourceSpec:
             body_uses_cursor=("cursor", "") in template_used,
             soap=soap,
             csv=csv_opts,
+            encoding=encoding,
         )
 
     def key_of(self, record: Mapping[str, Any]) -> str | None:
@@ -725,7 +734,11 @@ class Connector:
         check = self._soap_check(spec) if spec.soap is not None else None
         while True:
             reply = self.client.send(
-                request, fmt=spec.format, date_range=spec.date_range, check=check
+                request,
+                fmt=spec.format,
+                date_range=spec.date_range,
+                check=check,
+                encoding=spec.encoding,
             )
             if spec.graphql is None:
                 return reply
@@ -761,6 +774,7 @@ class Connector:
                 response.content,
                 response.headers.get("Content-Type", ""),
                 redact_url(response.url),
+                encoding=spec.encoding,
             )
             if fault is None:
                 return None
