@@ -318,18 +318,17 @@ def decode_text(
     if any(not _is_utf(_codec_name(c)) for c in known) and _utf8_with_non_ascii(content):
         log.info("%s declares %s but is UTF-8: read as UTF-8", where, "/".join(known))
         return content.decode("utf-8"), "utf-8"
-    first: tuple[str, UnicodeDecodeError] | None = None
+    failures: list[tuple[str, str]] = []  # (charset, where the first bad byte is)
     for charset in known or ["utf-8"]:
         codec = _codec_name(charset)
         try:
             return content.decode(codec), codec
-        except UnicodeDecodeError as exc:
-            first = first or (charset, exc)
-    assert first is not None
-    charset, exc = first
+        except UnicodeDecodeError as bad:
+            failures.append((charset, _at(bad, content)))
+    charset, at = failures[0]
     said = f"{charset} as it declares" if known else "UTF-8 (no charset declared)"
     raise error(
-        f"{where} is not valid {said} ({_at(exc, content)})",
+        f"{where} is not valid {said} ({at})",
         url=url,
         hint=f'Set {key} to the encoding the provider sends (e.g. "cp1252"); this page counts '
         "as failed.",
