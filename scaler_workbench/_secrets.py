@@ -31,6 +31,7 @@ __all__ = [
     "get_logger",
     "install_log_redaction",
     "redact",
+    "redact_bytes",
     "redact_url",
     "register_basic_pair",
     "register_secret",
@@ -136,6 +137,38 @@ def redact(text: str) -> str:
     if pattern is None or not text:
         return text
     return pattern.sub(MASK, text)
+
+
+def redact_bytes(content: bytes) -> bytes:
+    """Return ``content`` with every registered secret masked in the byte forms it may take.
+
+    For bodies that are not UTF-8 text (a cp1252 export, a binary answer kept by a recording).
+
+    Parameters
+    ----------
+    content : bytes
+        Any bytes.
+
+    Returns
+    -------
+    bytes
+        ``content`` with each registered secret (every form :func:`register_secret` keeps)
+        written in UTF-8, cp1252, Latin-1 or UTF-16 (LE/BE) replaced by ``***`` in ASCII.
+    """
+    with _lock:
+        values = list(_values)
+    if not values or not content:
+        return content
+    forms: set[bytes] = set()
+    for value in values:
+        for codec in ("utf-8", "cp1252", "latin-1", "utf-16-le", "utf-16-be"):
+            try:
+                forms.add(value.encode(codec))
+            except UnicodeEncodeError:
+                continue
+    ordered = sorted(forms, key=len, reverse=True)
+    pattern = re.compile(b"|".join(re.escape(f) for f in ordered))
+    return pattern.sub(MASK.encode("ascii"), content)
 
 
 def redact_url(url: str, extra_params: frozenset[str] | set[str] = frozenset()) -> str:

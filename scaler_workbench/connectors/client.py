@@ -29,6 +29,7 @@ Responses can be recorded to a folder (secrets redacted) and replayed offline::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
@@ -43,11 +44,13 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import requests
 import requests.adapters
+import requests.utils
 
 from scaler_workbench._secrets import (
     SECRET_PARAM_NAMES,
     get_logger,
     redact,
+    redact_bytes,
     redact_url,
 )
 from scaler_workbench.clock import Clock, SystemClock
@@ -192,26 +195,78 @@ class Budget:
 
 
 # --------------------------------------------------------------------- record and replay
-def _request_key(method: str, url: str) -> str:
-    """Method, path and sorted query without secret parameters: same key with or without auth."""
+def _request_key(
+    method: str, url: str, body: bytes | str | None = None, content_type: str = ""
+) -> str:
+    """Method, path, sorted query without secret parameters and, for a request with a body, a
+    hash of the redacted body: the same key with or without auth, no secret in it.
+
+    The body is redacted before it is hashed (registered secrets in every encoding, and the
+    values of secret-named fields of a form), so the key neither depends on a credential nor
+    lets anyone test a guess of one against it.
+    """
     parts = urlsplit(url)
     pairs = sorted(
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
         if k.lower() not in SECRET_PARAM_NAMES and redact(v) == v
     )
-    return f"{method.upper()} {parts.path}?{urlencode(pairs)}"
+    key = redact(f"{method.upper()} {parts.path}?{urlencode(pairs)}")
+    raw = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+    if raw:
+        key += " body:" + hashlib.sha256(_redacted_request_body(raw, content_type)).hexdigest()[:32]
+    return key
+
+
+def _redacted_request_body(raw: bytes, content_type: str) -> bytes:
+    """A request body with its secrets masked (for its hash only: it is never written)."""
+    if "x-www-form-urlencoded" in content_type.lower():
+        text = raw.decode("utf-8", "surrogateescape")
+        pairs = parse_qsl(text, keep_blank_values=True)
+        masked = [(k, "***" if k.lower() in SECRET_PARAM_NAMES else v) for k, v in pairs]
+        raw = urlencode(masked).encode("utf-8", "surrogateescape")
+    text = redact(raw.decode("utf-8", "surrogateescape"))
+    return redact_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+def _is_token_request(request: requests.PreparedRequest) -> bool:
+    """An OAuth2 token POST (a form with ``grant_type``): never recorded (replay needs no token)."""
+    if request.method != "POST" or not request.body:
+        return False
+    body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
+    ctype = str(request.headers.get("Content-Type", "")).lower()
+    if "x-www-form-urlencoded" not in ctype:
+        return False
+    names = {k for k, _ in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)}
+    return "grant_type" in names
 
 
 def _key_file(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:20] + ".json"
 
 
-class RecordingAdapter(requests.adapters.HTTPAdapter):
-    """A transport adapter that saves each successful GET answer to ``folder`` (redacted).
+def _key_of(request: requests.PreparedRequest) -> str:
+    return _request_key(
+        str(request.method),
+        str(request.url),
+        request.body,
+        str(request.headers.get("Content-Type", "")),
+    )
 
-    Files are JSON: method, redacted URL, status, a few headers, the redacted body text. 429 and
-    5xx answers are not kept (they are transient).
+
+class RecordingAdapter(requests.adapters.HTTPAdapter):
+    """A transport adapter that saves each answer to ``folder`` (secrets redacted).
+
+    Every method is recorded (GET, and the POSTs of GraphQL, SOAP and form resources), keyed
+    by method, path, the query without secret parameters and, for a request with a body, a
+    hash of the *redacted* body (see :func:`_request_key`); the request body itself is never
+    written. OAuth2 token POSTs (a form with ``grant_type``) are not recorded: replay needs no
+    token. 429 and 5xx answers are not kept (they are transient).
+
+    Files are JSON: the key, method, redacted URL, status, a few headers and the body: as
+    ``body`` (text, ``encoding`` "utf-8") when it is UTF-8, else as ``body_base64`` (a cp1252
+    export, a zip, gzip or any binary answer), byte for byte but for registered secrets, which
+    are masked in the text or in the bytes (``***``).
     """
 
     def __init__(self, folder: str | Path, **kw: Any) -> None:
@@ -221,27 +276,43 @@ class RecordingAdapter(requests.adapters.HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kw: Any) -> requests.Response:
         response = super().send(request, *args, **kw)
-        if request.method == "GET" and response.status_code < 500 and response.status_code != 429:
-            key = _request_key("GET", str(request.url))
-            record = {
-                "request": key,
-                "url": redact_url(str(request.url)),
-                "status": response.status_code,
-                "headers": {
-                    k: redact(v) for k, v in response.headers.items() if k.lower() in _KEEP_HEADERS
-                },
-                "encoding": response.encoding or "utf-8",
-                "body": redact(response.content.decode(response.encoding or "utf-8", "replace")),
-            }
-            path = self.folder / _key_file(key)
-            path.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+        if response.status_code >= 500 or response.status_code == 429:
+            return response
+        if _is_token_request(request):
+            return response
+        key = _key_of(request)
+        headers = {
+            k: (redact_url(v) if k.lower() == "location" else redact(v))
+            for k, v in response.headers.items()
+            if k.lower() in _KEEP_HEADERS
+        }
+        record: dict[str, Any] = {
+            "request": key,
+            "method": str(request.method),
+            "url": redact_url(str(request.url)),
+            "status": response.status_code,
+            "headers": headers,
+        }
+        content = response.content
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            record["body_base64"] = base64.b64encode(redact_bytes(content)).decode("ascii")
+        else:
+            record["encoding"] = "utf-8"
+            record["body"] = redact(text)
+        path = self.folder / _key_file(key)
+        path.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
         return response
 
 
 class ReplayAdapter(requests.adapters.BaseAdapter):
     """A transport adapter that answers from a folder written by :class:`RecordingAdapter`.
 
-    A request that was never recorded raises :class:`TransportError` naming it.
+    Requests are matched by the same key (method, path, query without secrets, hash of the
+    redacted body); a request that was never recorded raises :class:`TransportError` naming it.
+    Bodies come back as recorded: text re-encoded in its encoding, ``body_base64`` byte for
+    byte.
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -253,7 +324,7 @@ class ReplayAdapter(requests.adapters.BaseAdapter):
             )
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kw: Any) -> requests.Response:
-        key = _request_key(str(request.method), str(request.url))
+        key = _key_of(request)
         path = self.folder / _key_file(key)
         if not path.exists():
             raise TransportError(
@@ -265,8 +336,11 @@ class ReplayAdapter(requests.adapters.BaseAdapter):
         response = requests.Response()
         response.status_code = int(record["status"])
         response.headers.update(record.get("headers", {}))
-        response._content = record["body"].encode(record.get("encoding") or "utf-8")
-        response.encoding = record.get("encoding") or "utf-8"
+        if "body_base64" in record:
+            response._content = base64.b64decode(record["body_base64"])
+        else:
+            response._content = record["body"].encode(record.get("encoding") or "utf-8")
+        response.encoding = requests.utils.get_encoding_from_headers(response.headers)
         response.url = str(request.url)
         response.request = request
         return response
