@@ -510,13 +510,22 @@ class Client:
 
     # -- the request loop ----------------------------------------------------------------
     def get(
-        self, path_or_url: str, *, params: Mapping[str, Any] | None = None, fmt: str = "auto"
+        self,
+        path_or_url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        fmt: str = "auto",
+        encoding: str = "",
     ) -> Reply:
-        """GET a path or URL; return the decoded body (JSON value or XML root) and response."""
+        """GET a path or URL; return the decoded body (JSON value or XML root) and response.
+
+        ``encoding`` reads a body whose charset the provider does not declare (right), as a
+        resource's ``encoding`` does (see :func:`._body.decode_text`).
+        """
         request = PageRequest(
             url=self.url(path_or_url), params=dict(params or {}), base_url=self.base_url
         )
-        return self.send(request, fmt=fmt)
+        return self.send(request, fmt=fmt, encoding=encoding)
 
     def send(
         self,

@@ -9,6 +9,7 @@ resource's ``encoding`` key (a wrong guess is a failed page naming the key, neve
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -297,3 +298,68 @@ def test_a_request_sees_no_decoding_of_its_own(serve: Any) -> None:
         server.url, resources={"m": {"path": "/m", "record_path": "data", "primary_key": "id"}}
     )
     assert _name(fetch_resources(profile, clock=FakeClock())["m"]) == NAME
+
+
+# -- a whole sync: a wrong or missing encoding never reaches the exported names ----------------
+@pytest.mark.parametrize(
+    ("line", "replacement", "what"),
+    [
+        ('encoding = "cp1252"', "", "sites"),  # the cp1252 export read as UTF-8: refused
+        ('encoding = "utf-8-sig"', 'encoding = "latin-1"', "meters"),  # BOM under latin-1
+    ],
+)
+def test_csv_flavour_with_a_wrong_encoding_exports_no_mojibake(
+    make_sandbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    line: str,
+    replacement: str,
+    what: str,
+) -> None:
+    import shutil
+    from datetime import UTC, datetime
+
+    from scaler_workbench.exceptions import WorkbenchError
+    from scaler_workbench.profile import read_profile
+    from scaler_workbench.sync import run_sync
+
+    root = Path(__file__).resolve().parents[2] / "tests" / "data" / "csvexport"
+    folder = tmp_path / "profile"
+    shutil.copytree(root, folder)
+    text = (folder / "profile.toml").read_text(encoding="utf-8")
+    assert line in text
+    (folder / "profile.toml").write_text(text.replace(line, replacement), encoding="utf-8")
+    sb = make_sandbox(
+        flavour="csvexport",
+        flavour_options={},
+        sites=1,
+        meters_per_site=1,
+        start="2024-01-01",
+        end="2024-01-03",
+    )
+    for k, v in sb.env().items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "out"
+    clock = FakeClock(datetime(2024, 3, 2, tzinfo=UTC))
+    # every page of an entity resource failed: the sync stops, naming the URL and the encoding
+    with pytest.raises(WorkbenchError) as info:
+        run_sync(read_profile(folder / "profile.toml"), out=out, clock=clock, formats=("csv",))
+    message = str(info.value)
+    assert f"/export/{what}.csv" in message and "127.0.0.1" in message
+    assert ("not valid UTF-8" in message) if what == "sites" else ("csv.encoding" in message)
+    exported = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".csv", ".json")]
+    for path in exported:  # nothing half-read was written
+        body = path.read_text(encoding="utf-8")
+        assert not any(m in body for m in MOJIBAKE), path.name
+    assert not (out / "export" / "assets.csv").exists()
+
+
+def test_client_get_takes_the_encoding_too(serve: Any) -> None:
+    from scaler_workbench.connectors import Client
+
+    body = _json().encode("cp1252")
+    server = serve(lambda req: Reply(200, body, content_type="application/json"))
+    client = Client(fake_profile(server.url, resources={"m": {"path": "/m"}}), clock=FakeClock())
+    with pytest.raises(ResponseParseError, match="not valid UTF-8"):
+        client.get("/m")
+    assert client.get("/m", encoding="cp1252").body["data"][0]["name"] == NAME
