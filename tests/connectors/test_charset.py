@@ -189,6 +189,11 @@ def test_xml_declaration_and_header_disagree(serve: Any) -> None:
     # a UTF-8 body under a template's ISO-8859-1 declaration: read as UTF-8, not mojibake
     utf8 = _xml(NAME, "ISO-8859-1").encode("utf-8")
     assert _name(_fetch(serve, utf8, "text/xml")) == NAME
+    # a template's UTF-8 declaration over Latin-1 bytes the header names: the header's charset
+    templated = _xml(LATIN, "UTF-8").encode("latin-1")
+    assert _name(_fetch(serve, templated, "text/xml; charset=iso-8859-1")) == LATIN
+    error = _failed(_fetch(serve, templated, "text/xml"))  # nothing says Latin-1: refused
+    assert "not valid utf-8 as it declares" in error
     # a header charset fills in for an XML without a declaration
     assert _name(_fetch(serve, _xml(NAME).encode("cp1252"), "text/xml; charset=cp1252")) == NAME
     # undeclared, not UTF-8: a failed page naming the encoding key; the key reads it
