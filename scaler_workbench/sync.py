@@ -505,6 +505,9 @@ def _raise_if_down(profile: Profile, results: Mapping[str, Any]) -> None:
             if issubclass(cls, exceptions.ResourceNotFoundError)
             else "rejected the request"
             if issubclass(cls, exceptions.RequestRejectedError)
+            else "sent answers the profile cannot read (check the resource's format and "
+            "encoding), or is unavailable"
+            if isinstance(found, type) and issubclass(found, exceptions.ResponseParseError)
             else "is unavailable"
         )
         # the cause first (a long provider body can then be cut without losing it)
