@@ -61,6 +61,7 @@ _LAZY: dict[str, str] = {
     "apply_mapping_workbook": "mapping",
     "check_mapping": "mapping",
     "read_mapping_workbook": "mapping",
+    "read_resource_filters": "mapping",
     "read_unit_choices": "mapping",
     "to_mapping_workbook": "mapping",
     # notebook plots and widgets (matplotlib / ipywidgets imported only when used)

@@ -44,6 +44,7 @@ from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.exceptions import (
     AuthError,
     CredentialError,
+    FilterError,
     MappingError,
     ProfileError,
     ProviderUnavailableError,
@@ -909,7 +910,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.workbook or workbook.exists():
         try:
             mapping = read_mapping_workbook(workbook)
-        except MappingError as exc:
+        except (MappingError, FilterError) as exc:
             findings.append(
                 {
                     "where": str(workbook),
