@@ -913,7 +913,9 @@ def reconciliation_from_state(store: StateStore, profile: Profile) -> pd.DataFra
     checks = read_reconcile_checks(profile)
     totals = store.provider_totals()
     totals = totals[totals["check"].isin([c.name for c in checks])]
-    return reconcile_totals(store.read_table("usage"), totals, checks=checks)
+    return reconcile_totals(
+        store.read_table("usage"), totals, checks=checks, meters=store.read_table("meters")
+    )
 
 
 def _finite_max(values: pd.Series) -> float | None:
