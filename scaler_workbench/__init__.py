@@ -123,6 +123,7 @@ _LAZY: dict[str, str] = {
     "read_reconcile_checks": "reconciliation",
     "reconcile_totals": "reconciliation",
     "reconciliation_from_state": "sync",
+    "plan_sync": "sync",
     "run_sync": "sync",
     "to_scaler_files": "export",
     # sandbox provider

@@ -373,18 +373,19 @@ class _AboveBar:
 
 
 def _estimate(profile: Any, args: argparse.Namespace, out: Path) -> tuple[int, bool] | None:
-    """The plan's request count for this sync (``plan_requests``), with the last run's record
-    counts (``run_summary.json`` ``fetched``) when there are any; None when it cannot plan."""
-    from scaler_workbench.connectors.probe import plan_requests
+    """The plan's request count for this sync (:func:`~scaler_workbench.sync.plan_sync`: the
+    sync's own windows, incremental ones included, and the last run's counts and pages per
+    resource from ``run_summary.json``); None when it cannot plan."""
+    from scaler_workbench.sync import plan_sync
 
-    counts: dict[str, int] = {}
     try:
-        last = json.loads((out / "export" / "run_summary.json").read_text(encoding="utf-8"))
-        counts = {str(k): int(v) for k, v in dict(last.get("fetched") or {}).items()}
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
-    try:
-        plan = plan_requests(profile, since=args.since, until=args.until, counts=counts)
+        plan = plan_sync(
+            profile,
+            out=out,
+            since=args.since,
+            until=args.until,
+            full=bool(getattr(args, "full", False)),
+        )
     except Exception as exc:  # an estimate only: never stop a sync for it
         log.debug("no request plan: %s", exc)
         return None
