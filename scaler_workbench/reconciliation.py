@@ -500,10 +500,12 @@ def _measured(usage: pd.DataFrame, meters: pd.DataFrame | None) -> np.ndarray:
     out = usage["consumption"].to_numpy(dtype=float).copy()
     if meters is None or meters.empty or "direction" not in meters.columns:
         return out
+    known = meters[meters["direction"].notna()]
     direction = dict(
-        zip(meters["meter_id"].astype(str), meters["direction"].astype(object), strict=True)
+        zip(known["meter_id"].astype(str), known["direction"].astype(str), strict=True)
     )
-    row_dir = usage["meter_id"].astype(str).map(direction).to_numpy(dtype=object)
+    codes, ids = pd.factorize(usage["meter_id"].astype(str))
+    row_dir = np.array([direction.get(m, "") for m in ids] + [""], dtype=object)[codes]
     for d, column in _MEASURED_BY_DIRECTION.items():
         pick = row_dir == d
         if pick.any() and column in usage.columns:

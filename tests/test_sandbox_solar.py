@@ -99,6 +99,10 @@ def test_reconcile_totals_compares_a_meter_by_its_direction() -> None:
     by_direction = reconcile_totals(usage, totals, meters=meters).set_index("meter_id")
     assert by_direction["exported"].to_dict() == {"EXP": 4.0, "IMP": 10.0, "PV": 7.0}
     assert by_direction["within_tolerance"].all()
+    # a meter without a direction (null, as the state stores it) is compared by consumption
+    unknown = meters.assign(direction=pd.array(["import", "production", pd.NA], dtype="string"))
+    partly = reconcile_totals(usage, totals, meters=unknown).set_index("meter_id")
+    assert partly["exported"].to_dict() == {"EXP": 0.0, "IMP": 10.0, "PV": 7.0}
     # without directions every meter is compared by its consumption, as before
     plain = reconcile_totals(usage, totals).set_index("meter_id")
     assert plain["exported"].to_dict() == {"EXP": 0.0, "IMP": 10.0, "PV": 0.0}
