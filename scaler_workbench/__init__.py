@@ -61,6 +61,7 @@ _LAZY: dict[str, str] = {
     "apply_mapping_workbook": "mapping",
     "check_mapping": "mapping",
     "read_mapping_workbook": "mapping",
+    "read_resource_filters": "mapping",
     "read_unit_choices": "mapping",
     "to_mapping_workbook": "mapping",
     # notebook plots and widgets (matplotlib / ipywidgets imported only when used)
@@ -122,6 +123,7 @@ _LAZY: dict[str, str] = {
     "read_reconcile_checks": "reconciliation",
     "reconcile_totals": "reconciliation",
     "reconciliation_from_state": "sync",
+    "plan_sync": "sync",
     "run_sync": "sync",
     "to_scaler_files": "export",
     # sandbox provider

@@ -44,6 +44,7 @@ from scaler_workbench._secrets import get_logger, redact
 from scaler_workbench.exceptions import (
     AuthError,
     CredentialError,
+    FilterError,
     MappingError,
     ProfileError,
     ProviderUnavailableError,
@@ -372,18 +373,19 @@ class _AboveBar:
 
 
 def _estimate(profile: Any, args: argparse.Namespace, out: Path) -> tuple[int, bool] | None:
-    """The plan's request count for this sync (``plan_requests``), with the last run's record
-    counts (``run_summary.json`` ``fetched``) when there are any; None when it cannot plan."""
-    from scaler_workbench.connectors.probe import plan_requests
+    """The plan's request count for this sync (:func:`~scaler_workbench.sync.plan_sync`: the
+    sync's own windows, incremental ones included, and the last run's counts and pages per
+    resource from ``run_summary.json``); None when it cannot plan."""
+    from scaler_workbench.sync import plan_sync
 
-    counts: dict[str, int] = {}
     try:
-        last = json.loads((out / "export" / "run_summary.json").read_text(encoding="utf-8"))
-        counts = {str(k): int(v) for k, v in dict(last.get("fetched") or {}).items()}
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
-    try:
-        plan = plan_requests(profile, since=args.since, until=args.until, counts=counts)
+        plan = plan_sync(
+            profile,
+            out=out,
+            since=args.since,
+            until=args.until,
+            full=bool(getattr(args, "full", False)),
+        )
     except Exception as exc:  # an estimate only: never stop a sync for it
         log.debug("no request plan: %s", exc)
         return None
@@ -909,7 +911,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.workbook or workbook.exists():
         try:
             mapping = read_mapping_workbook(workbook)
-        except MappingError as exc:
+        except (MappingError, FilterError) as exc:
             findings.append(
                 {
                     "where": str(workbook),
@@ -985,6 +987,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         lines.append(
             f"{row.meter_id:<{width}}  {row.unit:<4}  {row.months:>6}  {row.total:>16.6f}  "
             f"{row.max_rel_err:>11.2e}  {'OK' if row.ok else 'MISMATCH'}"
+            + ("  (production)" if row.value == "production" else "")
         )
     n_months = int(table["months"].sum()) if not table.empty else 0
     final = (
@@ -1064,7 +1067,7 @@ def check_trap_spans(usage_csv: Path, facts: Mapping[str, Any]) -> Any:
     ``start_date`` = the first local day with data, ``end_date`` = the day after the last
     (interval traps: ``first_day``/``span_end`` of the facts' months; the bill trap: its first
     bill's ``period_start`` and ``billed_until``), and its total equals the ground truth's
-    partial-month total.
+    partial-month total (its ``production`` for a generating meter, else its consumption).
 
     Returns
     -------
@@ -1084,7 +1087,9 @@ def check_trap_spans(usage_csv: Path, facts: Mapping[str, Any]) -> Any:
     rows = []
     for trap, f in facts.items():
         mine = exported[exported["meter_external_id"] == f["meter_id"]].sort_values("start_date")
-        truth = {g["month"]: float(g["consumption"]) for g in f.get("ground_truth", [])}
+        made = any(pd.notna(g.get("production")) for g in f.get("ground_truth", []))
+        value = "production" if made else "consumption"  # a generating meter's energy
+        truth = {g["month"]: float(g[value]) for g in f.get("ground_truth", [])}
         if not len(mine) or not truth:
             continue
         want: list[tuple[str, str, str]] = []  # (month, start, end)
@@ -1105,7 +1110,7 @@ def check_trap_spans(usage_csv: Path, facts: Mapping[str, Any]) -> Any:
                 rows.append([trap, f["meter_id"], month, "", "", start, end, 0.0, 0.0, False])
                 continue
             r = row.iloc[0]
-            got = float(r["consumption"])
+            got = float(r[value])
             t = truth.get(month, float("nan"))
             ok = (
                 (not start or r["start_date"] == start)
@@ -1150,35 +1155,61 @@ def findings_by_rule(quarantine_csv: Path) -> Any:
 def compare_with_truth(usage_csv: Path, truth: Any, *, rtol: float = DEMO_RTOL) -> Any:
     """Per meter: months, total, max relative error of the exported monthly totals vs ``truth``.
 
-    ``truth`` has ``meter_id, month (YYYY-MM), consumption``; the export's ``start_date`` is the
-    site's local date, so its first 7 characters are the local month.
+    ``truth`` has ``meter_id, month (YYYY-MM), consumption`` and optionally ``production``
+    (a generating meter's energy, NaN elsewhere); the export's ``start_date`` is the site's
+    local date, so its first 7 characters are the local month. Consumption is compared for
+    every meter-month, production where the truth or the export has it; ``value`` says which
+    one a meter's ``total`` [canonical unit] is (``production`` for a generating meter).
     """
     import numpy as np
     import pandas as pd
 
     exported = pd.read_csv(usage_csv, dtype={"meter_external_id": str, "start_date": str})
+    made = (
+        exported["production"].astype(float)
+        if "production" in exported.columns
+        else pd.Series(np.nan, index=exported.index)
+    )
     got = (
         pd.DataFrame(
             {
                 "meter_id": exported["meter_external_id"],
                 "month": exported["start_date"].str[:7],
                 "exported": exported["consumption"].astype(float),
+                "made": made,
                 "unit_x": exported["unit"].astype(str),
             }
         )
         .groupby(["meter_id", "month"], as_index=False)
-        .agg(exported=("exported", "sum"), unit_x=("unit_x", "first"))
+        .agg(
+            exported=("exported", "sum"),
+            made=("made", lambda s: s.sum(min_count=1)),
+            unit_x=("unit_x", "first"),
+        )
     )
-    want = truth.rename(columns={"consumption": "truth"})[["meter_id", "month", "truth", "unit"]]
+    truth = truth.assign(production=truth.get("production", np.nan))
+    want = truth.rename(columns={"consumption": "truth", "production": "truth_made"})
+    want = want[["meter_id", "month", "truth", "truth_made", "unit"]]
     want = want.assign(meter_id=want["meter_id"].astype(str), month=want["month"].astype(str))
     m = got.merge(want, on=["meter_id", "month"], how="outer")
-    denom = m["truth"].abs().where(m["truth"].abs() > 0, 1.0)
-    m["rel"] = ((m["exported"] - m["truth"]).abs() / denom).fillna(np.inf)
+
+    def rel(have: Any, want: Any) -> Any:
+        return ((have - want).abs() / want.abs().where(want.abs() > 0, 1.0)).fillna(np.inf)
+
+    # consumption always; production where either side has it (a generating meter's energy)
+    makes = m["truth_made"].notna() | m["made"].notna()
+    m["rel"] = np.maximum(
+        rel(m["exported"], m["truth"]),
+        rel(m["made"], m["truth_made"]).where(makes, 0.0),
+    )
+    m["total"] = m["exported"] + m["made"].where(makes, 0.0)
     m["unit"] = m["unit"].fillna(m["unit_x"]).astype(str)
+    m["value"] = np.where(makes, "production", "consumption")
     per = m.groupby("meter_id", as_index=False).agg(
         unit=("unit", "first"),
+        value=("value", "max"),
         months=("month", "count"),
-        total=("exported", "sum"),
+        total=("total", "sum"),
         max_rel_err=("rel", "max"),
     )
     per["ok"] = per["max_rel_err"] <= rtol

@@ -23,10 +23,12 @@ Workbook layout
 ``value_maps``        any other value translation (e.g. ``"E"`` -> ``True`` for estimated)
 ``units``             unit settings, and each provider unit label -> the unit to read it as
 ``energy_factors``    per-fuel volume -> energy factors that the analyst must confirm
+``filters``           record filters: ``where`` / ``skip`` of resources and mapping sections and
+                      ``[mapping] exclude_meters``, one row per condition operator
 ``fields``            every field path seen in the samples with example values (read-only)
 
-Only the mapping sheets, ``meter_types``, ``value_maps``, ``units`` and ``energy_factors`` are
-read back; ``README``, ``fields`` and the hidden ``lists`` sheet are documentation.
+Only the mapping sheets, ``filters``, ``meter_types``, ``value_maps``, ``units`` and
+``energy_factors`` are read back; ``README``, ``fields`` and the hidden ``lists`` sheet are documentation.
 
 Every enumerated cell has a drop-down (Excel data validation on named ranges of the hidden
 ``lists`` sheet): resources (from the profile), ``kind``, ``aggregate``, ``prorate``,
@@ -52,8 +54,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scaler_workbench._filters import OPERATORS
 from scaler_workbench._secrets import get_logger
-from scaler_workbench.exceptions import MappingError
+from scaler_workbench.exceptions import FilterError, MappingError
 from scaler_workbench.schema import METER_SUBTYPES, METER_TYPES, TABLES
 
 if TYPE_CHECKING:
@@ -68,6 +71,7 @@ __all__ = [
     "check_mapping",
     "field_paths",
     "read_mapping_workbook",
+    "read_resource_filters",
     "read_unit_choices",
     "to_mapping_workbook",
 ]
@@ -167,7 +171,18 @@ CHECK_COLUMNS = (
 
 _TABLE_ORDER = ("assets", "meters", "usage", "readings")
 _MULTI_SOURCE = ("usage", "readings")
-_INFO_SHEETS = ("README", "meter_types", "value_maps", "units", "energy_factors", "fields", "lists")
+_INFO_SHEETS = (
+    "README",
+    "filters",
+    "meter_types",
+    "value_maps",
+    "units",
+    "energy_factors",
+    "fields",
+    "lists",
+)
+#: Keys of ``[mapping]`` that are not tables: carried by the ``filters`` sheet.
+_MAPPING_KEYS = ("exclude_meters",)
 _FIELD_HEADER = (
     "Scaler column",
     "Required",
@@ -373,9 +388,13 @@ def _profile_parts(
 
 
 def _profile_resources(profile: Profile | Mapping[str, Any]) -> list[str]:
+    return list(_resource_tables(profile))
+
+
+def _resource_tables(profile: Profile | Mapping[str, Any]) -> dict[str, Any]:
     if hasattr(profile, "section"):
-        return list(dict(profile.section("resources") or {}))
-    return list(dict(dict(profile).get("resources", {}) or {}))
+        return dict(profile.section("resources") or {})
+    return dict(dict(profile).get("resources", {}) or {})
 
 
 def _iter_specs(mapping: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -537,7 +556,7 @@ def _widths(ws: Any, widths: Iterable[int], *, header: int | None = None) -> Non
 
 def _setting_keys(spec: Mapping[str, Any]) -> list[str]:
     """Settings rows of a table sheet, in order: ``resource`` first (unless derived)."""
-    keys = [k for k in spec if k not in ("fields", "value_maps")]
+    keys = [k for k in spec if k not in ("fields", "value_maps", "where", "skip")]
     if "resource" in spec or "derive_from" not in spec:
         return ["resource", *[k for k in keys if k != "resource"]]
     return keys
@@ -1082,6 +1101,9 @@ in notebook 02 ("Map a provider"), which also checks it against fresh data.
 5. Sheet 'energy_factors': volume -> energy factors per fuel. Set Confirmed = TRUE only after
    checking the value with the provider; unconfirmed fuels are quarantined with a reason.
 6. Sheet 'fields': every field path seen in the samples with example values. Read-only.
+7. Sheet 'filters': records kept out, and counted: one row per condition (Applies to, Filter
+   where/skip/exclude_meters, Field, Operator, Value). Delete a row to stop filtering; a bad
+   operator or value is refused by sheet and cell when the workbook is read back.
 
 Do not rename sheets or move the header rows; add rows freely.
 """
@@ -1095,7 +1117,363 @@ def _write_readme(ws: Any, name: str, st: _Styles) -> None:
     ws.column_dimensions["A"].width = 110
 
 
+# ---------------------------------------------------------------------------------------------
+# record filters (where / skip of resources and mapping sections, [mapping] exclude_meters)
+# ---------------------------------------------------------------------------------------------
+_FILTER_SHEET = "filters"
+_FILTER_HEADER = ("Applies to", "Filter", "Field", "Operator", "Value", "Notes")
+_FILTER_HEADER_ROW = 4
+#: What the ``Filter`` column takes.
+FILTER_KINDS = ("where", "skip", "exclude_meters")
+_OPERATOR_WORDS = {
+    "==": "equals",
+    "!=": "differs from",
+    ">": "is more than",
+    "<": "is less than",
+    ">=": "is at least",
+    "<=": "is at most",
+    "in": "is one of",
+    "not in": "is none of",
+    "matches": "matches the pattern",
+}
+
+
+def _filter_places(mapping: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(place, section)`` of every mapping section that may carry ``where`` / ``skip``."""
+    return [
+        (f"mapping.{t}.{src}" if src else f"mapping.{t}", spec)
+        for t, src, spec in _iter_specs(mapping)
+    ]
+
+
+def _filter_rows(
+    mapping: Mapping[str, Any], resources: Mapping[str, Any]
+) -> list[tuple[str, str, str | None, str | None, Any]]:
+    """One ``(place, kind, field, operator, value)`` per condition operator, as written.
+
+    A bare value or list (``status = "active"``, ``flag = ["a", "b"]``) has no operator; an
+    operator table gives one row per operator; ``exclude_meters`` one row per meter id.
+    """
+    rows: list[tuple[str, str, str | None, str | None, Any]] = []
+    places = [(f"resources.{n}", dict(r)) for n, r in resources.items() if isinstance(r, Mapping)]
+    for place, spec in [*places, *_filter_places(mapping)]:
+        for kind in ("where", "skip"):
+            table = spec.get(kind)
+            if table is None:
+                continue
+            if not isinstance(table, Mapping):
+                raise MappingError(
+                    f"{place}.{kind} must be a table of field = condition, got {table!r}",
+                    key=f"{place}.{kind}",
+                    hint="See docs/mapping.md, 'Record filters'.",
+                )
+            for path, cond in table.items():
+                if isinstance(cond, Mapping):
+                    rows.extend((place, kind, str(path), str(op), v) for op, v in cond.items())
+                else:
+                    rows.append((place, kind, str(path), None, cond))
+    excluded = mapping.get("exclude_meters")
+    if excluded is not None:
+        if isinstance(excluded, str) or not isinstance(excluded, list | tuple):
+            raise MappingError(
+                f"mapping.exclude_meters must be a list of meter ids, got {excluded!r}",
+                key="mapping.exclude_meters",
+                hint='e.g. exclude_meters = ["Z1234", "Z5678"]',
+            )
+        rows.extend(("mapping", "exclude_meters", None, None, m) for m in excluded)
+    return rows
+
+
+def _filter_value_cell(value: Any, place: str) -> Any:
+    """A condition's value as a cell: scalars as themselves, a list as JSON text."""
+    if isinstance(value, list | tuple):
+        return json.dumps(list(value), ensure_ascii=False)
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        raise MappingError(
+            f"{place}: the text value {value!r} would read back as a JSON list",
+            key=place,
+            hint='Write the condition with an operator ({ "==" = ... }) in the profile; in the '
+            "workbook, a Value in [ ] is a list.",
+        )
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    raise MappingError(
+        f"{place}: the value {value!r} ({type(value).__name__}) cannot be written to a cell "
+        "and read back as it is",
+        key=place,
+        hint='Write dates and times as text in the profile (e.g. ">=" = "2024-01-01"): '
+        "filters compare ISO text in time order.",
+    )
+
+
+def _filter_note(kind: str, field: str | None, op: str | None, value: Any) -> str:
+    """The row in words, for the Notes column (not read back)."""
+    if kind == "exclude_meters":
+        return "this meter id (as mapped) is kept out of meters, usage and readings, counted"
+    verb = "keep a record only when" if kind == "where" else "drop a record when"
+    if op == "missing":
+        return f"{verb} {field} {'is null or absent' if value is True else 'has a value'}"
+    if op is None:
+        op = "in" if isinstance(value, list | tuple) else "=="
+    return f"{verb} {field} {_OPERATOR_WORDS.get(op, op)} {_cell_value(value)!r}"
+
+
+def _write_filters(
+    wb: Any, mapping: Mapping[str, Any], resources: Mapping[str, Any], st: _Styles
+) -> None:
+    """The ``filters`` sheet: one row per condition operator (see docs/mapping.md)."""
+    rows = _filter_rows(mapping, resources)
+    ws = wb.create_sheet(_FILTER_SHEET)
+    _title(
+        ws,
+        "Record filters: records kept out, and counted",
+        "where: keep a record only when every condition holds; skip: drop it when any holds; "
+        "exclude_meters: meter ids kept out of every table. Applies to: resources.<name> (the "
+        "fetched records), mapping.<table>[.<source>] (what that sheet reads) or mapping "
+        "(exclude_meters). Field: a dotted path. Operator blank: equals the value (a JSON list "
+        '["a", "b"]: is one of them). Several rows with the same field must all hold.',
+        st,
+    )
+    _header(ws, _FILTER_HEADER_ROW, _FILTER_HEADER, st)
+    row = _FILTER_HEADER_ROW
+    for place, kind, path, op, value in rows:
+        row += 1
+        cells = (
+            place,
+            kind,
+            path,
+            op,
+            _filter_value_cell(value, f"{place}.{kind}"),
+            _filter_note(kind, path, op, value),
+        )
+        for col, v in enumerate(cells, start=1):
+            c = ws.cell(row=row, column=col, value=v)
+            c.border, c.alignment = st.border, st.wrap
+            if col in (1, 2, 3, 4, 5):
+                c.fill = st.input_fill
+        ws.cell(row=row, column=6).font = st.grey_font
+    last = max(row, _FILTER_HEADER_ROW) + 50
+    first = _FILTER_HEADER_ROW + 1
+    places = [f"resources.{n}" for n in resources] + [p for p, _ in _filter_places(mapping)]
+    _dropdown(
+        ws,
+        st.lists.add("filter_places", [*places, "mapping"]),
+        f"A{first}:A{last}",
+        strict=False,
+        title="Unknown place",
+        message="resources.<name>, mapping.<table>[.<source>] or mapping (exclude_meters).",
+    )
+    _dropdown(
+        ws,
+        st.lists.add("filter_kinds", FILTER_KINDS),
+        f"B{first}:B{last}",
+        strict=True,
+        title="Unknown filter",
+        message=f"Pick one of {', '.join(FILTER_KINDS)}.",
+    )
+    _dropdown(
+        ws,
+        st.lists.add("filter_operators", OPERATORS),
+        f"D{first}:D{last}",
+        strict=True,
+        title="Unknown operator",
+        message=f"Pick one of {', '.join(OPERATORS)} (blank: equals).",
+    )
+    ws.freeze_panes = ws.cell(row=first, column=1)
+    _widths(ws, (26, 15, 24, 10, 30, 50), header=_FILTER_HEADER_ROW)
+
+
+def _filter_error(
+    ws: Any, row: int, col: int, exc: FilterError | str, hint: str = ""
+) -> FilterError:
+    """A :class:`FilterError` naming the sheet and cell of a filters-sheet row."""
+    from openpyxl.utils import get_column_letter
+
+    letter = get_column_letter(col)
+    cell = f"{letter}{row}"
+    message = exc.message if isinstance(exc, FilterError) else exc
+    return FilterError(
+        f"sheet {ws.title!r} cell {cell}: {message}",
+        sheet=ws.title,
+        row=row,
+        column=letter,
+        cell=cell,
+        key=getattr(exc, "key", None),
+        hint=(exc.hint if isinstance(exc, FilterError) else hint)
+        or "See docs/mapping.md, 'Record filters'.",
+    )
+
+
+def _filter_value(raw: Any, op: str | None, ws: Any, row: int) -> Any:
+    """A Value cell as the condition's value: JSON lists parsed, ``missing`` text as a bool."""
+    value = raw.strip() if isinstance(raw, str) else raw
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise _filter_error(
+                ws,
+                row,
+                5,
+                f"{value!r} is not a JSON list ({exc.msg})",
+                'Write a list as JSON, e.g. ["test", "calibration"] (double quotes).',
+            ) from exc
+        if not isinstance(parsed, list):
+            raise _filter_error(ws, row, 5, f"{value!r} is not a list", 'e.g. ["a", "b"]')
+        return parsed
+    if op == "missing" and isinstance(value, str) and value.upper() in ("TRUE", "FALSE"):
+        return value.upper() == "TRUE"
+    return value
+
+
+def _read_filters(
+    ws: Any,
+) -> tuple[list[tuple[str, str, dict[str, Any], int]], list[Any]]:
+    """The filters sheet as ``(place, kind, table, first row)`` and the excluded meter ids.
+
+    Every condition is compiled as it is read, so a malformed one is a :class:`FilterError`
+    naming its cell.
+
+    Raises
+    ------
+    FilterError
+        An unknown operator, filter or place, a value that does not fit its operator, a
+        field given both a bare value and operators.
+    MappingError
+        A malformed sheet (moved header).
+    """
+    from scaler_workbench._filters import compile_filter
+
+    header = _find_header(ws, _FILTER_HEADER[0])
+    for col, label in enumerate(_FILTER_HEADER, start=1):
+        if _text(ws.cell(row=header, column=col).value) != label:
+            raise _err(
+                ws,
+                header,
+                col,
+                f"expected header {label!r}",
+                "Regenerate the workbook; do not rename or reorder its columns.",
+            )
+    tables: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
+    bare: set[tuple[str, str, str]] = set()
+    excluded: list[Any] = []
+    for row in range(header + 1, ws.max_row + 1):
+        place = _text(ws.cell(row=row, column=1).value)
+        kind = _text(ws.cell(row=row, column=2).value)
+        path = _text(ws.cell(row=row, column=3).value)
+        op = _text(ws.cell(row=row, column=4).value)
+        raw = ws.cell(row=row, column=5).value
+        if isinstance(raw, str) and not raw.strip():
+            raw = None
+        if place is None and kind is None and path is None and op is None and raw is None:
+            continue
+        if kind not in FILTER_KINDS:
+            raise _filter_error(
+                ws,
+                row,
+                2,
+                f"unknown filter {kind!r}" if kind else "the filter (where, skip, ...) is missing",
+                f"Pick one of {', '.join(FILTER_KINDS)}.",
+            )
+        if kind == "exclude_meters":
+            if place not in (None, "mapping"):
+                raise _filter_error(
+                    ws,
+                    row,
+                    1,
+                    f"exclude_meters applies to 'mapping', not {place!r}",
+                    "Write mapping in column A: excluded meters leave every table.",
+                )
+            if path is not None or op is not None:
+                raise _filter_error(
+                    ws,
+                    row,
+                    3 if path is not None else 4,
+                    "exclude_meters takes a meter id in the Value column only",
+                    "Clear the Field and Operator cells; write the meter id (as mapped) in Value.",
+                )
+            if raw is None or isinstance(raw, bool) or not isinstance(raw, str | int):
+                raise _filter_error(
+                    ws,
+                    row,
+                    5,
+                    f"exclude_meters needs a meter id, got {raw!r}",
+                    "Write the meter id as mapped (compound keys joined), e.g. Z1234.",
+                )
+            excluded.append(raw.strip() if isinstance(raw, str) else raw)
+            continue
+        if place is None or not (place.startswith("resources.") or place.startswith("mapping.")):
+            raise _filter_error(
+                ws,
+                row,
+                1,
+                f"{place!r} is not a place a filter applies to" if place else "Applies to is empty",
+                "Write resources.<name> (fetched records) or mapping.<table>[.<source>] (what "
+                "a mapping sheet reads), e.g. mapping.usage.intervals.",
+            )
+        if path is None:
+            raise _filter_error(
+                ws,
+                row,
+                3,
+                "the field is missing",
+                "Write the record field, e.g. status or meta.kind.",
+            )
+        key = f"{place}.{kind}"
+        value = _filter_value(raw, op, ws, row)
+        if value is None and op != "missing":
+            raise _filter_error(
+                ws, row, 5, f"{key}.{path} has no value", "Write the value to compare with."
+            )
+        try:
+            cond = {path: value if op is None else {op: value}}
+            compile_filter(*((cond, None) if kind == "where" else (None, cond)), key=place)
+        except FilterError as exc:
+            col = 4 if op is not None and op not in OPERATORS else 5
+            raise _filter_error(ws, row, col, exc) from None
+        table, _ = tables.setdefault((place, kind), ({}, row))
+        was_bare = (place, kind, path) in bare
+        if op is None or was_bare:
+            if path in table:
+                raise _filter_error(
+                    ws,
+                    row,
+                    4,
+                    f"{key}.{path} is given twice (a blank operator takes the field alone)",
+                    "Keep one row with a blank operator, or one row per operator.",
+                )
+            bare.add((place, kind, path))
+            table[path] = value
+            continue
+        cond = table.setdefault(path, {})
+        if op in cond:
+            raise _filter_error(
+                ws,
+                row,
+                4,
+                f"{key}.{path} has the operator {op!r} twice",
+                "Keep one row per operator of a field.",
+            )
+        cond[op] = value
+    return [(p, k, t, r) for (p, k), (t, r) in tables.items()], excluded
+
+
+def _no_formulas(wb: Any) -> None:
+    """Every cell as a value: a text starting with ``=`` stays text, never a formula.
+
+    openpyxl stores such text as a formula; profile and sample text (a field path, a filter
+    value, a value map key) must not run in the analyst's spreadsheet. Drop-downs are data
+    validations and defined names, not cells, so nothing meant as a formula is touched.
+    """
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                if c.data_type == "f":
+                    c.data_type = "s"
+
+
 def _save_deterministic(wb: Any, path: Path) -> None:
+    _no_formulas(wb)
     buffer = io.BytesIO()
     wb.save(buffer)
     out = io.BytesIO()
@@ -1152,7 +1530,7 @@ def to_mapping_workbook(
 
     mapping, units, name = _profile_parts(profile)
     resources = [str(r) for r in _profile_resources(profile)]
-    unknown = [t for t in mapping if t not in _TABLE_ORDER]
+    unknown = [t for t in mapping if t not in _TABLE_ORDER and t not in _MAPPING_KEYS]
     if unknown:
         raise MappingError(
             f"[mapping] has unknown table(s) {unknown}",
@@ -1186,6 +1564,7 @@ def to_mapping_workbook(
         res_examples = examples.get(str(resource), {})
         paths_list = path_lists.get(resource) if isinstance(resource, str) else None
         _write_table_sheet(ws, table, source, spec, st, res_examples, paths_list)
+    _write_filters(wb, mapping, _resource_tables(profile), st)
     _write_meter_types(wb, mapping, samples, st)
     _write_value_maps(wb, mapping, st)
     _write_units(wb, mapping, units, samples, st)
@@ -1344,6 +1723,16 @@ def _read_table_sheet(ws: Any) -> tuple[str, str, dict[str, Any]]:
                 )
             continue
         spec[key] = value
+    for kind in ("where", "skip"):  # a workbook written before the filters sheet
+        if kind in spec:
+            from scaler_workbench._filters import compile_filter
+
+            place = f"mapping.{table}.{source}" if source else f"mapping.{table}"
+            try:
+                pair = (spec[kind], None) if kind == "where" else (None, spec[kind])
+                compile_filter(*pair, key=place)
+            except FilterError as exc:
+                raise _filter_error(ws, settings[kind][0], 2, exc) from None
     schema = TABLES[table]
     names = set(schema.names)
     fields: dict[str, Any] = {}
@@ -1589,7 +1978,10 @@ def _read_energy_factors(ws: Any) -> dict[str, Any]:
     return out
 
 
-def _read_all(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_all(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """``[mapping]``, ``[units]`` and the resources' filters (``None``: no filters sheet)."""
     wb = _load(path)
     mapping: dict[str, Any] = {}
     for ws in wb.worksheets:
@@ -1646,12 +2038,60 @@ def _read_all(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, A
                 )
             target.setdefault("value_maps", {}).setdefault(column, {})[key] = value
     # value maps must map every table's meter type... only checked on data (check_mapping)
+    resource_filters = None
+    if _FILTER_SHEET in wb.sheetnames:
+        resource_filters = _place_filters(wb[_FILTER_SHEET], mapping)
     units = _read_units(wb["units"])
     if "energy_factors" in wb.sheetnames:
         factors = _read_energy_factors(wb["energy_factors"])
         if factors:
             units["energy_factors"] = factors
-    return mapping, units
+    return mapping, units, resource_filters
+
+
+def _place_filters(ws: Any, mapping: dict[str, Any]) -> dict[str, Any]:
+    """Put the filters sheet's mapping filters into ``mapping``; return the resources' own.
+
+    Returns
+    -------
+    dict
+        ``{resource: ({"where": ..., "skip": ...}, row)}``: the first row naming it.
+    """
+    tables, excluded = _read_filters(ws)
+    resources: dict[str, Any] = {}
+    for place, kind, table, row in tables:
+        if place.startswith("resources."):
+            name = place.removeprefix("resources.")
+            flt, _ = resources.setdefault(name, ({}, row))
+            flt[kind] = table
+            continue
+        parts = place.split(".", 2)
+        target: Any = mapping.get(parts[1]) if len(parts) > 1 else None
+        if isinstance(target, dict) and parts[1] in _MULTI_SOURCE:
+            target = target.get(parts[2]) if len(parts) > 2 else None
+        elif len(parts) > 2:
+            target = None
+        if not isinstance(target, dict):
+            known = [p for p, _ in _filter_places(mapping)]
+            raise _filter_error(
+                ws,
+                row,
+                1,
+                f"no mapping sheet maps {place!r}{_did_you_mean(place, known)}",
+                f"Use one of {', '.join(known)} or resources.<name>.",
+            )
+        if kind in target:
+            raise _filter_error(
+                ws,
+                row,
+                1,
+                f"{place}.{kind} is also given on its mapping sheet",
+                f"Keep it on the filters sheet only: clear the {kind!r} setting of that sheet.",
+            )
+        target[kind] = table
+    if excluded:
+        mapping["exclude_meters"] = excluded
+    return resources
 
 
 def read_mapping_workbook(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -1677,6 +2117,31 @@ def read_mapping_workbook(path: str | os.PathLike[str]) -> dict[str, Any]:
         is not an ``.xlsx`` workbook.
     """
     return _read_all(path)[0]
+
+
+def read_resource_filters(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Read the ``filters`` sheet's resource filters: ``where`` / ``skip`` per resource.
+
+    Parameters
+    ----------
+    path : path-like
+        A workbook written by :func:`to_mapping_workbook` (and edited by a person).
+
+    Returns
+    -------
+    dict
+        ``{resource: {"where": {...}, "skip": {...}}}`` for the resources the sheet names
+        (the ``[resources.<name>]`` keys); empty when it names none or has no filters sheet.
+
+    Raises
+    ------
+    FilterError
+        A malformed condition, naming the sheet and cell.
+    MappingError
+        As :func:`read_mapping_workbook` (the whole workbook is checked).
+    """
+    found = _read_all(path)[2] or {}
+    return {name: flt for name, (flt, _) in found.items()}
 
 
 def read_unit_choices(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -1724,14 +2189,63 @@ def apply_mapping_workbook(profile: Profile, path: str | os.PathLike[str]) -> Pr
     """
     import copy
 
-    mapping, units = _read_all(path)
+    mapping, units, resource_filters = _read_all(path)
+    if resource_filters is None:
+        _refuse_lost_filters(profile, mapping, path)
     clone = copy.deepcopy(profile)
-    clone.data["mapping"] = mapping
-    if units:
-        clone.data["units"] = units
-    else:
-        clone.data.pop("units", None)
+    for data in (clone.data, clone.template):
+        if data is None:
+            continue
+        data["mapping"] = copy.deepcopy(mapping)
+        if units:
+            data["units"] = copy.deepcopy(units)
+        else:
+            data.pop("units", None)
+        if resource_filters is None:
+            continue
+        tables = data.get("resources") or {}
+        for name, (_, row) in resource_filters.items():
+            if not isinstance(tables.get(name), dict):
+                raise FilterError(
+                    f"sheet {_FILTER_SHEET!r} cell A{row}: the profile has no resource "
+                    f"{name!r}{_did_you_mean(name, list(tables))}",
+                    sheet=_FILTER_SHEET,
+                    row=row,
+                    column="A",
+                    cell=f"A{row}",
+                    key=f"resources.{name}",
+                    provider=profile.name,
+                    hint=f"Use resources.<name> with one of: {', '.join(tables)}.",
+                )
+        for name, table in tables.items():
+            if isinstance(table, dict):
+                for kind in ("where", "skip"):
+                    table.pop(kind, None)
+                table.update(copy.deepcopy(resource_filters.get(name, ({}, 0))[0]))
     return clone
+
+
+def _refuse_lost_filters(
+    profile: Profile, mapping: Mapping[str, Any], path: str | os.PathLike[str]
+) -> None:
+    """A workbook without a filters sheet must not drop the profile's mapping filters."""
+    have = profile.section("mapping") or {}
+    lost = ["mapping.exclude_meters"] if have.get("exclude_meters") else []
+    mine = dict(_filter_places(mapping))
+    for place, spec in _filter_places(have):
+        for kind in ("where", "skip"):
+            if spec.get(kind) is not None and mine.get(place, {}).get(kind) != spec[kind]:
+                lost.append(f"{place}.{kind}")
+    if lost:
+        raise MappingError(
+            f"the workbook {str(path)!r} has no {_FILTER_SHEET!r} sheet (it was written before "
+            f"filters were carried) and applying it would drop the profile's record filters "
+            f"{', '.join(lost)}: records they keep out would come back",
+            sheet=_FILTER_SHEET,
+            key=lost[0],
+            hint="Write a new workbook with to_mapping_workbook(profile, ...) and copy your "
+            "edits into it, or add the filters to the old workbook's mapping sheets.",
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -491,22 +491,50 @@ def reconcile(
     return m
 
 
+#: The usage column holding what a meter of each ``direction`` measured (default consumption).
+_MEASURED_BY_DIRECTION = {"production": "production", "export": "redelivery"}
+
+
+def _measured(usage: pd.DataFrame, meters: pd.DataFrame | None) -> np.ndarray:
+    """Per usage row: the value its meter measured (by the meter's ``direction``) [unit]."""
+    out = usage["consumption"].to_numpy(dtype=float).copy()
+    if meters is None or meters.empty or "direction" not in meters.columns:
+        return out
+    known = meters[meters["direction"].notna()]
+    direction = dict(
+        zip(known["meter_id"].astype(str), known["direction"].astype(str), strict=True)
+    )
+    codes, ids = pd.factorize(usage["meter_id"].astype(str))
+    row_dir = np.array([direction.get(m, "") for m in ids] + [""], dtype=object)[codes]
+    for d, column in _MEASURED_BY_DIRECTION.items():
+        pick = row_dir == d
+        if pick.any() and column in usage.columns:
+            out[pick] = usage[column].to_numpy(dtype=float)[pick]
+    return out
+
+
 def reconcile_totals(
     usage: pd.DataFrame,
     totals: pd.DataFrame,
     *,
     checks: Iterable[ReconcileCheck] = (),
+    meters: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per provider total: the exported total of the same meter and period, and the verdict.
 
     Parameters
     ----------
     usage : pandas.DataFrame
-        Exported usage (``meter_id, start, end, consumption``; canonical units).
+        Exported usage (``meter_id, start, end, consumption``, and ``production`` /
+        ``redelivery`` when a meter has that direction; canonical units).
     totals : pandas.DataFrame
         Provider totals (:data:`PROVIDER_TOTALS_COLUMNS`).
     checks : iterable of ReconcileCheck
         Tolerances per check (default: relative 1e-6).
+    meters : pandas.DataFrame, optional
+        Meters with ``meter_id`` and ``direction``: a provider total of a ``production``
+        meter is compared with its exported ``production``, of an ``export`` meter with its
+        ``redelivery`` (what the meter measured), of every other meter with ``consumption``.
 
     Returns
     -------
@@ -535,7 +563,7 @@ def reconcile_totals(
                 "meter_id": u["meter_id"].astype(str).to_numpy(),
                 "us": _ns(u["start"]),
                 "ue": _ns(u["end"]),
-                "c": u["consumption"].to_numpy(dtype=float),
+                "c": _measured(u, meters),
             }
         )
         ok_t = t["start"].notna() & t["end"].notna()

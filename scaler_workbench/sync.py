@@ -94,6 +94,7 @@ __all__ = [
     "builtin_sandbox",
     "export_from_state",
     "lock_path",
+    "plan_sync",
     "profile_fingerprint",
     "reconciliation_from_state",
     "run_sync",
@@ -916,7 +917,9 @@ def reconciliation_from_state(store: StateStore, profile: Profile) -> pd.DataFra
     checks = read_reconcile_checks(profile)
     totals = store.provider_totals()
     totals = totals[totals["check"].isin([c.name for c in checks])]
-    return reconcile_totals(store.read_table("usage"), totals, checks=checks)
+    return reconcile_totals(
+        store.read_table("usage"), totals, checks=checks, meters=store.read_table("meters")
+    )
 
 
 def _finite_max(values: pd.Series) -> float | None:
@@ -1853,6 +1856,7 @@ def _run_summary(
         "started_at": started.isoformat(timespec="seconds"),
         "window": plan.merge_window.as_dict(),
         "fetched": {n: len(r) for n, r in sorted(fetched.raw.items())},
+        "fetch": _fetch_history(plan, fetched, started),
         "incomplete": dict(sorted(done.bad.items())),
         "incomplete_windows": _incomplete_windows(fetched.results),
         "processed": _counts(done.tables),
@@ -1870,6 +1874,119 @@ def _run_summary(
         }
     summary["not_imported"] = _not_imported(quarantined)
     return summary
+
+
+def _fetch_history(plan: _Plan, fetched: _Fetched, started: datetime) -> dict[str, Any]:
+    """Per resource, what its fetch saw, for the next run's request estimate (:func:`plan_sync`):
+    ``records`` (served, before filters), ``pages``, ``windows`` (date windows over all
+    parents), ``parents`` (sequences; 0 for a top-level resource) and the range it asked for,
+    ``since`` / ``until`` (ISO or null: the resource's defaults) and ``at`` (the run's start)."""
+    out: dict[str, Any] = {}
+    for name, res in sorted(fetched.results.items()):
+        rep = _report_dict(getattr(res, "report", None))
+        if not rep:
+            continue
+        since, until = plan.request_windows.get(name, (None, None))
+        out[name] = {
+            "records": int(rep.get("records") or len(getattr(res, "records", []) or [])),
+            "pages": int(rep.get("pages") or 0),
+            "windows": int(rep.get("windows") or 0),
+            "parents": int(rep.get("parents") or 0),
+            "since": None if since is None else since.isoformat(),
+            "until": None if until is None else until.isoformat(),
+            "at": started.isoformat(),
+        }
+    return out
+
+
+def plan_sync(
+    profile: Profile,
+    *,
+    out: str | os.PathLike[str],
+    since: Any = None,
+    until: Any = None,
+    full: bool = False,
+    clock: Clock | None = None,
+) -> Any:
+    """The requests the next :func:`run_sync` with these arguments would send, planned offline.
+
+    The same windows as the sync: an incremental resource only from the month its committed
+    watermark (minus its lookback) says is due, a quota-stopped run's resume included; the
+    record counts, pages and parents of the last run's ``run_summary.json`` (``fetch``) give
+    the pages per window (by records per parent and day for a dated resource, by the records
+    per page it got for a Relay or cursor connection). No request is sent, no state written.
+
+    Parameters
+    ----------
+    profile : Profile
+    out : path-like
+        The sync's output folder (its state and last ``export/run_summary.json``).
+    since, until, full
+        As :func:`run_sync`.
+    clock : Clock, optional
+        For "now" (default: the system clock).
+
+    Returns
+    -------
+    scaler_workbench.connectors.probe.RequestPlan
+        Requests per resource, their total [requests] and the least time the budget needs [s].
+
+    Raises
+    ------
+    ProfileError
+        An unknown resource or paginator, a bad ``since`` / ``until``, or a profile whose
+        mapping changed since the last run with ``since`` / ``until`` (as the sync would).
+    StateError
+        The state database cannot be read.
+    """
+    from scaler_workbench.connectors.auth import NoAuth
+    from scaler_workbench.connectors.probe import plan_requests
+
+    clock = clock or SystemClock()
+    counts: dict[str, int] = {}
+    history: dict[str, Any] = {}
+    try:
+        last = json.loads((Path(out) / "export" / "run_summary.json").read_text(encoding="utf-8"))
+        counts = {str(k): int(v) for k, v in dict(last.get("fetched") or {}).items()}
+        history = {str(k): dict(v) for k, v in dict(last.get("fetch") or {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    spath = state_path(profile, out)
+    windows = None
+    spans: dict[str, int] = {}
+    if spath.exists():
+        opts = _sync_options(profile)
+        store = StateStore(spath)
+        try:
+            spans = dict(store.learned_spans())
+            change = _profile_change(
+                profile, store, full=full, since=since, until=until, policy="full"
+            )
+            full = bool(full) or change is not None
+            plan = _plan_phase(
+                profile,
+                store,
+                since=since,
+                until=until,
+                full=full,
+                dry_run=False,
+                tz=ZoneInfo(profile.timezone),
+                lookback_days=opts["lookback_days"],
+            )
+            windows = plan.request_windows
+        finally:
+            store.close()
+    client = Client(profile, auth=NoAuth(), clock=clock)
+    client.learned_spans.update(spans)
+    return plan_requests(
+        profile,
+        since=since,
+        until=until,
+        counts=counts,
+        client=client,
+        windows=windows,
+        history=history,
+    )
 
 
 def _filtered(fetched: _Fetched, done: _Processed) -> dict[str, dict[str, int]]:

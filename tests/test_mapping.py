@@ -211,7 +211,7 @@ def test_check_mapping_reports_resources_without_records():
     profile = read_profile(PROFILES["sandbox"])
     report = check_mapping(profile.section("mapping"), {})
     assert set(report["check"]) == {"missing_resource"}
-    assert len(report) == 5
+    assert len(report) == 6  # assets, meters, usage intervals / solar / bills, readings
 
 
 def test_field_paths_lists_nested_and_list_paths():

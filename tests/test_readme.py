@@ -45,7 +45,10 @@ def test_readme_example_runs_as_written_on_a_fresh_clone(
     usage = pd.read_csv(out / "usage.csv")
     truth = sandbox.ground_truth()
     assert len(usage) == len(truth) > 0
-    exported = usage.groupby("meter_external_id")["consumption"].sum().sort_index()
-    expected = truth.groupby("meter_id")["consumption"].sum().sort_index()
+    # each meter's energy: consumption, or production for a solar meter (its consumption is 0)
+    usage["energy"] = usage["consumption"] + usage["production"].fillna(0.0)
+    truth["energy"] = truth["consumption"] + truth["production"].fillna(0.0)
+    exported = usage.groupby("meter_external_id")["energy"].sum().sort_index()
+    expected = truth.groupby("meter_id")["energy"].sum().sort_index()
     assert list(exported.index) == list(expected.index)
     assert ((exported.to_numpy() - expected.to_numpy()) / expected.to_numpy()).max() < 1e-9

@@ -839,6 +839,15 @@ def _recompute_from_http(sb: Sandbox) -> pd.DataFrame:
 def test_ground_truth_equals_recomputation_for_every_kind(make_sandbox: MakeSandbox) -> None:
     sb = make_sandbox(paginator="none")
     truth = sb.ground_truth()
+    solar = truth["meter_id"].map({m["id"]: m["commodity"] for m in sb.data.meters}) == "solar"
+    assert solar.any() and (truth.loc[solar, "consumption"] == 0.0).all()
+    assert (
+        truth.loc[solar, "production"].notna().all()
+        and truth.loc[~solar, "production"].isna().all()
+    )
+    # what HTTP serves is each meter's energy: consumption, or production for a solar meter
+    truth = truth.assign(consumption=truth["consumption"] + truth["production"].fillna(0.0))
+    truth = truth.drop(columns="production")
     again = _recompute_from_http(sb)
     merged = truth.merge(again, on=["meter_id", "month"], how="outer", suffixes=("", "_http"))
     assert not merged.isna().any().any(), merged[merged.isna().any(axis=1)]
@@ -934,7 +943,10 @@ def test_summary_endpoint_reports_monthly_totals_in_the_meters_own_unit(
 
     sb = make_sandbox(sites=2, meters_per_site=3, end="2024-04-01")
     headers = {"X-API-Key": sb.credentials.api_key}
-    truth = sb.ground_truth().set_index(["meter_id", "month"])["consumption"]
+    gt = sb.ground_truth()  # a meter's energy: consumption, or production (solar)
+    truth = (gt["consumption"] + gt["production"].fillna(0.0)).set_axis(
+        pd.MultiIndex.from_frame(gt[["meter_id", "month"]])
+    )
     seen = 0
     for m in sb.data.meters:
         body = requests.get(f"{sb.url}/meters/{m['id']}/summary", headers=headers, timeout=10)

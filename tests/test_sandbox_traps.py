@@ -59,9 +59,11 @@ def _served_intervals(sb: Sandbox, meter_id: str, tz: str) -> pd.DataFrame:
 
 
 def _truth(sb: Sandbox, meter_id: str) -> dict[str, float]:
+    """The meter's energy per month: its consumption, or its production (a solar meter)."""
     gt = sb.ground_truth()
     gt = gt[gt["meter_id"] == meter_id]
-    return dict(zip(gt["month"], gt["consumption"], strict=True))
+    energy = gt["consumption"] + gt["production"].fillna(0.0)
+    return dict(zip(gt["month"], energy, strict=True))
 
 
 def _check_months_against_http(sb: Sandbox, facts: dict[str, Any]) -> pd.DataFrame:

@@ -200,6 +200,7 @@ def test_sandbox_profile_pipeline_matches_ground_truth():
         "sites": d.sites,
         "meters": [],
         "intervals": [],
+        "solar": [],
         "registers": [],
         "bills": [],
     }
@@ -210,7 +211,9 @@ def test_sandbox_profile_pipeline_matches_ground_truth():
             p = {"_parent": {"meter_id": m["id"]}}
             if isinstance(ser, IntervalSeries):
                 recs = d.interval_records(m["id"], 0, ser.t_idx.size)
-                records["intervals"] += [{**r, **p} for r in recs]
+                # the profile's parent_filter: solar meters' intervals are the `solar` resource
+                name = "solar" if m["commodity"] == "solar" else "intervals"
+                records[name] += [{**r, **p} for r in recs]
             elif isinstance(ser, RegisterSeries):
                 recs = d.reading_records(m["id"], 0, ser.d_idx.size)
                 records["registers"] += [{**r, **p} for r in recs]
@@ -225,7 +228,13 @@ def test_sandbox_profile_pipeline_matches_ground_truth():
     gt = d.ground_truth()
     mg = gt.merge(u, on=["meter_id", "month"], how="outer", suffixes=("_gt", ""))
     assert mg["consumption"].notna().all() and mg["consumption_gt"].notna().all()
-    rel = (mg["consumption"] - mg["consumption_gt"]).abs() / mg["consumption_gt"].abs()
+    made = mg["production_gt"].notna()  # solar meters: production, and consumption 0
+    assert made.any() and (mg.loc[made, "consumption"] == 0.0).all()
+    assert (mg.loc[made, "consumption_gt"] == 0.0).all()
+    assert mg.loc[~made, "production"].isna().all()
+    got = mg["consumption"].where(~made, mg["production"])
+    want = mg["consumption_gt"].where(~made, mg["production_gt"])
+    rel = (got - want).abs() / want.abs()
     assert rel.max() < 1e-9
     assert (t.quarantine["severity"] != "error").all()
 

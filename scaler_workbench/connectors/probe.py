@@ -24,10 +24,12 @@ from scaler_workbench.connectors._body import find_value, select_records
 from scaler_workbench.connectors.auth import NoAuth
 from scaler_workbench.connectors.client import Client, Reply
 from scaler_workbench.connectors.paginate import (
+    CursorPaginator,
     OffsetPaginator,
     PageNumberPaginator,
     PageRequest,
     PageResponse,
+    RelayPaginator,
     SinglePagePaginator,
     make_paginator,
     parse_link_header,
@@ -417,6 +419,48 @@ class RequestPlan:
         return "\n".join(lines)
 
 
+def _page_size(pager: Any, spec: Any, seen: Mapping[str, Any]) -> float | None:
+    """Records per full page [records]: the paginator's size, or fewer when the last fetch got
+    fewer per page over sequences of several pages (a silent cap), or what it got when the
+    paginator states no size (a cursor or Relay connection sized in the query)."""
+    size: float | None = None
+    if isinstance(pager, OffsetPaginator):
+        size = pager.limit
+    elif isinstance(pager, PageNumberPaginator | RelayPaginator | CursorPaginator):
+        size = getattr(pager, "page_size", None)
+    if size is None and isinstance(pager, RelayPaginator):
+        variables = dict((getattr(spec, "graphql", None) or {}).get("variables") or {})
+        value = variables.get(pager.size_variable)
+        size = value if isinstance(value, int) and not isinstance(value, bool) else None
+    records, pages = seen.get("records"), seen.get("pages")
+    sequences = max(int(seen.get("windows") or 0), int(seen.get("parents") or 0), 1)
+    if records and pages and int(pages) > sequences:  # some sequence needed several pages
+        # each sequence ends on a page about half full: the others held a full page each
+        got = int(records) / (int(pages) - sequences / 2)
+        size = got if size is None else min(size, got)
+    return size
+
+
+def _days(window: Any) -> float:
+    """A date window's length [d]."""
+    start, end = window
+    return max((end - start).total_seconds() / 86400.0, 0.0)
+
+
+def _daily_rate(spec: Any, seen: Mapping[str, Any], records: int, client: Client) -> float | None:
+    """Records per parent and day [records/d] of the last fetch (None when unknown)."""
+    if not seen or "since" not in seen:
+        return None
+    at = seen.get("at")
+    now = datetime.fromisoformat(at) if isinstance(at, str) else client.clock.now()
+    try:
+        last = spec.date_range.windows(seen.get("since"), seen.get("until"), now=now)
+    except (ValueError, TypeError):
+        return None
+    days = sum(_days(w) for w in last) * max(int(seen.get("parents") or 0), 1)
+    return records / days if days > 0 else None
+
+
 def plan_requests(
     profile: Any,
     since: str | date | datetime | None = None,
@@ -425,6 +469,8 @@ def plan_requests(
     resources: Iterable[str] | None = None,
     counts: Mapping[str, int] | None = None,
     client: Client | None = None,
+    windows: Mapping[str, tuple[Any, Any]] | None = None,
+    history: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RequestPlan:
     """Plan every request of a fetch without sending any.
 
@@ -442,6 +488,17 @@ def plan_requests(
     client : Client, optional
         Only for its budget and clock; no request is sent. By default a client without
         credentials is built, so planning needs no secrets.
+    windows : dict of str to (since, until), optional
+        Per resource, the date range its fetch asks for (a sync's incremental windows: only
+        the months its watermark says are due); others use ``since`` / ``until``.
+    history : dict of str to dict, optional
+        Per resource, what the last fetch of it saw (``run_summary.json`` ``fetch``):
+        ``records``, ``pages``, ``windows`` (date windows over all parents), ``parents``
+        (sequences fetched; 0 without a parent), ``since`` / ``until`` / ``at`` (ISO: its
+        range and when it ran). A child resource then counts the parents it fetched (its
+        ``parent_filter`` applied), a dated resource expects its records per parent and day
+        [records/d] in each planned window, and a paginator whose pages hold fewer records
+        than asked (a Relay connection's silent cap) pages by the records per page it got.
 
     Returns
     -------
@@ -465,54 +522,67 @@ def plan_requests(
         spec = connector.resource(name)
         if spec.parent_filter or (spec.parent and connector.resource(spec.parent).filter):
             exact = False  # the filter keeps an unknown share of the parents: an upper bound
+        seen = dict((history or {}).get(name) or {})
         if spec.parent:
             parents = counts.get(spec.parent)
-            if parents is None:
+            if seen.get("parents"):
+                parents = int(seen["parents"])  # the parents its parent_filter kept last time
+            elif parents is None:
                 exact = False
                 parents = sequences_of.get(spec.parent, 1)
         else:
             parents = 1
-        windows = (
+        first, last = (windows or {}).get(name, (since, until))
+        dated = (
             spec.date_range.windows(
-                since, until, now=client.clock.now(), max_days=client.learned_spans.get(name)
+                first, last, now=client.clock.now(), max_days=client.learned_spans.get(name)
             )
             if spec.date_range
             else [None]
         )
         pager = connector.paginator(spec)
         pages = 1
+        per_window: list[int] | None = None
         if not isinstance(pager, SinglePagePaginator):
-            size = (
-                pager.limit
-                if isinstance(pager, OffsetPaginator)
-                else pager.page_size
-                if isinstance(pager, PageNumberPaginator)
-                else None
-            )
+            size = _page_size(pager, spec, seen)
             known = counts.get(name)
+            if seen.get("records") is not None:
+                known = int(seen["records"])
+            if isinstance(pager, RelayPaginator | CursorPaginator) and not seen.get("pages"):
+                exact = False  # a size the query asks for: the provider may serve fewer
             if known is not None and size:
-                per_sequence = known / max(parents * len(windows), 1)
-                pages = max(1, math.ceil(per_sequence / size))
-                if not pager.total_path and not getattr(pager, "total_pages_path", ""):
-                    pages += 1  # without a total, an empty page confirms the end
+                extra = int(
+                    isinstance(pager, OffsetPaginator | PageNumberPaginator)
+                    and not pager.total_path
+                    and not getattr(pager, "total_pages_path", "")
+                )  # without a total, an empty page confirms the end
+                rate = _daily_rate(spec, seen, known, client) if spec.date_range else None
+                if rate is not None:
+                    exact = False  # records per day from the last run: an estimate
+                    per_window = [max(1, math.ceil(rate * _days(w) / size)) + extra for w in dated]
+                    pages = max(per_window, default=1)
+                else:
+                    per_sequence = known / max(parents * len(dated), 1)
+                    pages = max(1, math.ceil(per_sequence / size)) + extra
             else:
                 exact = False
-        n = parents * len(windows) * pages
+        n = parents * (sum(per_window) if per_window is not None else len(dated) * pages)
         sequences_of[name] = counts.get(name, parents)
         rows.append(
             {
                 "resource": name,
                 "parents": parents,
-                "windows": len(windows),
+                "windows": len(dated),
                 "pages_per_sequence": pages,
                 "requests": n,
             }
         )
-        for window in windows:
+        for i, window in enumerate(dated):
             params = dict(spec.params)
             if window is not None and spec.date_range is not None:
                 params.update(spec.date_range.params(window))
-            planned.append(PlannedRequest(name, spec.path, params, pages * parents))
+            w_pages = per_window[i] if per_window is not None else pages
+            planned.append(PlannedRequest(name, spec.path, params, w_pages * parents))
     total = sum(r["requests"] for r in rows)
     return RequestPlan(
         rows=rows,

@@ -7,7 +7,7 @@ Quick start::
     with Sandbox(seed=0, auth="api_key", paginator="offset") as sb:
         sb.url            # 'http://127.0.0.1:54321/api/v1'
         sb.env()          # {'SCALER_SANDBOX_URL': ..., 'SANDBOX_API_KEY': ..., ...}
-        sb.ground_truth() # meter_id, month (local YYYY-MM), consumption, unit (canonical)
+        sb.ground_truth() # meter_id, month (local YYYY-MM), consumption, production, unit
 
 From a shell: ``python -m scaler_workbench.sandbox --auth oauth2_client_credentials`` prints
 the URL and ``export`` lines for the credentials (see ``--help``; ``--traps [NAME ...]`` plants
@@ -28,7 +28,8 @@ months with an inclusive ``period_end`` and a constant daily rate).
 
 ``ground_truth(heating_value_mj_m3=39.5)`` sums the generated arrays (never HTTP) into monthly
 consumption in canonical units (Energy kWh, Water m³, Waste kg; gas volume -> kWh by the UK
-convention m³ x 1.02264 x CV / 3.6), honouring the sandbox's ``as_of``.
+convention m³ x 1.02264 x CV / 3.6), honouring the sandbox's ``as_of``; a solar meter's energy
+is its ``production`` (its consumption 0), as the sandbox profile maps it.
 
 Endpoints (default flavour, under ``/api/v1``)
 ----------------------------------------------

@@ -106,6 +106,7 @@ from scaler_workbench.exceptions import SandboxError
 __all__ = [
     "FT3_M3",
     "GAS_CORRECTION",
+    "PRODUCTION_COMMODITIES",
     "TRAPS",
     "UNIT_DECIMALS",
     "USGAL_L",
@@ -149,6 +150,11 @@ UNIT_DECIMALS: dict[str, int] = {
     "kg": 2,
     "t": 5,
 }
+#: Commodities whose meters measure on-site generation: :meth:`SandboxData.ground_truth`
+#: counts their energy as ``production`` (the sandbox profile maps them with
+#: ``role = "production"``), never as consumption.
+PRODUCTION_COMMODITIES = ("solar",)
+
 _CANONICAL = {"electricity": "kWh", "solar": "kWh", "gas": "kWh", "water": "m³", "waste": "kg"}
 _SLOT1 = (
     ("solar", "interval"),
@@ -856,9 +862,7 @@ class SandboxData:
         for facts in self._facts.values():
             if facts["kind"] == "interval":
                 facts["months"] = self._interval_month_facts(facts["meter_id"])
-            facts["ground_truth"] = self._monthly(
-                as_of=None, meters=[facts["meter_id"]], canonical=True
-            ).to_dict("records")
+            facts["ground_truth"] = self.ground_truth(meters=[facts["meter_id"]]).to_dict("records")
 
     def _bimonthly_bills(
         self,
@@ -952,7 +956,8 @@ class SandboxData:
               (local ``YYYY-MM-DDTHH:MM`` of the first interval start / last interval end
               with a value), ``intervals`` (records served), ``null_intervals``,
               ``expected_intervals`` (half-hours of the local month: DST days count 46 or 50)
-              and ``consumption`` [kWh] (non-null values; equals the ground truth).
+              and ``consumption`` [kWh] (non-null values: the meter's energy, which the
+              ground truth counts as ``production`` for the solar ``null_night`` meter).
             - ``mid_month_start``: ``installed_on`` (first local day with data);
               ``mid_month_end``: ``removed_on`` (the first local day WITHOUT data);
               ``missing_day``: ``missing_dates``; ``hole_3h``: ``holes`` (``date``, local
@@ -1141,18 +1146,29 @@ class SandboxData:
         Returns
         -------
         pandas.DataFrame
-            ``meter_id, month`` (``YYYY-MM`` in the site's local time), ``consumption`` (float)
-            and ``unit`` (``kWh``, ``m³`` or ``kg``), sorted by meter and month.
+            ``meter_id, month`` (``YYYY-MM`` in the site's local time), ``consumption`` (float),
+            ``production`` (float: a generating meter's energy, NaN for every other meter) and
+            ``unit`` (``kWh``, ``m³`` or ``kg``), sorted by meter and month.
 
         Notes
         -----
+        A meter of a commodity in :data:`PRODUCTION_COMMODITIES` (solar) measures on-site
+        generation: its energy is ``production`` and its ``consumption`` is 0 (docs/mapping.md,
+        "Value roles"); the provider's own ``/summary`` totals (:meth:`monthly_totals`) are
+        still what the meter measured.
         Intervals are summed by the local month of ``interval_start``. Register months are the
         difference of the readings at the local midnights that bound the month (unwrapped, so
         rollovers count correctly). Bills are prorated over months by days.
         """
-        return self._monthly(
+        frame = self._monthly(
             as_of=as_of, meters=meters, heating_value_mj_m3=heating_value_mj_m3, canonical=True
         )
+        commodity = {m["id"]: m["commodity"] for m in self.meters}
+        makes = frame["meter_id"].map(commodity).isin(PRODUCTION_COMMODITIES).to_numpy(bool)
+        energy = frame["consumption"].to_numpy(dtype=np.float64)
+        frame.insert(3, "production", np.where(makes, energy, np.nan))
+        frame["consumption"] = np.where(makes, 0.0, energy)
+        return frame
 
     def monthly_totals(
         self, meter_id: str, *, as_of: datetime | None = None
