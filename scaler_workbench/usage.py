@@ -1989,12 +1989,26 @@ def _attach_cost(
     return usage.assign(**extra), q
 
 
+#: ``THH:MM`` of each minute of a day (the time part of :func:`_local_text`)
+_HHMM = np.array([f"T{m // 60:02d}:{m % 60:02d}" for m in range(1440)], dtype=object)
+
+
 def _local_text(values: pd.Series) -> pd.Series:
-    """Naive local datetimes -> ``YYYY-MM-DDTHH:MM`` text (NaT -> missing)."""
+    """Naive local datetimes -> ``YYYY-MM-DDTHH:MM`` text (NaT -> missing).
+
+    The text of ``numpy.datetime_as_string`` at minutes, built from the distinct days and a
+    table of the day's minutes (reference: ``tests/test_usage_text.py``).
+    """
     arr = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
-    out = pd.array(np.datetime_as_string(arr.astype("datetime64[m]"), unit="m"), dtype="string")
-    out[np.isnat(arr)] = pd.NA
-    return pd.Series(out, index=values.index)
+    has = ~np.isnat(arr)
+    text = np.full(arr.size, None, dtype=object)
+    if has.any():
+        minutes = arr[has].astype("datetime64[m]").astype(np.int64)
+        day, minute = np.divmod(minutes, 1440)
+        uniq, inv = np.unique(day, return_inverse=True)
+        days = np.datetime_as_string(uniq.astype("datetime64[D]")).astype(object)
+        text[has] = days[inv] + _HHMM[minute]
+    return pd.Series(pd.array(text, dtype="string"), index=values.index)
 
 
 def _interval_counts(part: pd.DataFrame, folded: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
