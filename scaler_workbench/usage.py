@@ -379,7 +379,6 @@ class _IntervalCounter:
         self.gaps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         # the previous chunk's last row: meter code, start, end, null, meter-month key
         self.prev = (-1, NAT_NS, NAT_NS, False, -1)
-        self.value = _chunk_reader(usage, "consumption")
         est = usage["estimated"] if "estimated" in usage.columns else None
         self.est: np.ndarray | None = None
         if est is not None:
@@ -399,84 +398,121 @@ class _IntervalCounter:
         e: np.ndarray,
         ws: np.ndarray,
         we: np.ndarray,
-        day: np.ndarray,
-        p0: np.ndarray,
+        key: np.ndarray,
+        null: np.ndarray | None,
+        spot: np.ndarray,
+        runs: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> None:
-        """Count rows ``a:b`` (meter codes, UTC and wall-clock start/end ns, local day, period)."""
+        """Count rows ``a:b``: meter codes, UTC and wall-clock start/end [ns], the meter-month
+        ``key`` (``code * nper + month - pmin``), ``null`` (no value; None: every row has one),
+        the day-mark ``spot`` (``code * dspan + day - dmin``) and, when ``key`` is
+        non-decreasing, its ``runs`` (starts, ends, keys) as the calendarization found them.
+
+        Row-to-row checks compare neighbouring slices and look only at the few positions that
+        step back, repeat or leave a gap (no shifted copies of the chunk).
+        """
         if not self.ok:
             return
-        dur = e - s
-        if not bool((dur > 0).all()):
-            self.ok = False
-            return
         pm, ps, pe, pnull, pkey = self.prev
-        null = np.isnan(self.value(a, b)) if self.value is not None else np.zeros(b - a, bool)
-        mc = mc.astype(np.int64)
-        key = mc * self.nper
-        key += p0
-        key -= self.pmin
-        prev_m = _after(pm, mc)
-        prev_s = _after(ps, s)
-        same = mc == prev_m
-        new_meter = np.flatnonzero(~same)
-        if new_meter.size:  # each meter one run, never met before
-            nm = mc[new_meter]
+        dur = e - s
+        inner = mc[1:] == mc[:-1]  # row i + 1 is of the same meter as row i
+        bnd = np.flatnonzero(~inner)
+        bnd += 1
+        cont = int(mc[0]) == pm  # the chunk goes on with the previous chunk's last meter
+        starts = bnd if cont else np.r_[0, bnd]
+        if starts.size:  # each meter one run, never met before
+            nm = mc[starts]
             if self.seen[nm].any() or np.unique(nm).size != nm.size:
                 self.ok = False
                 return
             self.seen[nm] = True
-            self.length[nm] = dur[new_meter]
-        prev_key = _after(pkey, key)
-        if bool((same & ((s < prev_s) | (key < prev_key))).any()):
-            self.ok = False  # not ordered by start within a meter (or months step back)
-            return
-        if not bool((dur == self.length[mc]).all()):
-            self.ok = False  # mixed row lengths: the reference takes the most frequent one
-            return
-        dup = same & (s == prev_s)
-        any_dup = bool(dup.any())
-        if any_dup:
-            prev_null = _after(pnull, null)
-            if bool((null[dup] | prev_null[dup]).any()):
-                self.ok = False  # a value wins over a null: the reference sorts those
+            self.length[nm] = dur[starts]
+            if bool((dur[starts] <= 0).any()):
+                self.ok = False  # a row that does not end after it starts
                 return
-        prev_e = _after(pe, e)
-        gap = same & (s > prev_e)
-        if gap.any():
-            self.gaps.append((prev_e[gap], s[gap], mc[gap]))
-        valued = ~null
-        if any_dup:
-            valued &= ~dup
+        # one row length per meter (mixed lengths: the reference takes the most frequent one)
+        if cont and int(dur[0]) != int(self.length[pm]):
+            self.ok = False
+            return
+        differs = np.flatnonzero(dur[1:] != dur[:-1])
+        if inner[differs].any():
+            self.ok = False
+            return
+        # ordered by start within a meter, and months never step back
+        if cont and (int(s[0]) < ps or int(key[0]) < pkey):
+            self.ok = False
+            return
+        if inner[np.flatnonzero(s[1:] < s[:-1])].any():
+            self.ok = False
+            return
+        if runs is None and inner[np.flatnonzero(key[1:] < key[:-1])].any():
+            self.ok = False
+            return
+        # repeated starts (rows ``dup``); a value wins over a null: the reference sorts those
+        dup = np.flatnonzero(s[1:] == s[:-1])
+        dup = dup[inner[dup]]
+        dup += 1
+        if cont and int(s[0]) == ps:
+            dup = np.r_[0, dup]
+        if dup.size and null is not None:
+            before = null[np.maximum(dup - 1, 0)]
+            if dup[0] == 0:
+                before[0] = pnull
+            if bool(null[dup].any() or before.any()):
+                self.ok = False
+                return
+        # gaps: a row starting after its predecessor (same meter) ends
+        gap = np.flatnonzero(s[1:] > e[:-1])
+        gap = gap[inner[gap]]
+        if cont and int(s[0]) > pe:
+            self.gaps.append((np.array([pe]), s[:1].copy(), mc[:1].astype(np.int64)))
+        if gap.size:
+            self.gaps.append((e[gap], s[gap + 1], mc[gap + 1].astype(np.int64)))
+        any_null = null is not None and bool(null.any())
         nk = self.n_val.size
-        if valued.all():
+        if not any_null and not dup.size:  # the usual case: every row counts
+            valued = None
+            if runs is not None:
+                st, en, ks = runs
+                self.n_val[ks] += en - st
+            else:
+                self.n_val += np.bincount(key, minlength=nk)
             kv = key
-            self.n_val += np.bincount(key, minlength=nk)
         else:
+            valued = ~null if null is not None else np.ones(b - a, dtype=bool)
+            if dup.size:
+                valued[dup] = False
             kv = key[valued]
             self.n_val += np.bincount(kv, minlength=nk)
-            nulls = null if not any_dup else null & ~dup
-            if nulls.any():
-                self.n_null += np.bincount(key[nulls], minlength=nk)
+            if any_null and null is not None:
+                nulls = null.copy()
+                if dup.size:
+                    nulls[dup] = False
+                if nulls.any():
+                    self.n_null += np.bincount(key[nulls], minlength=nk)
         if self.est is not None:
-            est = self.est[a:b] & valued
+            est = self.est[a:b]
+            if valued is not None:
+                est = est & valued
             if est.any():
                 self.n_est += np.bincount(key[est], minlength=nk)
-        spot = mc * self.dspan
-        spot += day
-        spot -= self.dmin
-        self.day_marks[spot if kv is key else spot[valued]] = True
+        self.day_marks[spot if valued is None else spot[valued]] = True
         if kv.size:  # first and last row with a value of each meter-month (keys ordered)
-            vi = np.flatnonzero(valued) if kv is not key else None
-            st = np.flatnonzero(kv[1:] != kv[:-1]) + 1
-            first = np.concatenate(([0], st))
-            last = np.concatenate((st - 1, [kv.size - 1]))
-            if vi is not None:
-                first, last = vi[first], vi[last]
+            if valued is None and runs is not None:
+                first, last = runs[0], runs[1] - 1
+            else:
+                st = np.flatnonzero(kv[1:] != kv[:-1]) + 1
+                first = np.concatenate(([0], st))
+                last = np.concatenate((st - 1, [kv.size - 1]))
+                if valued is not None:
+                    vi = np.flatnonzero(valued)
+                    first, last = vi[first], vi[last]
             fk = key[first]
             unset = self.first_l[fk] == NAT_NS
             self.first_l[fk[unset]] = ws[first[unset]]
             self.last_l[key[last]] = we[last]
-        self.prev = (int(mc[-1]), int(s[-1]), int(e[-1]), bool(null[-1]), int(key[-1]))
+        last_null = bool(null[-1]) if null is not None else False
+        self.prev = (int(mc[-1]), int(s[-1]), int(e[-1]), last_null, int(key[-1]))
 
     def result(self, meter: pd.Categorical) -> Any:
         """The :class:`~scaler_workbench.coverage.IntervalCompleteness`, or None (counter off)."""
@@ -621,8 +657,6 @@ def _calendarize_chunked(
         if (per_of_day[day_last - dmin] > p0).any():
             return None  # a row crosses a local period boundary: split it the general way
         del day_last
-        if counter is not None:
-            counter.feed(a, b, mcodes[a:b], s, e, ws, we, day, p0)
         base = mcodes[a:b].astype(np.int64)
         if nsrc > 1:
             base *= nsrc
@@ -645,6 +679,29 @@ def _calendarize_chunked(
             st += 1
             st = np.r_[0, st]
             runs = (st, np.r_[st[1:], len(key)], key[st])
+        spot = base * dspan
+        spot += day - dmin
+        chunk = {c: v[a:b] for c, v in values.items()}
+        nan = {c: np.isnan(vc) for c, vc in chunk.items()}
+        if counter is not None:
+            if nsrc == 1:  # one (meter, zone) per base: the counter's keys are these
+                counter.feed(
+                    a, b, mcodes[a:b], s, e, ws, we, key, nan.get("consumption"), spot, runs
+                )
+            else:
+                mk = mcodes[a:b].astype(np.int64)
+                ck = mk * nper
+                ck += p0
+                ck -= pmin
+                cruns = None
+                if bool((ck[1:] >= ck[:-1]).all()):
+                    st = np.r_[0, np.flatnonzero(ck[1:] != ck[:-1]) + 1]
+                    cruns = (st, np.r_[st[1:], len(ck)], ck[st])
+                cspot = mk * dspan
+                cspot += day - dmin
+                counter.feed(
+                    a, b, mcodes[a:b], s, e, ws, we, ck, nan.get("consumption"), cspot, cruns
+                )
         if kc is not None:
             key[~kc] = nkeys
         if klo is not None and khi is not None:
@@ -661,15 +718,14 @@ def _calendarize_chunked(
             counts[ks] += en - st if kc is None else np.add.reduceat(kc, st, dtype=np.int64)
         else:
             counts += np.bincount(key, minlength=space)
-        for c, v in values.items():
+        for c, vc in chunk.items():
             # one sequential sum per key in row order, carried across chunks (``np.add.at``
             # adds row after row into the running sums): the same float as the general path's
             # ``np.bincount``, whatever the chunking (issue 13 item 9)
-            vc = v[a:b]
-            nan = np.isnan(vc)
-            if nan.any():
-                np.add.at(sums[c], key, np.where(nan, 0.0, vc))
-                nans[c] += np.bincount(key[nan], minlength=space)
+            vn = nan[c]
+            if vn.any():
+                np.add.at(sums[c], key, np.where(vn, 0.0, vc))
+                nans[c] += np.bincount(key[vn], minlength=space)
             else:
                 np.add.at(sums[c], key, vc)
         if est_col is not None:
@@ -680,8 +736,6 @@ def _calendarize_chunked(
         dur = we - ws
         sub = dur <= NS_PER_DAY
         mark_rows = sub if kc is None else sub & kc
-        spot = base * dspan
-        spot += day - dmin
         marks[spot[mark_rows] if not mark_rows.all() else spot] = True
         if not sub.all():
             multi = ~sub
