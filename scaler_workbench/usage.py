@@ -48,7 +48,7 @@ import pandas as pd
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import NAT_NS, NS_PER_DAY, add_local_days, local_ns, utc_index
 from scaler_workbench._zones import check_stated_zones
-from scaler_workbench.coverage import completeness_frames, interval_completeness
+from scaler_workbench.coverage import completeness_frames, interval_completeness, month_labels
 from scaler_workbench.exceptions import MappingError, UsageError
 from scaler_workbench.schema import (
     COMPLETENESS,
@@ -2065,6 +2065,27 @@ def _local_text(values: pd.Series) -> pd.Series:
     return pd.Series(pd.array(text, dtype="string"), index=values.index)
 
 
+def _canonical_counts(frame: pd.DataFrame, table: Any, texts: tuple[str, str]) -> pd.DataFrame:
+    """``frame`` (from :func:`~scaler_workbench.coverage.completeness_frames`) in the columns
+    and dtypes of ``table``: the naive local datetimes ``texts`` as ``YYYY-MM-DDTHH:MM`` text,
+    int64 counts as Int64 without a copy through ``astype`` (``coerce_frame`` then shares
+    every column)."""
+    cols: dict[str, Any] = {}
+    n = len(frame)
+    for c in table.columns:
+        if c.name not in frame.columns:
+            continue  # coerce_frame adds it
+        v = frame[c.name]
+        if c.name in texts:
+            v = _local_text(v)
+        elif c.dtype == "Int64" and v.dtype == np.int64:
+            v = pd.Series(
+                pd.arrays.IntegerArray(v.to_numpy(), np.zeros(n, dtype=bool)), index=frame.index
+            )
+        cols[c.name] = v
+    return coerce_frame(pd.DataFrame(cols, index=frame.index), table)
+
+
 def _interval_counts(part: pd.DataFrame, folded: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Interval completeness of one interval source's rows BEFORE aggregation (issue 13 item 2).
 
@@ -2076,27 +2097,21 @@ def _interval_counts(part: pd.DataFrame, folded: Any = None) -> tuple[pd.DataFra
     """
     ic = folded if folded is not None else interval_completeness(part, timezone="UTC")
     months, holes = ic.months, ic.holes
-    if len(months):
-        months = months.assign(
-            first_local=_local_text(months["first_local"]),
-            last_local=_local_text(months["last_local"]),
-        )
-        months = coerce_frame(months[[c.name for c in COMPLETENESS.columns]], COMPLETENESS)
-    else:
-        months = empty_frame(COMPLETENESS)
-    if len(holes):
-        holes = holes.assign(
-            start_local=_local_text(holes["start_local"]),
-            end_local=_local_text(holes["end_local"]),
-        )
-        holes = coerce_frame(holes[[c.name for c in HOLES.columns]], HOLES)
-    else:
-        holes = empty_frame(HOLES)
+    months = (
+        _canonical_counts(months, COMPLETENESS, ("first_local", "last_local"))
+        if len(months)
+        else empty_frame(COMPLETENESS)
+    )
+    holes = (
+        _canonical_counts(holes, HOLES, ("start_local", "end_local"))
+        if len(holes)
+        else empty_frame(HOLES)
+    )
     return months, holes
 
 
-def _period_months(cal: pd.DataFrame) -> np.ndarray:
-    """Local ``YYYY-MM`` of each calendarized row's start (its zone, else UTC)."""
+def _period_month_numbers(cal: pd.DataFrame) -> np.ndarray:
+    """Local month (months since 1970-01) of each calendarized row's start (its zone, else UTC)."""
     start = _ns(cal["start"])
     zones = _zones(cal, len(cal))
     wall = np.empty(len(cal), dtype=np.int64)
@@ -2104,18 +2119,49 @@ def _period_months(cal: pd.DataFrame) -> np.ndarray:
     for z, zone in enumerate(zones.categories):
         m = codes == z
         wall[m] = _wall(start[m], str(zone))
-    return np.datetime_as_string(wall.astype("datetime64[ns]").astype("datetime64[M]"), unit="M")
+    return wall.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+
+
+def _month_rows(cal: pd.DataFrame, months: pd.DataFrame) -> np.ndarray:
+    """Row of ``months`` (``meter_id``, ``month`` YYYY-MM) for each row of ``cal`` (-1: none).
+
+    Integer keys (meter code, month number) instead of string MultiIndexes; meter ids whose
+    text repeats (``1`` and ``"1"``) take the string keys."""
+    meter = _cat(cal["meter_id"])
+    names = pd.Index([str(c) for c in meter.categories], dtype=object)
+    if not names.is_unique:
+        key = pd.MultiIndex.from_arrays(
+            [months["meter_id"].astype(str).to_numpy(), months["month"].astype(str).to_numpy()]
+        )
+        return np.asarray(
+            key.get_indexer(
+                pd.MultiIndex.from_arrays(
+                    [
+                        cal["meter_id"].astype(str).to_numpy(),
+                        month_labels(_period_month_numbers(cal)),
+                    ]
+                )
+            )
+        )
+    m_code = names.get_indexer(months["meter_id"].astype(str).to_numpy())
+    m_month = np.asarray(months["month"].astype(str).to_numpy(), dtype="datetime64[M]").astype(
+        np.int64
+    )
+    c_code = np.asarray(meter.codes, dtype=np.int64)
+    c_month = _period_month_numbers(cal)
+    rows = np.flatnonzero(m_code >= 0)
+    if not rows.size:
+        return np.full(len(cal), -1, dtype=np.int64)
+    lo = int(min(m_month.min(), c_month.min()))
+    m_key = (m_code[rows].astype(np.int64) << 32) + (m_month[rows] - lo)
+    at = pd.Index(m_key).get_indexer((c_code << 32) + (c_month - lo))
+    return np.where(at >= 0, rows[np.maximum(at, 0)], -1)
 
 
 def _with_interval_counts(cal: pd.DataFrame, months: pd.DataFrame) -> pd.DataFrame:
     """Month rows of an interval source with their completeness counts (persisted with usage,
     so a later export from the state gives the same ``coverage.csv``)."""
-    key = pd.MultiIndex.from_arrays(
-        [months["meter_id"].astype(str).to_numpy(), months["month"].astype(str).to_numpy()]
-    )
-    at = key.get_indexer(
-        pd.MultiIndex.from_arrays([cal["meter_id"].astype(str).to_numpy(), _period_months(cal)])
-    )
+    at = _month_rows(cal, months)
     found = at >= 0
     take = np.where(found, at, 0)
 

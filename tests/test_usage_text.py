@@ -326,3 +326,77 @@ def test_local_text_of_minutes_around_midnight_dst_and_before_1970() -> None:
     assert out.tolist()[:3] == ["2023-03-26T00:59", "2023-10-29T01:30", "1969-12-31T23:59"]
     assert out.isna().tolist() == [False, False, False, True, False]
     pd.testing.assert_series_equal(out, _local_text_reference(series))
+
+
+def _interval_counts_reference(
+    part: pd.DataFrame, folded: object = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``usage._interval_counts`` before (assign, column selection, coerce_frame's astype)."""
+    from scaler_workbench.schema import COMPLETENESS, HOLES, coerce_frame, empty_frame
+
+    ic = folded if folded is not None else interval_completeness(part, timezone="UTC")
+    months, holes = ic.months, ic.holes  # type: ignore[attr-defined]
+    if len(months):
+        months = months.assign(
+            first_local=_local_text_reference(months["first_local"]),
+            last_local=_local_text_reference(months["last_local"]),
+        )
+        months = coerce_frame(months[[c.name for c in COMPLETENESS.columns]], COMPLETENESS)
+    else:
+        months = empty_frame(COMPLETENESS)
+    if len(holes):
+        holes = holes.assign(
+            start_local=_local_text_reference(holes["start_local"]),
+            end_local=_local_text_reference(holes["end_local"]),
+        )
+        holes = coerce_frame(holes[[c.name for c in HOLES.columns]], HOLES)
+    else:
+        holes = empty_frame(HOLES)
+    return months, holes
+
+
+def _month_rows_reference(cal: pd.DataFrame, months: pd.DataFrame) -> np.ndarray:
+    """The row lookup of ``usage._with_interval_counts`` before: string MultiIndexes."""
+    key = pd.MultiIndex.from_arrays(
+        [months["meter_id"].astype(str).to_numpy(), months["month"].astype(str).to_numpy()]
+    )
+    start = U._ns(cal["start"])
+    zones = U._zones(cal, len(cal))
+    wall = np.empty(len(cal), dtype=np.int64)
+    codes = np.asarray(zones.codes)
+    for z, zone in enumerate(zones.categories):
+        m = codes == z
+        wall[m] = U._wall(start[m], str(zone))
+    labels = np.datetime_as_string(wall.astype("datetime64[ns]").astype("datetime64[M]"), unit="M")
+    return np.asarray(
+        key.get_indexer(pd.MultiIndex.from_arrays([cal["meter_id"].astype(str).to_numpy(), labels]))
+    )
+
+
+@pytest.mark.parametrize(
+    "zones", [["Europe/London"], ["Australia/Lord_Howe", "UTC", "Asia/Beirut"]]
+)
+def test_interval_counts_and_month_rows_equal_the_reference(zones: list[str]) -> None:
+    frame = _rows(5, 30, zones)
+    frame["meter_id"] = frame["meter_id"].astype("category")
+    frame["timezone"] = frame["timezone"].astype("category")
+    new = U._interval_counts(frame)
+    ref = _interval_counts_reference(frame)
+    pd.testing.assert_frame_equal(new[0], ref[0])
+    pd.testing.assert_frame_equal(new[1], ref[1])
+    cal = U.calendarize(frame, freq="month")
+    months = new[0]
+    at = U._month_rows(cal, months)
+    np.testing.assert_array_equal(at, _month_rows_reference(cal, months))
+    assert (at >= 0).all()
+    # a month row missing, a meter unknown to the counts: -1 for those rows either way
+    some = months.iloc[3:].reset_index(drop=True)
+    some.loc[0, "meter_id"] = "nobody"
+    np.testing.assert_array_equal(U._month_rows(cal, some), _month_rows_reference(cal, some))
+    assert (U._month_rows(cal, some) == -1).sum() >= 4
+    # ids whose text repeats (1 and "1") take the string keys
+    twice = cal.copy()
+    twice["meter_id"] = pd.Categorical([1] * len(cal), categories=[1, "1"])
+    ones = months.assign(meter_id="1")
+    ones = ones.drop_duplicates("month").reset_index(drop=True)
+    np.testing.assert_array_equal(U._month_rows(twice, ones), _month_rows_reference(twice, ones))
