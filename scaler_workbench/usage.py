@@ -621,6 +621,11 @@ def _calendarize_chunked(
     first = np.full(space, n, dtype=np.int64)
     last = np.full(space, -1, dtype=np.int64)
     fac = _chunk_reader(usage, "factor")
+    # a categorical factor (one per meter and unit): its codes compare a byte per row
+    fcodes = fcats = None
+    if fac is not None and isinstance(usage["factor"].dtype, pd.CategoricalDtype):
+        fcodes = np.asarray(usage["factor"].array.codes)
+        fcats = np.r_[np.asarray(usage["factor"].cat.categories, dtype=np.float64), np.nan]
     fk = np.full(space, np.nan)
     fset = np.zeros(space, dtype=bool)
     mixed = np.zeros(space, dtype=bool)
@@ -654,7 +659,8 @@ def _calendarize_chunked(
         day = ws // NS_PER_DAY
         day_last = (we - 1) // NS_PER_DAY
         p0 = per_of_day[day - dmin]
-        if (per_of_day[day_last - dmin] > p0).any():
+        cross = np.flatnonzero(day_last != day)  # rows ending on a later local day (few)
+        if cross.size and (per_of_day[day_last[cross] - dmin] > p0[cross]).any():
             return None  # a row crosses a local period boundary: split it the general way
         del day_last
         base = mcodes[a:b].astype(np.int64)
@@ -760,11 +766,21 @@ def _calendarize_chunked(
             chunk_first[key[::-1]] = rows[::-1]
         np.minimum(first, chunk_first, out=first)
         if fac is not None:  # one factor per key, NaN where rows had different factors
-            fc = fac(a, b)
             here = chunk_first < n
             fk_c = np.full(space, np.nan)
-            fk_c[here] = fc[chunk_first[here] - a]
-            if runs is not None and kc is None:  # a row differs from its predecessor in its run
+            uniform = False
+            if fcodes is not None and fcats is not None and runs is not None:
+                # every row (kept or not) has its run's factor and none is missing: no key
+                # mixes factors within the chunk (categories are unique, never NaN)
+                cc = fcodes[a:b]
+                fk_c[here] = fcats[cc[chunk_first[here] - a]]
+                steps = np.flatnonzero(cc[1:] != cc[:-1])
+                uniform = not np.setdiff1d(steps, runs[0][1:] - 1).size and not (cc < 0).any()
+            if uniform:
+                pass
+            elif runs is not None and kc is None:  # a row differs from its predecessor in its run
+                fc = fac(a, b)
+                fk_c[here] = fc[chunk_first[here] - a]
                 differs = ~(fc[1:] == fc[:-1])
                 differs[runs[0][1:] - 1] = False
                 if differs.any():
@@ -773,6 +789,8 @@ def _calendarize_chunked(
                 if lone.any():
                     mixed[key[lone]] = True
             else:
+                fc = fac(a, b)
+                fk_c[here] = fc[chunk_first[here] - a]
                 differs = ~(fc == fk_c[key])
                 if differs.any():
                     mixed[key[differs]] = True
