@@ -1513,13 +1513,17 @@ def _conflict_losers(
     if "estimated" in frame:
         kept_est = set_aside["estimated"].to_numpy(dtype=np.float64, na_value=0.0)
     why = "an actual value beats an estimate, then the latest revision / later record"
-    reasons = [
+    reason = (
         f"duplicate {table} row for the same {'/'.join(keys)}: set aside by policy "
         f"(duplicates={pol['duplicates']}, prefer_actual={pol['prefer_actual']}; {why})"
-        + (" [this row is an estimate]" if kept_est is not None and kept_est[i] > 0 else "")
-        for i in range(len(set_aside))
-    ]
-    q = quarantine_rows(set_aside, table=table, stage="usage", rule="duplicate", reasons=reasons)
+    )
+    # one of two texts per row (an estimate says so), not an f-string per row
+    reasons = np.full(len(set_aside), reason, dtype=object)
+    if kept_est is not None:
+        reasons[kept_est > 0] = reason + " [this row is an estimate]"
+    q = quarantine_rows(
+        set_aside, table=table, stage="usage", rule="duplicate", reasons=reasons.tolist()
+    )
     return loser, q
 
 
