@@ -288,6 +288,12 @@ def _count_codes(codes: np.ndarray, ncat: int) -> np.ndarray:
     10 M rows would be an 80 MB temporary touched once.
     """
     out = np.zeros(ncat + 1, dtype=np.int64)
+    if ncat == 1:  # one category (a site zone): count the missing, a byte compare per row
+        out[0] = sum(
+            int(np.count_nonzero(codes[a : a + _ROWS] < 0)) for a in range(0, len(codes), _ROWS)
+        )
+        out[1] = len(codes) - out[0]
+        return out
     for a in range(0, len(codes), _ROWS):
         out += np.bincount(codes[a : a + _ROWS].astype(np.intp) + 1, minlength=ncat + 1)
     return out

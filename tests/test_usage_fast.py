@@ -257,3 +257,17 @@ def test_property_categorical_factor_codes_path_equals_the_general_path(rows, si
         mp.setattr(U, "_ROWS", size)
         chunked = _calendarize(frame, freq="month", keep=keep).reset_index(drop=True)
     pd.testing.assert_frame_equal(general, chunked, check_categorical=False, rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([-1, 0]), max_size=50), st.integers(1, 9))
+def test_property_one_category_codes_count_as_bincount(codes, chunk):
+    """One category (the usual single site zone): missing and used counted by a compare,
+    the same numbers as the bincount of every code."""
+    import scaler_workbench.usage as U
+
+    arr = np.asarray(codes, dtype=np.int8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(U, "_ROWS", chunk)
+        got = U._count_codes(arr, 1)
+    assert got.tolist() == np.bincount(arr.astype(np.intp) + 1, minlength=2).tolist()
