@@ -338,14 +338,6 @@ _ROWS = 1 << 16  # rows per chunk: chunk temporaries (512 KiB) are reused, not r
 _CHUNKED_MIN = 1 << 16  # smaller frames take the general path
 
 
-def _after(prev: Any, arr: np.ndarray) -> np.ndarray:
-    """``arr`` shifted by one row, ``prev`` first: each row's predecessor."""
-    out = np.empty_like(arr)
-    out[0] = prev
-    out[1:] = arr[:-1]
-    return out
-
-
 class _IntervalCounter:
     """The counts of :func:`~scaler_workbench.coverage.interval_completeness`, taken chunk by
     chunk inside :func:`_calendarize_chunked` from the wall times it already has.
