@@ -24,7 +24,7 @@ function                   returns
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -504,15 +504,31 @@ def _local_by_quarter_hours(utc_ns: np.ndarray, zone: str) -> np.ndarray | None:
 
 
 def _local_by_meter_zone(
-    utc_ns: np.ndarray, codes: np.ndarray, meter_zone: np.ndarray
+    utc_ns: np.ndarray, codes: np.ndarray, meter_zone: np.ndarray, *, table: bool = True
 ) -> np.ndarray:
-    """Local wall-clock ns of ``utc_ns``, the zone given per meter (one conversion per zone)."""
+    """Local wall-clock ns of ``utc_ns``, the zone given per meter (one conversion per zone).
+
+    ``table=False`` skips the quarter-hour offset table of :func:`_local_by_quarter_hours`
+    (it pays for millions of instants; pandas' own conversion is faster for thousands).
+    """
     zone_codes, zone_names = pd.factorize(pd.Series(meter_zone, dtype=object), sort=False)
     row_zone = zone_codes[codes]
     out = np.empty(utc_ns.size, dtype=np.int64)
     for i, zone in enumerate(zone_names):
         mask = row_zone == i if len(zone_names) > 1 else slice(None)
-        out[mask] = _local_of_utc(utc_ns[mask], np.full(1, zone, dtype=object), one_zone=True)
+        if table:
+            out[mask] = _local_of_utc(utc_ns[mask], np.full(1, zone, dtype=object), one_zone=True)
+            continue
+        try:
+            idx = pd.DatetimeIndex(utc_ns[mask].astype("datetime64[ns]")).tz_localize("UTC")
+            out[mask] = idx.tz_convert(str(zone)).tz_localize(None).asi8
+        except (KeyError, ValueError) as exc:
+            raise SchemaError(
+                f"unknown time zone {zone!r} in usage",
+                table="usage",
+                column="timezone",
+                hint="Use IANA names such as 'Europe/London'.",
+            ) from exc
     return out
 
 
@@ -857,23 +873,32 @@ def completeness_frames(
         }
     )
     if len(holes):
+        h_code = holes["code"].to_numpy()
+        h_start = holes["start_local"].to_numpy(dtype="datetime64[ns]")
+        # sorted by meter id, then local start: the ids' ranks as for the months (a stable
+        # lexsort, as sort_values(["meter_id", "start_local"]) orders them)
+        h_order = np.lexsort((h_start, rank[h_code]))
+        h_code = h_code[h_order]
         hole_frame = pd.DataFrame(
             {
-                "meter_id": pd.array(
-                    np.asarray(meter_names, dtype=object)[holes["code"].to_numpy()],
+                "meter_id": pd.array(names[h_code], dtype="string"),
+                "month": pd.array(
+                    _text_by_unique(holes["month_code"].to_numpy()[h_order], month_labels),
                     dtype="string",
                 ),
-                "month": pd.array(month_labels(holes["month_code"].to_numpy()), dtype="string"),
                 "date": pd.array(
-                    np.datetime_as_string(holes["day"].to_numpy().astype("datetime64[D]")),
+                    _text_by_unique(
+                        holes["day"].to_numpy()[h_order],
+                        lambda d: np.datetime_as_string(d.astype("datetime64[D]")),
+                    ),
                     dtype="string",
                 ),
-                "kind": pd.array(holes["kind"].to_numpy(), dtype="string"),
-                "start_local": holes["start_local"].to_numpy(dtype="datetime64[ns]"),
-                "end_local": holes["end_local"].to_numpy(dtype="datetime64[ns]"),
-                "missing_intervals": holes["missing_intervals"].to_numpy(dtype=np.int64),
+                "kind": pd.array(holes["kind"].to_numpy().astype(object)[h_order], dtype="string"),
+                "start_local": h_start[h_order],
+                "end_local": holes["end_local"].to_numpy(dtype="datetime64[ns]")[h_order],
+                "missing_intervals": holes["missing_intervals"].to_numpy(dtype=np.int64)[h_order],
             }
-        ).sort_values(["meter_id", "start_local"], ignore_index=True)
+        )
     else:
         hole_frame = _empty_holes()
     return IntervalCompleteness(months, hole_frame)
@@ -887,34 +912,74 @@ def _holes_of_gaps(
     meter_zone: np.ndarray,
 ) -> pd.DataFrame:
     """Interior holes (UTC ns ``g_lo`` to ``g_hi`` of meter code ``g_code``, interval length
-    ``g_len`` [ns]) split by local day (the zone of each meter code in ``meter_zone``)."""
+    ``g_len`` [ns]) split by local day (the zone of each meter code in ``meter_zone``).
+
+    One conversion per zone (:func:`_local_by_meter_zone`); local midnights are localised once
+    per distinct (zone, day), not per hole.
+    """
     if g_lo.size == 0:
         return pd.DataFrame()
-    g_zone = meter_zone[g_code]
-    d_lo = _local_of_utc(g_lo, g_zone) // _DAY_NS
-    d_hi = _local_of_utc(g_hi - 1, g_zone) // _DAY_NS
+    n = g_lo.size
+    ends = _local_by_meter_zone(
+        np.r_[g_lo, g_hi - 1], np.r_[g_code, g_code], meter_zone, table=False
+    )
+    d_lo = ends[:n] // _DAY_NS
+    d_hi = ends[n:] // _DAY_NS
     n_days = d_hi - d_lo + 1
-    rep = np.repeat(np.arange(g_lo.size), n_days)
-    day = d_lo[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(n_days) - n_days, n_days))
-    zone = g_zone[rep]
-    midnight = _utc_of_local(day * _DAY_NS, zone)
-    next_midnight = _utc_of_local((day + 1) * _DAY_NS, zone)
-    part_lo = np.maximum(g_lo[rep], midnight)
-    part_hi = np.minimum(g_hi[rep], next_midnight)
+    if bool((n_days == 1).all()):  # the usual case: every hole inside one local day
+        rep = None
+        day, code, lo, hi, length = d_lo, g_code, g_lo, g_hi, g_len
+    else:
+        rep = np.repeat(np.arange(g_lo.size), n_days)
+        day = d_lo[rep] + (np.arange(rep.size) - np.repeat(np.cumsum(n_days) - n_days, n_days))
+        code, lo, hi, length = g_code[rep], g_lo[rep], g_hi[rep], g_len[rep]
+    midnight, next_midnight = _midnights_by_meter_zone(day, code, meter_zone)
+    part_lo = np.maximum(lo, midnight)
+    part_hi = np.minimum(hi, next_midnight)
     whole = (part_lo == midnight) & (part_hi == next_midnight)
-    local_lo = np.where(whole, day * _DAY_NS, _local_of_utc(part_lo, zone))
-    local_hi = np.where(whole, (day + 1) * _DAY_NS, _local_of_utc(part_hi, zone))
+    m = part_lo.size
+    parts = _local_by_meter_zone(
+        np.r_[part_lo, part_hi], np.r_[code, code], meter_zone, table=False
+    )
+    local_lo = np.where(whole, day * _DAY_NS, parts[:m])
+    local_hi = np.where(whole, (day + 1) * _DAY_NS, parts[m:])
     return pd.DataFrame(
         {
-            "code": g_code[rep],
+            "code": code,
             "month_code": day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64),
             "day": day,
             "kind": np.where(whole, "day", "intervals"),
             "start_local": local_lo,
             "end_local": local_hi,
-            "missing_intervals": (part_hi - part_lo) // g_len[rep],
+            "missing_intervals": (part_hi - part_lo) // length,
         }
     )
+
+
+def _midnights_by_meter_zone(
+    day: np.ndarray, codes: np.ndarray, meter_zone: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """UTC ns of the local midnights starting and ending local ``day`` (days since 1970) in
+    the zone of each meter code (as :func:`_utc_of_local`, once per distinct zone and day)."""
+    zone_codes, zone_names = pd.factorize(pd.Series(meter_zone, dtype=object), sort=False)
+    row_zone = zone_codes[codes]
+    lo = np.empty(day.size, dtype=np.int64)
+    hi = np.empty(day.size, dtype=np.int64)
+    for i, zone in enumerate(zone_names):
+        mask = row_zone == i if len(zone_names) > 1 else slice(None)
+        uniq, inv = np.unique(day[mask], return_inverse=True)
+        edges = _utc_of_local(
+            np.r_[uniq, uniq + 1] * _DAY_NS, np.full(2 * uniq.size, zone, dtype=object)
+        )
+        lo[mask] = edges[: uniq.size][inv]
+        hi[mask] = edges[uniq.size :][inv]
+    return lo, hi
+
+
+def _text_by_unique(values: np.ndarray, text: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``text(values)`` as an object array, ``text`` applied to the distinct values only."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    return np.asarray(text(uniq)).astype(object)[inv]
 
 
 def _day_ns(values: pd.Series) -> np.ndarray:

@@ -48,7 +48,7 @@ import pandas as pd
 from scaler_workbench._secrets import get_logger
 from scaler_workbench._time import NAT_NS, NS_PER_DAY, add_local_days, local_ns, utc_index
 from scaler_workbench._zones import check_stated_zones
-from scaler_workbench.coverage import completeness_frames, interval_completeness
+from scaler_workbench.coverage import completeness_frames, interval_completeness, month_labels
 from scaler_workbench.exceptions import MappingError, UsageError
 from scaler_workbench.schema import (
     COMPLETENESS,
@@ -288,6 +288,12 @@ def _count_codes(codes: np.ndarray, ncat: int) -> np.ndarray:
     10 M rows would be an 80 MB temporary touched once.
     """
     out = np.zeros(ncat + 1, dtype=np.int64)
+    if ncat == 1:  # one category (a site zone): count the missing, a byte compare per row
+        out[0] = sum(
+            int(np.count_nonzero(codes[a : a + _ROWS] < 0)) for a in range(0, len(codes), _ROWS)
+        )
+        out[1] = len(codes) - out[0]
+        return out
     for a in range(0, len(codes), _ROWS):
         out += np.bincount(codes[a : a + _ROWS].astype(np.intp) + 1, minlength=ncat + 1)
     return out
@@ -332,14 +338,6 @@ _ROWS = 1 << 16  # rows per chunk: chunk temporaries (512 KiB) are reused, not r
 _CHUNKED_MIN = 1 << 16  # smaller frames take the general path
 
 
-def _after(prev: Any, arr: np.ndarray) -> np.ndarray:
-    """``arr`` shifted by one row, ``prev`` first: each row's predecessor."""
-    out = np.empty_like(arr)
-    out[0] = prev
-    out[1:] = arr[:-1]
-    return out
-
-
 class _IntervalCounter:
     """The counts of :func:`~scaler_workbench.coverage.interval_completeness`, taken chunk by
     chunk inside :func:`_calendarize_chunked` from the wall times it already has.
@@ -379,7 +377,6 @@ class _IntervalCounter:
         self.gaps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         # the previous chunk's last row: meter code, start, end, null, meter-month key
         self.prev = (-1, NAT_NS, NAT_NS, False, -1)
-        self.value = _chunk_reader(usage, "consumption")
         est = usage["estimated"] if "estimated" in usage.columns else None
         self.est: np.ndarray | None = None
         if est is not None:
@@ -399,84 +396,121 @@ class _IntervalCounter:
         e: np.ndarray,
         ws: np.ndarray,
         we: np.ndarray,
-        day: np.ndarray,
-        p0: np.ndarray,
+        key: np.ndarray,
+        null: np.ndarray | None,
+        spot: np.ndarray,
+        runs: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     ) -> None:
-        """Count rows ``a:b`` (meter codes, UTC and wall-clock start/end ns, local day, period)."""
+        """Count rows ``a:b``: meter codes, UTC and wall-clock start/end [ns], the meter-month
+        ``key`` (``code * nper + month - pmin``), ``null`` (no value; None: every row has one),
+        the day-mark ``spot`` (``code * dspan + day - dmin``) and, when ``key`` is
+        non-decreasing, its ``runs`` (starts, ends, keys) as the calendarization found them.
+
+        Row-to-row checks compare neighbouring slices and look only at the few positions that
+        step back, repeat or leave a gap (no shifted copies of the chunk).
+        """
         if not self.ok:
             return
-        dur = e - s
-        if not bool((dur > 0).all()):
-            self.ok = False
-            return
         pm, ps, pe, pnull, pkey = self.prev
-        null = np.isnan(self.value(a, b)) if self.value is not None else np.zeros(b - a, bool)
-        mc = mc.astype(np.int64)
-        key = mc * self.nper
-        key += p0
-        key -= self.pmin
-        prev_m = _after(pm, mc)
-        prev_s = _after(ps, s)
-        same = mc == prev_m
-        new_meter = np.flatnonzero(~same)
-        if new_meter.size:  # each meter one run, never met before
-            nm = mc[new_meter]
+        dur = e - s
+        inner = mc[1:] == mc[:-1]  # row i + 1 is of the same meter as row i
+        bnd = np.flatnonzero(~inner)
+        bnd += 1
+        cont = int(mc[0]) == pm  # the chunk goes on with the previous chunk's last meter
+        starts = bnd if cont else np.r_[0, bnd]
+        if starts.size:  # each meter one run, never met before
+            nm = mc[starts]
             if self.seen[nm].any() or np.unique(nm).size != nm.size:
                 self.ok = False
                 return
             self.seen[nm] = True
-            self.length[nm] = dur[new_meter]
-        prev_key = _after(pkey, key)
-        if bool((same & ((s < prev_s) | (key < prev_key))).any()):
-            self.ok = False  # not ordered by start within a meter (or months step back)
-            return
-        if not bool((dur == self.length[mc]).all()):
-            self.ok = False  # mixed row lengths: the reference takes the most frequent one
-            return
-        dup = same & (s == prev_s)
-        any_dup = bool(dup.any())
-        if any_dup:
-            prev_null = _after(pnull, null)
-            if bool((null[dup] | prev_null[dup]).any()):
-                self.ok = False  # a value wins over a null: the reference sorts those
+            self.length[nm] = dur[starts]
+            if bool((dur[starts] <= 0).any()):
+                self.ok = False  # a row that does not end after it starts
                 return
-        prev_e = _after(pe, e)
-        gap = same & (s > prev_e)
-        if gap.any():
-            self.gaps.append((prev_e[gap], s[gap], mc[gap]))
-        valued = ~null
-        if any_dup:
-            valued &= ~dup
+        # one row length per meter (mixed lengths: the reference takes the most frequent one)
+        if cont and int(dur[0]) != int(self.length[pm]):
+            self.ok = False
+            return
+        differs = np.flatnonzero(dur[1:] != dur[:-1])
+        if inner[differs].any():
+            self.ok = False
+            return
+        # ordered by start within a meter, and months never step back
+        if cont and (int(s[0]) < ps or int(key[0]) < pkey):
+            self.ok = False
+            return
+        if inner[np.flatnonzero(s[1:] < s[:-1])].any():
+            self.ok = False
+            return
+        if runs is None and inner[np.flatnonzero(key[1:] < key[:-1])].any():
+            self.ok = False
+            return
+        # repeated starts (rows ``dup``); a value wins over a null: the reference sorts those
+        dup = np.flatnonzero(s[1:] == s[:-1])
+        dup = dup[inner[dup]]
+        dup += 1
+        if cont and int(s[0]) == ps:
+            dup = np.r_[0, dup]
+        if dup.size and null is not None:
+            before = null[np.maximum(dup - 1, 0)]
+            if dup[0] == 0:
+                before[0] = pnull
+            if bool(null[dup].any() or before.any()):
+                self.ok = False
+                return
+        # gaps: a row starting after its predecessor (same meter) ends
+        gap = np.flatnonzero(s[1:] > e[:-1])
+        gap = gap[inner[gap]]
+        if cont and int(s[0]) > pe:
+            self.gaps.append((np.array([pe]), s[:1].copy(), mc[:1].astype(np.int64)))
+        if gap.size:
+            self.gaps.append((e[gap], s[gap + 1], mc[gap + 1].astype(np.int64)))
+        any_null = null is not None and bool(null.any())
         nk = self.n_val.size
-        if valued.all():
+        if not any_null and not dup.size:  # the usual case: every row counts
+            valued = None
+            if runs is not None:
+                st, en, ks = runs
+                self.n_val[ks] += en - st
+            else:
+                self.n_val += np.bincount(key, minlength=nk)
             kv = key
-            self.n_val += np.bincount(key, minlength=nk)
         else:
+            valued = ~null if null is not None else np.ones(b - a, dtype=bool)
+            if dup.size:
+                valued[dup] = False
             kv = key[valued]
             self.n_val += np.bincount(kv, minlength=nk)
-            nulls = null if not any_dup else null & ~dup
-            if nulls.any():
-                self.n_null += np.bincount(key[nulls], minlength=nk)
+            if any_null and null is not None:
+                nulls = null.copy()
+                if dup.size:
+                    nulls[dup] = False
+                if nulls.any():
+                    self.n_null += np.bincount(key[nulls], minlength=nk)
         if self.est is not None:
-            est = self.est[a:b] & valued
+            est = self.est[a:b]
+            if valued is not None:
+                est = est & valued
             if est.any():
                 self.n_est += np.bincount(key[est], minlength=nk)
-        spot = mc * self.dspan
-        spot += day
-        spot -= self.dmin
-        self.day_marks[spot if kv is key else spot[valued]] = True
+        self.day_marks[spot if valued is None else spot[valued]] = True
         if kv.size:  # first and last row with a value of each meter-month (keys ordered)
-            vi = np.flatnonzero(valued) if kv is not key else None
-            st = np.flatnonzero(kv[1:] != kv[:-1]) + 1
-            first = np.concatenate(([0], st))
-            last = np.concatenate((st - 1, [kv.size - 1]))
-            if vi is not None:
-                first, last = vi[first], vi[last]
+            if valued is None and runs is not None:
+                first, last = runs[0], runs[1] - 1
+            else:
+                st = np.flatnonzero(kv[1:] != kv[:-1]) + 1
+                first = np.concatenate(([0], st))
+                last = np.concatenate((st - 1, [kv.size - 1]))
+                if valued is not None:
+                    vi = np.flatnonzero(valued)
+                    first, last = vi[first], vi[last]
             fk = key[first]
             unset = self.first_l[fk] == NAT_NS
             self.first_l[fk[unset]] = ws[first[unset]]
             self.last_l[key[last]] = we[last]
-        self.prev = (int(mc[-1]), int(s[-1]), int(e[-1]), bool(null[-1]), int(key[-1]))
+        last_null = bool(null[-1]) if null is not None else False
+        self.prev = (int(mc[-1]), int(s[-1]), int(e[-1]), last_null, int(key[-1]))
 
     def result(self, meter: pd.Categorical) -> Any:
         """The :class:`~scaler_workbench.coverage.IntervalCompleteness`, or None (counter off)."""
@@ -585,6 +619,11 @@ def _calendarize_chunked(
     first = np.full(space, n, dtype=np.int64)
     last = np.full(space, -1, dtype=np.int64)
     fac = _chunk_reader(usage, "factor")
+    # a categorical factor (one per meter and unit): its codes compare a byte per row
+    fcodes = fcats = None
+    if fac is not None and isinstance(usage["factor"].dtype, pd.CategoricalDtype):
+        fcodes = np.asarray(usage["factor"].array.codes)
+        fcats = np.r_[np.asarray(usage["factor"].cat.categories, dtype=np.float64), np.nan]
     fk = np.full(space, np.nan)
     fset = np.zeros(space, dtype=bool)
     mixed = np.zeros(space, dtype=bool)
@@ -618,11 +657,10 @@ def _calendarize_chunked(
         day = ws // NS_PER_DAY
         day_last = (we - 1) // NS_PER_DAY
         p0 = per_of_day[day - dmin]
-        if (per_of_day[day_last - dmin] > p0).any():
+        cross = np.flatnonzero(day_last != day)  # rows ending on a later local day (few)
+        if cross.size and (per_of_day[day_last[cross] - dmin] > p0[cross]).any():
             return None  # a row crosses a local period boundary: split it the general way
         del day_last
-        if counter is not None:
-            counter.feed(a, b, mcodes[a:b], s, e, ws, we, day, p0)
         base = mcodes[a:b].astype(np.int64)
         if nsrc > 1:
             base *= nsrc
@@ -645,6 +683,29 @@ def _calendarize_chunked(
             st += 1
             st = np.r_[0, st]
             runs = (st, np.r_[st[1:], len(key)], key[st])
+        spot = base * dspan
+        spot += day - dmin
+        chunk = {c: v[a:b] for c, v in values.items()}
+        nan = {c: np.isnan(vc) for c, vc in chunk.items()}
+        if counter is not None:
+            if nsrc == 1:  # one (meter, zone) per base: the counter's keys are these
+                counter.feed(
+                    a, b, mcodes[a:b], s, e, ws, we, key, nan.get("consumption"), spot, runs
+                )
+            else:
+                mk = mcodes[a:b].astype(np.int64)
+                ck = mk * nper
+                ck += p0
+                ck -= pmin
+                cruns = None
+                if bool((ck[1:] >= ck[:-1]).all()):
+                    st = np.r_[0, np.flatnonzero(ck[1:] != ck[:-1]) + 1]
+                    cruns = (st, np.r_[st[1:], len(ck)], ck[st])
+                cspot = mk * dspan
+                cspot += day - dmin
+                counter.feed(
+                    a, b, mcodes[a:b], s, e, ws, we, ck, nan.get("consumption"), cspot, cruns
+                )
         if kc is not None:
             key[~kc] = nkeys
         if klo is not None and khi is not None:
@@ -661,15 +722,14 @@ def _calendarize_chunked(
             counts[ks] += en - st if kc is None else np.add.reduceat(kc, st, dtype=np.int64)
         else:
             counts += np.bincount(key, minlength=space)
-        for c, v in values.items():
+        for c, vc in chunk.items():
             # one sequential sum per key in row order, carried across chunks (``np.add.at``
             # adds row after row into the running sums): the same float as the general path's
             # ``np.bincount``, whatever the chunking (issue 13 item 9)
-            vc = v[a:b]
-            nan = np.isnan(vc)
-            if nan.any():
-                np.add.at(sums[c], key, np.where(nan, 0.0, vc))
-                nans[c] += np.bincount(key[nan], minlength=space)
+            vn = nan[c]
+            if vn.any():
+                np.add.at(sums[c], key, np.where(vn, 0.0, vc))
+                nans[c] += np.bincount(key[vn], minlength=space)
             else:
                 np.add.at(sums[c], key, vc)
         if est_col is not None:
@@ -680,8 +740,6 @@ def _calendarize_chunked(
         dur = we - ws
         sub = dur <= NS_PER_DAY
         mark_rows = sub if kc is None else sub & kc
-        spot = base * dspan
-        spot += day - dmin
         marks[spot[mark_rows] if not mark_rows.all() else spot] = True
         if not sub.all():
             multi = ~sub
@@ -706,11 +764,21 @@ def _calendarize_chunked(
             chunk_first[key[::-1]] = rows[::-1]
         np.minimum(first, chunk_first, out=first)
         if fac is not None:  # one factor per key, NaN where rows had different factors
-            fc = fac(a, b)
             here = chunk_first < n
             fk_c = np.full(space, np.nan)
-            fk_c[here] = fc[chunk_first[here] - a]
-            if runs is not None and kc is None:  # a row differs from its predecessor in its run
+            uniform = False
+            if fcodes is not None and fcats is not None and runs is not None:
+                # every row (kept or not) has its run's factor and none is missing: no key
+                # mixes factors within the chunk (categories are unique, never NaN)
+                cc = fcodes[a:b]
+                fk_c[here] = fcats[cc[chunk_first[here] - a]]
+                steps = np.flatnonzero(cc[1:] != cc[:-1])
+                uniform = not np.setdiff1d(steps, runs[0][1:] - 1).size and not (cc < 0).any()
+            if uniform:
+                pass
+            elif runs is not None and kc is None:  # a row differs from its predecessor in its run
+                fc = fac(a, b)
+                fk_c[here] = fc[chunk_first[here] - a]
                 differs = ~(fc[1:] == fc[:-1])
                 differs[runs[0][1:] - 1] = False
                 if differs.any():
@@ -719,6 +787,8 @@ def _calendarize_chunked(
                 if lone.any():
                     mixed[key[lone]] = True
             else:
+                fc = fac(a, b)
+                fk_c[here] = fc[chunk_first[here] - a]
                 differs = ~(fc == fk_c[key])
                 if differs.any():
                     mixed[key[differs]] = True
@@ -1441,13 +1511,17 @@ def _conflict_losers(
     if "estimated" in frame:
         kept_est = set_aside["estimated"].to_numpy(dtype=np.float64, na_value=0.0)
     why = "an actual value beats an estimate, then the latest revision / later record"
-    reasons = [
+    reason = (
         f"duplicate {table} row for the same {'/'.join(keys)}: set aside by policy "
         f"(duplicates={pol['duplicates']}, prefer_actual={pol['prefer_actual']}; {why})"
-        + (" [this row is an estimate]" if kept_est is not None and kept_est[i] > 0 else "")
-        for i in range(len(set_aside))
-    ]
-    q = quarantine_rows(set_aside, table=table, stage="usage", rule="duplicate", reasons=reasons)
+    )
+    # one of two texts per row (an estimate says so), not an f-string per row
+    reasons = np.full(len(set_aside), reason, dtype=object)
+    if kept_est is not None:
+        reasons[kept_est > 0] = reason + " [this row is an estimate]"
+    q = quarantine_rows(
+        set_aside, table=table, stage="usage", rule="duplicate", reasons=reasons.tolist()
+    )
     return loser, q
 
 
@@ -1989,12 +2063,47 @@ def _attach_cost(
     return usage.assign(**extra), q
 
 
+#: ``THH:MM`` of each minute of a day (the time part of :func:`_local_text`)
+_HHMM = np.array([f"T{m // 60:02d}:{m % 60:02d}" for m in range(1440)], dtype=object)
+
+
 def _local_text(values: pd.Series) -> pd.Series:
-    """Naive local datetimes -> ``YYYY-MM-DDTHH:MM`` text (NaT -> missing)."""
+    """Naive local datetimes -> ``YYYY-MM-DDTHH:MM`` text (NaT -> missing).
+
+    The text of ``numpy.datetime_as_string`` at minutes, built from the distinct days and a
+    table of the day's minutes (reference: ``tests/test_usage_text.py``).
+    """
     arr = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
-    out = pd.array(np.datetime_as_string(arr.astype("datetime64[m]"), unit="m"), dtype="string")
-    out[np.isnat(arr)] = pd.NA
-    return pd.Series(out, index=values.index)
+    has = ~np.isnat(arr)
+    text = np.full(arr.size, None, dtype=object)
+    if has.any():
+        minutes = arr[has].astype("datetime64[m]").astype(np.int64)
+        day, minute = np.divmod(minutes, 1440)
+        uniq, inv = np.unique(day, return_inverse=True)
+        days = np.datetime_as_string(uniq.astype("datetime64[D]")).astype(object)
+        text[has] = days[inv] + _HHMM[minute]
+    return pd.Series(pd.array(text, dtype="string"), index=values.index)
+
+
+def _canonical_counts(frame: pd.DataFrame, table: Any, texts: tuple[str, str]) -> pd.DataFrame:
+    """``frame`` (from :func:`~scaler_workbench.coverage.completeness_frames`) in the columns
+    and dtypes of ``table``: the naive local datetimes ``texts`` as ``YYYY-MM-DDTHH:MM`` text,
+    int64 counts as Int64 without a copy through ``astype`` (``coerce_frame`` then shares
+    every column)."""
+    cols: dict[str, Any] = {}
+    n = len(frame)
+    for c in table.columns:
+        if c.name not in frame.columns:
+            continue  # coerce_frame adds it
+        v = frame[c.name]
+        if c.name in texts:
+            v = _local_text(v)
+        elif c.dtype == "Int64" and v.dtype == np.int64:
+            v = pd.Series(
+                pd.arrays.IntegerArray(v.to_numpy(), np.zeros(n, dtype=bool)), index=frame.index
+            )
+        cols[c.name] = v
+    return coerce_frame(pd.DataFrame(cols, index=frame.index), table)
 
 
 def _interval_counts(part: pd.DataFrame, folded: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -2008,27 +2117,21 @@ def _interval_counts(part: pd.DataFrame, folded: Any = None) -> tuple[pd.DataFra
     """
     ic = folded if folded is not None else interval_completeness(part, timezone="UTC")
     months, holes = ic.months, ic.holes
-    if len(months):
-        months = months.assign(
-            first_local=_local_text(months["first_local"]),
-            last_local=_local_text(months["last_local"]),
-        )
-        months = coerce_frame(months[[c.name for c in COMPLETENESS.columns]], COMPLETENESS)
-    else:
-        months = empty_frame(COMPLETENESS)
-    if len(holes):
-        holes = holes.assign(
-            start_local=_local_text(holes["start_local"]),
-            end_local=_local_text(holes["end_local"]),
-        )
-        holes = coerce_frame(holes[[c.name for c in HOLES.columns]], HOLES)
-    else:
-        holes = empty_frame(HOLES)
+    months = (
+        _canonical_counts(months, COMPLETENESS, ("first_local", "last_local"))
+        if len(months)
+        else empty_frame(COMPLETENESS)
+    )
+    holes = (
+        _canonical_counts(holes, HOLES, ("start_local", "end_local"))
+        if len(holes)
+        else empty_frame(HOLES)
+    )
     return months, holes
 
 
-def _period_months(cal: pd.DataFrame) -> np.ndarray:
-    """Local ``YYYY-MM`` of each calendarized row's start (its zone, else UTC)."""
+def _period_month_numbers(cal: pd.DataFrame) -> np.ndarray:
+    """Local month (months since 1970-01) of each calendarized row's start (its zone, else UTC)."""
     start = _ns(cal["start"])
     zones = _zones(cal, len(cal))
     wall = np.empty(len(cal), dtype=np.int64)
@@ -2036,18 +2139,49 @@ def _period_months(cal: pd.DataFrame) -> np.ndarray:
     for z, zone in enumerate(zones.categories):
         m = codes == z
         wall[m] = _wall(start[m], str(zone))
-    return np.datetime_as_string(wall.astype("datetime64[ns]").astype("datetime64[M]"), unit="M")
+    return wall.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+
+
+def _month_rows(cal: pd.DataFrame, months: pd.DataFrame) -> np.ndarray:
+    """Row of ``months`` (``meter_id``, ``month`` YYYY-MM) for each row of ``cal`` (-1: none).
+
+    Integer keys (meter code, month number) instead of string MultiIndexes; meter ids whose
+    text repeats (``1`` and ``"1"``) take the string keys."""
+    meter = _cat(cal["meter_id"])
+    names = pd.Index([str(c) for c in meter.categories], dtype=object)
+    if not names.is_unique:
+        key = pd.MultiIndex.from_arrays(
+            [months["meter_id"].astype(str).to_numpy(), months["month"].astype(str).to_numpy()]
+        )
+        return np.asarray(
+            key.get_indexer(
+                pd.MultiIndex.from_arrays(
+                    [
+                        cal["meter_id"].astype(str).to_numpy(),
+                        month_labels(_period_month_numbers(cal)),
+                    ]
+                )
+            )
+        )
+    m_code = names.get_indexer(months["meter_id"].astype(str).to_numpy())
+    m_month = np.asarray(months["month"].astype(str).to_numpy(), dtype="datetime64[M]").astype(
+        np.int64
+    )
+    c_code = np.asarray(meter.codes, dtype=np.int64)
+    c_month = _period_month_numbers(cal)
+    rows = np.flatnonzero(m_code >= 0)
+    if not rows.size:
+        return np.full(len(cal), -1, dtype=np.int64)
+    lo = int(min(m_month.min(), c_month.min()))
+    m_key = (m_code[rows].astype(np.int64) << 32) + (m_month[rows] - lo)
+    at = pd.Index(m_key).get_indexer((c_code << 32) + (c_month - lo))
+    return np.where(at >= 0, rows[np.maximum(at, 0)], -1)
 
 
 def _with_interval_counts(cal: pd.DataFrame, months: pd.DataFrame) -> pd.DataFrame:
     """Month rows of an interval source with their completeness counts (persisted with usage,
     so a later export from the state gives the same ``coverage.csv``)."""
-    key = pd.MultiIndex.from_arrays(
-        [months["meter_id"].astype(str).to_numpy(), months["month"].astype(str).to_numpy()]
-    )
-    at = key.get_indexer(
-        pd.MultiIndex.from_arrays([cal["meter_id"].astype(str).to_numpy(), _period_months(cal)])
-    )
+    at = _month_rows(cal, months)
     found = at >= 0
     take = np.where(found, at, 0)
 

@@ -149,3 +149,14 @@ def test_fold_declines_what_it_does_not_count(monkeypatch: pytest.MonkeyPatch) -
         ref = U._interval_counts(f)
         pd.testing.assert_frame_equal(counts[0], ref[0])
         pd.testing.assert_frame_equal(counts[1], ref[1])
+
+
+@pytest.mark.parametrize("rows", [7, 64, 1000, 100_000])
+def test_folded_counts_with_unused_source_categories(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source's rows sliced out of a multi-source frame keep every source category: the
+    counter then takes its own keys (meter code and month), not the calendarization's."""
+    frame = _frame(11, zone="Europe/London", minutes=30, nulls=False, dups=True)
+    frame["source"] = pd.Categorical(["u"] * len(frame), categories=["a", "u", "z"])
+    _same(_folded(frame, rows, monkeypatch), frame)

@@ -231,3 +231,43 @@ def test_adjacent_duplicates_in_chunks_match_the_whole_array(monkeypatch, chunk)
     assert U._adjacent_duplicates(m, [t2, t2 + 1]) is None
     assert U._adjacent_duplicates(m[::-1].copy(), [t, e]) is None
     assert U._adjacent_duplicates(m[:1], [t[:1], e[:1]]).tolist() == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(ROWS, st.integers(1, 9), st.sampled_from(["none", "per_meter", "loser_differs"]))
+def test_property_categorical_factor_codes_path_equals_the_general_path(rows, size, mix):
+    """Ordered rows with a categorical factor and no missing one: the chunked path compares
+    factor codes per run (a byte per row) and falls back to the float check when a run has
+    another factor anywhere (even on a row the keep mask sets aside)."""
+    import scaler_workbench.usage as U
+
+    rows = sorted([(*r[:2], min(r[2], 2), *r[3:]) for r in rows], key=lambda r: (r[0], r[1]))
+    frame = _frame(rows, estimated=False, zones=True)
+    keep = np.arange(len(frame)) % 4 != 2
+    codes = frame["meter_id"].cat.codes.to_numpy()
+    factor = np.where(codes % 2 == 0, 1.0, 0.001) if mix != "none" else np.ones(len(frame))
+    if mix == "loser_differs":
+        factor = np.where(~keep & (np.arange(len(frame)) % 8 == 2), 11.5, factor)
+    frame["factor"] = pd.Categorical(factor)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(U, "_CHUNKED_MIN", 10**9)
+        general = _calendarize(frame, freq="month", keep=keep).reset_index(drop=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(U, "_CHUNKED_MIN", 1)
+        mp.setattr(U, "_ROWS", size)
+        chunked = _calendarize(frame, freq="month", keep=keep).reset_index(drop=True)
+    pd.testing.assert_frame_equal(general, chunked, check_categorical=False, rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([-1, 0]), max_size=50), st.integers(1, 9))
+def test_property_one_category_codes_count_as_bincount(codes, chunk):
+    """One category (the usual single site zone): missing and used counted by a compare,
+    the same numbers as the bincount of every code."""
+    import scaler_workbench.usage as U
+
+    arr = np.asarray(codes, dtype=np.int8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(U, "_ROWS", chunk)
+        got = U._count_codes(arr, 1)
+    assert got.tolist() == np.bincount(arr.astype(np.intp) + 1, minlength=2).tolist()
