@@ -41,6 +41,7 @@ warning). CSV keeps them as sent.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -378,8 +379,81 @@ def _neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _csv_quote_characters() -> tuple[str, ...]:
+    """Characters that make :mod:`csv` (``QUOTE_MINIMAL``, ``lineterminator="\\n"``) quote a field.
+
+    The delimiter, the quote and the line terminator always do; a lone carriage return did not
+    before Python 3.13, so this asks the running interpreter's writer once.
+    """
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(["a\rb", "c"])
+    return (",", '"', "\n") + (("\r",) if buffer.getvalue().startswith('"') else ())
+
+
+_CSV_QUOTE = _csv_quote_characters()
+_FORMULA_FIRST = frozenset(FORMULA_START)
+
+
+def _csv_column(values: list[str]) -> list[str]:
+    """One column's text cells as CSV fields: formula-like text neutralised, then quoted.
+
+    What :func:`_neutralise_frame` plus ``DataFrame.to_csv`` (:mod:`csv`, ``QUOTE_MINIMAL``,
+    doubled quotes) make of a column of ``str``, without their per-cell pandas overhead: only
+    cells that start with a :data:`FORMULA_START` character go through
+    :func:`neutralise_formula`, and cells are quoted only in a column whose joined text holds
+    a character that needs it.
+    """
+    cells = values
+    risky = [i for i, v in enumerate(values) if v[:1] in _FORMULA_FIRST]
+    if risky:
+        cells = list(values)
+        for i in risky:
+            cells[i] = neutralise_formula(cells[i])
+    joined = "".join(cells)
+    if not any(ch in joined for ch in _CSV_QUOTE):
+        return cells
+    cr = "\r" in _CSV_QUOTE
+    return [
+        '"' + v.replace('"', '""') + '"'
+        if ('"' in v or "," in v or "\n" in v or (cr and "\r" in v))
+        else v
+        for v in cells
+    ]
+
+
+def _csv_text(frame: pd.DataFrame) -> str | None:
+    """``frame`` as the text ``_neutralise_frame(frame).to_csv(index=False, lineterminator="\\n")``
+    writes, when every column holds only ``str`` (what the ``_render*`` functions give); None
+    for any other frame (the caller then uses pandas)."""
+    names = list(frame.columns)
+    if len(names) < 2 or frame.columns.has_duplicates or not all(isinstance(c, str) for c in names):
+        return None  # a one-field row of "" is quoted by csv; leave such frames to pandas
+    columns = []
+    for name in names:
+        values = frame[name].to_numpy(dtype=object)
+        if len(values) and pd.api.types.infer_dtype(values, skipna=False) != "string":
+            return None
+        columns.append(_csv_column(values.tolist()))
+    header = ",".join(_csv_column_header(names))
+    if not len(frame):
+        return header + "\n"
+    return header + "\n" + "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+
+
+def _csv_column_header(names: list[str]) -> list[str]:
+    """Header fields quoted as :mod:`csv` quotes them (never neutralised, as pandas writes them)."""
+    return [
+        '"' + n.replace('"', '""') + '"' if any(ch in n for ch in _CSV_QUOTE) else n for n in names
+    ]
+
+
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    _neutralise_frame(frame).to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+    text = _csv_text(frame)
+    if text is None:
+        _neutralise_frame(frame).to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+        return
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def _xlsx_text(ws: Any, values: np.ndarray) -> np.ndarray:
@@ -635,14 +709,17 @@ def _sweep(out_dir: Path) -> None:
 
 def _render_coverage(cov: pd.DataFrame) -> pd.DataFrame:
     """``coverage.csv``: :func:`~scaler_workbench.coverage.month_coverage` with Scaler's id name."""
-    out = cov.rename(columns={"meter_id": "meter_external_id"})
-    out["meter_external_id"] = out["meter_external_id"].astype(str)
-    out["month"] = out["month"].astype(str)
-    out["status"] = out["status"].astype(str)
-    for col in out.columns:  # shares rounded like every exported number (no float noise)
-        if pd.api.types.is_float_dtype(out[col]):
-            out[col] = _float_text(out[col])
-    return out.reset_index(drop=True)
+    out: dict[str, np.ndarray] = {}
+    for col in cov.columns:
+        s = cov[col]
+        name = "meter_external_id" if col == "meter_id" else col
+        if col in ("meter_id", "month", "status"):
+            out[name] = s.astype(str).to_numpy(dtype=object)
+        elif pd.api.types.is_float_dtype(s):  # shares rounded like every exported number
+            out[name] = _float_text(s)
+        else:  # counts (Int64: empty where not measured) and local times: text, "" if missing
+            out[name] = s.astype("string").to_numpy(dtype=object, na_value="")
+    return pd.DataFrame(out, columns=[*out])
 
 
 def to_scaler_files(
