@@ -143,3 +143,131 @@ def test_coverage_csv_equals_the_pandas_rendering(tmp_path: Path) -> None:
     new = E._render_coverage(cov)
     assert E._csv_text(new) is not None
     assert _written(new, tmp_path) == _reference_csv(_reference_render_coverage(cov))
+
+
+# -- datetimes: one conversion per column and zone, on int64 arrays ---------------------------
+def _reference_local_parts(ts: pd.Series, tz: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """``export._local_parts`` before the array version."""
+    naive = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[ns]")
+    offset = np.zeros(len(ts), dtype="int64")
+    utc_naive = ts.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    for zone in pd.unique(tz):
+        mask = (tz == zone).to_numpy()
+        local = ts[mask].dt.tz_convert(str(zone)).dt.tz_localize(None).astype("datetime64[ns]")
+        naive[mask] = local
+        delta = (local - utc_naive[mask]).to_numpy().astype("timedelta64[m]").astype("int64")
+        offset[mask] = delta
+    return naive, offset
+
+
+def _reference_format(ts: pd.Series, tz: pd.Series, as_date: pd.Series | None) -> list[str]:
+    """``export.format_datetimes`` before the array version."""
+    out = pd.Series("", index=ts.index, dtype=object)
+    ok = ts.notna().to_numpy()
+    if not ok.any():
+        return out.tolist()
+    naive, offset = _reference_local_parts(ts[ok], tz[ok])
+    wall = naive.to_numpy(dtype="datetime64[ns]")
+    dates = np.datetime_as_string(wall, unit="D").astype(object)
+    full = np.char.add(np.datetime_as_string(wall, unit="s"), E._offset_text(offset)).astype(object)
+    if as_date is not None:
+        out[ok] = np.where(as_date[ok].to_numpy(dtype=bool), dates, full)
+    else:
+        out[ok] = full
+    return out.tolist()
+
+
+def _reference_midnight(ts: pd.Series, tz: pd.Series) -> pd.Series:
+    """``export._is_local_midnight`` before the array version."""
+    result = pd.Series(False, index=ts.index)
+    ok = ts.notna()
+    if ok.any():
+        naive, _ = _reference_local_parts(ts[ok], tz[ok])
+        result[ok] = (naive == naive.dt.normalize()).to_numpy()
+    return result
+
+
+_ZONES = ["UTC", "Europe/London", "America/St_Johns", "Asia/Kathmandu", "Europe/Amsterdam"]
+#: instants around DST changes, local midnights, quarter hours, and LMT offsets with seconds
+_INSTANT = st.one_of(
+    st.integers(min_value=-3_000_000_000, max_value=2_500_000_000).map(lambda s: s * 10**9),
+    st.sampled_from(
+        [
+            *pd.date_range("2024-03-30", "2024-04-01", freq="15min", tz="UTC").asi8[::7],
+            *pd.date_range("2024-10-26", "2024-10-28", freq="30min", tz="UTC").asi8[::5],
+            pd.Timestamp("2024-01-01", tz="Europe/London").value,
+            pd.Timestamp("2024-07-01", tz="Europe/London").value,
+            pd.Timestamp("1900-01-01", tz="Europe/Amsterdam").value,
+            pd.Timestamp("1900-01-01 00:00:31", tz="UTC").value,
+        ]
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.one_of(st.none(), _INSTANT), st.sampled_from(_ZONES)), max_size=12),
+    st.booleans(),
+)
+def test_datetime_text_equals_the_pandas_version(
+    rows: list[tuple[int | None, str]], with_dates: bool
+) -> None:
+    ts = pd.Series(
+        pd.to_datetime([pd.NaT if v is None else v for v, _ in rows], utc=True),
+        index=np.arange(len(rows)) * 3 + 5,  # not a RangeIndex: positions, not labels
+        dtype="datetime64[ns, UTC]",
+    )
+    tz = pd.Series([z for _, z in rows], index=ts.index, dtype=object)
+    mid = _reference_midnight(ts, tz)
+    local = E._local_times(ts, tz.to_numpy())
+    assert E._local_midnight(local).tolist() == mid.tolist()
+    as_date = mid if with_dates else None
+    want = _reference_format(ts, tz, as_date)
+    assert E.format_datetimes(ts, tz, as_date=as_date).tolist() == want
+    assert E._datetime_text(local, None if as_date is None else mid.to_numpy()).tolist() == want
+    one = _reference_format(ts, pd.Series("America/St_Johns", index=ts.index), None)
+    assert E.format_datetimes(ts, "America/St_Johns").tolist() == one
+
+
+# -- text cells and redaction ------------------------------------------------------------------
+def _reference_string_text(s: pd.Series) -> np.ndarray:
+    """``export._string_text`` before the ``str`` shortcut (numpy's fixed-width conversion)."""
+    text = s.astype(object).to_numpy().copy()
+    na = pd.isna(text)
+    text = text.astype(str).astype(object)
+    text[na] = ""
+    return text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(_TEXT, st.sampled_from([None, np.nan, pd.NA, "a\x00", "\x00", "x\x00\x00"])),
+        max_size=8,
+    ),
+    st.sampled_from(["object", "string", "str"]),
+)
+def test_string_text_equals_numpy_conversion(values: list[object], dtype: str) -> None:
+    s = pd.Series(values, dtype=object)
+    if dtype != "object":
+        s = s.astype(dtype)
+    got = E._string_text(s)
+    assert got.tolist() == _reference_string_text(s).tolist()
+    assert all(type(v) is str for v in got)
+
+
+def test_string_text_of_other_objects_keeps_numpy_text() -> None:
+    s = pd.Series([1, 2.5, True, "a\x00", None, b"x"], dtype=object)
+    assert E._string_text(s).tolist() == _reference_string_text(s).tolist()
+
+
+def test_redacted_cells_equal_per_cell_redaction() -> None:
+    from scaler_workbench._secrets import redact, register_secret
+
+    secret = "s3cr3t-token-for-export-fast"
+    register_secret(secret)
+    cells = ["plain", f"key={secret}", "", "s3cr3t-", f"{secret}{secret}", "€"]
+    assert E._redacted(cells) == [redact(v) for v in cells]
+    assert secret not in "".join(E._redacted(cells))
+    clean = ["a", "b", "", "s3cr3t-token"]
+    assert E._redacted(clean) == clean
