@@ -181,8 +181,25 @@ def format_datetimes(
 def _float_text(s: pd.Series, decimals: np.ndarray | None = None) -> np.ndarray:
     """Numbers as text, rounded by :func:`round_number` (``decimals``: money places per row)."""
     values = round_number(pd.to_numeric(s, errors="coerce").to_numpy(dtype=float), decimals)
-    text = values.astype(str).astype(object)
-    text[np.isnan(values)] = ""
+    nan = np.isnan(values)
+    if (np.signbit(values) & (values == 0)).any():  # -0.0: np.unique would merge it with 0.0
+        text = values.astype(str).astype(object)
+    else:  # numpy's text of each distinct value, once
+        text = np.full(values.size, "", dtype=object)
+        distinct, which = np.unique(values[~nan], return_inverse=True)
+        text[~nan] = distinct.astype(str).astype(object)[which.reshape(-1)]
+    text[nan] = ""
+    return text
+
+
+def _int_text(s: pd.Series) -> np.ndarray:
+    """Whole numbers (``int64`` or ``Int64``) as text, ``""`` where missing: the text of each
+    distinct value once (``str(int)``, as pandas writes them)."""
+    na = s.isna().to_numpy(dtype=bool)
+    values = s.to_numpy(dtype=np.int64, na_value=0)
+    distinct, which = np.unique(values, return_inverse=True)
+    text = distinct.astype(str).astype(object)[which.reshape(-1)]
+    text[na] = ""
     return text
 
 
@@ -252,10 +269,15 @@ def _string_text(s: pd.Series) -> np.ndarray:
     into a fixed-width array; numpy drops a cell's trailing NUL characters, so they are dropped
     here too (the files never change).
     """
-    text = s.astype(object).to_numpy().copy()
-    na = pd.isna(text)
-    if pd.api.types.infer_dtype(text, skipna=True) in ("string", "empty"):
-        text[na] = ""
+    if isinstance(s.dtype, pd.StringDtype):  # str or missing by construction
+        text = s.to_numpy(dtype=object, na_value="")
+        na = None
+    else:
+        text = s.astype(object).to_numpy().copy()
+        na = pd.isna(text)
+    if na is None or pd.api.types.infer_dtype(text, skipna=True) in ("string", "empty"):
+        if na is not None:
+            text[na] = ""
         for i in [i for i, v in enumerate(text) if v[-1:] == "\x00"]:
             text[i] = text[i].rstrip("\x00")
         return text
@@ -351,10 +373,28 @@ def _render_quarantine(frame: pd.DataFrame | None) -> pd.DataFrame:
     if frame is None or frame.empty:
         return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
     q = coerce_frame(frame[[c for c in frame.columns if c in QUARANTINE.names]], QUARANTINE)
-    q = q.sort_values(list(QUARANTINE.key), kind="mergesort").reset_index(drop=True)
+    order = _text_key_order([q[k] for k in QUARANTINE.key])
+    if order is None:
+        q = q.sort_values(list(QUARANTINE.key), kind="mergesort").reset_index(drop=True)
+    else:
+        q = q.take(order).reset_index(drop=True)
     return pd.DataFrame(
         {c.export_name: _redacted(_string_text(q[c.name])) for c in QUARANTINE.columns}
     )
+
+
+def _text_key_order(keys: list[pd.Series]) -> np.ndarray | None:
+    """Positions that sort rows by text ``keys`` as a stable ``sort_values`` does (code point
+    order, ties in row order), by one Python sort of tuples; None when a key is missing
+    somewhere or is not text (``sort_values`` then decides where missing values go)."""
+    columns = []
+    for k in keys:
+        values = k.to_numpy(dtype=object)
+        if len(values) and pd.api.types.infer_dtype(values, skipna=False) != "string":
+            return None
+        columns.append(values.tolist())
+    rows = list(zip(*columns, strict=True))
+    return np.array(sorted(range(len(rows)), key=rows.__getitem__), dtype=np.int64)
 
 
 _DEACTIVATED_COLUMNS = ("entity", "external_id", "asset_external_id")
@@ -765,7 +805,9 @@ def _render_coverage(cov: pd.DataFrame) -> pd.DataFrame:
             out[name] = s.astype(str).to_numpy(dtype=object)
         elif pd.api.types.is_float_dtype(s):  # shares rounded like every exported number
             out[name] = _float_text(s)
-        else:  # counts (Int64: empty where not measured) and local times: text, "" if missing
+        elif pd.api.types.is_integer_dtype(s):  # counts (Int64: empty where not measured)
+            out[name] = _int_text(s)
+        else:  # local times: text, "" if missing
             out[name] = s.astype("string").to_numpy(dtype=object, na_value="")
     return pd.DataFrame(out, columns=[*out])
 

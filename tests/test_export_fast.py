@@ -271,3 +271,49 @@ def test_redacted_cells_equal_per_cell_redaction() -> None:
     assert secret not in "".join(E._redacted(cells))
     clean = ["a", "b", "", "s3cr3t-token"]
     assert E._redacted(clean) == clean
+
+
+# -- numbers and sort order ------------------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=-1e300, max_value=1e300) | st.sampled_from([np.nan, np.inf]),
+            st.sampled_from([0.0, -0.0, 1.5, -1.5, 1e16, 1e-5, 0.1 + 0.2]),
+        ),
+        max_size=12,
+    )
+)
+def test_float_text_equals_numpy_text_of_each_value(values: list[float]) -> None:
+    s = pd.Series(values, dtype=np.float64)
+    rounded = E.round_number(s.to_numpy())
+    want = rounded.astype(str).astype(object)
+    want[np.isnan(rounded)] = ""
+    assert E._float_text(s).tolist() == want.tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-(2**62), 2**62)), max_size=12))
+def test_int_text_equals_pandas_text(values: list[int | None]) -> None:
+    nullable = pd.Series(values, dtype="Int64")
+    assert (
+        E._int_text(nullable).tolist()
+        == nullable.astype("string").to_numpy(dtype=object, na_value="").tolist()
+    )
+    plain = nullable.fillna(0).astype(np.int64)
+    assert E._int_text(plain).tolist() == [str(int(v)) for v in plain]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["usage", "meters", "Usage", "é"]), _TEXT, _TEXT), max_size=12
+    )
+)
+def test_quarantine_sort_equals_a_stable_sort_values(rows: list[tuple[str, str, str]]) -> None:
+    frame = pd.DataFrame(rows, columns=["table", "record_key", "rule"], dtype="string")
+    order = E._text_key_order([frame[c] for c in ("table", "record_key", "rule")])
+    want = frame.sort_values(["table", "record_key", "rule"], kind="mergesort").index
+    assert order is not None and order.tolist() == want.tolist()
+    with_na = frame.assign(rule=pd.array([None] * len(frame), dtype="string"))
+    assert not len(frame) or E._text_key_order([with_na["rule"]]) is None
