@@ -1383,22 +1383,21 @@ def month_coverage(
             else pd.Series(pd.NaT, index=act.index)
         )
         start = given.where(given.notna(), from_data)
-        act["active_from"] = start.dt.strftime("%Y-%m-%d").where(start.notna(), None)
+        act["active_from"] = _day_text(start)
     if horizon is not None and pd.notna(horizon) and len(act):
-        act_zone = meter_zone.astype(str).astype(object)
+        act_zones, act_which = np.unique(meter_zone.astype(str), return_inverse=True)
         h = pd.Timestamp(horizon)
         h = h.tz_localize("UTC") if h.tzinfo is None else h.tz_convert("UTC")
-        h_ns = np.full(len(act), h.value, dtype=np.int64)
-        h_local = _local_of_utc(h_ns, act_zone)
+        h_ns = np.full(act_zones.size, h.value, dtype=np.int64)
+        h_local = _local_of_utc(h_ns, act_zones.astype(object))[act_which.reshape(-1)]
         h_day = -np.floor_divide(-h_local, _DAY_NS)  # a horizon inside a day keeps the day
-        h_text = np.datetime_as_string(h_day.astype("datetime64[D]"))
         to = (
             pd.to_datetime(act["active_to"], errors="coerce")
             if "active_to" in act.columns
             else pd.Series(pd.NaT, index=act.index)
         )
-        h_dt = pd.to_datetime(pd.Series(h_text, index=act.index))
-        act["active_to"] = to.where(to.notna() & (to < h_dt), h_dt).dt.strftime("%Y-%m-%d")
+        h_dt = pd.Series(h_day.astype("datetime64[D]").astype("datetime64[ns]"), index=act.index)
+        act["active_to"] = _day_text(to.where(to.notna() & (to < h_dt), h_dt))
     billing = None
     if "billing_days" in usage.columns and n:
         bd = _int_col(usage, "billing_days", rows)
@@ -1443,15 +1442,9 @@ def month_coverage(
             "coverage": np.clip(share, 0.0, 1.0),
             "days_with_data": judged["days_with_data"],
             "days_in_month": days_in,
-            "intervals": pd.array(np.where(by_int, intervals, np.nan), dtype="Float64").astype(
-                "Int64"
-            ),
-            "expected_intervals": pd.array(
-                judged["expected_intervals"].to_numpy(), dtype="Float64"
-            ).astype("Int64"),
-            "null_intervals": pd.array(
-                np.where(by_int, judged["null_intervals"], np.nan), dtype="Float64"
-            ).astype("Int64"),
+            "intervals": _nullable_int(np.where(by_int, intervals, np.nan)),
+            "expected_intervals": _nullable_int(judged["expected_intervals"].to_numpy()),
+            "null_intervals": _nullable_int(np.where(by_int, judged["null_intervals"], np.nan)),
             "first_local": _minute_text(at(g_lo, np.iinfo(np.int64).min).astype(np.int64)),
             "last_local": _minute_text(at(g_hi, np.iinfo(np.int64).min).astype(np.int64)),
             "estimated_share": est_share.astype(np.float64),
@@ -1512,6 +1505,31 @@ def _month_lengths(months: np.ndarray, zones: np.ndarray) -> np.ndarray:
     return length[inv.reshape(-1)]
 
 
+def _nullable_int(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """Floats (NaN: missing) as ``Int64``, as ``pd.array(values, "Float64").astype("Int64")``
+    makes them (which also raises for a value that is not a whole number)."""
+    v = np.asarray(values, dtype=np.float64)
+    na = np.isnan(v)
+    ok = v[~na]
+    if np.isfinite(ok).all() and (ok == np.trunc(ok)).all() and (np.abs(ok) < 2.0**62).all():
+        return pd.arrays.IntegerArray(np.where(na, 0.0, v).astype(np.int64), na)
+    return pd.array(v, dtype="Float64").astype("Int64")
+
+
+def _day_text(values: pd.Series) -> pd.Series:
+    """``values.dt.strftime("%Y-%m-%d")`` of naive datetimes, missing where NaT (numpy text)."""
+    arr = values.to_numpy()
+    if arr.dtype.kind != "M":
+        return values.dt.strftime("%Y-%m-%d").where(values.notna(), None)
+    ok = ~np.isnat(arr)
+    years = arr[ok].astype("datetime64[Y]").astype(np.int64) + 1970
+    if years.size and (years.min() < 1000 or years.max() > 9999):
+        return values.dt.strftime("%Y-%m-%d").where(values.notna(), None)
+    text = np.full(arr.size, None, dtype=object)
+    text[ok] = np.datetime_as_string(arr[ok], unit="D").astype(object)
+    return pd.Series(text, index=values.index, dtype=object)
+
+
 def _minute_text(ns: np.ndarray) -> pd.arrays.StringArray:
     """Local ``YYYY-MM-DDTHH:MM`` of naive ns (NaT -> missing), as ``strftime(_FMT)`` writes."""
     wall = ns.view("datetime64[ns]")
@@ -1520,5 +1538,6 @@ def _minute_text(ns: np.ndarray) -> pd.arrays.StringArray:
     if years.size and (years.min() < 1000 or years.max() > 9999):
         return pd.Series(wall).dt.strftime(_FMT).astype("string").array
     text = np.full(ns.size, None, dtype=object)
-    text[ok] = np.datetime_as_string(wall[ok], unit="m").astype(object)
+    distinct, which = np.unique(wall[ok], return_inverse=True)  # each distinct time once
+    text[ok] = np.datetime_as_string(distinct, unit="m").astype(object)[which.reshape(-1)]
     return pd.array(text, dtype="string")

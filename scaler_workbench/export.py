@@ -146,12 +146,14 @@ def _datetime_text(local: _LocalTimes, as_date: np.ndarray | None = None) -> np.
     out = np.full(local.ok.size, "", dtype=object)
     dated = local.ok & as_date if as_date is not None else np.zeros(local.ok.size, dtype=bool)
     timed = local.ok & ~dated
-    if dated.any():
-        wall = local.wall[dated].view("datetime64[ns]")
-        out[dated] = np.datetime_as_string(wall, unit="D").astype(object)
+    if dated.any():  # numpy's text of each distinct day once
+        distinct, which = np.unique(local.wall[dated], return_inverse=True)
+        text = np.datetime_as_string(distinct.view("datetime64[ns]"), unit="D").astype(object)
+        out[dated] = text[which.reshape(-1)]
     if timed.any():
-        wall = local.wall[timed].view("datetime64[ns]")
-        seconds = np.datetime_as_string(wall, unit="s").tolist()
+        distinct, which = np.unique(local.wall[timed], return_inverse=True)
+        text = np.datetime_as_string(distinct.view("datetime64[ns]"), unit="s")
+        seconds = text.astype(object)[which.reshape(-1)].tolist()
         offsets, which = np.unique(local.offset[timed], return_inverse=True)
         suffix = _offset_text(offsets).tolist()
         out[timed] = [t + suffix[j] for t, j in zip(seconds, which.tolist(), strict=True)]
@@ -477,7 +479,7 @@ def _csv_quote_characters() -> tuple[str, ...]:
 
 
 _CSV_QUOTE = _csv_quote_characters()
-_FORMULA_FIRST = frozenset(FORMULA_START)
+_FORMULA_FIRST_ARRAY = np.array(FORMULA_START)
 
 
 def _csv_column(values: list[str]) -> list[str]:
@@ -490,7 +492,8 @@ def _csv_column(values: list[str]) -> list[str]:
     a character that needs it.
     """
     cells = values
-    risky = [i for i, v in enumerate(values) if v[:1] in _FORMULA_FIRST]
+    first = np.array(values, dtype="U1")  # each cell's first character (numpy truncates)
+    risky = np.flatnonzero(np.isin(first, _FORMULA_FIRST_ARRAY)).tolist() if values else []
     if risky:
         cells = list(values)
         for i in risky:

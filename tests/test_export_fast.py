@@ -225,6 +225,8 @@ def test_datetime_text_equals_the_pandas_version(
     want = _reference_format(ts, tz, as_date)
     assert E.format_datetimes(ts, tz, as_date=as_date).tolist() == want
     assert E._datetime_text(local, None if as_date is None else mid.to_numpy()).tolist() == want
+    every = pd.Series(True, index=ts.index)  # dates of any time, before 1970 too
+    assert E.format_datetimes(ts, tz, as_date=every).tolist() == _reference_format(ts, tz, every)
     one = _reference_format(ts, pd.Series("America/St_Johns", index=ts.index), None)
     assert E.format_datetimes(ts, "America/St_Johns").tolist() == one
 
