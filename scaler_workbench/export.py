@@ -186,10 +186,11 @@ def _float_text(s: pd.Series, decimals: np.ndarray | None = None) -> np.ndarray:
     nan = np.isnan(values)
     if (np.signbit(values) & (values == 0)).any():  # -0.0: np.unique would merge it with 0.0
         text = values.astype(str).astype(object)
-    else:  # numpy's text of each distinct value, once
+    else:  # the text of each distinct value, once: repr, which is numpy's text of a float64
         text = np.full(values.size, "", dtype=object)
         distinct, which = np.unique(values[~nan], return_inverse=True)
-        text[~nan] = distinct.astype(str).astype(object)[which.reshape(-1)]
+        words = np.array(list(map(repr, distinct.tolist())) or [""], dtype=object)
+        text[~nan] = words[which.reshape(-1)]
     text[nan] = ""
     return text
 
@@ -492,13 +493,15 @@ def _csv_column(values: list[str]) -> list[str]:
     a character that needs it.
     """
     cells = values
-    first = np.array(values, dtype="U1")  # each cell's first character (numpy truncates)
-    risky = np.flatnonzero(np.isin(first, _FORMULA_FIRST_ARRAY)).tolist() if values else []
-    if risky:
-        cells = list(values)
-        for i in risky:
-            cells[i] = neutralise_formula(cells[i])
-    joined = "".join(cells)
+    joined = "".join(values)  # a character absent from the column starts no cell
+    if any(ch in joined for ch in FORMULA_START):
+        first = np.array(values, dtype="U1")  # each cell's first character (numpy truncates)
+        risky = np.flatnonzero(np.isin(first, _FORMULA_FIRST_ARRAY)).tolist()
+        if risky:
+            cells = list(values)
+            for i in risky:
+                cells[i] = neutralise_formula(cells[i])
+            joined = "".join(cells)
     if not any(ch in joined for ch in _CSV_QUOTE):
         return cells
     cr = "\r" in _CSV_QUOTE
