@@ -1245,10 +1245,9 @@ def month_coverage(
     require_columns(usage, ("meter_id", "start", "end"), "usage")
     if meters is None and tables is not None:
         meters = tables.meters
-    split = split_by_month(usage, tables=tables, timezone=timezone)
-    rows = split["row"].to_numpy()
-    n = len(split)
     zones_all = site_timezones(usage, tables, timezone).reset_index(drop=True)
+    pieces = _month_pieces(usage, zones_all)
+    rows, n = pieces.rows, pieces.rows.size
     zone = zones_all.to_numpy(dtype=object)[rows] if n else np.empty(0, dtype=object)
     expected = _int_col(usage, "expected_intervals", rows)
     by_int = ~np.isnan(expected)
@@ -1256,70 +1255,33 @@ def month_coverage(
     nulls = np.nan_to_num(_int_col(usage, "null_intervals", rows))
     est_int = np.nan_to_num(_int_col(usage, "estimated_intervals", rows))
     dwd = _int_col(usage, "days_with_data", rows)
-    frac = split["fraction"].to_numpy(dtype=np.float64)
-    overlap_days = split["overlap_ns"].to_numpy(dtype=np.float64) / _DAY_NS
-    days = np.where(np.isnan(dwd), overlap_days, dwd * frac)
+    overlap_ns = pieces.overlap.astype(np.float64)
+    days = np.where(np.isnan(dwd), overlap_ns / _DAY_NS, dwd * pieces.fraction)
     est_rows = (
         usage["estimated"].astype("boolean").fillna(False).to_numpy(dtype=bool)[rows]
         if "estimated" in usage.columns
         else np.zeros(n, dtype=bool)
     )
     # local first/last data per piece: the usage stage's counts, else the piece's own span
-    if n:
-        start_loc = local_naive(as_utc(usage["start"], "start", "usage"), zones_all)[rows]
-        end_loc = local_naive(as_utc(usage["end"], "end", "usage"), zones_all)[rows]
-        m = pd.to_datetime(split["month"].astype(str), format="%Y-%m").to_numpy("datetime64[ns]")
-        m_next = (m.astype("datetime64[M]") + 1).astype("datetime64[ns]")
-        lo = np.maximum(start_loc, m)
-        hi = np.minimum(end_loc, m_next)
-    else:
-        lo = hi = np.empty(0, dtype="datetime64[ns]")
-    for col, arr in (("first_local", "lo"), ("last_local", "hi")):
+    m_ns = _month_ns(pieces.month)
+    lo = np.maximum(pieces.start_local, m_ns)
+    hi = np.minimum(pieces.end_local, _month_ns(pieces.month + 1))
+    for col, first_or_last in (("first_local", True), ("last_local", False)):
         if col in usage.columns and n:
             given = pd.to_datetime(
                 usage[col].astype("string").to_numpy(dtype=object)[rows], format=_FMT
             ).to_numpy("datetime64[ns]")
             use = ~np.isnat(given)
-            if arr == "lo":
-                lo = np.where(use, given, lo)
+            if first_or_last:
+                lo = np.where(use, given.view(np.int64), lo)
             else:
-                hi = np.where(use, given, hi)
-    pieces = pd.DataFrame(
-        {
-            "meter_id": split["meter_id"].astype("string"),
-            "month": split["month"].astype("string"),
-            "timezone": pd.array(zone, dtype="string"),
-            "days": days,
-            "intervals": np.where(by_int, np.nan_to_num(n_int) - nulls, 0.0),
-            "expected": np.where(by_int, expected, 0.0),
-            "by_int": by_int,
-            "nulls": np.where(by_int, nulls, 0.0),
-            "est_int": np.where(by_int, est_int, 0.0),
-            "est_ns": np.where(est_rows, split["overlap_ns"].to_numpy(np.float64), 0.0),
-            "all_ns": split["overlap_ns"].to_numpy(np.float64),
-            "lo": lo,
-            "hi": hi,
-        }
-    )
-    agg = (
-        pieces.groupby(["meter_id", "month"], observed=True, sort=True)
-        .agg(
-            timezone=("timezone", "first"),
-            days=("days", "sum"),
-            intervals=("intervals", "sum"),
-            expected=("expected", "max"),
-            by_int=("by_int", "any"),
-            nulls=("nulls", "sum"),
-            est_int=("est_int", "sum"),
-            est_ns=("est_ns", "sum"),
-            all_ns=("all_ns", "sum"),
-            lo=("lo", "min"),
-            hi=("hi", "max"),
-        )
-        .reset_index()
-    )
-    # the grid: each meter from its first month with data (or active_from) to the last month
-    meter_ids = list(dict.fromkeys(agg["meter_id"].astype(str)))
+                hi = np.where(use, given.view(np.int64), hi)
+
+    # per meter and month (groups sorted by meter id, then month; a missing id is left out)
+    meter_text = pd.array(usage["meter_id"].astype("string").to_numpy()[rows], dtype="string")
+    keep = ~np.asarray(pd.isna(meter_text), dtype=bool)
+    kept_ids = meter_text[keep].to_numpy(dtype=object) if n else np.empty(0, dtype=object)
+    meter_ids = list(dict.fromkeys(kept_ids.tolist()))
     active = None
     if meters is not None and len(meters):
         require_columns(meters, ("meter_id",), "meters")
@@ -1329,74 +1291,139 @@ def month_coverage(
             active = meters[["meter_id", *cols]].assign(
                 meter_id=meters["meter_id"].astype("string")
             )
+    ids = sorted(meter_ids)
+    n_ids = len(ids)
+    k_month = pieces.month[keep]
+    m_min = int(k_month.min()) if k_month.size else 0
+    width = int(k_month.max()) - m_min + 1 if k_month.size else 1
+    rank = pd.Index(ids, dtype=object).get_indexer(kept_ids) if n_ids else np.zeros(0, np.int64)
+    key = rank.astype(np.int64) * width + (k_month - m_min)
+    g_key, g_first, inv = np.unique(key, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    ng = g_key.size
+    g_rank, g_month = g_key // width, g_key % width + m_min
+    k_by_int = by_int[keep]
+    sums = (
+        pd.DataFrame(
+            {
+                "days": days[keep],
+                "intervals": np.where(k_by_int, np.nan_to_num(n_int[keep]) - nulls[keep], 0.0),
+                "nulls": np.where(k_by_int, nulls[keep], 0.0),
+                "est_int": np.where(k_by_int, est_int[keep], 0.0),
+                "est_ns": np.where(est_rows[keep], overlap_ns[keep], 0.0),
+                "all_ns": overlap_ns[keep],
+            }
+        )
+        .groupby(inv, sort=True)
+        .sum()
+    )
+    g_expected = np.full(ng, -np.inf)
+    np.maximum.at(g_expected, inv, np.where(k_by_int, expected[keep], 0.0))
+    g_by_int = np.bincount(inv, weights=k_by_int, minlength=ng) > 0
+    g_lo = np.full(ng, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(g_lo, inv, lo[keep])
+    g_hi = np.full(ng, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(g_hi, inv, hi[keep])
+    g_zone = zone[keep][g_first]
+
+    # the grid: each meter from its first month with data (or active_from) to the last month
     if months is None:
-        if len(agg):
-            lo_m = np.datetime64(str(agg["month"].min()), "M")
-            hi_m = np.datetime64(str(agg["month"].max()), "M")
-            month_list = [str(x) for x in month_labels(np.arange(lo_m, hi_m + 1))]
-        else:
-            month_list = []
+        month_list = (
+            [str(x) for x in month_labels(np.arange(g_month.min(), g_month.max() + 1))]
+            if ng
+            else []
+        )
     else:
         month_list = [str(x) for x in months]
-    first: dict[str, str] = {}
-    for meter, month in zip(agg["meter_id"].tolist(), agg["month"].tolist(), strict=True):
-        if meter not in first or month < first[meter]:
-            first[meter] = month
+    first_code = np.full(n_ids, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_code, g_rank, g_month)
+    has_data = first_code != np.iinfo(np.int64).max
+    with_data = np.flatnonzero(has_data)
+    first = dict(
+        zip([ids[r] for r in with_data], month_labels(first_code[with_data]).tolist(), strict=True)
+    )
     if active is not None and "active_from" in active.columns:
         af = pd.to_datetime(active["active_from"], errors="coerce")
         for meter, day in zip(active["meter_id"].astype(str), af, strict=True):
             if pd.notna(day) and meter in first:
                 first[meter] = min(first[meter], day.strftime("%Y-%m"))
-    grid = pd.DataFrame(
-        [(m, mo) for m in sorted(meter_ids) for mo in month_list if mo >= first.get(m, "")],
-        columns=["meter_id", "month"],
-    ).astype("string")
-    out = grid.merge(agg, on=["meter_id", "month"], how="left")
-    # zone of months without data: the meter's zone
-    meter_zone = dict(zip(agg["meter_id"].astype(str), agg["timezone"].astype(str), strict=True))
-    no_data = [m for m in meter_ids if m not in meter_zone]  # their site's zone, once each
-    if no_data:
-        lookup = pd.DataFrame({"meter_id": pd.Series(no_data, dtype="string")})
-        zones_nd = (
+    month_text = np.array(month_list, dtype=object)
+    from_month = np.array([first.get(m, "") for m in ids], dtype=object)
+    in_grid = (
+        month_text[None, :] >= from_month[:, None]
+        if n_ids and month_list
+        else np.zeros((n_ids, len(month_list)), dtype=bool)
+    )
+    grid_rank, grid_mi = np.nonzero(in_grid)
+    seen = np.unique(g_month)
+    code_of_label = dict(zip(month_labels(seen).tolist(), seen.tolist(), strict=True))
+    list_code = np.array([code_of_label.get(t, m_min - 1) for t in month_list], dtype=np.int64)
+    grid_code = list_code[grid_mi] if month_list else np.zeros(0, np.int64)
+    grid_key = grid_rank.astype(np.int64) * width + (grid_code - m_min)
+    pos = np.searchsorted(g_key, grid_key)
+    pos_ok = np.minimum(pos, max(ng - 1, 0))
+    matched = (grid_code >= m_min) & (pos < ng) & (g_key[pos_ok] == grid_key if ng else False)
+    gi = np.where(matched, pos_ok, 0)
+
+    def at(values: np.ndarray, missing: float | bool | int) -> np.ndarray:
+        """A group value per grid row (``missing`` where the meter has no data that month)."""
+        if not ng:
+            return np.full(gi.size, missing)
+        return np.where(matched, values[gi], missing)
+
+    # zone of each meter: its last month's with data, else its site's
+    last_group = np.full(n_ids, -1, dtype=np.int64)
+    np.maximum.at(last_group, g_rank, np.arange(ng))
+    meter_zone = np.where(last_group >= 0, g_zone[np.maximum(last_group, 0)] if ng else "", "")
+    meter_zone = meter_zone.astype(object)
+    no_data = np.flatnonzero(last_group < 0)
+    if no_data.size:
+        lookup = pd.DataFrame({"meter_id": pd.Series([ids[r] for r in no_data], dtype="string")})
+        meter_zone[no_data] = (
             site_timezones(lookup, tables, timezone).astype(str).tolist()
             if tables is not None
-            else [timezone] * len(no_data)
+            else [timezone] * no_data.size
         )
-        meter_zone.update(zip(no_data, zones_nd, strict=True))
-    out["timezone"] = pd.array(
-        out["meter_id"].astype(str).map(meter_zone).to_numpy(dtype=object), dtype="string"
+    zones = meter_zone[grid_rank].astype(str).astype(object)
+    by_int = at(g_by_int, False).astype(bool)
+    used = np.unique(grid_mi)
+    used_month = (
+        pd.to_datetime(pd.Series([month_list[i] for i in used], dtype=object), format="%Y-%m")
+        .to_numpy("datetime64[M]")
+        .astype(np.int64)
     )
-    by_int = out["by_int"].fillna(False).to_numpy(dtype=bool)
-    month_dt = pd.to_datetime(out["month"].astype(str), format="%Y-%m").to_numpy("datetime64[M]")
-    m0 = month_dt.astype("datetime64[ns]").astype(np.int64)
-    m1 = (month_dt + 1).astype("datetime64[ns]").astype(np.int64)
-    zones = out["timezone"].astype(str).to_numpy(dtype=object)
-    utc_len = (
-        _utc_of_local(m1, zones) - _utc_of_local(m0, zones) if len(out) else np.zeros(0, np.int64)
-    )
-    exp = out["expected"].to_numpy(dtype=np.float64)
+    month_code = np.zeros(len(month_list), dtype=np.int64)
+    month_code[used] = used_month
+    grid_month = month_code[grid_mi]
+    m0, m1 = _month_ns(grid_month), _month_ns(grid_month + 1)
+    utc_len = _month_lengths(grid_month, zones)
+    exp = at(g_expected, np.nan).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         secs = np.where(by_int & (exp > 0), utc_len / np.where(exp > 0, exp, 1) / _NS, np.nan)
-    intervals = out["intervals"].fillna(0).to_numpy(dtype=np.float64)
-    days_with_data = np.ceil(np.round(out["days"].fillna(0).to_numpy(np.float64), 6))
-    est_share = np.where(
-        by_int,
-        np.where(intervals > 0, out["est_int"].fillna(0) / np.maximum(intervals, 1), 0.0),
-        np.where(
-            out["all_ns"].fillna(0) > 0,
-            out["est_ns"].fillna(0) / np.maximum(out["all_ns"].fillna(0), 1),
-            0.0,
-        ),
-    )
+
+    def summed(col: str) -> np.ndarray:
+        return at(sums[col].to_numpy(dtype=np.float64), 0.0).astype(np.float64)
+
+    intervals = summed("intervals")
+    days_with_data = np.ceil(np.round(summed("days"), 6))
+    est_ns, all_ns = summed("est_ns"), summed("all_ns")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est_share = np.where(
+            by_int,
+            np.where(intervals > 0, summed("est_int") / np.maximum(intervals, 1), 0.0),
+            np.where(all_ns > 0, est_ns / np.maximum(all_ns, 1), 0.0),
+        )
+    grid_ids = pd.array(np.array(ids, dtype=object)[grid_rank], dtype="string")
+    grid_months = pd.array(month_text[grid_mi], dtype="string")
     judged = pd.DataFrame(
         {
-            "meter_id": out["meter_id"],
-            "month": out["month"],
-            "timezone": out["timezone"],
+            "meter_id": grid_ids,
+            "month": grid_months,
+            "timezone": pd.array(zones, dtype="string"),
             "interval_seconds": np.where(by_int, np.rint(np.nan_to_num(secs)), 0).astype(np.int64),
             "days_with_data": days_with_data.astype(np.int64),
             "intervals": intervals.astype(np.int64),
-            "null_intervals": out["nulls"].fillna(0).to_numpy(dtype=np.int64),
+            "null_intervals": summed("nulls").astype(np.int64),
             "expected_intervals": np.where(by_int, exp, np.nan),
             "estimated_share": est_share.astype(np.float64),
         }
@@ -1404,39 +1431,38 @@ def month_coverage(
     # the active period, clipped to the horizon (no data can exist after it)
     if horizon is None and len(usage):
         horizon = as_utc(usage["end"], "end", "usage").max()
-    act = pd.DataFrame({"meter_id": pd.Series(sorted(meter_ids), dtype="string")})
+    act = pd.DataFrame({"meter_id": pd.Series(ids, dtype="string")})
     if active is not None:
         act = act.merge(active.drop_duplicates("meter_id", keep="last"), how="left")
     # a meter's history starts at its first data unless the mapping says when it became active
     # (active_from): the provider has nothing before it, so that part of the first month is not
     # expected; data that stops before the horizon (the meter went quiet) still counts as missing
-    if len(agg) and len(act):
-        first_day = (
-            pd.to_datetime(agg["lo"]).groupby(agg["meter_id"].astype(str)).min().dt.normalize()
-        )
-        from_data = act["meter_id"].astype(str).map(first_day)
+    if ng and len(act):
+        first_lo = np.full(n_ids, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_lo, g_rank, g_lo)
+        first_day = np.where(has_data, first_lo - first_lo % _DAY_NS, np.iinfo(np.int64).min)
+        from_data = pd.Series(first_day.view("datetime64[ns]"), index=act.index)
         given = (
             pd.to_datetime(act["active_from"], errors="coerce")
             if "active_from" in act.columns
             else pd.Series(pd.NaT, index=act.index)
         )
         start = given.where(given.notna(), from_data)
-        act["active_from"] = start.dt.strftime("%Y-%m-%d").where(start.notna(), None)
+        act["active_from"] = _day_text(start)
     if horizon is not None and pd.notna(horizon) and len(act):
-        act_zone = act["meter_id"].astype(str).map(meter_zone).to_numpy(dtype=object)
+        act_zones, act_which = np.unique(meter_zone.astype(str), return_inverse=True)
         h = pd.Timestamp(horizon)
         h = h.tz_localize("UTC") if h.tzinfo is None else h.tz_convert("UTC")
-        h_ns = np.full(len(act), h.value, dtype=np.int64)
-        h_local = _local_of_utc(h_ns, act_zone)
+        h_ns = np.full(act_zones.size, h.value, dtype=np.int64)
+        h_local = _local_of_utc(h_ns, act_zones.astype(object))[act_which.reshape(-1)]
         h_day = -np.floor_divide(-h_local, _DAY_NS)  # a horizon inside a day keeps the day
-        h_text = np.datetime_as_string(h_day.astype("datetime64[D]"))
         to = (
             pd.to_datetime(act["active_to"], errors="coerce")
             if "active_to" in act.columns
             else pd.Series(pd.NaT, index=act.index)
         )
-        h_dt = pd.to_datetime(pd.Series(h_text, index=act.index))
-        act["active_to"] = to.where(to.notna() & (to < h_dt), h_dt).dt.strftime("%Y-%m-%d")
+        h_dt = pd.Series(h_day.astype("datetime64[D]").astype("datetime64[ns]"), index=act.index)
+        act["active_to"] = _day_text(to.where(to.notna() & (to < h_dt), h_dt))
     billing = None
     if "billing_days" in usage.columns and n:
         bd = _int_col(usage, "billing_days", rows)
@@ -1444,8 +1470,8 @@ def month_coverage(
         if has.any():
             ends = pd.DataFrame(
                 {
-                    "meter_id": split["meter_id"].astype(str).to_numpy()[has],
-                    "until": hi[has],
+                    "meter_id": pd.Series(meter_text).astype(str).to_numpy()[has],
+                    "until": hi.view("datetime64[ns]")[has],
                     "lag": bd[has],
                 }
             )
@@ -1472,28 +1498,111 @@ def month_coverage(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(exp_active > 0, covered / exp_active, 0.0)
-    first_local = pd.Series(out["lo"]).dt.strftime(_FMT).astype("string")
-    last_local = pd.Series(out["hi"]).dt.strftime(_FMT).astype("string")
     days_in = ((m1 - m0) // _DAY_NS).astype(np.int64)
     return pd.DataFrame(
         {
-            "meter_id": judged["meter_id"].astype("string"),
-            "month": judged["month"].astype("string"),
+            "meter_id": grid_ids,
+            "month": grid_months,
             "status": classified["status"],
             "coverage": np.clip(share, 0.0, 1.0),
             "days_with_data": judged["days_with_data"],
             "days_in_month": days_in,
-            "intervals": pd.array(np.where(by_int, intervals, np.nan), dtype="Float64").astype(
-                "Int64"
-            ),
-            "expected_intervals": pd.array(
-                judged["expected_intervals"].to_numpy(), dtype="Float64"
-            ).astype("Int64"),
-            "null_intervals": pd.array(
-                np.where(by_int, judged["null_intervals"], np.nan), dtype="Float64"
-            ).astype("Int64"),
-            "first_local": first_local,
-            "last_local": last_local,
+            "intervals": _nullable_int(np.where(by_int, intervals, np.nan)),
+            "expected_intervals": _nullable_int(judged["expected_intervals"].to_numpy()),
+            "null_intervals": _nullable_int(np.where(by_int, judged["null_intervals"], np.nan)),
+            "first_local": _minute_text(at(g_lo, np.iinfo(np.int64).min).astype(np.int64)),
+            "last_local": _minute_text(at(g_hi, np.iinfo(np.int64).min).astype(np.int64)),
             "estimated_share": est_share.astype(np.float64),
         }
     )
+
+
+class _MonthPieces(NamedTuple):
+    """Usage rows split over the local months they touch (see :func:`split_by_month`)."""
+
+    rows: np.ndarray  # position in usage
+    month: np.ndarray  # months since 1970-01
+    overlap: np.ndarray  # local wall-clock overlap with the month [ns]
+    fraction: np.ndarray  # share of the row's duration in the month
+    start_local: np.ndarray  # the row's local start [ns, naive]
+    end_local: np.ndarray  # the row's local end [ns, naive]
+
+
+def _month_pieces(usage: pd.DataFrame, zones: pd.Series) -> _MonthPieces:
+    """:func:`split_by_month` as arrays, with each piece's local start and end of its row."""
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(usage):
+        return _MonthPieces(empty, empty, empty, np.zeros(0), empty, empty)
+    start = as_utc(usage["start"], "start", "usage").reset_index(drop=True)
+    end = as_utc(usage["end"], "end", "usage").reset_index(drop=True)
+    s = local_naive(start, zones).astype("int64")
+    e = local_naive(end, zones).astype("int64")
+    valid = (e > s) & start.notna().to_numpy() & end.notna().to_numpy()
+    rows = np.flatnonzero(valid)
+    s, e = s[rows], e[rows]
+    m0 = s.astype("datetime64[ns]").astype("datetime64[M]").astype("int64")
+    m1 = (e - 1).astype("datetime64[ns]").astype("datetime64[M]").astype("int64")
+    counts = m1 - m0 + 1
+    rep = np.repeat(np.arange(len(rows)), counts)
+    offset = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
+    month = m0[rep] + offset
+    overlap = np.minimum(e[rep], _month_ns(month + 1)) - np.maximum(s[rep], _month_ns(month))
+    return _MonthPieces(rows[rep], month, overlap, overlap / (e - s)[rep], s[rep], e[rep])
+
+
+def _month_ns(months: np.ndarray) -> np.ndarray:
+    """Local midnight starting each month (months since 1970-01) [ns, naive]."""
+    return months.astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64)
+
+
+def _month_lengths(months: np.ndarray, zones: np.ndarray) -> np.ndarray:
+    """Length of each local month in its zone [ns], one conversion per distinct (month, zone)."""
+    if not months.size:
+        return np.zeros(0, dtype=np.int64)
+    zone_code, zone_names = pd.factorize(pd.Series(zones, dtype=object), sort=False)
+    _, first, inv = np.unique(
+        (months - months.min()) * len(zone_names) + zone_code,
+        return_index=True,
+        return_inverse=True,
+    )
+    m, z = months[first], np.asarray(zone_names, dtype=object)[zone_code[first]]
+    length = _utc_of_local(_month_ns(m + 1), z) - _utc_of_local(_month_ns(m), z)
+    return length[inv.reshape(-1)]
+
+
+def _nullable_int(values: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """Floats (NaN: missing) as ``Int64``, as ``pd.array(values, "Float64").astype("Int64")``
+    makes them (which also raises for a value that is not a whole number)."""
+    v = np.asarray(values, dtype=np.float64)
+    na = np.isnan(v)
+    ok = v[~na]
+    if np.isfinite(ok).all() and (ok == np.trunc(ok)).all() and (np.abs(ok) < 2.0**62).all():
+        return pd.arrays.IntegerArray(np.where(na, 0.0, v).astype(np.int64), na)
+    return pd.array(v, dtype="Float64").astype("Int64")
+
+
+def _day_text(values: pd.Series) -> pd.Series:
+    """``values.dt.strftime("%Y-%m-%d")`` of naive datetimes, missing where NaT (numpy text)."""
+    arr = values.to_numpy()
+    if arr.dtype.kind != "M":
+        return values.dt.strftime("%Y-%m-%d").where(values.notna(), None)
+    ok = ~np.isnat(arr)
+    years = arr[ok].astype("datetime64[Y]").astype(np.int64) + 1970
+    if years.size and (years.min() < 1000 or years.max() > 9999):
+        return values.dt.strftime("%Y-%m-%d").where(values.notna(), None)
+    text = np.full(arr.size, None, dtype=object)
+    text[ok] = np.datetime_as_string(arr[ok], unit="D").astype(object)
+    return pd.Series(text, index=values.index, dtype=object)
+
+
+def _minute_text(ns: np.ndarray) -> pd.arrays.StringArray:
+    """Local ``YYYY-MM-DDTHH:MM`` of naive ns (NaT -> missing), as ``strftime(_FMT)`` writes."""
+    wall = ns.view("datetime64[ns]")
+    ok = ~np.isnat(wall)
+    years = wall[ok].astype("datetime64[Y]").astype(np.int64) + 1970
+    if years.size and (years.min() < 1000 or years.max() > 9999):
+        return pd.Series(wall).dt.strftime(_FMT).astype("string").array
+    text = np.full(ns.size, None, dtype=object)
+    distinct, which = np.unique(wall[ok], return_inverse=True)  # each distinct time once
+    text[ok] = np.datetime_as_string(distinct, unit="m").astype(object)[which.reshape(-1)]
+    return pd.array(text, dtype="string")

@@ -41,6 +41,7 @@ warning). CSV keeps them as sent.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -49,13 +50,14 @@ import shutil
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from scaler_workbench._numeric import SIGNIFICANT_DIGITS, round_decimals, round_significant
 from scaler_workbench._secrets import get_logger, redact
+from scaler_workbench._time import NS_PER_DAY, local_ns
 from scaler_workbench.coverage import month_coverage, site_timezones
 from scaler_workbench.exceptions import ExportError
 from scaler_workbench.reconciliation import RECONCILE_COLUMNS, reconcile
@@ -94,18 +96,41 @@ _FIXED_DOC_TIME = "2000-01-01T00:00:00Z"
 
 
 # -- formatting --------------------------------------------------------------------------------
-def _local_parts(ts: pd.Series, tz: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Local naive times and UTC offsets [min] of UTC ``ts`` in per-row zones ``tz``."""
-    naive = pd.Series(pd.NaT, index=ts.index, dtype="datetime64[ns]")
-    offset = np.zeros(len(ts), dtype="int64")
-    utc_naive = ts.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-    for zone in pd.unique(tz):
-        mask = (tz == zone).to_numpy()
-        local = ts[mask].dt.tz_convert(str(zone)).dt.tz_localize(None).astype("datetime64[ns]")
-        naive[mask] = local
-        delta = (local - utc_naive[mask]).to_numpy().astype("timedelta64[m]").astype("int64")
-        offset[mask] = delta
-    return naive, offset
+class _LocalTimes(NamedTuple):
+    """UTC timestamps in their rows' zones: where a time is given (``ok``), its local wall time
+    [ns since the epoch, naive] and UTC offset [min]."""
+
+    ok: np.ndarray
+    wall: np.ndarray
+    offset: np.ndarray
+
+
+def _local_times(ts: pd.Series, tz: pd.Series | np.ndarray) -> _LocalTimes:
+    """:class:`_LocalTimes` of tz-aware ``ts`` in per-row zones ``tz`` (positional), one
+    conversion per zone, on int64 arrays."""
+    n = len(ts)
+    ok = ts.notna().to_numpy(dtype=bool)
+    wall = np.zeros(n, dtype=np.int64)
+    offset = np.zeros(n, dtype=np.int64)
+    if not ok.any():
+        return _LocalTimes(ok, wall, offset)
+    utc = (ts[ok].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")).view(
+        np.int64
+    )
+    zones = np.asarray(tz, dtype=object)[ok]
+    codes, uniques = pd.factorize(zones)
+    local = np.empty_like(utc)
+    for i, zone in enumerate(uniques):
+        mask = codes == i if len(uniques) > 1 else slice(None)
+        local[mask] = local_ns(utc[mask], str(zone))
+    wall[ok] = local
+    offset[ok] = (local - utc).astype("timedelta64[ns]").astype("timedelta64[m]").astype(np.int64)
+    return _LocalTimes(ok, wall, offset)
+
+
+def _local_midnight(local: _LocalTimes) -> np.ndarray:
+    """Rows whose time is a local midnight (False where no time)."""
+    return local.ok & (local.wall % NS_PER_DAY == 0)
 
 
 def _offset_text(minutes: np.ndarray) -> np.ndarray:
@@ -114,6 +139,25 @@ def _offset_text(minutes: np.ndarray) -> np.ndarray:
     hh = np.char.zfill((a // 60).astype(str), 2)
     mm = np.char.zfill((a % 60).astype(str), 2)
     return np.char.add(np.char.add(np.char.add(sign, hh), ":"), mm)
+
+
+def _datetime_text(local: _LocalTimes, as_date: np.ndarray | None = None) -> np.ndarray:
+    """Text cells of :func:`format_datetimes` from :func:`_local_times` (object array)."""
+    out = np.full(local.ok.size, "", dtype=object)
+    dated = local.ok & as_date if as_date is not None else np.zeros(local.ok.size, dtype=bool)
+    timed = local.ok & ~dated
+    if dated.any():  # numpy's text of each distinct day once
+        distinct, which = np.unique(local.wall[dated], return_inverse=True)
+        text = np.datetime_as_string(distinct.view("datetime64[ns]"), unit="D").astype(object)
+        out[dated] = text[which.reshape(-1)]
+    if timed.any():
+        distinct, which = np.unique(local.wall[timed], return_inverse=True)
+        text = np.datetime_as_string(distinct.view("datetime64[ns]"), unit="s")
+        seconds = text.astype(object)[which.reshape(-1)].tolist()
+        offsets, which = np.unique(local.offset[timed], return_inverse=True)
+        suffix = _offset_text(offsets).tolist()
+        out[timed] = [t + suffix[j] for t, j in zip(seconds, which.tolist(), strict=True)]
+    return out
 
 
 def format_datetimes(
@@ -131,38 +175,34 @@ def format_datetimes(
     as_date : pandas.Series of bool, optional
         Rows to render as local dates (they must be local midnights).
     """
-    if isinstance(tz, str):
-        tz = pd.Series(tz, index=ts.index)
-    out = pd.Series("", index=ts.index, dtype=object)
-    ok = ts.notna().to_numpy()
-    if not ok.any():
-        return out
-    naive, offset = _local_parts(ts[ok], tz[ok])
-    wall = naive.to_numpy(dtype="datetime64[ns]")  # no NaT here: only rows with a time
-    dates = np.datetime_as_string(wall, unit="D").astype(object)
-    full = np.char.add(np.datetime_as_string(wall, unit="s"), _offset_text(offset)).astype(object)
-    if as_date is not None:
-        use_date = as_date[ok].to_numpy(dtype=bool)
-        out[ok] = np.where(use_date, dates, full)
-    else:
-        out[ok] = full
-    return out
-
-
-def _is_local_midnight(ts: pd.Series, tz: pd.Series) -> pd.Series:
-    result = pd.Series(False, index=ts.index)
-    ok = ts.notna()
-    if ok.any():
-        naive, _ = _local_parts(ts[ok], tz[ok])
-        result[ok] = (naive == naive.dt.normalize()).to_numpy()
-    return result
+    zones = np.full(len(ts), tz, dtype=object) if isinstance(tz, str) else tz.to_numpy()
+    use_date = None if as_date is None else np.asarray(as_date, dtype=bool)
+    return pd.Series(_datetime_text(_local_times(ts, zones), use_date), index=ts.index)
 
 
 def _float_text(s: pd.Series, decimals: np.ndarray | None = None) -> np.ndarray:
     """Numbers as text, rounded by :func:`round_number` (``decimals``: money places per row)."""
     values = round_number(pd.to_numeric(s, errors="coerce").to_numpy(dtype=float), decimals)
-    text = values.astype(str).astype(object)
-    text[np.isnan(values)] = ""
+    nan = np.isnan(values)
+    if (np.signbit(values) & (values == 0)).any():  # -0.0: np.unique would merge it with 0.0
+        text = values.astype(str).astype(object)
+    else:  # the text of each distinct value, once: repr, which is numpy's text of a float64
+        text = np.full(values.size, "", dtype=object)
+        distinct, which = np.unique(values[~nan], return_inverse=True)
+        words = np.array(list(map(repr, distinct.tolist())) or [""], dtype=object)
+        text[~nan] = words[which.reshape(-1)]
+    text[nan] = ""
+    return text
+
+
+def _int_text(s: pd.Series) -> np.ndarray:
+    """Whole numbers (``int64`` or ``Int64``) as text, ``""`` where missing: the text of each
+    distinct value once (``str(int)``, as pandas writes them)."""
+    na = s.isna().to_numpy(dtype=bool)
+    values = s.to_numpy(dtype=np.int64, na_value=0)
+    distinct, which = np.unique(values, return_inverse=True)
+    text = distinct.astype(str).astype(object)[which.reshape(-1)]
+    text[na] = ""
     return text
 
 
@@ -226,11 +266,37 @@ def _bool_text(s: pd.Series) -> np.ndarray:
 
 
 def _string_text(s: pd.Series) -> np.ndarray:
-    text = s.astype(object).to_numpy().copy()
-    na = pd.isna(text)
+    """Cells as ``str`` (missing: ``""``), as numpy's ``astype(str)`` makes them.
+
+    A column of ``str`` (and missing values) skips that conversion, which copies every cell
+    into a fixed-width array; numpy drops a cell's trailing NUL characters, so they are dropped
+    here too (the files never change).
+    """
+    if isinstance(s.dtype, pd.StringDtype):  # str or missing by construction
+        text = s.to_numpy(dtype=object, na_value="")
+        na = None
+    else:
+        text = s.astype(object).to_numpy().copy()
+        na = pd.isna(text)
+    if na is None or pd.api.types.infer_dtype(text, skipna=True) in ("string", "empty"):
+        if na is not None:
+            text[na] = ""
+        for i in [i for i, v in enumerate(text) if v[-1:] == "\x00"]:
+            text[i] = text[i].rstrip("\x00")
+        return text
     text = text.astype(str).astype(object)
     text[na] = ""
     return text
+
+
+def _redacted(values: Iterable[str]) -> list[str]:
+    """``[redact(v) for v in values]``, with one pass over the joined text when no cell can
+    hold a registered secret (a secret in a cell is in the joined text too)."""
+    cells = list(values)
+    joined = "\n".join(cells)
+    if redact(joined) == joined:
+        return cells
+    return [redact(v) for v in cells]
 
 
 def _metadata_with_direction(meters: pd.DataFrame) -> list[Any]:
@@ -277,9 +343,15 @@ def _render(
     )
     if table.name == "meters" and "direction" in frame.columns and frame["direction"].notna().any():
         frame = frame.assign(metadata=_metadata_with_direction(frame))
+    local: dict[str, _LocalTimes] = {}
+    if tz is not None:  # each datetime column converted once (for the date test and the text)
+        zones = tz.to_numpy(dtype=object)
+        for c in table.columns:
+            if c.kind == "datetime" and c.export_name:
+                local[c.name] = _local_times(frame[c.name], zones)
     as_date = None
     if table.name == "usage" and tz is not None:
-        as_date = _is_local_midnight(frame["start"], tz) & _is_local_midnight(frame["end"], tz)
+        as_date = _local_midnight(local["start"]) & _local_midnight(local["end"])
     out: dict[str, Any] = {}
     for c in table.columns:
         if not c.export_name:
@@ -287,7 +359,7 @@ def _render(
         s = frame[c.name]
         if c.kind == "datetime":
             assert tz is not None
-            out[c.export_name] = format_datetimes(s, tz, as_date=as_date).to_numpy()
+            out[c.export_name] = _datetime_text(local[c.name], as_date)
         elif c.kind == "float":
             money = c.name == "cost" and "currency" in frame.columns
             decimals = currency_decimals(frame["currency"]) if money else None
@@ -304,10 +376,28 @@ def _render_quarantine(frame: pd.DataFrame | None) -> pd.DataFrame:
     if frame is None or frame.empty:
         return pd.DataFrame({n: pd.Series(dtype=object) for n in names})
     q = coerce_frame(frame[[c for c in frame.columns if c in QUARANTINE.names]], QUARANTINE)
-    q = q.sort_values(list(QUARANTINE.key), kind="mergesort").reset_index(drop=True)
+    order = _text_key_order([q[k] for k in QUARANTINE.key])
+    if order is None:
+        q = q.sort_values(list(QUARANTINE.key), kind="mergesort").reset_index(drop=True)
+    else:
+        q = q.take(order).reset_index(drop=True)
     return pd.DataFrame(
-        {c.export_name: [redact(v) for v in _string_text(q[c.name])] for c in QUARANTINE.columns}
+        {c.export_name: _redacted(_string_text(q[c.name])) for c in QUARANTINE.columns}
     )
+
+
+def _text_key_order(keys: list[pd.Series]) -> np.ndarray | None:
+    """Positions that sort rows by text ``keys`` as a stable ``sort_values`` does (code point
+    order, ties in row order), by one Python sort of tuples; None when a key is missing
+    somewhere or is not text (``sort_values`` then decides where missing values go)."""
+    columns = []
+    for k in keys:
+        values = k.to_numpy(dtype=object)
+        if len(values) and pd.api.types.infer_dtype(values, skipna=False) != "string":
+            return None
+        columns.append(values.tolist())
+    rows = list(zip(*columns, strict=True))
+    return np.array(sorted(range(len(rows)), key=rows.__getitem__), dtype=np.int64)
 
 
 _DEACTIVATED_COLUMNS = ("entity", "external_id", "asset_external_id")
@@ -378,8 +468,84 @@ def _neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _csv_quote_characters() -> tuple[str, ...]:
+    """Characters that make :mod:`csv` (``QUOTE_MINIMAL``, ``lineterminator="\\n"``) quote a field.
+
+    The delimiter, the quote and the line terminator always do; a lone carriage return did not
+    before Python 3.13, so this asks the running interpreter's writer once.
+    """
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(["a\rb", "c"])
+    return (",", '"', "\n") + (("\r",) if buffer.getvalue().startswith('"') else ())
+
+
+_CSV_QUOTE = _csv_quote_characters()
+_FORMULA_FIRST_ARRAY = np.array(FORMULA_START)
+
+
+def _csv_column(values: list[str]) -> list[str]:
+    """One column's text cells as CSV fields: formula-like text neutralised, then quoted.
+
+    What :func:`_neutralise_frame` plus ``DataFrame.to_csv`` (:mod:`csv`, ``QUOTE_MINIMAL``,
+    doubled quotes) make of a column of ``str``, without their per-cell pandas overhead: only
+    cells that start with a :data:`FORMULA_START` character go through
+    :func:`neutralise_formula`, and cells are quoted only in a column whose joined text holds
+    a character that needs it.
+    """
+    cells = values
+    joined = "".join(values)  # a character absent from the column starts no cell
+    if any(ch in joined for ch in FORMULA_START):
+        first = np.array(values, dtype="U1")  # each cell's first character (numpy truncates)
+        risky = np.flatnonzero(np.isin(first, _FORMULA_FIRST_ARRAY)).tolist()
+        if risky:
+            cells = list(values)
+            for i in risky:
+                cells[i] = neutralise_formula(cells[i])
+            joined = "".join(cells)
+    if not any(ch in joined for ch in _CSV_QUOTE):
+        return cells
+    cr = "\r" in _CSV_QUOTE
+    return [
+        '"' + v.replace('"', '""') + '"'
+        if ('"' in v or "," in v or "\n" in v or (cr and "\r" in v))
+        else v
+        for v in cells
+    ]
+
+
+def _csv_text(frame: pd.DataFrame) -> str | None:
+    """``frame`` as the text ``_neutralise_frame(frame).to_csv(index=False, lineterminator="\\n")``
+    writes, when every column holds only ``str`` (what the ``_render*`` functions give); None
+    for any other frame (the caller then uses pandas)."""
+    names = list(frame.columns)
+    if len(names) < 2 or frame.columns.has_duplicates or not all(isinstance(c, str) for c in names):
+        return None  # a one-field row of "" is quoted by csv; leave such frames to pandas
+    columns = []
+    for name in names:
+        values = frame[name].to_numpy(dtype=object)
+        if len(values) and pd.api.types.infer_dtype(values, skipna=False) != "string":
+            return None
+        columns.append(_csv_column(values.tolist()))
+    header = ",".join(_csv_column_header(names))
+    if not len(frame):
+        return header + "\n"
+    return header + "\n" + "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+
+
+def _csv_column_header(names: list[str]) -> list[str]:
+    """Header fields quoted as :mod:`csv` quotes them (never neutralised, as pandas writes them)."""
+    return [
+        '"' + n.replace('"', '""') + '"' if any(ch in n for ch in _CSV_QUOTE) else n for n in names
+    ]
+
+
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    _neutralise_frame(frame).to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+    text = _csv_text(frame)
+    if text is None:
+        _neutralise_frame(frame).to_csv(path, index=False, lineterminator="\n", encoding="utf-8")
+        return
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def _xlsx_text(ws: Any, values: np.ndarray) -> np.ndarray:
@@ -588,12 +754,14 @@ def _render_reconciliation(
     tz = site_timezones(f[["meter_id"]], tables, default_timezone)
     start = pd.to_datetime(f["start"], utc=True)
     end = pd.to_datetime(f["end"], utc=True)
-    as_date = _is_local_midnight(start, tz) & _is_local_midnight(end, tz)
-    out = {
+    zones = tz.to_numpy(dtype=object)
+    local_start, local_end = _local_times(start, zones), _local_times(end, zones)
+    as_date = _local_midnight(local_start) & _local_midnight(local_end)
+    out: dict[str, Any] = {
         "check": _string_text(f["check"]),
         "meter_external_id": _string_text(f["meter_id"]),
-        "period_start": format_datetimes(start, tz, as_date=as_date).to_numpy(),
-        "period_end": format_datetimes(end, tz, as_date=as_date).to_numpy(),
+        "period_start": _datetime_text(local_start, as_date),
+        "period_end": _datetime_text(local_end, as_date),
         "unit": _string_text(f["unit"]),
     }
     for c in ("exported", "provider", "difference", "relative"):
@@ -602,7 +770,7 @@ def _render_reconciliation(
     out["tolerance"] = _float_text(f["tolerance"])
     out["raw_total"] = _float_text(f["raw_total"])
     out["raw_unit"] = _string_text(f["raw_unit"])
-    out["note"] = [redact(v) for v in _string_text(f["note"])]
+    out["note"] = _redacted(_string_text(f["note"]))
     return pd.DataFrame(out)[cols]
 
 
@@ -635,14 +803,19 @@ def _sweep(out_dir: Path) -> None:
 
 def _render_coverage(cov: pd.DataFrame) -> pd.DataFrame:
     """``coverage.csv``: :func:`~scaler_workbench.coverage.month_coverage` with Scaler's id name."""
-    out = cov.rename(columns={"meter_id": "meter_external_id"})
-    out["meter_external_id"] = out["meter_external_id"].astype(str)
-    out["month"] = out["month"].astype(str)
-    out["status"] = out["status"].astype(str)
-    for col in out.columns:  # shares rounded like every exported number (no float noise)
-        if pd.api.types.is_float_dtype(out[col]):
-            out[col] = _float_text(out[col])
-    return out.reset_index(drop=True)
+    out: dict[str, np.ndarray] = {}
+    for col in cov.columns:
+        s = cov[col]
+        name = "meter_external_id" if col == "meter_id" else col
+        if col in ("meter_id", "month", "status"):
+            out[name] = s.astype(str).to_numpy(dtype=object)
+        elif pd.api.types.is_float_dtype(s):  # shares rounded like every exported number
+            out[name] = _float_text(s)
+        elif pd.api.types.is_integer_dtype(s):  # counts (Int64: empty where not measured)
+            out[name] = _int_text(s)
+        else:  # local times: text, "" if missing
+            out[name] = s.astype("string").to_numpy(dtype=object, na_value="")
+    return pd.DataFrame(out, columns=[*out])
 
 
 def to_scaler_files(
