@@ -446,7 +446,11 @@ def _run_gx(
             )
             warnings.simplefilter("ignore", DeprecationWarning)
             suite = _gx_suite(state, table, specs)
-            batch = state.batch_definitions[table].get_batch(batch_parameters={"dataframe": work})
+            # only the columns the expectations read: GX fingerprints (hashes) the whole
+            # batch frame, and the row positions it reports stay those of ``work``
+            named = {kw.get(k) for _, _, kw in specs for k in ("column", "column_A", "column_B")}
+            frame = work[[c for c in work.columns if c in named]]
+            batch = state.batch_definitions[table].get_batch(batch_parameters={"dataframe": frame})
             # a pass/fail run first (a third cheaper); the failing rows only when some fail
             result = batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
             if not result.success:
@@ -670,22 +674,28 @@ class _Findings:
                 reasons.append(np.full(p.size, f"{detail}. {r.ask}", dtype=object))
             else:
                 d = pd.Series(np.asarray(detail, dtype=object)).astype(str)
-                reasons.append((d + ". " + r.ask).to_numpy(dtype=object))
+                reasons.append(d.to_numpy(dtype=object) + f". {r.ask}")
         reason = np.concatenate(reasons)
         sort = np.lexsort((rule_idx, pos))
         pos, rule, severity, reason = pos[sort], rule[sort], severity[sort], reason[sort]
         upos, inverse = np.unique(pos, return_inverse=True)
         self.positions = pos
-        keys = record_keys(original.iloc[upos], self.table, parsed=work.iloc[upos])
+        every = upos.size == len(original)  # upos: distinct positions, so all of them
+        rows = original if every else original.iloc[upos]
+        keys = record_keys(rows, self.table, parsed=work if every else work.iloc[upos])
         if self.occurrence:
             occ = np.fromiter((self.occurrence.get(int(p), 0) for p in upos), int, upos.size)
             keys = np.where(occ > 0, keys + "#" + occ.astype(str).astype(object), keys)
-        seen = pd.Series(keys).groupby(keys).cumcount().to_numpy()
+        seen = (
+            pd.Series(keys).groupby(keys).cumcount().to_numpy()
+            if pd.unique(keys).size < keys.size
+            else np.zeros(0, dtype=np.int64)
+        )
         if seen.any():  # rows whose keys still collide (e.g. null key parts): number them
             keys = np.where(seen > 0, keys + "#" + (seen + 1).astype(str).astype(object), keys)
-        records = _records_json(original.iloc[upos])
+        records = _records_json(rows)
         if "source_id" in original.columns:
-            src = original["source_id"].iloc[upos].astype("string").to_numpy(dtype=object)
+            src = rows["source_id"].astype("string").to_numpy(dtype=object)
         else:
             src = np.full(upos.size, None, dtype=object)
         out = pd.DataFrame(
@@ -1611,7 +1621,7 @@ def _hole_texts(holes: pd.DataFrame, at: np.ndarray, kind: str) -> tuple[np.ndar
     date, n_missing = text_of("date"), text_of("missing_intervals")
     if kind == "day":
         return np.array([f"{d} ({k})" for d, k in zip(date, n_missing, strict=True)], object), lead
-    texts = []
+    texts: list[str] = []
     add = texts.append
     for d, t0, t1, k in zip(
         date, text_of("start_local"), text_of("end_local"), n_missing, strict=True

@@ -129,3 +129,65 @@ def test_control_characters_equal_the_reference(cells: list[str | None], kind: s
     # not vacuous: the planted bell is found by both
     if kind != "category" and any(c is not None and "\x07" in c for c in cells):
         assert ref
+
+
+def _records_json_reference(rows: pd.DataFrame, *, keep_private: bool = False) -> list[str]:
+    if rows.columns.has_duplicates:
+        rows = rows.loc[:, ~rows.columns.duplicated()]
+    if not keep_private:
+        rows = rows.drop(columns=[c for c in rows.columns if str(c).startswith("_")])
+    dates = [c for c in rows.columns if isinstance(rows[c].dtype, pd.DatetimeTZDtype)]
+    if dates:
+        rows = rows.assign(**{str(c): utc_text(rows[c], "ms") for c in dates})
+    text = rows.to_json(
+        orient="records",
+        lines=True,
+        date_format="iso",
+        date_unit="ms",
+        default_handler=str,
+        double_precision=15,
+    )
+    return text.splitlines()
+
+
+_JSON_TEXT = st.text(
+    alphabet=st.sampled_from(["}", ",", "{", '"', "\\", "\n", "\u2028", "é", "a", "/", "\x1e"])
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.one_of(st.none(), _JSON_TEXT), min_size=1, max_size=6),
+    numbers=st.data(),
+    extra=st.sampled_from(["none", "object", "category", "dict"]),
+    keep_private=st.booleans(),
+)
+def test_records_json_equals_the_reference(
+    texts: list[str | None], numbers: st.DataObject, extra: str, keep_private: bool
+) -> None:
+    from scaler_workbench.schema import records_json
+
+    n = len(texts)
+    floats = numbers.draw(
+        st.lists(st.one_of(st.none(), st.floats(allow_nan=True)), min_size=n, max_size=n)
+    )
+    frame = pd.DataFrame(
+        {
+            "meter_id": pd.Series(texts, dtype="string"),
+            "start": pd.to_datetime(np.arange(n) * 1_234_567_890_123, utc=True),
+            "consumption": pd.Series(floats, dtype="float64"),
+            "n": pd.array([None if f is None else i for i, f in enumerate(floats)], dtype="Int64"),
+            "estimated": pd.array([None if t is None else len(t) % 2 == 0 for t in texts]),
+            "_row": np.arange(n),
+        }
+    )
+    if extra == "object":
+        frame["note"] = pd.Series([t if i % 2 else i for i, t in enumerate(texts)], dtype=object)
+    elif extra == "category":
+        frame["source"] = pd.Series(texts, dtype="category")
+    elif extra == "dict":
+        frame["meta"] = pd.Series([{"meter_id": t, "x": [{"a": 1}, {"b": t}]} for t in texts])
+    frame.loc[frame.index[0], "start"] = pd.NaT
+    got = records_json(frame, keep_private=keep_private)
+    assert got == _records_json_reference(frame, keep_private=keep_private)
+    assert len(got) == n
