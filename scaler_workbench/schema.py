@@ -832,17 +832,43 @@ def records_json(rows: pd.DataFrame, *, keep_private: bool = False) -> list[str]
     if not keep_private:
         rows = rows.drop(columns=[c for c in rows.columns if str(c).startswith("_")])
     dates = [c for c in rows.columns if isinstance(rows[c].dtype, pd.DatetimeTZDtype)]
+    flat = (
+        len(rows) > 0
+        and len(rows.columns) > 0
+        and all(c in dates or _scalar_column(rows[c].dtype) for c in rows.columns)
+    )
     if dates:  # as to_json(date_format="iso") writes them, without its per-value cost
-        rows = rows.assign(**{str(c): utc_text(rows[c], "ms") for c in dates})
+        rows = rows.copy(deep=False)
+        for c in dates:
+            rows[c] = utc_text(rows[c], "ms")
     text = rows.to_json(
         orient="records",
-        lines=True,
+        lines=not flat,
         date_format="iso",
         date_unit="ms",
         default_handler=str,
         double_precision=15,
     )
-    return text.splitlines()
+    if not flat:
+        return text.splitlines()
+    # Flat records of scalars (no object columns, so no nested arrays or objects): '},{"'
+    # occurs only between two records, as a quote inside a JSON string is always escaped.
+    # Splitting there is what lines=True + splitlines() give, without their two scans.
+    parts = text[3:-2].split('},{"')
+    return ['{"' + p + "}" for p in parts]
+
+
+def _scalar_column(dtype: Any) -> bool:
+    """True for a dtype whose values to_json writes as JSON scalars (never arrays/objects)."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _scalar_column(dtype.categories.dtype)
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    return not pd.api.types.is_object_dtype(dtype) and (
+        pd.api.types.is_numeric_dtype(dtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+    )
 
 
 # ---- frames one under the other -------------------------------------------------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 import json
 import logging
 import os
@@ -445,7 +446,11 @@ def _run_gx(
             )
             warnings.simplefilter("ignore", DeprecationWarning)
             suite = _gx_suite(state, table, specs)
-            batch = state.batch_definitions[table].get_batch(batch_parameters={"dataframe": work})
+            # only the columns the expectations read: GX fingerprints (hashes) the whole
+            # batch frame, and the row positions it reports stay those of ``work``
+            named = {kw.get(k) for _, _, kw in specs for k in ("column", "column_A", "column_B")}
+            frame = work[[c for c in work.columns if c in named]]
+            batch = state.batch_definitions[table].get_batch(batch_parameters={"dataframe": frame})
             # a pass/fail run first (a third cheaper); the failing rows only when some fail
             result = batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
             if not result.success:
@@ -669,22 +674,28 @@ class _Findings:
                 reasons.append(np.full(p.size, f"{detail}. {r.ask}", dtype=object))
             else:
                 d = pd.Series(np.asarray(detail, dtype=object)).astype(str)
-                reasons.append((d + ". " + r.ask).to_numpy(dtype=object))
+                reasons.append(d.to_numpy(dtype=object) + f". {r.ask}")
         reason = np.concatenate(reasons)
         sort = np.lexsort((rule_idx, pos))
         pos, rule, severity, reason = pos[sort], rule[sort], severity[sort], reason[sort]
         upos, inverse = np.unique(pos, return_inverse=True)
         self.positions = pos
-        keys = record_keys(original.iloc[upos], self.table, parsed=work.iloc[upos])
+        every = upos.size == len(original)  # upos: distinct positions, so all of them
+        rows = original if every else original.iloc[upos]
+        keys = record_keys(rows, self.table, parsed=work if every else work.iloc[upos])
         if self.occurrence:
             occ = np.fromiter((self.occurrence.get(int(p), 0) for p in upos), int, upos.size)
             keys = np.where(occ > 0, keys + "#" + occ.astype(str).astype(object), keys)
-        seen = pd.Series(keys).groupby(keys).cumcount().to_numpy()
+        seen = (
+            pd.Series(keys).groupby(keys).cumcount().to_numpy()
+            if pd.unique(keys).size < keys.size
+            else np.zeros(0, dtype=np.int64)
+        )
         if seen.any():  # rows whose keys still collide (e.g. null key parts): number them
             keys = np.where(seen > 0, keys + "#" + (seen + 1).astype(str).astype(object), keys)
-        records = _records_json(original.iloc[upos])
+        records = _records_json(rows)
         if "source_id" in original.columns:
-            src = original["source_id"].iloc[upos].astype("string").to_numpy(dtype=object)
+            src = rows["source_id"].astype("string").to_numpy(dtype=object)
         else:
             src = np.full(upos.size, None, dtype=object)
         out = pd.DataFrame(
@@ -736,10 +747,11 @@ def record_keys(
     numpy.ndarray of str
     """
     t = TABLES[table]
-    out: pd.Series | None = None
+    n = len(frame)
+    out: np.ndarray | None = None
     for col in t.key:
         if col not in frame.columns:
-            part = pd.Series("", index=range(len(frame)), dtype=object)
+            part = np.full(n, "", dtype=object)
         elif t.column(col).kind == "datetime":
             raw = frame[col].reset_index(drop=True)
             if parsed is not None and col in parsed.columns:
@@ -748,13 +760,28 @@ def record_keys(
                 dt, _ = _parse_datetimes(raw, table, col)
             if not isinstance(dt.dtype, pd.DatetimeTZDtype):
                 dt, _ = _parse_datetimes(dt, table, col)
-            text = pd.Series(utc_text(dt, "s"), index=dt.index, dtype=object)
-            part = text.where(dt.notna(), raw.astype("string").fillna("").astype(object))
+            part = utc_text(dt, "s")
+            nat = np.flatnonzero(dt.isna().to_numpy())
+            if nat.size:  # unparsed values keep their text (only those are formatted)
+                part[nat] = _key_text(raw.iloc[nat])
         else:
-            part = frame[col].reset_index(drop=True).astype("string").fillna("").astype(object)
+            part = _key_text(frame[col])
         out = part if out is None else out + "|" + part
     assert out is not None
-    return out.to_numpy(dtype=object)
+    return out
+
+
+def _key_text(s: pd.Series) -> np.ndarray:
+    """``s.astype("string").fillna("")`` as an object array: text columns are read as they
+    are, categoricals through their categories, other dtypes through pandas."""
+    if isinstance(s.dtype, pd.StringDtype):
+        return np.asarray(s.to_numpy(dtype=object, na_value=""), dtype=object)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = _key_text(pd.Series(s.cat.categories))
+        codes = np.asarray(s.cat.codes, dtype=np.int64)
+        text = np.append(cats, "").astype(object)
+        return text[np.where(codes >= 0, codes, cats.size)]
+    return s.astype("string").fillna("").to_numpy(dtype=object)
 
 
 def _records_json(rows: pd.DataFrame) -> np.ndarray:
@@ -1178,6 +1205,7 @@ def _check_duplicates_small(
 
 #: characters a workbook cannot hold or a terminal acts on (export.CONTROL_CHARACTERS)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # its ASCII part
 
 
 def _check_control_characters(
@@ -1192,6 +1220,8 @@ def _check_control_characters(
         s = frame[col]
         if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
             continue
+        if _no_control_characters(s):
+            continue
         try:
             mask = s.astype(object).str.contains(_CONTROL, na=False).to_numpy(dtype=bool)
         except AttributeError:  # no text in the column (e.g. datetimes held as objects)
@@ -1199,6 +1229,24 @@ def _check_control_characters(
         if mask.any():
             masks[col] = mask
     found.add_columns(r, masks, "control characters")
+
+
+def _no_control_characters(s: pd.Series) -> bool:
+    """True when no text of ``s`` holds a control character: one scan of the joined texts
+    (a single-character class cannot match across two texts). False when some text holds
+    one, or when ``s`` holds values that are neither text nor null (pandas decides then)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = pd.Series(s.cat.categories)
+    if not (isinstance(s.dtype, pd.StringDtype) or s.dtype == object):
+        return False
+    try:
+        text = "".join(s.to_numpy(dtype=object, na_value=""))
+    except TypeError:
+        return False
+    if text.isascii():  # bytes.translate drops the control bytes at C speed
+        raw = text.encode("ascii")
+        return len(raw.translate(None, _CONTROL_BYTES)) == len(raw)
+    return _CONTROL.search(text) is None
 
 
 def _check_possible_duplicate_meters(
@@ -1469,17 +1517,16 @@ def _hole_findings(
     # each hole's period: rows sorted by (meter, first local day); a hole belongs to the last
     # row of its meter starting on or before its day, when that row reaches the day
     codes_all, _ = pd.factorize(
-        np.r_[
-            work["meter_id"].astype(str).to_numpy(dtype=object)[cand],
-            holes["meter_id"].astype(str).to_numpy(dtype=object),
-        ]
+        np.r_[_str_array(work["meter_id"].iloc[cand]), _str_array(holes["meter_id"])]
     )
     r_code, h_code = codes_all[: cand.size].astype(np.int64), codes_all[cand.size :]
     r_lo, r_hi = lo // NS_PER_DAY, (hi - 1) // NS_PER_DAY
+    # hole dates repeat (one per hole, few distinct days): parse each distinct one once
+    d_codes, d_uniq = pd.factorize(_str_array(holes["date"]), use_na_sentinel=False)
     h_day = (
-        pd.to_datetime(holes["date"].astype(str), format="%Y-%m-%d")
+        pd.to_datetime(pd.Series(d_uniq, dtype=object), format="%Y-%m-%d")
         .to_numpy(dtype="datetime64[D]")
-        .astype(np.int64)
+        .astype(np.int64)[d_codes]
     )
     span = 1 << 24  # days since 1970 fit well below 2**24
     r_key = r_code * span + (r_lo + span // 2)
@@ -1493,7 +1540,7 @@ def _hole_findings(
     ok &= (r_code[row] == h_code) & (h_day <= r_hi[row])
     hole_at = np.flatnonzero(ok)  # the holes that fall in a period, in their order
     hole_pos = cand[row[ok]]
-    kinds = holes["kind"].astype(str).to_numpy(dtype=object)[hole_at]
+    kinds = _str_array(holes["kind"])[hole_at]
     n_all = holes["missing_intervals"].to_numpy(dtype=np.int64)[hole_at]
     for kind, name in (("day", "missing_day"), ("intervals", "missing_intervals")):
         r = rules[name]
@@ -1505,37 +1552,39 @@ def _hole_findings(
         order = sel[np.argsort(hole_pos[sel], kind="stable")]
         sp = hole_pos[order]
         starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
-        rank = np.arange(sp.size) - np.repeat(starts, np.diff(np.r_[starts, sp.size]))
+        sizes = np.diff(np.r_[starts, sp.size])
+        rank = np.arange(sp.size) - np.repeat(starts, sizes)
         keep = rank < _HOLES_SHOWN
-        part = holes.iloc[hole_at[order[keep]]]
-        text, lead = _hole_texts(part, kind)
-        # join each period's texts: object-array string sums over runs (no Python per group)
+        text, lead = _hole_texts(holes, hole_at[order[keep]], kind)
+        # join each period's texts (its named holes are consecutive in ``text``)
         fp = sp[keep]
         first = np.flatnonzero(np.r_[True, fp[1:] != fp[:-1]])
-        parts = text
-        lead_sep = np.ones(len(parts), dtype=bool)
-        lead_sep[first] = False
-        parts[lead_sep] = ", " + parts[lead_sep]
-        shown = pd.Series(np.add.reduceat(parts, first), index=fp[first])
-        count = pd.Series(np.diff(np.r_[starts, sp.size]), index=shown.index)
-        total = pd.Series(np.add.reduceat(n_all[order], starts), index=shown.index)
-        more = np.where(
-            count > _HOLES_SHOWN,
-            " and "
-            + (count - _HOLES_SHOWN).astype(str)
-            + " more ("
-            + total.astype(str)
-            + " intervals in all)",
-            "",
-        )
-        reasons = lead + shown + more + " [missing intervals in brackets]"
-        found.add(r, shown.index.to_numpy(dtype=np.int64), reasons.tolist())
+        bounds = np.r_[first, fp.size].tolist()
+        texts = text.tolist()
+        shown = [", ".join(texts[i:j]) for i, j in itertools.pairwise(bounds)]
+        total = np.add.reduceat(n_all[order], starts)
+        tail = " [missing intervals in brackets]"
+        reasons = [
+            f"{lead}{t}{tail}"
+            if c <= _HOLES_SHOWN
+            else f"{lead}{t} and {c - _HOLES_SHOWN} more ({k} intervals in all){tail}"
+            for t, c, k in zip(shown, sizes.tolist(), total.tolist(), strict=True)
+        ]
+        found.add(r, fp[first].astype(np.int64), reasons)
 
 
-def _hole_texts(part: pd.DataFrame, kind: str) -> tuple[np.ndarray, str]:
-    """Each hole's text in a finding (object array) and the finding's lead words.
+def _str_array(s: pd.Series) -> np.ndarray:
+    """``s.astype(str)`` as an object array; a text column without nulls is read as it is."""
+    if isinstance(s.dtype, pd.StringDtype) and not s.hasnans:
+        return np.asarray(s.to_numpy(dtype=object), dtype=object)
+    return s.astype(str).to_numpy(dtype=object)
 
-    Built on object arrays (a Python string operation per cell, far cheaper than pandas'
+
+def _hole_texts(holes: pd.DataFrame, at: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
+    """The text of the holes at positions ``at`` in a finding (object array), and the
+    finding's lead words.
+
+    One Python string operation per hole on object arrays (far cheaper than pandas'
     string-dtype arithmetic); a column with a missing cell takes the pandas expressions,
     which give missing texts the way they always did.
     """
@@ -1544,7 +1593,9 @@ def _hole_texts(part: pd.DataFrame, kind: str) -> tuple[np.ndarray, str]:
         lead = "no data on local day(s) "
     else:
         lead = "missing intervals, local "
-    if bool(part[cols].isna().to_numpy().any()):
+    picked = {c: holes[c].iloc[at] for c in cols}
+    if any(v.hasnans for v in picked.values()):
+        part = holes.iloc[at]
         n_missing = part["missing_intervals"].astype(str)
         if kind == "day":
             series = part["date"].astype(str) + " (" + n_missing + ")"
@@ -1561,16 +1612,23 @@ def _hole_texts(part: pd.DataFrame, kind: str) -> tuple[np.ndarray, str]:
             )
         return series.to_numpy(dtype=object).copy(), lead
 
-    def text_of(col: str) -> np.ndarray:
-        return part[col].astype(str).to_numpy(dtype=object)
+    def text_of(col: str) -> list[Any]:
+        v = picked[col]
+        if pd.api.types.is_integer_dtype(v.dtype):  # str(int) is astype(str)'s text
+            return v.to_numpy(dtype=np.int64).tolist()
+        return _str_array(v).tolist()
 
     date, n_missing = text_of("date"), text_of("missing_intervals")
     if kind == "day":
-        return date + " (" + n_missing + ")", lead
-    hm0 = np.array([v[11:16] for v in text_of("start_local")], dtype=object)
-    hm1 = np.array([v[11:16] for v in text_of("end_local")], dtype=object)
-    hm1[hm1 == "00:00"] = "24:00"
-    return date + " " + hm0 + "-" + hm1 + " (" + n_missing + ")", lead
+        return np.array([f"{d} ({k})" for d, k in zip(date, n_missing, strict=True)], object), lead
+    texts: list[str] = []
+    add = texts.append
+    for d, t0, t1, k in zip(
+        date, text_of("start_local"), text_of("end_local"), n_missing, strict=True
+    ):
+        hm1 = t1[11:16]
+        add(f"{d} {t0[11:16]}-{'24:00' if hm1 == '00:00' else hm1} ({k})")
+    return np.array(texts, dtype=object), lead
 
 
 #: holes named in one finding's reason; the rest are counted ("and K more")
