@@ -148,12 +148,17 @@ def plot_coverage(
     matplotlib.figure.Figure
         One ``AxesImage`` (the matrix) and a legend with one entry per state.
     """
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
-
     cov = coverage_matrix(
         usage, meters=meters, months=months, timezone=timezone, min_coverage=min_coverage
     )
+    return _draw_coverage(cov, ax=ax, max_labels=max_labels)
+
+
+def _draw_coverage(cov: pd.DataFrame, *, ax: Axes | None = None, max_labels: int = 60) -> Figure:
+    """:func:`plot_coverage` from its :func:`coverage_matrix` (the report caches by it)."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
     meter_ids = list(dict.fromkeys(cov["meter_id"].astype(str)))
     month_list = list(dict.fromkeys(cov["month"].astype(str)))
     height = min(2.0 + 0.25 * len(meter_ids), 14.0)
@@ -462,6 +467,20 @@ def plot_reconciliation(
     table = reconcile_monthly(usage, reference, timezone=timezone)
     if meter_id is not None:
         table = table[table["meter_id"] == str(meter_id)]
+    return _draw_reconciliation(
+        table, meter_id=meter_id, reference_label=reference_label, tolerance=tolerance
+    )
+
+
+def _draw_reconciliation(
+    table: pd.DataFrame,
+    *,
+    meter_id: str | None = None,
+    reference_label: str = "reference",
+    tolerance: float = 1e-6,
+) -> Figure:
+    """:func:`plot_reconciliation` from its :func:`reconcile_monthly` table (the report caches
+    by it)."""
     table = table.assign(unit=table["unit"].fillna("?"))
     units = list(dict.fromkeys(table["unit"].astype(str))) or ["?"]
     fig = new_figure(figsize=(11.0, 2.8 * len(units) + 0.6))
@@ -531,12 +550,16 @@ def quarantine_counts(quarantine: pd.DataFrame, *, by: str = "rule") -> pd.DataF
     return counts.sort_values("total", ascending=False, kind="stable")
 
 
+#: Rules (or other ``by`` values) a quarantine plot shows by default, most frequent first.
+_QUARANTINE_TOP = 20
+
+
 def plot_quarantine_reasons(
     quarantine: pd.DataFrame | Tables,
     *,
     by: str = "rule",
     severity: str | None = None,
-    top: int = 20,
+    top: int = _QUARANTINE_TOP,
     ax: Axes | None = None,
 ) -> Figure:
     """Horizontal bars: quarantined records per rule (or ``by``), stacked by table.
@@ -562,6 +585,14 @@ def plot_quarantine_reasons(
     if severity is not None and "severity" in q.columns:
         q = q[q["severity"].astype("string") == severity]
     counts = quarantine_counts(q, by=by).head(top)
+    return _draw_quarantine(counts, by=by, severity=severity, ax=ax)
+
+
+def _draw_quarantine(
+    counts: pd.DataFrame, *, by: str = "rule", severity: str | None = None, ax: Axes | None = None
+) -> Figure:
+    """:func:`plot_quarantine_reasons` from its :func:`quarantine_counts` (the report caches
+    by them)."""
     fig, ax = _new_axes(ax, figsize=(9.0, 1.5 + 0.35 * max(len(counts), 1)))
     if counts.empty:
         _empty_note(ax, "nothing quarantined")

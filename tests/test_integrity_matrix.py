@@ -99,7 +99,7 @@ def plotless_report(monkeypatch: pytest.MonkeyPatch) -> None:
     building and rasterising the three matplotlib figures took over half of each run's CPU."""
     from scaler_workbench import plots, report
 
-    for name in ("plot_coverage", "plot_reconciliation", "plot_quarantine_reasons"):
+    for name in ("_draw_coverage", "_draw_reconciliation", "_draw_quarantine"):
         monkeypatch.setattr(plots, name, lambda *args, **kwargs: None)
     monkeypatch.setattr(report, "_png", lambda fig: "")
 
