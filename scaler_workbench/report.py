@@ -172,6 +172,39 @@ def _reconciliation_reference(recon: pd.DataFrame) -> pd.DataFrame:
     return ref.dropna(subset=["consumption"]).drop_duplicates(["meter_id", "month", "unit"])
 
 
+def _images(
+    tables: Tables,
+    quarantine: pd.DataFrame,
+    reconciliation: pd.DataFrame | None,
+    timezone: str,
+) -> dict[str, str]:
+    """The report's plots as base64 PNG text: ``coverage`` always, ``reconciliation`` when
+    the provider has whole-month totals, ``quarantine`` when records are open."""
+    from scaler_workbench import plots
+
+    images = {
+        "coverage": _figure_png(
+            plots.draw_coverage,
+            plots.coverage_matrix(tables.usage, meters=tables.meters, timezone=timezone),
+        )
+    }
+    if reconciliation is not None:
+        ref = _reconciliation_reference(reconciliation)
+        if len(ref) and len(tables.usage):
+            tol = pd.to_numeric(reconciliation["tolerance"], errors="coerce").max()
+            images["reconciliation"] = _figure_png(
+                plots.draw_reconciliation,
+                plots.reconcile_monthly(tables.usage, ref, timezone=timezone),
+                reference_label="provider",
+                tolerance=float(tol) if pd.notna(tol) and tol > 0 else 1e-6,
+            )
+    if len(quarantine):
+        images["quarantine"] = _figure_png(
+            plots.draw_quarantine, plots.quarantine_counts(quarantine).head(plots.QUARANTINE_TOP)
+        )
+    return images
+
+
 def render_report(
     *,
     tables: Tables,
@@ -203,8 +236,6 @@ def render_report(
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from scaler_workbench import plots
-
     summary = dict(summary or {})
     quarantine = quarantine if quarantine is not None else pd.DataFrame()
     ready_block = summary.get("ready_to_export") or {}
@@ -217,12 +248,6 @@ def render_report(
     counts = [(t, [summary[k].get(t, "") for k in count_names]) for t in names]
     cov_block = summary.get("coverage")
     cov: Mapping[str, Any] = cov_block if isinstance(cov_block, Mapping) else {}
-    images = {
-        "coverage": _figure_png(
-            plots._draw_coverage,
-            plots.coverage_matrix(tables.usage, meters=tables.meters, timezone=timezone),
-        )
-    }
     recon_rows: list[dict[str, Any]] = []
     if reconciliation is not None:
         checks = (summary.get("reconciliation") or {}).get("checks") or {}
@@ -238,19 +263,7 @@ def render_report(
                     "max_relative": f"{rel.max():.3g}" if rel.notna().any() else "",
                 }
             )
-        ref = _reconciliation_reference(reconciliation)
-        if len(ref) and len(tables.usage):
-            tol = pd.to_numeric(reconciliation["tolerance"], errors="coerce").max()
-            images["reconciliation"] = _figure_png(
-                plots._draw_reconciliation,
-                plots.reconcile_monthly(tables.usage, ref, timezone=timezone),
-                reference_label="provider",
-                tolerance=float(tol) if pd.notna(tol) and tol > 0 else 1e-6,
-            )
-    if len(quarantine):
-        images["quarantine"] = _figure_png(
-            plots._draw_quarantine, plots.quarantine_counts(quarantine).head(plots._QUARANTINE_TOP)
-        )
+    images = _images(tables, quarantine, reconciliation, timezone)
     by_severity: list[tuple[str, int]] = (
         [
             (str(k), int(v))

@@ -417,16 +417,16 @@ def test_report_png_is_the_savefig_png_of_the_public_plot(
 
     truth = _truth([("M1", "2024-01", 100.0, "kWh"), ("M2", "2024-02", 11.0, "kWh")])
     pairs = [
-        (plots.plot_coverage(monthly), plots._draw_coverage(plots.coverage_matrix(monthly))),
+        (plots.plot_coverage(monthly), plots.draw_coverage(plots.coverage_matrix(monthly))),
         (
             plots.plot_reconciliation(monthly, truth, reference_label="provider", tolerance=0.01),
-            plots._draw_reconciliation(
+            plots.draw_reconciliation(
                 plots.reconcile_monthly(monthly, truth), reference_label="provider", tolerance=0.01
             ),
         ),
         (
             plots.plot_quarantine_reasons(quarantine),
-            plots._draw_quarantine(plots.quarantine_counts(quarantine).head(plots._QUARANTINE_TOP)),
+            plots.draw_quarantine(plots.quarantine_counts(quarantine).head(plots.QUARANTINE_TOP)),
         ),
     ]
     for public, drawn in pairs:
@@ -450,7 +450,7 @@ def test_report_reuses_a_png_only_for_the_same_plot_of_the_same_data(
 
     def draw(cov: pd.DataFrame, **options: object):
         drawn.append(cov)
-        return plots._draw_coverage(cov, **options)
+        return plots.draw_coverage(cov, **options)
 
     cov = plots.coverage_matrix(monthly)
     first = report._figure_png(draw, cov)
