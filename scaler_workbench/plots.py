@@ -56,7 +56,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "COVERAGE_STATES",
     "NOISE_EPSILON",
+    "QUARANTINE_TOP",
     "coverage_matrix",
+    "draw_coverage",
+    "draw_quarantine",
+    "draw_reconciliation",
     "find_gaps_overlaps",
     "new_figure",
     "plot_coverage",
@@ -148,12 +152,32 @@ def plot_coverage(
     matplotlib.figure.Figure
         One ``AxesImage`` (the matrix) and a legend with one entry per state.
     """
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
-
     cov = coverage_matrix(
         usage, meters=meters, months=months, timezone=timezone, min_coverage=min_coverage
     )
+    return draw_coverage(cov, ax=ax, max_labels=max_labels)
+
+
+def draw_coverage(cov: pd.DataFrame, *, ax: Axes | None = None, max_labels: int = 60) -> Figure:
+    """:func:`plot_coverage` drawn from a :func:`coverage_matrix` already computed.
+
+    Parameters
+    ----------
+    cov : pandas.DataFrame
+        The result of :func:`coverage_matrix`.
+    ax : Axes, optional
+        Draw on this Axes instead of a new figure.
+    max_labels : int
+        Hide meter labels when there are more rows than that.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        As :func:`plot_coverage` (the report draws this way and reuses the PNG by ``cov``).
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
     meter_ids = list(dict.fromkeys(cov["meter_id"].astype(str)))
     month_list = list(dict.fromkeys(cov["month"].astype(str)))
     height = min(2.0 + 0.25 * len(meter_ids), 14.0)
@@ -462,6 +486,32 @@ def plot_reconciliation(
     table = reconcile_monthly(usage, reference, timezone=timezone)
     if meter_id is not None:
         table = table[table["meter_id"] == str(meter_id)]
+    return draw_reconciliation(
+        table, meter_id=meter_id, reference_label=reference_label, tolerance=tolerance
+    )
+
+
+def draw_reconciliation(
+    table: pd.DataFrame,
+    *,
+    meter_id: str | None = None,
+    reference_label: str = "reference",
+    tolerance: float = 1e-6,
+) -> Figure:
+    """:func:`plot_reconciliation` drawn from a :func:`reconcile_monthly` table already computed.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The result of :func:`reconcile_monthly` (restricted to ``meter_id`` if given).
+    meter_id, reference_label, tolerance
+        As for :func:`plot_reconciliation` (``tolerance`` [1]).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        As :func:`plot_reconciliation`.
+    """
     table = table.assign(unit=table["unit"].fillna("?"))
     units = list(dict.fromkeys(table["unit"].astype(str))) or ["?"]
     fig = new_figure(figsize=(11.0, 2.8 * len(units) + 0.6))
@@ -531,12 +581,16 @@ def quarantine_counts(quarantine: pd.DataFrame, *, by: str = "rule") -> pd.DataF
     return counts.sort_values("total", ascending=False, kind="stable")
 
 
+#: Rules (or other ``by`` values) a quarantine plot shows by default, most frequent first.
+QUARANTINE_TOP = 20
+
+
 def plot_quarantine_reasons(
     quarantine: pd.DataFrame | Tables,
     *,
     by: str = "rule",
     severity: str | None = None,
-    top: int = 20,
+    top: int = QUARANTINE_TOP,
     ax: Axes | None = None,
 ) -> Figure:
     """Horizontal bars: quarantined records per rule (or ``by``), stacked by table.
@@ -562,6 +616,26 @@ def plot_quarantine_reasons(
     if severity is not None and "severity" in q.columns:
         q = q[q["severity"].astype("string") == severity]
     counts = quarantine_counts(q, by=by).head(top)
+    return draw_quarantine(counts, by=by, severity=severity, ax=ax)
+
+
+def draw_quarantine(
+    counts: pd.DataFrame, *, by: str = "rule", severity: str | None = None, ax: Axes | None = None
+) -> Figure:
+    """:func:`plot_quarantine_reasons` drawn from :func:`quarantine_counts` already computed.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        The result of :func:`quarantine_counts`, cut to the rows to show.
+    by, severity, ax
+        As for :func:`plot_quarantine_reasons` (they only label the plot here).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        As :func:`plot_quarantine_reasons`.
+    """
     fig, ax = _new_axes(ax, figsize=(9.0, 1.5 + 0.35 * max(len(counts), 1)))
     if counts.empty:
         _empty_note(ax, "nothing quarantined")

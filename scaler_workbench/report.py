@@ -24,9 +24,12 @@ through :func:`~scaler_workbench._secrets.redact`, like ``run_summary.json``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +63,64 @@ _FACTS = (
 
 
 def _png(fig: Any) -> str:
-    """A figure as base64 PNG text (the figure is closed)."""
+    """A figure as base64 PNG text, drawn once at :data:`_PNG_DPI`.
+
+    ``fig.savefig`` of a figure with a layout engine (constrained layout) first draws the
+    whole figure without rendering, then draws it again for the pixels; one Agg draw runs the
+    layout engine itself at the final resolution, so the pixels are the same for a fifth less
+    CPU (tests/test_plots.py::test_report_png_is_the_savefig_png_of_the_public_plot).
+    """
+    import matplotlib.image as mimage
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig.set_dpi(_PNG_DPI)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_PNG_DPI)
+    mimage.imsave(buf, canvas.buffer_rgba(), format="png", origin="upper", dpi=_PNG_DPI)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+#: Recently drawn plots: digest of (draw function, its data and options, style) -> PNG text.
+_FIGURES: OrderedDict[str, str] = OrderedDict()
+_FIGURES_KEPT = 16  # PNGs of a few tens of kB each
+_FIGURES_LOCK = threading.Lock()
+
+
+def _digest(draw: Callable[..., Any], data: pd.DataFrame, options: Mapping[str, Any]) -> str:
+    """What decides a plot's pixels: the draw function, every cell, label and dtype of the
+    (small, already aggregated) frame it draws, its options, matplotlib's rcParams and the dpi."""
+    import matplotlib
+
+    h = hashlib.sha256()
+    for part in (
+        draw.__module__,
+        draw.__qualname__,
+        repr(sorted(options.items())),
+        repr([(str(c), str(t)) for c, t in data.dtypes.items()]),
+        repr((data.index.name, str(data.index.dtype), data.shape, _PNG_DPI)),
+        repr(sorted(dict.items(matplotlib.rcParams))),
+    ):
+        h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    h.update(pd.util.hash_pandas_object(data, index=True).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _figure_png(draw: Callable[..., Any], data: pd.DataFrame, **options: Any) -> str:
+    """``_png(draw(data, **options))``, reused while the same plot of the same data is asked
+    for again in this process (a re-run sync of unchanged data, a notebook cell run twice): the
+    key is :func:`_digest`, so any change of data, option or style draws afresh."""
+    key = _digest(draw, data, options)
+    with _FIGURES_LOCK:
+        if key in _FIGURES:
+            _FIGURES.move_to_end(key)
+            return _FIGURES[key]
+    png = _png(draw(data, **options))
+    with _FIGURES_LOCK:
+        _FIGURES[key] = png
+        while len(_FIGURES) > _FIGURES_KEPT:
+            _FIGURES.popitem(last=False)
+    return png
 
 
 def _text(value: Any) -> str:
@@ -115,6 +172,39 @@ def _reconciliation_reference(recon: pd.DataFrame) -> pd.DataFrame:
     return ref.dropna(subset=["consumption"]).drop_duplicates(["meter_id", "month", "unit"])
 
 
+def _images(
+    tables: Tables,
+    quarantine: pd.DataFrame,
+    reconciliation: pd.DataFrame | None,
+    timezone: str,
+) -> dict[str, str]:
+    """The report's plots as base64 PNG text: ``coverage`` always, ``reconciliation`` when
+    the provider has whole-month totals, ``quarantine`` when records are open."""
+    from scaler_workbench import plots
+
+    images = {
+        "coverage": _figure_png(
+            plots.draw_coverage,
+            plots.coverage_matrix(tables.usage, meters=tables.meters, timezone=timezone),
+        )
+    }
+    if reconciliation is not None:
+        ref = _reconciliation_reference(reconciliation)
+        if len(ref) and len(tables.usage):
+            tol = pd.to_numeric(reconciliation["tolerance"], errors="coerce").max()
+            images["reconciliation"] = _figure_png(
+                plots.draw_reconciliation,
+                plots.reconcile_monthly(tables.usage, ref, timezone=timezone),
+                reference_label="provider",
+                tolerance=float(tol) if pd.notna(tol) and tol > 0 else 1e-6,
+            )
+    if len(quarantine):
+        images["quarantine"] = _figure_png(
+            plots.draw_quarantine, plots.quarantine_counts(quarantine).head(plots.QUARANTINE_TOP)
+        )
+    return images
+
+
 def render_report(
     *,
     tables: Tables,
@@ -146,12 +236,6 @@ def render_report(
     """
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from scaler_workbench.plots import (
-        plot_coverage,
-        plot_quarantine_reasons,
-        plot_reconciliation,
-    )
-
     summary = dict(summary or {})
     quarantine = quarantine if quarantine is not None else pd.DataFrame()
     ready_block = summary.get("ready_to_export") or {}
@@ -164,9 +248,6 @@ def render_report(
     counts = [(t, [summary[k].get(t, "") for k in count_names]) for t in names]
     cov_block = summary.get("coverage")
     cov: Mapping[str, Any] = cov_block if isinstance(cov_block, Mapping) else {}
-    images = {
-        "coverage": _png(plot_coverage(tables.usage, meters=tables.meters, timezone=timezone))
-    }
     recon_rows: list[dict[str, Any]] = []
     if reconciliation is not None:
         checks = (summary.get("reconciliation") or {}).get("checks") or {}
@@ -182,20 +263,7 @@ def render_report(
                     "max_relative": f"{rel.max():.3g}" if rel.notna().any() else "",
                 }
             )
-        ref = _reconciliation_reference(reconciliation)
-        if len(ref) and len(tables.usage):
-            tol = pd.to_numeric(reconciliation["tolerance"], errors="coerce").max()
-            images["reconciliation"] = _png(
-                plot_reconciliation(
-                    tables.usage,
-                    ref,
-                    timezone=timezone,
-                    reference_label="provider",
-                    tolerance=float(tol) if pd.notna(tol) and tol > 0 else 1e-6,
-                )
-            )
-    if len(quarantine):
-        images["quarantine"] = _png(plot_quarantine_reasons(quarantine))
+    images = _images(tables, quarantine, reconciliation, timezone)
     by_severity: list[tuple[str, int]] = (
         [
             (str(k), int(v))

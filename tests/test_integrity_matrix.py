@@ -97,11 +97,11 @@ def plotless_report(monkeypatch: pytest.MonkeyPatch) -> None:
     """``report.html`` is rendered (summary, findings, reconciliation, quarantine rows) but
     without its plots: it is not compared here (tests/test_export_files.py checks it) and
     building and rasterising the three matplotlib figures took over half of each run's CPU."""
-    from scaler_workbench import plots, report
+    from scaler_workbench import report
 
-    for name in ("plot_coverage", "plot_reconciliation", "plot_quarantine_reasons"):
-        monkeypatch.setattr(plots, name, lambda *args, **kwargs: None)
-    monkeypatch.setattr(report, "_png", lambda fig: "")
+    monkeypatch.setattr(
+        report, "_images", lambda *args: {"coverage": "", "reconciliation": "", "quarantine": ""}
+    )
 
 
 def _profile() -> Profile:

@@ -3,7 +3,8 @@
 The notebooks executed once per session (tests/_notebooks.py) are rendered with nbconvert, as
 ``make docs`` does; Chromium (Debian's ``chromium`` package, installed by .ci/run) loads each
 page with a small script that reports, after load, how many images decoded and how many error
-outputs the page holds. A screenshot per notebook goes to docs/_build/screenshots/ (gitignored).
+outputs the page holds, and takes a screenshot of it in the same browser start (to
+docs/_build/screenshots/, gitignored).
 Without Chromium the test is skipped, except on CI (``CI=true``), where it must run.
 """
 
@@ -23,6 +24,7 @@ from scaler_workbench.notebook import render_html
 
 SCREENSHOTS = ROOT / "docs" / "_build" / "screenshots"
 _PROBE = """
+<style>#workbench-probe { display: none; }</style>
 <script>
 window.addEventListener("load", () => {
   const images = Array.from(document.querySelectorAll("img"));
@@ -79,7 +81,19 @@ def test_rendered_notebook_in_chromium(path: Path, tmp_path: Path) -> None:
     )
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"))
-    dom = _run(chromium, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / f"{path.stem}.png"
+    shot.unlink(missing_ok=True)
+    # one browser start per page: the DOM after the probe ran, and the screenshot (the probe's
+    # line is hidden, so the picture is the page's)
+    dom = _run(
+        chromium,
+        "--virtual-time-budget=10000",
+        "--window-size=1280,5000",
+        f"--screenshot={shot}",
+        "--dump-dom",
+        probe.as_uri(),
+    )
     found = re.search(r'<pre id="workbench-probe">(.*?)</pre>', dom.stdout, flags=re.S)
     assert found, dom.stderr[-2000:]
     seen = json.loads(found.group(1).replace("&quot;", '"'))
@@ -88,9 +102,5 @@ def test_rendered_notebook_in_chromium(path: Path, tmp_path: Path) -> None:
     assert seen["figure_text"] == 0 or seen["images"] > 0, seen
     assert seen["raw_widgets"] == 0, seen  # widgets show their snapshot, not their repr
     assert seen["snapshots"] >= widgets, seen
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shot = SCREENSHOTS / f"{path.stem}.png"
-    shot.unlink(missing_ok=True)
-    taken = _run(chromium, "--window-size=1280,5000", f"--screenshot={shot}", page.as_uri())
-    assert shot.is_file() and shot.stat().st_size > 20_000, taken.stderr[-2000:]
+    assert shot.is_file() and shot.stat().st_size > 20_000, dom.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,8 +1,9 @@
 """The committed notebooks: numbered, outputs cleared, a story in markdown, no secrets, glue only.
 
-The notebooks are executed by tests/test_notebooks_run.py (which holds the asserts on what they
-show) and by ``pytest notebooks --nbval-lax`` (see the Makefile); this file checks how they are
-stored: a papermill-style ``parameters`` cell first, one ``start_session`` call, no asserts.
+The notebooks are executed once per test session by tests/test_notebooks_run.py (which holds
+the asserts on what they show; ``make test`` no longer runs them a second time through
+``pytest notebooks --nbval-lax``); this file checks how they are stored: a papermill-style
+``parameters`` cell first, one ``start_session`` call, no asserts, no nbval markers.
 """
 
 from __future__ import annotations
@@ -62,6 +63,22 @@ def test_notebook_tells_a_story_and_checks_facts(path: Path) -> None:
         ), f"{path.name}: never read or echo credentials in a notebook"
         # glue only: no function or class definitions in notebooks
         assert not re.search(r"^\s*(def|class) ", src, flags=re.M), f"{path.name}: logic in cell"
+
+
+#: nbval's cell markers (comments and tags): nbval no longer runs in make test, so a marker asking
+#: it to compare outputs or expect an exception would silently check nothing.
+_NBVAL_MARKERS = re.compile(r"^\s*#\s*(NBVAL_\w+|PYTEST_VALIDATE_IGNORE_OUTPUT)\b", flags=re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_has_no_nbval_markers(path: Path) -> None:
+    for cell in _load(path)["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        assert not any(t.startswith("nbval-") or t == "raises-exception" for t in tags), tags
+        found = _NBVAL_MARKERS.search("".join(cell["source"]))
+        assert not found, (
+            f"{path.name}: {found and found.group(0)}: put the check in tests/test_notebooks_run.py"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

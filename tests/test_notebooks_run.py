@@ -87,6 +87,16 @@ def test_no_error_outputs_and_no_secrets(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_cell_ran_in_order(name: str) -> None:
+    """What ``pytest notebooks --nbval-lax`` checked when make test still ran it (a second
+    execution of every notebook): each code cell of the notebook as committed ran, in order,
+    in a fresh ``python3`` kernel, and none raised (nbclient stops at the first exception;
+    test_no_error_outputs_and_no_secrets reads the outputs)."""
+    cells = own_cells(executed()[name].notebook)
+    assert cells and [c.execution_count for c in cells] == list(range(1, len(cells) + 1))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_widget_outputs_carry_a_readable_fallback(name: str) -> None:
     found = 0
     for cell in own_cells(executed()[name].notebook):

@@ -392,3 +392,77 @@ def test_plot_reconciliation_marks_months_outside_the_band() -> None:
     assert heights == pytest.approx([1.0, 1e-5])
     assert dax.get_ylim()[1] == pytest.approx(1.1)
     assert "worst month 1%; 1 of 2 within band" in dax.get_title()
+
+
+# -- the report's PNGs ---------------------------------------------------------------------------
+def _pixels(png: bytes | str) -> np.ndarray:
+    """The RGBA pixels of a PNG (bytes, or base64 text as the report embeds it)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    raw = base64.b64decode(png) if isinstance(png, str) else png
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGBA"))
+
+
+def test_report_png_is_the_savefig_png_of_the_public_plot(
+    monthly: pd.DataFrame, quarantine: pd.DataFrame
+) -> None:
+    """The report draws each plot from its aggregated frame, once (no savefig dry run): the
+    picture is, pixel for pixel, ``savefig`` of what the public plot_* function draws."""
+    import io
+
+    from scaler_workbench import report
+
+    truth = _truth([("M1", "2024-01", 100.0, "kWh"), ("M2", "2024-02", 11.0, "kWh")])
+    pairs = [
+        (plots.plot_coverage(monthly), plots.draw_coverage(plots.coverage_matrix(monthly))),
+        (
+            plots.plot_reconciliation(monthly, truth, reference_label="provider", tolerance=0.01),
+            plots.draw_reconciliation(
+                plots.reconcile_monthly(monthly, truth), reference_label="provider", tolerance=0.01
+            ),
+        ),
+        (
+            plots.plot_quarantine_reasons(quarantine),
+            plots.draw_quarantine(plots.quarantine_counts(quarantine).head(plots.QUARANTINE_TOP)),
+        ),
+    ]
+    for public, drawn in pairs:
+        buf = io.BytesIO()
+        public.savefig(buf, format="png", dpi=report._PNG_DPI)
+        ours = report._png(drawn)
+        assert ours.startswith("iVBORw0KGgo")  # base64 of the PNG signature
+        expected, got = _pixels(buf.getvalue()), _pixels(ours)
+        assert got.shape == expected.shape and (got == expected).all()
+
+
+def test_report_reuses_a_png_only_for_the_same_plot_of_the_same_data(
+    monthly: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib
+
+    from scaler_workbench import report
+
+    monkeypatch.setattr(report, "_FIGURES", type(report._FIGURES)())
+    drawn: list[pd.DataFrame] = []
+
+    def draw(cov: pd.DataFrame, **options: object):
+        drawn.append(cov)
+        return plots.draw_coverage(cov, **options)
+
+    cov = plots.coverage_matrix(monthly)
+    first = report._figure_png(draw, cov)
+    assert report._figure_png(draw, cov.copy()) == first and len(drawn) == 1  # same data: reused
+    changed = cov.copy()
+    changed.loc[0, "status"] = "missing"
+    assert report._figure_png(draw, changed) != first and len(drawn) == 2  # one cell differs
+    assert report._figure_png(draw, cov, max_labels=1) != first and len(drawn) == 3  # an option
+    renamed = cov.assign(meter_id=cov["meter_id"].str.replace("M1", "M7"))
+    assert report._figure_png(draw, renamed) != first and len(drawn) == 4  # a label
+    with matplotlib.rc_context({"font.size": 14}):  # another style
+        assert report._figure_png(draw, cov) != first and len(drawn) == 5
+    monkeypatch.setattr(report, "_FIGURES_KEPT", 2)
+    report._figure_png(draw, cov, max_labels=2)  # a new plot: the oldest entries are dropped
+    assert len(drawn) == 6 and len(report._FIGURES) == 2
