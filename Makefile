@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/pytest -q -p no:cacheprovider tests --durations=15
+	MPLBACKEND=Agg $(BIN)/pytest -q -p no:cacheprovider tests notebooks --nbval-lax --durations=15
 
 test: lint typecheck pytest
 

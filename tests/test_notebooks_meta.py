@@ -65,8 +65,8 @@ def test_notebook_tells_a_story_and_checks_facts(path: Path) -> None:
         assert not re.search(r"^\s*(def|class) ", src, flags=re.M), f"{path.name}: logic in cell"
 
 
-#: nbval's cell markers (comments and tags): nbval no longer runs in make test, so a marker asking
-#: it to compare outputs or expect an exception would silently check nothing.
+#: nbval's cell markers (comments and tags): make test runs nbval in lax mode, where output
+#: comparisons are off; checks of outputs belong in tests/test_notebooks_run.py, in one place.
 _NBVAL_MARKERS = re.compile(r"^\s*#\s*(NBVAL_\w+|PYTEST_VALIDATE_IGNORE_OUTPUT)\b", flags=re.M)
 
 
