@@ -46,7 +46,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, cast
@@ -1656,7 +1656,8 @@ def _series_frame(
         tz_arg = str(tz_arg.categories[0])
     nonexistent = str(src.get("nonexistent", "quarantine"))
     reasons: dict[str, np.ndarray] = _Reasons()
-    reasons["no meter id"] = mcodes < 0
+    if len(mcodes) and mcodes.min() < 0:  # (no full-length mask when every row has one)
+        reasons["no meter id"] = mcodes < 0
 
     frame: dict[str, Any] = {"meter_id": meter}
     end_inclusive = src.get("end_inclusive", False)
@@ -1691,27 +1692,34 @@ def _series_frame(
                 nonexistent=nonexistent,
                 add_days=add,
             )
-        reasons[f"{col} is missing"] = np.asarray(ts.isna()) & ~bad
+        missing_ts = np.asarray(ts.isna())
+        reasons[f"{col} is missing"] = missing_ts & ~bad if bad.any() else missing_ts
         reasons[f"{col} cannot be parsed as a time (or does not exist in the local zone)"] = bad
         frame[col] = ts
+    end_after_start = False  # proven for every row with both times (end = start + d, d > 0)
     if table == "usage":
         if "end" not in frame:
-            frame["end"] = _plus_duration(frame["start"], pd.Timedelta(str(src["duration"])))
+            frame["end"], end_after_start = _plus_duration(
+                frame["start"], pd.Timedelta(str(src["duration"]))
+            )
         elif end_inclusive == "auto":
             frame["end"] = _auto_inclusive_end(
                 frame, tz_arg, mcodes, shared_inclusive=overlaps == "later_wins"
             )
-    if value_col in fast:
-        value, bad_num = fast.pop(value_col), np.zeros(n, dtype=bool)
+    if value_col in fast:  # the fast path read every value as a number
+        value, bad_num = fast.pop(value_col), None
     else:
         value, bad_num = _floats(vals.pop(value_col), n)
-    null_value = np.isnan(value) & ~bad_num
+    null_value = np.isnan(value)
+    if bad_num is not None:
+        null_value &= ~bad_num
     if missing_values == "error":
         reasons[f"{value_col} is missing"] = null_value
-    reasons[f"{value_col} is not a number"] = bad_num
-    infinite: dict[str, np.ndarray] = {value_col: np.isinf(value)}
+    if bad_num is not None:
+        reasons[f"{value_col} is not a number"] = bad_num
+    numbers = [value_col]  # columns checked for ±inf (after any power of ten)
     frame[value_col] = value
-    if table == "usage":
+    if table == "usage" and not end_after_start:
         start = utc_ns(frame["start"])
         end = utc_ns(frame["end"])
         nat = np.iinfo(np.int64).min
@@ -1719,12 +1727,11 @@ def _series_frame(
     for col in ("redelivery", "production", "cost"):
         if col in fast:
             frame[col] = fast.pop(col)
-            reasons[f"{col} is not a number"] = np.zeros(n, dtype=bool)
         elif col in vals:
             frame[col], badc = _floats(vals.pop(col), n)
             reasons[f"{col} is not a number"] = badc
         if col in frame:
-            infinite[col] = np.isinf(np.asarray(frame[col], dtype=np.float64))
+            numbers.append(col)
     if any(sp.power_of_ten is not None for sp in specs.values()):
         _scale_powers_of_ten(
             specs,
@@ -1767,17 +1774,23 @@ def _series_frame(
     frame["timezone"] = _zone_rows([*site_tz_of_cat, None], mcodes, sort=True)
     frame["source"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[name])
     frame["method"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=["as-reported"])
-    unmappable = np.zeros(n, dtype=bool)
-    for m in reasons.values():
-        unmappable |= m
+    # row masks, None when no row has the property (no full-length mask in the usual case)
+    unmappable = _union(reasons.values())  # _Reasons keeps only masks with a row set
     # after the power of ten: a finite value times 10**p may overflow
-    infinite = {c: np.isinf(np.asarray(frame[c], dtype=np.float64)) for c in infinite}
-    not_finite = np.zeros(n, dtype=bool)
-    for m in infinite.values():
-        not_finite |= m
-    not_finite &= ~unmappable
-    bad_any = unmappable | not_finite
-    if row_offset or bad_any.any():
+    infinite = {c: np.isinf(np.asarray(frame[c], dtype=np.float64)) for c in numbers}
+    not_finite = _union(m for m in infinite.values() if m.any())
+    if unmappable is not None and not_finite is not None:
+        not_finite &= ~unmappable
+        if not not_finite.any():
+            not_finite = None
+    bad_any = (
+        unmappable
+        if not_finite is None
+        else not_finite
+        if unmappable is None
+        else unmappable | not_finite
+    )
+    if row_offset or bad_any is not None:
         frame["_row"] = _row_numbers(row_offset, n)
     out = pd.DataFrame(frame, copy=False)  # the arrays are ours: no consolidating copy
     q: list[pd.DataFrame] = []
@@ -1794,7 +1807,7 @@ def _series_frame(
         ]
 
     sid_of = (lambda idx: out["source_id"].iloc[idx].tolist()) if "source_id" in out else None
-    if unmappable.any():
+    if unmappable is not None:
         idx = np.flatnonzero(unmappable)
         why = ["; ".join(r for r, m in reasons.items() if m[i]) for i in idx]
         q.append(
@@ -1811,7 +1824,7 @@ def _series_frame(
                 source_ids=sid_of(idx) if sid_of else None,
             )
         )
-    if not_finite.any():
+    if not_finite is not None:
         idx = np.flatnonzero(not_finite)
         cols_of = [", ".join(c for c, m in infinite.items() if m[i]) for i in idx]
         q.append(
@@ -1830,10 +1843,10 @@ def _series_frame(
                 source_ids=sid_of(idx) if sid_of else None,
             )
         )
-    no_data = null_value & ~bad_any
+    no_data = null_value if bad_any is None else null_value & ~bad_any
     if missing_values != "error" and no_data.any():
         q.append(_no_data_rows(table, name, value_col, out, mcodes, cats, no_data, time_col))
-    if bad_any.any():
+    if bad_any is not None:
         out = out[~bad_any]
     if role:
         out = _route_value(out, role, split_sign=split_sign)
@@ -2030,19 +2043,32 @@ class _Reasons(dict[str, np.ndarray]):
             super().__setitem__(key, mask)
 
 
-def _plus_duration(start: pd.DatetimeIndex, duration: pd.Timedelta) -> pd.DatetimeIndex:
+def _union(masks: Iterable[np.ndarray]) -> np.ndarray | None:
+    """The element-wise or of ``masks`` (a new array); None when there is none."""
+    out: np.ndarray | None = None
+    for m in masks:
+        if out is None:
+            out = m.copy()
+        else:
+            out |= m
+    return out
+
+
+def _plus_duration(
+    start: pd.DatetimeIndex, duration: pd.Timedelta
+) -> tuple[pd.DatetimeIndex, bool]:
     """``start + duration`` in one pass over int64 ns (NaT stays NaT); pandas when it could
-    overflow."""
+    overflow. The flag is True when every end is after its start (``duration`` > 0, computed
+    here without overflow), so the caller need not check ``end > start`` row by row."""
     ns = utc_ns(start)
     step = int(duration.value)
     nat = np.iinfo(np.int64).min
     if not len(ns) or step < 0 or int(ns.max()) > np.iinfo(np.int64).max - step:
-        return start + duration
+        return start + duration, False
     out = ns + step
-    missing = ns == nat
-    if missing.any():
-        out[missing] = nat
-    return utc_index(out)
+    if int(ns.min()) == nat:
+        out[ns == nat] = nat
+    return utc_index(out), step > 0
 
 
 def _zone_rows(zone_of_code: Sequence[Any], mcodes: np.ndarray, *, sort: bool) -> pd.Categorical:
@@ -2059,7 +2085,11 @@ def _zone_rows(zone_of_code: Sequence[Any], mcodes: np.ndarray, *, sort: bool) -
         zc = np.where(zc >= 0, rank[np.maximum(zc, 0)], -1)
         cats = cats[order]
     lut = np.asarray(zc, dtype=np.int8 if len(cats) < 127 else np.int32)
-    rows = lut[mcodes] if len(mcodes) else lut[:0]  # code -1 picks the last entry
+    used = lut if not len(mcodes) or mcodes.min() < 0 else lut[:-1]  # -1 reads the last
+    if len(mcodes) and len(used) and (used == used[0]).all():  # one zone for all: no gather
+        rows = np.full(len(mcodes), used[0], dtype=lut.dtype)
+    else:
+        rows = lut[mcodes] if len(mcodes) else lut[:0]  # code -1 picks the last entry
     return pd.Categorical.from_codes(rows, categories=cats, validate=False)
 
 
