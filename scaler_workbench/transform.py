@@ -46,7 +46,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, cast
@@ -355,6 +355,83 @@ def _parse_iso_shape(
     return out, ok
 
 
+_FIELD_BAD = -(1 << 26)  # a field table's "not this field": any sum holding one is negative
+
+
+def _field_table(lo: int, hi: int, scale: int, shift: int = 0) -> np.ndarray:
+    """Two ASCII digits read as one little-endian uint16 -> ``(value + shift) * scale`` for
+    values ``lo..hi``; anything else (a non-digit, out of range) -> ``_FIELD_BAD`` (int32)."""
+    table = np.full(65536, _FIELD_BAD, dtype=np.int32)
+    for value in range(lo, hi + 1):
+        table[(48 + value // 10) | ((48 + value % 10) << 8)] = (value + shift) * scale
+    return table
+
+
+# Field tables of the one-shape path: the date key (year - 1700) * 372 + (month - 1) * 31 +
+# (day - 1) + 1 is the sum of four lookups (the + 1 skips _ISO_DAYS1's leading invalid entry, so
+# a negative key clipped to 0 reads "invalid"); seconds of the day are the sum of three.
+_CENTURY = _field_table(17, 21, 372 * 100, -17)
+_YY = _field_table(0, 99, 372)
+_MONTH = _field_table(1, 12, 31, -1)
+_DAY = _field_table(1, 31, 1)
+_HOUR = _field_table(0, 23, 3600)
+_MINUTE = _field_table(0, 59, 60)
+_SECOND = _field_table(0, 59, 1)
+_ISO_DAYS1 = np.concatenate([np.array([_ISO_INVALID], dtype=np.int64), _ISO_DAYS])
+_SIGN = np.zeros(256, dtype=np.int32)
+_SIGN[ord("+")], _SIGN[ord("-")] = 1, -1
+
+
+def _parse_iso_seconds(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The commonest shape in one pass: ``YYYY-MM-DD(T| )HH:MM:SS`` then ``Z`` or ``±HH:MM``,
+    row by row (winter and summer local times mixed), on contiguous ``S36`` rows.
+
+    The rows are read as nine little-endian uint32 words, transposed once so every further
+    operation runs on a contiguous array (a field of the ``S36`` rows is a strided pass over
+    all of them); digit pairs go through the field tables, separators are compared a word at a
+    time, and a row's length is checked on its bytes (20 for ``Z``: bytes 20..35 zero; 25 for
+    an offset: bytes 25..35 zero), so no ``str_len`` pass is needed. Accepts exactly the rows
+    :func:`_parse_iso_shape` accepts for body 19 (a test keeps the two equal); others: ``ok``
+    False, value garbage.
+    """
+    n = len(raw)
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = np.ascontiguousarray(raw.view(np.uint32).reshape(n, 9).T)
+    take = np.take
+    key = take(_CENTURY, w0 & 0xFFFF)  # bytes 0-1
+    key += take(_YY, w0 >> 16)  # 2-3
+    key += take(_MONTH, (w1 >> 8) & 0xFFFF)  # 5-6
+    key += take(_DAY, w2 & 0xFFFF)  # 8-9
+    days = take(_ISO_DAYS1, key, mode="clip")  # invalid dates and any bad field: _ISO_INVALID
+    secs = take(_HOUR, (w2 >> 24) | ((w3 & 0xFF) << 8))  # 11-12
+    secs += take(_MINUTE, w3 >> 16)  # 14-15
+    secs += take(_SECOND, (w4 >> 8) & 0xFFFF)  # 17-18
+    ok = (w1 & 0xFF0000FF) == 0x2D00002D  # '-' at 4 and 7
+    ok &= (w3 & 0xFF00) == 0x3A00  # ':' at 13
+    ok &= (w4 & 0xFF) == 0x3A  # ':' at 16
+    sep = (w2 >> 16) & 0xFF  # 'T' or ' ' at 10
+    ok &= (sep == 84) | (sep == 32)
+    ok &= secs >= 0
+    ok &= days != _ISO_INVALID
+    tail = w6 >> 8  # bytes 25..35 are zero in both shapes
+    tail |= w7
+    tail |= w8
+    ok &= tail == 0
+    zone = w4 >> 24  # byte 19
+    last = w6 & 0xFF  # byte 24
+    off = take(_HOUR, w5 & 0xFFFF)  # 20-21
+    off += take(_MINUTE, (w5 >> 24) | (last << 8))  # 23-24
+    sign = take(_SIGN, zone)
+    with_offset = (sign != 0) & (((w5 >> 16) & 0xFF) == 58) & (off >= 0)  # ':' at 22
+    last |= w5  # bytes 20..24: all zero after a 'Z'
+    ok &= with_offset | ((zone == 90) & (last == 0))
+    off *= sign
+    secs -= off
+    days *= 86400
+    days += secs
+    days *= 1_000_000_000
+    return days, ok
+
+
 def parse_iso_fast(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Parse fixed-width ISO 8601 byte strings with a zone to UTC epoch nanoseconds [ns].
 
@@ -374,6 +451,23 @@ def parse_iso_fast(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     n = len(raw)
     raw = np.ascontiguousarray(raw, dtype=_ISO_DTYPE)
+    if n:
+        first = raw[0]  # the probe: one-pass shape when the first row has it
+        if len(first) == 25 or (len(first) == 20 and first.endswith(b"Z")):
+            out, ok = _parse_iso_seconds(raw)
+            if ok.all():
+                return out, ok
+            rest = np.flatnonzero(~ok)
+            if len(rest) < n:  # the others shape by shape
+                out[rest], ok[rest] = _parse_iso_shapes(raw[rest])
+                return out, ok
+    return _parse_iso_shapes(raw)
+
+
+def _parse_iso_shapes(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`parse_iso_fast` shape by shape (contiguous ``S36`` rows): rows grouped by length
+    and zone kind, each group parsed by :func:`_parse_iso_shape`."""
+    n = len(raw)
     out = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
     if not n:
@@ -1562,7 +1656,8 @@ def _series_frame(
         tz_arg = str(tz_arg.categories[0])
     nonexistent = str(src.get("nonexistent", "quarantine"))
     reasons: dict[str, np.ndarray] = _Reasons()
-    reasons["no meter id"] = mcodes < 0
+    if len(mcodes) and mcodes.min() < 0:  # (no full-length mask when every row has one)
+        reasons["no meter id"] = mcodes < 0
 
     frame: dict[str, Any] = {"meter_id": meter}
     end_inclusive = src.get("end_inclusive", False)
@@ -1597,27 +1692,34 @@ def _series_frame(
                 nonexistent=nonexistent,
                 add_days=add,
             )
-        reasons[f"{col} is missing"] = np.asarray(ts.isna()) & ~bad
+        missing_ts = np.asarray(ts.isna())
+        reasons[f"{col} is missing"] = missing_ts & ~bad if bad.any() else missing_ts
         reasons[f"{col} cannot be parsed as a time (or does not exist in the local zone)"] = bad
         frame[col] = ts
+    end_after_start = False  # proven for every row with both times (end = start + d, d > 0)
     if table == "usage":
         if "end" not in frame:
-            frame["end"] = _plus_duration(frame["start"], pd.Timedelta(str(src["duration"])))
+            frame["end"], end_after_start = _plus_duration(
+                frame["start"], pd.Timedelta(str(src["duration"]))
+            )
         elif end_inclusive == "auto":
             frame["end"] = _auto_inclusive_end(
                 frame, tz_arg, mcodes, shared_inclusive=overlaps == "later_wins"
             )
-    if value_col in fast:
-        value, bad_num = fast.pop(value_col), np.zeros(n, dtype=bool)
+    if value_col in fast:  # the fast path read every value as a number
+        value, bad_num = fast.pop(value_col), None
     else:
         value, bad_num = _floats(vals.pop(value_col), n)
-    null_value = np.isnan(value) & ~bad_num
+    null_value = np.isnan(value)
+    if bad_num is not None:
+        null_value &= ~bad_num
     if missing_values == "error":
         reasons[f"{value_col} is missing"] = null_value
-    reasons[f"{value_col} is not a number"] = bad_num
-    infinite: dict[str, np.ndarray] = {value_col: np.isinf(value)}
+    if bad_num is not None:
+        reasons[f"{value_col} is not a number"] = bad_num
+    numbers = [value_col]  # columns checked for ±inf (after any power of ten)
     frame[value_col] = value
-    if table == "usage":
+    if table == "usage" and not end_after_start:
         start = utc_ns(frame["start"])
         end = utc_ns(frame["end"])
         nat = np.iinfo(np.int64).min
@@ -1625,12 +1727,11 @@ def _series_frame(
     for col in ("redelivery", "production", "cost"):
         if col in fast:
             frame[col] = fast.pop(col)
-            reasons[f"{col} is not a number"] = np.zeros(n, dtype=bool)
         elif col in vals:
             frame[col], badc = _floats(vals.pop(col), n)
             reasons[f"{col} is not a number"] = badc
         if col in frame:
-            infinite[col] = np.isinf(np.asarray(frame[col], dtype=np.float64))
+            numbers.append(col)
     if any(sp.power_of_ten is not None for sp in specs.values()):
         _scale_powers_of_ten(
             specs,
@@ -1673,17 +1774,23 @@ def _series_frame(
     frame["timezone"] = _zone_rows([*site_tz_of_cat, None], mcodes, sort=True)
     frame["source"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=[name])
     frame["method"] = pd.Categorical.from_codes(np.zeros(n, np.int8), categories=["as-reported"])
-    unmappable = np.zeros(n, dtype=bool)
-    for m in reasons.values():
-        unmappable |= m
+    # row masks, None when no row has the property (no full-length mask in the usual case)
+    unmappable = _union(reasons.values())  # _Reasons keeps only masks with a row set
     # after the power of ten: a finite value times 10**p may overflow
-    infinite = {c: np.isinf(np.asarray(frame[c], dtype=np.float64)) for c in infinite}
-    not_finite = np.zeros(n, dtype=bool)
-    for m in infinite.values():
-        not_finite |= m
-    not_finite &= ~unmappable
-    bad_any = unmappable | not_finite
-    if row_offset or bad_any.any():
+    infinite = {c: np.isinf(np.asarray(frame[c], dtype=np.float64)) for c in numbers}
+    not_finite = _union(m for m in infinite.values() if m.any())
+    if unmappable is not None and not_finite is not None:
+        not_finite &= ~unmappable
+        if not not_finite.any():
+            not_finite = None
+    bad_any = (
+        unmappable
+        if not_finite is None
+        else not_finite
+        if unmappable is None
+        else unmappable | not_finite
+    )
+    if row_offset or bad_any is not None:
         frame["_row"] = _row_numbers(row_offset, n)
     out = pd.DataFrame(frame, copy=False)  # the arrays are ours: no consolidating copy
     q: list[pd.DataFrame] = []
@@ -1700,7 +1807,7 @@ def _series_frame(
         ]
 
     sid_of = (lambda idx: out["source_id"].iloc[idx].tolist()) if "source_id" in out else None
-    if unmappable.any():
+    if unmappable is not None:
         idx = np.flatnonzero(unmappable)
         why = ["; ".join(r for r, m in reasons.items() if m[i]) for i in idx]
         q.append(
@@ -1717,7 +1824,7 @@ def _series_frame(
                 source_ids=sid_of(idx) if sid_of else None,
             )
         )
-    if not_finite.any():
+    if not_finite is not None:
         idx = np.flatnonzero(not_finite)
         cols_of = [", ".join(c for c, m in infinite.items() if m[i]) for i in idx]
         q.append(
@@ -1736,10 +1843,10 @@ def _series_frame(
                 source_ids=sid_of(idx) if sid_of else None,
             )
         )
-    no_data = null_value & ~bad_any
+    no_data = null_value if bad_any is None else null_value & ~bad_any
     if missing_values != "error" and no_data.any():
         q.append(_no_data_rows(table, name, value_col, out, mcodes, cats, no_data, time_col))
-    if bad_any.any():
+    if bad_any is not None:
         out = out[~bad_any]
     if role:
         out = _route_value(out, role, split_sign=split_sign)
@@ -1936,19 +2043,32 @@ class _Reasons(dict[str, np.ndarray]):
             super().__setitem__(key, mask)
 
 
-def _plus_duration(start: pd.DatetimeIndex, duration: pd.Timedelta) -> pd.DatetimeIndex:
+def _union(masks: Iterable[np.ndarray]) -> np.ndarray | None:
+    """The element-wise or of ``masks`` (a new array); None when there is none."""
+    out: np.ndarray | None = None
+    for m in masks:
+        if out is None:
+            out = m.copy()
+        else:
+            out |= m
+    return out
+
+
+def _plus_duration(
+    start: pd.DatetimeIndex, duration: pd.Timedelta
+) -> tuple[pd.DatetimeIndex, bool]:
     """``start + duration`` in one pass over int64 ns (NaT stays NaT); pandas when it could
-    overflow."""
+    overflow. The flag is True when every end is after its start (``duration`` > 0, computed
+    here without overflow), so the caller need not check ``end > start`` row by row."""
     ns = utc_ns(start)
     step = int(duration.value)
     nat = np.iinfo(np.int64).min
     if not len(ns) or step < 0 or int(ns.max()) > np.iinfo(np.int64).max - step:
-        return start + duration
+        return start + duration, False
     out = ns + step
-    missing = ns == nat
-    if missing.any():
-        out[missing] = nat
-    return utc_index(out)
+    if int(ns.min()) == nat:
+        out[ns == nat] = nat
+    return utc_index(out), step > 0
 
 
 def _zone_rows(zone_of_code: Sequence[Any], mcodes: np.ndarray, *, sort: bool) -> pd.Categorical:
@@ -1965,7 +2085,11 @@ def _zone_rows(zone_of_code: Sequence[Any], mcodes: np.ndarray, *, sort: bool) -
         zc = np.where(zc >= 0, rank[np.maximum(zc, 0)], -1)
         cats = cats[order]
     lut = np.asarray(zc, dtype=np.int8 if len(cats) < 127 else np.int32)
-    rows = lut[mcodes] if len(mcodes) else lut[:0]  # code -1 picks the last entry
+    used = lut if not len(mcodes) or mcodes.min() < 0 else lut[:-1]  # -1 reads the last
+    if len(mcodes) and len(used) and (used == used[0]).all():  # one zone for all: no gather
+        rows = np.full(len(mcodes), used[0], dtype=lut.dtype)
+    else:
+        rows = lut[mcodes] if len(mcodes) else lut[:0]  # code -1 picks the last entry
     return pd.Categorical.from_codes(rows, categories=cats, validate=False)
 
 

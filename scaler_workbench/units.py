@@ -561,26 +561,80 @@ def _with_columns(frame: pd.DataFrame, new: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(cols, index=frame.index, copy=False)
 
 
-def _cat_take(values: Sequence[Any], codes: np.ndarray) -> pd.Categorical:
+class _Runs:
+    """Runs of equal codes: a chunk's rows of one meter are contiguous, so a per-meter value
+    is written run by run (``np.repeat``) instead of gathered row by row.
+
+    :meth:`of` gives None when the codes change too often for that to pay (then the chunked
+    gathers run); every method equals its row-by-row counterpart, bit for bit.
+    """
+
+    __slots__ = ("codes", "lengths")
+
+    def __init__(self, codes: np.ndarray, lengths: np.ndarray) -> None:
+        self.codes, self.lengths = codes, lengths
+
+    @classmethod
+    def of(cls, codes: np.ndarray) -> _Runs | None:
+        """The runs of ``codes``, or None when there are more than one per 1,024 rows."""
+        n = len(codes)
+        if n < 2 * _RUN_ROWS:
+            return None
+        change = np.flatnonzero(codes[1:] != codes[:-1])
+        if len(change) >= n // _RUN_ROWS:
+            return None
+        starts = np.empty(len(change) + 1, dtype=np.intp)
+        starts[0] = 0
+        np.add(change, 1, out=starts[1:])
+        return cls(codes[starts], np.diff(starts, append=n))
+
+    def gather(self, table: np.ndarray) -> np.ndarray:
+        """``table[codes]`` (code -1 reads the last entry)."""
+        return np.repeat(np.take(table, self.codes, mode="wrap"), self.lengths)
+
+    def multiply(self, values: np.ndarray, factors: np.ndarray) -> np.ndarray:
+        """``values * factors[codes]``, one multiplication by a scalar per run."""
+        out = np.empty(len(values), dtype=np.float64)
+        per_run = np.take(factors, self.codes, mode="wrap").tolist()
+        a = 0
+        for f, k in zip(per_run, self.lengths.tolist(), strict=True):
+            np.multiply(values[a : a + k], np.float64(f), out=out[a : a + k])
+            a += k
+        return out
+
+
+_RUN_ROWS = 1024  # runs pay when they average at least this many rows
+
+
+def _cat_take(
+    values: Sequence[Any], codes: np.ndarray, runs: _Runs | None = None
+) -> pd.Categorical:
     """A categorical whose row i holds ``values[codes[i]]`` (no per-row Python, one gather)."""
     vcodes, vuniq = pd.factorize(pd.Series(list(values), dtype=object))
     vcodes = vcodes.astype(np.int8 if len(vuniq) < 127 else np.int32)  # small rows, one pass
-    row_codes = _gather_chunked(vcodes, codes) if len(vcodes) else np.full(len(codes), -1)
+    row_codes = _gather_chunked(vcodes, codes, runs) if len(vcodes) else np.full(len(codes), -1)
     return pd.Categorical.from_codes(
         row_codes, categories=pd.Index(vuniq, dtype=object), validate=False
     )
 
 
-def _gather_chunked(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """``table[codes]`` (code -1 reads the last entry) written chunk by chunk into one array."""
+def _gather_chunked(table: np.ndarray, codes: np.ndarray, runs: _Runs | None = None) -> np.ndarray:
+    """``table[codes]`` (code -1 reads the last entry) written chunk by chunk into one array
+    (run by run when ``runs`` of ``codes`` are given)."""
+    if runs is not None:
+        return runs.gather(table)
     out = np.empty(len(codes), dtype=table.dtype)
     for a in range(0, len(codes), _CHUNK):
         np.take(table, codes[a : a + _CHUNK], out=out[a : a + _CHUNK], mode="wrap")
     return out
 
 
-def _multiply_chunked(values: np.ndarray, factors: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def _multiply_chunked(
+    values: np.ndarray, factors: np.ndarray, codes: np.ndarray, runs: _Runs | None = None
+) -> np.ndarray:
     """``values * factors[codes]`` without a full-length factor temporary (bit-identical)."""
+    if runs is not None:
+        return runs.multiply(values, factors)
     out = np.empty(len(values), dtype=np.float64)
     buf = np.empty(min(len(values), _CHUNK), dtype=np.float64)
     for a in range(0, len(values), _CHUNK):
@@ -591,13 +645,15 @@ def _multiply_chunked(values: np.ndarray, factors: np.ndarray, codes: np.ndarray
     return out
 
 
-def _factor_categorical(factors: np.ndarray, codes: np.ndarray) -> pd.Categorical:
+def _factor_categorical(
+    factors: np.ndarray, codes: np.ndarray, runs: _Runs | None = None
+) -> pd.Categorical:
     """The per-row factor ``factors[codes]`` as a categorical over the distinct factors (NaN:
     missing). Reads as float64 (``to_numpy``, ``astype``) with the same values."""
     fcodes, funiq = pd.factorize(factors, use_na_sentinel=True)
     small = fcodes.astype(np.int8 if len(funiq) < 127 else np.int32)
     return pd.Categorical.from_codes(
-        _gather_chunked(small, codes) if len(small) else np.full(len(codes), -1, np.int8),
+        _gather_chunked(small, codes, runs) if len(small) else np.full(len(codes), -1, np.int8),
         categories=pd.Index(funiq, dtype=np.float64),
         validate=False,
     )
@@ -1144,12 +1200,18 @@ def _normalise_frame(
         # one unit per meter: the groups are the meter codes themselves (-1, no meter id, is the
         # last group, so ``array[mcodes]`` reads it); which are present is counted in chunks
         nm = len(mcats)
-        seen = np.zeros(nm + 1, dtype=np.int64)
-        for a in range(0, len(mcodes), _CHUNK):
-            seen += np.bincount(mcodes[a : a + _CHUNK].astype(np.intp) + 1, minlength=nm + 1)
-        present = np.r_[seen[1:], seen[:1]] > 0
+        mruns = _Runs.of(mcodes)
+        if mruns is not None:  # the meters present: those of the runs (-1: the last entry)
+            present = np.zeros(nm + 1, dtype=bool)
+            present[mruns.codes] = True
+        else:
+            seen = np.zeros(nm + 1, dtype=np.int64)
+            for a in range(0, len(mcodes), _CHUNK):
+                seen += np.bincount(mcodes[a : a + _CHUNK].astype(np.intp) + 1, minlength=nm + 1)
+            present = np.r_[seen[1:], seen[:1]] > 0
         guniq = np.r_[np.arange(nm, dtype=np.int64), -1]
         gcodes = mcodes
+        gruns = mruns
     else:
         gkey = mcodes.astype(np.int32) + 1  # -1 (no meter id) -> 0
         gkey *= nu
@@ -1158,6 +1220,8 @@ def _normalise_frame(
         del gkey
         guniq = gpresent - nu  # = meter code * nu + unit code, as before
         present = np.ones(len(guniq), dtype=bool)
+        gruns = _Runs.of(gcodes)
+        mruns = _Runs.of(mcodes)
     factors = np.full(len(guniq), np.nan)
     labels: list[str | None] = [None] * len(guniq)
     notes: list[str] = [""] * len(guniq)
@@ -1199,7 +1263,7 @@ def _normalise_frame(
             bad_meters.setdefault(meter_id, reason_of_group[g])
 
     bad_group = np.isnan(factors) & present
-    bad_rows = _gather_chunked(bad_group, gcodes) if bad_group.any() else None
+    bad_rows = _gather_chunked(bad_group, gcodes, gruns) if bad_group.any() else None
     # new columns are collected and the frame rebuilt without copying (``frame[c] = array``
     # copies the array in pandas 3): raw_value shares the reported values. ``factor`` is one
     # value per group, so it is a categorical over the distinct factors (small codes per row,
@@ -1217,16 +1281,16 @@ def _normalise_frame(
                 if np.isnan(raw).any():
                     new["raw_value"] = np.where(np.isnan(raw), vals, raw)
             if "factor" in frame.columns:  # an earlier factor (powers of ten): per row
-                f = _gather_chunked(factors, gcodes)
+                f = _gather_chunked(factors, gcodes, gruns)
                 prev = frame["factor"].to_numpy(dtype=np.float64, na_value=np.nan)
                 new["factor"] = np.where(np.isnan(prev), f, prev * f)
                 del f
             else:
-                new["factor"] = _factor_categorical(factors, gcodes)
-        new[c] = _multiply_chunked(vals, factors, gcodes)
-    new["raw_unit"] = _cat_take(labels, gcodes)
+                new["factor"] = _factor_categorical(factors, gcodes, gruns)
+        new[c] = _multiply_chunked(vals, factors, gcodes, gruns)
+    new["raw_unit"] = _cat_take(labels, gcodes, gruns)
     canon_of_meter = [CANONICAL_UNITS.get(x) if isinstance(x, str) else None for x in mt]
-    new["unit"] = _cat_take(canon_of_meter, mcodes)
+    new["unit"] = _cat_take(canon_of_meter, mcodes, mruns)
     frame = _with_columns(frame, new)
     mm: np.ndarray | None = None
     if any(notes) and "method" in frame.columns:
@@ -1240,7 +1304,7 @@ def _normalise_frame(
         if len(mcats_m) == 1 and int(mm.min()) == 0:  # one method for every row: per group
             base = str(mcats_m[0])
             texts = [f"{base}; {x}" if x else base for x in notes]
-            frame = _with_columns(frame, {"method": _cat_take(texts, gcodes)})
+            frame = _with_columns(frame, {"method": _cat_take(texts, gcodes, gruns)})
             mm = None
     if any(notes) and "method" in frame.columns and mm is not None:
         key = mm.astype(np.int32) + 1  # -1 (no method) -> 0

@@ -258,3 +258,38 @@ def test_one_table_fed_by_several_resources():
     tables = build_tables(PROFILE, raw, mapping=m)
     assert list(tables.meters["meter_id"]) == ["E1", "G1", "G2"]
     assert list(tables.meters["raw_unit"]) == ["kWh", "m3", "kWh"]
+
+
+@pytest.mark.parametrize("duration", ["30min", "0min", "-30min"])
+def test_end_from_a_duration_is_after_start_only_for_a_positive_duration(duration):
+    """``end = start + duration``: a positive duration proves ``end > start`` for every row
+    with a start (the row-by-row check is skipped); zero or negative is still checked."""
+    rows = [
+        {"m": "M1", "s": "2024-01-01T00:00:00Z", "v": 1.0},
+        {"m": "M1", "s": None, "v": 2.0},  # no start: "start is missing", never "not after"
+        {"m": "M1", "s": "2024-01-01T01:00:00Z", "v": float("inf")},
+        {"m": None, "s": "2024-01-01T02:00:00Z", "v": 3.0},
+    ]
+    fields = {"meter_id": "m", "start": "s", "consumption": "v"}
+    t = build_tables(PROFILE, raw(rows), mapping=mapping(fields, duration=duration))
+    assert len(t.usage) + len(t.quarantine) == len(rows)
+    q = t.quarantine.set_index("rule")["reason"]
+    not_after = [r for r in t.quarantine["reason"] if "end is not after start" in r]
+    if duration == "30min":
+        assert t.usage["_row"].tolist() == [0]
+        assert (t.usage["end"] - t.usage["start"] == pd.Timedelta(duration)).all()
+        assert not not_after
+        assert "consumption is infinite" in q["non_finite"]
+    else:  # every row with a start and a meter fails the check
+        assert len(t.usage) == 0
+        assert len(not_after) == 3
+    assert sum("start is missing" in r for r in t.quarantine["reason"]) == 1
+    assert sum("no meter id" in r for r in t.quarantine["reason"]) == 1
+
+
+def test_a_chunk_without_bad_rows_keeps_no_row_numbers():
+    """No row set aside and no offset: positions say the lineage, no ``_row`` column."""
+    rows = [{"m": "M1", "s": f"2024-01-01T0{h}:00:00Z", "v": float(h)} for h in range(4)]
+    fields = {"meter_id": "m", "start": "s", "consumption": "v"}
+    t = build_tables(PROFILE, raw(rows), mapping=mapping(fields, duration="1h"))
+    assert "_row" not in t.usage and len(t.usage) == 4 and not len(t.quarantine)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scaler_workbench.profile import Profile
 from scaler_workbench.schema import Tables
@@ -40,14 +42,31 @@ def test_dense_factorize_matches_sorted_unique():
     assert (uniq[codes] == keys).all()
 
 
-@pytest.mark.parametrize(("row_units", "chunk"), [(True, 1 << 16), (False, 1 << 16), (False, 7)])
-def test_row_units_meter_units_methods_and_bad_meters_row_by_row(row_units, chunk, monkeypatch):
+@pytest.mark.parametrize(
+    ("row_units", "chunk", "grouped"),
+    [
+        (True, 1 << 16, False),
+        (False, 1 << 16, False),
+        (False, 7, False),
+        (False, 1 << 16, True),  # meters in runs: values written run by run
+        (True, 1 << 16, True),
+    ],
+)
+def test_row_units_meter_units_methods_and_bad_meters_row_by_row(
+    row_units, chunk, grouped, monkeypatch
+):
     import scaler_workbench.units as U
 
     monkeypatch.setattr(U, "_CHUNK", chunk)  # chunked gathers: chunk edges land anywhere
+    monkeypatch.setattr(U, "_RUN_ROWS", 16)  # runs of whole meters pay from 16 rows on
     rng = np.random.default_rng(5)
     n = 5000
     meter = rng.choice(["E1", "G1", "W1", "X1", None], n, p=[0.4, 0.3, 0.2, 0.05, 0.05])
+    if grouped:  # runs of 40..400 rows, a meter met again later, rows without a meter id
+        lengths = rng.integers(40, 400, 30)
+        order = np.array(["E1", "G1", "W1", "X1", None, *meter[:25]], dtype=object)
+        meter = np.concatenate([np.repeat(order, lengths), meter])[:n]
+        assert U._Runs.of(pd.Categorical(meter).codes) is not None
     unit = rng.choice(["Wh", "MWh", None], n)  # a row's own unit beats the meter's
     unit = np.where(meter == "E1", unit, None) if row_units else np.full(n, None)
     method = rng.choice(["as-reported", "estimated-by-provider"], n)
@@ -117,3 +136,35 @@ def test_chunked_gather_and_multiply_match_whole_array_indexing(monkeypatch):
     cat = U._factor_categorical(factors, codes)
     np.testing.assert_array_equal(np.asarray(cat, dtype=np.float64), factors[codes])
     assert (np.asarray(cat.codes) == -1).sum() == np.isnan(factors[codes]).sum()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-1, 5), st.integers(1, 40)), min_size=1, max_size=30),
+    st.integers(1, 8),
+)
+def test_property_runs_equal_row_by_row_indexing(runs, run_rows):
+    """_Runs: per-meter values written run by run equal ``table[codes]`` and
+    ``values * factors[codes]`` bit for bit (code -1 reads the last entry), or it declines."""
+    import scaler_workbench.units as U
+
+    codes = np.repeat(np.array([c for c, _ in runs], dtype=np.int16), [k for _, k in runs])
+    old = U._RUN_ROWS
+    U._RUN_ROWS = run_rows
+    try:
+        r = U._Runs.of(codes)
+    finally:
+        U._RUN_ROWS = old
+    change = int((codes[1:] != codes[:-1]).sum()) if len(codes) > 1 else 0
+    if r is None:
+        assert len(codes) < 2 * run_rows or change >= len(codes) // run_rows
+        return
+    factors = np.array([1.0, 1e-3, GAS, np.nan, 0.1, 3.6])
+    table8 = np.array([3, 0, 2, -1, 1, 5], dtype=np.int8)
+    values = np.random.default_rng(len(codes)).random(len(codes)) * 1e3
+    values[::7] = np.nan
+    np.testing.assert_array_equal(r.gather(factors), factors[codes])
+    np.testing.assert_array_equal(r.gather(table8), table8[codes])
+    assert r.gather(table8).dtype == np.int8
+    np.testing.assert_array_equal(r.multiply(values, factors), values * factors[codes])
+    assert int(r.lengths.sum()) == len(codes)
