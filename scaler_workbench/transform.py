@@ -1606,6 +1606,8 @@ def _series_frame(
     specs = _compile(fields, sep=sep, where=where)
     time_cols = ("start", "end") if table == "usage" else ("timestamp",)
     value_col = "consumption" if table == "usage" else "value"
+    # what the source's value is, in reasons: a production source's value is not consumption
+    value_label = role if role and role != "consumption" else value_col
     needed = ["meter_id", time_cols[0], value_col]
     if table == "usage" and "end" not in specs and not src.get("duration"):
         needed.append("end")
@@ -1714,9 +1716,9 @@ def _series_frame(
     if bad_num is not None:
         null_value &= ~bad_num
     if missing_values == "error":
-        reasons[f"{value_col} is missing"] = null_value
+        reasons[f"{value_label} is missing"] = null_value
     if bad_num is not None:
-        reasons[f"{value_col} is not a number"] = bad_num
+        reasons[f"{value_label} is not a number"] = bad_num
     numbers = [value_col]  # columns checked for ±inf (after any power of ten)
     frame[value_col] = value
     if table == "usage" and not end_after_start:
@@ -1826,7 +1828,10 @@ def _series_frame(
         )
     if not_finite is not None:
         idx = np.flatnonzero(not_finite)
-        cols_of = [", ".join(c for c, m in infinite.items() if m[i]) for i in idx]
+        cols_of = [
+            ", ".join(value_label if c == value_col else c for c, m in infinite.items() if m[i])
+            for i in idx
+        ]
         q.append(
             quarantine_records(
                 [rows[i] for i in idx],
@@ -1845,7 +1850,7 @@ def _series_frame(
         )
     no_data = null_value if bad_any is None else null_value & ~bad_any
     if missing_values != "error" and no_data.any():
-        q.append(_no_data_rows(table, name, value_col, out, mcodes, cats, no_data, time_col))
+        q.append(_no_data_rows(table, name, value_label, out, mcodes, cats, no_data, time_col))
     if bad_any is not None:
         out = out[~bad_any]
     if role:

@@ -298,3 +298,29 @@ def test_roles_stream_in_chunks_as_they_run_whole(opts: dict[str, Any]) -> None:
             want_red += v
     assert whole.usage["redelivery"].sum() == pytest.approx(want_red, rel=1e-9)
     assert whole.usage["consumption"].sum() == pytest.approx(want_con, abs=1e-9)
+
+
+def test_reasons_name_the_sources_role_not_consumption() -> None:
+    """A null or infinite value of a production or redelivery source is named as what it is."""
+    raw = {
+        "meters": _meters(),
+        "imports": _hourly("IMP", [1.0, None]),
+        "exports": _hourly("EXP", [None, float("inf")]),
+        "solar": _hourly("PV", [None, 0.5]),
+    }
+    profile = _profile(
+        {
+            "imports": _source("imports"),
+            "exports": _source("exports", role="redelivery", value_field="redelivery"),
+            "solar": _source("solar", role="production"),  # value mapped as consumption
+        }
+    )
+    q = run_pipeline(profile, raw).quarantine
+    where = q["rule"] + ":" + q["record_key"].str.split("|").str[0]
+    reasons = dict(zip(where, q["reason"], strict=True))
+    assert len(reasons) == len(q) == 4
+    assert "1 production value(s) of meter 'PV' (solar)" in reasons["no_data:PV"]
+    assert "1 redelivery value(s) of meter 'EXP' (exports)" in reasons["no_data:EXP"]
+    assert "1 consumption value(s) of meter 'IMP' (imports)" in reasons["no_data:IMP"]
+    (inf,) = [r for k, r in reasons.items() if k.startswith("non_finite")]
+    assert "(exports): redelivery is infinite" in inf
