@@ -1626,17 +1626,37 @@ def _hole_texts(holes: pd.DataFrame, at: np.ndarray, kind: str) -> tuple[np.ndar
             return v.to_numpy(dtype=np.int64).tolist()
         return _str_array(v).tolist()
 
-    date, n_missing = text_of("date"), text_of("missing_intervals")
     if kind == "day":
+        date, n_missing = text_of("date"), text_of("missing_intervals")
         return np.array([f"{d} ({k})" for d, k in zip(date, n_missing, strict=True)], object), lead
+    # the same (date, start, end, count) recurs across meters (a feed's outage, a clock
+    # change): one text per distinct combination, taken back to every hole by its code
+    codes, bound = np.zeros(len(at), dtype=np.int64), 1  # the codes are < bound
+    for col in cols:
+        v = picked[col]
+        col_codes, col_uniq = pd.factorize(
+            v.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(v.dtype) else v.to_numpy()
+        )
+        if bound * len(col_uniq) >= 1 << 62:  # keep the combined codes in int64
+            codes = pd.factorize(codes)[0].astype(np.int64)
+            bound = int(codes.max()) + 1
+        codes, bound = codes * len(col_uniq) + col_codes, bound * len(col_uniq)
+    key_codes, key_uniq = pd.factorize(codes)
+    first = np.empty(len(key_uniq), dtype=np.int64)
+    first[key_codes[::-1]] = np.arange(len(key_codes) - 1, -1, -1)  # first hole of each
+    picked = {c: v.iloc[first] for c, v in picked.items()}
     texts: list[str] = []
     add = texts.append
     for d, t0, t1, k in zip(
-        date, text_of("start_local"), text_of("end_local"), n_missing, strict=True
+        text_of("date"),
+        text_of("start_local"),
+        text_of("end_local"),
+        text_of("missing_intervals"),
+        strict=True,
     ):
         hm1 = t1[11:16]
         add(f"{d} {t0[11:16]}-{'24:00' if hm1 == '00:00' else hm1} ({k})")
-    return np.array(texts, dtype=object), lead
+    return np.array(texts, dtype=object)[key_codes], lead
 
 
 #: holes named in one finding's reason; the rest are counted ("and K more")
