@@ -283,6 +283,7 @@ class _GxState:
     gx: Any
     context: Any
     batch_definitions: dict[str, Any]
+    validator_cls: Any
     suites: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     setup_seconds: float = 0.0
 
@@ -305,6 +306,7 @@ def _gx_state() -> _GxState:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 import great_expectations as gx
                 from great_expectations.data_context.types.base import ProgressBarsConfig
+                from great_expectations.validator.v1_validator import Validator
 
                 # GX pins this module's logger to INFO; its temp-dir notice is noise in syncs.
                 logging.getLogger("great_expectations.data_context.types.base").setLevel(
@@ -328,7 +330,9 @@ def _gx_state() -> _GxState:
                 hint="Check the great-expectations install (pip show great-expectations); "
                 "validation needs version 1.x.",
             ) from exc
-        _GX = _GxState(gx, context, batch_definitions, setup_seconds=time.perf_counter() - t0)
+        _GX = _GxState(
+            gx, context, batch_definitions, Validator, setup_seconds=time.perf_counter() - t0
+        )
         log.debug("great-expectations set up in %.2f s", _GX.setup_seconds)
         return _GX
 
@@ -450,18 +454,22 @@ def _run_gx(
             # batch frame, and the row positions it reports stay those of ``work``
             named = {kw.get(k) for _, _, kw in specs for k in ("column", "column_A", "column_B")}
             frame = work[[c for c in work.columns if c in named]]
-            batch = state.batch_definitions[table].get_batch(batch_parameters={"dataframe": frame})
+            # one Validator (what a ValidationDefinition runs) for both passes: the batch is
+            # loaded and fingerprinted once, where Batch.validate loads it again per call
+            validator = state.validator_cls(
+                batch_definition=state.batch_definitions[table],
+                batch_parameters={"dataframe": frame},
+                result_format={"result_format": "BOOLEAN_ONLY"},
+            )
             # a pass/fail run first (a third cheaper); the failing rows only when some fail
-            result = batch.validate(suite, result_format={"result_format": "BOOLEAN_ONLY"})
+            result = validator.validate_expectation_suite(suite)
             if not result.success:
-                result = batch.validate(
-                    suite,
-                    result_format={
-                        "result_format": "COMPLETE",
-                        "partial_unexpected_count": 20,
-                        "include_unexpected_rows": False,
-                    },
-                )
+                validator.result_format = {
+                    "result_format": "COMPLETE",
+                    "partial_unexpected_count": 20,
+                    "include_unexpected_rows": False,
+                }
+                result = validator.validate_expectation_suite(suite)
     except WorkbenchError:
         raise
     except Exception as exc:
@@ -1618,17 +1626,37 @@ def _hole_texts(holes: pd.DataFrame, at: np.ndarray, kind: str) -> tuple[np.ndar
             return v.to_numpy(dtype=np.int64).tolist()
         return _str_array(v).tolist()
 
-    date, n_missing = text_of("date"), text_of("missing_intervals")
     if kind == "day":
+        date, n_missing = text_of("date"), text_of("missing_intervals")
         return np.array([f"{d} ({k})" for d, k in zip(date, n_missing, strict=True)], object), lead
+    # the same (date, start, end, count) recurs across meters (a feed's outage, a clock
+    # change): one text per distinct combination, taken back to every hole by its code
+    codes, bound = np.zeros(len(at), dtype=np.int64), 1  # the codes are < bound
+    for col in cols:
+        v = picked[col]
+        col_codes, col_uniq = pd.factorize(
+            v.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(v.dtype) else v.to_numpy()
+        )
+        if bound * len(col_uniq) >= 1 << 62:  # keep the combined codes in int64
+            codes = pd.factorize(codes)[0].astype(np.int64)
+            bound = int(codes.max()) + 1
+        codes, bound = codes * len(col_uniq) + col_codes, bound * len(col_uniq)
+    key_codes, key_uniq = pd.factorize(codes)
+    first = np.empty(len(key_uniq), dtype=np.int64)
+    first[key_codes[::-1]] = np.arange(len(key_codes) - 1, -1, -1)  # first hole of each
+    picked = {c: v.iloc[first] for c, v in picked.items()}
     texts: list[str] = []
     add = texts.append
     for d, t0, t1, k in zip(
-        date, text_of("start_local"), text_of("end_local"), n_missing, strict=True
+        text_of("date"),
+        text_of("start_local"),
+        text_of("end_local"),
+        text_of("missing_intervals"),
+        strict=True,
     ):
         hm1 = t1[11:16]
         add(f"{d} {t0[11:16]}-{'24:00' if hm1 == '00:00' else hm1} ({k})")
-    return np.array(texts, dtype=object), lead
+    return np.array(texts, dtype=object)[key_codes], lead
 
 
 #: holes named in one finding's reason; the rest are counted ("and K more")

@@ -521,8 +521,11 @@ def test_missing_required_column_is_a_schema_error() -> None:
 def test_gx_internal_failure_is_a_validation_setup_error(monkeypatch: pytest.MonkeyPatch) -> None:
     state = v._gx_state()
 
-    class Broken:
+    class Broken:  # GX reads the batch definition through one of these
         def get_batch(self, **kwargs: object) -> object:
+            raise RuntimeError("boom inside GX")
+
+        def build_batch_request(self, **kwargs: object) -> object:
             raise RuntimeError("boom inside GX")
 
     monkeypatch.setitem(state.batch_definitions, "usage", Broken())

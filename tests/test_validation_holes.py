@@ -165,3 +165,48 @@ def test_hole_findings_equal_the_reference(
     assert reasons.str.contains(r" and \d+ more \(\d+ intervals in all\)").any()
     named = reasons[reasons.str.startswith("missing intervals, local ")]
     assert named.str.count(r"\(\d+\), |\(\d+\) and | \(\d+\) \[").max() <= validation._HOLES_SHOWN
+
+
+def test_hole_texts_equal_the_pandas_expression() -> None:
+    """``_hole_texts`` writes one text per distinct (date, start, end, count) and takes it back
+    to every hole; the texts equal the pandas expression it replaced, repeats and all."""
+    rng = np.random.default_rng(5)
+    n = 400
+    day = rng.integers(1, 4, n)
+    hour = rng.integers(0, 24, n)
+    minute = rng.choice([0, 30], n)
+    start = [
+        f"2023-03-{d:02d} {h:02d}:{m:02d}:00+01:00"
+        for d, h, m in zip(day, hour, minute, strict=True)
+    ]
+    end_h = np.where(minute == 30, (hour + 1) % 24, hour)
+    end_m = np.where(minute == 30, 0, 30)
+    end = [
+        f"2023-03-{d:02d} {h:02d}:{m:02d}:00+01:00"
+        for d, h, m in zip(day, end_h, end_m, strict=True)
+    ]
+    holes = pd.DataFrame(
+        {
+            "date": pd.array([f"2023-03-{d:02d}" for d in day], dtype="string"),
+            "start_local": pd.array(start, dtype="string"),
+            "end_local": pd.array(end, dtype="string"),
+            "missing_intervals": pd.array(rng.choice([1, 2, 48], n), dtype="Int64"),
+        }
+    )
+    at = rng.permutation(n)[:300]
+    text, lead = validation._hole_texts(holes, at, "intervals")
+    part = holes.iloc[at]
+    ref = (
+        part["date"].astype(str)
+        + " "
+        + part["start_local"].astype(str).str[11:16]
+        + "-"
+        + part["end_local"].astype(str).str[11:16].replace("00:00", "24:00")
+        + " ("
+        + part["missing_intervals"].astype(str)
+        + ")"
+    )
+    assert lead == "missing intervals, local "
+    assert text.tolist() == ref.tolist()
+    assert len(set(text.tolist())) < len(text)  # not vacuous: repeated holes share a text
+    assert any("-24:00 (" in t for t in text.tolist())  # an end at midnight
