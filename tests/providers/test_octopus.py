@@ -108,7 +108,7 @@ def assert_only_night_nulls(quarantine: Any) -> None:
     keys = {str(k).split("|")[0] for k in quarantine["record_key"]}
     assert keys == {f"{EXPORT_MPAN}:{SHARED}"}
     assert set(quarantine["severity"]) == {"warning"}  # counted, not an error
-    counts = quarantine["reason"].astype(str).str.extract(r"^(\d+) consumption value")[0]
+    counts = quarantine["reason"].astype(str).str.extract(r"^(\d+) redelivery value")[0]
     assert counts.astype(int).sum() == sum(r["consumption"] is None for r in EXPORT)
 
 
