@@ -179,33 +179,17 @@ def split_by_month(
                 "month_ns": pd.Series(dtype="int64"),
             }
         )
-    start = as_utc(usage["start"], "start", "usage").reset_index(drop=True)
-    end = as_utc(usage["end"], "end", "usage").reset_index(drop=True)
     zones = site_timezones(usage, tables, timezone).reset_index(drop=True)
-    s = local_naive(start, zones).astype("int64")
-    e = local_naive(end, zones).astype("int64")
-    valid = (e > s) & start.notna().to_numpy() & end.notna().to_numpy()
-    rows = np.flatnonzero(valid)
-    s, e = s[rows], e[rows]
-    m0 = s.astype("datetime64[ns]").astype("datetime64[M]").astype("int64")
-    m1 = (e - 1).astype("datetime64[ns]").astype("datetime64[M]").astype("int64")
-    counts = m1 - m0 + 1
-    rep = np.repeat(np.arange(len(rows)), counts)
-    offset = np.arange(len(rep)) - np.repeat(np.cumsum(counts) - counts, counts)
-    month = m0[rep] + offset
-    month_start = month.astype("datetime64[M]").astype("datetime64[ns]").astype("int64")
-    month_end = (month + 1).astype("datetime64[M]").astype("datetime64[ns]").astype("int64")
-    overlap = np.minimum(e[rep], month_end) - np.maximum(s[rep], month_start)
-    duration = (e - s)[rep]
-    meter_ids = usage["meter_id"].astype("string").to_numpy()[rows][rep]
+    pieces = _month_pieces(usage, zones)
+    meter_ids = usage["meter_id"].astype("string").to_numpy()[pieces.rows]
     return pd.DataFrame(
         {
-            "row": rows[rep],
+            "row": pieces.rows,
             "meter_id": pd.array(meter_ids, dtype="string"),
-            "month": pd.array(month_labels(month), dtype="string"),
-            "overlap_ns": overlap,
-            "fraction": overlap / duration,
-            "month_ns": month_end - month_start,
+            "month": pd.array(month_labels(pieces.month), dtype="string"),
+            "overlap_ns": pieces.overlap,
+            "fraction": pieces.fraction,
+            "month_ns": _month_ns(pieces.month + 1) - _month_ns(pieces.month),
         }
     )
 
