@@ -859,9 +859,15 @@ def records_json(rows: pd.DataFrame, *, keep_private: bool = False) -> list[str]
 
 
 def _scalar_column(dtype: Any) -> bool:
-    """True for a dtype whose values to_json writes as JSON scalars (never arrays/objects)."""
+    """True for a dtype whose values to_json writes as JSON scalars (never arrays/objects).
+
+    A categorical whose categories are all ``str`` (object categories, as usage's and the
+    canonical frames' text columns) counts: its values are JSON strings or ``null``."""
     if isinstance(dtype, pd.CategoricalDtype):
-        return _scalar_column(dtype.categories.dtype)
+        cats = dtype.categories
+        if pd.api.types.is_object_dtype(cats.dtype):
+            return len(cats) > 0 and pd.api.types.infer_dtype(cats, skipna=False) == "string"
+        return _scalar_column(cats.dtype)
     if isinstance(dtype, pd.StringDtype):
         return True
     return not pd.api.types.is_object_dtype(dtype) and (
