@@ -771,7 +771,7 @@ def quarantine_rows(
     key = TABLES[table].key if table in TABLES else ()
     key_cols = [c for c in key if c in rows.columns]
     if key_cols:
-        parts = []
+        parts: list[pd.Series] = []
         for c in key_cols:
             col = rows[c]
             if isinstance(col.dtype, pd.DatetimeTZDtype):
@@ -780,10 +780,17 @@ def quarantine_rows(
                 parts.append(pd.Series(text, index=rows.index))
             else:
                 parts.append(col.astype(object).astype(str))
-        joined = parts[0].astype(str)
-        for p in parts[1:]:
-            joined = joined + "|" + p.astype(str)
-        keys = unique_keys(joined.tolist())
+        if any(p.hasnans for p in parts):  # pandas' str keeps a missing value, + propagates it
+            joined = parts[0].astype(str)
+            for p in parts[1:]:
+                joined = joined + "|" + p.astype(str)
+            text_keys = joined.tolist()
+        else:  # every part str: joined elementwise by numpy, without pandas' string ops
+            flat = parts[0].to_numpy(dtype=object)
+            for p in parts[1:]:
+                flat = flat + "|" + p.to_numpy(dtype=object)
+            text_keys = flat.tolist()
+        keys = unique_keys(text_keys)
     else:
         keys = [""] * n
     if isinstance(reasons, str):
@@ -859,9 +866,15 @@ def records_json(rows: pd.DataFrame, *, keep_private: bool = False) -> list[str]
 
 
 def _scalar_column(dtype: Any) -> bool:
-    """True for a dtype whose values to_json writes as JSON scalars (never arrays/objects)."""
+    """True for a dtype whose values to_json writes as JSON scalars (never arrays/objects).
+
+    A categorical whose categories are all ``str`` (object categories, as usage's and the
+    canonical frames' text columns) counts: its values are JSON strings or ``null``."""
     if isinstance(dtype, pd.CategoricalDtype):
-        return _scalar_column(dtype.categories.dtype)
+        cats = dtype.categories
+        if pd.api.types.is_object_dtype(cats.dtype):
+            return len(cats) > 0 and pd.api.types.infer_dtype(cats, skipna=False) == "string"
+        return _scalar_column(cats.dtype)
     if isinstance(dtype, pd.StringDtype):
         return True
     return not pd.api.types.is_object_dtype(dtype) and (
