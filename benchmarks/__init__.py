@@ -8,5 +8,6 @@ run. Modules:
 ``package``   the same computation through the package's public stage functions
 ``memory``    peak-RSS measurement per run (kernel high-water mark, reset before each run)
 ``sync``      records/s and request counts through HTTP against the sandbox
+``stages``    per-stage CPU of the package path, for working on one stage (``--dump``, ``--prof``)
 ``run``       the command line: one timing worker runs floor and package interleaved; the table
 """

@@ -185,3 +185,19 @@ def test_sync_benchmark_counts_requests_against_the_plans_minimum():
     assert res["requests_by_resource"] == res["minimum_by_resource"]
     assert res["requests"] == res["minimum"]
     assert res["seconds"] > 0
+
+
+def test_stage_timer_prints_every_stage_and_dumps_the_exported_files(tmp_path, capsys):
+    from benchmarks.stages import main as stages_main
+
+    code = stages_main(
+        ["--meters", "2", "--repeat", "1", "--floor", "--dump", str(tmp_path / "files")]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "M=2: " in out and "cpu ratio" in out
+    for stage in ("canonical", "units", "usage", "validate", "export", "pipeline"):
+        assert f"'{stage}'" in out, stage
+    usage = (tmp_path / "files" / "usage.csv").read_text(encoding="utf-8").splitlines()
+    assert usage[0].startswith("meter_external_id,start_date,end_date,consumption,unit")
+    assert len(usage) == 1 + 2 * 12  # two meters x twelve months
