@@ -159,7 +159,7 @@ def test_smoke_run_package_and_floor_agree(tmp_path, capsys):
     expected = sorted(by_rep[(i, "package")] / by_rep[(i, "floor")] for i in range(2))
     assert sorted(tot["paired_ratios"]) == pytest.approx(expected)
     assert tot["paired_ratio"] == pytest.approx(sum(expected) / 2)
-    assert summary["goals"]["time"] == (tot["paired_ratio"] <= 1.5)
+    assert summary["goals"]["time"] == (tot["paired_ratio"] <= 1.4)  # issue 13
     for path in ("package", "floor"):
         assert summary["cpu"][path]["user_s"] > 0
         assert summary["cpu"][path]["sys_s"] >= 0
