@@ -945,10 +945,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_USAGE if errors else EXIT_OK
 
 
+def _set_aside_state(path: Path) -> Path:
+    """Move a state database (and SQLite's side files) to a new, unused name; return it."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.stem}.before-{stamp}{path.suffix}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            side.rename(Path(f"{kept}{suffix}"))
+    return kept
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from scaler_workbench.connectors._events import observe_fetch
     from scaler_workbench.profile import read_profile
-    from scaler_workbench.sync import builtin_sandbox, run_sync
+    from scaler_workbench.sync import builtin_sandbox, run_sync, state_path
 
     profile = read_profile(args.profile)
     traps = bool(getattr(args, "traps", True))
@@ -961,7 +972,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         try:
             end = getattr(getattr(sandbox, "data", None), "end", None)  # no empty months after
             with observe_fetch(progress.event):
-                result = run_sync(profile, out=out, full=True, until=end, progress=progress.stage)
+                try:
+                    result = run_sync(
+                        profile, out=out, full=True, until=end, progress=progress.stage
+                    )
+                except ProfileError as exc:
+                    if getattr(exc, "key", None) != "sync.on_profile_change":
+                        raise
+                    # the demo's profile changed since the last demo in this folder (a newer
+                    # package): its history was computed the old way; keep it aside, start afresh
+                    kept = _set_aside_state(state_path(profile, out))
+                    print(
+                        f"note: the demo profile changed since the last demo in {out}; the old "
+                        f"state was moved to {kept} and the demo starts from a fresh state",
+                        file=sys.stderr,
+                    )
+                    result = run_sync(
+                        profile, out=out, full=True, until=end, progress=progress.stage
+                    )
         finally:
             progress.close()
         truth = sandbox.ground_truth()
